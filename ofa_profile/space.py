@@ -1,0 +1,382 @@
+"""The elastic MobileNetV3 search spaces: the one place that defines them.
+
+A *space* fixes the macro-architecture (widths, strides, activations, SE) and the
+per-block choices (kernel, expand ratio), per-stage depth and input resolution.
+A *subnet spec* (:class:`SubnetSpec`) picks one value for each choice.  It reads
+and writes OFA's own formats: the spec dict ``{"ks": [20], "e": [20], "d": [5],
+"r": R}`` and a specialised network's ``net.config`` JSON.
+
+Registered spaces (see :data:`SPACES`):
+
+``ofa-mbv3-w1.0``      OFA ``ofa_mbv3_d234_e346_k357_w1.0``
+``ofa-mbv3-w1.2``      the same at width multiplier 1.2 (OFA's Note10 LUT space)
+``compofa-mbv3-w1.0``  CompOFA compound space: per stage d in {2,3,4}, expand
+                       coupled to depth (2->3, 3->4, 4->6), fixed kernel per stage.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+__all__ = [
+    "SpaceError", "StageDef", "Space", "SubnetSpec", "SPACES", "get_space",
+    "make_divisible", "parse_resolutions",
+]
+
+
+from .errors import OfaProfileError
+
+
+class SpaceError(OfaProfileError, ValueError):
+    """A spec, space name or resolution that does not fit a space (one-line message)."""
+
+
+def make_divisible(v: float, divisor: int = 8, min_val: int | None = None) -> int:
+    """OFA's / TF's channel rounding: nearest multiple of ``divisor``, never < 90 % of ``v``."""
+    if min_val is None:
+        min_val = divisor
+    new_v = max(min_val, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return int(new_v)
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """One elastic stage: output width, stride of its first block, activation, squeeze-excite."""
+    width: int
+    stride: int
+    act: str  # "relu" | "h_swish"
+    se: bool
+
+
+# Base (width 1.0) macro-architecture of OFA MobileNetV3 (ofa/imagenet_classification/elastic_nn/networks/ofa_mbv3.py)
+_BASE_WIDTHS = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
+_STRIDES = (2, 2, 2, 1, 2)
+_ACTS = ("relu", "relu", "h_swish", "h_swish", "h_swish")
+_SE = (False, True, False, True, True)
+RESOLUTIONS = tuple(range(128, 225, 4))
+
+
+@dataclass(frozen=True)
+class Space:
+    """An elastic MobileNetV3 space. Construct through :func:`get_space`."""
+    name: str
+    ofa_id: str
+    width_mult: float
+    stem_ch: int
+    first_block_ch: int
+    stages: tuple[StageDef, ...]
+    final_expand_ch: int
+    feature_mix_ch: int
+    n_classes: int = 1000
+    depths: tuple[int, ...] = (2, 3, 4)
+    expands: tuple[int, ...] = (3, 4, 6)
+    kernels: tuple[int, ...] = (3, 5, 7)
+    resolutions: tuple[int, ...] = RESOLUTIONS
+    max_depth: int = 4
+    compound: bool = False
+    # CompOFA: expand ratio as a function of stage depth, and the fixed kernel of each stage
+    compound_expand: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (4, 6))
+    compound_kernels: tuple[int, ...] = (3, 5, 3, 3, 5)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def n_blocks(self) -> int:
+        return self.n_stages * self.max_depth
+
+    def mid_channels(self, in_ch: int, expand: float) -> int:
+        """Middle (expanded) channels of an MBConv block: make_divisible(round(in * e), 8)."""
+        return make_divisible(round(in_ch * expand), 8)
+
+    @staticmethod
+    def se_channels(mid_ch: int) -> int:
+        """Squeeze-excite hidden channels: make_divisible(mid // 4, 8)."""
+        return make_divisible(mid_ch // 4, 8)
+
+    def stage_in_channels(self, stage: int) -> int:
+        return self.first_block_ch if stage == 0 else self.stages[stage - 1].width
+
+    def size(self, per_resolution: bool = True) -> int:
+        """Number of distinct subnets (active blocks only)."""
+        if self.compound:
+            n = len(self.depths) ** self.n_stages
+        else:
+            per_block = len(self.kernels) * len(self.expands)
+            n = sum(per_block ** d for d in self.depths) ** self.n_stages
+        return n if per_resolution else n * len(self.resolutions)
+
+    # -- sampling ---------------------------------------------------------------------------
+    def sample(self, rng: random.Random | int, resolution: int | Sequence[int] | None = None) -> "SubnetSpec":
+        """Uniformly sample a subnet. ``rng`` is a ``random.Random`` or an int seed."""
+        if isinstance(rng, int):
+            rng = random.Random(rng)
+        if resolution is None:
+            r = rng.choice(self.resolutions)
+        elif isinstance(resolution, int):
+            r = resolution
+        else:
+            r = rng.choice(list(resolution))
+        d = tuple(rng.choice(self.depths) for _ in range(self.n_stages))
+        if self.compound:
+            return self.compound_spec(d, r)
+        ks = tuple(rng.choice(self.kernels) for _ in range(self.n_blocks))
+        e = tuple(rng.choice(self.expands) for _ in range(self.n_blocks))
+        return SubnetSpec(self.name, ks, e, d, r).validated()
+
+    def compound_spec(self, d: Sequence[int], r: int) -> "SubnetSpec":
+        """CompOFA subnet from per-stage depths (expand and kernel follow from them)."""
+        emap = dict(self.compound_expand)
+        ks: list[int] = []
+        e: list[int] = []
+        for s, ds in enumerate(d):
+            if ds not in emap:
+                raise SpaceError(f"d[{s}]={ds} is not one of {sorted(emap)}")
+            ks += [self.compound_kernels[s]] * self.max_depth
+            e += [emap[ds]] * self.max_depth
+        return SubnetSpec(self.name, tuple(ks), tuple(e), tuple(d), int(r)).validated()
+
+    def largest(self, r: int = 224) -> "SubnetSpec":
+        if self.compound:
+            return self.compound_spec([max(self.depths)] * self.n_stages, r)
+        return SubnetSpec(self.name, (max(self.kernels),) * self.n_blocks, (max(self.expands),) * self.n_blocks,
+                          (max(self.depths),) * self.n_stages, r)
+
+    def smallest(self, r: int = 224) -> "SubnetSpec":
+        if self.compound:
+            return self.compound_spec([min(self.depths)] * self.n_stages, r)
+        return SubnetSpec(self.name, (min(self.kernels),) * self.n_blocks, (min(self.expands),) * self.n_blocks,
+                          (min(self.depths),) * self.n_stages, r)
+
+    def iter_compound(self, r: int) -> Iterator["SubnetSpec"]:
+        """All subnets of a compound space at one resolution (243 for CompOFA)."""
+        if not self.compound:
+            raise SpaceError(f"space {self.name} is not a compound space; iterate only compound spaces")
+        for d in itertools.product(self.depths, repeat=self.n_stages):
+            yield self.compound_spec(d, r)
+
+
+def _mbv3_space(name: str, width_mult: float, compound: bool = False) -> Space:
+    w = [make_divisible(b * width_mult, 8) for b in _BASE_WIDTHS]
+    stages = tuple(StageDef(w[2 + i], _STRIDES[i], _ACTS[i], _SE[i]) for i in range(5))
+    ofa_id = f"ofa_mbv3_d234_e346_k357_w{width_mult:.1f}"
+    return Space(name=name, ofa_id=ofa_id, width_mult=width_mult, stem_ch=w[0], first_block_ch=w[1],
+                 stages=stages, final_expand_ch=w[7], feature_mix_ch=w[8], compound=compound)
+
+
+SPACES: dict[str, Space] = {
+    "ofa-mbv3-w1.0": _mbv3_space("ofa-mbv3-w1.0", 1.0),
+    "ofa-mbv3-w1.2": _mbv3_space("ofa-mbv3-w1.2", 1.2),
+    "compofa-mbv3-w1.0": _mbv3_space("compofa-mbv3-w1.0", 1.0, compound=True),
+}
+DEFAULT_SPACE = "ofa-mbv3-w1.0"
+
+
+def get_space(name: str | Space) -> Space:
+    if isinstance(name, Space):
+        return name
+    alias = {s.ofa_id: k for k, s in SPACES.items() if not s.compound}
+    key = alias.get(name, name)
+    if key not in SPACES:
+        raise SpaceError(f"unknown space {name!r}; choose one of {', '.join(SPACES)}")
+    return SPACES[key]
+
+
+def parse_resolutions(text: str | Sequence[int] | None, space: Space | str = DEFAULT_SPACE) -> tuple[int, ...]:
+    """Parse ``"160,224"``, ``"128-224"`` (every step-4 value of the space between) or ``"all"``."""
+    sp = get_space(space)
+    if text is None or text == "all":
+        return sp.resolutions
+    if not isinstance(text, str):
+        vals = [int(v) for v in text]
+    else:
+        vals = []
+        for part in text.replace(" ", "").split(","):
+            if not part:
+                continue
+            try:
+                if "-" in part:
+                    lo, hi = (int(x) for x in part.split("-", 1))
+                    vals += [r for r in sp.resolutions if lo <= r <= hi]
+                else:
+                    vals.append(int(part))
+            except ValueError:
+                raise SpaceError(f"bad resolution list {text!r}; write e.g. 160,224 or 128-224") from None
+    bad = [v for v in vals if v not in sp.resolutions]
+    if bad or not vals:
+        raise SpaceError(f"resolution(s) {bad or text} not in the space: use {sp.resolutions[0]}..{sp.resolutions[-1]}"
+                         f" in steps of 4")
+    return tuple(sorted(set(vals)))
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    """One subnet: kernel and expand per block (``n_blocks`` entries), depth per stage, resolution.
+
+    Entries of skipped blocks (index >= d of their stage) are kept as given but ignored.
+    """
+    space: str
+    ks: tuple[int, ...]
+    e: tuple[int, ...]
+    d: tuple[int, ...]
+    r: int
+
+    @property
+    def space_def(self) -> Space:
+        return get_space(self.space)
+
+    def validated(self) -> "SubnetSpec":
+        """Return self, or raise :class:`SpaceError` naming the first bad field."""
+        sp = get_space(self.space)
+        for field, vals, n, allowed in (("d", self.d, sp.n_stages, sp.depths), ("ks", self.ks, sp.n_blocks, sp.kernels),
+                                       ("e", self.e, sp.n_blocks, sp.expands)):
+            if len(vals) != n:
+                raise SpaceError(f"field {field!r} has {len(vals)} entries; space {sp.name} needs {n}")
+            for i, v in enumerate(vals):
+                if field != "d" and i % sp.max_depth >= self.d[i // sp.max_depth]:
+                    continue  # skipped block: its value is ignored
+                if v not in allowed:
+                    raise SpaceError(f"{field}[{i}]={v!r} is not one of {list(allowed)} (space {sp.name})")
+        if self.r not in sp.resolutions:
+            raise SpaceError(f"r={self.r!r} is not in the space: use {sp.resolutions[0]}..{sp.resolutions[-1]} in steps of 4")
+        if sp.compound:
+            emap = dict(sp.compound_expand)
+            for s, ds in enumerate(self.d):
+                for b in range(ds):
+                    i = s * sp.max_depth + b
+                    if self.ks[i] != sp.compound_kernels[s] or self.e[i] != emap[ds]:
+                        raise SpaceError(f"block {i} (ks={self.ks[i]}, e={self.e[i]}) breaks the compound rule of "
+                                         f"{sp.name}: stage {s} at depth {ds} needs ks={sp.compound_kernels[s]}, e={emap[ds]}")
+        return self
+
+    def active_blocks(self) -> list[tuple[int, int, int]]:
+        """(global block index, stage, index in stage) of every active elastic block, in order."""
+        sp = get_space(self.space)
+        return [(s * sp.max_depth + b, s, b) for s in range(sp.n_stages) for b in range(self.d[s])]
+
+    def canonical(self) -> "SubnetSpec":
+        """Same subnet with skipped-block entries set to the space minimum (for hashing/dedup)."""
+        sp = get_space(self.space)
+        ks, e = list(self.ks), list(self.e)
+        for s in range(sp.n_stages):
+            for b in range(self.d[s], sp.max_depth):
+                ks[s * sp.max_depth + b] = min(sp.kernels)
+                e[s * sp.max_depth + b] = min(sp.expands)
+        return dataclasses.replace(self, ks=tuple(ks), e=tuple(e))
+
+    # -- OFA formats ------------------------------------------------------------------------
+    def to_ofa(self) -> dict[str, Any]:
+        return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "r": self.r}
+
+    @classmethod
+    def from_ofa(cls, obj: Mapping[str, Any], space: str | Space = DEFAULT_SPACE, r: int | None = None) -> "SubnetSpec":
+        """Read OFA's spec dict. ``r`` may be an int or OFA's one-element list; ``r=`` overrides."""
+        sp = get_space(space)
+        if not isinstance(obj, Mapping):
+            raise SpaceError("a subnet spec must be a JSON object with keys ks, e, d, r")
+        missing = [k for k in ("ks", "e", "d") if k not in obj]
+        if missing:
+            raise SpaceError(f"subnet spec lacks field(s) {', '.join(missing)}; expected {{'ks': [..], 'e': [..], 'd': [..], 'r': R}}")
+        rv: Any = r if r is not None else obj.get("r", obj.get("image_size"))
+        if isinstance(rv, (list, tuple)):
+            rv = rv[0] if len(rv) == 1 else None
+        if rv is None:
+            raise SpaceError("subnet spec lacks the resolution 'r' (give it in the spec or with --resolution)")
+
+        def ints(field: str) -> tuple[int, ...]:
+            vals = obj[field]
+            if not isinstance(vals, (list, tuple)):
+                raise SpaceError(f"field {field!r} must be a list, got {type(vals).__name__}")
+            out = []
+            for i, v in enumerate(vals):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+                    raise SpaceError(f"{field}[{i}]={v!r} is not an integer")
+                out.append(int(v))
+            return tuple(out)
+
+        try:
+            rint = int(rv)
+        except (TypeError, ValueError):
+            raise SpaceError(f"r={rv!r} is not an integer resolution") from None
+        return cls(sp.name, ints("ks"), ints("e"), ints("d"), rint).validated()
+
+    @classmethod
+    def from_net_config(cls, cfg: Mapping[str, Any], r: int | None = None) -> "SubnetSpec":
+        """Read an OFA specialised network's ``net.config`` (MobileNetV3 JSON)."""
+        if isinstance(cfg, Mapping) and cfg.get("name") not in (None, "MobileNetV3"):
+            raise SpaceError(f"net.config describes a {cfg.get('name')} network, not an OFA MobileNetV3")
+        try:
+            stem = cfg["first_conv"]["out_channels"]
+            blocks = cfg["blocks"]
+        except (KeyError, TypeError):
+            raise SpaceError("not an OFA MobileNetV3 net.config (needs first_conv and blocks)") from None
+        spaces = [s for s in SPACES.values() if not s.compound and s.stem_ch == stem]
+        if not spaces:
+            raise SpaceError(f"net.config stem width {stem} matches no space ({', '.join(SPACES)})")
+        sp = spaces[0]
+        if r is None:
+            r = cfg.get("image_size") or cfg.get("r")
+        if r is None:
+            raise SpaceError("net.config has no image size: pass the resolution (run.config image_size)")
+        body = [b.get("mobile_inverted_conv") or b.get("conv") for b in blocks]
+        if not body or body[0] is None:
+            raise SpaceError("net.config has no MobileInvertedResidualBlock blocks")
+        # blocks[0] is the fixed first block; each later block without shortcut starts a stage
+        stages: list[list[Mapping[str, Any]]] = []
+        for blk, conv in zip(blocks[1:], body[1:]):
+            if blk.get("shortcut") is None:
+                stages.append([])
+            if not stages:
+                raise SpaceError("net.config: first elastic block has an identity shortcut; not an OFA MobileNetV3")
+            stages[-1].append(conv)
+        if len(stages) != sp.n_stages:
+            raise SpaceError(f"net.config has {len(stages)} stages; space {sp.name} has {sp.n_stages}")
+        ks, e, d = [], [], []
+        for s, convs in enumerate(stages):
+            if convs[0]["out_channels"] != sp.stages[s].width:
+                raise SpaceError(f"net.config stage {s} width {convs[0]['out_channels']} != {sp.stages[s].width} of {sp.name}")
+            d.append(len(convs))
+            for b in range(sp.max_depth):
+                if b < len(convs):
+                    ks.append(int(convs[b]["kernel_size"]))
+                    er = convs[b]["expand_ratio"]
+                    e.append(int(er) if float(er).is_integer() else er)
+                else:
+                    ks.append(min(sp.kernels))
+                    e.append(min(sp.expands))
+        return cls(sp.name, tuple(ks), tuple(e), tuple(d), int(r)).validated()
+
+    @classmethod
+    def load(cls, path: str | Path, space: str | Space = DEFAULT_SPACE, r: int | None = None) -> "SubnetSpec":
+        """Load a spec JSON file or a net.config (a sibling run.config supplies the image size)."""
+        p = Path(path)
+        try:
+            obj = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise SpaceError(f"arch file {p} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SpaceError(f"arch file {p} is not valid JSON ({exc})") from None
+        if isinstance(obj, Mapping) and "blocks" in obj:
+            if r is None and (p.parent / "run.config").exists():
+                try:
+                    r = int(json.loads((p.parent / "run.config").read_text())["image_size"])
+                except Exception:
+                    r = None
+            return cls.from_net_config(obj, r=r)
+        if isinstance(obj, Mapping) and isinstance(obj.get("arch"), Mapping):
+            obj = obj["arch"]  # our own output files: {"arch": {...}, ...}
+        return cls.from_ofa(obj, space=obj.get("space", space) if isinstance(obj, Mapping) else space, r=r)
+
+    def short(self) -> str:
+        """A compact readable id, e.g. ``r192-d23433-k5353...-e3344...`` (active blocks only)."""
+        act = self.active_blocks()
+        return (f"r{self.r}-d{''.join(map(str, self.d))}-k{''.join(str(self.ks[i]) for i, _, _ in act)}"
+                f"-e{''.join(str(self.e[i]) for i, _, _ in act)}")
