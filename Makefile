@@ -1,0 +1,40 @@
+# ofa-profile: `make demo` runs the main job, `make test` the test suite; both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= out
+
+.PHONY: setup sysdeps test demo bench clean
+
+$(BIN)/.installed: setup.py requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e . -r requirements-test.txt
+	$(BIN)/pip install -q --no-deps ofa==0.1.0.post202307202001
+	touch $@
+
+setup: $(BIN)/.installed
+
+# system packages used by the device tests (real adb, a real OpenSSH server on loopback)
+sysdeps:
+	@if ! command -v adb >/dev/null || [ ! -x /usr/sbin/sshd ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb openssh-server openssh-client >/dev/null; \
+	  else echo "note: install adb and openssh-server (apt-get) for the device tests; they skip without them" >&2; fi; \
+	fi
+
+test: setup sysdeps
+	$(BIN)/python -m pytest -q tests
+
+demo: setup
+	mkdir -p $(OUT)
+	$(BIN)/ofa-profile devices
+	$(BIN)/ofa-profile measure --device cpu-ort --resolutions 160 --out $(OUT)/demo-cpu-ort.json
+	$(BIN)/ofa-profile calibrate --device cpu-ort --lut $(OUT)/demo-cpu-ort.json --samples 20 --test-samples 10
+	$(BIN)/ofa-profile predict --lut $(OUT)/demo-cpu-ort.json --arch examples/arch-r160.json
+
+bench: setup
+	$(BIN)/python benchmarks/bench_lut.py
+
+clean:
+	rm -rf $(OUT) build dist *.egg-info

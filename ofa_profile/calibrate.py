@@ -1,0 +1,221 @@
+"""Whole-net calibration of a LUT: from LUT sums to measured end-to-end latency.
+
+A LUT sum misses what happens between blocks (one runtime call instead of many,
+cache reuse, framework overhead per call), so it is biased, by runtime and
+resolution.  We measure N seeded random whole subnets, fit a ridge regression on
+LUT-derived features, and store it as *plain numbers* in the LUT JSON (no pickles:
+a scikit-learn upgrade cannot break a stored predictor).  The fit is reported on
+subnets not used for fitting: share within +-2/5/10 %, RMSE, Spearman.
+
+Features (:func:`features`): the LUT ms of the fixed part (stem, first block,
+head), of each stage, the number of active blocks, and the resolution.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from .errors import OfaProfileError
+from .ops import subnet_ops
+from .space import SubnetSpec, get_space
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .lut import Lut
+    from .measure import Profiler
+
+__all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", "evaluate", "calibrate_device",
+           "CalibrationReport"]
+
+CALIBRATION_FORMAT = "ridge-v1"
+FEATURE_NAMES = ("fixed_ms", "stage1_ms", "stage2_ms", "stage3_ms", "stage4_ms", "stage5_ms", "n_blocks", "r_norm")
+
+
+def features(spec: SubnetSpec, lut: "Lut") -> list[float]:
+    """LUT-derived features of a subnet (see FEATURE_NAMES); raises LutMissError on missing keys."""
+    from .lut import LutMissError
+    sp = get_space(spec.space)
+    ops = subnet_ops(spec)
+    missing = [op.key for op in ops if op.key not in lut.entries]
+    if missing:
+        raise LutMissError(f"LUT lacks {len(missing)} key(s) for this subnet, e.g. {missing[0]}; "
+                           f"measure resolution {spec.r} first")
+    stage_ms = [0.0] * sp.n_stages
+    fixed = 0.0
+    # ops: stem, first block, elastic blocks in order, then 4 head ops
+    for op in ops[:2] + ops[-4:]:
+        fixed += lut.entries[op.key].median_ms
+    for (i, s, b), op in zip(spec.active_blocks(), ops[2:-4]):
+        stage_ms[s] += lut.entries[op.key].median_ms
+    return [fixed, *stage_ms, float(len(spec.active_blocks())), spec.r / 224.0]
+
+
+def _design(specs: Sequence[SubnetSpec], lut: "Lut"):
+    import numpy as np
+    return np.array([features(s, lut) for s in specs], dtype=float)
+
+
+def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], lut: "Lut",
+                    seed: int = 0) -> dict[str, Any]:
+    """Fit the calibration (ridge on standardised features, alpha by leave-one-out CV) -> plain dict."""
+    import numpy as np
+    from sklearn.linear_model import RidgeCV
+
+    if len(specs) < 10:
+        raise OfaProfileError(f"calibration needs at least 10 measured subnets, got {len(specs)}")
+    X = _design(specs, lut)
+    y = np.asarray(measured_ms, dtype=float)
+    mu = X.mean(axis=0)
+    sd = X.std(axis=0)
+    sd[sd == 0] = 1.0
+    Z = (X - mu) / sd
+    # relative error matters: weight each subnet by 1/y^2 (fit in relative terms)
+    w = 1.0 / np.maximum(y, 1e-6) ** 2
+    model = RidgeCV(alphas=np.logspace(-4, 2, 25)).fit(Z, y, sample_weight=w)
+    return {
+        "format": CALIBRATION_FORMAT,
+        "model": "ridge",
+        "feature_names": list(FEATURE_NAMES),
+        "feature_mean": [float(v) for v in mu],
+        "feature_scale": [float(v) for v in sd],
+        "coef": [float(v) for v in model.coef_],
+        "intercept": float(model.intercept_),
+        "alpha": float(model.alpha_),
+        "n_fit": int(len(specs)),
+        "seed": seed,
+        "sklearn_version": __import__("sklearn").__version__,
+    }
+
+
+def apply_calibration(calibration: Mapping[str, Any], spec: SubnetSpec, lut: "Lut") -> float:
+    """Calibrated latency (ms) of ``spec``, from the stored plain parameters (no scikit-learn needed)."""
+    if calibration.get("format") != CALIBRATION_FORMAT:
+        raise OfaProfileError(f"LUT calibration format {calibration.get('format')!r} is not {CALIBRATION_FORMAT!r}; "
+                              f"re-run `ofa-profile calibrate`")
+    if list(calibration["feature_names"]) != list(FEATURE_NAMES):
+        raise OfaProfileError("LUT calibration uses other features than this version; re-run `ofa-profile calibrate`")
+    x = features(spec, lut)
+    y = calibration["intercept"]
+    for xi, m, s, c in zip(x, calibration["feature_mean"], calibration["feature_scale"], calibration["coef"]):
+        y += c * (xi - m) / s
+    return float(y)
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    n: int
+    within_2pct: float
+    within_3pct: float
+    within_5pct: float
+    within_10pct: float
+    rmse_ms: float
+    mape_pct: float
+    spearman: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def evaluate(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> CalibrationReport:
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    p = np.asarray(predicted_ms, dtype=float)
+    m = np.asarray(measured_ms, dtype=float)
+    rel = np.abs(p - m) / m
+    rho = float(spearmanr(p, m).statistic) if len(m) > 2 else float("nan")
+    return CalibrationReport(n=len(m), within_2pct=float((rel <= 0.02).mean()), within_3pct=float((rel <= 0.03).mean()),
+                             within_5pct=float((rel <= 0.05).mean()), within_10pct=float((rel <= 0.10).mean()),
+                             rmse_ms=float(np.sqrt(((p - m) ** 2).mean())), mape_pct=float(rel.mean() * 100),
+                             spearman=rho)
+
+
+# -- measuring whole subnets (resumable) ---------------------------------------------------------
+
+def sample_specs(space: str, n: int, seed: int, resolutions: Sequence[int]) -> list[SubnetSpec]:
+    sp = get_space(space)
+    rng = random.Random(seed)
+    return [sp.sample(rng, resolution=list(resolutions)) for _ in range(n)]
+
+
+def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: Path, seed: int,
+                    progress: bool = True) -> list[float]:
+    """Median whole-net latency of each spec; finished ones are journaled (fsync) and reused on rerun."""
+    done: dict[str, float] = {}
+    if journal.exists():
+        for line in journal.read_bytes().splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["arch"]] = float(rec["median_ms"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
+                continue  # a torn last line
+    from .measure import _progress
+    bar = _progress(len(specs), sum(1 for s in specs if _arch_key(s) in done), "subnets", progress)
+    with open(journal, "ab") as f:
+        if journal.stat().st_size and not journal.read_bytes().endswith(b"\n"):
+            f.write(b"\n")
+        for s in specs:
+            k = _arch_key(s)
+            if k in done:
+                continue
+            m = profiler.measure_subnet(s, seed)
+            done[k] = m.median_ms
+            f.write((json.dumps({"arch": k, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms, "count": m.count}) + "\n")
+                    .encode())
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(1)
+    bar.close()
+    return [done[_arch_key(s)] for s in specs]
+
+
+def _arch_key(spec: SubnetSpec) -> str:
+    return json.dumps(spec.canonical().to_ofa(), separators=(",", ":"))
+
+
+def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: int, seed: int = 0,
+                     resolutions: Sequence[int] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Measure ``n_fit + n_test`` seeded random subnets, fit on the first ``n_fit``, report on the rest,
+    store the calibration in the LUT (atomically) and return the report dict."""
+    from .lut import load_lut, save_lut
+
+    from .timing import fingerprint_mismatch
+
+    lut = load_lut(lut_path)
+    bad = fingerprint_mismatch(lut.fingerprint, profiler.fingerprint())
+    if bad:
+        raise OfaProfileError(f"LUT {lut_path} was measured on another setup ({'; '.join(bad)}); "
+                              f"calibrate on the machine and runtime that built it")
+    res = tuple(resolutions) if resolutions else lut.resolutions
+    miss = [r for r in res if r not in lut.resolutions]
+    if miss:
+        raise OfaProfileError(f"LUT {lut_path} does not cover resolution(s) {miss}; measure them first")
+    specs = sample_specs(lut.space, n_fit + n_test, seed, res)
+    journal = lut_path.with_name(lut_path.name + f".calib-s{seed}.jsonl")
+    t0 = time.perf_counter()
+    measured = measure_subnets(profiler, specs, journal, seed, progress=progress)
+    t_meas = time.perf_counter() - t0
+    fit_specs, test_specs = specs[:n_fit], specs[n_fit:]
+    cal = fit_calibration(fit_specs, measured[:n_fit], lut, seed=seed)
+    lut_sum = [lut.lut_sum_ms(s) for s in test_specs]
+    cal_pred = [apply_calibration(cal, s, lut) for s in test_specs]
+    report = {
+        "n_fit": n_fit, "n_test": n_test, "seed": seed, "resolutions": list(res),
+        "test_calibrated": evaluate(cal_pred, measured[n_fit:]).as_dict() if n_test else None,
+        "test_lut_sum": evaluate(lut_sum, measured[n_fit:]).as_dict() if n_test else None,
+        "ratio_lut_sum_to_measured_mean": float(sum(a / b for a, b in zip(lut_sum, measured[n_fit:])) / max(1, n_test)),
+        "measure_s": round(t_meas, 1),
+        "samples": [{"arch": s.to_ofa(), "measured_ms": round(m, 5), "split": "fit" if i < n_fit else "test"}
+                    for i, (s, m) in enumerate(zip(specs, measured))],
+    }
+    cal["report"] = {k: v for k, v in report.items() if k != "samples"}
+    cal["samples"] = report["samples"]
+    cal["fingerprint_checked"] = True
+    save_lut(lut.with_calibration(cal), lut_path)
+    journal.unlink(missing_ok=True)
+    return report

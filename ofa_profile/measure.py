@@ -1,0 +1,297 @@
+"""The resumable LUT builder.
+
+``measure_lut`` measures every op of a space at the chosen resolutions on one
+device and writes a LUT JSON.  Each finished op is appended (and fsync'ed) to a
+journal ``<out>.journal.jsonl`` beside the output, so a run killed at any moment
+(SIGKILL included) resumes where it stopped; the LUT itself is only ever written
+atomically.  An existing LUT at ``out`` is extended: only missing keys are measured.
+
+A *profiler* runs ops on a device: :class:`LocalProfiler` compiles each op with a
+local runtime (torch, onnxruntime, litert, torch-cuda); remote transports (adb,
+ssh) provide their own with the same interface (:class:`Profiler`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .devices import DeviceError, DeviceSpec, device_status
+from .errors import OfaProfileError
+from .ops import Op, enumerate_ops, parse_key
+from .space import SubnetSpec, get_space
+from .timing import Measurement, TimingConfig, fingerprint, fingerprint_mismatch, fix_malloc, measure_callable, set_threads
+
+__all__ = ["Profiler", "LocalProfiler", "make_profiler", "measure_lut", "JOURNAL_SUFFIX"]
+
+JOURNAL_SUFFIX = ".journal.jsonl"
+
+
+class Profiler:
+    """Runs ops and whole subnets on one device. Subclasses implement :meth:`measure_op`."""
+
+    device: DeviceSpec
+    batch_size: int = 1
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def fingerprint(self) -> dict[str, Any]:
+        return fingerprint(self.versions(), num_threads=self.device.num_threads)
+
+    def measure_op(self, op: Op, seed: int) -> Measurement:
+        raise NotImplementedError
+
+    def measure_ops(self, ops: Sequence[Op], seed: int, on_result: Callable[[Op, Measurement], None]) -> None:
+        """Measure many ops, reporting each as soon as it is done (remote profilers batch here)."""
+        for op in ops:
+            on_result(op, self.measure_op(op, seed))
+
+    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Profiler":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LocalProfiler(Profiler):
+    """Ops as real modules of exact shape, compiled by a runtime of this machine."""
+
+    def __init__(self, device: DeviceSpec, batch_size: int | None = None, timing: TimingConfig | None = None):
+        from .runtimes import get_runtime
+
+        self.device = device
+        self.batch_size = batch_size or device.batch_size
+        self.timing = timing or device.timing
+        self.runtime = get_runtime(device.runtime)
+        ok, why = self.runtime.check()
+        if not ok:
+            raise DeviceError(f"device {device.name} cannot run here: {why}")
+        fix_malloc()
+        set_threads(device.num_threads)
+        self._tmp = tempfile.TemporaryDirectory(prefix="ofa-profile-")
+        self._sync = getattr(self.runtime, "sync", None)
+
+    def versions(self) -> dict[str, str]:
+        return self.runtime.versions()
+
+    def _time(self, module: Any, example: Any) -> Measurement:
+        compiled = self.runtime.compile(module, example, num_threads=self.device.num_threads,
+                                        workdir=Path(self._tmp.name))
+        try:
+            return measure_callable(compiled.run, self.timing, sync=self._sync)
+        finally:
+            compiled.close()
+
+    def measure_op(self, op: Op, seed: int) -> Measurement:
+        from .blocks import op_input, op_module
+        return self._time(op_module(op, seed=seed), op_input(op, seed=seed, batch=self.batch_size))
+
+    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
+        from .blocks import subnet_input, subnet_module
+        return self._time(subnet_module(spec, seed=seed), subnet_input(spec, seed=seed, batch=self.batch_size))
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+def make_profiler(device: DeviceSpec, batch_size: int | None = None, **kw: Any) -> Profiler:
+    if device.template:
+        raise DeviceError(f"device {device.name} is a template: copy {device.path} to a new file, fill it in, "
+                          f"and pass that file's path as --device")
+    if device.transport == "local":
+        return LocalProfiler(device, batch_size=batch_size, timing=kw.get("timing"))
+    from . import transports
+    return transports.make_remote_profiler(device, batch_size=batch_size, **kw)
+
+
+# -- journal ------------------------------------------------------------------------------------
+
+def _journal_path(out: Path) -> Path:
+    return out.with_name(out.name + JOURNAL_SUFFIX)
+
+
+def _read_journal(path: Path) -> tuple[dict | None, dict[str, dict]]:
+    """Header and entries of a journal; a torn last line (killed mid-write) is ignored."""
+    header, entries = None, {}
+    if not path.exists():
+        return None, {}
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                rec = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if rec.get("type") == "header":
+                header = rec
+            elif rec.get("type") == "entry" and "key" in rec:
+                entries[rec["key"]] = rec["entry"]
+    return header, entries
+
+
+class _Journal:
+    def __init__(self, path: Path, header: Mapping[str, Any]):
+        self.path = path
+        new = not path.exists() or path.stat().st_size == 0
+        if not new:
+            # a torn last line would swallow our next record: terminate it
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+        self.f = open(path, "ab")
+        if not new and torn:
+            self.f.write(b"\n")
+        if new:
+            self._write({"type": "header", **header})
+
+    def _write(self, rec: Mapping[str, Any]) -> None:
+        self.f.write((json.dumps(rec, separators=(",", ":")) + "\n").encode())
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def add(self, key: str, entry: Mapping[str, Any]) -> None:
+        self._write({"type": "entry", "key": key, "entry": entry})
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def entry_from_measurement(m: Measurement, keep_raw: bool = True) -> dict[str, Any]:
+    e: dict[str, Any] = {"median_ms": round(m.median_ms, 6), "iqr_ms": round(m.iqr_ms, 6), "count": m.count,
+                         "mean_ms": round(m.mean_ms, 6), "std_ms": round(m.std_ms, 6)}
+    if keep_raw:
+        e["raw_ms"] = [round(x, 5) for x in m.raw_ms]
+    return e
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    lut_path: Path
+    measured: int
+    reused: int
+    total: int
+    elapsed_s: float
+
+
+def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None = None, *, space: str | None = None,
+                batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
+                profiler: Profiler | None = None, limit: int | None = None) -> MeasureResult:
+    """Measure (or finish measuring) the LUT of ``device`` at ``resolutions`` into ``out``.
+
+    ``limit`` stops after that many newly measured ops (the journal keeps them; a rerun goes on).
+    """
+    from .lut import Lut, LutEntry, LutError, load_lut, save_lut
+
+    t0 = time.perf_counter()
+    sp = get_space(space or device.space)
+    res = tuple(resolutions) if resolutions else sp.resolutions
+    out = Path(out)
+    if not out.parent.exists():
+        raise OfaProfileError(f"output folder {out.parent} does not exist; create it or choose another --out")
+    ops = [op for _, op in enumerate_ops(sp, res)]
+    jpath = _journal_path(out)
+    if fresh and jpath.exists():
+        jpath.unlink()
+
+    existing: dict[str, LutEntry] = {}
+    base: Lut | None = None
+    if out.exists() and not fresh:
+        try:
+            base = load_lut(out)
+        except LutError as exc:
+            raise OfaProfileError(f"{out} exists but is not a valid LUT ({exc}); move it away or pass --fresh") from None
+        if base.space != sp.name or base.runtime != device.runtime:
+            raise OfaProfileError(f"{out} holds a {base.space}/{base.runtime} LUT, not {sp.name}/{device.runtime}; "
+                                  f"choose another --out")
+        existing = dict(base.entries)
+
+    own = profiler is None
+    prof = profiler or make_profiler(device, batch_size=batch_size)
+    try:
+        fp = prof.fingerprint()
+        header = {"device": device.name, "runtime": device.runtime, "space": sp.name, "seed": seed,
+                  "batch_size": prof.batch_size, "num_threads": device.num_threads, "fingerprint": fp,
+                  "timing": device.timing.as_dict()}
+        jheader, jentries = _read_journal(jpath)
+        if jheader is not None:
+            bad = [k for k in ("device", "runtime", "space", "seed", "batch_size", "num_threads")
+                   if jheader.get(k) != header[k]]
+            bad += fingerprint_mismatch(jheader.get("fingerprint", {}), fp)
+            if bad:
+                raise OfaProfileError(f"journal {jpath} comes from a different setup ({'; '.join(bad)}); "
+                                      f"pass --fresh to discard it")
+        if base is not None:
+            bad = fingerprint_mismatch(base.fingerprint, fp)
+            if bad:
+                raise OfaProfileError(f"{out} was measured on a different setup ({'; '.join(bad)}); "
+                                      f"use another --out or --fresh")
+        done = {k: LutEntry(**{f: (tuple(v) if f == 'raw_ms' else v) for f, v in e.items()}) for k, e in jentries.items()}
+        done.update(existing)
+        todo = [op for op in ops if op.key not in done]
+        if limit is not None:
+            todo = todo[:limit]
+        journal = _Journal(jpath, header)
+        bar = _progress(len(ops), len(ops) - len([o for o in ops if o.key not in done]), device.name, progress)
+        try:
+            def on_result(op: Op, m: Measurement) -> None:
+                e = entry_from_measurement(m)
+                journal.add(op.key, e)
+                done[op.key] = LutEntry(**{f: (tuple(v) if f == 'raw_ms' else v) for f, v in e.items()})
+                bar.update(1)
+            prof.measure_ops(todo, seed, on_result)
+        finally:
+            journal.close()
+            bar.close()
+    finally:
+        if own:
+            prof.close()
+
+    missing = [op.key for op in ops if op.key not in done]
+    all_res = tuple(sorted(set(res) | set(base.resolutions if base else ())))
+    provenance = dict(base.provenance) if base else {}
+    provenance.update({"tool": "ofa-profile", "seed": seed, "timing": device.timing.as_dict(),
+                       "device_spec": device.name, "source": "measured",
+                       "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))})
+    lut = Lut(space=sp.name, device=device.lut_name(prof.batch_size), runtime=device.runtime,
+              entries={k: done[k] for k in sorted(done)}, resolutions=all_res if not missing else tuple(
+                  r for r in all_res if all(op.key in done for op in _ops_at(sp, r))),
+              batch_size=prof.batch_size, num_threads=device.num_threads, fingerprint=fp, provenance=provenance,
+              calibration=base.calibration if base else None,
+              created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    save_lut(lut, out)
+    if not missing and jpath.exists():
+        jpath.unlink()
+    return MeasureResult(out, measured=len(todo), reused=len(ops) - len(todo) - len(missing), total=len(ops),
+                         elapsed_s=time.perf_counter() - t0)
+
+
+def _ops_at(sp: Any, r: int) -> list[Op]:
+    from .ops import ops_at_resolution
+    return ops_at_resolution(sp, r)
+
+
+class _NullBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NullBar()
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=f"measure {desc}", unit="op", file=sys.stderr,
+                dynamic_ncols=True, mininterval=0.5)

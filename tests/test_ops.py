@@ -1,0 +1,88 @@
+import random
+
+import pytest
+
+from ofa_profile.ops import KeyError_, Op, enumerate_ops, ops_at_resolution, parse_key, subnet_ops
+from ofa_profile.space import SubnetSpec, get_space
+
+
+@pytest.mark.parametrize("space", ["ofa-mbv3-w1.0", "ofa-mbv3-w1.2"])
+def test_96_ops_per_resolution_and_1257_overall(space):
+    sp = get_space(space)
+    for r in sp.resolutions:
+        assert len(ops_at_resolution(sp, r)) == 96
+    assert len(enumerate_ops(sp)) == 1257
+
+
+def test_key_grammar_round_trip():
+    for _, op in enumerate_ops("ofa-mbv3-w1.0"):
+        assert parse_key(op.key) == op
+    k = "expanded_conv-input:56x56x24-output:28x28x40-expand:96-kernel:5-stride:2-idskip:0-se:1-hs:0"
+    assert parse_key(k).key == k
+    assert parse_key("Logits-input:1x1x1280-output:1000") == Op("Logits", 1, 1280, 0, 1000)
+
+
+@pytest.mark.parametrize("bad", ["", "Conv-input:1x2x3-output:1x1x1", "expanded_conv-input:5x5x5",
+                                 "Logits-input:7x7x1280", "Foo-input:1x1x1-output:1x1x1"])
+def test_bad_keys_are_refused(bad):
+    with pytest.raises(KeyError_):
+        parse_key(bad)
+
+
+def test_first_ops_of_a_subnet():
+    s = get_space("ofa-mbv3-w1.0").largest(224)
+    ops = subnet_ops(s)
+    assert ops[0].key == "Conv-input:224x224x3-output:112x112x16"
+    assert ops[1].key == ("expanded_conv-input:112x112x16-output:112x112x16-expand:16-kernel:3-stride:1-idskip:1"
+                          "-se:0-hs:0")
+    assert ops[2].key == ("expanded_conv-input:112x112x16-output:56x56x24-expand:96-kernel:7-stride:2-idskip:0"
+                          "-se:0-hs:0")
+    assert [o.kind for o in ops[-4:]] == ["Conv_1", "AvgPool2D", "Conv_2", "Logits"]
+    assert ops[-4].key == "Conv_1-input:7x7x160-output:7x7x960"
+    assert len(ops) == 2 + 20 + 4
+
+
+def _covering_subnets(space, r):
+    """For each elastic (stage, position, k, e) a subnet holding that block."""
+    sp = get_space(space)
+    out = []
+    for s in range(sp.n_stages):
+        for k in sp.kernels:
+            for e in sp.expands:
+                ks = [3] * 20
+                ee = [3] * 20
+                for b in range(2):
+                    ks[s * 4 + b] = k
+                    ee[s * 4 + b] = e
+                out.append(SubnetSpec(sp.name, tuple(ks), tuple(ee), (2,) * 5, r))
+    return out
+
+
+def test_enumeration_is_exact_property():
+    """Every op of 10,000 random subnets is enumerated; every enumerated op occurs in some subnet."""
+    sp = get_space("ofa-mbv3-w1.0")
+    enumerated = {op for _, op in enumerate_ops(sp)}
+    rng = random.Random(2026)
+    seen = set()
+    for _ in range(10_000):
+        seen.update(subnet_ops(sp.sample(rng)))
+    assert seen <= enumerated
+    for r in sp.resolutions:
+        for s in _covering_subnets(sp, r):
+            seen.update(subnet_ops(s))
+    assert seen == enumerated
+
+
+def test_compound_ops_subset():
+    c = get_space("compofa-mbv3-w1.0")
+    enumerated = {op for _, op in enumerate_ops(c, [160])}
+    seen = {op for s in c.iter_compound(160) for op in subnet_ops(s)}
+    assert seen == enumerated
+
+
+def test_macs_match_ofa_names(shared_data):
+    """OFA names two specialised nets by their MACs: 389M and 482M."""
+    base = shared_data / "reference" / "ofa-specialized"
+    for name, mmacs in (("flops-389M_top1-79.1_finetune-75", 389), ("flops-482M_top1-79.6_finetune-75", 482)):
+        s = SubnetSpec.load(base / name / "net.config")
+        assert round(sum(o.macs() for o in subnet_ops(s)) / 1e6) == mmacs
