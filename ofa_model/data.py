@@ -1,0 +1,276 @@
+"""ImageFolder-style datasets without torchvision: decode once into a uint8 cache, augment with torch ops.
+
+A source is a folder ``ROOT/<class>/<image>`` (ImageNet, Imagenette, ...) or a ``.tar`` holding such a
+folder (a member's class is its parent folder's name).  :func:`build_cache` decodes every image once (PIL),
+resizes its shorter side to ``size`` and centre-crops it square, and writes a memory-mapped ``images.npy``
+(uint8, N x size x size x 3), ``labels.npy`` and ``meta.json`` (written last: a cache without it is
+incomplete and is rebuilt).  Training then only slices the memmap, so it is compute-bound.
+
+Augmentation runs batched in torch: random-resized-crop + horizontal flip through one ``affine_grid`` /
+``grid_sample`` call; evaluation is OFA's resize(r / 0.875) + centre-crop(r), done the same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ofa_profile.errors import OfaProfileError
+
+__all__ = ["DataError", "ImageCache", "IMG_EXTS", "scan_source", "build_cache", "open_cache", "epoch_batches",
+           "train_batch", "eval_batches", "center_crop_batch", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CACHE_VERSION = 1
+
+
+class DataError(OfaProfileError):
+    """A dataset folder that cannot be used (missing, empty, mislabelled, undecodable image)."""
+
+
+@dataclass(frozen=True)
+class ImageCache:
+    """A decoded split: ``images`` (uint8 memmap, N x S x S x 3), ``labels`` (int64, N), ``classes``."""
+    path: Path
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    size: int
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def _is_img(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTS)
+
+
+def scan_source(src: str | os.PathLike) -> tuple[tuple[str, ...], list[tuple[str, int]]]:
+    """List ``(classes, [(item, label)])`` of a folder or tar; raise :class:`DataError` on a bad layout."""
+    p = Path(src)
+    if not p.exists():
+        raise DataError(f"dataset {p} does not exist; pass a folder ROOT/<class>/<image>.jpg (or a .tar of one)")
+    pairs: list[tuple[str, str]] = []    # (item, class)
+    loose: list[str] = []
+    if p.is_file():
+        if not tarfile.is_tarfile(p):
+            raise DataError(f"dataset {p} is a file but not a tar archive; pass a folder ROOT/<class>/<image>.jpg")
+        with tarfile.open(p) as tf:
+            names = [m.name for m in tf.getmembers() if m.isfile() and _is_img(m.name)]
+        parents = {n.rsplit("/", 1)[0] if "/" in n else "" for n in names}
+        depth = {par.count("/") for par in parents}
+        for n in names:
+            par = n.rsplit("/", 1)[0] if "/" in n else ""
+            if par == "" or (len(depth) > 1 and par.count("/") < max(depth)):
+                loose.append(n)
+            else:
+                pairs.append((n, par.rsplit("/", 1)[-1]))
+        where = f"{p}"
+    else:
+        empty: list[str] = []
+        for entry in sorted(p.iterdir()):
+            if entry.is_dir():
+                files = sorted(f for f in entry.rglob("*") if f.is_file() and _is_img(f.name))
+                if not files:
+                    empty.append(entry.name)
+                pairs += [(str(f), entry.name) for f in files]
+            elif entry.is_file() and _is_img(entry.name):
+                loose.append(entry.name)
+        where = f"{p}"
+        if empty and pairs:
+            raise DataError(f"class folder(s) {', '.join(empty[:3])} in {where} hold no images; remove them or add images")
+    if loose:
+        raise DataError(f"{len(loose)} image(s) in {where} are not in a class folder (e.g. {loose[0]}); "
+                        f"put every image in ROOT/<class>/")
+    if not pairs:
+        raise DataError(f"dataset {where} has no images in class folders; expected ROOT/<class>/<image>.jpg "
+                        f"({', '.join(IMG_EXTS)})")
+    classes = tuple(sorted({c for _, c in pairs}))
+    if len(classes) < 2:
+        raise DataError(f"dataset {where} has only one class folder ({classes[0]}); a classifier needs at least two")
+    idx = {c: i for i, c in enumerate(classes)}
+    return classes, sorted((item, idx[c]) for item, c in pairs)
+
+
+def _decode(data: bytes | str, size: int, name: str) -> np.ndarray:
+    from PIL import Image
+    try:
+        im = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+        im = im.convert("RGB")
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types
+        raise DataError(f"cannot decode image {name} ({type(exc).__name__}); remove or replace the file") from None
+    w, h = im.size
+    s = size / min(w, h)
+    if (w, h) != (size, size):
+        nw, nh = max(size, round(w * s)), max(size, round(h * s))
+        im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _fingerprint(src: Path, items: Sequence[tuple[str, int]], size: int) -> str:
+    h = hashlib.sha256(f"{CACHE_VERSION}|{src.resolve()}|{size}|".encode())
+    for item, label in items:
+        h.update(f"{item}:{label};".encode())
+    return h.hexdigest()[:16]
+
+
+def open_cache(cache_dir: str | os.PathLike) -> ImageCache:
+    d = Path(cache_dir)
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise DataError(f"{d} is not a finished image cache (no meta.json); rebuild it with build_cache") from None
+    images = np.load(d / "images.npy", mmap_mode="r")
+    labels = np.load(d / "labels.npy")
+    return ImageCache(d, images, labels, tuple(meta["classes"]), int(meta["size"]), meta["source"])
+
+
+def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int = 224,
+                classes: Sequence[str] | None = None, limit_per_class: int | None = None,
+                progress: bool = False) -> ImageCache:
+    """Decode ``src`` once into ``cache_dir`` (reused when its fingerprint matches).
+
+    ``classes``: the training split's classes; a val split must have exactly these.
+    ``limit_per_class``: keep only the first N images of each class (small recipes, tests).
+    """
+    src_p = Path(src)
+    found, items = scan_source(src_p)
+    if classes is not None and tuple(classes) != found:
+        missing = sorted(set(classes) - set(found))
+        extra = sorted(set(found) - set(classes))
+        raise DataError(f"classes of {src_p} differ from the training set's (missing {missing[:3]}, extra "
+                        f"{extra[:3]}); train and val need the same class folders")
+    if limit_per_class is not None:
+        kept, count = [], {}
+        for item, lab in items:
+            if count.get(lab, 0) < limit_per_class:
+                kept.append((item, lab))
+                count[lab] = count.get(lab, 0) + 1
+        items = kept
+    fp = _fingerprint(src_p, items, size)
+    d = Path(cache_dir)
+    meta_p = d / "meta.json"
+    if meta_p.exists():
+        try:
+            if json.loads(meta_p.read_text()).get("fingerprint") == fp:
+                return open_cache(d)
+        except (OSError, json.JSONDecodeError):
+            pass
+    d.mkdir(parents=True, exist_ok=True)
+    if meta_p.exists():
+        meta_p.unlink()   # invalidate before rewriting the arrays
+    n = len(items)
+    tmp_img = d / f".images.{os.getpid()}.npy"
+    arr = np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    it = range(n)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc=f"decode {src_p.name}", file=__import__("sys").stderr)
+    if src_p.is_file():
+        with tarfile.open(src_p) as tf:
+            members = {m.name: m for m in tf.getmembers()}
+            for i in it:
+                f = tf.extractfile(members[items[i][0]])
+                arr[i] = _decode(f.read(), size, f"{src_p}:{items[i][0]}")
+    else:
+        for i in it:
+            arr[i] = _decode(items[i][0], size, items[i][0])
+    arr.flush()
+    del arr
+    os.replace(tmp_img, d / "images.npy")
+    labels = np.asarray([lab for _, lab in items], dtype=np.int64)
+    tmp_lab = d / f".labels.{os.getpid()}.npy"
+    np.save(tmp_lab, labels)
+    os.replace(tmp_lab, d / "labels.npy")
+    meta = {"version": CACHE_VERSION, "source": str(src_p.resolve()), "size": size, "n_images": n,
+            "classes": list(found), "fingerprint": fp, "limit_per_class": limit_per_class}
+    tmp_meta = d / f".meta.{os.getpid()}.json"
+    tmp_meta.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp_meta, meta_p)
+    return open_cache(d)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# batches
+# ---------------------------------------------------------------------------------------------------------
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                  shuffle: bool = True, drop_last: bool = True) -> list[np.ndarray]:
+    """Index batches of one epoch for one rank (seeded permutation, split across ranks like
+    DistributedSampler: every rank gets the same number of batches)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    per_rank = n // world
+    mine = order[rank * per_rank:(rank + 1) * per_rank] if world > 1 else order
+    nb = len(mine) // batch_size if drop_last else -(-len(mine) // batch_size)
+    return [np.sort(mine[i * batch_size:(i + 1) * batch_size]) for i in range(nb)]
+
+
+def _normalize(x):
+    import torch
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
+    return (x - mean) / std
+
+
+def _crop_resize(u8, boxes, flips, r: int):
+    """``u8``: uint8 tensor (B,S,S,3); ``boxes``: (B,4) as (x0, y0, w, h) fractions; flips: bool (B)."""
+    import torch
+    import torch.nn.functional as F
+    x = u8.permute(0, 3, 1, 2).float()
+    b = x.size(0)
+    x0, y0, w, h = boxes.unbind(1)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = torch.where(flips, -w, w)
+    theta[:, 0, 2] = 2 * (x0 + w / 2) - 1
+    theta[:, 1, 1] = h
+    theta[:, 1, 2] = 2 * (y0 + h / 2) - 1
+    grid = F.affine_grid(theta, [b, 3, r, r], align_corners=False)
+    return _normalize(F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False))
+
+
+def train_batch(cache: ImageCache, idx: np.ndarray, r: int, gen, scale: tuple[float, float] = (0.08, 1.0),
+                ratio: tuple[float, float] = (3 / 4, 4 / 3)):
+    """Augmented float batch (B,3,r,r) and labels for indices ``idx``; ``gen`` a torch.Generator."""
+    import math
+    import torch
+    u8 = torch.from_numpy(np.ascontiguousarray(cache.images[idx]))
+    b = u8.size(0)
+    area = torch.empty(b).uniform_(scale[0], scale[1], generator=gen)
+    logr = torch.empty(b).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)
+    ar = torch.exp(logr)
+    w = torch.sqrt(area * ar).clamp(max=1.0)
+    h = torch.sqrt(area / ar).clamp(max=1.0)
+    x0 = torch.rand(b, generator=gen) * (1 - w)
+    y0 = torch.rand(b, generator=gen) * (1 - h)
+    flips = torch.rand(b, generator=gen) < 0.5
+    x = _crop_resize(u8, torch.stack([x0, y0, w, h], 1), flips, r)
+    return x, torch.from_numpy(cache.labels[idx])
+
+
+def center_crop_batch(cache: ImageCache, idx: np.ndarray, r: int, crop_frac: float = 0.875):
+    """OFA's eval transform (resize to r/0.875, centre-crop r) on cached images, batched."""
+    import torch
+    u8 = torch.from_numpy(np.ascontiguousarray(cache.images[idx]))
+    b = u8.size(0)
+    off = (1 - crop_frac) / 2
+    boxes = torch.tensor([[off, off, crop_frac, crop_frac]]).expand(b, 4)
+    return _crop_resize(u8, boxes, torch.zeros(b, dtype=torch.bool), r), torch.from_numpy(cache.labels[idx])
+
+
+def eval_batches(cache: ImageCache, r: int, batch_size: int = 100,
+                 indices: Sequence[int] | None = None) -> Iterator[tuple]:
+    """Centre-crop batches over ``indices`` (default: all) in order."""
+    idx = np.arange(len(cache)) if indices is None else np.asarray(indices)
+    for i in range(0, len(idx), batch_size):
+        yield center_crop_batch(cache, idx[i:i + batch_size], r)

@@ -1,0 +1,271 @@
+"""The elastic OFA MobileNetV3 supernet and its static extracted subnets.
+
+The macro-architecture comes from :mod:`ofa_profile.space` (one source of truth).  Parameter names and
+shapes are those of OFA's ``OFAMobileNetV3`` (``ofa_mbv3_d234_e346_k357_w1.0`` for the default space), so
+an official checkpoint loads strictly with :func:`load_supernet_weights`.
+
+    >>> net = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=10)
+    >>> spec = net.sample_active_subnet(0)           # seeded; also sets it active
+    >>> sub = net.get_active_subnet().eval()          # plain nn.Module with copied weights
+"""
+from __future__ import annotations
+
+import copy
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+import torch.nn as nn
+
+from ofa_profile.errors import OfaProfileError
+from ofa_profile.space import Space, SpaceError, SubnetSpec, get_space
+
+from .elastic import ConvLayer, DynamicMBConv, LinearLayer, MBConvLayer, ResidualBlock
+
+__all__ = ["OFAMobileNetV3", "MobileNetV3Subnet", "recalibrate_bn", "load_supernet_weights", "WeightsError",
+           "same_macro", "full_space", "compound_space"]
+
+
+class WeightsError(OfaProfileError):
+    """Weights that do not fit the supernet (another space, corrupt or missing file)."""
+
+
+def same_macro(a: Space, b: Space) -> bool:
+    """True when two spaces share the macro-architecture (so one supernet serves both)."""
+    return (a.stages, a.stem_ch, a.first_block_ch, a.final_expand_ch, a.feature_mix_ch, a.max_depth) == \
+           (b.stages, b.stem_ch, b.first_block_ch, b.final_expand_ch, b.feature_mix_ch, b.max_depth)
+
+
+def _sibling(space: Space, compound: bool) -> Space:
+    from ofa_profile.space import SPACES
+    if space.compound == compound:
+        return space
+    for s in SPACES.values():
+        if s.compound == compound and same_macro(s, space):
+            return s
+    kind = "compound" if compound else "full (non-compound)"
+    raise SpaceError(f"no registered {kind} space shares the macro-architecture of {space.name}")
+
+
+def full_space(space: str | Space) -> Space:
+    """The non-compound space with the same macro-architecture (the supernet's full choice set)."""
+    return _sibling(get_space(space), False)
+
+
+def compound_space(space: str | Space) -> Space:
+    """The CompOFA (compound) space with the same macro-architecture."""
+    return _sibling(get_space(space), True)
+
+
+def _head(space: Space, n_classes: int, dropout_rate: float):
+    final_expand = ConvLayer(space.stages[-1].width, space.final_expand_ch, 1, act="h_swish")
+    feature_mix = ConvLayer(space.final_expand_ch, space.feature_mix_ch, 1, use_bn=False, act="h_swish")
+    classifier = LinearLayer(space.feature_mix_ch, n_classes, dropout_rate)
+    return final_expand, feature_mix, classifier
+
+
+def _first_block(space: Space) -> ResidualBlock:
+    c = space.stem_ch
+    conv = MBConvLayer(c, space.first_block_ch, 3, 1, c, "relu", False, expand=False)
+    return ResidualBlock(conv, c == space.first_block_ch)
+
+
+class MobileNetV3Subnet(nn.Module):
+    """A static subnet (OFA's ``MobileNetV3`` names).  ``spec`` records what it is."""
+
+    def __init__(self, first_conv: nn.Module, blocks: Iterable[nn.Module], final_expand_layer: nn.Module,
+                 feature_mix_layer: nn.Module, classifier: nn.Module, spec: SubnetSpec | None = None):
+        super().__init__()
+        self.first_conv = first_conv
+        self.blocks = nn.ModuleList(blocks)
+        self.final_expand_layer = final_expand_layer
+        self.feature_mix_layer = feature_mix_layer
+        self.classifier = classifier
+        self.spec = spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first_conv(x)
+        for b in self.blocks:
+            x = b(x)
+        x = self.final_expand_layer(x)
+        x = x.mean(3, keepdim=True).mean(2, keepdim=True)
+        x = self.feature_mix_layer(x)
+        return self.classifier(torch.flatten(x, 1))
+
+
+class OFAMobileNetV3(nn.Module):
+    """Elastic MobileNetV3 (kernel, expand, depth, resolution) over a registered space."""
+
+    def __init__(self, space: str | Space = "ofa-mbv3-w1.0", n_classes: int = 1000, dropout_rate: float = 0.1,
+                 bn_momentum: float = 0.1, bn_eps: float = 1e-5):
+        super().__init__()
+        sp = get_space(space)
+        self.space, self.n_classes, self.dropout_rate = sp, int(n_classes), dropout_rate
+        self.first_conv = ConvLayer(3, sp.stem_ch, 3, 2, act="h_swish")
+        blocks: list[nn.Module] = [_first_block(sp)]
+        self.block_group_info: list[list[int]] = []
+        feature = sp.first_block_ch
+        for st in sp.stages:
+            self.block_group_info.append(list(range(len(blocks), len(blocks) + sp.max_depth)))
+            for i in range(sp.max_depth):
+                stride = st.stride if i == 0 else 1
+                conv = DynamicMBConv(sp, feature, st.width, stride, st.act, st.se)
+                blocks.append(ResidualBlock(conv, stride == 1 and feature == st.width))
+                feature = st.width
+        self.blocks = nn.ModuleList(blocks)
+        self.final_expand_layer, self.feature_mix_layer, self.classifier = _head(sp, n_classes, dropout_rate)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum, m.eps = bn_momentum, bn_eps
+        self.runtime_depth = [sp.max_depth] * sp.n_stages
+        self.active_spec: SubnetSpec = sp.largest()
+
+    # -- forward ----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first_conv(x)
+        x = self.blocks[0](x)
+        for s, idx in enumerate(self.block_group_info):
+            for i in idx[: self.runtime_depth[s]]:
+                x = self.blocks[i](x)
+        x = self.final_expand_layer(x)
+        x = x.mean(3, keepdim=True).mean(2, keepdim=True)
+        x = self.feature_mix_layer(x)
+        return self.classifier(torch.flatten(x, 1))
+
+    # -- active subnet ----------------------------------------------------------------------------
+    def set_active_subnet(self, spec: SubnetSpec) -> None:
+        """Activate ``spec`` (its space must share this supernet's macro-architecture)."""
+        ssp = get_space(spec.space)
+        if not same_macro(ssp, self.space) or not set(ssp.kernels) <= set(self.space.kernels) \
+                or not set(ssp.expands) <= set(self.space.expands):
+            raise SpaceError(f"spec of space {spec.space} does not fit a supernet of space {self.space.name}")
+        spec.validated()
+        for j, blk in enumerate(self.blocks[1:]):
+            blk.conv.active_kernel_size = spec.ks[j]
+            blk.conv.active_expand_ratio = spec.e[j]
+        self.runtime_depth = list(spec.d)
+        self.active_spec = spec
+
+    def set_max_net(self, r: int = 224) -> SubnetSpec:
+        """Activate the full net (largest kernel, expand and depth of the supernet, even for a compound space)."""
+        spec = full_space(self.space).largest(r)
+        self.set_active_subnet(spec)
+        return spec
+
+    def sample_active_subnet(self, rng: random.Random | int, resolution: int | None = None) -> SubnetSpec:
+        """Sample a subnet of the space (seeded), activate it and return its spec."""
+        spec = self.space.sample(rng, resolution)
+        self.set_active_subnet(spec)
+        return spec
+
+    @property
+    def active_resolution(self) -> int:
+        return self.active_spec.r
+
+    def get_active_subnet(self) -> MobileNetV3Subnet:
+        """The active subnet as a static :class:`MobileNetV3Subnet` with copied weights (same train/eval mode)."""
+        blocks = [copy.deepcopy(self.blocks[0])]
+        for s, idx in enumerate(self.block_group_info):
+            for i in idx[: self.runtime_depth[s]]:
+                blk = self.blocks[i]
+                blocks.append(ResidualBlock(blk.conv.get_active_subnet(), blk.shortcut))
+        sub = MobileNetV3Subnet(copy.deepcopy(self.first_conv), blocks, copy.deepcopy(self.final_expand_layer),
+                                copy.deepcopy(self.feature_mix_layer), copy.deepcopy(self.classifier),
+                                spec=self.active_spec)
+        return sub.train(self.training)
+
+    def re_organize_middle_weights(self, expand_ratio_stage: int = 0) -> None:
+        """Elastic width: sort every block's middle channels by L1 importance (see DynamicMBConv)."""
+        for blk in self.blocks[1:]:
+            blk.conv.re_organize_middle_weights(expand_ratio_stage)
+
+    def meta(self) -> dict[str, Any]:
+        return {"space": self.space.name, "ofa_id": self.space.ofa_id, "n_classes": self.n_classes}
+
+
+# ---------------------------------------------------------------------------------------------------------
+def _rename_ofa_key(key: str, model_keys: set[str]) -> str:
+    """Map the naming variants of OFA checkpoints onto ours (as OFA's own load_state_dict does)."""
+    k = key.replace(".mobile_inverted_conv.", ".conv.")
+    if k.startswith("module."):
+        k = k[len("module."):]
+    if k in model_keys:
+        return k
+    for a, b in ((".bn.bn.", ".bn."), (".conv.conv.weight", ".conv.weight"), (".linear.linear.", ".linear."),
+                 (".linear.", ".linear.linear."), ("bn.", "bn.bn."), ("conv.weight", "conv.conv.weight")):
+        if a in k and k.replace(a, b) in model_keys:
+            return k.replace(a, b)
+    return k
+
+
+def load_supernet_weights(model: nn.Module, src: str | os.PathLike | Mapping[str, torch.Tensor]) -> None:
+    """Load a supernet checkpoint strictly: a path (``.pth``/``.pt``, OFA's ``{"state_dict": ...}`` or ours)
+    or a state dict.  Raises :class:`WeightsError` (one line) when it does not fit."""
+    if isinstance(src, (str, os.PathLike)):
+        p = Path(src)
+        if not p.is_file():
+            raise WeightsError(f"weights file {p} does not exist; pass the path of a supernet checkpoint")
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+            raise WeightsError(f"weights file {p} is not a readable torch checkpoint ({type(exc).__name__})") from None
+    else:
+        obj = src
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        meta = obj.get("meta") or {}
+        want = getattr(model, "space", None)
+        if meta.get("space") and want is not None and not same_macro(get_space(meta["space"]), want):
+            raise WeightsError(f"checkpoint is for space {meta['space']}, the model is {want.name}; "
+                               f"build the model with --space {meta['space']}")
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise WeightsError("checkpoint holds no state dict")
+    mine = model.state_dict()
+    keys = set(mine)
+    sd = {_rename_ofa_key(k, keys): v for k, v in obj.items()}
+    missing = sorted(keys - set(sd))
+    unexpected = sorted(set(sd) - keys)
+    shapes = [k for k in keys & set(sd) if tuple(sd[k].shape) != tuple(mine[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            k = sorted(shapes)[0]
+            parts.append(f"{len(shapes)} shape mismatch(es), e.g. {k} {tuple(sd[k].shape)} vs {tuple(mine[k].shape)}")
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+        raise WeightsError("checkpoint does not fit the supernet (another space or n_classes?): " + "; ".join(parts))
+    model.load_state_dict({k: v.to(mine[k].dtype) for k, v in sd.items()}, strict=True)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader: Iterable, n_images: int = 2000) -> int:
+    """Re-estimate every BatchNorm's running mean/var of ``model`` (a static subnet, or a supernet with an
+    active subnet) from up to ``n_images`` images of ``loader`` (yields tensors or (tensor, label) pairs,
+    already at the subnet's resolution).  Statistics are the equal-weight average over batches (momentum=None).
+    Returns the number of images used; the model is left in eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    seen = 0
+    try:
+        for batch in loader:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if seen >= n_images:
+                break
+            x = x[: n_images - seen]
+            model(x)
+            seen += x.size(0)
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.eval()
+    if seen == 0:
+        raise OfaProfileError("BN recalibration got no images; give a non-empty training set")
+    return seen

@@ -1,0 +1,514 @@
+"""Progressive-shrinking (PS) training of the elastic supernet, and CompOFA's compound variant.
+
+Phases (``--recipe ofa``), as in OFA: ``teacher`` (full net) -> ``kernel`` (elastic kernel) -> ``depth1``
+(d in {3,4}) -> ``depth2`` (d in {2,3,4}) -> ``expand1`` (e in {4,6}, channels re-sorted first) ->
+``expand2`` (e in {3,4,6}, re-sorted), with knowledge distillation from the trained full net and 1/2/4
+subnets per step.  ``--recipe compofa``: ``teacher`` -> ``kernel`` -> ``compound`` (depth and width sampled
+together, CompOFA's per-stage kernels).  SGD (Nesterov) with a cosine LR per phase; each batch at a random
+resolution (same on every rank).
+
+Every phase end and every ``--ckpt-every`` steps / ``--ckpt-minutes`` the run writes ``ckpt-last.pt``
+atomically; rerunning the same command resumes from it (after a kill at any moment).  Multi-GPU/multi-node:
+``torchrun --nproc_per_node N -m ofa_model.train ...`` (DistributedDataParallel; gloo on CPU, nccl on GPU).
+
+Example (CPU smoke run)::
+
+    python -m ofa_model.train --train-data ../shared/data/imagenette2-224/train.tar \\
+        --val-data ../shared/data/imagenette2-224/val.tar --out runs/smoke --resolutions 96 \\
+        --batch-size 16 --max-steps-per-phase 3
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ofa_profile.errors import OfaProfileError
+from ofa_profile.space import SpaceError, SubnetSpec, get_space, parse_resolutions
+
+__all__ = ["PhaseDef", "TrainConfig", "recipe_phases", "sample_phase_spec", "train", "main", "CKPT_FORMAT"]
+
+CKPT_FORMAT = "ofa_model.train/1"
+# OFA's ImageNet epochs per phase (teacher: a standard MobileNetV3 schedule)
+OFA_EPOCHS = {"teacher": 180, "kernel": 120, "depth1": 25, "depth2": 120, "expand1": 25, "expand2": 120,
+              "compound": 120}
+
+
+@dataclass(frozen=True)
+class PhaseDef:
+    """One training phase.  ``ks``/``e``/``d``: allowed choices (``()`` = the space's full set).
+    ``lr``: peak LR at batch 256 (scaled linearly with the global batch).  ``reorganize``: the
+    ``expand_ratio_stage`` of the channel re-sort done at the phase start (None: no re-sort)."""
+    name: str
+    epochs: float
+    lr: float
+    n_subnets: int
+    kd: bool
+    ks: tuple[int, ...] = ()
+    e: tuple[int, ...] = ()
+    d: tuple[int, ...] = ()
+    compound: bool = False
+    largest_only: bool = False
+    reorganize: int | None = None
+    warmup_epochs: float = 0.0
+
+
+def recipe_phases(recipe: str, space_name: str, epochs: dict[str, float] | None = None,
+                  epoch_scale: float = 1.0) -> list[PhaseDef]:
+    """The phases of ``recipe`` ('ofa' or 'compofa') with epochs = OFA's x ``epoch_scale`` unless given."""
+    sp = get_space(space_name)
+    kmax, emax, dmax = max(sp.kernels), max(sp.expands), max(sp.depths)
+    es = sorted(sp.expands, reverse=True)
+    ds = sorted(sp.depths, reverse=True)
+    ep = {k: v * epoch_scale for k, v in OFA_EPOCHS.items()}
+    ep.update(epochs or {})
+    teacher = PhaseDef("teacher", ep["teacher"], 0.1, 1, False, (kmax,), (emax,), (dmax,), largest_only=True,
+                       warmup_epochs=min(5.0, 0.05 * ep["teacher"]))
+    kernel = PhaseDef("kernel", ep["kernel"], 0.12, 1, True, tuple(sp.kernels), (emax,), (dmax,),
+                      warmup_epochs=min(5.0, 0.05 * ep["kernel"]))
+    if recipe == "ofa":
+        if sp.compound:
+            raise SpaceError(f"recipe 'ofa' trains a full space; {sp.name} is compound: use --recipe compofa")
+        return [teacher, kernel,
+                PhaseDef("depth1", ep["depth1"], 0.01, 2, True, tuple(sp.kernels), (emax,), tuple(sorted(ds[:2]))),
+                PhaseDef("depth2", ep["depth2"], 0.03, 2, True, tuple(sp.kernels), (emax,), tuple(sp.depths)),
+                PhaseDef("expand1", ep["expand1"], 0.01, 4, True, tuple(sp.kernels), tuple(sorted(es[:2])),
+                         tuple(sp.depths), reorganize=1),
+                PhaseDef("expand2", ep["expand2"], 0.03, 4, True, tuple(sp.kernels), tuple(sp.expands),
+                         tuple(sp.depths), reorganize=2)]
+    if recipe == "compofa":
+        return [teacher, kernel,
+                PhaseDef("compound", ep["compound"], 0.03, 4, True, compound=True, reorganize=0)]
+    raise OfaProfileError(f"unknown recipe {recipe!r}; use 'ofa' or 'compofa'")
+
+
+def sample_phase_spec(space_name: str, phase: PhaseDef, rng: random.Random, r: int) -> SubnetSpec:
+    """Sample a subnet allowed in ``phase`` (seeded by ``rng``); ``r`` is recorded in the spec when it is in
+    the space (CPU recipes may train below it; the spec then carries the space's smallest resolution)."""
+    from .supernet import compound_space, full_space
+    sp = get_space(space_name)
+    r_spec = r if r in sp.resolutions else sp.resolutions[0]
+    if phase.compound:
+        csp = compound_space(sp)
+        return csp.compound_spec([rng.choice(csp.depths) for _ in range(csp.n_stages)], r_spec)
+    sp = full_space(sp)
+    d = tuple(rng.choice(phase.d or sp.depths) for _ in range(sp.n_stages))
+    ks = tuple(rng.choice(phase.ks or sp.kernels) for _ in range(sp.n_blocks))
+    e = tuple(rng.choice(phase.e or sp.expands) for _ in range(sp.n_blocks))
+    return SubnetSpec(sp.name, ks, e, d, r_spec).validated()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    train_data: str
+    out: str
+    val_data: str | None = None
+    cache_dir: str | None = None
+    space: str = "ofa-mbv3-w1.0"
+    recipe: str = "ofa"
+    epoch_scale: float = 1.0
+    phase_epochs: tuple[tuple[str, float], ...] = ()
+    batch_size: int = 64                 # per process
+    lr_scale: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-5
+    label_smoothing: float = 0.1
+    kd_ratio: float = 1.0
+    resolutions: tuple[int, ...] = ()    # () = the space's
+    image_size: int = 224                # cache size
+    crop_scale_min: float = 0.08
+    dropout_rate: float = 0.1
+    max_steps_per_phase: int = 0         # 0 = the full schedule
+    ckpt_every: int = 0                  # steps; 0 = only by time and at phase ends
+    ckpt_minutes: float = 10.0
+    eval_images: int = 500               # val images for the end-of-phase check (0 = none)
+    calib_images: int = 500
+    seed: int = 0
+    init: str | None = None              # supernet weights to start from (e.g. OFA's official checkpoint)
+    limit_per_class: int | None = None
+    log_every: int = 10
+    device: str = "auto"
+    threads: int = 0
+
+    def phases(self) -> list[PhaseDef]:
+        return recipe_phases(self.recipe, self.space, dict(self.phase_epochs), self.epoch_scale)
+
+    def identity(self) -> dict[str, Any]:
+        """Fields that must match for a resume."""
+        return {k: getattr(self, k) for k in ("space", "recipe", "seed", "batch_size", "image_size")}
+
+
+def _log(msg: str, rank: int = 0) -> None:
+    if rank == 0:
+        print(f"[train] {msg}", file=sys.stderr, flush=True)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    import torch
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _append_jsonl(path: Path, rec: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _peak_mem_mb(device) -> float:
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    if warmup and step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * peak * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _param_groups(model, wd: float):
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if (p.ndim <= 1 or "bn" in n or n.endswith("bias")) else decay).append(p)
+    return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _evaluate_quick(model, specs, train_cache, val_cache, cfg: TrainConfig, device, r: int) -> dict[str, float]:
+    from .evaluate import evaluate_spec
+    return {tag: round(evaluate_spec(model, spec, train_cache, val_cache, n_val=cfg.eval_images,
+                                     n_calib=cfg.calib_images, batch_size=max(cfg.batch_size, 50), device=device,
+                                     resolution=r), 4)
+            for tag, spec in specs}
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) a training run; returns the path of the final supernet weights (``supernet.pt``)."""
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    from .data import build_cache, epoch_batches, open_cache, train_batch
+    from .supernet import OFAMobileNetV3, load_supernet_weights
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if cfg.device == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{local_rank}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+
+    space = get_space(cfg.space)
+    res = tuple(cfg.resolutions) or space.resolutions
+    outside = [r for r in res if r not in space.resolutions]
+    if outside:
+        _log(f"note: resolutions {outside} are outside the space ({space.resolutions[0]}..{space.resolutions[-1]}): "
+             f"a reduced CPU recipe", rank)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
+
+    # -- data (rank 0 decodes, the others wait and open) --------------------------------------------
+    def caches():
+        tr = build_cache(cfg.train_data, cache_root / "train", cfg.image_size, limit_per_class=cfg.limit_per_class,
+                         progress=rank == 0)
+        va = None
+        if cfg.val_data:
+            va = build_cache(cfg.val_data, cache_root / "val", cfg.image_size, classes=tr.classes, progress=rank == 0)
+        return tr, va
+
+    if world > 1:
+        if rank == 0:
+            train_cache, val_cache = caches()
+        dist.barrier()
+        if rank != 0:
+            train_cache = open_cache(cache_root / "train")
+            val_cache = open_cache(cache_root / "val") if cfg.val_data else None
+    else:
+        train_cache, val_cache = caches()
+    n_classes = len(train_cache.classes)
+    if len(train_cache) < cfg.batch_size * world:
+        raise OfaProfileError(f"training set has {len(train_cache)} images, fewer than one global batch "
+                              f"({cfg.batch_size} x {world}); lower --batch-size")
+
+    # -- model, resume -------------------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    model = OFAMobileNetV3(space, n_classes=n_classes, dropout_rate=cfg.dropout_rate).to(device)
+    if cfg.init:
+        load_supernet_weights(model, cfg.init)
+    phases = cfg.phases()
+    ckpt_path = out / "ckpt-last.pt"
+    state: dict[str, Any] = {"phase_index": 0, "step": 0, "reorganized": False, "teacher": None, "optimizer": None}
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ck.get("format") != CKPT_FORMAT or ck.get("identity") != cfg.identity() or ck.get("classes") != list(train_cache.classes):
+            raise OfaProfileError(f"{ckpt_path} belongs to another run (space/recipe/seed/batch/classes differ); "
+                                  f"use a new --out folder")
+        model.load_state_dict(ck["state_dict"])
+        state.update({k: ck[k] for k in ("phase_index", "step", "reorganized", "teacher", "optimizer")})
+        _log(f"resuming from {ckpt_path}: phase {state['phase_index']} step {state['step']}", rank)
+    if rank == 0:
+        tmp = out / f".config.json.{os.getpid()}"
+        tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        os.replace(tmp, out / "config.json")
+
+    ddp = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                  find_unused_parameters=True, broadcast_buffers=True)
+    net = ddp if ddp is not None else model
+
+    teacher = None
+    if state["teacher"] is not None:
+        model.set_max_net()
+        teacher = model.get_active_subnet().to(device)
+        teacher.load_state_dict(state["teacher"])
+        teacher.eval()
+
+    log_path = out / "train_log.jsonl"
+    n = len(train_cache)
+    spe = n // (cfg.batch_size * world)
+    gbatch = cfg.batch_size * world
+    last_ckpt_t = time.monotonic()
+
+    def save_ckpt(pi: int, step: int, reorganized: bool, opt) -> None:
+        if rank != 0:
+            return
+        _atomic_save({"format": CKPT_FORMAT, "identity": cfg.identity(), "classes": list(train_cache.classes),
+                      "meta": model.meta(), "phase_index": pi, "step": step, "reorganized": reorganized,
+                      "phase": phases[pi].name if pi < len(phases) else "done",
+                      "state_dict": model.state_dict(), "teacher": teacher.state_dict() if teacher is not None else None,
+                      "optimizer": opt.state_dict() if opt is not None else None}, ckpt_path)
+
+    for pi in range(state["phase_index"], len(phases)):
+        ph = phases[pi]
+        if ph.kd and teacher is None:
+            model.set_max_net()
+            teacher = model.get_active_subnet().to(device).eval()
+        if ph.reorganize is not None and not (pi == state["phase_index"] and state["reorganized"]):
+            model.re_organize_middle_weights(ph.reorganize)
+            if ddp is not None:   # identical on all ranks already (same weights); keep buffers in step too
+                for t in model.state_dict().values():
+                    dist.broadcast(t, 0)
+        reorganized = ph.reorganize is not None
+        total = max(1, round(ph.epochs * spe))
+        if cfg.max_steps_per_phase:
+            total = min(total, cfg.max_steps_per_phase)
+        warm = min(round(ph.warmup_epochs * spe), total // 10)
+        peak = ph.lr * cfg.lr_scale * gbatch / 256
+        opt = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=peak, momentum=cfg.momentum, nesterov=True)
+        start = state["step"] if pi == state["phase_index"] else 0
+        if start and state["optimizer"] is not None:
+            opt.load_state_dict(state["optimizer"])
+        _log(f"phase {ph.name}: steps {start}..{total} (epochs {ph.epochs:g}, {spe} steps/epoch), peak lr {peak:.4g}, "
+             f"{ph.n_subnets} subnet(s)/step, kd={ph.kd}", rank)
+        if rank == 0 and start == 0:
+            save_ckpt(pi, 0, reorganized, None)
+        net.train()
+        t_phase = time.monotonic()
+        imgs_phase = 0
+        batches_epoch, cur_epoch = None, -1
+        for step in range(start, total):
+            t0 = time.monotonic()
+            epoch, bi = divmod(step, spe)
+            if epoch != cur_epoch:
+                batches_epoch = epoch_batches(n, cfg.batch_size, cfg.seed * 1000 + pi, epoch, rank, world)
+                cur_epoch = epoch
+            rs = random.Random(f"{cfg.seed}-{pi}-{step}")
+            r = rs.choice(res)
+            gen = torch.Generator().manual_seed(hash((cfg.seed, pi, step, rank)) & 0x7FFFFFFF)
+            x, y = train_batch(train_cache, batches_epoch[bi], r, gen, (cfg.crop_scale_min, 1.0))
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            lr = _lr_at(step, total, warm, peak)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            soft = None
+            if ph.kd and teacher is not None and cfg.kd_ratio > 0:
+                with torch.no_grad():
+                    soft = F.softmax(teacher(x), dim=1)
+            opt.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for k in range(ph.n_subnets):
+                if ph.largest_only:
+                    model.set_max_net()
+                else:
+                    model.set_active_subnet(sample_phase_spec(cfg.space, ph, rs, r))
+                logits = net(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                if soft is not None:
+                    loss = loss + cfg.kd_ratio * torch.mean(torch.sum(-soft * F.log_softmax(logits, dim=1), 1))
+                loss.backward()
+                loss_sum += float(loss.detach())
+            opt.step()
+            dt = time.monotonic() - t0
+            imgs_phase += x.size(0) * world
+            done = step + 1
+            if rank == 0 and (done % cfg.log_every == 0 or done == total):
+                rec = {"phase": ph.name, "step": done, "of": total, "loss": loss_sum / ph.n_subnets, "lr": lr, "r": r,
+                       "step_s": round(dt, 4), "img_s": round(x.size(0) * world / dt, 2),
+                       "peak_mem_mb": round(_peak_mem_mb(device), 1), "world": world, "t": time.time()}
+                _append_jsonl(log_path, rec)
+                _log(f"{ph.name} {done}/{total} loss {rec['loss']:.4f} r {r} {rec['img_s']} img/s", rank)
+            if done < total and ((cfg.ckpt_every and done % cfg.ckpt_every == 0)
+                                 or (time.monotonic() - last_ckpt_t) > cfg.ckpt_minutes * 60):
+                save_ckpt(pi, done, reorganized, opt)
+                last_ckpt_t = time.monotonic()
+        wall = time.monotonic() - t_phase
+        if world > 1:   # the replicas must hold identical weights: compare a digest of every parameter
+            import hashlib
+            flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
+            digests: list = [None] * world
+            dist.all_gather_object(digests, hashlib.sha256(flat.numpy().tobytes()).hexdigest()[:16])
+            if rank == 0:
+                _append_jsonl(log_path, {"sync_check": digests, "phase": ph.name})
+            if len(set(digests)) > 1:
+                raise OfaProfileError(f"DDP replicas diverged in phase {ph.name} (digests {digests}); report a bug")
+        # phase end: weights + a quick check, then the resume point moves to the next phase
+        summary = {"phase": ph.name, "steps": total, "wall_s": round(wall, 1),
+                   "img_s": round(imgs_phase / wall, 2) if wall > 0 and imgs_phase else None,
+                   "peak_mem_mb": round(_peak_mem_mb(device), 1), "device": str(device), "world": world}
+        if rank == 0:
+            if val_cache is not None and cfg.eval_images:
+                r_eval = max(res)
+                specs = [("largest", space.largest(r_eval if r_eval in space.resolutions else space.resolutions[0])),
+                         ("smallest", space.smallest(r_eval if r_eval in space.resolutions else space.resolutions[0]))]
+                was = model.active_spec
+                summary["val_top1"] = _evaluate_quick(model, specs, train_cache, val_cache, cfg, device, r_eval)
+                summary["val_resolution"] = r_eval
+                model.set_active_subnet(was)
+                net.train()
+            _atomic_save({"state_dict": model.state_dict(), "meta": {**model.meta(), "phase": ph.name}},
+                         out / f"phase-{pi}-{ph.name}.pt")
+            _append_jsonl(log_path, {"phase_end": summary})
+            _log(f"phase {ph.name} done: {json.dumps(summary)}", rank)
+        if ph.name == "teacher":
+            model.set_max_net()
+            teacher = model.get_active_subnet().to(device).eval()
+        save_ckpt(pi + 1, 0, False, None)
+        last_ckpt_t = time.monotonic()
+        if world > 1:
+            dist.barrier()
+    final = out / "supernet.pt"
+    if rank == 0:
+        _atomic_save({"state_dict": model.state_dict(),
+                      "meta": {**model.meta(), "recipe": cfg.recipe, "classes": list(train_cache.classes),
+                               "seed": cfg.seed}}, final)
+        _log(f"done: {final}", rank)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+def _parse_phase_epochs(text: str | None) -> tuple[tuple[str, float], ...]:
+    if not text:
+        return ()
+    out = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            k, v = part.split("=")
+            out.append((k.strip(), float(v)))
+        except ValueError:
+            raise OfaProfileError(f"bad --phase-epochs item {part!r}; write e.g. teacher=10,kernel=5") from None
+        if k.strip() not in OFA_EPOCHS:
+            raise OfaProfileError(f"unknown phase {k.strip()!r} in --phase-epochs; phases: {', '.join(OFA_EPOCHS)}")
+    return tuple(out)
+
+
+def _parse_res(text: str | None, space: str) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return parse_resolutions(text, space)
+    except SpaceError:
+        try:
+            vals = tuple(sorted({int(v) for v in text.split(",")}))
+        except ValueError:
+            raise OfaProfileError(f"bad --resolutions {text!r}; write e.g. 128-224 or 96,112") from None
+        if any(v < 32 or v % 4 for v in vals):
+            raise OfaProfileError(f"--resolutions {text!r}: values must be multiples of 4 and >= 32") from None
+        return vals
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import click
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--train-data", required=True, help="ImageFolder root ROOT/<class>/<img> or a .tar of one.")
+    @click.option("--val-data", default=None, help="Validation ImageFolder (same classes), for phase-end checks.")
+    @click.option("--out", required=True, help="Run folder: checkpoints, log, supernet.pt. Rerun to resume.")
+    @click.option("--cache-dir", default=None, help="Decoded-image cache (default OUT/cache).")
+    @click.option("--space", default="ofa-mbv3-w1.0", show_default=True)
+    @click.option("--recipe", type=click.Choice(["ofa", "compofa"]), default="ofa", show_default=True)
+    @click.option("--epoch-scale", type=float, default=1.0, show_default=True,
+                  help="Multiply OFA's ImageNet epochs per phase (180/120/25/120/25/120).")
+    @click.option("--phase-epochs", default=None, help="Override epochs, e.g. teacher=40,kernel=20.")
+    @click.option("--batch-size", type=int, default=64, show_default=True, help="Per process.")
+    @click.option("--lr-scale", type=float, default=1.0, show_default=True)
+    @click.option("--resolutions", default=None,
+                  help="Training resolutions: 128-224 (default: the space's), or a CPU cap such as 96,112.")
+    @click.option("--image-size", type=int, default=224, show_default=True, help="Cache image size.")
+    @click.option("--crop-scale-min", type=float, default=0.08, show_default=True)
+    @click.option("--max-steps-per-phase", type=int, default=0, help="Cap steps per phase (smoke runs).")
+    @click.option("--ckpt-every", type=int, default=0, help="Also checkpoint every N steps.")
+    @click.option("--ckpt-minutes", type=float, default=10.0, show_default=True)
+    @click.option("--eval-images", type=int, default=500, show_default=True)
+    @click.option("--calib-images", type=int, default=500, show_default=True)
+    @click.option("--limit-per-class", type=int, default=None, help="Use only N training images per class.")
+    @click.option("--init", default=None, help="Start from these supernet weights (e.g. OFA's official .pth).")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--device", default="auto", show_default=True)
+    @click.option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
+    @click.option("--log-every", type=int, default=10, show_default=True)
+    def cmd(**kw):
+        """Train the elastic supernet with progressive shrinking (OFA) or CompOFA.
+
+        \b
+        Example:
+          python -m ofa_model.train --train-data ../shared/data/imagenette2-224/train.tar \\
+              --val-data ../shared/data/imagenette2-224/val.tar --out runs/ps --epoch-scale 0.25
+          torchrun --nproc_per_node 2 -m ofa_model.train --train-data DATA --out runs/ddp
+        """
+        kw["phase_epochs"] = _parse_phase_epochs(kw["phase_epochs"])
+        kw["resolutions"] = _parse_res(kw["resolutions"], kw["space"])
+        cfg = TrainConfig(**kw)
+        path = train(cfg)
+        if int(os.environ.get("RANK", "0")) == 0:
+            click.echo(str(path))
+
+    try:
+        cmd.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except OfaProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

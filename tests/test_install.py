@@ -1,0 +1,46 @@
+"""A non-editable install finds the shipped device specs, schemas and LUTs (package data)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    target = tmp_path_factory.mktemp("site")
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.fail(f"pip install . failed: {r.stderr[-2000:]}")
+    return target
+
+
+def run_installed(target, *args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(target))
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_installed_package_finds_its_data(installed, tmp_path):
+    r = run_installed(installed, "-c", "import ofa_profile, ofa_profile.paths as p; print(ofa_profile.__file__); "
+                      "print(p.device_specs_dir()); print(p.lut_dir()); print(p.schemas_dir())", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    mod, specs, luts, schemas = r.stdout.split()
+    assert mod.startswith(str(installed))
+    for d in (specs, luts, schemas):
+        assert d.startswith(str(installed)), d
+    assert {"cpu-ort.json", "cpu-torch.json", "cpu-tflite.json"} <= set(os.listdir(specs))
+    assert "device.schema.json" in os.listdir(schemas) and "lut.schema.json" in os.listdir(schemas)
+    shipped = sorted(p.name for p in (ROOT / "lut").glob("*.json"))
+    assert sorted(os.listdir(luts)) >= shipped
+
+
+def test_installed_cli_lists_devices(installed, tmp_path):
+    r = run_installed(installed, "-m", "ofa_profile.cli", "devices", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    names = {row["name"] for row in json.loads(r.stdout)}
+    assert {"cpu-ort", "cpu-torch", "cpu-tflite"} <= names

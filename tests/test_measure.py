@@ -1,0 +1,108 @@
+"""The LUT builder end to end with real runtimes: resumable after SIGKILL, never a corrupt file."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ofa_profile.devices import load_device
+from ofa_profile.measure import JOURNAL_SUFFIX, measure_lut
+from ofa_profile.ops import ops_at_resolution
+
+FAST_TIMING = {"warmup_runs": 1, "min_runs": 3, "max_runs": 3, "max_time_s": 0.5, "target_iqr_rel": 1.0}
+
+
+def fast_spec(tmp_path: Path, runtime: str, name: str = "fast") -> Path:
+    spec = {"format": "ofa-profile-device", "schema_version": 1, "name": name, "description": "test device",
+            "runtime": runtime, "transport": "local", "num_threads": 1, "timing": FAST_TIMING}
+    p = tmp_path / f"{name}.json"
+    p.write_text(json.dumps(spec))
+    return p
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "litert"])
+def test_measure_one_resolution_each_runtime(tmp_path, runtime):
+    from ofa_profile.lut import load_lut
+    from ofa_profile.runtimes import get_runtime
+    ok, why = get_runtime(runtime).check()
+    if not ok:
+        pytest.skip(why)
+    dev = load_device(fast_spec(tmp_path, runtime))
+    out = tmp_path / "lut.json"
+    r = measure_lut(dev, out, [128], progress=False, limit=None if runtime == "torch" else 12)
+    lut = load_lut(out)
+    assert lut.runtime == runtime and lut.space == "ofa-mbv3-w1.0"
+    assert len(lut.entries) == (96 if runtime == "torch" else 12) == r.measured
+    e = next(iter(lut.entries.values()))
+    assert e.count == 3 and e.median_ms > 0 and len(e.raw_ms) == 3
+    assert lut.fingerprint["runtime_versions"]
+
+
+def _journal_lines(j: Path) -> int:
+    return len(j.read_bytes().splitlines()) if j.exists() else 0
+
+
+def test_sigkill_mid_run_resumes_without_remeasuring(tmp_path):
+    from ofa_profile.lut import load_lut
+    spec = fast_spec(tmp_path, "torch")
+    out = tmp_path / "k.json"
+    journal = out.with_name(out.name + JOURNAL_SUFFIX)
+    cmd = [sys.executable, "-m", "ofa_profile.cli", "measure", "--device", str(spec), "--resolutions", "128,132",
+           "--out", str(out), "--quiet"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while _journal_lines(journal) < 30 and time.time() - t0 < 120 and p.poll() is None:
+        time.sleep(0.05)
+    assert p.poll() is None, "finished before it could be killed"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not out.exists()  # the LUT is only written at the end, atomically
+    before = {}
+    for line in journal.read_bytes().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # torn last line
+        if rec.get("type") == "entry":
+            before[rec["key"]] = rec["entry"]["raw_ms"]
+    assert len(before) >= 25
+    r = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    total = len({o.key for res in (128, 132) for o in ops_at_resolution("ofa-mbv3-w1.0", res)})
+    assert summary["total"] == total and summary["complete"]
+    assert summary["measured"] == total - len(before)
+    lut = load_lut(out)
+    assert len(lut.entries) == total
+    for k, raw in before.items():  # kept, not re-measured
+        assert list(lut.entries[k].raw_ms) == raw
+    assert not journal.exists()
+    assert lut.resolutions == (128, 132)
+
+
+def test_existing_lut_is_extended(tmp_path):
+    from ofa_profile.lut import load_lut
+    dev = load_device(fast_spec(tmp_path, "torch"))
+    out = tmp_path / "x.json"
+    measure_lut(dev, out, [224], progress=False)
+    first = load_lut(out)
+    r = measure_lut(dev, out, [220, 224], progress=False)
+    lut = load_lut(out)
+    assert r.reused >= 96 - 1 and r.measured < 96
+    assert lut.resolutions == (220, 224)
+    for k, e in first.entries.items():
+        assert lut.entries[k] == e
+
+
+def test_foreign_lut_at_out_is_not_overwritten(tmp_path):
+    dev = load_device(fast_spec(tmp_path, "torch"))
+    out = tmp_path / "x.json"
+    out.write_text("{truncated")
+    r = subprocess.run([sys.executable, "-m", "ofa_profile.cli", "measure", "--device", str(tmp_path / "fast.json"),
+                        "--resolutions", "128", "--out", str(out), "-q"], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "--fresh" in r.stderr
+    assert out.read_text() == "{truncated"

@@ -1,0 +1,125 @@
+"""Compatibility with OFA's own implementation (PyPI package ``ofa``, installed with ``--no-deps``).
+
+Install: ``pip install --no-deps ofa==0.1.0.post202307202001``.  OFA's package imports torchvision and
+``torch._six`` (gone from torch 2) at import time for its data loaders; this test inserts tiny stand-in
+modules for those names ONLY inside this test process, before importing ``ofa``.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import types
+
+import pytest
+import torch
+
+from ofa_model.supernet import OFAMobileNetV3, load_supernet_weights
+from ofa_profile.space import SubnetSpec, get_space
+
+
+def _shim_imports() -> None:
+    if "torchvision" not in sys.modules:
+        tv = types.ModuleType("torchvision")
+        tr = types.ModuleType("torchvision.transforms")
+        trf = types.ModuleType("torchvision.transforms.functional")
+        ds = types.ModuleType("torchvision.datasets")
+
+        class _Stub:  # OFA subclasses transforms.RandomResizedCrop at import time
+            def __init__(self, *a, **k):
+                pass
+
+        tr.RandomResizedCrop = _Stub
+        tr.InterpolationMode = types.SimpleNamespace(BILINEAR=2, BICUBIC=3)
+        tr.functional, tv.transforms, tv.datasets = trf, tr, ds
+        sys.modules.update({"torchvision": tv, "torchvision.transforms": tr,
+                            "torchvision.transforms.functional": trf, "torchvision.datasets": ds})
+    if "torch._six" not in sys.modules:
+        try:
+            import torch._six  # noqa: F401
+        except ImportError:
+            six = types.ModuleType("torch._six")
+            six.string_classes = (str, bytes)
+            sys.modules["torch._six"] = six
+
+
+@pytest.fixture(scope="module")
+def ofa_net():
+    _shim_imports()
+    try:
+        from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3 as TheirOFA
+    except ImportError as exc:
+        pytest.skip(f"PyPI package 'ofa' not importable ({exc}); install: pip install --no-deps ofa")
+    torch.manual_seed(0)
+    net = TheirOFA(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    # random, non-trivial BN statistics and kernel-transform matrices so that every tensor matters
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if name.endswith("running_mean"):
+                t.copy_(torch.randn_like(t) * 0.1)
+            elif name.endswith("running_var"):
+                t.copy_(torch.rand_like(t) + 0.5)
+            elif name.endswith(("bn.weight", "bn.bn.weight")):
+                t.copy_(torch.rand_like(t) + 0.5)
+            elif name.endswith("_matrix"):
+                t.add_(torch.randn_like(t) * 0.05)
+    return net.eval()
+
+
+def test_state_dict_names_and_shapes_match(ofa_net):
+    ours = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=1000)
+    a = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    b = {k: tuple(v.shape) for k, v in ofa_net.state_dict().items()}
+    assert a == b
+    ours.load_state_dict(ofa_net.state_dict(), strict=True)
+
+
+def test_twenty_random_subnets_same_logits(ofa_net):
+    torch.set_num_threads(1)
+    ours = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=1000)
+    load_supernet_weights(ours, ofa_net.state_dict())
+    ours.eval()
+    sp = get_space("ofa-mbv3-w1.0")
+    rng = random.Random(2024)
+    for i in range(20):
+        spec = sp.sample(rng, resolution=rng.choice([128, 132, 160]))
+        ofa_net.set_active_subnet(ks=list(spec.ks), e=list(spec.e), d=list(spec.d))
+        theirs = ofa_net.get_active_subnet(preserve_weight=True).eval()
+        ours.set_active_subnet(spec)
+        mine = ours.get_active_subnet().eval()
+        # the extracted subnets carry the same tensors under the same names
+        ts, ms = theirs.state_dict(), mine.state_dict()
+        assert set(ts) == set(ms), spec.short()
+        x = torch.randn(2, 3, spec.r, spec.r, generator=torch.Generator().manual_seed(i))
+        with torch.no_grad():
+            y_theirs = theirs(x)
+            y_mine = mine(x)
+            y_super = ours(x)           # our supernet with the subnet active
+            y_their_super = ofa_net(x)
+        assert (y_mine - y_theirs).abs().max().item() <= 1e-5, spec.short()
+        assert (y_super - y_their_super).abs().max().item() <= 1e-5, spec.short()
+
+
+def test_re_organize_middle_weights_matches(ofa_net):
+    import copy
+    theirs = copy.deepcopy(ofa_net)
+    ours = OFAMobileNetV3("ofa-mbv3-w1.0")
+    ours.load_state_dict(theirs.state_dict())
+    for stage in (0, 1, 2):
+        theirs.re_organize_middle_weights(expand_ratio_stage=stage)
+        ours.re_organize_middle_weights(expand_ratio_stage=stage)
+        ts, ms = theirs.state_dict(), ours.state_dict()
+        for k in ts:
+            assert torch.equal(ts[k], ms[k]), (stage, k)
+    # sorted channels actually moved something
+    assert not torch.equal(ofa_net.blocks[1].conv.point_linear.conv.conv.weight,
+                           ours.blocks[1].conv.point_linear.conv.conv.weight)
+
+
+def test_loads_renamed_official_keys(ofa_net):
+    """Official checkpoints wrap the dict in {'state_dict': ...} and may use '.mobile_inverted_conv.'."""
+    sd = {k.replace(".conv.", ".mobile_inverted_conv.", 1) if k.startswith("blocks.") else k: v
+          for k, v in ofa_net.state_dict().items()}
+    ours = OFAMobileNetV3("ofa-mbv3-w1.0")
+    load_supernet_weights(ours, {"state_dict": sd})
+    assert torch.equal(ours.blocks[5].conv.depth_conv.conv.conv.weight,
+                       ofa_net.blocks[5].conv.depth_conv.conv.conv.weight)

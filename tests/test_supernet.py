@@ -1,0 +1,147 @@
+"""The elastic supernet: mechanics, extraction, BN recalibration, weights loading."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn as nn
+
+from ofa_model.elastic import sub_filter_start_end
+from ofa_model.supernet import OFAMobileNetV3, WeightsError, load_supernet_weights, recalibrate_bn
+from ofa_profile.ops import subnet_ops
+from ofa_profile.space import SpaceError, SubnetSpec, get_space
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    return OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=10).eval()
+
+
+def _randomize_bn(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+
+
+def test_elastic_kernel_is_centre_crop_at_identity(net):
+    dc = net.blocks[3].conv.depth_conv.conv
+    w7 = dc.conv.weight
+    for k in (5, 3):
+        s, e = sub_filter_start_end(7, k)
+        assert torch.allclose(dc.get_active_filter(w7.size(0), k), w7[:, :, s:e, s:e])
+    assert dc.get_parameter("7to5_matrix").shape == (25, 25)
+    assert dc.get_parameter("5to3_matrix").shape == (9, 9)
+
+
+def test_kernel_transform_matrix_is_used():
+    m = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=10)
+    dc = m.blocks[1].conv.depth_conv.conv
+    with torch.no_grad():
+        dc.get_parameter("5to3_matrix").mul_(2.0)
+    s, e = sub_filter_start_end(7, 3)
+    assert torch.allclose(dc.get_active_filter(dc.max_in_channels, 3), 2 * dc.conv.weight[:, :, s:e, s:e])
+    # 5x5 path does not touch the 5->3 matrix
+    s, e = sub_filter_start_end(7, 5)
+    assert torch.allclose(dc.get_active_filter(dc.max_in_channels, 5), dc.conv.weight[:, :, s:e, s:e])
+
+
+def test_extracted_subnet_matches_supernet_and_op_counts(net):
+    _randomize_bn(net)
+    sp = get_space("ofa-mbv3-w1.0")
+    rng = random.Random(7)
+    for i in range(4):
+        spec = net.sample_active_subnet(rng, resolution=rng.choice([128, 144]))
+        sub = net.get_active_subnet().eval()
+        assert sub.spec == spec
+        n_blocks = 1 + sum(spec.d)
+        assert len(sub.blocks) == n_blocks
+        x = torch.randn(2, 3, spec.r, spec.r)
+        with torch.no_grad():
+            assert (sub(x) - net(x)).abs().max().item() < 1e-5
+        # parameter count = the op enumerator's (classifier at 10 classes instead of the space's 1000)
+        ops = subnet_ops(spec)
+        expect = sum(op.params() for op in ops[:-1]) + sp.feature_mix_ch * 10 + 10
+        assert sum(p.numel() for p in sub.parameters()) == expect
+
+
+def test_subnet_is_plain_torch(net):
+    net.set_active_subnet(get_space("ofa-mbv3-w1.0").smallest(128))
+    sub = net.get_active_subnet()
+    allowed = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Hardswish, nn.Hardsigmoid, nn.Linear, nn.Dropout,
+               nn.Identity, nn.Sequential, nn.ModuleList)
+    for m in sub.modules():
+        if not m.__module__.startswith("ofa_model"):
+            assert isinstance(m, allowed), type(m)
+    # no dynamic layer survives extraction
+    assert not any(type(m).__name__.startswith("Dynamic") for m in sub.modules())
+
+
+def test_depth_and_expand_change_the_net(net):
+    sp = get_space("ofa-mbv3-w1.0")
+    x = torch.randn(1, 3, 128, 128)
+    outs = []
+    for spec in (sp.largest(128), sp.smallest(128)):
+        net.set_active_subnet(spec)
+        with torch.no_grad():
+            outs.append(net(x))
+    assert (outs[0] - outs[1]).abs().max() > 1e-4
+    assert net.runtime_depth == [2] * 5
+
+
+def test_bad_spec_and_other_space_rejected(net):
+    sp = get_space("ofa-mbv3-w1.0")
+    bad = SubnetSpec(sp.name, (9,) * 20, (6,) * 20, (4,) * 5, 224)
+    with pytest.raises(SpaceError):
+        net.set_active_subnet(bad)
+    with pytest.raises(SpaceError):
+        net.set_active_subnet(get_space("ofa-mbv3-w1.2").largest(224))
+    # compound specs share the macro-architecture: accepted
+    net.set_active_subnet(get_space("compofa-mbv3-w1.0").smallest(160))
+
+
+def test_weights_of_other_space_or_classes_refused(tmp_path):
+    a = OFAMobileNetV3("ofa-mbv3-w1.2", n_classes=10)
+    b = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=10)
+    with pytest.raises(WeightsError, match="shape mismatch"):
+        load_supernet_weights(b, a.state_dict())
+    torch.save({"state_dict": a.state_dict(), "meta": a.meta()}, tmp_path / "w12.pt")
+    with pytest.raises(WeightsError, match="space ofa-mbv3-w1.2"):
+        load_supernet_weights(b, tmp_path / "w12.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="not a readable"):
+        load_supernet_weights(b, tmp_path / "junk.pt")
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_supernet_weights(b, tmp_path / "missing.pt")
+
+
+def test_recalibrate_bn_supernet_equals_subnet():
+    torch.manual_seed(1)
+    m = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=10)
+    spec = get_space("ofa-mbv3-w1.0").sample(3, resolution=128)
+    m.set_active_subnet(spec)
+    data = [torch.randn(4, 3, 128, 128) for _ in range(3)]
+    sub = m.get_active_subnet()
+    before = sub.blocks[2].conv.depth_conv.bn.running_var.clone()
+    assert recalibrate_bn(sub, data, n_images=10) == 10
+    assert not torch.allclose(before, sub.blocks[2].conv.depth_conv.bn.running_var)
+    assert not sub.training
+    recalibrate_bn(m, data, n_images=10)
+    sub2 = m.get_active_subnet().eval()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        assert (sub(x) - sub2(x)).abs().max().item() < 1e-4
+
+
+def test_other_spaces_build():
+    for name in ("ofa-mbv3-w1.2", "compofa-mbv3-w1.0"):
+        m = OFAMobileNetV3(name, n_classes=10).eval()
+        spec = m.sample_active_subnet(0, resolution=128)
+        with torch.no_grad():
+            assert m(torch.randn(1, 3, 128, 128)).shape == (1, 10)
+        assert get_space(spec.space).name == name

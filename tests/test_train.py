@@ -1,0 +1,181 @@
+"""Progressive-shrinking trainer: data cache, phases, checkpoint/resume after SIGKILL, DDP (gloo), errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ofa_model.data import DataError, build_cache, center_crop_batch, epoch_batches, scan_source, train_batch
+from ofa_model.supernet import OFAMobileNetV3, load_supernet_weights
+from ofa_model.train import TrainConfig, main, recipe_phases, train
+from ofa_profile.paths import shared_data_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def make_folder(root: Path, n_per_class: int, n_classes: int = 3, seed: int = 0) -> Path:
+    """A tiny ImageFolder of real JPEG files (class = dominant colour channel)."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for c in range(n_classes):
+        d = root / f"class{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            a = (rng.random((40, 48, 3)) * 60).astype(np.uint8)
+            a[..., c % 3] += 150
+            Image.fromarray(a).save(d / f"img{i}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    base = tmp_path_factory.mktemp("data")
+    return make_folder(base / "train", 8), make_folder(base / "val", 3, seed=1)
+
+
+def _cli(train_dir, val_dir, out, *extra):
+    return [PY, "-m", "ofa_model.train", "--train-data", str(train_dir), "--val-data", str(val_dir), "--out", str(out),
+            "--image-size", "48", "--resolutions", "48", "--batch-size", "4", "--eval-images", "6",
+            "--calib-images", "8", "--threads", "1", "--log-every", "1", *extra]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_cache_and_augment(data, tmp_path):
+    tr = build_cache(data[0], tmp_path / "c", size=32)
+    assert tr.images.shape == (24, 32, 32, 3) and tr.images.dtype == np.uint8
+    assert tr.classes == ("class0", "class1", "class2")
+    assert build_cache(data[0], tmp_path / "c", size=32).path == tr.path     # reused
+    # the colour class survives decoding
+    assert all(int(np.argmax(tr.images[i].reshape(-1, 3).mean(0))) == tr.labels[i] for i in range(len(tr)))
+    g = torch.Generator().manual_seed(0)
+    x, y = train_batch(tr, np.arange(5), 40, g)
+    assert x.shape == (5, 3, 40, 40) and y.tolist() == tr.labels[:5].tolist()
+    x2, _ = train_batch(tr, np.arange(5), 40, torch.Generator().manual_seed(0))
+    assert torch.equal(x, x2)
+    xc, _ = center_crop_batch(tr, np.arange(2), 32, crop_frac=1.0)   # identity crop reproduces the image
+    ref = (torch.from_numpy(np.array(tr.images[:2])).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) \
+        / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert (xc - ref).abs().max() < 1e-3
+    b = epoch_batches(24, 4, 0, 0, rank=1, world=2)
+    assert len(b) == 3 and not set(np.concatenate(b)) & set(np.concatenate(epoch_batches(24, 4, 0, 0, 0, 2)))
+
+
+def test_bad_dataset_folders(tmp_path, data):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images in class folders"):
+        scan_source(tmp_path / "empty")
+    with pytest.raises(DataError, match="does not exist"):
+        scan_source(tmp_path / "nope")
+    loose = make_folder(tmp_path / "loose", 2)
+    (loose / "stray.jpg").write_bytes((loose / "class0" / "img0.jpg").read_bytes())
+    with pytest.raises(DataError, match="not in a class folder"):
+        scan_source(loose)
+    one = make_folder(tmp_path / "one", 2, n_classes=1)
+    with pytest.raises(DataError, match="only one class"):
+        scan_source(one)
+    other = make_folder(tmp_path / "other", 2, n_classes=4)
+    with pytest.raises(DataError, match="differ from the training set"):
+        build_cache(other, tmp_path / "c", size=32, classes=("class0", "class1", "class2"))
+    bad = make_folder(tmp_path / "bad", 2)
+    (bad / "class1" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match="cannot decode image"):
+        build_cache(bad, tmp_path / "c2", size=32)
+    # the CLI: one line, exit 1, nothing written in the run folder
+    r = subprocess.run(_cli(tmp_path / "empty", data[1], tmp_path / "run"), capture_output=True, text=True, env=_env())
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: dataset")
+    assert not (tmp_path / "run" / "ckpt-last.pt").exists()
+
+
+def test_recipes():
+    ofa = recipe_phases("ofa", "ofa-mbv3-w1.0")
+    assert [p.name for p in ofa] == ["teacher", "kernel", "depth1", "depth2", "expand1", "expand2"]
+    assert [p.n_subnets for p in ofa] == [1, 1, 2, 2, 4, 4]
+    assert ofa[2].d == (3, 4) and ofa[4].e == (4, 6) and ofa[4].reorganize == 1 and ofa[5].reorganize == 2
+    comp = recipe_phases("compofa", "compofa-mbv3-w1.0", epoch_scale=0.1)
+    assert [p.name for p in comp] == ["teacher", "kernel", "compound"] and comp[-1].compound
+    assert comp[0].epochs == pytest.approx(18)
+
+
+def test_compofa_run_in_process(data, tmp_path):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(train_data=str(data[0]), val_data=str(data[1]), out=str(tmp_path / "run"),
+                      space="compofa-mbv3-w1.0", recipe="compofa", image_size=48, resolutions=(48,), batch_size=4,
+                      max_steps_per_phase=2, eval_images=6, calib_images=8, log_every=1)
+    final = train(cfg)
+    m = OFAMobileNetV3("compofa-mbv3-w1.0", n_classes=3)
+    load_supernet_weights(m, final)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    ends = [r["phase_end"] for r in log if "phase_end" in r]
+    assert [e["phase"] for e in ends] == ["teacher", "kernel", "compound"]
+    assert all(0.0 <= v <= 1.0 for e in ends for v in e["val_top1"].values())
+    assert all(r["img_s"] > 0 for r in log if "img_s" in r)
+
+
+def test_kill_and_resume(data, tmp_path):
+    out = tmp_path / "run"
+    cmd = _cli(data[0], data[1], out, "--max-steps-per-phase", "3", "--ckpt-every", "1", "--eval-images", "0")
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "phase-1-kernel.pt").exists():
+        time.sleep(0.05)
+    assert p.poll() is None, "run finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    ck = torch.load(out / "ckpt-last.pt", map_location="cpu", weights_only=False)
+    assert ck["phase_index"] >= 2 or (ck["phase_index"] == 1 and ck["step"] >= 0)
+    assert not (out / "supernet.pt").exists()
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from" in r.stderr
+    assert (out / "supernet.pt").exists()
+    ends = [json.loads(line)["phase_end"]["phase"] for line in (out / "train_log.jsonl").read_text().splitlines()
+            if "phase_end" in line]
+    assert ends[:2] == ["teacher", "kernel"] and ends.count("teacher") == 1 and ends[-1] == "expand2"
+    # a run folder of another configuration is refused, in one line
+    r2 = subprocess.run(cmd + ["--seed", "5"], env=_env(), capture_output=True, text=True)
+    assert r2.returncode == 1 and "belongs to another run" in r2.stderr
+
+
+def test_ddp_two_cpu_processes_stay_in_sync(data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ofa_model.train",
+           *_cli(data[0], data[1], out, "--max-steps-per-phase", "2", "--eval-images", "0",
+                 "--phase-epochs", "depth1=0,depth2=0,expand1=0")[3:]]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    checks = [rec["sync_check"] for rec in log if "sync_check" in rec]
+    assert checks and all(len(c) == 2 and c[0] == c[1] for c in checks)
+    assert all(rec["world"] == 2 for rec in log if "img_s" in rec)
+
+
+@pytest.mark.skipif(shared_data_dir() is None or not (shared_data_dir() / "imagenette2-224" / "train.tar").exists(),
+                    reason="../shared/data/imagenette2-224/train.tar not present")
+def test_real_imagenette_images(tmp_path):
+    tar = shared_data_dir() / "imagenette2-224" / "train.tar"
+    vtar = shared_data_dir() / "imagenette2-224" / "val.tar"
+    tr = build_cache(tar, tmp_path / "tr", size=64, limit_per_class=2)
+    assert len(tr) == 20 and len(tr.classes) == 10 and tr.classes[0] == "n01440764"
+    va = build_cache(vtar, tmp_path / "va", size=64, classes=tr.classes, limit_per_class=1)
+    assert len(va) == 10
+    torch.set_num_threads(1)
+    cfg = TrainConfig(train_data=str(tar), out=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
+                      recipe="compofa", space="compofa-mbv3-w1.0", image_size=64, resolutions=(64,), batch_size=10,
+                      limit_per_class=2, max_steps_per_phase=1, eval_images=0, log_every=1,
+                      phase_epochs=(("kernel", 0), ("compound", 0)))
+    final = train(cfg)
+    m = OFAMobileNetV3("compofa-mbv3-w1.0", n_classes=10)
+    load_supernet_weights(m, final)
