@@ -24,7 +24,8 @@ import numpy as np
 
 from ofa_profile.errors import OfaProfileError
 
-__all__ = ["DataError", "ImageCache", "IMG_EXTS", "scan_source", "build_cache", "open_cache", "epoch_batches",
+__all__ = ["DataError", "ImageCache", "IMG_EXTS", "scan_source", "build_cache", "open_cache", "default_cache_dir",
+           "epoch_batches",
            "train_batch", "eval_batches", "center_crop_batch", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
@@ -124,6 +125,17 @@ def _fingerprint(src: Path, items: Sequence[tuple[str, int]], size: int) -> str:
     for item, label in items:
         h.update(f"{item}:{label};".encode())
     return h.hexdigest()[:16]
+
+
+def default_cache_dir(src: str | os.PathLike, size: int) -> Path:
+    """Where the commands keep the decoded cache of ``src`` when no --cache-dir is given:
+    ``$OFA_PROFILE_CACHE`` or ``$XDG_CACHE_HOME/ofa-profile`` (default ``~/.cache/ofa-profile``), then
+    ``images/<name>-<hash of the resolved path>-<size>``."""
+    root = os.environ.get("OFA_PROFILE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "ofa-profile")
+    p = Path(src).resolve()
+    tag = hashlib.sha256(str(p).encode()).hexdigest()[:10]
+    return Path(root) / "images" / f"{p.name.split('.')[0]}-{tag}-{size}"
 
 
 def open_cache(cache_dir: str | os.PathLike) -> ImageCache:

@@ -4,6 +4,12 @@
 ``random.Random(f"{seed}-{i}")``, so any row can be reproduced alone) and writes a CSV atomically with the
 spec, resolution, top-1, MACs and params of each.  ``shard=(k, n)`` evaluates rows ``i % n == k`` only (one
 process or GPU per shard; :func:`merge_shards` joins them).
+
+Resumable: every finished row is appended (and flushed) to ``<out>.partial.csv`` beside the output; a rerun
+of the same call keeps the rows already in the output or the partial file (after checking that they are the
+same subnets with the same seed, val subset size and calibration size) and evaluates only the missing ones.
+The columns (``CSV_FIELDS``) include ``space``, ``r``, ``d``/``ks``/``e`` (JSON lists) and ``accuracy`` (top-1
+fraction), the format :func:`ofa_profile.accuracy.read_accuracy_csv` reads.
 """
 from __future__ import annotations
 
@@ -18,9 +24,12 @@ from typing import Sequence
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
 
-__all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "merge_shards", "CSV_FIELDS"]
+__all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
+           "CSV_FIELDS", "PARTIAL_SUFFIX"]
 
-CSV_FIELDS = ("index", "seed", "r", "d", "ks", "e", "top1", "macs", "params", "n_val", "n_calib", "arch")
+CSV_FIELDS = ("index", "space", "seed", "r", "d", "ks", "e", "accuracy", "macs", "params", "n_val", "n_calib",
+              "arch")
+PARTIAL_SUFFIX = ".partial.csv"
 
 
 def subnet_macs_params(spec: SubnetSpec, n_classes: int) -> tuple[int, int]:
@@ -43,10 +52,12 @@ def val_subset(n_total: int, n_val: int, seed: int = 0) -> list[int]:
 
 def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 0, n_calib: int = 2000,
                   batch_size: int = 100, device=None, resolution: int | None = None, val_seed: int = 0,
-                  calib_seed: int = 0, val_indices: Sequence[int] | None = None) -> float:
+                  calib_seed: int = 0, val_indices: Sequence[int] | None = None,
+                  timings: dict | None = None) -> float:
     """Top-1 (fraction) of ``spec`` from supernet ``model``: extract, recalibrate BN on ``n_calib`` augmented
     training images (seeded, as OFA does), evaluate centre crops of the fixed val subset.
-    ``resolution`` overrides ``spec.r`` (CPU recipes below the space's range)."""
+    ``resolution`` overrides ``spec.r`` (CPU recipes below the space's range).  ``timings``, when given, receives
+    ``extract_s``, ``calib_s`` and ``eval_s`` (wall seconds, synchronised on CUDA)."""
     import numpy as np
     import torch
 
@@ -55,8 +66,17 @@ def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 
 
     r = resolution or spec.r
     device = device or next(model.parameters()).device
+    dev_type = torch.device(device).type
+
+    def now() -> float:
+        if dev_type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    t0 = now()
     model.set_active_subnet(spec)
     sub = model.get_active_subnet().to(device)
+    t1 = now()
     gen = torch.Generator().manual_seed(calib_seed)
     order = np.random.default_rng(calib_seed).permutation(len(train_cache))[:max(1, n_calib)]
 
@@ -66,6 +86,7 @@ def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 
             yield x.to(device)
 
     recalibrate_bn(sub, calib(), n_calib)
+    t2 = now()
     idx = val_indices if val_indices is not None else val_subset(len(val_cache), n_val, val_seed)
     correct = seen = 0
     with torch.no_grad():
@@ -73,6 +94,8 @@ def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 
             pred = sub(x.to(device)).argmax(1).cpu()
             correct += int((pred == y).sum())
             seen += y.numel()
+    if timings is not None:
+        timings.update({"extract_s": t1 - t0, "calib_s": t2 - t1, "eval_s": now() - t2, "n_val": seen})
     return correct / max(1, seen)
 
 
@@ -86,37 +109,92 @@ def _write_csv_atomic(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def dataset_spec(space: str, seed: int, index: int, resolutions: Sequence[int]) -> SubnetSpec:
+    """Subnet ``index`` of an accuracy dataset: drawn from ``random.Random(f"{seed}-{index}")``."""
+    rng = random.Random(f"{seed}-{index}")
+    return get_space(space).sample(rng, resolution=rng.choice(tuple(resolutions)))
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """Complete rows of an earlier output or partial file (a kill may have cut the last line)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if not text.strip():
+        return []
+    lines = text.splitlines(keepends=True)
+    if not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    reader = csv.DictReader(lines)
+    if tuple(reader.fieldnames or ()) != CSV_FIELDS:
+        from ofa_profile.errors import OfaProfileError
+        raise OfaProfileError(f"{path} exists but is not an accuracy-dataset CSV of this version (columns "
+                              f"{','.join(CSV_FIELDS)}); choose another --out or delete it")
+    return [r for r in reader if all(r.get(k) not in (None, "") for k in CSV_FIELDS)]
+
+
 def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, n_subnets: int, seed: int = 0,
                      resolutions: Sequence[int] | None = None, n_val: int = 1000, n_calib: int = 2000,
                      batch_size: int = 100, device=None, shard: tuple[int, int] = (0, 1),
-                     space: str | None = None, progress: bool = False) -> Path:
+                     space: str | None = None, progress: bool = False, resume: bool = True) -> Path:
     """Evaluate ``n_subnets`` seeded random subnets and write the CSV (``CSV_FIELDS``) atomically.
-    Returns the CSV path.  ``space`` defaults to the supernet's space."""
+    Returns the CSV path.  ``space`` defaults to the supernet's space.  With ``resume`` rows already in the
+    output or its partial file are kept, not re-evaluated."""
+    from ofa_profile.errors import OfaProfileError
     sp = get_space(space or model.space.name)
     res = tuple(resolutions or sp.resolutions)
     k, n = shard
-    rows = []
+    if not (n >= 1 and 0 <= k < n):
+        raise OfaProfileError(f"bad shard {k}/{n}; use k/n with 0 <= k < n")
+    out = Path(out_csv)
+    partial = out.with_name(out.name + PARTIAL_SUFFIX)
     n_classes = model.n_classes
     val_idx = val_subset(len(val_cache), n_val, seed)
+    wanted = [i for i in range(n_subnets) if i % n == k]
+    done: dict[int, dict] = {}
+    if resume:
+        for src in (out, partial):
+            for row in _read_rows(src):
+                i = int(row["index"])
+                if i not in wanted:
+                    continue
+                spec = dataset_spec(sp.name, seed, i, res)
+                if (row["space"], int(row["seed"]), row["arch"], int(row["n_val"]), int(row["n_calib"])) != \
+                        (sp.name, seed, spec.short(), len(val_idx), n_calib):
+                    raise OfaProfileError(f"{src} holds row {i} of another run (seed/space/resolutions/--n-val/"
+                                          f"--n-calib differ); choose another --out or delete it")
+                done[i] = row
+    else:
+        partial.unlink(missing_ok=True)
+    todo = [i for i in wanted if i not in done]
+    if done and progress:
+        print(f"[evaluate] resuming: {len(done)} row(s) kept, {len(todo)} to evaluate", file=__import__("sys").stderr)
     t0 = time.monotonic()
-    it = [i for i in range(n_subnets) if i % n == k]
+    # the partial file restarts clean (its complete rows only: a kill may have cut its last line)
+    _write_csv_atomic(_read_rows(partial) if resume else [], partial)
+    with open(partial, "a", newline="") as pf:
+        pw = csv.DictWriter(pf, fieldnames=CSV_FIELDS)
+        it = todo
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(todo, desc="subnets", file=__import__("sys").stderr)
+        for i in it:
+            spec = dataset_spec(sp.name, seed, i, res)
+            top1 = evaluate_spec(model, spec, train_cache, val_cache, n_calib=n_calib, batch_size=batch_size,
+                                 device=device, val_indices=val_idx, calib_seed=seed)
+            macs, params = subnet_macs_params(spec, n_classes)
+            row = {"index": i, "space": sp.name, "seed": seed, "r": spec.r, "d": json.dumps(list(spec.d)),
+                   "ks": json.dumps(list(spec.ks)), "e": json.dumps(list(spec.e)), "accuracy": round(top1, 6),
+                   "macs": macs, "params": params, "n_val": len(val_idx), "n_calib": n_calib, "arch": spec.short()}
+            pw.writerow(row)
+            pf.flush()
+            done[i] = {k2: str(v) for k2, v in row.items()}
+    _write_csv_atomic([done[i] for i in sorted(done)], out)
+    partial.unlink(missing_ok=True)
     if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc="subnets", file=__import__("sys").stderr)
-    for i in it:
-        rng = random.Random(f"{seed}-{i}")
-        spec = sp.sample(rng, resolution=rng.choice(res))
-        top1 = evaluate_spec(model, spec, train_cache, val_cache, n_calib=n_calib, batch_size=batch_size,
-                             device=device, val_indices=val_idx, calib_seed=seed)
-        macs, params = subnet_macs_params(spec, n_classes)
-        rows.append({"index": i, "seed": seed, "r": spec.r, "d": json.dumps(list(spec.d)),
-                     "ks": json.dumps(list(spec.ks)), "e": json.dumps(list(spec.e)), "top1": round(top1, 6),
-                     "macs": macs, "params": params, "n_val": len(val_idx), "n_calib": n_calib, "arch": spec.short()})
-    out = Path(out_csv)
-    _write_csv_atomic(rows, out)
-    if progress:
-        rate = len(rows) / max(1e-9, time.monotonic() - t0) * 60
-        print(f"[evaluate] {len(rows)} subnets, {rate:.1f} subnets/min -> {out}", file=__import__("sys").stderr)
+        rate = len(todo) / max(1e-9, time.monotonic() - t0) * 60
+        print(f"[evaluate] {len(todo)} subnets evaluated ({len(done)} rows), {rate:.1f} subnets/min -> {out}",
+              file=__import__("sys").stderr)
     return out
 
 

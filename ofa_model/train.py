@@ -11,6 +11,12 @@ Every phase end and every ``--ckpt-every`` steps / ``--ckpt-minutes`` the run wr
 atomically; rerunning the same command resumes from it (after a kill at any moment).  Multi-GPU/multi-node:
 ``torchrun --nproc_per_node N -m ofa_model.train ...`` (DistributedDataParallel; gloo on CPU, nccl on GPU).
 
+``--standalone largest|smallest|ARCH.json``: the baseline of the model card.  Trains that one fixed subnet
+alone (no distillation, no other subnets) with the same recipe (optimiser, augmentation, batch, resolutions,
+teacher-phase LR and warm-up, one cosine schedule) for as many steps as the progressive-shrinking run with
+the same flags takes in all its phases.  Its ``supernet.pt`` holds the subnet's weights (inactive weights
+untouched); ``python -m ofa_model.card --standalone DIR`` compares it with the PS supernet.
+
 Example (CPU smoke run)::
 
     python -m ofa_model.train --train-data ../shared/data/imagenette2-224/train.tar \\
@@ -33,7 +39,8 @@ from typing import Any, Sequence
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import SpaceError, SubnetSpec, get_space, parse_resolutions
 
-__all__ = ["PhaseDef", "TrainConfig", "recipe_phases", "sample_phase_spec", "train", "main", "CKPT_FORMAT"]
+__all__ = ["PhaseDef", "TrainConfig", "recipe_phases", "sample_phase_spec", "phase_steps", "standalone_spec",
+           "hardware_info", "train", "main", "CKPT_FORMAT"]
 
 CKPT_FORMAT = "ofa_model.train/1"
 # OFA's ImageNet epochs per phase (teacher: a standard MobileNetV3 schedule)
@@ -58,6 +65,8 @@ class PhaseDef:
     largest_only: bool = False
     reorganize: int | None = None
     warmup_epochs: float = 0.0
+    fixed: SubnetSpec | None = None      # standalone baseline: always this subnet
+    steps: int = 0                       # > 0: exact step count (overrides epochs)
 
 
 def recipe_phases(recipe: str, space_name: str, epochs: dict[str, float] | None = None,
@@ -136,13 +145,68 @@ class TrainConfig:
     log_every: int = 10
     device: str = "auto"
     threads: int = 0
+    standalone: str | None = None        # 'largest' | 'smallest' | ARCH.json: train only that subnet
 
-    def phases(self) -> list[PhaseDef]:
-        return recipe_phases(self.recipe, self.space, dict(self.phase_epochs), self.epoch_scale)
+    def phases(self, steps_per_epoch: int | None = None) -> list[PhaseDef]:
+        """The run's phases.  A standalone run has one phase whose step count is that of the whole PS
+        recipe with the same flags (needs ``steps_per_epoch``; without it ``steps`` stays 0)."""
+        ps = recipe_phases(self.recipe, self.space, dict(self.phase_epochs), self.epoch_scale)
+        if not self.standalone:
+            return ps
+        epochs = sum(p.epochs for p in ps)
+        steps = sum(phase_steps(p, steps_per_epoch, self.max_steps_per_phase) for p in ps) if steps_per_epoch else 0
+        return [PhaseDef("standalone", epochs, ps[0].lr, 1, False, warmup_epochs=ps[0].warmup_epochs,
+                         fixed=standalone_spec(self.standalone, self.space), steps=steps)]
 
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a resume."""
-        return {k: getattr(self, k) for k in ("space", "recipe", "seed", "batch_size", "image_size")}
+        ident = {k: getattr(self, k) for k in ("space", "recipe", "seed", "batch_size", "image_size")}
+        if self.standalone:
+            ident["standalone"] = standalone_spec(self.standalone, self.space).short()
+        return ident
+
+
+def phase_steps(ph: PhaseDef, steps_per_epoch: int, max_steps_per_phase: int = 0) -> int:
+    """Optimizer steps of a phase: ``ph.steps`` if set (exact: a standalone run's count already holds every cap),
+    else round(epochs x steps/epoch) (at least 1), capped by ``max_steps_per_phase`` when that is > 0."""
+    if ph.steps:
+        return ph.steps
+    total = max(1, round(ph.epochs * steps_per_epoch))
+    return min(total, max_steps_per_phase) if max_steps_per_phase else total
+
+
+def standalone_spec(which: str, space: str) -> SubnetSpec:
+    """The subnet of a standalone run: 'largest', 'smallest' (of the space, r = its largest) or an ARCH.json."""
+    sp = get_space(space)
+    if which == "largest":
+        from .supernet import full_space
+        return full_space(sp).largest(sp.resolutions[-1])
+    if which == "smallest":
+        return sp.smallest(sp.resolutions[-1])
+    if not Path(which).is_file():
+        raise OfaProfileError(f"--standalone {which!r} is neither 'largest', 'smallest' nor an existing ARCH.json")
+    return SubnetSpec.load(which, space=sp.name, r=sp.resolutions[-1])   # r is irrelevant: batches pick it
+
+
+def hardware_info(device) -> dict[str, Any]:
+    """What the run ran on (for the model card): CPU model, core count, GPU name/memory, torch version."""
+    import platform
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                            "python": platform.python_version(), "device": str(device),
+                            "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info.update({"gpu": p.name, "gpu_mem_gb": round(p.total_memory / 2**30, 1)})
+    return info
 
 
 def _log(msg: str, rank: int = 0) -> None:
@@ -254,9 +318,11 @@ def train(cfg: TrainConfig) -> Path:
     model = OFAMobileNetV3(space, n_classes=n_classes, dropout_rate=cfg.dropout_rate).to(device)
     if cfg.init:
         load_supernet_weights(model, cfg.init)
-    phases = cfg.phases()
+    spe = len(train_cache) // (cfg.batch_size * world)
+    phases = cfg.phases(spe)
     ckpt_path = out / "ckpt-last.pt"
-    state: dict[str, Any] = {"phase_index": 0, "step": 0, "reorganized": False, "teacher": None, "optimizer": None}
+    state: dict[str, Any] = {"phase_index": 0, "step": 0, "reorganized": False, "teacher": None, "optimizer": None,
+                             "phase_wall_s": 0.0, "phase_imgs": 0}
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if ck.get("format") != CKPT_FORMAT or ck.get("identity") != cfg.identity() or ck.get("classes") != list(train_cache.classes):
@@ -264,6 +330,7 @@ def train(cfg: TrainConfig) -> Path:
                                   f"use a new --out folder")
         model.load_state_dict(ck["state_dict"])
         state.update({k: ck[k] for k in ("phase_index", "step", "reorganized", "teacher", "optimizer")})
+        state.update({k: ck.get(k, 0) for k in ("phase_wall_s", "phase_imgs")})
         _log(f"resuming from {ckpt_path}: phase {state['phase_index']} step {state['step']}", rank)
     if rank == 0:
         tmp = out / f".config.json.{os.getpid()}"
@@ -286,15 +353,19 @@ def train(cfg: TrainConfig) -> Path:
 
     log_path = out / "train_log.jsonl"
     n = len(train_cache)
-    spe = n // (cfg.batch_size * world)
     gbatch = cfg.batch_size * world
     last_ckpt_t = time.monotonic()
+    if rank == 0:
+        _append_jsonl(log_path, {"run_start": {**hardware_info(device), "world": world, "t": time.time(),
+                                               "resume": ckpt_path.exists(), "n_train": n,
+                                               "standalone": cfg.identity().get("standalone")}})
 
-    def save_ckpt(pi: int, step: int, reorganized: bool, opt) -> None:
+    def save_ckpt(pi: int, step: int, reorganized: bool, opt, wall_s: float = 0.0, imgs: int = 0) -> None:
         if rank != 0:
             return
         _atomic_save({"format": CKPT_FORMAT, "identity": cfg.identity(), "classes": list(train_cache.classes),
                       "meta": model.meta(), "phase_index": pi, "step": step, "reorganized": reorganized,
+                      "phase_wall_s": wall_s, "phase_imgs": imgs,
                       "phase": phases[pi].name if pi < len(phases) else "done",
                       "state_dict": model.state_dict(), "teacher": teacher.state_dict() if teacher is not None else None,
                       "optimizer": opt.state_dict() if opt is not None else None}, ckpt_path)
@@ -310,9 +381,7 @@ def train(cfg: TrainConfig) -> Path:
                 for t in model.state_dict().values():
                     dist.broadcast(t, 0)
         reorganized = ph.reorganize is not None
-        total = max(1, round(ph.epochs * spe))
-        if cfg.max_steps_per_phase:
-            total = min(total, cfg.max_steps_per_phase)
+        total = phase_steps(ph, spe, cfg.max_steps_per_phase)
         warm = min(round(ph.warmup_epochs * spe), total // 10)
         peak = ph.lr * cfg.lr_scale * gbatch / 256
         opt = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=peak, momentum=cfg.momentum, nesterov=True)
@@ -324,8 +393,10 @@ def train(cfg: TrainConfig) -> Path:
         if rank == 0 and start == 0:
             save_ckpt(pi, 0, reorganized, None)
         net.train()
+        resumed = pi == state["phase_index"] and start > 0
+        wall_before = float(state["phase_wall_s"]) if resumed else 0.0   # wall time before a kill
         t_phase = time.monotonic()
-        imgs_phase = 0
+        imgs_phase = int(state["phase_imgs"]) if resumed else 0
         batches_epoch, cur_epoch = None, -1
         for step in range(start, total):
             t0 = time.monotonic()
@@ -350,6 +421,8 @@ def train(cfg: TrainConfig) -> Path:
             for k in range(ph.n_subnets):
                 if ph.largest_only:
                     model.set_max_net()
+                elif ph.fixed is not None:
+                    model.set_active_subnet(ph.fixed)
                 else:
                     model.set_active_subnet(sample_phase_spec(cfg.space, ph, rs, r))
                 logits = net(x)
@@ -370,9 +443,9 @@ def train(cfg: TrainConfig) -> Path:
                 _log(f"{ph.name} {done}/{total} loss {rec['loss']:.4f} r {r} {rec['img_s']} img/s", rank)
             if done < total and ((cfg.ckpt_every and done % cfg.ckpt_every == 0)
                                  or (time.monotonic() - last_ckpt_t) > cfg.ckpt_minutes * 60):
-                save_ckpt(pi, done, reorganized, opt)
+                save_ckpt(pi, done, reorganized, opt, wall_before + time.monotonic() - t_phase, imgs_phase)
                 last_ckpt_t = time.monotonic()
-        wall = time.monotonic() - t_phase
+        wall = wall_before + time.monotonic() - t_phase
         if world > 1:   # the replicas must hold identical weights: compare a digest of every parameter
             import hashlib
             flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
@@ -389,8 +462,10 @@ def train(cfg: TrainConfig) -> Path:
         if rank == 0:
             if val_cache is not None and cfg.eval_images:
                 r_eval = max(res)
-                specs = [("largest", space.largest(r_eval if r_eval in space.resolutions else space.resolutions[0])),
-                         ("smallest", space.smallest(r_eval if r_eval in space.resolutions else space.resolutions[0]))]
+                r_spec = r_eval if r_eval in space.resolutions else space.resolutions[0]
+                specs = [("largest", space.largest(r_spec)), ("smallest", space.smallest(r_spec))]
+                if ph.fixed is not None:
+                    specs = [("standalone", dataclasses.replace(ph.fixed, r=r_spec))]
                 was = model.active_spec
                 summary["val_top1"] = _evaluate_quick(model, specs, train_cache, val_cache, cfg, device, r_eval)
                 summary["val_resolution"] = r_eval
@@ -409,9 +484,10 @@ def train(cfg: TrainConfig) -> Path:
             dist.barrier()
     final = out / "supernet.pt"
     if rank == 0:
-        _atomic_save({"state_dict": model.state_dict(),
-                      "meta": {**model.meta(), "recipe": cfg.recipe, "classes": list(train_cache.classes),
-                               "seed": cfg.seed}}, final)
+        meta = {**model.meta(), "recipe": cfg.recipe, "classes": list(train_cache.classes), "seed": cfg.seed}
+        if phases[0].fixed is not None:
+            meta["standalone"] = phases[0].fixed.to_ofa()
+        _atomic_save({"state_dict": model.state_dict(), "meta": meta}, final)
         _log(f"done: {final}", rank)
     if world > 1:
         dist.barrier()
@@ -451,7 +527,8 @@ def _parse_res(text: str | None, space: str) -> tuple[int, ...]:
         return vals
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int:
+    """The training command line (``python -m ofa_model.train`` / ``ofa-profile train``); returns the exit code."""
     import click
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -481,6 +558,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     @click.option("--device", default="auto", show_default=True)
     @click.option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
     @click.option("--log-every", type=int, default=10, show_default=True)
+    @click.option("--standalone", default=None,
+                  help="Baseline: train only this subnet (largest, smallest or ARCH.json), no KD, for as many "
+                       "steps as the PS run with the same flags.")
     def cmd(**kw):
         """Train the elastic supernet with progressive shrinking (OFA) or CompOFA.
 
@@ -489,16 +569,20 @@ def main(argv: Sequence[str] | None = None) -> int:
           python -m ofa_model.train --train-data ../shared/data/imagenette2-224/train.tar \\
               --val-data ../shared/data/imagenette2-224/val.tar --out runs/ps --epoch-scale 0.25
           torchrun --nproc_per_node 2 -m ofa_model.train --train-data DATA --out runs/ddp
+          python -m ofa_model.train ... --out runs/alone-smallest --standalone smallest
         """
         kw["phase_epochs"] = _parse_phase_epochs(kw["phase_epochs"])
         kw["resolutions"] = _parse_res(kw["resolutions"], kw["space"])
         cfg = TrainConfig(**kw)
+        if cfg.standalone:
+            standalone_spec(cfg.standalone, cfg.space)     # a bad spec fails before anything is written
         path = train(cfg)
         if int(os.environ.get("RANK", "0")) == 0:
             click.echo(str(path))
 
     try:
-        cmd.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        cmd.main(args=list(argv) if argv is not None else None, prog_name=prog_name or "python -m ofa_model.train",
+                 standalone_mode=False)
     except OfaProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

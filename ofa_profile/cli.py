@@ -232,5 +232,947 @@ def devices_cmd(as_json: bool) -> None:
         click.echo(f"{r['name']:{w}s}  {r['runtime']:16s} {r['transport']:6s} {mark}  {r['reason']}")
 
 
+@main.command("train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+              add_help_option=False)
+@click.pass_context
+def train_cmd(ctx: click.Context) -> None:
+    """Train the elastic supernet (progressive shrinking or CompOFA); same as `python -m ofa_model.train`.
+
+    Every argument goes to ofa_model.train: `ofa-profile train --help` lists them. Rerun the
+    same command to resume a killed run; `torchrun ... -m ofa_model.train` for several GPUs/nodes.
+
+    \b
+    Example:
+      ofa-profile train --train-data ../shared/data/imagenette2-224/train.tar \\
+          --val-data ../shared/data/imagenette2-224/val.tar --out runs/ps --epoch-scale 0.25
+      ofa-profile train --help
+    """
+    from ofa_model.train import main as train_main
+
+    ctx.exit(train_main(list(ctx.args), prog_name="ofa-profile train"))
+
+
+def _default_data(kind: str, given: str | None) -> str:
+    """--train-data / --val-data, defaulting to ../shared/data/imagenette2-224/{train,val}.tar when present."""
+    if given:
+        return given
+    from .paths import shared_data_dir
+
+    d = shared_data_dir()
+    cand = d / "imagenette2-224" / f"{kind}.tar" if d is not None else None
+    if cand is None or not cand.exists():
+        fail(f"no --{kind}-data given and no Imagenette at ../shared/data; pass --{kind}-data ROOT "
+             f"(ROOT/<class>/<image>.jpg, or a .tar of one, with the supernet's classes)")
+    return str(cand)
+
+
+def _supernet_caches(info: Any, train_data: str, val_data: str | None, cache_dir: str | None, size: int = 224):
+    from pathlib import Path
+
+    from ofa_model.data import build_cache, default_cache_dir
+
+    def where(src: str, split: str) -> Path:
+        return Path(cache_dir) / split if cache_dir else default_cache_dir(src, size)
+
+    tr = build_cache(train_data, where(train_data, "train"), size, progress=True)
+    if info.classes is not None and tuple(info.classes) != tuple(tr.classes):
+        fail(f"{train_data} has other classes than the supernet ({len(tr.classes)} vs {len(info.classes)} "
+             f"{','.join(info.classes[:3])}...); pass the dataset it was trained on")
+    if len(tr.classes) != info.n_classes:
+        fail(f"{train_data} has {len(tr.classes)} classes, the supernet {info.n_classes}; pass its dataset")
+    va = build_cache(val_data, where(val_data, "val"), size, classes=tr.classes, progress=True) if val_data else None
+    return tr, va
+
+
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return (0, 1)
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}; write k/n, e.g. 0/4", param_hint="--shard") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise click.BadParameter(f"{text!r}; need 0 <= k < n", param_hint="--shard")
+    return k, n
+
+
+def _torch_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+@main.command("accuracy-dataset")
+@click.option("--supernet", default=None, help="supernet weights [default: the bundled ofa_model/weights]")
+@click.option("--n", "--n-subnets", "n_subnets", type=int, default=None,
+              help="number of seeded random subnets (rows); under torchrun write --n-subnets")
+@click.option("--seed", type=int, default=0, show_default=True, help="subnet i is drawn from Random(f'{seed}-{i}')")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="CSV to write (atomically)")
+@click.option("--shard", default=None,
+              help="evaluate only rows i % n == k (k/n; join with --merge), or 'auto' under torchrun: one shard "
+                   "per process, merged into --out by rank 0")
+@click.option("--resolutions", default="all", show_default=True, help="resolutions to sample, e.g. 128-224")
+@click.option("--space", default=None, help="space to sample [default: the supernet's]")
+@click.option("--train-data", default=None, help="training set for BN recalibration [default: shared Imagenette]")
+@click.option("--val-data", default=None, help="validation set [default: shared Imagenette]")
+@click.option("--cache-dir", default=None, help="decoded-image cache [default: ~/.cache/ofa-profile/images]")
+@click.option("--n-val", type=int, default=1000, show_default=True, help="fixed seeded val subset (0: all)")
+@click.option("--n-calib", type=int, default=2000, show_default=True, help="BN recalibration images per subnet")
+@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 ... (auto: cuda if present)")
+@click.option("--fresh", is_flag=True, help="discard rows already in --out or its .partial.csv")
+@click.option("--merge", "merge", multiple=True, type=click.Path(dir_okay=False),
+              help="instead of evaluating: join these shard CSVs into --out (repeat the option)")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
+def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int, out: str, shard: str | None,
+                         resolutions: str, space: str | None, train_data: str | None, val_data: str | None,
+                         cache_dir: str | None, n_val: int, n_calib: int, batch_size: int, device: str, fresh: bool,
+                         merge: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+    """Evaluate N seeded random subnets of a supernet and write an accuracy CSV.
+
+    Each row: subnet (space, r, d, ks, e), top-1 on a fixed val subset after BN recalibration,
+    MACs and params. Resumable: rows already in --out or OUT.partial.csv are kept. Shards
+    (--shard k/n, one process or GPU each) are joined with --merge; under torchrun, --shard auto
+    does both (shard files OUT.shardKofN.csv are kept for resuming).
+
+    \b
+    Example:
+      ofa-profile accuracy-dataset --n 1000 --seed 0 --out acc.csv
+      ofa-profile accuracy-dataset --n 1000 --shard 1/4 --device cuda:1 --out acc-1.csv
+      ofa-profile accuracy-dataset --merge acc-0.csv --merge acc-1.csv --out acc.csv
+      torchrun --nproc_per_node 4 -m ofa_profile.cli accuracy-dataset --n-subnets 1000 --shard auto \\
+          --out acc.csv
+    """
+    import time
+    from pathlib import Path
+
+    from ofa_profile.space import get_space, parse_resolutions
+
+    out_path = Path(out)
+    if not out_path.parent.exists():
+        fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
+    if merge:
+        from ofa_model.evaluate import merge_shards
+
+        for p in merge:
+            if not Path(p).exists():
+                fail(f"shard CSV {p} does not exist")
+        merged = merge_shards(merge, out_path)
+        n_rows = sum(1 for _ in open(merged)) - 1
+        (echo_json({"out": str(merged), "rows": n_rows}) if as_json else click.echo(f"{merged}: {n_rows} rows"))
+        return
+    if n_subnets is None or n_subnets < 1:
+        raise click.UsageError("--n N (>= 1) is required unless --merge is given")
+    import os
+
+    dist_auto = shard == "auto"
+    k, n = (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))) if dist_auto \
+        else _parse_shard(shard)
+    target = out_path.with_name(f"{out_path.stem}.shard{k}of{n}{out_path.suffix}") if dist_auto and n > 1 \
+        else out_path
+    from ofa_model.bundle import load_supernet
+    from ofa_model.evaluate import accuracy_dataset
+
+    dev = _torch_device(device)
+    if dist_auto and device == "auto" and dev == "cuda":
+        dev = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    model, info = load_supernet(supernet, space=space, device=dev)
+    sp = get_space(space or info.space)
+    res = parse_resolutions(resolutions, sp)
+    tr, va = _supernet_caches(info, _default_data("train", train_data), _default_data("val", val_data), cache_dir)
+    t0 = time.monotonic()
+    if dist_auto and n > 1:
+        import datetime
+
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=2))   # a barrier only: gloo everywhere
+    p = accuracy_dataset(model, tr, va, target, n_subnets, seed=seed, resolutions=res, n_val=n_val,
+                         n_calib=n_calib, batch_size=batch_size, device=dev, shard=(k, n), space=sp.name,
+                         progress=not quiet and k == 0, resume=not fresh)
+    if dist_auto and n > 1:
+        dist.barrier()
+        if k == 0:
+            from ofa_model.evaluate import merge_shards
+
+            p = merge_shards([out_path.with_name(f"{out_path.stem}.shard{i}of{n}{out_path.suffix}")
+                              for i in range(n)], out_path)
+        dist.barrier()
+        dist.destroy_process_group()
+        if k != 0:
+            return
+    n_rows = sum(1 for _ in open(p)) - 1
+    summary = {"out": str(p), "rows": n_rows, "shard": f"{k}/{n}", "seed": seed, "space": sp.name,
+               "supernet": info.path, "supernet_sha256": info.sha256, "verified": info.verified,
+               "elapsed_s": round(time.monotonic() - t0, 1)}
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(f"{p}: {n_rows} rows (shard {k}/{n}, seed {seed}) in {summary['elapsed_s']} s")
+
+
+@main.command("export")
+@click.option("--arch", "arch", required=True, type=click.Path(dir_okay=False),
+              help="subnet spec JSON ({ks, e, d, r}) or an OFA net.config")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), required=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="file to write (atomically)")
+@click.option("--supernet", default=None, help="supernet weights [default: the bundled ofa_model/weights]")
+@click.option("--space", default=None, help="space of the arch file when it names none [default: the supernet's]")
+@click.option("--calib-data", default=None,
+              help="training set to recalibrate BN on (recommended; without it the supernet's statistics are used)")
+@click.option("--n-calib", type=int, default=2000, show_default=True)
+@click.option("--cache-dir", default=None, help="decoded-image cache for --calib-data")
+@click.option("--no-check", is_flag=True, help="do not run the written file once to compare it with torch")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
+def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str | None, calib_data: str | None,
+               n_calib: int, cache_dir: str | None, no_check: bool, as_json: bool) -> None:
+    """Write a subnet with the supernet's weights as ONNX or TFLite.
+
+    ONNX takes NCHW float input; TFLite (the project's own writer) takes NHWC. The written file
+    is run once and compared with torch unless --no-check.
+
+    \b
+    Example:
+      ofa-profile export --arch examples/arch-r160.json --format onnx --out net.onnx
+      ofa-profile export --arch arch.json --format tflite --out net.tflite \\
+          --calib-data ../shared/data/imagenette2-224/train.tar
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from ofa_profile.space import SubnetSpec
+
+    out_path = Path(out)
+    if not out_path.parent.exists():
+        fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
+    from ofa_model.bundle import load_supernet
+    from ofa_model.export import export_subnet
+
+    model, info = load_supernet(supernet, space=space)
+    spec = SubnetSpec.load(arch, space=space or info.space)
+    calib = None
+    if calib_data:
+        import numpy as np
+        import torch
+
+        from ofa_model.data import train_batch
+
+        tr, _ = _supernet_caches(info, calib_data, None, cache_dir)
+        order = np.random.default_rng(0).permutation(len(tr))[:max(1, n_calib)]
+        gen = torch.Generator().manual_seed(0)
+        calib = (train_batch(tr, np.sort(order[i:i + 100]), spec.r, gen)[0] for i in range(0, len(order), 100))
+    else:
+        click.echo("note: no --calib-data: the subnet keeps the supernet's BN statistics (lower accuracy); "
+                   "pass the training set to recalibrate them", err=True)
+    res = export_subnet(model, spec, fmt, out_path, calib=calib, n_calib=n_calib, check=not no_check,
+                        metadata={"supernet_sha256": info.sha256, "classes": list(info.classes or [])})
+    summary = {**dataclasses.asdict(res), "supernet": info.path, "supernet_sha256": info.sha256}
+    if as_json:
+        echo_json(summary)
+    else:
+        chk = "" if res.max_abs_diff is None else f"; max |diff| vs torch {res.max_abs_diff:.2e}"
+        click.echo(f"{res.path}: {fmt} of {res.arch}, input {'x'.join(map(str, res.input_shape))}{chk}")
+
+
+# -- LUT files: import/export OFA YAML, info, validate; prediction ---------------------------------
+
+@main.group("lut")
+def lut_group() -> None:
+    """Inspect, validate and convert latency LUT files.
+
+    \b
+    Example:
+      ofa-profile lut import-ofa ofa-note10-lut-w1.2/ --out note10.json
+      ofa-profile lut info note10.json
+    """
+
+
+def _check_out_file(out: str) -> None:
+    from pathlib import Path
+    p = Path(out)
+    if not p.parent.is_dir():
+        fail(f"output folder {p.parent} does not exist; create it or choose another --out")
+    if p.is_dir():
+        fail(f"--out {p} is a folder; give a file path such as {p / 'lut.json'}")
+
+
+@lut_group.command("import-ofa")
+@click.argument("src", type=click.Path())
+@click.option("--out", "out", required=True, help="LUT JSON file to write (replaced atomically)")
+@click.option("--space", default=None, help="space of the tables [default: inferred from the stem width]")
+@click.option("--device", "device_name", default="imported", show_default=True, help="device name stored in the LUT")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
+def lut_import_ofa_cmd(src: str, out: str, space: str | None, device_name: str, as_json: bool) -> None:
+    """Convert OFA's YAML latency tables (a folder of <r>_lookup_table.yaml, or one file) to a LUT.
+
+    OFA stores {count, mean, std}: median_ms is OFA's mean (OFA stores no median) and
+    iqr_ms is estimated as 1.349 * std; both are noted in the LUT's provenance.
+
+    \b
+    Example:
+      ofa-profile lut import-ofa ../shared/data/reference/ofa-note10-lut-w1.2 --out note10.json --device note10
+    """
+    from .lut import import_ofa_yaml, save_lut
+
+    _check_out_file(out)
+    lut = import_ofa_yaml(src, space=space, device=device_name)
+    save_lut(lut, out)
+    summary = {"lut": out, "space": lut.space, "device": lut.device, "resolutions": list(lut.resolutions),
+               "entries": len(lut.entries)}
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(f"{out}: {len(lut.entries)} entries, space {lut.space}, resolutions "
+                   f"{','.join(map(str, lut.resolutions))}")
+
+
+@lut_group.command("export-ofa")
+@click.argument("lut_ref", metavar="FILE_OR_DEVICE")
+@click.option("--out", "out", required=True, help="folder for the <r>_lookup_table.yaml files (made if its parent exists)")
+@click.option("--value", type=click.Choice(["median", "mean"]), default="median", show_default=True,
+              help="figure written into OFA's 'mean' field")
+@click.option("--json", "as_json", is_flag=True, help="print the written files as JSON")
+def lut_export_ofa_cmd(lut_ref: str, out: str, value: str, as_json: bool) -> None:
+    """Write a LUT as OFA YAML tables, one <r>_lookup_table.yaml per complete resolution.
+
+    \b
+    Example:
+      ofa-profile lut export-ofa cpu-ort.json --out ofa-tables/
+    """
+    from pathlib import Path
+
+    from .lut import export_ofa_yaml, load_lut
+
+    lut = load_lut(lut_ref)
+    d = Path(out)
+    if d.exists() and not d.is_dir():
+        fail(f"--out {d} is a file; give a folder")
+    if not d.exists():
+        if not d.parent.is_dir():
+            fail(f"output folder {d.parent} does not exist; create it or choose another --out")
+        d.mkdir()
+    paths = export_ofa_yaml(lut, d, value=value)
+    if as_json:
+        echo_json({"files": [str(p) for p in paths], "value": value})
+    else:
+        for p in paths:
+            click.echo(str(p))
+
+
+def _lut_summary(lut: Any) -> dict[str, Any]:
+    from collections.abc import Mapping
+
+    fp = dict(lut.fingerprint)
+    keep = ("cpu_model", "machine", "logical_cpus", "num_threads", "os", "python", "runtime_versions", "ofa_profile",
+            "hardware", "device", "gpu")
+    fp_sum = {k: fp[k] for k in keep if k in fp} or {k: fp[k] for k in list(fp)[:6]}
+    cal = None
+    if lut.calibration:
+        c = lut.calibration
+        cal = {k: c[k] for k in ("format", "model", "n_fit", "seed", "alpha") if k in c}
+        rep = c.get("report") or {}
+        t = rep.get("test_calibrated") if isinstance(rep, Mapping) else None
+        if t:
+            cal["test"] = {k: t[k] for k in ("n", "mape_pct", "within_5pct", "rmse_ms") if k in t}
+    cov = lut.coverage()
+    missing = {r: keys for r, keys in cov.items() if r in lut.resolutions and keys}
+    partial = {r: len(keys) for r, keys in cov.items() if r not in lut.resolutions}
+    return {
+        "lut": lut.source, "space": lut.space, "device": lut.device, "runtime": lut.runtime,
+        "batch_size": lut.batch_size, "num_threads": lut.num_threads, "schema_version": lut.schema_version,
+        "created_utc": lut.created_utc, "resolutions": list(lut.resolutions), "entries": len(lut.entries),
+        "resolution_entries": sum(len(m) for m in lut.resolution_entries.values()),
+        "source": lut.provenance.get("source"), "tool": lut.provenance.get("tool"), "seed": lut.provenance.get("seed"),
+        "fingerprint": fp_sum, "calibration": cal,
+        "coverage": {"complete": not missing,
+                     "missing_keys": sum(len(v) for v in missing.values()),
+                     "missing_by_resolution": {str(r): v for r, v in missing.items()},
+                     "partial_resolutions": {str(r): n for r, n in partial.items()}},
+    }
+
+
+def _plain_json(obj: Any) -> Any:
+    from collections.abc import Mapping
+
+    if isinstance(obj, Mapping):
+        return {str(k): _plain_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain_json(v) for v in obj]
+    return obj
+
+
+@lut_group.command("info")
+@click.argument("lut_ref", metavar="FILE_OR_DEVICE")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
+    """Describe a LUT: space, device, runtime, resolutions, entries, fingerprint, calibration, coverage.
+
+    \b
+    Example:
+      ofa-profile lut info cpu-ort
+      ofa-profile lut info note10.json --json
+    """
+    from .lut import load_lut
+
+    s = _lut_summary(load_lut(lut_ref))
+    if as_json:
+        echo_json(_plain_json(s))
+        return
+    click.echo(f"lut:          {s['lut']}")
+    click.echo(f"space:        {s['space']}")
+    click.echo(f"device:       {s['device']} (runtime {s['runtime']}, batch {s['batch_size']}, "
+               f"threads {s['num_threads'] if s['num_threads'] is not None else 'unknown'})")
+    click.echo(f"resolutions:  {','.join(map(str, s['resolutions'])) or 'none complete'}")
+    extra = f" (+{s['resolution_entries']} per-resolution)" if s["resolution_entries"] else ""
+    click.echo(f"entries:      {s['entries']}{extra}")
+    click.echo(f"created:      {s['created_utc']} by {s['tool']}; source: {s['source']}; seed: {s['seed']}")
+    click.echo("fingerprint:  " + "; ".join(f"{k}={v}" for k, v in _plain_json(s["fingerprint"]).items()))
+    cal = s["calibration"]
+    click.echo("calibration:  " + ("none" if not cal else "; ".join(f"{k}={v}" for k, v in _plain_json(cal).items())))
+    cov = s["coverage"]
+    if cov["complete"]:
+        click.echo(f"coverage:     complete for its {len(s['resolutions'])} resolution(s)")
+    else:
+        first = next(iter(cov["missing_by_resolution"].values()))
+        click.echo(f"coverage:     {cov['missing_keys']} key(s) missing at r={','.join(cov['missing_by_resolution'])}, "
+                   f"e.g. {first[0]}")
+    part = cov["partial_resolutions"]
+    if part:
+        r0, n0 = next(iter(part.items()))
+        click.echo(f"partly:       {len(part)} other resolution(s) partly covered, e.g. r={r0} "
+                   f"({n0} key(s) missing; see --json)")
+
+
+@lut_group.command("validate")
+@click.argument("path", type=click.Path(dir_okay=True))
+def lut_validate_cmd(path: str) -> None:
+    """Check a LUT file (or an OFA YAML table) against the format, schema and space.
+
+    Prints "ok: ..." and exits 0, or prints the one-line error and exits 1.
+
+    \b
+    Example:
+      ofa-profile lut validate cpu-ort.json
+    """
+    from pathlib import Path
+
+    from .lut import FORMAT, OFA_YAML, detect_format, import_ofa_yaml, load_lut
+
+    p = Path(path)
+    fmt = FORMAT if p.is_dir() else detect_format(p)
+    if fmt == OFA_YAML or p.is_dir():
+        lut = import_ofa_yaml(p)
+        click.echo(f"ok: {p}: OFA MobileNetV3 YAML table(s), space {lut.space}, {len(lut.entries)} keys, "
+                   f"resolutions {','.join(map(str, lut.resolutions))} (convert with `ofa-profile lut import-ofa`)")
+        return
+    lut = load_lut(p)
+    click.echo(f"ok: {p}: ofa-profile LUT schema_version {lut.schema_version}, space {lut.space}, device {lut.device}, "
+               f"{len(lut.entries)} entries, resolutions {','.join(map(str, lut.resolutions)) or 'none complete'}")
+
+
+@main.command("predict")
+@click.option("--lut", "lut_ref", required=True, help="LUT file, or a device name with a shipped LUT")
+@click.option("--arch", "arch_path", required=True, help="subnet: OFA spec JSON {ks, e, d, r} or a net.config")
+@click.option("--space", default=None, help="space of a plain spec JSON [default: the LUT's space]")
+@click.option("--resolution", type=int, default=None, help="input resolution (overrides the arch's r)")
+@click.option("--no-calibration", is_flag=True, help="report the plain LUT sum even if the LUT is calibrated")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int | None, no_calibration: bool,
+                as_json: bool) -> None:
+    """Predict the latency of one subnet from a LUT (calibrated where the LUT holds a calibration).
+
+    \b
+    Example:
+      ofa-profile predict --lut cpu-ort --arch examples/arch-r160.json
+      ofa-profile predict --lut note10.json --arch net.config --json
+    """
+    from .lut import load_lut
+    from .space import SubnetSpec
+
+    lut = load_lut(lut_ref)
+    spec = SubnetSpec.load(arch_path, space=space or lut.space, r=resolution)
+    lut_sum = lut.lut_sum_ms(spec)
+    calibrated = bool(lut.calibration) and not no_calibration
+    latency = lut.predict_ms(spec, calibrated=calibrated)
+    out = {"latency_ms": round(latency, 6), "lut_sum_ms": round(lut_sum, 6), "calibrated": calibrated,
+           "arch": spec.to_ofa(), "resolution": spec.r, "space": spec.space, "lut": lut.source, "device": lut.device}
+    if as_json:
+        echo_json(out)
+    else:
+        how = "calibrated" if calibrated else "LUT sum, uncalibrated"
+        click.echo(f"{latency:.3f} ms ({how}; LUT sum {lut_sum:.3f} ms) for {spec.short()} on {lut.device} "
+                   f"[{lut.source}]")
+
+
+# -- search, plots, few-shot adaptation, accuracy predictors (ofa_profile.search/plots/adapt/accuracy) -------
+
+def _atomic_json(path: Any, obj: Any) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _search_resolutions(given: str | None, space: str, source_res: tuple, predictor: Any) -> tuple:
+    """--resolutions, else the latency source's resolutions inside the predictor's trained range."""
+    from .space import parse_resolutions
+    if given:
+        res = parse_resolutions(given, space)
+        missing = [r for r in res if r not in source_res]
+        if missing:
+            fail(f"the latency source does not cover resolution(s) {missing} (it covers "
+                 f"{','.join(map(str, source_res)) or 'none'}): measure them into the LUT or pick covered ones")
+        return res
+    res = tuple(source_res)
+    tr = tuple(getattr(predictor, "trained_resolutions", ()) or ())
+    if tr:
+        inside = tuple(r for r in res if min(tr) <= r <= max(tr))
+        if not inside:
+            fail(f"the latency source covers resolutions {res[0]}..{res[-1]} but the accuracy predictor was fitted on "
+                 f"{min(tr)}..{max(tr)}; pass --resolutions to extrapolate, or use a predictor fitted there")
+        if inside != res:
+            _log(f"searching resolutions {inside[0]}..{inside[-1]} (inside the predictor's trained range "
+                 f"{min(tr)}..{max(tr)}; --resolutions overrides)")
+        res = inside
+    return res
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.2f} %"
+
+
+PREDICTOR_OPTIONS = [
+    click.option("--predictor", default=None, type=click.Path(dir_okay=False),
+                 help="accuracy predictor JSON (ofa-profile accuracy-predictor) [default: the bundled one]"),
+    click.option("--accuracy-data", default=None, type=click.Path(dir_okay=False),
+                 help="accuracy CSV to fit a predictor on instead (cached)"),
+]
+
+
+def _with_options(options: list) -> Any:
+    def deco(f: Any) -> Any:
+        for o in reversed(options):
+            f = o(f)
+        return f
+    return deco
+
+
+@main.command("pareto")
+@click.option("--budget", required=True, help="latency budget, e.g. 20ms, 20 (ms) or 0.02s")
+@click.option("--device", "device_name", default=None, help="device with a shipped LUT [default: cpu-ort]")
+@click.option("--lut", "lut_ref", default=None, help="a LUT file (instead of --device)")
+@click.option("--adapter", default=None, type=click.Path(dir_okay=False),
+              help="a few-shot latency adapter from `ofa-profile adapt` (instead of a LUT)")
+@click.option("--space", default=None, help="ofa-mbv3-w1.0 or compofa-mbv3-w1.0 [default: the LUT's space]")
+@click.option("--resolutions", default=None,
+              help="e.g. 160-192 [default: the LUT's, inside the accuracy predictor's trained range]")
+@_with_options(PREDICTOR_OPTIONS)
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the search (recorded in the output)")
+@click.option("--effort", type=click.Choice(["fast", "medium", "full"]), default="full", show_default=True,
+              help="search effort for the budget")
+@click.option("--n-budgets", type=int, default=20, show_default=True, help="budgets spread over the frontier search")
+@click.option("--no-calibration", is_flag=True, help="use plain LUT sums even if the LUT is calibrated")
+@click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="folder for pareto-<device>-<budget>ms.json and .png")
+@click.option("--no-plot", is_flag=True, help="do not write the PNG")
+@click.option("--json", "as_json", is_flag=True, help="print {best, frontier, ...} as JSON")
+def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
+               resolutions: str | None, predictor: str | None, accuracy_data: str | None, seed: int, effort: str,
+               n_budgets: int, no_calibration: bool, out_dir: str, no_plot: bool, as_json: bool) -> None:
+    """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
+
+    Latency comes from a device's LUT (calibrated where it holds a calibration) or a few-shot adapter;
+    accuracy from the accuracy predictor.  Prints the best subnet (spec, predicted latency and accuracy,
+    MACs, params) and the frontier; writes the same as JSON, the best subnet alone (<stem>.best.json,
+    readable by `--arch` of predict and export) and a frontier plot to --out-dir.
+    A budget nothing meets is one error line naming the fastest latency.  (Measuring the chosen subnet
+    on the device, --verify, is not part of this command yet.)
+
+    \b
+    Example:
+      ofa-profile pareto --budget 20ms --device cpu-ort
+      ofa-profile pareto --budget 15 --lut my-lut.json --space compofa-mbv3-w1.0 --json
+      ofa-profile pareto --budget 8ms --adapter titan.adapter.json --predictor acc.json
+    """
+    import random
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from .accuracy import resolve_accuracy_predictor, same_macro_architecture
+    from .search import pareto_front, pareto_search, parse_budget_ms, resolve_latency_source, search
+    from .space import get_space
+
+    budget_ms = parse_budget_ms(budget)
+    if not (device_name or lut_ref or adapter):
+        device_name = "cpu-ort"
+    src = resolve_latency_source(device_name, lut_ref, adapter, calibrated=not no_calibration)
+    _log(f"latency: {src.description}")
+    sp = get_space(space or src.space)
+    if not same_macro_architecture(sp.name, src.space):
+        fail(f"the latency source is for {src.space}; space {sp.name} has other channel widths: use a LUT of {sp.name}")
+    pred = resolve_accuracy_predictor(predictor, accuracy_data, log=_log)
+    pred.check_space(sp.name)
+    res = _search_resolutions(resolutions, sp.name, src.resolutions, pred)
+    t0 = time.perf_counter()
+    best = search(sp, src.fn, pred, budget_ms, seed=seed, resolutions=res, effort=effort)
+    t1 = time.perf_counter()
+    front = pareto_search(sp, src.fn, pred, n_budgets=n_budgets, seed=seed, resolutions=res, effort="fast")
+    t2 = time.perf_counter()
+    pts = list(front.frontier) + [best]
+    keep = pareto_front(np.array([p.latency_ms for p in pts]), np.array([p.accuracy for p in pts]))
+    frontier = [pts[i] for i in keep]
+    stem = f"pareto-{src.name}-{budget_ms:g}ms"
+    out = Path(out_dir)
+    files = {"json": str(out / f"{stem}.json")}
+    result = {"best": best.as_dict(), "frontier": [p.as_dict() for p in frontier], "budget_ms": budget_ms,
+              "space": sp.name, "device": src.name, "latency_source": src.description,
+              "accuracy_predictor": {"model": pred.model, "encoding": pred.encoding,
+                                     "trained_resolutions": list(pred.trained_resolutions), **dict(pred.info)},
+              "resolutions": list(res), "seed": seed, "effort": effort,
+              "seconds": {"search": round(t1 - t0, 3), "frontier": round(t2 - t1, 3)},
+              "n_evaluated_frontier": front.n_evaluated}
+    if not no_plot:
+        from .plots import plot_frontier
+        rng = random.Random(seed)
+        cloud = [sp.sample(rng, resolution=list(res)) for _ in range(1000)]
+        files["png"] = str(plot_frontier(out / f"{stem}.png", {src.name: frontier},
+                                         {src.name: (src.fn(cloud), pred.predict(cloud))}, budget_ms=budget_ms,
+                                         best={src.name: best}, title=f"{sp.name}, seed {seed}"))
+    files["arch"] = str(out / f"{stem}.best.json")  # readable by --arch of predict / export
+    result["files"] = files
+    _atomic_json(files["arch"], {**best.as_dict(), "budget_ms": budget_ms, "device": src.name, "seed": seed})
+    _atomic_json(files["json"], result)
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"best under {budget_ms:g} ms on {src.name} ({sp.name}, seed {seed}):")
+    click.echo(f"  arch      {best.spec.short()}")
+    click.echo(f"  spec      {json.dumps(best.spec.canonical().to_ofa())}")
+    click.echo(f"  latency   {best.latency_ms:.3f} ms (predicted)")
+    click.echo(f"  accuracy  {_pct(best.accuracy)} (predicted)")
+    click.echo(f"  MACs      {best.macs / 1e6:.1f} M    params {best.params / 1e6:.2f} M")
+    click.echo(f"frontier: {len(frontier)} subnets (search {t1 - t0:.2f} s, frontier {t2 - t1:.2f} s)")
+    click.echo(f"  {'latency_ms':>10}  {'accuracy':>9}  {'MMACs':>7}  {'Mparams':>7}  arch")
+    step = max(1, len(frontier) // 25)
+    for p in frontier[::step]:
+        click.echo(f"  {p.latency_ms:10.3f}  {_pct(p.accuracy):>9}  {p.macs / 1e6:7.1f}  {p.params / 1e6:7.2f}  "
+                   f"{p.spec.short()}")
+    click.echo("wrote " + ", ".join(files.values()))
+
+
+@main.group("plot")
+def plot_group() -> None:
+    """Figures: frontier per device, predicted vs measured, LUT heat maps, rankings across runtimes.
+
+    \b
+    Example:
+      ofa-profile plot frontier --lut a.json --lut b.json --budget 20ms --out frontier.png
+      ofa-profile plot heatmap --lut cpu-ort --lut cpu-tflite --out heat.png
+    """
+
+
+@plot_group.command("frontier")
+@click.option("--device", "devices", multiple=True, help="device with a shipped LUT (repeatable)")
+@click.option("--lut", "luts", multiple=True, help="LUT file (repeatable)")
+@click.option("--budget", default=None, help="draw this budget and the best subnet under it")
+@click.option("--space", default=None, help="space to search [default: the LUTs']")
+@click.option("--resolutions", default=None, help="[default: the LUT's, inside the predictor's trained range]")
+@_with_options(PREDICTOR_OPTIONS)
+@click.option("--n-random", type=int, default=2000, show_default=True, help="random subnets in the cloud")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
+def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: str | None, resolutions: str | None,
+                      predictor: str | None, accuracy_data: str | None, n_random: int, seed: int, out: str) -> None:
+    """The Pareto frontier of each device over a cloud of random subnets.
+
+    \b
+    Example:
+      ofa-profile plot frontier --device cpu-ort --device cpu-tflite --budget 20ms --out frontier.png
+    """
+    import random
+
+    from .accuracy import resolve_accuracy_predictor
+    from .plots import plot_frontier
+    from .search import pareto_search, parse_budget_ms, resolve_latency_source
+    from .space import get_space
+
+    refs = [(d, None) for d in devices] + [(None, f) for f in luts]
+    if not refs:
+        fail("give at least one --device or --lut")
+    b = parse_budget_ms(budget) if budget else None
+    pred = resolve_accuracy_predictor(predictor, accuracy_data, log=_log)
+    fronts, clouds, best = {}, {}, {}
+    for d, f in refs:
+        src = resolve_latency_source(d, f)
+        sp = get_space(space or src.space)
+        pred.check_space(sp.name)
+        res = _search_resolutions(resolutions, sp.name, src.resolutions, pred)
+        pr = pareto_search(sp, src.fn, pred, seed=seed, resolutions=res, effort="fast")
+        rng = random.Random(seed)
+        cloud = [sp.sample(rng, resolution=list(res)) for _ in range(n_random)]
+        name = src.name if src.name not in fronts else f"{src.name} ({f or d})"
+        fronts[name], clouds[name] = pr.frontier, (src.fn(cloud), pred.predict(cloud))
+        best[name] = pr.best_under(b) if b is not None else None
+    click.echo(str(plot_frontier(out, fronts, clouds, budget_ms=b, best=best)))
+
+
+@plot_group.command("predicted")
+@click.option("--measurements", required=True, type=click.Path(dir_okay=False),
+              help="CSV of measured subnets (arch or d/ks/e/r columns + a latency column)")
+@click.option("--column", default=None, help="latency column of the CSV [default: its only one]")
+@click.option("--lut", "lut_ref", default=None, help="LUT file or device name to predict with")
+@click.option("--adapter", default=None, type=click.Path(dir_okay=False), help="few-shot adapter to predict with")
+@click.option("--band", type=float, default=0.05, show_default=True, help="relative band drawn around y = x")
+@click.option("--no-calibration", is_flag=True, help="plain LUT sums")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
+def plot_predicted_cmd(measurements: str, column: str | None, lut_ref: str | None, adapter: str | None, band: float,
+                       no_calibration: bool, out: str) -> None:
+    """Predicted vs measured latency with the +-5 % band.
+
+    \b
+    Example:
+      ofa-profile plot predicted --lut cpu-ort --measurements measured.csv --out pvm.png
+    """
+    from .accuracy import ArchArrays
+    from .adapt import read_latency_csv, score_latency
+    from .plots import plot_predicted_vs_measured
+    from .search import resolve_latency_source
+
+    data = read_latency_csv(measurements)
+    y = data.column(column)
+    src = resolve_latency_source(None, lut_ref, adapter, calibrated=not no_calibration)
+    pred = src.fn.on_arrays(ArchArrays.from_specs(list(data.specs)))
+    sc = score_latency(pred, y)
+    p = plot_predicted_vs_measured(out, pred, y, band=band,
+                                   title=f"{src.name}: {sc.within_5pct * 100:.1f} % within +-5 %, "
+                                         f"Spearman {sc.spearman:.3f} (n={sc.n})")
+    click.echo(str(p))
+
+
+@plot_group.command("heatmap")
+@click.option("--device", "devices", multiple=True, help="device with a shipped LUT (repeatable)")
+@click.option("--lut", "luts", multiple=True, help="LUT file (repeatable)")
+@click.option("--resolution", type=int, default=None, help="[default: the largest all LUTs cover]")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
+def plot_heatmap_cmd(devices: tuple, luts: tuple, resolution: int | None, out: str) -> None:
+    """A heat map of each LUT: block latency by stage (first / later block) x kernel x expand.
+
+    \b
+    Example:
+      ofa-profile plot heatmap --device cpu-ort --device cpu-tflite --resolution 224 --out heat.png
+    """
+    from .adapt import BlockTable
+    from .lut import load_lut
+    from .plots import plot_lut_heatmap
+
+    lut_list = [load_lut(x) for x in (*devices, *luts)]
+    if not lut_list:
+        fail("give at least one --device or --lut")
+    common = set.intersection(*(set(lt.resolutions) for lt in lut_list))
+    r = resolution if resolution is not None else (max(common) if common else None)
+    if r is None or r not in common:
+        fail(f"resolution {r} is not covered by every LUT (common: {sorted(common) or 'none'}); pass --resolution")
+    tables = {}
+    for lt in lut_list:
+        name = lt.device if lt.device not in tables else f"{lt.device} ({lt.source})"
+        tables[name] = BlockTable.from_lut(lt, [r])
+    click.echo(str(plot_lut_heatmap(out, tables, r)))
+
+
+@plot_group.command("ranks")
+@click.option("--device", "devices", multiple=True, help="device with a shipped LUT (repeatable)")
+@click.option("--lut", "luts", multiple=True, help="LUT file (repeatable)")
+@click.option("--n", "n_subnets", type=int, default=25, show_default=True, help="random subnets to rank")
+@click.option("--resolution", type=int, default=None, help="[default: random among those all LUTs cover]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-calibration", is_flag=True, help="plain LUT sums")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
+def plot_ranks_cmd(devices: tuple, luts: tuple, n_subnets: int, resolution: int | None, seed: int,
+                   no_calibration: bool, out: str) -> None:
+    """The same seeded random subnets ranked by latency on several runtimes (Kendall tau in the title).
+
+    \b
+    Example:
+      ofa-profile plot ranks --device cpu-ort --device cpu-tflite --device cpu-torch --out ranks.png
+    """
+    import random
+
+    from .lut import load_lut
+    from .plots import plot_rank_comparison
+    from .search import lut_latency_fn
+    from .space import get_space
+
+    lut_list = [load_lut(x) for x in (*devices, *luts)]
+    if len(lut_list) < 2:
+        fail("give at least two LUTs (--device / --lut) to compare rankings")
+    common = sorted(set.intersection(*(set(lt.resolutions) for lt in lut_list)))
+    if not common or (resolution is not None and resolution not in common):
+        fail(f"the LUTs share no resolution{'' if resolution is None else f' {resolution}'} "
+             f"(common: {common or 'none'})")
+    sp = get_space(lut_list[0].space)
+    rng = random.Random(seed)
+    specs = [sp.sample(rng, resolution=[resolution] if resolution else common) for _ in range(n_subnets)]
+    lats = {}
+    for lt in lut_list:
+        name = lt.device if lt.device not in lats else f"{lt.device} ({lt.source})"
+        lats[name] = lut_latency_fn(lt, calibrated=not no_calibration)(specs)
+    click.echo(str(plot_rank_comparison(out, lats, labels=[s.short()[:14] for s in specs])))
+
+
+@main.command("adapt")
+@click.option("--device", "device_name", required=True, help="name of the new device (stored in the adapter)")
+@click.option("--measurements", required=True, type=click.Path(dir_okay=False),
+              help="CSV of measured whole subnets: arch (JSON) or d, ks, e, r columns, and a latency column")
+@click.option("--column", default=None, help="latency column [default: the CSV's only latency_ms/median_ms/lat_ms_*]")
+@click.option("--lut", "lut_ref", default=None,
+              help="a LUT (file or device) whose prediction joins the features as a prior (optional)")
+@click.option("--k", "k", type=int, default=None,
+              help="fit on k seeded random rows and report on the others [default: fit on all, report cross-validated]")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the k-sample")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="adapter JSON to write [default: <device>.adapter.json]")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: str | None, k: int | None, seed: int,
+              out: str | None, as_json: bool) -> None:
+    """Few-shot latency model of a device you cannot profile, from a few measured subnets.
+
+    Fits latency = non-negative mix of architecture features (blocks, SE blocks, 1x1 and depthwise MACs,
+    expanded activations; optionally a LUT's prediction) with a robust relative-error fit, writes it as
+    plain JSON, and reports Spearman and the share within +-5/10 % on subnets it did not see.
+
+    \b
+    Example:
+      ofa-profile adapt --device titan-rtx-b64 --measurements gpu.csv --column lat_ms_titan_rtx_64 --k 20
+      ofa-profile pareto --budget 10ms --adapter titan-rtx-b64.adapter.json
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from .accuracy import ArchArrays
+    from .adapt import evaluate_few_shot, fit_adapter, read_latency_csv, score_latency
+    from .lut import load_lut
+    from .search import lut_latency_fn
+
+    data = read_latency_csv(measurements)
+    y = data.column(column)
+    a = ArchArrays.from_specs(list(data.specs))
+    prior = None
+    prior_name = None
+    if lut_ref:
+        lt = load_lut(lut_ref)
+        prior = lut_latency_fn(lt).on_arrays(a)
+        prior_name = f"lut:{lt.device}"
+    report: dict[str, Any] = {"device": device_name, "measurements": measurements, "column": column or data.columns[0],
+                              "n_rows": len(y), "prior": prior_name}
+    if k is not None:
+        ad, sc = evaluate_few_shot(a, y, k, seed, prior_ms=prior, prior=prior_name, device=device_name)
+        report.update({"k": k, "seed": seed, "held_out": sc.as_dict()})
+        ad = dataclasses.replace(ad, info={**ad.info, "held_out": sc.as_dict()})
+    else:
+        n = len(y)
+        folds = np.arange(n) % min(n, 10)
+        np.random.default_rng(seed).shuffle(folds)
+        cv = np.zeros(n)
+        for f in np.unique(folds):
+            tr, te = folds != f, folds == f
+            m = fit_adapter(a.take(tr), y[tr], device_name, prior_ms=None if prior is None else prior[tr])
+            cv[te] = m.predict_ms(a.take(te), None if prior is None else prior[te])
+        sc = score_latency(cv, y)
+        ad = fit_adapter(a, y, device_name, prior_ms=prior, prior=prior_name, seed=seed)
+        ad = dataclasses.replace(ad, info={**ad.info, "cross_validated": sc.as_dict()})
+        report.update({"cross_validated": sc.as_dict(), "folds": int(min(n, 10))})
+    path = ad.save(out or f"{device_name}.adapter.json")
+    report.update({"adapter": str(path), "features": list(ad.feature_names), "coef": list(ad.coef),
+                   "intercept_ms": ad.intercept_ms})
+    if as_json:
+        echo_json(report)
+        return
+    what = f"held out ({sc.n} subnets not used in the fit)" if k is not None else f"{report['folds']}-fold cross-validated"
+    click.echo(f"{device_name}: fitted on {ad.info['n_fit']} measured subnets; {what}:")
+    click.echo(f"  Spearman {sc.spearman:.4f}   within +-5 % {sc.within_5pct * 100:.1f} %   "
+               f"within +-10 % {sc.within_10pct * 100:.1f} %   mean abs error {sc.mape_pct:.2f} %")
+    click.echo("  latency_ms = " + f"{ad.intercept_ms:.4g}" +
+               "".join(f" + {c:.4g}*{n}" for n, c in zip(ad.feature_names, ad.coef)))
+    click.echo(f"wrote {path}")
+
+
+@main.command("accuracy-predictor")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help="accuracy CSV: d, ks, e, r (or image_size), accuracy [, space]")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="predictor JSON to write")
+@click.option("--model", type=click.Choice(["ridge", "gbm", "mlp", "ridge+gbm"]), default="ridge+gbm",
+              show_default=True)
+@click.option("--encoding", type=click.Choice(["onehot-depth-r", "ofa-onehot"]), default="onehot-depth-r",
+              show_default=True)
+@click.option("--test-frac", type=float, default=0.2, show_default=True,
+              help="held-out share for the reported figures (0: none); the saved predictor is fitted on all rows")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the split and the fit")
+@click.option("--official", default=None, type=click.Path(dir_okay=False),
+              help="OFA's acc_predictor.pth: also report it on the same held-out rows")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_frac: float, seed: int,
+                           official: str | None, as_json: bool) -> None:
+    """Fit an accuracy predictor (plain JSON, no pickle) and report Kendall tau, Spearman and RMSE.
+
+    \b
+    Example:
+      ofa-profile accuracy-predictor --data accuracy.csv --out acc.json
+      ofa-profile accuracy-predictor --data ../shared/data/reference/ofa-w1.0-imagenet-accuracy.csv \\
+          --out acc.json --official ../shared/data/reference/ofa-acc-predictor.pth
+    """
+    import dataclasses
+    import time
+
+    from .accuracy import (evaluate_accuracy_predictor, fit_accuracy_predictor, load_official_predictor,
+                           read_accuracy_csv, split_dataset)
+
+    ds = read_accuracy_csv(data)
+    report: dict[str, Any] = {"data": data, "n": len(ds), "model": model, "encoding": encoding, "seed": seed,
+                              "resolutions": list(ds.resolutions)}
+    if test_frac > 0:
+        tr, te = split_dataset(ds, test_frac, seed)
+        t0 = time.perf_counter()
+        held = fit_accuracy_predictor(tr, model=model, encoding=encoding, seed=seed)
+        report["fit_seconds"] = round(time.perf_counter() - t0, 2)
+        report["held_out"] = {"n_train": len(tr), **evaluate_accuracy_predictor(held, te).as_dict()}
+        if official:
+            report["official_held_out"] = evaluate_accuracy_predictor(load_official_predictor(official), te).as_dict()
+    pred = fit_accuracy_predictor(ds, model=model, encoding=encoding, seed=seed)
+    if "held_out" in report:
+        pred = dataclasses.replace(pred, info={**pred.info, "held_out": report["held_out"], "test_frac": test_frac})
+    report["out"] = str(pred.save(out))
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"{model} on {encoding}: {len(ds)} subnets, resolutions {','.join(map(str, ds.resolutions))}")
+    for key, label in (("held_out", "ours"), ("official_held_out", "OFA official")):
+        if key in report:
+            h = report[key]
+            click.echo(f"  {label:13s} held-out n={h['n']}: Kendall tau {h['kendall_tau']:.4f}  Spearman "
+                       f"{h['spearman']:.4f}  RMSE {h['rmse']:.5f}  tau within resolution {h['kendall_tau_within_r']:.4f}")
+    click.echo(f"wrote {report['out']} (fitted on all {len(ds)} rows)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,431 @@
+"""The model card of the bundled supernet: pack a training run's weights and measure its evaluation table.
+
+``python -m ofa_model.card --run RUN --train-data TRAIN --val-data VAL --out ofa_model/`` does, in order:
+
+1. reads the run folder (``config.json``, ``train_log.jsonl``, ``supernet.pt`` of ``python -m ofa_model.train``):
+   recipe, hardware, wall time, throughput and peak memory per phase;
+2. writes the bundle ``OUT/weights/<name>.pt`` (fp16) + ``OUT/weights/manifest.json`` (sha256, space, classes,
+   recipe, resolutions) through :func:`ofa_model.bundle.save_bundle`;
+3. loads the bundle back through :func:`ofa_model.bundle.load_bundled_supernet` (sha256 checked, fp32), and
+   measures top-1 on the whole val split after BN recalibration (``--n-calib`` training images, seeded) for the
+   largest, the smallest and ``--n-random`` fixed random subnets (``random.Random(f"model-card-{i}")``) at
+   each of ``--resolutions`` (default 128, 160, 224);
+4. for every ``--standalone DIR`` (a run of ``python -m ofa_model.train --standalone ...``) measures the same
+   subnet trained alone, the same way, and puts it beside the PS figure;
+5. writes ``OUT/MODEL_CARD.md`` atomically.
+
+Evaluations are kept in ``RUN/card_eval.json`` (keyed by the weights' sha256 and the evaluation settings), so a
+killed or repeated command only evaluates what is missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ofa_profile.errors import OfaProfileError
+from ofa_profile.space import Space, SubnetSpec, get_space
+
+__all__ = ["CARD_RESOLUTIONS", "TARGETS", "RunSummary", "read_run", "card_specs", "EvalCache", "evaluate_table",
+           "render_card", "build_card", "main"]
+
+CARD_RESOLUTIONS = (128, 160, 224)
+N_RANDOM = 10
+# issue 3's targets on Imagenette: (subnet tag, resolution, minimum top-1)
+TARGETS = (("largest", 224, 0.88), ("smallest", 224, 0.80))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A training run folder, read back."""
+    path: str
+    config: Mapping[str, Any]
+    phases: tuple[Mapping[str, Any], ...]        # the last ``phase_end`` record of each phase, in order
+    hardware: Mapping[str, Any] | None           # the last ``run_start`` record (None: older runs)
+    n_resumes: int
+    weights: str                                  # RUN/supernet.pt
+    standalone: SubnetSpec | None                 # the subnet of a ``--standalone`` run
+
+    @property
+    def wall_s(self) -> float:
+        return float(sum(p.get("wall_s") or 0.0 for p in self.phases))
+
+    @property
+    def steps(self) -> int:
+        return int(sum(p.get("steps") or 0 for p in self.phases))
+
+
+def read_run(run_dir: str | os.PathLike) -> RunSummary:
+    """Read a finished run of ``python -m ofa_model.train`` (one-line error when it is not one)."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise OfaProfileError(f"run folder {d} does not exist; pass the --out folder of `python -m ofa_model.train`")
+    weights = d / "supernet.pt"
+    try:
+        cfg = json.loads((d / "config.json").read_text())
+        lines = (d / "train_log.jsonl").read_text().splitlines()
+    except FileNotFoundError as exc:
+        raise OfaProfileError(f"{d} is not a training run folder ({Path(exc.filename).name} missing)") from None
+    if not weights.is_file():
+        raise OfaProfileError(f"run {d} has not finished (no supernet.pt); rerun its training command to resume it")
+    recs = []
+    for ln in lines:
+        try:
+            recs.append(json.loads(ln))
+        except json.JSONDecodeError:
+            continue    # a line cut by a kill
+    ends: dict[str, Mapping[str, Any]] = {}
+    for r in recs:
+        if "phase_end" in r:
+            ends[r["phase_end"]["phase"]] = r["phase_end"]
+    starts = [r["run_start"] for r in recs if "run_start" in r]
+    standalone = None
+    if cfg.get("standalone"):
+        import torch
+        meta = torch.load(weights, map_location="cpu", weights_only=False).get("meta", {})
+        if meta.get("standalone"):
+            standalone = SubnetSpec.from_ofa(meta["standalone"], space=cfg["space"])
+        else:
+            from .train import standalone_spec
+            standalone = standalone_spec(cfg["standalone"], cfg["space"])
+    return RunSummary(str(d), cfg, tuple(ends.values()), starts[-1] if starts else None, max(0, len(starts) - 1),
+                      str(weights), standalone)
+
+
+def card_specs(space: str | Space, n_random: int = N_RANDOM) -> list[tuple[str, SubnetSpec]]:
+    """The subnets of the card: ``largest``, ``smallest`` and ``random-i`` (``random.Random(f"model-card-{i}")``),
+    each at the space's largest resolution (the table replaces ``r``)."""
+    from .supernet import full_space
+    sp = get_space(space)
+    r = sp.resolutions[-1]
+    out = [("largest", full_space(sp).largest(r)), ("smallest", sp.smallest(r))]
+    out += [(f"random-{i}", sp.sample(random.Random(f"model-card-{i}"), resolution=r)) for i in range(n_random)]
+    return out
+
+
+class EvalCache:
+    """``{key: {...}, results: {"<sha12>|<tag>|<arch>": {top1, n_val, n_calib, extract_s, calib_s, eval_s}}}`` in a
+    JSON file, rewritten atomically after every evaluation."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path else None
+        self.data: dict[str, Any] = {}
+        if self.path and self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except (OSError, json.JSONDecodeError):
+                self.data = {}
+
+    @staticmethod
+    def key(sha: str, spec: SubnetSpec, n_calib: int, n_val: int, calib_seed: int) -> str:
+        return f"{sha[:16]}|{spec.short()}|calib{n_calib}s{calib_seed}|val{n_val}"
+
+    def get(self, key: str) -> Mapping[str, Any] | None:
+        return self.data.get(key)
+
+    def put(self, key: str, value: Mapping[str, Any]) -> None:
+        self.data[key] = dict(value)
+        if self.path:
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+
+
+def evaluate_table(model, sha: str, train_cache, val_cache, specs: Sequence[tuple[str, SubnetSpec]],
+                   resolutions: Sequence[int], *, n_calib: int = 2000, n_val: int = 0, batch_size: int = 200,
+                   device=None, calib_seed: int = 0, cache: EvalCache | None = None,
+                   progress: bool = False) -> dict[tuple[str, int], Mapping[str, Any]]:
+    """Top-1 of every (tag, resolution): ``{(tag, r): {top1, extract_s, calib_s, eval_s, n_val, n_calib}}``."""
+    from .evaluate import evaluate_spec, val_subset
+    cache = cache or EvalCache(None)
+    val_idx = val_subset(len(val_cache), n_val, calib_seed)
+    out: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for tag, spec in specs:
+        for r in resolutions:
+            s = dataclasses.replace(spec, r=r)
+            key = EvalCache.key(sha, s, n_calib, len(val_idx), calib_seed)
+            hit = cache.get(key)
+            if hit is None:
+                tm: dict[str, Any] = {}
+                t0 = time.monotonic()
+                top1 = evaluate_spec(model, s, train_cache, val_cache, n_calib=n_calib, batch_size=batch_size,
+                                     device=device, calib_seed=calib_seed, val_indices=val_idx, timings=tm)
+                hit = {"top1": top1, "n_calib": n_calib, **{k: round(v, 4) if isinstance(v, float) else v
+                                                            for k, v in tm.items()}}
+                cache.put(key, hit)
+                if progress:
+                    print(f"[card] {tag:10s} r={r}: top-1 {top1:.4f} ({time.monotonic() - t0:.1f} s)",
+                          file=sys.stderr, flush=True)
+            out[(tag, r)] = hit
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[tuple[str, int], Mapping[str, Any]],
+                specs: Sequence[tuple[str, SubnetSpec]], resolutions: Sequence[int],
+                standalone: Sequence[tuple[RunSummary, Mapping[int, Mapping[str, Any]]]],
+                n_calib: int, n_val: int, eval_device: str, dataset: str, commands: Sequence[str]) -> str:
+    """The MODEL_CARD.md text (every figure comes from the arguments: nothing is typed in)."""
+    from .evaluate import subnet_macs_params
+    cfg = run.config
+    hw = run.hardware or {}
+    n_classes = int(manifest["n_classes"])
+    L: list[str] = []
+    L.append(f"# Model card: {manifest['file']}\n")
+    on_gpu = "gpu" in hw
+    L.append(f"Elastic OFA MobileNetV3 supernet (`{manifest['space']}`, OFA id `{manifest.get('ofa_id')}`) trained "
+             f"with the project's own progressive-shrinking command on {dataset} ({n_classes} classes)."
+             + (" **Trained on CPU only: a reduced recipe (see below), not the GPU recipe.**" if hw and not on_gpu
+                else ""))
+    L.append("\n## Files and integrity\n")
+    L.append("| field | value |\n|---|---|")
+    for k in ("file", "sha256", "bytes", "dtype", "space", "n_classes", "dataset"):
+        L.append(f"| {k} | `{manifest.get(k)}` |")
+    L.append("\n`ofa_model.bundle.load_bundled_supernet()` checks the sha256 above (recorded in "
+             "`weights/manifest.json`) before loading and converts the fp16 tensors to fp32. Classes (label order): "
+             + ", ".join(f"`{c}`" for c in (manifest.get("classes") or [])) + ".\n")
+    L.append("## Recipe\n")
+    phase_cfg = dict(cfg.get("phase_epochs") or [])
+    rec_keys = ("recipe", "epoch_scale", "batch_size", "lr_scale", "momentum", "weight_decay", "label_smoothing",
+                "kd_ratio", "resolutions", "image_size", "crop_scale_min", "dropout_rate", "max_steps_per_phase",
+                "limit_per_class", "seed", "init")
+    L.append("| setting | value |\n|---|---|")
+    for k in rec_keys:
+        v = cfg.get(k)
+        if k == "resolutions" and not v:
+            v = "the space's (128..224 step 4)"
+        L.append(f"| {k} | `{v}` |")
+    if phase_cfg:
+        L.append(f"| phase_epochs | `{phase_cfg}` |")
+    L.append(f"| processes (world size) | `{(run.phases[0].get('world') if run.phases else None)}` |")
+    L.append("\nSGD (Nesterov, momentum above) with a cosine LR per phase; knowledge distillation from the full net "
+             "after the teacher phase; every batch at one random resolution.\n")
+    L.append("## Hardware, wall time, throughput, memory\n")
+    if hw:
+        hw_txt = ", ".join(f"{k} `{hw[k]}`" for k in ("gpu", "gpu_mem_gb", "cpu", "cpu_count", "threads", "torch",
+                                                      "python") if k in hw)
+        L.append(f"Hardware (as recorded by the run): {hw_txt}.")
+    else:
+        L.append("Hardware: not recorded by this run (trained before `run_start` records existed).")
+    L.append(f"Total training wall time: **{run.wall_s / 3600:.2f} h** ({run.wall_s:.0f} s) over {run.steps} "
+             f"optimizer steps; the run was resumed {run.n_resumes} time(s).\n")
+    L.append("| phase | steps | wall (s) | images/s | peak memory (MB) | quick val top-1 (%) |\n|---|---|---|---|---|---|")
+    for p in run.phases:
+        q = p.get("val_top1") or {}
+        qt = ", ".join(f"{k} {_pct(v)}" for k, v in q.items()) + (f" @ {p.get('val_resolution')}" if q else "")
+        L.append(f"| {p['phase']} | {p.get('steps')} | {p.get('wall_s')} | {p.get('img_s')} | {p.get('peak_mem_mb')} "
+                 f"| {qt or '–'} |")
+    mem_kind = "GPU max allocated" if on_gpu else "process max RSS"
+    L.append(f"\nPeak memory is the {mem_kind}; images/s counts all processes and every subnet's forward/backward "
+             f"on the same batch as one image.\n")
+    # evaluation table
+    n_val_txt = "all" if n_val <= 0 else str(n_val)
+    first = next(iter(table.values()), {})
+    L.append(f"## {dataset} validation top-1 (%)\n")
+    L.append(f"Whole-net top-1 on {n_val_txt} val images ({first.get('n_val', '?')} evaluated) after BN "
+             f"recalibration on {n_calib} augmented training images (seeded), centre crop 0.875, on `{eval_device}`. "
+             f"Random subnets: `random.Random(\"model-card-i\")` in `ofa_model.card.card_specs`.\n")
+    alone_by_arch = {a.standalone.canonical().short().split("-", 1)[1]: (a, res) for a, res in standalone
+                     if a.standalone is not None}
+    head = "| subnet | arch (r omitted) | MACs @224 (M) | params (M) | " + " | ".join(f"{r}" for r in resolutions) + " |"
+    L.append(head)
+    L.append("|" + "---|" * (4 + len(resolutions)))
+    for tag, spec in specs:
+        macs, params = subnet_macs_params(dataclasses.replace(spec, r=224), n_classes)
+        arch = spec.canonical().short().split("-", 1)[1]
+        cells = [_pct(table[(tag, r)]["top1"]) if (tag, r) in table else "–" for r in resolutions]
+        L.append(f"| {tag} | `{arch}` | {macs / 1e6:.0f} | {params / 1e6:.2f} | " + " | ".join(cells) + " |")
+    # targets
+    L.append("\nTargets of the project (issue 3):\n")
+    for tag, r, goal in TARGETS:
+        v = table.get((tag, r), {}).get("top1")
+        state = "not measured" if v is None else ("met" if v >= goal else "**not met**")
+        L.append(f"- {tag} at {r}: >= {100 * goal:.0f} % -> measured {_pct(v)} %: {state}")
+    # standalone comparison
+    L.append("\n## Progressive shrinking vs the same subnet trained alone\n")
+    if not standalone:
+        L.append("No standalone baseline was given (`--standalone DIR`): not measured.\n")
+    else:
+        L.append("Each baseline trains that one subnet alone (`python -m ofa_model.train --standalone ...`: same "
+                 "optimiser, augmentation, batch and resolutions, teacher-phase LR, no distillation) for as many "
+                 "optimizer steps as the whole PS run took. Top-1 (%), PS minus alone in brackets.\n")
+        L.append("| subnet | PS steps | alone steps | " + " | ".join(f"{r}" for r in resolutions) + " |")
+        L.append("|" + "---|" * (3 + len(resolutions)))
+        by_arch = {spec.canonical().short().split("-", 1)[1]: tag for tag, spec in specs}
+        for arch, (alone, res) in alone_by_arch.items():
+            tag = by_arch.get(arch, arch)
+            cells = []
+            for r in resolutions:
+                a = res.get(r, {}).get("top1")
+                ps = table.get((tag, r), {}).get("top1")
+                cells.append(f"{_pct(a)} ({100 * (ps - a):+.2f})" if a is not None and ps is not None else _pct(a))
+            L.append(f"| {tag} | {run.steps} | {alone.steps} | " + " | ".join(cells) + " |")
+        L.append("")
+    # speed
+    ex = [v for v in table.values() if "extract_s" in v]
+    if ex:
+        import statistics as st
+        L.append("## Evaluation cost\n")
+        L.append(f"On `{eval_device}`, per subnet (median of {len(ex)} evaluations): extraction "
+                 f"{st.median(v['extract_s'] for v in ex):.3f} s, BN recalibration on {n_calib} images "
+                 f"{st.median(v['calib_s'] for v in ex):.2f} s, evaluation of {first.get('n_val', '?')} images "
+                 f"{st.median(v['eval_s'] for v in ex):.2f} s. CPU figures: `benchmarks/bench_supernet.py`.\n")
+    L.append("## Reproduce\n")
+    L.append("```")
+    L.extend(commands)
+    L.append("```\n")
+    return "\n".join(L) + "\n"
+
+
+def train_command(config: Mapping[str, Any]) -> str:
+    """The ``python -m ofa_model.train`` line that reproduces a run's config.json (non-default settings)."""
+    from .train import TrainConfig
+    skip = {"train_data", "val_data", "out", "cache_dir", "device", "threads", "log_every", "ckpt_every",
+            "ckpt_minutes"}
+    parts = ["python -m ofa_model.train --train-data TRAIN --val-data VAL --out RUN"]
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip or f.name not in config:
+            continue
+        v, default = config[f.name], f.default
+        if isinstance(v, list):
+            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        if v == default or v is None:
+            continue
+        if f.name == "phase_epochs":
+            v = ",".join(f"{k}={e:g}" for k, e in v)
+        elif f.name == "resolutions":
+            v = ",".join(map(str, v))
+        parts.append(f"--{f.name.replace('_', '-')} {v}")
+    return " ".join(parts)
+
+
+def _caches(run: RunSummary, train_data: str, val_data: str, cache_dir: str | None):
+    from .data import build_cache
+    cfg = run.config
+    root = Path(cache_dir) if cache_dir else Path(cfg.get("cache_dir") or Path(run.path) / "cache")
+    size = int(cfg.get("image_size") or 224)
+    tr = build_cache(train_data, root / "train", size, limit_per_class=cfg.get("limit_per_class"), progress=True)
+    va = build_cache(val_data, root / "val", size, classes=tr.classes, progress=True)
+    return tr, va
+
+
+def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, name: str | None = None,
+               dataset: str = "Imagenette", standalone_dirs: Sequence[str] = (),
+               resolutions: Sequence[int] = CARD_RESOLUTIONS, n_random: int = N_RANDOM, n_calib: int = 2000,
+               n_val: int = 0, batch_size: int = 200, device: str = "auto", cache_dir: str | None = None,
+               progress: bool = True) -> Path:
+    """Steps 1-5 of the module doc; returns the path of MODEL_CARD.md."""
+    import torch
+
+    from .bundle import load_bundled_supernet, load_supernet, save_bundle
+    run = read_run(run_dir)
+    if run.standalone is not None:
+        raise OfaProfileError(f"{run_dir} is a --standalone run; pass the progressive-shrinking run as --run")
+    alone_runs = [read_run(d) for d in standalone_dirs]
+    for a in alone_runs:
+        if a.standalone is None:
+            raise OfaProfileError(f"{a.path} is not a --standalone run; pass it as --run or drop it")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    model, info = load_supernet(run.weights)
+    tr, va = _caches(run, train_data, val_data, cache_dir)
+    if info.classes and tuple(info.classes) != tuple(tr.classes):
+        raise OfaProfileError(f"{train_data} has other classes than the run was trained on; pass its training set")
+    sp = model.space
+    name = name or f"{sp.name}-{dataset.lower()}"
+    res_run = tuple(run.config.get("resolutions") or sp.resolutions)
+    recipe = {k: run.config.get(k) for k in ("recipe", "epoch_scale", "phase_epochs", "batch_size", "lr_scale",
+                                              "seed", "max_steps_per_phase")}
+    recipe["world"] = run.phases[0].get("world") if run.phases else None
+    recipe["steps"] = run.steps
+    out = Path(out_dir)
+    man = save_bundle(model, out / "weights", name, classes=tr.classes, recipe=recipe, resolutions=res_run,
+                      dataset=dataset)
+    bundled, binfo = load_bundled_supernet(out / "weights" / man["file"], device=str(dev))
+    cache = EvalCache(Path(run.path) / "card_eval.json")
+    specs = card_specs(sp, n_random)
+    table = evaluate_table(bundled, binfo.sha256, tr, va, specs, resolutions, n_calib=n_calib, n_val=n_val,
+                           batch_size=batch_size, device=dev, cache=cache, progress=progress)
+    alone_res = []
+    for a in alone_runs:
+        amodel, ainfo = load_supernet(a.weights, device=str(dev))
+        acache = EvalCache(Path(a.path) / "card_eval.json")
+        t = evaluate_table(amodel, ainfo.sha256, tr, va, [("alone", a.standalone)], resolutions, n_calib=n_calib,
+                           n_val=n_val, batch_size=batch_size, device=dev, cache=acache, progress=progress)
+        alone_res.append((a, {r: t[("alone", r)] for r in resolutions}))
+    cmd = [train_command(run.config),
+           f"python -m ofa_model.card --run RUN --train-data TRAIN --val-data VAL --out {out_dir}"
+        + "".join(f" --standalone {d}" for d in standalone_dirs)]
+    text = render_card(manifest=man, run=run, table=table, specs=specs, resolutions=resolutions,
+                       standalone=alone_res, n_calib=n_calib, n_val=n_val, eval_device=str(dev), dataset=dataset,
+                       commands=cmd)
+    card = out / "MODEL_CARD.md"
+    tmp = card.with_name(f".{card.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, card)
+    return card
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import click
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--run", "run_dir", required=True, help="The PS training run folder (--out of ofa_model.train).")
+    @click.option("--train-data", required=True, help="Its training set (BN recalibration images).")
+    @click.option("--val-data", required=True, help="Validation set (same classes): every image is evaluated.")
+    @click.option("--out", "out_dir", default="ofa_model", show_default=True,
+                  help="Writes OUT/weights/<name>.pt, OUT/weights/manifest.json and OUT/MODEL_CARD.md.")
+    @click.option("--name", default=None, help="Weights file stem [default: <space>-<dataset>].")
+    @click.option("--dataset", default="Imagenette", show_default=True)
+    @click.option("--standalone", "standalone_dirs", multiple=True,
+                  help="A `--standalone` training run to compare with (repeatable).")
+    @click.option("--resolutions", default="128,160,224", show_default=True)
+    @click.option("--n-random", type=int, default=N_RANDOM, show_default=True)
+    @click.option("--n-calib", type=int, default=2000, show_default=True)
+    @click.option("--n-val", type=int, default=0, show_default=True, help="0: every val image.")
+    @click.option("--batch-size", type=int, default=200, show_default=True)
+    @click.option("--device", default="auto", show_default=True)
+    @click.option("--cache-dir", default=None, help="Decoded-image cache [default: the run's].")
+    def cmd(run_dir, train_data, val_data, out_dir, name, dataset, standalone_dirs, resolutions, n_random, n_calib,
+            n_val, batch_size, device, cache_dir):
+        """Bundle a training run's supernet (fp16 + sha256 manifest) and write its MODEL_CARD.md.
+
+        \b
+        Example:
+          python -m ofa_model.card --run runs/ps --train-data ../shared/data/imagenette2-224/train.tar \\
+              --val-data ../shared/data/imagenette2-224/val.tar --out ofa_model/ \\
+              --standalone runs/alone-largest --standalone runs/alone-smallest
+        """
+        from ofa_profile.space import parse_resolutions
+        res = parse_resolutions(resolutions)
+        p = build_card(run_dir, train_data, val_data, out_dir, name=name, dataset=dataset,
+                       standalone_dirs=standalone_dirs, resolutions=res, n_random=n_random, n_calib=n_calib,
+                       n_val=n_val, batch_size=batch_size, device=device, cache_dir=cache_dir)
+        click.echo(str(p))
+
+    try:
+        cmd.main(args=list(argv) if argv is not None else None, prog_name="python -m ofa_model.card",
+                 standalone_mode=False)
+    except OfaProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Export a subnet of the supernet, with its weights, to ONNX or TFLite.
+
+* ONNX: ``torch.onnx.export(dynamo=False)`` of the extracted :class:`~ofa_model.supernet.MobileNetV3Subnet`
+  (input ``input`` NCHW float32, output ``logits``; batch axis dynamic; the spec, classes and weights' sha256 in
+  the model's metadata).
+* TFLite: the project's own flatbuffer writer (:func:`ofa_profile.tflite.write_tflite`), which works on modules
+  built from :mod:`ofa_profile.blocks`; :func:`to_blocks_module` copies the subnet's weights into
+  ``blocks.subnet_module(spec)`` (same outputs, tested).  The TFLite model takes NHWC input.
+
+Every file is written atomically and, with ``check=True``, run once by its runtime (onnxruntime /
+ai_edge_litert) on a seeded input and compared with torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ofa_profile.errors import OfaProfileError
+from ofa_profile.space import SubnetSpec
+
+__all__ = ["FORMATS", "ExportResult", "extract_subnet", "to_blocks_module", "export_onnx", "export_tflite",
+           "export_subnet", "example_input"]
+
+FORMATS = ("onnx", "tflite")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: str
+    format: str
+    arch: str                      # spec.short()
+    input_shape: tuple[int, ...]   # as the exported model takes it (NCHW for ONNX, NHWC for TFLite)
+    max_abs_diff: float | None     # vs torch on a seeded input (None: not checked)
+    max_rel_diff: float | None     # max_abs_diff / max |torch logits|
+    recalibrated_on: int           # BN recalibration images (0: the supernet's running statistics)
+
+
+def example_input(spec: SubnetSpec, seed: int = 0, batch: int = 1):
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, spec.r, spec.r, generator=g)
+
+
+def extract_subnet(model, spec: SubnetSpec, calib: Iterable | None = None, n_calib: int = 2000):
+    """The static subnet of ``spec`` (eval mode, copied weights); BN statistics re-estimated from ``calib``
+    (batches at ``spec.r``) when given.  Returns ``(subnet, images used for recalibration)``."""
+    from .supernet import recalibrate_bn
+    model.set_active_subnet(spec)
+    sub = model.get_active_subnet().cpu().eval()
+    n = recalibrate_bn(sub, calib, n_calib) if calib is not None else 0
+    return sub.eval(), n
+
+
+def to_blocks_module(sub, spec: SubnetSpec):
+    """``ofa_profile.blocks.subnet_module(spec)`` holding the weights of ``sub`` (a MobileNetV3Subnet).
+
+    Both nets are built from the same space definition, so their parameters and buffers correspond one to one in
+    registration order; each pair must have the same shape (checked: a mismatch is a bug, reported as such).
+    The classifier is rebuilt for the subnet's class count (blocks builds the space's 1000)."""
+    import torch
+    from ofa_profile import blocks
+    dst = blocks.subnet_module(spec).eval()
+    n_classes = sub.classifier.linear.out_features
+    last = dst[len(dst) - 1]
+    if isinstance(last, blocks.Classifier) and last.linear.out_features != n_classes:
+        dst[len(dst) - 1] = blocks.Classifier(last.linear.in_features, n_classes).eval().requires_grad_(False)
+    src_t = [t for _, t in _tensors(sub)]
+    dst_named = list(_tensors(dst))
+    if len(src_t) != len(dst_named):
+        raise OfaProfileError(f"blocks.subnet_module has {len(dst_named)} weight tensors, the subnet "
+                              f"{len(src_t)}; the two builders disagree (a bug: report it)")
+    with torch.no_grad():
+        for (name, d), s in zip(dst_named, src_t):
+            if tuple(d.shape) != tuple(s.shape):
+                raise OfaProfileError(f"weight {name} has shape {tuple(d.shape)} in blocks.subnet_module, "
+                                      f"{tuple(s.shape)} in the subnet (a bug: report it)")
+            d.copy_(s)
+    for m_src, m_dst in zip(_bns(sub), _bns(dst)):
+        m_dst.eps = m_src.eps
+    return dst
+
+
+def _tensors(module) -> list[tuple[str, Any]]:
+    """Parameters and BN running statistics, in registration order (num_batches_tracked left out)."""
+    out = []
+    for mname, m in module.named_modules():
+        for pname, p in m.named_parameters(recurse=False):
+            out.append((f"{mname}.{pname}", p))
+        for bname, b in m.named_buffers(recurse=False):
+            if bname in ("running_mean", "running_var"):
+                out.append((f"{mname}.{bname}", b))
+    return out
+
+
+def _bns(module):
+    import torch.nn as nn
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _atomic_target(out: Path) -> Path:
+    if not out.parent.exists():
+        raise OfaProfileError(f"output folder {out.parent} does not exist; create it or choose another --out")
+    return out.with_name(f".{out.name}.{os.getpid()}.tmp")
+
+
+def _diffs(ref, got) -> tuple[float, float]:
+    import numpy as np
+    ref = np.asarray(ref, dtype=np.float64)
+    got = np.asarray(got, dtype=np.float64)
+    if ref.shape != got.shape:
+        raise OfaProfileError(f"exported model returns shape {got.shape}, torch {ref.shape} (a bug: report it)")
+    d = float(np.abs(ref - got).max())
+    return d, d / max(1e-12, float(np.abs(ref).max()))
+
+
+def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,
+                opset: int = 17, check: bool = True, seed: int = 0) -> tuple[Path, float | None, float | None]:
+    """Write ``sub`` as ONNX; returns ``(path, max_abs_diff, max_rel_diff)`` (None when not checked)."""
+    import onnx
+    import torch
+    out = Path(out)
+    tmp = _atomic_target(out)
+    x = example_input(spec, seed)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)   # the legacy exporter is the fast one (0.1 s)
+            torch.onnx.export(sub, (x,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        m = onnx.load(str(tmp))
+        for k, v in (metadata or {}).items():
+            p = m.metadata_props.add()
+            p.key, p.value = k, v
+        onnx.save(m, str(tmp))
+        diff = (None, None)
+        if check:
+            import onnxruntime as ort
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            sess = ort.InferenceSession(str(tmp), so, providers=["CPUExecutionProvider"])
+            got = sess.run(None, {"input": x.numpy()})[0]
+            with torch.no_grad():
+                diff = _diffs(sub(x).numpy(), got)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out, diff[0], diff[1]
+
+
+def export_tflite(sub, spec: SubnetSpec, out: str | os.PathLike, *, check: bool = True,
+                  seed: int = 0) -> tuple[Path, float | None, float | None]:
+    """Write ``sub`` as TFLite (NHWC input) through :func:`ofa_profile.tflite.write_tflite`."""
+    import torch
+    from ofa_profile import tflite
+    out = Path(out)
+    tmp = _atomic_target(out)
+    x = example_input(spec, seed)
+    mod = to_blocks_module(sub, spec)
+    try:
+        tflite.write_tflite(mod, x, tmp)
+        diff = (None, None)
+        if check:
+            got = _run_tflite(tmp, x)
+            with torch.no_grad():
+                diff = _diffs(sub(x).numpy(), got)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out, diff[0], diff[1]
+
+
+def _run_tflite(path: Path, x_nchw):
+    """Run a .tflite on an NCHW torch input (transposed to NHWC, as the writer's models take it)."""
+    import numpy as np
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise OfaProfileError("checking a TFLite export needs ai-edge-litert (pip install ai-edge-litert); "
+                              "or pass --no-check") from None
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    x = np.ascontiguousarray(x_nchw.numpy().transpose(0, 2, 3, 1), dtype=np.float32)   # the writer's NHWC
+    if tuple(inp["shape"]) != tuple(x.shape):
+        raise OfaProfileError(f"the TFLite model takes {tuple(inp['shape'])}, expected NHWC {x.shape} (a bug)")
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+def export_subnet(model, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, calib: Iterable | None = None,
+                  n_calib: int = 2000, check: bool = True, metadata: Mapping[str, Any] | None = None,
+                  seed: int = 0) -> ExportResult:
+    """Extract ``spec`` from supernet ``model`` (BN recalibrated on ``calib`` when given) and write it."""
+    if fmt not in FORMATS:
+        raise OfaProfileError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    sub, n = extract_subnet(model, spec, calib, n_calib)
+    meta = {"ofa_profile.arch": json.dumps({"space": spec.space, **spec.to_ofa()}),
+            **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}}
+    if fmt == "onnx":
+        p, d, rd = export_onnx(sub, spec, out, metadata=meta, check=check, seed=seed)
+        shape = (1, 3, spec.r, spec.r)
+    else:
+        p, d, rd = export_tflite(sub, spec, out, check=check, seed=seed)
+        shape = (1, spec.r, spec.r, 3)
+    return ExportResult(str(p), fmt, spec.short(), shape, d, rd, n)

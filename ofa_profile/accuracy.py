@@ -1,0 +1,674 @@
+"""Accuracy predictors: architecture encodings, regressors stored as plain JSON, OFA's official MLP.
+
+An :class:`AccuracyPredictor` maps subnet specs to a predicted top-1 accuracy (a
+fraction).  It is fitted with scikit-learn but stored and evaluated *without* it:
+:meth:`AccuracyPredictor.to_json` writes plain arrays (ridge coefficients, boosted
+trees as node arrays, MLP weights) and :meth:`AccuracyPredictor.predict`
+re-implements prediction with numpy, so a scikit-learn upgrade cannot break a
+stored predictor (nn-Meter's pickles did).
+
+Encodings (:data:`ENCODINGS`), all computed vectorised from :class:`ArchArrays`:
+
+``ofa-onehot``      OFA's own 128 features: 60 kernel one-hots (3/5/7) and 60 expand
+                    one-hots (3/4/6) for the 20 elastic blocks (zeros for skipped
+                    blocks), then an 8-slot resolution one-hot at ``(r - 112) // 16``.
+``onehot-depth-r``  the 120 block one-hots, a one-hot of each stage's depth (15), and
+                    the resolution as numbers ``(r - 176) / 48`` and its square: it
+                    interpolates between trained resolutions instead of binning them.
+
+Models (:data:`MODELS`): ``ridge``; ``gbm`` (gradient-boosted trees); ``mlp``
+(one hidden ReLU layer, L-BFGS); ``ridge+gbm`` (ridge, then boosted trees on its
+residuals -- the default, best on the ImageNet reference split).  A prediction is
+the sum of the outputs of the stored *components*.
+
+Datasets: :func:`read_accuracy_csv` reads both the reference ImageNet CSV
+(``image_size, d, ks, e, accuracy``) and the bundled dataset CSV (``space, d, ks, e,
+r, accuracy, macs, params``); lists are JSON, ``r`` may be called ``image_size``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from .errors import OfaProfileError
+from .space import DEFAULT_SPACE, Space, SpaceError, SubnetSpec, get_space
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = [
+    "ENCODINGS", "MODELS", "PREDICTOR_FORMAT", "ArchArrays", "encode", "AccuracyDataset", "read_accuracy_csv",
+    "split_dataset", "AccuracyPredictor", "AccuracyScore", "fit_accuracy_predictor", "evaluate_accuracy_predictor",
+    "load_official_predictor", "load_accuracy_predictor", "same_macro_architecture", "resolve_accuracy_predictor",
+    "fit_cached", "bundled_predictor_path",
+]
+
+ENCODINGS = ("ofa-onehot", "onehot-depth-r")
+MODELS = ("ridge", "gbm", "mlp", "ridge+gbm")
+PREDICTOR_FORMAT = "ofa-profile-accuracy-predictor"
+PREDICTOR_VERSION = 1
+DEFAULT_ENCODING = "onehot-depth-r"
+DEFAULT_MODEL = "ridge+gbm"
+
+
+def same_macro_architecture(a: Space | str, b: Space | str) -> bool:
+    """True if two spaces share widths, strides and blocks (e.g. OFA w1.0 and CompOFA w1.0)."""
+    sa, sb = get_space(a), get_space(b)
+    return (sa.stem_ch, sa.first_block_ch, sa.stages, sa.final_expand_ch, sa.feature_mix_ch, sa.max_depth,
+            sa.n_classes) == (sb.stem_ch, sb.first_block_ch, sb.stages, sb.final_expand_ch, sb.feature_mix_ch,
+                              sb.max_depth, sb.n_classes)
+
+
+# -- architectures as arrays ----------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class ArchArrays:
+    """A batch of subnets of one space as integer arrays (the fast form for encodings and search).
+
+    ``ks``/``e``: ``[N, n_blocks]`` with 0 for skipped blocks; ``d``: ``[N, n_stages]``; ``r``: ``[N]``.
+    """
+    space: str
+    ks: "np.ndarray"
+    e: "np.ndarray"
+    d: "np.ndarray"
+    r: "np.ndarray"
+
+    def __len__(self) -> int:
+        return int(self.r.shape[0])
+
+    @property
+    def active(self) -> "np.ndarray":
+        """``[N, n_blocks]`` bool: block is active (its index in the stage is below the stage depth)."""
+        import numpy as np
+        sp = get_space(self.space)
+        pos = np.tile(np.arange(sp.max_depth), sp.n_stages)
+        return pos[None, :] < np.repeat(self.d, sp.max_depth, axis=1)
+
+    @classmethod
+    def from_specs(cls, specs: Sequence[SubnetSpec], space: str | None = None) -> "ArchArrays":
+        import numpy as np
+        specs = list(specs)
+        if not specs:
+            if space is None:
+                raise OfaProfileError("no subnets given: pass at least one spec (or a space for an empty batch)")
+            sp = get_space(space)
+            z = np.zeros((0, sp.n_blocks), dtype=np.int64)
+            return cls(sp.name, z, z.copy(), np.zeros((0, sp.n_stages), dtype=np.int64), np.zeros(0, dtype=np.int64))
+        name = space or specs[0].space
+        bad = [s.space for s in specs if s.space != name]
+        if bad:
+            raise OfaProfileError(f"subnets of several spaces in one batch ({name}, {bad[0]}); pass one space at a time")
+        ks = np.array([s.ks for s in specs], dtype=np.int64)
+        e = np.array([s.e for s in specs], dtype=np.int64)
+        d = np.array([s.d for s in specs], dtype=np.int64)
+        r = np.array([s.r for s in specs], dtype=np.int64)
+        out = cls(get_space(name).name, ks, e, d, r)
+        act = out.active
+        return cls(out.space, np.where(act, ks, 0), np.where(act, e, 0), d, r)
+
+    def to_specs(self) -> list[SubnetSpec]:
+        """Back to specs (skipped entries set to the space minimum, i.e. canonical form)."""
+        import numpy as np
+        sp = get_space(self.space)
+        ks = np.where(self.ks == 0, min(sp.kernels), self.ks).tolist()
+        e = np.where(self.e == 0, min(sp.expands), self.e).tolist()
+        d = self.d.tolist()
+        r = self.r.tolist()
+        return [SubnetSpec(sp.name, tuple(ks[i]), tuple(e[i]), tuple(d[i]), int(r[i])) for i in range(len(r))]
+
+    def take(self, idx: Any) -> "ArchArrays":
+        return ArchArrays(self.space, self.ks[idx], self.e[idx], self.d[idx], self.r[idx])
+
+    def row_keys(self) -> "np.ndarray":
+        """One hashable key per row (the bytes of the packed row), for de-duplication."""
+        import numpy as np
+        packed = np.concatenate([self.ks, self.e, self.d, self.r[:, None]], axis=1).astype(np.int16)
+        return np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1] * 2))).ravel()
+
+    @staticmethod
+    def concat(parts: Sequence["ArchArrays"]) -> "ArchArrays":
+        import numpy as np
+        return ArchArrays(parts[0].space, np.concatenate([p.ks for p in parts]), np.concatenate([p.e for p in parts]),
+                          np.concatenate([p.d for p in parts]), np.concatenate([p.r for p in parts]))
+
+
+def _as_arrays(specs: "Sequence[SubnetSpec] | ArchArrays") -> ArchArrays:
+    return specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
+
+
+def _onehot(values: "np.ndarray", choices: Sequence[int]) -> "np.ndarray":
+    """[N, B] ints (0 = none) -> [N, B*len(choices)] one-hot, block-major (OFA's order)."""
+    import numpy as np
+    n, b = values.shape
+    out = np.zeros((n, b, len(choices)), dtype=np.float64)
+    for j, c in enumerate(choices):
+        out[:, :, j] = values == c
+    return out.reshape(n, b * len(choices))
+
+
+def encode(specs: "Sequence[SubnetSpec] | ArchArrays", encoding: str = DEFAULT_ENCODING) -> "np.ndarray":
+    """Encode subnets as a float matrix ``[N, F]`` (see :data:`ENCODINGS`)."""
+    import numpy as np
+    a = _as_arrays(specs)
+    sp = get_space(a.space)
+    if encoding not in ENCODINGS:
+        raise OfaProfileError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+    blocks = [_onehot(a.ks, sp.kernels), _onehot(a.e, sp.expands)]
+    if encoding == "ofa-onehot":
+        slot = (a.r - 112) // 16
+        if len(a) and (slot.min() < 0 or slot.max() > 7):
+            raise OfaProfileError("OFA's encoding covers resolutions 112..239 only")
+        res = np.zeros((len(a), 8))
+        res[np.arange(len(a)), slot] = 1.0
+        return np.concatenate(blocks + [res], axis=1)
+    rn = (a.r.astype(np.float64) - 176.0) / 48.0
+    return np.concatenate(blocks + [_onehot(a.d, sp.depths), rn[:, None], (rn ** 2)[:, None]], axis=1)
+
+
+# -- datasets ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class AccuracyDataset:
+    """Subnets with measured top-1 accuracy (fraction)."""
+    specs: tuple[SubnetSpec, ...]
+    accuracy: "np.ndarray"
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        return tuple(sorted({s.r for s in self.specs}))
+
+    def subset(self, idx: Sequence[int]) -> "AccuracyDataset":
+        return AccuracyDataset(tuple(self.specs[i] for i in idx), self.accuracy[list(idx)], self.source)
+
+
+def _json_list(text: str, field_name: str, row: int, path: Path) -> list[int]:
+    try:
+        v = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        raise OfaProfileError(f"{path}: row {row}: column {field_name!r} is not a JSON list ({text!r})") from None
+    if not isinstance(v, list):
+        raise OfaProfileError(f"{path}: row {row}: column {field_name!r} is not a JSON list ({text!r})")
+    return v
+
+
+def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDataset:
+    """Read an accuracy CSV: columns d, ks, e (JSON lists), r or image_size, accuracy; optional space.
+
+    Accuracies above 1 are read as percentages and divided by 100 (all rows must agree).
+    """
+    import numpy as np
+    p = Path(path)
+    try:
+        fh = open(p, newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise OfaProfileError(f"accuracy CSV {p} does not exist") from None
+    with fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or ())
+        need = {"d", "ks", "e", "accuracy"}
+        rcol = "r" if "r" in cols else "image_size" if "image_size" in cols else None
+        if not need <= cols or rcol is None:
+            raise OfaProfileError(f"{p} lacks column(s) {sorted(need - cols) + ([] if rcol else ['r'])}; "
+                                  f"an accuracy CSV needs d, ks, e, r (or image_size) and accuracy")
+        specs: list[SubnetSpec] = []
+        acc: list[float] = []
+        for i, row in enumerate(reader, start=2):
+            sp_name = space or row.get("space") or DEFAULT_SPACE
+            rv: Any = row[rcol]
+            try:
+                rv = json.loads(rv)
+            except json.JSONDecodeError:
+                pass
+            obj = {"d": _json_list(row["d"], "d", i, p), "ks": _json_list(row["ks"], "ks", i, p),
+                   "e": _json_list(row["e"], "e", i, p), "r": rv}
+            try:
+                specs.append(SubnetSpec.from_ofa(obj, space=sp_name))
+                acc.append(float(row["accuracy"]))
+            except SpaceError as exc:
+                raise OfaProfileError(f"{p}: row {i}: {exc}") from None
+            except ValueError:
+                raise OfaProfileError(f"{p}: row {i}: accuracy {row['accuracy']!r} is not a number") from None
+    if not specs:
+        raise OfaProfileError(f"{p} has no rows")
+    y = np.array(acc, dtype=np.float64)
+    if (y > 1.0).all() and (y <= 100.0).all():
+        y = y / 100.0
+    elif (y > 1.0).any():
+        raise OfaProfileError(f"{p}: accuracies mix fractions and percentages; write all as fractions (0..1)")
+    names = {s.space for s in specs}
+    if len(names) > 1 and not all(same_macro_architecture(n, next(iter(names))) for n in names):
+        raise OfaProfileError(f"{p} mixes subnets of different supernets ({', '.join(sorted(names))})")
+    return AccuracyDataset(tuple(specs), y, str(p))
+
+
+def split_dataset(ds: AccuracyDataset, test_frac: float = 0.2, seed: int = 0
+                  ) -> tuple[AccuracyDataset, AccuracyDataset]:
+    """Seeded random split -> (train, test); the test part has round(test_frac * N) rows."""
+    import numpy as np
+    if not 0.0 < test_frac < 1.0:
+        raise OfaProfileError(f"test fraction {test_frac} must lie strictly between 0 and 1")
+    perm = np.random.default_rng(seed).permutation(len(ds))
+    nt = int(round(test_frac * len(ds)))
+    return ds.subset(sorted(perm[nt:].tolist())), ds.subset(sorted(perm[:nt].tolist()))
+
+
+# -- model components (plain arrays) ------------------------------------------------------------------
+
+def _linear_predict(c: Mapping[str, Any], X: "np.ndarray") -> "np.ndarray":
+    return X @ c["coef"] + c["intercept"]
+
+
+def _trees_predict(c: Mapping[str, Any], X: "np.ndarray") -> "np.ndarray":
+    """All trees at once: one global node id per (row, tree), ``max_depth`` steps of vectorised descent.
+
+    Leaves loop to themselves (stored with ``left == right == 0``, feature -1), so no masking is needed.
+    """
+    import numpy as np
+    flat = c.get("_flat")
+    if flat is None:
+        t, width = c["feature"].shape
+        base = (np.arange(t) * width)[:, None]
+        leaf = c["feature"] < 0
+        ids = base + np.arange(width)[None, :]
+        flat = (np.where(leaf, 0, c["feature"]).ravel(), np.where(leaf, np.inf, c["threshold"]).ravel(),
+                np.where(leaf, ids, base + c["left"]).ravel(), np.where(leaf, ids, base + c["right"]).ravel(),
+                c["value"].ravel(), base.ravel())
+        if isinstance(c, dict):
+            c["_flat"] = flat  # derived cache, never written to JSON
+    feat, thr, left, right, value, roots = flat
+    width, n = feat.shape[0], X.shape[0]
+    # every node's decision for every row at once (rows last: contiguous), then descend by lookups;
+    # float32 features as scikit-learn's trees compare them
+    go_left = (np.ascontiguousarray(X.astype(np.float32).T)[feat] <= thr[:, None]).ravel()  # [nodes * n]
+    child = np.concatenate([right, left])  # child[go_left * width + node]
+    node = np.repeat(roots[:, None], n, axis=1)  # [trees, n]
+    cols = np.arange(n)[None, :]
+    for _ in range(int(c["max_depth"])):
+        node = child[go_left[node * n + cols] * width + node]
+    return c["init"] + c["learning_rate"] * value[node].sum(axis=0)
+
+
+def _mlp_predict(c: Mapping[str, Any], X: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+    h = (X - c["x_mean"]) / c["x_scale"]
+    layers = c["layers"]
+    for i, (w, b) in enumerate(layers):
+        h = h @ w + b
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    return h[:, 0] * c["y_scale"] + c["y_mean"]
+
+
+_PREDICT = {"linear": _linear_predict, "trees": _trees_predict, "mlp": _mlp_predict}
+
+
+def _component_to_json(c: Mapping[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, (np.floating, np.integer)):
+            return v.item()
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return v
+    return {k: conv(v) for k, v in c.items() if not k.startswith("_")}
+
+
+def _component_from_json(obj: Mapping[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    kind = obj.get("type")
+    if kind not in _PREDICT:
+        raise OfaProfileError(f"predictor component type {kind!r} is not one of {', '.join(_PREDICT)}")
+    c: dict[str, Any] = dict(obj)
+    try:
+        if kind == "linear":
+            c["coef"] = np.asarray(obj["coef"], dtype=np.float64)
+            c["intercept"] = float(obj["intercept"])
+        elif kind == "trees":
+            for k in ("feature", "left", "right"):
+                c[k] = np.asarray(obj[k], dtype=np.int64)
+            for k in ("threshold", "value"):
+                c[k] = np.asarray(obj[k], dtype=np.float64)
+            c["init"] = float(obj["init"])
+            c["learning_rate"] = float(obj["learning_rate"])
+            c["max_depth"] = int(obj["max_depth"])
+        else:
+            c["layers"] = [(np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64)) for w, b in obj["layers"]]
+            c["x_mean"] = np.asarray(obj["x_mean"], dtype=np.float64)
+            c["x_scale"] = np.asarray(obj["x_scale"], dtype=np.float64)
+            c["y_mean"] = float(obj["y_mean"])
+            c["y_scale"] = float(obj["y_scale"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OfaProfileError(f"predictor component {kind!r} is malformed ({exc}); refit the predictor") from None
+    return c
+
+
+# -- the predictor ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class AccuracyPredictor:
+    """Predicts top-1 accuracy (fraction) from plain stored parameters; no scikit-learn needed to predict."""
+    space: str
+    encoding: str
+    model: str
+    components: tuple[Mapping[str, Any], ...]
+    trained_resolutions: tuple[int, ...] = ()
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
+
+    def check_space(self, space: str) -> None:
+        if not same_macro_architecture(space, self.space):
+            raise OfaProfileError(f"this accuracy predictor was fitted on {self.space}; subnets of {space} are a "
+                                  f"different supernet: fit a predictor on that space's accuracy data")
+
+    def predict(self, specs: "Sequence[SubnetSpec] | ArchArrays") -> "np.ndarray":
+        """Predicted accuracy (fraction) of each subnet, as a float array."""
+        import numpy as np
+        a = _as_arrays(specs)
+        self.check_space(a.space)
+        if len(a) == 0:
+            return np.zeros(0)
+        X = encode(a, self.encoding)
+        out = np.zeros(len(a))
+        for c in self.components:
+            out += _PREDICT[c["type"]](c, X)
+        return out
+
+    __call__ = predict
+    on_arrays = predict  # the fast path of ofa_profile.search
+
+    def predict_one(self, spec: SubnetSpec) -> float:
+        return float(self.predict([spec])[0])
+
+    # plain JSON ---------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"format": PREDICTOR_FORMAT, "version": PREDICTOR_VERSION, "space": self.space,
+                "encoding": self.encoding, "model": self.model,
+                "trained_resolutions": list(self.trained_resolutions), "info": dict(self.info),
+                "components": [_component_to_json(c) for c in self.components]}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "AccuracyPredictor":
+        if not isinstance(obj, Mapping) or obj.get("format") != PREDICTOR_FORMAT:
+            raise OfaProfileError(f"not an accuracy predictor file (format should be {PREDICTOR_FORMAT!r})")
+        if obj.get("version") != PREDICTOR_VERSION:
+            raise OfaProfileError(f"accuracy predictor version {obj.get('version')!r} is not supported "
+                                  f"(this ofa-profile reads version {PREDICTOR_VERSION}); refit it")
+        if obj.get("encoding") not in ENCODINGS:
+            raise OfaProfileError(f"unknown encoding {obj.get('encoding')!r} in accuracy predictor")
+        return cls(space=get_space(obj["space"]).name, encoding=obj["encoding"], model=str(obj.get("model", "")),
+                   components=tuple(_component_from_json(c) for c in obj["components"]),
+                   trained_resolutions=tuple(int(r) for r in obj.get("trained_resolutions", ())),
+                   info=dict(obj.get("info", {})))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the predictor as JSON, atomically."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.to_json(), f, separators=(",", ":"))
+            os.replace(tmp, p)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return p
+
+
+def load_accuracy_predictor(path: str | Path) -> AccuracyPredictor:
+    p = Path(path)
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OfaProfileError(f"accuracy predictor {p} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OfaProfileError(f"accuracy predictor {p} is not valid JSON ({exc})") from None
+    return AccuracyPredictor.from_json(obj)
+
+
+# -- fitting -----------------------------------------------------------------------------------------
+
+def _fit_ridge(X: "np.ndarray", y: "np.ndarray") -> tuple[dict[str, Any], Any]:
+    import numpy as np
+    from sklearn.linear_model import RidgeCV
+    m = RidgeCV(alphas=np.logspace(-2, 2, 9)).fit(X, y)
+    return {"type": "linear", "coef": np.asarray(m.coef_, dtype=np.float64), "intercept": float(m.intercept_),
+            "alpha": float(m.alpha_)}, m
+
+
+def _gbm_component(m: Any) -> dict[str, Any]:
+    """Flatten a fitted GradientBoostingRegressor into padded node arrays."""
+    import numpy as np
+    trees = [est[0].tree_ for est in m.estimators_]
+    width = max(t.node_count for t in trees)
+    t_n = len(trees)
+    feat = np.full((t_n, width), -1, dtype=np.int64)
+    thr = np.zeros((t_n, width))
+    left = np.zeros((t_n, width), dtype=np.int64)
+    right = np.zeros((t_n, width), dtype=np.int64)
+    value = np.zeros((t_n, width))
+    for i, t in enumerate(trees):
+        k = t.node_count
+        is_leaf = t.children_left[:k] < 0
+        feat[i, :k] = np.where(is_leaf, -1, t.feature[:k])
+        thr[i, :k] = t.threshold[:k]
+        left[i, :k] = np.where(is_leaf, 0, t.children_left[:k])
+        right[i, :k] = np.where(is_leaf, 0, t.children_right[:k])
+        value[i, :k] = t.value[:k, 0, 0]
+    init = m.init_.constant_ if hasattr(m.init_, "constant_") else m._raw_predict_init(np.zeros((1, m.n_features_in_)))
+    return {"type": "trees", "feature": feat, "threshold": thr, "left": left, "right": right, "value": value,
+            "init": float(np.ravel(init)[0]), "learning_rate": float(m.learning_rate),
+            "max_depth": int(max(t.max_depth for t in trees))}
+
+
+def _fit_gbm(X: "np.ndarray", y: "np.ndarray", seed: int, n_estimators: int = 300, learning_rate: float = 0.03,
+             max_depth: int = 3) -> tuple[dict[str, Any], Any]:
+    from sklearn.ensemble import GradientBoostingRegressor
+    m = GradientBoostingRegressor(n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
+                                  subsample=0.8, random_state=seed).fit(X, y)
+    return _gbm_component(m), m
+
+
+def _fit_mlp(X: "np.ndarray", y: "np.ndarray", seed: int, hidden: tuple[int, ...] = (64,), alpha: float = 10.0,
+             max_iter: int = 3000) -> tuple[dict[str, Any], Any]:
+    import numpy as np
+    from sklearn.neural_network import MLPRegressor
+    xm, xs = X.mean(axis=0), X.std(axis=0)
+    xs = np.where(xs > 0, xs, 1.0)
+    ym, ys = float(y.mean()), float(y.std() or 1.0)
+    m = MLPRegressor(hidden_layer_sizes=hidden, alpha=alpha, solver="lbfgs", max_iter=max_iter,
+                     random_state=seed).fit((X - xm) / xs, (y - ym) / ys)
+    if m.activation != "relu":  # pragma: no cover - we always fit relu
+        raise OfaProfileError("only ReLU MLPs can be stored")
+    layers = [(np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64))
+              for w, b in zip(m.coefs_, m.intercepts_)]
+    return {"type": "mlp", "activation": "relu", "layers": layers, "x_mean": xm, "x_scale": xs, "y_mean": ym,
+            "y_scale": ys}, m
+
+
+def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DEFAULT_MODEL,
+                           encoding: str = DEFAULT_ENCODING, seed: int = 0, *, gbm_trees: int | None = None,
+                           gbm_learning_rate: float | None = None, mlp_hidden: tuple[int, ...] = (64,),
+                           mlp_max_iter: int = 3000, return_sklearn: bool = False) -> Any:
+    """Fit a predictor on an accuracy CSV (reference or bundled) or a dataset.
+
+    Boosted trees: 300 trees at learning rate 0.03 for ``gbm``; 100 at 0.09 for the residuals of
+    ``ridge+gbm`` (as accurate on the ImageNet split as 300 at 0.03, and 3x cheaper to evaluate in search).
+
+    Returns the :class:`AccuracyPredictor` (or ``(predictor, [sklearn models])`` with
+    ``return_sklearn=True``, for checking that the stored form reproduces them).
+    """
+    import numpy as np
+    import sklearn
+    ds = data if isinstance(data, AccuracyDataset) else read_accuracy_csv(data)
+    if model not in MODELS:
+        raise OfaProfileError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    if len(ds) < 20:
+        raise OfaProfileError(f"an accuracy predictor needs at least 20 subnets, got {len(ds)}")
+    a = ArchArrays.from_specs(list(ds.specs))
+    X = encode(a, encoding)
+    y = np.asarray(ds.accuracy, dtype=np.float64)
+    comps: list[dict[str, Any]] = []
+    sk: list[Any] = []
+    if model in ("ridge", "ridge+gbm"):
+        c, m = _fit_ridge(X, y)
+        comps.append(c); sk.append(m)
+    if model in ("gbm", "ridge+gbm"):
+        resid = y - (_linear_predict(comps[0], X) if comps else 0.0)
+        trees = gbm_trees or (100 if comps else 300)
+        lr = gbm_learning_rate or (0.09 if comps else 0.03)
+        c, m = _fit_gbm(X, resid, seed, n_estimators=trees, learning_rate=lr)
+        comps.append(c); sk.append(m)
+    if model == "mlp":
+        c, m = _fit_mlp(X, y, seed, hidden=mlp_hidden, max_iter=mlp_max_iter)
+        comps.append(c); sk.append(m)
+    pred = AccuracyPredictor(space=a.space, encoding=encoding, model=model, components=tuple(comps),
+                             trained_resolutions=ds.resolutions,
+                             info={"n_train": len(ds), "seed": seed, "source": Path(ds.source).name if ds.source else "",
+                                   "sklearn_version": sklearn.__version__,
+                                   **({"gbm_trees": trees, "gbm_learning_rate": lr} if "gbm" in model else {})})
+    return (pred, sk) if return_sklearn else pred
+
+
+# -- OFA's official predictor ---------------------------------------------------------------------------
+
+def load_official_predictor(path: str | Path) -> AccuracyPredictor:
+    """OFA's ``acc_predictor.pth`` (MLP 128-400-400-400-1, ReLU) as an :class:`AccuracyPredictor`.
+
+    Loaded with ``weights_only=True`` on the CPU; the layers are ``0, 2, 4, 6`` of an
+    ``nn.Sequential`` (ReLU between).  Encoding: ``ofa-onehot``.
+    """
+    import numpy as np
+    import torch
+    p = Path(path)
+    if not p.exists():
+        raise OfaProfileError(f"official OFA predictor {p} does not exist")
+    try:
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types here
+        raise OfaProfileError(f"{p} is not a loadable torch state dict ({type(exc).__name__})") from None
+    if isinstance(sd, Mapping) and "state_dict" in sd:
+        sd = sd["state_dict"]
+    idx = sorted({int(k.split(".")[0]) for k in sd if k.endswith(".weight")})
+    if not idx:
+        raise OfaProfileError(f"{p} holds no layer weights")
+    layers = [(sd[f"{i}.weight"].detach().cpu().double().numpy().T.copy(),
+               sd[f"{i}.bias"].detach().cpu().double().numpy().copy()) for i in idx]
+    if layers[0][0].shape[0] != 128 or layers[-1][0].shape[1] != 1:
+        raise OfaProfileError(f"{p}: expected an MLP from 128 OFA features to 1 output, got "
+                              f"{layers[0][0].shape[0]} -> {layers[-1][0].shape[1]}")
+    comp = {"type": "mlp", "activation": "relu", "layers": layers, "x_mean": np.zeros(128), "x_scale": np.ones(128),
+            "y_mean": 0.0, "y_scale": 1.0}
+    return AccuracyPredictor(space="ofa-mbv3-w1.0", encoding="ofa-onehot", model="ofa-official-mlp",
+                             components=(comp,), trained_resolutions=(),
+                             info={"source": p.name, "layers": [int(i) for i in idx]})
+
+
+# -- evaluation ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AccuracyScore:
+    """Rank and error figures of predicted vs measured accuracy."""
+    n: int
+    kendall_tau: float
+    spearman: float
+    rmse: float
+    kendall_tau_within_r: float  # mean over resolutions of the Kendall tau inside each resolution
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def evaluate_accuracy_predictor(pred: AccuracyPredictor, ds: AccuracyDataset) -> AccuracyScore:
+    import numpy as np
+    from scipy.stats import kendalltau, spearmanr
+    p = pred.predict(list(ds.specs))
+    y = np.asarray(ds.accuracy)
+    r = np.array([s.r for s in ds.specs])
+    within = [float(kendalltau(p[r == v], y[r == v]).statistic) for v in np.unique(r) if (r == v).sum() > 2]
+    return AccuracyScore(n=len(y), kendall_tau=float(kendalltau(p, y).statistic),
+                         spearman=float(spearmanr(p, y).statistic), rmse=float(math.sqrt(np.mean((p - y) ** 2))),
+                         kendall_tau_within_r=float(np.mean(within)) if within else float("nan"))
+
+
+# -- which predictor a command uses ----------------------------------------------------------------------
+
+BUNDLED_PREDICTOR = "accuracy_predictor.json"  # in ofa_model/weights/, beside the bundled supernet
+
+
+def bundled_predictor_path() -> Path:
+    """Where the bundled accuracy predictor lives (``ofa_model/weights/accuracy_predictor.json``)."""
+    return Path(__file__).resolve().parent.parent / "ofa_model" / "weights" / BUNDLED_PREDICTOR
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ofa-profile" / "predictors"
+
+
+def fit_cached(csv_path: str | Path, model: str = DEFAULT_MODEL, encoding: str = DEFAULT_ENCODING,
+               seed: int = 0) -> AccuracyPredictor:
+    """:func:`fit_accuracy_predictor` on a CSV, cached by the CSV's sha256 (plain JSON, never a pickle)."""
+    import hashlib
+    p = Path(csv_path)
+    try:
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    except FileNotFoundError:
+        raise OfaProfileError(f"accuracy CSV {p} does not exist") from None
+    cache = _cache_dir() / f"{p.stem}-{digest}-{model.replace('+', '_')}-{encoding}-s{seed}.json"
+    if cache.exists():
+        try:
+            return load_accuracy_predictor(cache)
+        except OfaProfileError:
+            pass  # a stale or foreign file: refit below
+    pred = fit_accuracy_predictor(p, model=model, encoding=encoding, seed=seed)
+    try:
+        pred.save(cache)
+    except OSError:
+        pass  # a read-only home: the fit is still returned
+    return pred
+
+
+def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | Path | None = None, *,
+                               model: str = DEFAULT_MODEL, seed: int = 0,
+                               log: Any = None) -> AccuracyPredictor:
+    """The predictor a command uses: ``predictor`` (a JSON file), else one fitted on ``data`` (a CSV),
+    else the bundled one, else (in a checkout beside ../shared/data) one fitted on the ImageNet reference
+    CSV.  ``log(str)`` is told which."""
+    say = log or (lambda msg: None)
+    if predictor is not None:
+        pred = load_accuracy_predictor(predictor)
+        say(f"accuracy predictor: {predictor}")
+        return pred
+    if data is not None:
+        say(f"accuracy predictor: {model} fitted on {data} (seed {seed})")
+        return fit_cached(data, model=model, seed=seed)
+    b = bundled_predictor_path()
+    if b.exists():
+        say(f"accuracy predictor: bundled {b}")
+        return load_accuracy_predictor(b)
+    from .paths import shared_data_dir
+    sd = shared_data_dir()
+    ref = sd / "reference" / "ofa-w1.0-imagenet-accuracy.csv" if sd else None
+    if ref is not None and ref.exists():
+        say(f"accuracy predictor: {model} fitted on the ImageNet reference CSV {ref.name} (resolutions 128/160/192 "
+            f"only: searching there by default); pass --predictor or --accuracy-data for another")
+        return fit_cached(ref, model=model, seed=seed)
+    raise OfaProfileError(f"no accuracy predictor: pass --predictor FILE.json or --accuracy-data FILE.csv "
+                          f"(none bundled at {b})")

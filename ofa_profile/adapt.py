@@ -1,0 +1,508 @@
+"""Few-shot latency for devices we cannot run on: architecture features + k measured subnets.
+
+A device we have no LUT for (a GPU, a phone) is still predictable from a handful of
+whole-net measurements, because its latency is close to a *non-negative* mix of a few
+physical quantities of the subnet that need no LUT:
+
+``n_blocks``      active elastic blocks (kernel launches / per-layer overhead)
+``n_se_blocks``   active blocks with squeeze-excite (several extra small kernels each)
+``pw_macs_m``     MACs outside depthwise convs, millions (1x1 convs, SE, stem, head)
+``dw_macs_m``     depthwise-conv MACs, millions (memory-bound on most hardware)
+``mid_act_m``     expanded activations read+written by the blocks, millions of elements
+
+plus optionally ``prior_ms``, the latency some *other* model predicts (a LUT of
+another runtime, or a model fitted on another device): see :func:`fit_adapter`.
+
+The fit is non-negative least squares on *relative* error with a robust
+re-weighting (IRLS towards least absolute relative deviation), so one noisy sample
+among ten cannot drag the fit; few parameters and sign constraints keep the variance
+low with 10-20 samples.  The result, :class:`LatencyAdapter`, is plain numbers (JSON).
+
+All features are computed vectorised from per-block tables (:class:`BlockTable`),
+which also give MACs and parameter counts of whole batches for the search.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from .accuracy import ArchArrays, same_macro_architecture
+from .errors import OfaProfileError
+from .ops import Op, subnet_ops
+from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = [
+    "BlockTable", "op_cost_table", "macs_table", "params_table", "ARCH_FEATURES", "DEFAULT_FEATURES",
+    "arch_features", "LatencyAdapter", "fit_adapter", "AdaptScore", "score_latency", "LatencyData",
+    "read_latency_csv", "ADAPTER_FORMAT", "load_adapter", "evaluate_few_shot",
+]
+
+ADAPTER_FORMAT = "ofa-profile-latency-adapter"
+ADAPTER_VERSION = 1
+
+
+# -- per-block cost tables (vectorised MACs / params / LUT sums) ---------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class BlockTable:
+    """An additive cost over a subnet's ops, tabulated: ``fixed[r] + sum of block[r, i, k, e]`` over active blocks.
+
+    ``fixed`` holds the stem, the fixed first block and the head; ``block[ri, i, ki, ei]`` the
+    elastic block ``i`` with kernel ``kernels[ki]`` and expand ``expands[ei]`` at ``resolutions[ri]``.
+    """
+    space: str
+    resolutions: tuple[int, ...]
+    fixed: "np.ndarray"
+    block: "np.ndarray"
+    name: str = ""
+
+    @classmethod
+    def from_op_cost(cls, space: str, cost: Callable[[Op], float], resolutions: Sequence[int] | None = None,
+                     name: str = "") -> "BlockTable":
+        """Tabulate ``cost(op)`` over every block choice (shapes from :func:`ofa_profile.ops.subnet_ops`)."""
+        return cls.from_op_cost_at(space, lambda op, r: cost(op), resolutions, name)
+
+    @classmethod
+    def from_op_cost_at(cls, space: str, cost: Callable[[Op, int], float], resolutions: Sequence[int] | None = None,
+                        name: str = "") -> "BlockTable":
+        """Like :meth:`from_op_cost` with a cost that may depend on the resolution: ``cost(op, r)``."""
+        import numpy as np
+        sp = get_space(space)
+        res = tuple(resolutions) if resolutions is not None else sp.resolutions
+        fixed = np.zeros(len(res))
+        block = np.zeros((len(res), sp.n_blocks, len(sp.kernels), len(sp.expands)))
+        for ri, r in enumerate(res):
+            for ki, k in enumerate(sp.kernels):
+                for ei, e in enumerate(sp.expands):
+                    # a deepest subnet with every block at (k, e): its ops give every block position
+                    spec = SubnetSpec(sp.name, (k,) * sp.n_blocks, (e,) * sp.n_blocks, (sp.max_depth,) * sp.n_stages, r)
+                    ops = subnet_ops(spec)
+                    for i, op in enumerate(ops[2:-4]):
+                        block[ri, i, ki, ei] = cost(op, r)
+                    if ki == 0 and ei == 0:
+                        fixed[ri] = sum(cost(op, r) for op in ops[:2] + ops[-4:])
+        return cls(sp.name, res, fixed, block, name)
+
+    @classmethod
+    def from_lut(cls, lut: Any, resolutions: Sequence[int] | None = None) -> "BlockTable":
+        """The LUT's ``median_ms`` per block (its per-resolution figures where it has them).
+
+        Resolutions default to those the LUT covers completely; a miss raises the LUT's own error.
+        """
+        res = tuple(resolutions) if resolutions is not None else tuple(lut.resolutions)
+        if not res:
+            raise OfaProfileError(f"LUT {getattr(lut, 'source', '')} covers no resolution completely; measure one")
+        return cls.from_op_cost_at(lut.space, lambda op, r: float(lut.entry(op.key, r).median_ms), res,
+                                   name=f"lut:{lut.device}")
+
+    def _index(self, a: ArchArrays) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]:
+        import numpy as np
+        if not same_macro_architecture(a.space, self.space):
+            raise OfaProfileError(f"cost table {self.name or ''} is for {self.space}, not {a.space}")
+        sp = get_space(self.space)
+        rmap = np.full(max(max(self.resolutions), int(a.r.max()) if len(a) else 0) + 1, -1, dtype=np.int64)
+        rmap[list(self.resolutions)] = np.arange(len(self.resolutions))
+        ri = rmap[a.r]
+        if (ri < 0).any():
+            bad = sorted(set(a.r[ri < 0].tolist()))
+            raise OfaProfileError(f"cost table {self.name or ''} has no resolution(s) {bad[:5]}; it covers "
+                                  f"{','.join(map(str, self.resolutions))}: use those or measure the others")
+        kmap = np.zeros(max(sp.kernels) + 1, dtype=np.int64)
+        kmap[list(sp.kernels)] = np.arange(len(sp.kernels))
+        emap = np.zeros(max(sp.expands) + 1, dtype=np.int64)
+        emap[list(sp.expands)] = np.arange(len(sp.expands))
+        return ri, kmap[a.ks], emap[a.e], a.active
+
+    def block_costs(self, a: ArchArrays) -> "np.ndarray":
+        """``[N, n_blocks]`` cost of each block (0 for skipped blocks)."""
+        import numpy as np
+        ri, ki, ei, act = self._index(a)
+        nb = self.block.shape[1]
+        vals = self.block[ri[:, None], np.arange(nb)[None, :], ki, ei]
+        return np.where(act, vals, 0.0)
+
+    def total(self, a: "ArchArrays | Sequence[SubnetSpec]") -> "np.ndarray":
+        a = a if isinstance(a, ArchArrays) else ArchArrays.from_specs(a)
+        ri = self._index(a)[0]
+        return self.fixed[ri] + self.block_costs(a).sum(axis=1)
+
+    def per_stage(self, a: ArchArrays) -> "np.ndarray":
+        """``[N, n_stages]`` cost of each stage's active blocks (fixed part excluded)."""
+        sp = get_space(self.space)
+        return self.block_costs(a).reshape(len(a), sp.n_stages, sp.max_depth).sum(axis=2)
+
+    def fixed_cost(self, a: ArchArrays) -> "np.ndarray":
+        return self.fixed[self._index(a)[0]]
+
+
+def _dw_macs(op: Op) -> float:
+    return float(op.out_hw ** 2 * op.kernel ** 2 * op.mid) if op.kind == "expanded_conv" else 0.0
+
+
+def _mid_act(op: Op) -> float:
+    return float((op.in_hw ** 2 + op.out_hw ** 2) * op.mid) if op.kind == "expanded_conv" else 0.0
+
+
+_COSTS: dict[str, Callable[[Op], float]] = {
+    "macs": lambda op: float(op.macs()),
+    "params": lambda op: float(op.params()),
+    "dw_macs": _dw_macs,
+    "mid_act": _mid_act,
+}
+
+
+@functools.lru_cache(maxsize=32)
+def op_cost_table(space: str, cost: str) -> BlockTable:
+    """Cached :class:`BlockTable` of a named op cost: ``macs``, ``params``, ``dw_macs`` or ``mid_act``."""
+    if cost not in _COSTS:
+        raise OfaProfileError(f"unknown op cost {cost!r}; choose one of {', '.join(_COSTS)}")
+    sp = get_space(space)
+    return BlockTable.from_op_cost(sp.name, _COSTS[cost], name=cost)
+
+
+def macs_table(space: str) -> BlockTable:
+    return op_cost_table(get_space(space).name, "macs")
+
+
+def params_table(space: str) -> BlockTable:
+    return op_cost_table(get_space(space).name, "params")
+
+
+# -- architecture features ----------------------------------------------------------------------------
+
+ARCH_FEATURES = ("n_blocks", "n_se_blocks", "pw_macs_m", "dw_macs_m", "mid_act_m", "macs_m", "params_m", "r")
+DEFAULT_FEATURES = ("n_blocks", "n_se_blocks", "pw_macs_m", "dw_macs_m", "mid_act_m")
+
+
+def arch_features(specs: "Sequence[SubnetSpec] | ArchArrays", names: Sequence[str] = DEFAULT_FEATURES
+                  ) -> "np.ndarray":
+    """``[N, len(names)]`` features of :data:`ARCH_FEATURES` (no LUT needed)."""
+    import numpy as np
+    a = specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
+    sp = get_space(a.space)
+    cols = []
+    for n in names:
+        if n == "n_blocks":
+            cols.append(a.d.sum(axis=1).astype(float))
+        elif n == "n_se_blocks":
+            se = np.array([st.se for st in sp.stages], dtype=float)
+            cols.append(a.d @ se)
+        elif n == "macs_m":
+            cols.append(op_cost_table(sp.name, "macs").total(a) / 1e6)
+        elif n == "pw_macs_m":
+            cols.append((op_cost_table(sp.name, "macs").total(a) - op_cost_table(sp.name, "dw_macs").total(a)) / 1e6)
+        elif n == "dw_macs_m":
+            cols.append(op_cost_table(sp.name, "dw_macs").total(a) / 1e6)
+        elif n == "mid_act_m":
+            cols.append(op_cost_table(sp.name, "mid_act").total(a) / 1e6)
+        elif n == "params_m":
+            cols.append(op_cost_table(sp.name, "params").total(a) / 1e6)
+        elif n == "r":
+            cols.append(a.r.astype(float))
+        else:
+            raise OfaProfileError(f"unknown feature {n!r}; choose from {', '.join(ARCH_FEATURES)}")
+    return np.stack(cols, axis=1) if cols else np.zeros((len(a), 0))
+
+
+# -- the adapter ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class LatencyAdapter:
+    """``latency_ms = intercept_ms + sum(coef * features)`` (all coefficients >= 0), plain numbers."""
+    device: str
+    space: str
+    feature_names: tuple[str, ...]
+    coef: tuple[float, ...]
+    intercept_ms: float
+    prior: str | None = None   # what ``prior_ms`` was (e.g. "lut:cpu-ort"), None when unused
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
+
+    @property
+    def uses_prior(self) -> bool:
+        return "prior_ms" in self.feature_names
+
+    def predict_ms(self, specs: "Sequence[SubnetSpec] | ArchArrays", prior_ms: "Sequence[float] | None" = None
+                   ) -> "np.ndarray":
+        """Predicted latency (ms) of each subnet; ``prior_ms`` is required when the adapter uses a prior."""
+        import numpy as np
+        a = specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
+        if not same_macro_architecture(a.space, self.space):
+            raise OfaProfileError(f"adapter for {self.device} was fitted on {self.space}, not {a.space}")
+        X = _design(a, self.feature_names, prior_ms, self.prior)
+        return X @ np.asarray(self.coef) + self.intercept_ms
+
+    def as_block_table(self) -> BlockTable | None:
+        """The adapter folded into one additive :class:`BlockTable` (every arch feature is a sum over
+        blocks), for vectorised search; None when it uses a prior (not known to be additive)."""
+        import numpy as np
+        if self.uses_prior:
+            return None
+        sp = get_space(self.space)
+        ones = BlockTable.from_op_cost(sp.name, lambda op: 0.0)
+        fixed = np.full_like(ones.fixed, self.intercept_ms)
+        block = np.zeros_like(ones.block)
+        se = np.repeat(np.array([float(st.se) for st in sp.stages]), sp.max_depth)
+        res = np.array(ones.resolutions, dtype=float)
+        for name, c in zip(self.feature_names, self.coef):
+            if name == "n_blocks":
+                block += c
+            elif name == "n_se_blocks":
+                block += c * se[None, :, None, None]
+            elif name == "r":
+                fixed += c * res
+            else:
+                parts = {"macs_m": [("macs", 1.0)], "pw_macs_m": [("macs", 1.0), ("dw_macs", -1.0)],
+                         "dw_macs_m": [("dw_macs", 1.0)], "mid_act_m": [("mid_act", 1.0)],
+                         "params_m": [("params", 1.0)]}[name]
+                for cost, sign in parts:
+                    t = op_cost_table(sp.name, cost)
+                    fixed += sign * c * t.fixed / 1e6
+                    block += sign * c * t.block / 1e6
+        return BlockTable(sp.name, ones.resolutions, fixed, block, name=f"adapter:{self.device}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": ADAPTER_FORMAT, "version": ADAPTER_VERSION, "device": self.device, "space": self.space,
+                "feature_names": list(self.feature_names), "coef": [float(c) for c in self.coef],
+                "intercept_ms": float(self.intercept_ms), "prior": self.prior, "info": dict(self.info)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "LatencyAdapter":
+        if not isinstance(obj, Mapping) or obj.get("format") != ADAPTER_FORMAT:
+            raise OfaProfileError(f"not a latency adapter file (format should be {ADAPTER_FORMAT!r})")
+        if obj.get("version") != ADAPTER_VERSION:
+            raise OfaProfileError(f"latency adapter version {obj.get('version')!r} is not supported; refit it")
+        names = tuple(obj["feature_names"])
+        unknown = [n for n in names if n not in ARCH_FEATURES and n != "prior_ms"]
+        if unknown or len(names) != len(obj["coef"]):
+            raise OfaProfileError(f"latency adapter has unknown or mismatched features {unknown or names}; refit it")
+        return cls(device=str(obj["device"]), space=get_space(obj["space"]).name, feature_names=names,
+                   coef=tuple(float(c) for c in obj["coef"]), intercept_ms=float(obj["intercept_ms"]),
+                   prior=obj.get("prior"), info=dict(obj.get("info", {})))
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.to_json(), f, indent=2)
+                f.write("\n")
+            os.replace(tmp, p)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return p
+
+
+def load_adapter(path: str | Path) -> LatencyAdapter:
+    p = Path(path)
+    try:
+        return LatencyAdapter.from_json(json.loads(p.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise OfaProfileError(f"latency adapter {p} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OfaProfileError(f"latency adapter {p} is not valid JSON ({exc})") from None
+
+
+def _design(a: ArchArrays, names: Sequence[str], prior_ms: "Sequence[float] | None", prior: str | None
+            ) -> "np.ndarray":
+    import numpy as np
+    arch = [n for n in names if n != "prior_ms"]
+    X = arch_features(a, arch)
+    if "prior_ms" not in names:
+        return X
+    if prior_ms is None:
+        raise OfaProfileError(f"this adapter uses a prior latency ({prior or 'prior_ms'}); pass its predictions "
+                              f"(e.g. the same --lut it was fitted with)")
+    pr = np.asarray(prior_ms, dtype=float).reshape(-1)
+    if pr.shape[0] != len(a):
+        raise OfaProfileError(f"got {pr.shape[0]} prior latencies for {len(a)} subnets")
+    cols = []
+    ai = 0
+    for n in names:
+        if n == "prior_ms":
+            cols.append(pr)
+        else:
+            cols.append(X[:, ai]); ai += 1
+    return np.stack(cols, axis=1)
+
+
+def _robust_nnls(X: "np.ndarray", y: "np.ndarray", iters: int = 10, floor: float = 0.02) -> "np.ndarray":
+    """Non-negative least squares on relative error, re-weighted towards least absolute relative deviation."""
+    import numpy as np
+    from scipy.optimize import nnls
+    base = 1.0 / y
+    w = base.copy()
+    coef = np.zeros(X.shape[1])
+    for _ in range(max(1, iters)):
+        coef, _ = nnls(X * w[:, None], y * w)
+        rel = np.abs(X @ coef / y - 1.0)
+        w = base / np.sqrt(np.maximum(rel, floor))
+    return coef
+
+
+def fit_adapter(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], device: str, *,
+                features: Sequence[str] = DEFAULT_FEATURES, prior_ms: "Sequence[float] | None" = None,
+                prior: str | None = None, robust: bool = True, seed: int | None = None) -> LatencyAdapter:
+    """Fit a :class:`LatencyAdapter` from measured subnets of one device.
+
+    ``features`` may include ``"prior_ms"``; then ``prior_ms`` gives that column (e.g. a
+    LUT sum of another runtime) and ``prior`` names where it came from.  Passing
+    ``prior_ms`` without naming it in ``features`` appends it.
+    """
+    import numpy as np
+    a = specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
+    y = np.asarray(measured_ms, dtype=float).reshape(-1)
+    if y.shape[0] != len(a):
+        raise OfaProfileError(f"got {y.shape[0]} latencies for {len(a)} subnets")
+    if not np.isfinite(y).all() or (y <= 0).any():
+        raise OfaProfileError("measured latencies must be positive finite numbers (ms)")
+    names = tuple(features)
+    if prior_ms is not None and "prior_ms" not in names:
+        names = names + ("prior_ms",)
+    min_k = 3
+    if len(a) < min_k:
+        raise OfaProfileError(f"few-shot adaptation needs at least {min_k} measured subnets, got {len(a)}")
+    X = _design(a, names, prior_ms, prior)
+    Xi = np.concatenate([np.ones((len(a), 1)), X], axis=1)
+    coef = _robust_nnls(Xi, y, iters=10 if robust else 1)
+    fitted = Xi @ coef
+    rel = np.abs(fitted / y - 1.0)
+    info = {"n_fit": int(len(a)), "robust": robust, "fit_median_rel_err": float(np.median(rel)),
+            "fit_within_10pct": float((rel <= 0.10).mean())}
+    if seed is not None:
+        info["seed"] = seed
+    return LatencyAdapter(device=device, space=a.space, feature_names=names, coef=tuple(float(c) for c in coef[1:]),
+                          intercept_ms=float(coef[0]), prior=prior if "prior_ms" in names else None, info=info)
+
+
+# -- scoring -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AdaptScore:
+    n: int
+    spearman: float
+    within_5pct: float
+    within_10pct: float
+    mape_pct: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def score_latency(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> AdaptScore:
+    import numpy as np
+    from scipy.stats import spearmanr
+    p = np.asarray(predicted_ms, dtype=float)
+    m = np.asarray(measured_ms, dtype=float)
+    rel = np.abs(p / m - 1.0)
+    defined = len(m) > 2 and np.ptp(p) > 0 and np.ptp(m) > 0  # a constant side has no rank correlation
+    return AdaptScore(n=int(len(m)), spearman=float(spearmanr(p, m).statistic) if defined else float("nan"),
+                      within_5pct=float((rel <= 0.05).mean()), within_10pct=float((rel <= 0.10).mean()),
+                      mape_pct=float(rel.mean() * 100))
+
+
+# -- measurement files ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class LatencyData:
+    """Measured whole-net latencies: subnets and one or more latency columns (ms)."""
+    specs: tuple[SubnetSpec, ...]
+    latency_ms: Mapping[str, "np.ndarray"]
+    source: str = ""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.latency_ms)
+
+    def column(self, name: str | None = None) -> "np.ndarray":
+        if name is None:
+            if len(self.latency_ms) != 1:
+                raise OfaProfileError(f"{self.source or 'measurements'} has several latency columns "
+                                      f"({', '.join(self.latency_ms)}); pick one with --column")
+            name = next(iter(self.latency_ms))
+        if name not in self.latency_ms:
+            raise OfaProfileError(f"no latency column {name!r} in {self.source or 'measurements'}; "
+                                  f"choose one of {', '.join(self.latency_ms)}")
+        return self.latency_ms[name]
+
+
+_LAT_NAMES = ("latency_ms", "median_ms", "measured_ms", "lat_ms")
+
+
+def read_latency_csv(path: str | Path, space: str | None = None) -> LatencyData:
+    """Read whole-net measurements: subnet as ``arch`` (JSON spec) or ``d, ks, e, r`` columns,
+    latency in every column named ``latency_ms``/``median_ms``/``measured_ms`` or starting with ``lat_ms``.
+    """
+    import numpy as np
+    p = Path(path)
+    try:
+        fh = open(p, newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise OfaProfileError(f"measurements file {p} does not exist") from None
+    with fh:
+        reader = csv.DictReader(fh)
+        cols = list(reader.fieldnames or ())
+        lat_cols = [c for c in cols if c in _LAT_NAMES or c.startswith("lat_ms")]
+        has_arch = "arch" in cols
+        rcol = "r" if "r" in cols else "image_size" if "image_size" in cols else None
+        if not lat_cols:
+            raise OfaProfileError(f"{p} has no latency column (name it latency_ms, median_ms or lat_ms_*)")
+        if not has_arch and (not {"d", "ks", "e"} <= set(cols) or rcol is None):
+            raise OfaProfileError(f"{p} needs the subnet as an 'arch' JSON column or as d, ks, e, r columns")
+        specs: list[SubnetSpec] = []
+        vals: dict[str, list[float]] = {c: [] for c in lat_cols}
+        for i, row in enumerate(reader, start=2):
+            sp_name = space or row.get("space") or DEFAULT_SPACE
+            try:
+                if has_arch:
+                    obj = json.loads(row["arch"])
+                else:
+                    obj = {"d": json.loads(row["d"]), "ks": json.loads(row["ks"]), "e": json.loads(row["e"]),
+                           "r": json.loads(row[rcol])}
+                if isinstance(obj, Mapping) and "space" in obj and space is None:
+                    sp_name = obj["space"]
+                specs.append(SubnetSpec.from_ofa(obj, space=sp_name))
+                for c in lat_cols:
+                    vals[c].append(float(row[c]))
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise OfaProfileError(f"{p}: row {i}: subnet columns are not JSON ({exc})") from None
+            except SpaceError as exc:
+                raise OfaProfileError(f"{p}: row {i}: {exc}") from None
+            except ValueError:
+                raise OfaProfileError(f"{p}: row {i}: a latency value is not a number") from None
+    if not specs:
+        raise OfaProfileError(f"{p} has no rows")
+    return LatencyData(tuple(specs), {c: np.asarray(v, dtype=float) for c, v in vals.items()}, str(p))
+
+
+def evaluate_few_shot(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], k: int, seed: int,
+                      *, features: Sequence[str] = DEFAULT_FEATURES, prior_ms: "Sequence[float] | None" = None,
+                      prior: str | None = None, device: str = "target") -> tuple[LatencyAdapter, AdaptScore]:
+    """Fit on ``k`` seeded random subnets, score on all the others (never seen by the fit)."""
+    import numpy as np
+    a = specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
+    y = np.asarray(measured_ms, dtype=float)
+    if not 0 < k < len(a):
+        raise OfaProfileError(f"k={k} must be between 1 and {len(a) - 1} (the rest is the test set)")
+    perm = np.random.default_rng(seed).permutation(len(a))
+    fit_i, test_i = np.sort(perm[:k]), np.sort(perm[k:])
+    pr = None if prior_ms is None else np.asarray(prior_ms, dtype=float)
+    ad = fit_adapter(a.take(fit_i), y[fit_i], device, features=features,
+                     prior_ms=None if pr is None else pr[fit_i], prior=prior, seed=seed)
+    pred = ad.predict_ms(a.take(test_i), None if pr is None else pr[test_i])
+    return ad, score_latency(pred, y[test_i])

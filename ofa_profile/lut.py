@@ -1,0 +1,815 @@
+"""The versioned LUT JSON format, OFA YAML import/export and LUT-sum prediction.
+
+A LUT holds one latency figure per block configuration (LUT key, OFA's grammar: see
+:mod:`ofa_profile.ops`) for one space on one device and runtime.  On disk it is JSON::
+
+    {"format": "ofa-profile-lut", "schema_version": 1, "space": "ofa-mbv3-w1.0",
+     "device": "cpu-ort", "runtime": "onnxruntime", "batch_size": 1, "num_threads": 1,
+     "resolutions": [160, 224], "created_utc": "2026-01-01T00:00:00Z",
+     "fingerprint": {...}, "provenance": {"tool": "ofa-profile 0.1.0", "seed": 0,
+     "timing": {...}, "source": "measured"}, "calibration": null | {...},
+     "entries": {KEY: {"median_ms": .., "iqr_ms": .., "count": .., "mean_ms"?, "std_ms"?, "raw_ms"?}},
+     "resolution_entries"?: {"176": {KEY: {...}}}}
+
+validated on load against ``schemas/lut.schema.json`` (JSON Schema 2020-12) and
+against the space: every key must parse (:func:`ofa_profile.ops.parse_key`) and be an
+op of the declared space.  ``resolution_entries`` is optional: figures that apply at
+one resolution only.  OFA's own tables (one YAML file per resolution) measured an op
+shared by several resolutions once per file; an import keeps each file's figure there
+(so OFA's per-resolution sums and a YAML re-export are exact) and the count-weighted
+pooled figure in ``entries``.  A measured LUT has none.
+
+Every load failure is an :class:`LutError` with one line naming the file and the fix.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import types
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .errors import OfaProfileError
+from .space import SpaceError, SubnetSpec, get_space
+
+__all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "load_lut",
+           "save_lut", "import_ofa_yaml", "export_ofa_yaml", "detect_format"]
+
+FORMAT = "ofa-profile-lut"
+SCHEMA_VERSION = 1
+#: IQR of a normal distribution in standard deviations: iqr_ms of an imported OFA entry = 1.349 * std (an estimate).
+IQR_PER_STD = 1.349
+OFA_YAML = "ofa-mbv3-yaml"
+PROXYLESS_YAML = "proxylessnas-yaml"
+_MAX_KEYS_SHOWN = 3
+
+
+class LutError(OfaProfileError):
+    """A LUT that cannot be read, written or used (one-line message naming the file and the fix)."""
+
+
+class LutMissError(LutError):
+    """The LUT lacks keys a subnet needs (the message names them and says what to measure)."""
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _tool() -> str:
+    from . import __version__
+    return f"ofa-profile {__version__}"
+
+
+def _finite_nonneg(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise LutError(f"LUT entry field {name}={v!r} must be a finite number >= 0")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class LutEntry:
+    """Latency of one op: median and IQR of ``count`` timed runs (ms), optionally mean/std and the raw times."""
+    median_ms: float
+    iqr_ms: float
+    count: int
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    raw_ms: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "median_ms", _finite_nonneg("median_ms", self.median_ms))
+        object.__setattr__(self, "iqr_ms", _finite_nonneg("iqr_ms", self.iqr_ms))
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise LutError(f"LUT entry field count={self.count!r} must be an integer >= 1")
+        for f in ("mean_ms", "std_ms"):
+            v = getattr(self, f)
+            if v is not None:
+                object.__setattr__(self, f, _finite_nonneg(f, v))
+        if self.raw_ms is not None:
+            object.__setattr__(self, "raw_ms", tuple(_finite_nonneg("raw_ms[]", x) for x in self.raw_ms))
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"median_ms": self.median_ms, "iqr_ms": self.iqr_ms, "count": self.count}
+        if self.mean_ms is not None:
+            d["mean_ms"] = self.mean_ms
+        if self.std_ms is not None:
+            d["std_ms"] = self.std_ms
+        if self.raw_ms is not None:
+            d["raw_ms"] = list(self.raw_ms)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "LutEntry":
+        raw = d.get("raw_ms")
+        return cls(median_ms=d["median_ms"], iqr_ms=d["iqr_ms"], count=d["count"], mean_ms=d.get("mean_ms"),
+                   std_ms=d.get("std_ms"), raw_ms=tuple(raw) if raw is not None else None)
+
+
+# -- space checks (cached per space; nothing is computed at import time) -------------------------
+
+@lru_cache(maxsize=None)
+def _space_keys(space: str) -> frozenset[str]:
+    from .ops import enumerate_ops
+    return frozenset(op.key for _, op in enumerate_ops(space))
+
+
+@lru_cache(maxsize=None)
+def _keys_at(space: str, r: int) -> tuple[str, ...]:
+    from .ops import ops_at_resolution
+    return tuple(op.key for op in ops_at_resolution(space, r))
+
+
+def _widths(space: str) -> tuple:
+    sp = get_space(space)
+    return (sp.stem_ch, sp.first_block_ch, tuple(s.width for s in sp.stages), sp.final_expand_ch, sp.feature_mix_ch)
+
+
+def _bad_key_message(key: str, space: str, where: str) -> str:
+    """Why ``key`` is not an op of ``space`` (one line)."""
+    from .ops import parse_key
+    from .space import SPACES
+    try:
+        parse_key(key)
+    except SpaceError:
+        return (f"{where}: key {key!r} is not an OFA MobileNetV3 LUT key (expected e.g. 'expanded_conv-input:56x56x24-"
+                f"output:28x28x40-expand:96-kernel:5-stride:2-idskip:0-se:1-hs:0'); fix or remove that entry")
+    others = [n for n in SPACES if n != space and not SPACES[n].compound and key in _space_keys(n)]
+    if others:
+        return (f"{where}: key {key!r} belongs to space {others[0]} (other channel widths), but the LUT declares "
+                f"space {space}; fix the 'space' field or use a LUT measured for {space}")
+    return (f"{where}: key {key!r} is not a block of space {space} (no subnet at its resolutions "
+            f"{get_space(space).resolutions[0]}..{get_space(space).resolutions[-1]} has it); fix or remove that entry")
+
+
+def _freeze(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return types.MappingProxyType({str(k): _freeze(v) for k, v in obj.items()})
+    if isinstance(obj, (list, tuple)):
+        return tuple(_freeze(v) for v in obj)
+    return obj
+
+
+def _plain(obj: Any) -> Any:
+    """Frozen structures back to JSON-ready dicts and lists."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _shorten(keys: Sequence[str]) -> str:
+    s = ", ".join(keys[:_MAX_KEYS_SHOWN])
+    return s + (f" and {len(keys) - _MAX_KEYS_SHOWN} more" if len(keys) > _MAX_KEYS_SHOWN else "")
+
+
+@dataclass(frozen=True)
+class Lut:
+    """A latency LUT: one :class:`LutEntry` per op key of ``space`` (immutable; build new ones with ``with_*``).
+
+    ``resolutions`` are those the LUT covers completely.  ``resolution_entries`` (optional,
+    ``{r: {key: LutEntry}}``) override ``entries`` at one resolution (imported OFA tables).
+    ``source`` (the file it came from) is used in messages only.
+    """
+    space: str
+    device: str
+    runtime: str
+    entries: Mapping[str, LutEntry]
+    resolutions: tuple[int, ...] = ()
+    batch_size: int = 1
+    num_threads: int | None = 1
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    calibration: Mapping[str, Any] | None = None
+    created_utc: str = field(default_factory=_utc_now)
+    schema_version: int = SCHEMA_VERSION
+    resolution_entries: Mapping[int, Mapping[str, LutEntry]] = field(default_factory=dict)
+    source: str = field(default="<memory>", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        src = self.source
+        try:
+            sp = get_space(self.space)
+        except SpaceError as exc:
+            raise LutError(f"{src}: {exc}") from None
+        object.__setattr__(self, "space", sp.name)
+        ents: dict[str, LutEntry] = {}
+        for k, e in self.entries.items():
+            ents[k] = e if isinstance(e, LutEntry) else LutEntry.from_json(e)
+        object.__setattr__(self, "entries", types.MappingProxyType(ents))
+        res = tuple(sorted({int(r) for r in self.resolutions}))
+        bad_r = [r for r in res if r not in sp.resolutions]
+        if bad_r:
+            raise LutError(f"{src}: resolution(s) {bad_r} are not in space {sp.name} ({sp.resolutions[0]}.."
+                           f"{sp.resolutions[-1]} step 4); fix the 'resolutions' field")
+        object.__setattr__(self, "resolutions", res)
+        valid = _space_keys(sp.name)
+        for k in ents:
+            if k not in valid:
+                raise LutError(_bad_key_message(k, sp.name, f"LUT {src}"))
+        per: dict[int, types.MappingProxyType] = {}
+        for r, m in self.resolution_entries.items():
+            ri = int(r)
+            if ri not in res:
+                raise LutError(f"LUT {src}: resolution_entries has resolution {ri}, which is not in 'resolutions' "
+                               f"{list(res)}; add it there or drop those entries")
+            d: dict[str, LutEntry] = {}
+            for k, e in m.items():
+                if k not in ents:
+                    if k not in valid:
+                        raise LutError(_bad_key_message(k, sp.name, f"LUT {src} (resolution_entries {ri})"))
+                    raise LutError(f"LUT {src}: resolution_entries[{ri}] has key {k!r} that 'entries' lacks; "
+                                   f"add it to entries (the pooled figure) or drop it")
+                d[k] = e if isinstance(e, LutEntry) else LutEntry.from_json(e)
+            if d:
+                per[ri] = types.MappingProxyType(d)
+        object.__setattr__(self, "resolution_entries", types.MappingProxyType(dict(sorted(per.items()))))
+        object.__setattr__(self, "fingerprint", _freeze(self.fingerprint or {}))
+        object.__setattr__(self, "provenance", _freeze(self.provenance or {}))
+        if self.calibration is not None:
+            object.__setattr__(self, "calibration", _freeze(self.calibration))
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise LutError(f"{src}: batch_size={self.batch_size!r} must be an integer >= 1")
+
+    # -- lookups ----------------------------------------------------------------------------
+    def entry(self, key: str, r: int | None = None) -> LutEntry:
+        """The figure of ``key`` (at resolution ``r`` where the LUT has a per-resolution one)."""
+        if r is not None:
+            per = self.resolution_entries.get(int(r))
+            if per is not None and key in per:
+                return per[key]
+        try:
+            return self.entries[key]
+        except KeyError:
+            raise LutMissError(self._miss_message([key], [r] if r is not None else [])) from None
+
+    def _check_space(self, spec: SubnetSpec) -> None:
+        if not isinstance(spec, SubnetSpec):
+            raise LutError(f"expected a SubnetSpec, got {type(spec).__name__}")
+        if spec.space != self.space and _widths(spec.space) != _widths(self.space):
+            raise LutError(f"the arch is for space {spec.space} but LUT {self.source} is for space {self.space} "
+                           f"(other channel widths: stem {get_space(spec.space).stem_ch} vs "
+                           f"{get_space(self.space).stem_ch}); use a LUT of {spec.space}, or give the arch's space "
+                           f"as {self.space} (--space) if it was written for that space")
+
+    def _miss_message(self, missing: Sequence[str], resolutions: Iterable[int]) -> str:
+        res = sorted(set(resolutions))
+        rtxt = ",".join(map(str, res)) if res else "the needed resolution(s)"
+        have = ",".join(map(str, self.resolutions)) or "none completely"
+        out = "" if self.source.startswith("<") else f" --out {self.source}"
+        return (f"LUT {self.source} ({self.space}, device {self.device}) lacks {len(missing)} key(s) at r={rtxt}: "
+                f"{_shorten(list(missing))}; it covers resolutions {have}: measure the missing ones, e.g. "
+                f"`ofa-profile measure --device {self.device} --resolutions {rtxt}{out}`")
+
+    def missing_keys(self, spec_or_specs: SubnetSpec | Iterable[SubnetSpec]) -> list[str]:
+        """Keys the subnet(s) need that the LUT lacks (unique, first-seen order)."""
+        from .ops import subnet_ops
+        specs = [spec_or_specs] if isinstance(spec_or_specs, SubnetSpec) else list(spec_or_specs)
+        out: dict[str, None] = {}
+        for s in specs:
+            self._check_space(s)
+            for op in subnet_ops(s):
+                if op.key not in self.entries:
+                    out[op.key] = None
+        return list(out)
+
+    def lut_sum_ms(self, spec: SubnetSpec) -> float:
+        """OFA's LUT sum: the median_ms of every op of the subnet (raises :class:`LutMissError` on a miss)."""
+        from .ops import subnet_ops
+        self._check_space(spec)
+        ops = subnet_ops(spec)
+        missing = list(dict.fromkeys(op.key for op in ops if op.key not in self.entries))
+        if missing:
+            raise LutMissError(self._miss_message(missing, [spec.r]))
+        per = self.resolution_entries.get(spec.r, {})
+        return float(sum((per.get(op.key) or self.entries[op.key]).median_ms for op in ops))
+
+    def predict_ms(self, spec: SubnetSpec, calibrated: bool = True) -> float:
+        """Predicted latency: the stored calibration applied to the subnet if any (and wanted), else the LUT sum."""
+        s = self.lut_sum_ms(spec)  # checks space and coverage with the clearest message
+        if calibrated and self.calibration:
+            from .calibrate import apply_calibration
+            return float(apply_calibration(self.calibration, spec, self))
+        return s
+
+    def coverage(self) -> dict[int, list[str]]:
+        """Keys still missing at each resolution the LUT covers or has begun (holds that resolution's stem key).
+
+        Head ops shared by all resolutions do not make a resolution count as begun.
+        """
+        out: dict[int, list[str]] = {}
+        for r in get_space(self.space).resolutions:
+            keys = _keys_at(self.space, r)  # keys[0] is the stem Conv, unique to r
+            if r in self.resolutions or keys[0] in self.entries:
+                out[r] = [k for k in keys if k not in self.entries]
+        return out
+
+    # -- copies -----------------------------------------------------------------------------
+    def with_entries(self, new: Mapping[str, LutEntry]) -> "Lut":
+        """A copy whose entries are exactly ``new`` (merge with ``{**lut.entries, **more}``).
+
+        Per-resolution figures are kept only for keys whose entry is unchanged.
+        """
+        per = {r: {k: e for k, e in m.items() if k in new and new[k] == self.entries.get(k)}
+               for r, m in self.resolution_entries.items()}
+        return replace(self, entries=dict(new), resolution_entries={r: m for r, m in per.items() if m})
+
+    def with_calibration(self, cal: Mapping[str, Any] | None) -> "Lut":
+        return replace(self, calibration=cal)
+
+    # -- JSON edge --------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        prov = _plain(self.provenance)
+        if prov.get("tool") in (None, "ofa-profile"):
+            prov["tool"] = _tool()
+        obj: dict[str, Any] = {
+            "format": FORMAT, "schema_version": self.schema_version, "space": self.space, "device": self.device,
+            "runtime": self.runtime, "batch_size": self.batch_size, "num_threads": self.num_threads,
+            "resolutions": list(self.resolutions), "created_utc": self.created_utc,
+            "fingerprint": _plain(self.fingerprint), "provenance": prov,
+            "calibration": _plain(self.calibration) if self.calibration is not None else None,
+            "entries": {k: e.to_json() for k, e in self.entries.items()},
+        }
+        if self.resolution_entries:
+            obj["resolution_entries"] = {str(r): {k: e.to_json() for k, e in m.items()}
+                                         for r, m in self.resolution_entries.items()}
+        return obj
+
+    @classmethod
+    def from_json(cls, obj: Any, source: str = "<memory>") -> "Lut":
+        """Build a LUT from its JSON object, validating format, version, schema and keys."""
+        _check_header(obj, source)
+        _schema_validate(obj, source)
+        try:
+            return cls(space=obj["space"], device=obj["device"], runtime=obj["runtime"],
+                       entries={k: LutEntry.from_json(e) for k, e in obj["entries"].items()},
+                       resolutions=tuple(obj["resolutions"]), batch_size=obj["batch_size"],
+                       num_threads=obj["num_threads"], fingerprint=obj["fingerprint"], provenance=obj["provenance"],
+                       calibration=obj["calibration"], created_utc=obj["created_utc"],
+                       schema_version=obj["schema_version"],
+                       resolution_entries={int(r): {k: LutEntry.from_json(e) for k, e in m.items()}
+                                           for r, m in obj.get("resolution_entries", {}).items()},
+                       source=source)
+        except LutError as exc:
+            msg = str(exc)
+            raise LutError(msg if source in msg else f"LUT {source}: {msg}") from None
+
+
+# -- validation --------------------------------------------------------------------------------
+
+def _check_header(obj: Any, source: str) -> None:
+    if not isinstance(obj, dict):
+        raise LutError(f"{source} is not an ofa-profile LUT: its top level is a JSON {type(obj).__name__}, "
+                       f"not an object; pass a LUT file written by `ofa-profile measure` or `lut import-ofa`")
+    fmt = obj.get("format")
+    if fmt != FORMAT:
+        what = "has no 'format' field" if fmt is None else f"has format {fmt!r}"
+        raise LutError(f"{source} {what}, so it is not an ofa-profile LUT (format {FORMAT!r}); pass a LUT file "
+                       f"(OFA YAML tables: convert them with `ofa-profile lut import-ofa`)")
+    v = obj.get("schema_version")
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise LutError(f"{source}: schema_version {v!r} is not an integer; this ofa-profile reads LUT "
+                       f"schema_version {SCHEMA_VERSION}")
+    if v > SCHEMA_VERSION:
+        raise LutError(f"{source} has LUT schema_version {v}, written by a newer ofa-profile; this ofa-profile "
+                       f"reads schema_version {SCHEMA_VERSION}: upgrade ofa-profile to read it")
+    if v != SCHEMA_VERSION:
+        raise LutError(f"{source} has unknown LUT schema_version {v}; this ofa-profile reads schema_version "
+                       f"{SCHEMA_VERSION}; re-create the LUT with this version")
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    from .paths import schemas_dir
+    schema = json.loads((schemas_dir() / "lut.schema.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def _ok_raw(v: Any) -> bool:
+    return (isinstance(v, list) and len(v) > 0
+            and all(type(x) in (float, int) and x >= 0 for x in v))
+
+
+def _schema_view(obj: Any) -> Any:
+    """``obj`` with every well-formed ``raw_ms`` list cut to its first value (checked here, in bulk, first).
+
+    Equivalent for the schema (raw_ms: non-empty array of numbers >= 0) and ~5x faster on a
+    full LUT; malformed lists are left whole so the validator names their exact path.
+    """
+    if not isinstance(obj, dict):
+        return obj
+
+    def cut(entries: Any) -> Any:
+        if not isinstance(entries, dict):
+            return entries
+        out = {}
+        for k, e in entries.items():
+            if isinstance(e, dict) and "raw_ms" in e and _ok_raw(e["raw_ms"]):
+                e = {**e, "raw_ms": e["raw_ms"][:1]}
+            out[k] = e
+        return out
+
+    view = dict(obj)
+    view["entries"] = cut(obj.get("entries"))
+    if isinstance(obj.get("resolution_entries"), dict):
+        view["resolution_entries"] = {r: cut(m) for r, m in obj["resolution_entries"].items()}
+    return view
+
+
+def _schema_validate(obj: Any, source: str) -> None:
+    errors = list(_validator().iter_errors(_schema_view(obj)))
+    if not errors:
+        return
+    err = min(errors, key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]))
+    msg = " ".join(str(err.message).split())
+    if len(msg) > 160:
+        msg = msg[:157] + "..."
+    raise LutError(f"{source} violates the LUT schema at {err.json_path}: {msg}; fix that field or re-create "
+                   f"the LUT")
+
+
+# -- reading files -----------------------------------------------------------------------------
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _read_text(p: Path, what: str = "LUT file") -> str:
+    if not p.exists():
+        raise LutError(f"{what} {p} does not exist; check the path (build a LUT with `ofa-profile measure "
+                       f"--device NAME --out {p.name}`)")
+    if p.is_dir():
+        raise LutError(f"{what} {p} is a folder, not a file; pass a LUT .json file (folders of OFA YAML tables: "
+                       f"`ofa-profile lut import-ofa {p} --out LUT.json`)")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise LutError(f"cannot read {what} {p}: {exc.strerror}; check its permissions") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LutError(f"{what} {p} is not a text file (not UTF-8 JSON or YAML); pass a LUT .json file") from None
+    if not text.strip():
+        raise LutError(f"{what} {p} is empty (an interrupted copy?); re-create or restore it")
+    return text
+
+
+def _parse_json(text: str, p: Path) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        body = text.rstrip()
+        if exc.pos >= len(body) or not body.endswith("}"):
+            raise LutError(f"LUT file {p} is truncated (its JSON ends early at line {exc.lineno} column "
+                           f"{exc.colno}); re-create it or restore a complete copy") from None
+        raise LutError(f"LUT file {p} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                       f"fix it or re-create it") from None
+    except ValueError as exc:  # NaN / Infinity
+        raise LutError(f"LUT file {p} holds a {exc} (JSON has no NaN/Infinity); re-measure those entries") from None
+
+
+def _parse_yaml(text: str, p: Path) -> Any:
+    import yaml
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise LutError(f"{p} is neither JSON nor valid YAML ({getattr(exc, 'problem', None) or 'parse error'}"
+                       f"{where}); pass an ofa-profile LUT .json or an OFA <r>_lookup_table.yaml") from None
+
+
+_PROXYLESS_KEY = re.compile(r"^expanded_conv-input:\d+x\d+x\d+-output:\d+x\d+x\d+-expand:\d+(\.\d+)?-kernel:\d+"
+                            r"-stride:\d+-idskip:[01]$")
+
+
+def _classify_yaml(data: Any, p: Path) -> str:
+    if not isinstance(data, dict) or not data:
+        raise LutError(f"{p} is neither an ofa-profile LUT (JSON object) nor an OFA latency table (YAML mapping of "
+                       f"LUT key -> {{count, mean, std}}); pass one of those")
+    vals = [v for v in data.values()]
+    keys = [str(k) for k in data]
+    if (any(isinstance(v, dict) and "var" in v for v in vals) or any(_PROXYLESS_KEY.match(k) for k in keys)
+            or any(k.startswith("Logits-input:7x7x") for k in keys)):
+        return PROXYLESS_YAML
+    from .ops import parse_key
+    for k in keys:
+        try:
+            parse_key(k)
+        except SpaceError:
+            raise LutError(f"{p}: key {k!r} is not an OFA MobileNetV3 LUT key, so this is not an OFA MobileNetV3 "
+                           f"latency table; pass an OFA <r>_lookup_table.yaml or an ofa-profile LUT") from None
+    return OFA_YAML
+
+
+def _proxyless_message(p: Path) -> str:
+    return (f"{p} is a ProxylessNAS latency table ({{count, mean, var}}; 'expand' is a ratio; no se/hs fields), "
+            f"not an OFA MobileNetV3 LUT: it belongs to the ProxylessNAS space, which ofa-profile does not model; "
+            f"use an OFA MobileNetV3 table ({{count, mean, std}}) or measure one with `ofa-profile measure`")
+
+
+def detect_format(path: str | Path) -> str:
+    """``'ofa-profile-lut'``, ``'ofa-mbv3-yaml'`` or ``'proxylessnas-yaml'``; :class:`LutError` otherwise."""
+    p = Path(path)
+    text = _read_text(p, "file")
+    if text.lstrip().startswith(("{", "[")):
+        obj = _parse_json(text, p)
+        if isinstance(obj, dict) and obj.get("format") == FORMAT:
+            return FORMAT
+        _check_header(obj, str(p))  # raises with the reason
+    return _classify_yaml(_parse_yaml(text, p), p)
+
+
+def _looks_like_device_name(s: str) -> bool:
+    return "/" not in s and os.sep not in s and not s.endswith((".json", ".yaml", ".yml"))
+
+
+def load_lut(path_or_device: str | Path) -> Lut:
+    """Load and validate a LUT file, or the shipped LUT of a device name (``lut/<device>.json``)."""
+    p = Path(path_or_device)
+    if isinstance(path_or_device, str) and not p.exists() and _looks_like_device_name(path_or_device):
+        from .paths import lut_dir
+        cand = lut_dir() / f"{path_or_device}.json"
+        if not cand.exists():
+            shipped = sorted(q.stem for q in lut_dir().glob("*.json")) if lut_dir().is_dir() else []
+            raise LutError(f"{path_or_device!r} is neither a LUT file nor a device with a shipped LUT (shipped: "
+                           f"{', '.join(shipped) or 'none'}); pass a LUT path or build one with "
+                           f"`ofa-profile measure --device {path_or_device}`")
+        p = cand
+    text = _read_text(p)
+    if not text.lstrip().startswith(("{", "[")):
+        fmt = _classify_yaml(_parse_yaml(text, p), p)
+        if fmt == PROXYLESS_YAML:
+            raise LutError(_proxyless_message(p))
+        raise LutError(f"{p} is an OFA YAML latency table, not an ofa-profile LUT; convert it first: "
+                       f"`ofa-profile lut import-ofa {p} --out {p.stem}.json`")
+    return Lut.from_json(_parse_json(text, p), source=str(p))
+
+
+def _pretty(v: Any, ind: str) -> str:
+    """Indented JSON with lists of scalars kept on one line."""
+    if isinstance(v, Mapping) and v:
+        rows = [f"{ind}  {json.dumps(str(k))}: {_pretty(x, ind + '  ')}" for k, x in v.items()]
+        return "{\n" + ",\n".join(rows) + f"\n{ind}}}"
+    if isinstance(v, (list, tuple)) and any(isinstance(x, (Mapping, list, tuple)) for x in v):
+        return "[\n" + ",\n".join(f"{ind}  {_pretty(x, ind + '  ')}" for x in v) + f"\n{ind}]"
+    return json.dumps(v, allow_nan=False, separators=(", ", ": "))
+
+
+def _dumps(obj: Mapping[str, Any]) -> str:
+    """Readable JSON: header fields indented, one line per entry."""
+    def block(d: Mapping[str, Any], ind: str) -> str:
+        if not d:
+            return "{}"
+        rows = [f'{ind}  {json.dumps(k)}: {json.dumps(v, allow_nan=False, separators=(", ", ": "))}'
+                for k, v in d.items()]
+        return "{\n" + ",\n".join(rows) + f"\n{ind}}}"
+
+    parts = []
+    for k, v in obj.items():
+        if k == "entries":
+            s = block(v, "  ")
+        elif k == "resolution_entries":
+            s = "{\n" + ",\n".join(f'    {json.dumps(r)}: {block(m, "    ")}' for r, m in v.items()) + "\n  }"
+        else:
+            s = _pretty(v, "  ")
+        parts.append(f"  {json.dumps(k)}: {s}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def _atomic_write(path: Path, data: bytes, what: str) -> None:
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        raise LutError(f"cannot write {what} {path}: folder {parent} does not exist; create it or choose another path")
+    if path.is_dir():
+        raise LutError(f"cannot write {what} {path}: it is a folder; choose a file path")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise LutError(f"cannot write {what} {path}: {exc.strerror or exc}; check the folder") from None
+        raise
+    try:  # make the rename durable
+        dfd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def save_lut(lut: Lut, path: str | Path) -> None:
+    """Validate and write the LUT atomically: a reader sees the old file or the new one, never a partial one."""
+    path = Path(path)
+    obj = lut.to_json()
+    _check_header(obj, str(path))
+    _schema_validate(obj, f"LUT to be written to {path}")
+    try:
+        text = _dumps(obj)
+    except (TypeError, ValueError) as exc:
+        raise LutError(f"cannot write LUT {path}: a field is not JSON data ({exc}); fix the fingerprint, provenance "
+                       f"or calibration") from None
+    _atomic_write(path, text.encode("utf-8"), "LUT")
+
+
+# -- OFA YAML ----------------------------------------------------------------------------------
+
+_OFA_NAME = re.compile(r"^(\d+)_lookup_table$")
+
+
+def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
+    text = _read_text(p, "OFA table")
+    if text.lstrip().startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and obj.get("format") == FORMAT:
+            raise LutError(f"{p} is already an ofa-profile LUT (JSON), not an OFA YAML table; use it directly")
+    data = _parse_yaml(text, p)
+    if _classify_yaml(data, p) == PROXYLESS_YAML:
+        raise LutError(_proxyless_message(p))
+    from .ops import parse_key
+    out: dict[str, dict[str, Any]] = {}
+    conv_r = None
+    for k, v in data.items():
+        k = str(k)
+        if not isinstance(v, dict):
+            raise LutError(f"{p}: entry {k!r} is {v!r}, not {{count, mean, std}} (file truncated?); restore the file")
+        miss = [f for f in ("count", "mean", "std") if f not in v]
+        if miss:
+            raise LutError(f"{p}: entry {k!r} lacks {', '.join(miss)} (file truncated?); restore the file")
+        c, m, s = v["count"], v["mean"], v["std"]
+        ok = (isinstance(c, int) and not isinstance(c, bool) and c >= 1
+              and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+                      for x in (m, s)))
+        if not ok:
+            raise LutError(f"{p}: entry {k!r} has count={c!r}, mean={m!r}, std={s!r}; need an integer count >= 1 "
+                           f"and finite mean, std >= 0")
+        out[k] = {"count": c, "mean": float(m), "std": float(s)}
+        op = parse_key(k)
+        if op.kind == "Conv":
+            conv_r = op.in_hw
+    mname = _OFA_NAME.match(p.stem)
+    r = int(mname.group(1)) if mname else conv_r
+    if r is None:
+        raise LutError(f"{p}: cannot tell its resolution (no <r>_lookup_table.yaml name and no Conv key); rename it "
+                       f"to <r>_lookup_table.yaml")
+    if conv_r is not None and conv_r != r:
+        raise LutError(f"{p}: the file name says r={r} but its Conv key has input {conv_r}x{conv_r}; rename the file")
+    return r, out
+
+
+def _infer_space(tables: Mapping[int, Mapping[str, Any]], src: Path) -> str:
+    from .ops import parse_key
+    from .space import SPACES
+    for t in tables.values():
+        for k in t:
+            op = parse_key(k)
+            if op.kind == "Conv":
+                names = [n for n, s in SPACES.items() if not s.compound and s.stem_ch == op.out_ch]
+                if not names:
+                    raise LutError(f"{src}: stem width {op.out_ch} (key {k!r}) matches no space "
+                                   f"({', '.join(SPACES)}); pass --space")
+                return names[0]
+    raise LutError(f"{src}: no Conv (stem) key to infer the space from; pass --space")
+
+
+def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "imported",
+                    runtime: str = "unknown") -> Lut:
+    """Import OFA's latency tables (a folder of ``<r>_lookup_table.yaml`` or one file) as a :class:`Lut`.
+
+    OFA stores ``{count, mean, std}`` (ms) per key.  ``median_ms`` and ``mean_ms`` get OFA's
+    mean (OFA stores no median), ``std_ms`` its std, ``iqr_ms`` = 1.349 * std (the IQR of a
+    normal distribution: an estimate), ``count`` its count.  A key found in several tables
+    gets the count-weighted pooled mean/std in ``entries`` and each table's own figures in
+    ``resolution_entries`` (used at that resolution, so OFA's sums are reproduced exactly).
+    The space is inferred from the stem width of the Conv key (16 -> w1.0, 24 -> w1.2)
+    unless given.
+    """
+    src = Path(src)
+    if src.is_dir():
+        files = sorted(src.glob("*_lookup_table.yaml")) or sorted(src.glob("*.yaml")) + sorted(src.glob("*.yml"))
+        if not files:
+            raise LutError(f"{src} holds no <r>_lookup_table.yaml files; pass OFA's latency-table folder or one file")
+    else:
+        files = [src]
+    tables: dict[int, dict[str, dict[str, Any]]] = {}
+    hashes = []
+    for f in files:
+        r, t = _read_ofa_table(f)
+        if r in tables:
+            raise LutError(f"{src}: two tables for resolution {r} ({f.name} and another); keep one")
+        tables[r] = t
+        hashes.append({"file": f.name, "resolution": r, "keys": len(t),
+                       "sha256": hashlib.sha256(f.read_bytes()).hexdigest()})
+    sp_name = get_space(space).name if space else _infer_space(tables, src)
+    valid = _space_keys(sp_name)
+    for r, t in sorted(tables.items()):
+        for k in t:
+            if k not in valid:
+                raise LutError(_bad_key_message(k, sp_name, f"{src} ({r}_lookup_table)"))
+    by_key: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for r, t in sorted(tables.items()):
+        for k, v in t.items():
+            by_key.setdefault(k, []).append((r, v))
+
+    def entry(count: int, mean: float, std: float) -> LutEntry:
+        return LutEntry(median_ms=mean, iqr_ms=IQR_PER_STD * std, count=count, mean_ms=mean, std_ms=std)
+
+    entries: dict[str, LutEntry] = {}
+    per: dict[int, dict[str, LutEntry]] = {}
+    for k in sorted(by_key):
+        vs = by_key[k]
+        if len(vs) == 1:
+            v = vs[0][1]
+            entries[k] = entry(v["count"], v["mean"], v["std"])
+            continue
+        n = sum(v["count"] for _, v in vs)
+        mean = sum(v["count"] * v["mean"] for _, v in vs) / n
+        second = sum(v["count"] * (v["std"] ** 2 + v["mean"] ** 2) for _, v in vs) / n
+        entries[k] = entry(n, mean, math.sqrt(max(0.0, second - mean * mean)))
+        for r, v in vs:
+            per.setdefault(r, {})[k] = entry(v["count"], v["mean"], v["std"])
+    shared = sum(1 for vs in by_key.values() if len(vs) > 1)
+    provenance = {
+        "tool": _tool(), "seed": None, "timing": None, "source": "imported from OFA YAML latency tables",
+        "files": hashes,
+        "notes": {
+            "median_ms": "OFA stores no median: median_ms and mean_ms are OFA's mean",
+            "iqr_ms": f"an estimate, {IQR_PER_STD} * OFA's std (the IQR of a normal distribution); OFA stores no quartiles",
+            "count": "OFA's count",
+            "shared_keys": (f"{shared} key(s) occur in several tables: 'entries' holds their count-weighted pooled "
+                            f"mean and std, 'resolution_entries' each table's own figures (used at that resolution)"),
+        },
+    }
+    fingerprint = {"hardware": "unknown: OFA's YAML format records no hardware or software",
+                   "imported_from": "OFA YAML latency tables"}
+    return Lut(space=sp_name, device=device, runtime=runtime, entries=entries, resolutions=tuple(sorted(tables)),
+               batch_size=1, num_threads=None, fingerprint=fingerprint, provenance=provenance, calibration=None,
+               resolution_entries=per, source=str(src))
+
+
+def export_ofa_yaml(lut: Lut, out_dir: str | Path, value: str = "median") -> list[Path]:
+    """Write one ``<r>_lookup_table.yaml`` per complete resolution in OFA's format ``{count, mean, std}``.
+
+    ``value="median"`` (default) writes ``median_ms`` into OFA's ``mean`` field, so OFA's
+    estimator sums to :meth:`Lut.lut_sum_ms` (for an imported table median = OFA's mean);
+    ``"mean"`` writes ``mean_ms``.  ``std`` is ``std_ms``, or ``iqr_ms / 1.349`` where an
+    entry has no std.  Each file is written atomically.
+    """
+    import yaml
+
+    if value not in ("median", "mean"):
+        raise LutError(f"value must be 'median' or 'mean', got {value!r}")
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise LutError(f"output folder {out} does not exist; create it or choose another")
+    if not lut.resolutions:
+        raise LutError(f"LUT {lut.source} covers no resolution completely; nothing to export (measure one first)")
+    tables = {}
+    for r in lut.resolutions:
+        keys = _keys_at(lut.space, r)
+        missing = [k for k in keys if k not in lut.entries]
+        if missing:
+            raise LutMissError(lut._miss_message(missing, [r]))
+        t = {}
+        for k in keys:
+            e = lut.entry(k, r)
+            if value == "mean" and e.mean_ms is None:
+                raise LutError(f"LUT {lut.source}: entry {k!r} has no mean_ms; export with value='median'")
+            mean = e.median_ms if value == "median" else e.mean_ms
+            std = e.std_ms if e.std_ms is not None else e.iqr_ms / IQR_PER_STD
+            t[k] = {"count": e.count, "mean": mean, "std": std}
+        tables[r] = t
+    paths = []
+    for r, t in tables.items():
+        head = (f"# OFA latency lookup table (ms), r={r}, space {lut.space}, device {lut.device}, runtime {lut.runtime};"
+                f" exported by {_tool()}: 'mean' holds {value}_ms\n")
+        text = head + yaml.safe_dump(t, sort_keys=True, default_flow_style=False)
+        p = out / f"{r}_lookup_table.yaml"
+        _atomic_write(p, text.encode("utf-8"), "OFA table")
+        paths.append(p)
+    return paths

@@ -1,0 +1,362 @@
+"""CPU runtimes behind one interface: PyTorch eager, ONNX Runtime, LiteRT (XNNPACK).
+
+Usage::
+
+    rt = get_runtime("onnxruntime")
+    ok, why = rt.check()                      # available here? (why not, in one line)
+    c = rt.compile(module, example, num_threads=1)
+    c.run()                                   # one inference: the timed call
+    y = c.output(); c.close()                 # numpy, NCHW / (N, classes) as torch returns
+
+``module`` / ``example`` come from :mod:`ofa_profile.blocks` (``op_module``/``op_input`` or
+``subnet_module``/``subnet_input``); ``example`` is NCHW.
+
+========== ======================================================================================
+torch      eager PyTorch, ``torch.set_num_threads``, ``torch.inference_mode``; BN not folded (eager
+           does not fold)
+onnxruntime legacy TorchScript exporter (``dynamo=False``, opset 17), ``CPUExecutionProvider``,
+           intra-op threads = ``num_threads``, inter-op 1, sequential, all graph optimisations
+           (BN folded); input and output pre-bound with IOBinding so :meth:`Compiled.run` is one call
+           into ORT
+litert     :func:`ofa_profile.tflite.write_tflite` (NHWC, BN folded, no TensorFlow) +
+           ``ai_edge_litert.interpreter.Interpreter`` (XNNPACK on by default), ``num_threads``;
+           input set once, :meth:`Compiled.run` = ``invoke()``
+torch-cuda :class:`ofa_profile.cuda.CudaRuntime` (via :func:`get_runtime` only)
+========== ======================================================================================
+
+Heavy packages are imported inside the methods, so this module imports where some are missing
+(no ai-edge-litert on the GPU machine); :meth:`Runtime.check` says so truthfully.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import OfaProfileError
+
+__all__ = ["Runtime", "Compiled", "TorchRuntime", "OnnxRuntime", "LiteRTRuntime", "RUNTIMES", "get_runtime",
+           "RuntimeUnavailable", "ONNX_OPSET"]
+
+ONNX_OPSET = 17
+
+
+class RuntimeUnavailable(OfaProfileError):
+    """A runtime whose packages are missing or broken on this machine."""
+
+
+def _first_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+class Compiled:
+    """One module ready to run on a fixed example input."""
+
+    def run(self) -> None:
+        """One inference on the example input (the timed call; minimal overhead)."""
+        raise NotImplementedError
+
+    def output(self) -> Any:
+        """The output on the example input as a float32 numpy array, laid out as torch returns it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the session/interpreter and delete model files this object wrote."""
+
+    def __enter__(self) -> "Compiled":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Runtime:
+    """Base class: ``name``, :meth:`check`, :meth:`versions`, :meth:`compile`."""
+
+    name: str = ""
+    #: (import name, pip distribution) of every package compile() needs
+    requires: tuple[tuple[str, str], ...] = ()
+
+    def check(self) -> tuple[bool, str]:
+        """(available here?, one-line reason / description)."""
+        import importlib
+        found = []
+        for mod, dist in self.requires:
+            try:
+                importlib.import_module(mod)
+            except Exception as exc:  # ImportError, or e.g. a numpy ABI mismatch at import
+                return False, f"runtime {self.name} needs {dist}, which does not import here ({_first_line(exc)}); " \
+                              f"install it: pip install {dist}"
+            found.append(f"{dist} {_dist_version(dist) or '?'}")
+        return True, f"runtime {self.name}: " + ", ".join(found)
+
+    def _require(self) -> None:
+        ok, why = self.check()
+        if not ok:
+            raise RuntimeUnavailable(why)
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the packages that produce this runtime's numbers."""
+        out = {}
+        for _, dist in self.requires + (("numpy", "numpy"),):
+            v = _dist_version(dist)
+            if v is not None:
+                out[dist] = v
+        return out
+
+    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: str | os.PathLike | None = None
+                ) -> Compiled:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _workfile(workdir: str | os.PathLike | None, suffix: str) -> tuple[Path, Path | None]:
+    """A fresh file path in ``workdir`` (or in a new temp dir, returned second so close() removes it)."""
+    own = None
+    if workdir is None:
+        own = Path(tempfile.mkdtemp(prefix="ofa-profile-rt-"))
+        workdir = own
+    d = Path(workdir)
+    d.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="model-", suffix=suffix, dir=d)
+    os.close(fd)
+    return Path(name), own
+
+
+def _cleanup(path: Path | None, own_dir: Path | None) -> None:
+    if path is not None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+    if own_dir is not None:
+        shutil.rmtree(own_dir, ignore_errors=True)
+
+
+# -- torch eager ----------------------------------------------------------------------------------
+
+class _TorchCompiled(Compiled):
+    def __init__(self, module: Any, example: Any):
+        import torch
+        self._torch = torch
+        self._module = module.eval()
+        self._x = example.contiguous()
+        self._mode = torch.inference_mode
+
+    def run(self) -> None:
+        with self._mode():
+            self._module(self._x)
+
+    def output(self) -> Any:
+        with self._mode():
+            return self._module(self._x).detach().float().cpu().numpy()
+
+    def close(self) -> None:
+        self._module = self._x = None
+
+
+class TorchRuntime(Runtime):
+    """PyTorch eager on the CPU (BN not folded)."""
+
+    name = "torch"
+    requires = (("torch", "torch"),)
+
+    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Any = None) -> Compiled:
+        self._require()
+        import torch
+        torch.set_num_threads(max(1, int(num_threads)))
+        for p in module.parameters():
+            p.requires_grad_(False)
+        return _TorchCompiled(module, example)
+
+
+# -- ONNX Runtime ---------------------------------------------------------------------------------
+
+def export_onnx(module: Any, example: Any, path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
+    """Export with the legacy TorchScript exporter (``dynamo=False``: 0.03-0.45 s, no onnxscript).
+
+    Input ``input`` (NCHW), output ``output``, static shapes.  Written atomically.
+    """
+    import torch
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), (example,), tmp, dynamo=False, opset_version=opset,
+                              input_names=["input"], output_names=["output"], do_constant_folding=True)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+class _OrtCompiled(Compiled):
+    def __init__(self, path: Path, own_dir: Path | None, example: Any, num_threads: int):
+        import numpy as np
+        import onnxruntime as ort
+
+        self._path, self._own_dir = path, own_dir
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, int(num_threads))
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        self._sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        x = np.ascontiguousarray(example.detach().cpu().float().numpy())
+        meta = self._sess.get_outputs()[0]
+        out = np.empty([int(d) for d in meta.shape], dtype=np.float32)
+        self._x_val = ort.OrtValue.ortvalue_from_numpy(x)
+        self._y_val = ort.OrtValue.ortvalue_from_numpy(out)
+        self._x, self._y = x, out  # keep the memory the OrtValues point to alive
+        self._binding = self._sess.io_binding()
+        self._binding.bind_ortvalue_input(self._sess.get_inputs()[0].name, self._x_val)
+        self._binding.bind_ortvalue_output(meta.name, self._y_val)
+        self._run: Callable[[Any], Any] = self._sess.run_with_iobinding
+
+    def run(self) -> None:
+        self._run(self._binding)
+
+    def output(self) -> Any:
+        self.run()
+        return self._y.copy()
+
+    def close(self) -> None:
+        self._sess = self._binding = self._x_val = self._y_val = None
+        _cleanup(self._path, self._own_dir)
+        self._path = self._own_dir = None
+
+
+class OnnxRuntime(Runtime):
+    """ONNX Runtime CPU execution provider, exported by torch's legacy exporter."""
+
+    name = "onnxruntime"
+    requires = (("torch", "torch"), ("onnxruntime", "onnxruntime"))
+
+    def check(self) -> tuple[bool, str]:
+        ok, why = super().check()
+        if not ok:
+            return ok, why
+        import onnxruntime as ort
+        if "CPUExecutionProvider" not in ort.get_available_providers():  # pragma: no cover
+            return False, "onnxruntime has no CPUExecutionProvider here; reinstall it: pip install onnxruntime"
+        return ok, why
+
+    def versions(self) -> dict[str, str]:
+        v = super().versions()
+        if "onnxruntime" not in v:  # onnxruntime-gpu and friends
+            try:
+                import onnxruntime as ort
+                v["onnxruntime"] = ort.__version__
+            except Exception:
+                pass
+        onnx = _dist_version("onnx")
+        if onnx:
+            v["onnx"] = onnx
+        v["onnx_opset"] = str(ONNX_OPSET)
+        return v
+
+    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Any = None) -> Compiled:
+        self._require()
+        path, own = _workfile(workdir, ".onnx")
+        try:
+            export_onnx(module, example, path)
+            return _OrtCompiled(path, own, example, num_threads)
+        except BaseException:
+            _cleanup(path, own)
+            raise
+
+
+# -- LiteRT ---------------------------------------------------------------------------------------
+
+class _LiteRTCompiled(Compiled):
+    def __init__(self, path: Path, own_dir: Path | None, example: Any, num_threads: int):
+        import numpy as np
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._path, self._own_dir = path, own_dir
+        self._it = Interpreter(model_path=str(path), num_threads=max(1, int(num_threads)))
+        self._it.allocate_tensors()
+        x = example.detach().cpu().float()
+        if x.dim() == 4:
+            x = x.permute(0, 2, 3, 1)  # the writer's models take NHWC
+        inp = self._it.get_input_details()[0]
+        self._it.set_tensor(inp["index"], np.ascontiguousarray(x.numpy(), dtype=np.float32))
+        self._out_index = self._it.get_output_details()[0]["index"]
+        self._run: Callable[[], Any] = self._it.invoke
+
+    def run(self) -> None:
+        self._run()
+
+    def output(self) -> Any:
+        self.run()
+        y = self._it.get_tensor(self._out_index)
+        return (y.transpose(0, 3, 1, 2) if y.ndim == 4 else y).copy()
+
+    def close(self) -> None:
+        self._it = self._run = None
+        _cleanup(self._path, self._own_dir)
+        self._path = self._own_dir = None
+
+
+class LiteRTRuntime(Runtime):
+    """LiteRT (TFLite) interpreter with the default XNNPACK delegate, models from the direct writer."""
+
+    name = "litert"
+    requires = (("torch", "torch"), ("ai_edge_litert.interpreter", "ai-edge-litert"))
+
+    def versions(self) -> dict[str, str]:
+        from .tflite import WRITER_VERSION
+        v = super().versions()
+        v["tflite_writer"] = WRITER_VERSION
+        return v
+
+    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Any = None) -> Compiled:
+        self._require()
+        import torch
+
+        from .tflite import write_tflite
+        path, own = _workfile(workdir, ".tflite")
+        try:
+            with torch.inference_mode():
+                write_tflite(module, example, path)
+            return _LiteRTCompiled(path, own, example, num_threads)
+        except BaseException:
+            _cleanup(path, own)
+            raise
+
+
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in (TorchRuntime(), OnnxRuntime(), LiteRTRuntime())}
+
+
+def get_runtime(name: str, options: Mapping[str, Any] | None = None) -> Runtime:
+    """The runtime called ``name``: one of :data:`RUNTIMES`, or ``torch-cuda`` (``options`` = a device
+    spec's ``cuda`` section).  An unknown name raises :class:`OfaProfileError`."""
+    if name in RUNTIMES:
+        return RUNTIMES[name]
+    if name == "torch-cuda":
+        from .cuda import CudaRuntime
+        return CudaRuntime.from_spec(options)
+    raise OfaProfileError(f"unknown runtime {name!r}: use one of {', '.join([*RUNTIMES, 'torch-cuda'])} "
+                          f"(tflite-benchmark runs on a device through an adb/ssh transport)")

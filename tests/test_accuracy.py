@@ -1,0 +1,191 @@
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+
+from ofa_profile.accuracy import (ENCODINGS, AccuracyDataset, AccuracyPredictor, ArchArrays, encode,
+                                  evaluate_accuracy_predictor, fit_accuracy_predictor, load_accuracy_predictor,
+                                  load_official_predictor, read_accuracy_csv, split_dataset)
+from ofa_profile.errors import OfaProfileError
+from ofa_profile.space import SubnetSpec, get_space
+
+TUTORIAL = {  # the OFA tutorial subnet (data README), skipped blocks filled with 3
+    "d": [2, 2, 3, 4, 3],
+    "ks": [5, 3, 3, 3, 5, 3, 3, 3, 7, 7, 3, 3, 5, 5, 7, 3, 3, 3, 5, 3],
+    "e": [3, 3, 3, 3, 4, 4, 3, 3, 6, 3, 4, 3, 4, 4, 4, 3, 6, 6, 6, 3],
+    "r": 192,
+}
+
+
+def synthetic_dataset(n=400, seed=0, space="ofa-mbv3-w1.0"):
+    """Random subnets with an accuracy that is additive in the choices plus an interaction and noise."""
+    sp = get_space(space)
+    rng = random.Random(seed)
+    specs = [sp.sample(rng, resolution=[128, 160, 192]) for _ in range(n)]
+    X = encode(specs, "onehot-depth-r")
+    w = np.random.default_rng(seed).normal(0, 0.002, X.shape[1])
+    y = 0.7 + X @ w + 0.004 * X[:, -2] * X[:, 5] + np.random.default_rng(seed + 1).normal(0, 0.001, n)
+    return AccuracyDataset(tuple(specs), y, "synthetic")
+
+
+def test_ofa_encoding_layout():
+    spec = SubnetSpec.from_ofa(TUTORIAL)
+    x = encode([spec], "ofa-onehot")[0]
+    assert x.shape == (128,)
+    n_active = sum(TUTORIAL["d"])
+    assert x[:60].sum() == n_active and x[60:120].sum() == n_active
+    assert x[120:].sum() == 1 and x[120 + (192 - 112) // 16] == 1
+    # first block: kernel 5 -> slot 1, expand 3 -> slot 0; a skipped block (index 2) is all zeros
+    assert list(x[0:3]) == [0, 1, 0] and list(x[60:63]) == [1, 0, 0]
+    assert x[6:9].sum() == 0 and x[66:69].sum() == 0
+
+
+def test_rich_encoding_and_skipped_entries_ignored():
+    spec = SubnetSpec.from_ofa(TUTORIAL)
+    other = SubnetSpec.from_ofa({**TUTORIAL, "ks": [5, 3, 7, 7] + TUTORIAL["ks"][4:]})  # differs in skipped blocks
+    for enc in ENCODINGS:
+        assert np.array_equal(encode([spec], enc), encode([other], enc))
+    x = encode([spec], "onehot-depth-r")[0]
+    assert x.shape == (137,)
+    assert x[120:135].sum() == 5  # one depth one-hot per stage
+    assert x[135] == pytest.approx((192 - 176) / 48)
+
+
+def test_arch_arrays_round_trip():
+    sp = get_space("ofa-mbv3-w1.0")
+    rng = random.Random(3)
+    specs = [sp.sample(rng) for _ in range(50)]
+    a = ArchArrays.from_specs(specs)
+    assert [s.canonical() for s in specs] == a.to_specs()
+    assert len(set(a.row_keys().tolist())) == len({s.canonical() for s in specs})
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("model", ["ridge", "gbm", "ridge+gbm", "mlp"])
+def test_json_reload_gives_identical_predictions_to_sklearn(model, tmp_path):
+    ds = synthetic_dataset()
+    pred, sk = fit_accuracy_predictor(ds, model=model, gbm_trees=60, mlp_hidden=(16,), mlp_max_iter=300,
+                                      return_sklearn=True)
+    test = synthetic_dataset(100, seed=9)
+    X = encode(list(test.specs), pred.encoding)
+    if model == "mlp":
+        c = pred.components[0]
+        expected = sk[0].predict((X - c["x_mean"]) / c["x_scale"]) * c["y_scale"] + c["y_mean"]
+    else:
+        expected = sum(m.predict(X) for m in sk)
+    got = pred.predict(list(test.specs))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    path = pred.save(tmp_path / "acc.json")
+    text = path.read_text()
+    assert "pickle" not in text and json.loads(text)["format"] == "ofa-profile-accuracy-predictor"
+    again = load_accuracy_predictor(path)
+    np.testing.assert_array_equal(again.predict(list(test.specs)), got)
+    assert again.trained_resolutions == (128, 160, 192)
+
+
+def test_predictor_learns_the_synthetic_ranking():
+    tr, te = split_dataset(synthetic_dataset(600), 0.2, seed=0)
+    score = evaluate_accuracy_predictor(fit_accuracy_predictor(tr, model="ridge"), te)
+    assert score.n == 120 and score.kendall_tau > 0.6 and score.spearman > 0.8
+
+
+def test_split_is_seeded_and_disjoint():
+    ds = synthetic_dataset(50)
+    a1, b1 = split_dataset(ds, 0.2, seed=4)
+    a2, b2 = split_dataset(ds, 0.2, seed=4)
+    assert a1.specs == a2.specs and b1.specs == b2.specs and len(b1) == 10
+    assert not set(a1.specs) & set(b1.specs)
+    assert split_dataset(ds, 0.2, seed=5)[1].specs != b1.specs
+
+
+def test_predictor_refuses_another_supernet():
+    pred = fit_accuracy_predictor(synthetic_dataset(), model="ridge")
+    compofa = get_space("compofa-mbv3-w1.0").compound_spec([2, 3, 4, 3, 2], 160)
+    assert pred.predict([compofa]).shape == (1,)  # same macro-architecture: fine
+    with pytest.raises(OfaProfileError, match="different supernet"):
+        pred.predict([get_space("ofa-mbv3-w1.2").largest(160)])
+
+
+def test_bundled_csv_format_and_percentages(tmp_path):
+    sp = get_space("ofa-mbv3-w1.0")
+    rng = random.Random(1)
+    p = tmp_path / "bundled.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["space", "d", "ks", "e", "r", "accuracy", "macs", "params"])
+        for i in range(30):
+            s = sp.sample(rng)
+            w.writerow([sp.name, json.dumps(list(s.d)), json.dumps(list(s.ks)), json.dumps(list(s.e)), s.r,
+                        60 + i * 0.5, 1, 1])
+    ds = read_accuracy_csv(p)
+    assert len(ds) == 30 and ds.accuracy.max() == pytest.approx(0.745)
+    pred = fit_accuracy_predictor(p, model="ridge")
+    assert pred.info["source"] == "bundled.csv"
+
+
+def test_csv_errors_are_one_line(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("d,ks,accuracy\n[2],[3],0.5\n")
+    with pytest.raises(OfaProfileError, match="lacks column"):
+        read_accuracy_csv(p)
+    p.write_text('image_size,d,ks,e,accuracy\n192,"[2, 2, 2, 2, 2]","[3]","[3]",0.5\n')
+    with pytest.raises(OfaProfileError, match="row 2"):
+        read_accuracy_csv(p)
+    with pytest.raises(OfaProfileError, match="does not exist"):
+        read_accuracy_csv(tmp_path / "nope.csv")
+    with pytest.raises(OfaProfileError, match="does not exist"):
+        load_official_predictor(tmp_path / "nope.pth")
+
+
+def test_bad_predictor_json_is_refused(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(OfaProfileError, match="not an accuracy predictor"):
+        load_accuracy_predictor(p)
+    pred = fit_accuracy_predictor(synthetic_dataset(), model="ridge").to_json()
+    pred["version"] = 99
+    with pytest.raises(OfaProfileError, match="version"):
+        AccuracyPredictor.from_json(pred)
+
+
+# -- on the real reference data ------------------------------------------------------------------------
+
+def test_official_predictor_reproduces_tutorial_value(shared_data):
+    off = load_official_predictor(shared_data / "reference" / "ofa-acc-predictor.pth")
+    assert off.predict_one(SubnetSpec.from_ofa(TUTORIAL)) == pytest.approx(0.8171, abs=5e-5)
+    again = AccuracyPredictor.from_json(json.loads(json.dumps(off.to_json())))
+    assert again.predict_one(SubnetSpec.from_ofa(TUTORIAL)) == off.predict_one(SubnetSpec.from_ofa(TUTORIAL))
+
+
+def test_our_predictor_ranks_better_than_official_on_imagenet_split(shared_data):
+    ds = read_accuracy_csv(shared_data / "reference" / "ofa-w1.0-imagenet-accuracy.csv")
+    assert len(ds) == 2610 and ds.resolutions == (128, 160, 192)
+    tr, te = split_dataset(ds, 0.2, seed=0)
+    ours = evaluate_accuracy_predictor(fit_accuracy_predictor(tr, model="ridge"), te)
+    off = evaluate_accuracy_predictor(load_official_predictor(shared_data / "reference" / "ofa-acc-predictor.pth"), te)
+    assert ours.kendall_tau > off.kendall_tau and ours.spearman > off.spearman
+    assert ours.kendall_tau_within_r > off.kendall_tau_within_r
+    assert ours.rmse < off.rmse
+
+
+def test_accuracy_predictor_command(tmp_path):
+    from click.testing import CliRunner
+
+    from ofa_profile.cli import main
+    ds = synthetic_dataset(200)
+    p = tmp_path / "acc.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image_size", "d", "ks", "e", "accuracy"])
+        for s, y in zip(ds.specs, ds.accuracy):
+            w.writerow([s.r, json.dumps(list(s.d)), json.dumps(list(s.ks)), json.dumps(list(s.e)), y])
+    out = tmp_path / "pred.json"
+    res = CliRunner().invoke(main, ["accuracy-predictor", "--data", str(p), "--out", str(out), "--model", "ridge",
+                                    "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["held_out"]["n"] == 40 and rep["held_out"]["n_train"] == 160
+    pred = load_accuracy_predictor(out)
+    assert pred.info["n_train"] == 200 and pred.info["held_out"]["kendall_tau"] == rep["held_out"]["kendall_tau"]

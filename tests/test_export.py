@@ -1,0 +1,164 @@
+"""Subnet export: ONNX (onnxruntime) and TFLite (the project's writer, ai_edge_litert) match torch; the
+MobileNetV3Subnet -> blocks.subnet_module weight mapping; the `ofa-profile export` command."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from ofa_model.bundle import save_bundle
+from ofa_model.export import example_input, export_subnet, to_blocks_module
+from ofa_model.supernet import OFAMobileNetV3
+from ofa_profile.space import SpaceError, get_space
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
+needs_litert = pytest.mark.skipif(not HAVE_LITERT, reason="ai_edge_litert is not installed (TFLite runtime)")
+SPACE = get_space("ofa-mbv3-w1.0")
+SPECS = [SPACE.sample(s, resolution=r) for s, r in ((1, 128), (2, 160), (3, 224))]
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Trained-like weights: scale-preserving convs, random BN affine + statistics, perturbed kernel transforms
+    (a freshly built supernet's logits are its classifier bias, which would hide any export error)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("_matrix"):
+                p.copy_(torch.eye(p.shape[0]) + 0.05 * torch.randn(p.shape, generator=g))
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(0.5 + torch.rand(c, generator=g))
+                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
+            elif isinstance(m, nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def supernet():
+    torch.set_num_threads(1)
+    return randomize(OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=10))
+
+
+def _subnet(model, spec):
+    model.set_active_subnet(spec)
+    return model.get_active_subnet().eval()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"r{s.r}")
+def test_blocks_module_has_the_subnets_weights(supernet, spec):
+    sub = _subnet(supernet, spec)
+    mod = to_blocks_module(sub, spec)
+    x = example_input(spec, seed=4, batch=2)
+    with torch.no_grad():
+        ref, got = sub(x), mod(x)
+    assert ref.shape == (2, 10) and float(ref.std()) > 0.05      # not a constant output
+    assert torch.allclose(ref, got, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"r{s.r}")
+def test_onnx_export_matches_torch(supernet, spec, tmp_path):
+    import onnx
+    import onnxruntime as ort
+    res = export_subnet(supernet, spec, "onnx", tmp_path / "net.onnx", metadata={"classes": ["a"]})
+    assert res.max_rel_diff is not None and res.max_rel_diff < 1e-4 and res.input_shape == (1, 3, spec.r, spec.r)
+    # independently of export_subnet's own check: a batch of 2 other inputs (the batch axis is dynamic)
+    sess = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+    x = example_input(spec, seed=9, batch=2)
+    got = sess.run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        ref = _subnet(supernet, spec)(x).numpy()
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "net.onnx")).metadata_props}
+    assert json.loads(meta["ofa_profile.arch"])["d"] == list(spec.d) and json.loads(meta["classes"]) == ["a"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@needs_litert
+@pytest.mark.parametrize("spec", SPECS[:2], ids=lambda s: f"r{s.r}")
+def test_tflite_export_matches_torch(supernet, spec, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+    res = export_subnet(supernet, spec, "tflite", tmp_path / "net.tflite")
+    assert res.max_rel_diff is not None and res.max_rel_diff < 1e-4 and res.input_shape == (1, spec.r, spec.r, 3)
+    it = Interpreter(model_path=str(tmp_path / "net.tflite"), num_threads=1)
+    it.allocate_tensors()
+    x = example_input(spec, seed=9)
+    it.set_tensor(it.get_input_details()[0]["index"], np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)))
+    it.invoke()
+    got = it.get_tensor(it.get_output_details()[0]["index"])
+    with torch.no_grad():
+        ref = _subnet(supernet, spec)(x).numpy()
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_export_recalibrates_bn_and_refuses_other_spaces(supernet, tmp_path):
+    spec = SPECS[0]
+    calib = [torch.randn(4, 3, spec.r, spec.r, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    res = export_subnet(supernet, spec, "onnx", tmp_path / "cal.onnx", calib=iter(calib), n_calib=8)
+    assert res.recalibrated_on == 8 and res.max_rel_diff < 1e-4
+    w12 = get_space("ofa-mbv3-w1.2").sample(0, resolution=160)
+    with pytest.raises(SpaceError, match="does not fit a supernet"):
+        export_subnet(supernet, w12, "onnx", tmp_path / "w12.onnx")
+    assert not (tmp_path / "w12.onnx").exists()
+
+
+def _cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "ofa_profile.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_export_command(supernet, tmp_path):
+    save_bundle(supernet, tmp_path / "w", "tiny")           # a verified bundle (fp16) as --supernet
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(SPECS[1].to_ofa()))
+    fmts = ["onnx"] + (["tflite"] if HAVE_LITERT else [])
+    for fmt in fmts:
+        out = tmp_path / f"net.{fmt}"
+        r = _cli("export", "--arch", arch, "--format", fmt, "--out", out, "--supernet", tmp_path / "w" / "tiny.pt",
+                 "--json")
+        assert r.returncode == 0, r.stderr[-2000:]
+        s = json.loads(r.stdout)
+        assert s["max_rel_diff"] < 1e-4 and s["path"] == str(out) and out.stat().st_size > 1_000_000
+        assert "no --calib-data" in r.stderr
+    # BN recalibrated on a training folder of the supernet's class count
+    from test_train import make_folder
+    calib = make_folder(tmp_path / "calib", 1, n_classes=10)
+    r = _cli("export", "--arch", arch, "--format", "onnx", "--out", tmp_path / "cal.onnx", "--supernet",
+             tmp_path / "w" / "tiny.pt", "--calib-data", calib, "--n-calib", 8, "--cache-dir", tmp_path / "c", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["recalibrated_on"] == 8 and "no --calib-data" not in r.stderr
+    r = _cli("export", "--arch", arch, "--format", "onnx", "--out", tmp_path / "cal3.onnx", "--supernet",
+             tmp_path / "w" / "tiny.pt", "--calib-data", make_folder(tmp_path / "c3", 1), "--cache-dir", tmp_path / "c3c")
+    assert r.returncode == 1 and "3 classes, the supernet 10" in r.stderr and not (tmp_path / "cal3.onnx").exists()
+    # bad input: one line, exit 1, nothing written
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**SPECS[1].to_ofa(), "r": 100}))
+    for args, needle in (
+            (["--arch", bad, "--format", "onnx", "--out", tmp_path / "b.onnx"], "r=100"),
+            (["--arch", arch, "--format", "onnx", "--out", tmp_path / "nodir" / "b.onnx"], "does not exist"),
+            (["--arch", arch, "--format", "onnx", "--out", tmp_path / "b.onnx", "--supernet", tmp_path / "x.pt"],
+             "does not exist")):
+        r = _cli("export", "--supernet", tmp_path / "w" / "tiny.pt", *args) if "--supernet" not in args \
+            else _cli("export", *args)
+        assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
+        assert needle in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "b.onnx").exists()
