@@ -21,7 +21,7 @@ setup(
     packages=["ofa_profile", "ofa_model", "ofa_profile.device_specs", "ofa_profile.lut_data"],
     package_dir={"ofa_profile.device_specs": "device_specs", "ofa_profile.lut_data": "lut"},
     package_data={
-        "ofa_profile": ["schemas/*.json"],
+        "ofa_profile": ["schemas/*.json", "predictors/*.json"],
         "ofa_profile.device_specs": data_files_of("device_specs"),
         "ofa_profile.lut_data": data_files_of("lut", ("*.json", "*.json.gz", "*.md")),
         "ofa_model": ["*.md", "*.json", "weights/*"],

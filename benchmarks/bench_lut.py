@@ -5,7 +5,7 @@ runtime on a 2-core machine), then calibration on N fresh random subnets and its
 accuracy on M further subnets (target: >= 99 % within +-5 %, >= 90 % within +-3 %).
 
     python benchmarks/bench_lut.py [--devices cpu-ort,cpu-torch,cpu-tflite] [--out-dir lut]
-                                   [--samples 100] [--test-samples 60] [--fresh]
+                                   [--samples 60] [--test-samples 50] [--rounds 2] [--fresh]
 
 Resumable: rerun the same command after an interruption.  Runs one device at a time,
 in this process, pinned to one core at raised priority where permitted.
@@ -28,8 +28,9 @@ def main() -> None:
     ap.add_argument("--devices", default="cpu-ort,cpu-torch,cpu-tflite")
     ap.add_argument("--out-dir", default=str(ROOT / "lut"))
     ap.add_argument("--resolutions", default="all")
-    ap.add_argument("--samples", type=int, default=100)
-    ap.add_argument("--test-samples", type=int, default=60)
+    ap.add_argument("--samples", type=int, default=60)
+    ap.add_argument("--test-samples", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=2, help="passes over the subnets; each figure is their minimum")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--skip-calibration", action="store_true")
@@ -64,7 +65,7 @@ def main() -> None:
             print(f"[{name}] LUT {out.name}: {r.total} ops, {r.measured} measured now in {lut_s:.1f} s "
                   f"({lut_s / max(1, r.measured) * 1000:.0f} ms/op)", flush=True)
             if not args.skip_calibration:
-                rep = calibrate_device(out, prof, args.samples, args.test_samples, seed=args.seed)
+                rep = calibrate_device(out, prof, args.samples, args.test_samples, seed=args.seed, rounds=args.rounds)
                 c, s = rep["test_calibrated"], rep["test_lut_sum"]
                 row.update({"calibration_measure_s": rep["measure_s"], "calibrated": c, "lut_sum": s,
                             "lut_sum_ratio": rep["ratio_lut_sum_to_measured_mean"]})

@@ -11,6 +11,13 @@ Modules, one owner per fact:
   measure    the resumable LUT builder
   calibrate  whole-net calibration stored as plain parameters in the LUT
   devices    device specs (device_specs/*.json) and their validation
+  transports where a device is reached: adb (phones) and ssh (boards); remote_worker runs on the board
+  benchmark_model  the parser of TFLite benchmark_model's output
+  cuda       the PyTorch CUDA runtime (CUDA events, synchronisation, optional CUDA graphs)
+  accuracy   architecture encodings and accuracy predictors stored as plain JSON
+  adapt      few-shot latency models of devices one cannot run on
+  search     constrained evolutionary and multi-objective (frontier) search
+  plots      headless matplotlib figures
   cli        the ``ofa-profile`` command
 """
 __version__ = "0.1.0"

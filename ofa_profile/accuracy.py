@@ -618,6 +618,15 @@ def bundled_predictor_path() -> Path:
     return Path(__file__).resolve().parent.parent / "ofa_model" / "weights" / BUNDLED_PREDICTOR
 
 
+IMAGENET_PREDICTOR = "ofa-mbv3-w1.0-imagenet.json"  # in ofa_profile/predictors/
+
+
+def imagenet_predictor_path() -> Path:
+    """The shipped predictor of OFA's official ImageNet supernet (``ofa_profile/predictors/``), fitted by
+    ``ofa-profile accuracy-predictor`` on ``ofa-w1.0-imagenet-accuracy.csv`` (all rows, seed 0)."""
+    return Path(__file__).resolve().parent / "predictors" / IMAGENET_PREDICTOR
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ofa-profile" / "predictors"
 
@@ -663,6 +672,11 @@ def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | 
     if b.exists():
         say(f"accuracy predictor: bundled {b}")
         return load_accuracy_predictor(b)
+    shipped = imagenet_predictor_path()
+    if shipped.exists():
+        say(f"accuracy predictor: {shipped.name} (fitted on OFA's measured ImageNet top-1 of 2,610 subnets of "
+            f"its official supernet; resolutions 128/160/192 only, so the search stays inside them)")
+        return load_accuracy_predictor(shipped)
     from .paths import shared_data_dir
     sd = shared_data_dir()
     ref = sd / "reference" / "ofa-w1.0-imagenet-accuracy.csv" if sd else None

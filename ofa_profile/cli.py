@@ -153,14 +153,17 @@ def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size:
               help="further subnets measured only to report accuracy")
 @click.option("--resolutions", default=None, help="resolutions to sample [default: all of the LUT]")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--rounds", type=int, default=2, show_default=True,
+              help="passes over the subnets, minutes apart; each subnet's figure is the lowest of its medians")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def calibrate_cmd(device_name: str, lut_path: str | None, samples: int, test_samples: int, resolutions: str | None,
-                  seed: int, quiet: bool, as_json: bool) -> None:
+                  seed: int, rounds: int, quiet: bool, as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
-    Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end (resumable), fits a
-    ridge regression on the first SAMPLES, and reports accuracy on the others.
+    Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end, ROUNDS passes each, keeping
+    each subnet's lowest median (resumable), fits a ridge regression on the first SAMPLES, and
+    reports accuracy on the others.
 
     \b
     Example:
@@ -173,15 +176,16 @@ def calibrate_cmd(device_name: str, lut_path: str | None, samples: int, test_sam
     from .measure import make_profiler
     from .space import parse_resolutions
 
-    if samples < 10 or test_samples < 0:
-        raise click.UsageError("--samples must be >= 10 and --test-samples >= 0")
+    if samples < 10 or test_samples < 0 or rounds < 1:
+        raise click.UsageError("--samples must be >= 10, --test-samples >= 0 and --rounds >= 1")
     dev = load_device(device_name)
     path = Path(lut_path or _default_out(dev.lut_name()))
     if not path.exists():
         fail(f"LUT {path} does not exist; run `ofa-profile measure --device {dev.name} --out {path}` first")
     res = parse_resolutions(resolutions, dev.space) if resolutions else None
     with make_profiler(dev) as prof:
-        rep = calibrate_device(path, prof, samples, test_samples, seed=seed, resolutions=res, progress=not quiet)
+        rep = calibrate_device(path, prof, samples, test_samples, seed=seed, resolutions=res, progress=not quiet,
+                               rounds=rounds)
     rep = {k: v for k, v in rep.items() if k != "samples"}
     if as_json:
         echo_json(rep)
@@ -793,24 +797,40 @@ def _with_options(options: list) -> Any:
 @click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="folder for pareto-<device>-<budget>ms.json and .png")
 @click.option("--no-plot", is_flag=True, help="do not write the PNG")
+@click.option("--verify", is_flag=True,
+              help="measure the chosen subnet on the device and evaluate it with the bundled supernet")
+@click.option("--verify-device", default=None,
+              help="device to measure on for --verify [default: --device, or the LUT's device]")
+@click.option("--supernet", default=None, help="--verify: supernet weights [default: the bundled ofa_model/weights]")
+@click.option("--verify-images", type=int, default=1000, show_default=True,
+              help="--verify: val images to evaluate on (0: all)")
+@click.option("--verify-calib-images", type=int, default=2000, show_default=True,
+              help="--verify: training images for BN recalibration")
+@click.option("--train-data", default=None, help="--verify: training set [default: shared Imagenette]")
+@click.option("--val-data", default=None, help="--verify: validation set [default: shared Imagenette]")
+@click.option("--cache-dir", default=None, help="--verify: decoded-image cache")
 @click.option("--json", "as_json", is_flag=True, help="print {best, frontier, ...} as JSON")
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
                resolutions: str | None, predictor: str | None, accuracy_data: str | None, seed: int, effort: str,
-               n_budgets: int, no_calibration: bool, out_dir: str, no_plot: bool, as_json: bool) -> None:
+               n_budgets: int, no_calibration: bool, out_dir: str, no_plot: bool, verify: bool,
+               verify_device: str | None, supernet: str | None, verify_images: int, verify_calib_images: int,
+               train_data: str | None, val_data: str | None, cache_dir: str | None, as_json: bool) -> None:
     """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
 
     Latency comes from a device's LUT (calibrated where it holds a calibration) or a few-shot adapter;
     accuracy from the accuracy predictor.  Prints the best subnet (spec, predicted latency and accuracy,
     MACs, params) and the frontier; writes the same as JSON, the best subnet alone (<stem>.best.json,
     readable by `--arch` of predict and export) and a frontier plot to --out-dir.
-    A budget nothing meets is one error line naming the fastest latency.  (Measuring the chosen subnet
-    on the device, --verify, is not part of this command yet.)
+    A budget nothing meets is one error line naming the fastest latency.  --verify then measures the chosen
+    subnet end to end on the device (local, adb or ssh) and evaluates its top-1 with the supernet
+    (bundled weights, BN recalibrated, on the validation set it was trained for).
 
     \b
     Example:
       ofa-profile pareto --budget 20ms --device cpu-ort
       ofa-profile pareto --budget 15 --lut my-lut.json --space compofa-mbv3-w1.0 --json
       ofa-profile pareto --budget 8ms --adapter titan.adapter.json --predictor acc.json
+      ofa-profile pareto --budget 20ms --device cpu-ort --verify
     """
     import random
     import time
@@ -858,6 +878,9 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
         files["png"] = str(plot_frontier(out / f"{stem}.png", {src.name: frontier},
                                          {src.name: (src.fn(cloud), pred.predict(cloud))}, budget_ms=budget_ms,
                                          best={src.name: best}, title=f"{sp.name}, seed {seed}"))
+    if verify:
+        result["verify"] = _verify_best(best, budget_ms, verify_device or device_name or src.name, supernet,
+                                        verify_images, verify_calib_images, seed, train_data, val_data, cache_dir)
     files["arch"] = str(out / f"{stem}.best.json")  # readable by --arch of predict / export
     result["files"] = files
     _atomic_json(files["arch"], {**best.as_dict(), "budget_ms": budget_ms, "device": src.name, "seed": seed})
@@ -871,6 +894,16 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     click.echo(f"  latency   {best.latency_ms:.3f} ms (predicted)")
     click.echo(f"  accuracy  {_pct(best.accuracy)} (predicted)")
     click.echo(f"  MACs      {best.macs / 1e6:.1f} M    params {best.params / 1e6:.2f} M")
+    v = result.get("verify")
+    if v:
+        click.echo(f"  measured  {v['measured_latency_ms']:.3f} ms on {v['device']} (IQR {v['iqr_ms']:.3f} ms; "
+                   f"{v['error_pct']:+.1f} % vs predicted; "
+                   f"{'within' if v['within_budget_plus_3pct'] else 'OVER'} budget + 3 %)")
+        if v.get("top1") is not None:
+            click.echo(f"  top-1     {_pct(v['top1'])} on {v['n_val']} {v['dataset']} val images "
+                       f"(supernet {v['supernet']}, BN recalibrated)")
+        else:
+            click.echo(f"  top-1     not evaluated: {v['top1_error']}")
     click.echo(f"frontier: {len(frontier)} subnets (search {t1 - t0:.2f} s, frontier {t2 - t1:.2f} s)")
     click.echo(f"  {'latency_ms':>10}  {'accuracy':>9}  {'MMACs':>7}  {'Mparams':>7}  arch")
     step = max(1, len(frontier) // 25)
@@ -878,6 +911,42 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
         click.echo(f"  {p.latency_ms:10.3f}  {_pct(p.accuracy):>9}  {p.macs / 1e6:7.1f}  {p.params / 1e6:7.2f}  "
                    f"{p.spec.short()}")
     click.echo("wrote " + ", ".join(files.values()))
+
+
+def _verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | None, n_val: int, n_calib: int,
+                 seed: int, train_data: str | None, val_data: str | None, cache_dir: str | None) -> dict:
+    """pareto --verify: measure ``best`` end to end on ``device_ref``; evaluate it with the supernet."""
+    from .devices import load_device
+    from .measure import make_profiler
+
+    dev = load_device(device_ref)
+    _log(f"verify: measuring the chosen subnet on {dev.name} ...")
+    with make_profiler(dev) as prof:
+        m = prof.measure_subnet(best.spec, seed)
+    med = m.median_ms
+    out: dict = {"device": dev.name, "measured_latency_ms": round(med, 4), "iqr_ms": round(m.iqr_ms, 4),
+                 "runs": m.count, "predicted_latency_ms": round(best.latency_ms, 4),
+                 "error_pct": round(100 * (best.latency_ms - med) / med, 3),
+                 "within_budget": med <= budget_ms, "within_budget_plus_3pct": med <= budget_ms * 1.03,
+                 "top1": None}
+    try:
+        from ofa_model.bundle import load_supernet
+        from ofa_model.evaluate import evaluate_spec
+
+        model, info = load_supernet(supernet, space=best.spec.space)
+        if info.classes is None:
+            raise OfaProfileError("the supernet names no classes, so its validation set is unknown")
+        tr, va = _supernet_caches(info, _default_data("train", train_data), _default_data("val", val_data),
+                                  cache_dir)
+        _log(f"verify: evaluating the chosen subnet with {info.path} ...")
+        tm: dict = {}
+        out["top1"] = round(evaluate_spec(model, best.spec, tr, va, n_val=n_val, n_calib=n_calib, timings=tm), 5)
+        out.update({"n_val": tm.get("n_val"), "dataset": (info.manifest or {}).get("dataset") or "validation",
+                    "supernet": info.path, "supernet_sha256": info.sha256})
+    except (OfaProfileError, SystemExit) as exc:
+        out["top1_error"] = str(exc) if str(exc) else "no validation data"
+        _log(f"verify: top-1 not evaluated: {out['top1_error']}")
+    return out
 
 
 @main.group("plot")

@@ -113,7 +113,7 @@ def device_status(spec: DeviceSpec) -> tuple[bool, str]:
         return False, "template: copy it to a new spec file and fill in the connection details"
     if spec.transport == "local":
         from .runtimes import get_runtime
-        return get_runtime(spec.runtime).check()
+        return get_runtime(spec.runtime, spec.cuda or None).check()
     try:
         from . import transports
     except ImportError:  # pragma: no cover

@@ -601,6 +601,7 @@ def _atomic_write(path: Path, data: bytes, what: str) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped LUT is read by everyone
         os.replace(tmp, path)
     except BaseException as exc:
         try:

@@ -74,7 +74,7 @@ class LocalProfiler(Profiler):
         self.device = device
         self.batch_size = batch_size or device.batch_size
         self.timing = timing or device.timing
-        self.runtime = get_runtime(device.runtime)
+        self.runtime = get_runtime(device.runtime, device.cuda or None)
         ok, why = self.runtime.check()
         if not ok:
             raise DeviceError(f"device {device.name} cannot run here: {why}")

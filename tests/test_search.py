@@ -227,3 +227,39 @@ def test_pareto_command_errors_are_one_line(cli_files):
     assert res.exit_code == 1 and "bad latency budget" in res.stderr
     res = CliRunner().invoke(main, base + ["--budget", "9", "--resolutions", "224"])
     assert res.exit_code == 1 and "does not cover resolution(s) [224]" in res.stderr
+
+
+def test_pareto_verify_measures_on_the_device_and_evaluates_with_the_supernet(cli_files, tmp_path):
+    """--verify: a real end-to-end ONNX Runtime measurement and a real evaluation of the chosen subnet."""
+    import json
+
+    import torch
+    from click.testing import CliRunner
+
+    from ofa_model.bundle import save_bundle
+    from ofa_model.supernet import OFAMobileNetV3
+    from ofa_profile.cli import main
+    from test_train import make_folder
+
+    tr, va = make_folder(tmp_path / "train", 6), make_folder(tmp_path / "val", 3, seed=1)
+    torch.manual_seed(0)
+    save_bundle(OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=3), tmp_path / "w", "tiny",
+                classes=("class0", "class1", "class2"), dataset="Synthetic")
+    args = ["pareto", "--budget", "9ms", "--lut", cli_files["lut"], "--predictor", cli_files["predictor"],
+            "--out-dir", str(tmp_path / "out"), "--no-plot", "--effort", "fast", "--n-budgets", "3",
+            "--verify", "--verify-device", "cpu-ort", "--supernet", str(tmp_path / "w" / "tiny.pt"),
+            "--train-data", str(tr), "--val-data", str(va), "--cache-dir", str(tmp_path / "cache"),
+            "--verify-images", "0", "--verify-calib-images", "8"]
+    res = CliRunner().invoke(main, args + ["--json"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    v = obj["verify"]
+    assert v["device"] == "cpu-ort" and v["measured_latency_ms"] > 0 and v["runs"] >= 10
+    assert v["within_budget_plus_3pct"] == (v["measured_latency_ms"] <= 9 * 1.03)
+    assert v["predicted_latency_ms"] == pytest.approx(obj["best"]["latency_ms"], abs=1e-3)
+    assert 0.0 <= v["top1"] <= 1.0 and v["n_val"] == 9 and v["dataset"] == "Synthetic"
+    assert json.loads((tmp_path / "out" / "pareto-fake-a-9ms.json").read_text())["verify"] == v
+    # without weights: the latency is still verified, the missing accuracy is named
+    res = CliRunner().invoke(main, args[:-12] + ["--supernet", str(tmp_path / "none.pt"), "--verify-images", "0"])
+    assert res.exit_code == 0, res.output
+    assert "measured" in res.stdout and "top-1     not evaluated:" in res.stdout and "none.pt" in res.stdout
