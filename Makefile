@@ -32,8 +32,8 @@ demo: setup
 	$(BIN)/ofa-profile measure --device cpu-ort --resolutions 160 --out $(OUT)/demo-cpu-ort.json
 	$(BIN)/ofa-profile calibrate --device cpu-ort --lut $(OUT)/demo-cpu-ort.json --samples 20 --test-samples 10
 	$(BIN)/ofa-profile predict --lut $(OUT)/demo-cpu-ort.json --arch examples/arch-r160.json
-	$(BIN)/ofa-profile pareto --budget 12ms --lut $(OUT)/demo-cpu-ort.json --resolutions 160 --out-dir $(OUT)
-	$(BIN)/ofa-profile pareto --budget 20ms --device cpu-ort --out-dir $(OUT)
+	$(BIN)/ofa-profile pareto --budget 7ms --lut $(OUT)/demo-cpu-ort.json --resolutions 160 --out-dir $(OUT)
+	$(BIN)/ofa-profile pareto --budget 8ms --device cpu-ort --out-dir $(OUT)
 
 # the benchmarks, one after the other (never two at once); figures go in the README
 bench: setup

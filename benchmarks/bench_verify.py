@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--effort", default="full", choices=["fast", "medium", "full"])
     ap.add_argument("--rounds", type=int, default=2, help="passes; each measured figure is their lowest median")
+    ap.add_argument("--drift-subnets", type=int, default=5,
+                    help="calibration test subnets measured again to report the machine's drift")
     ap.add_argument("--cpu", type=int, default=None, help="pin to this core [default: the last one]")
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
@@ -50,7 +52,7 @@ def main() -> None:
     from ofa_profile.lut import load_lut
     from ofa_profile.measure import make_profiler
     from ofa_profile.search import fastest_latency_ms, lut_latency_fn, search
-    from ofa_profile.space import get_space
+    from ofa_profile.space import SubnetSpec, get_space
 
     acc = resolve_accuracy_predictor(log=print)
     report = {"seed": args.seed, "budgets": args.budgets, "devices": {}}
@@ -74,27 +76,40 @@ def main() -> None:
         chosen = [search(sp, lat, acc, b, seed=args.seed, resolutions=res, effort=args.effort) for b in budgets]
         t_search = time.perf_counter() - t0
         meas = [[] for _ in chosen]
+        # the machine's drift since calibration: the first --drift-subnets test subnets of the calibration,
+        # measured again now the same way (their figures then are stored in the LUT)
+        then = [s for s in lut.calibration.get("samples", []) if s.get("split") == "test"][:args.drift_subnets]
+        then_specs = [SubnetSpec.from_ofa(s["arch"], space=lut.space) for s in then]
+        now_ms = [[] for _ in then]
         with make_profiler(dev) as prof:   # as calibration does: the lowest median of 2 passes
             for r in range(args.rounds):
+                for j, s in enumerate(then_specs):
+                    now_ms[j].append(prof.measure_subnet(s, args.seed).median_ms)
                 order = list(range(len(chosen)))
                 for i in (order[::-1] if r % 2 else order):
                     meas[i].append(prof.measure_subnet(chosen[i].spec, args.seed))
+        drift = float(np.median([min(n) / s["measured_ms"] for n, s in zip(now_ms, then)])) if then else 1.0
+        print(f"  drift: {len(then)} calibration test subnets measure {drift:.3f} x their figures at calibration "
+              f"time ({lut.created_utc})")
         for b, best, ms in zip(budgets, chosen, meas):
             m = min(ms, key=lambda x: x.median_ms)
             ok = m.median_ms <= b * 1.03
-            rows.append({"budget_ms": b, "arch": best.spec.canonical().to_ofa(), "predicted_ms": best.latency_ms,
+            ok_drift = m.median_ms / drift <= b * 1.03
+            rows.append({"ok_drift_corrected": ok_drift, "budget_ms": b, "arch": best.spec.canonical().to_ofa(), "predicted_ms": best.latency_ms,
                          "measured_ms": m.median_ms, "pass_medians_ms": [x.median_ms for x in ms],
                          "iqr_ms": m.iqr_ms, "runs": m.count,
                          "error_pct": 100 * (best.latency_ms - m.median_ms) / m.median_ms, "ok": ok})
             print(f"  {b:8.2f} {best.latency_ms:9.2f} {m.median_ms:9.2f} {m.iqr_ms:6.2f} "
                   f"{rows[-1]['error_pct']:+6.2f}  {'yes' if ok else 'NO'}", flush=True)
         n_ok = sum(r["ok"] for r in rows)
+        n_ok_d = sum(r["ok_drift_corrected"] for r in rows)
         err = np.abs([r["error_pct"] for r in rows])
         print(f"  {name}: measured within budget + 3 % on {n_ok}/{len(rows)} budgets ({n_ok / len(rows):.0%}; "
               f"target >= 95 %); within budget on {sum(r['measured_ms'] <= r['budget_ms'] for r in rows)}/"
               f"{len(rows)}; |prediction error| mean {err.mean():.2f} %, max {err.max():.2f} %; "
               f"search {t_search:.0f} s, all {time.perf_counter() - t0:.0f} s")
-        report["devices"][name] = {"rows": rows, "ok": n_ok, "n": len(rows),
+        print(f"  {name}: divided by the drift ({drift:.3f}), within budget + 3 % on {n_ok_d}/{len(rows)} budgets")
+        report["devices"][name] = {"rows": rows, "ok": n_ok, "n": len(rows), "drift": drift, "ok_drift_corrected": n_ok_d,
                                    "mean_abs_error_pct": float(err.mean()), "max_abs_error_pct": float(err.max())}
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")

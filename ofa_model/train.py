@@ -258,7 +258,6 @@ def _evaluate_quick(model, specs, train_cache, val_cache, cfg: TrainConfig, devi
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) a training run; returns the path of the final supernet weights (``supernet.pt``)."""
-    import numpy as np
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F

@@ -31,7 +31,6 @@ import csv
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -418,18 +417,8 @@ class AccuracyPredictor:
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor as JSON, atomically."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_json(), f, separators=(",", ":"))
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return p
+        from .atomic import write_json_atomic
+        return write_json_atomic(path, self.to_json(), indent=None)
 
 
 def load_accuracy_predictor(path: str | Path) -> AccuracyPredictor:

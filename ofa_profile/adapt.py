@@ -26,8 +26,6 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -293,19 +291,8 @@ class LatencyAdapter:
                    prior=obj.get("prior"), info=dict(obj.get("info", {})))
 
     def save(self, path: str | Path) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_json(), f, indent=2)
-                f.write("\n")
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return p
+        from .atomic import write_json_atomic
+        return write_json_atomic(path, self.to_json(), indent=2)
 
 
 def load_adapter(path: str | Path) -> LatencyAdapter:

@@ -13,13 +13,12 @@ head), of each stage, the number of active blocks, and the resolution.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .errors import OfaProfileError
 from .ops import subnet_ops

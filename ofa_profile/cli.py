@@ -8,7 +8,6 @@ Heavy imports happen inside the commands.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
@@ -714,21 +713,8 @@ def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int
 # -- search, plots, few-shot adaptation, accuracy predictors (ofa_profile.search/plots/adapt/accuracy) -------
 
 def _atomic_json(path: Any, obj: Any) -> None:
-    import os
-    import tempfile
-    from pathlib import Path
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .atomic import write_json_atomic
+    write_json_atomic(path, obj)
 
 
 def _log(msg: str) -> None:

@@ -19,11 +19,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from .devices import DeviceError, DeviceSpec, device_status
+from .devices import DeviceError, DeviceSpec
 from .errors import OfaProfileError
-from .ops import Op, enumerate_ops, parse_key
+from .ops import Op, enumerate_ops
 from .space import SubnetSpec, get_space
 from .timing import Measurement, TimingConfig, fingerprint, fingerprint_mismatch, fix_malloc, measure_callable, set_threads
 

@@ -10,11 +10,10 @@ Inputs are plain arrays and the package's records (:class:`~ofa_profile.search.S
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from .atomic import atomic_path
 from .errors import OfaProfileError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,16 +38,11 @@ def _save(fig: Any, path: str | Path) -> Path:
     """Write the figure as PNG atomically (temp file in the same folder, then rename)."""
     plt = _plt()
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp.png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=_DPI, format="png", bbox_inches="tight")
-        os.replace(tmp, p)
+        with atomic_path(p, suffix=".tmp.png") as tmp:
+            fig.savefig(tmp, dpi=_DPI, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p
 
 

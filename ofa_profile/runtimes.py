@@ -193,21 +193,12 @@ def export_onnx(module: Any, example: Any, path: str | os.PathLike, opset: int =
     """
     import torch
 
+    from .atomic import atomic_path
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module.eval(), (example,), tmp, dynamo=False, opset_version=opset,
-                              input_names=["input"], output_names=["output"], do_constant_folding=True)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (example,), str(tmp), dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["output"], do_constant_folding=True)
     return path
 
 

@@ -21,11 +21,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_path
 from .errors import OfaProfileError
 
 __all__ = ["TfliteModel", "TfliteWriteError", "write_tflite", "tflite_bytes", "load_schema"]
@@ -397,16 +397,7 @@ def write_tflite(module: Any, example_input: Any, path: str | os.PathLike) -> Tf
     """
     data, in_shape, out_shape, n_ops = _build_model(module, example_input)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return TfliteModel(path, in_shape, out_shape, n_ops, data.nbytes)

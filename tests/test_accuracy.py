@@ -189,3 +189,25 @@ def test_accuracy_predictor_command(tmp_path):
     assert rep["held_out"]["n"] == 40 and rep["held_out"]["n_train"] == 160
     pred = load_accuracy_predictor(out)
     assert pred.info["n_train"] == 200 and pred.info["held_out"]["kendall_tau"] == rep["held_out"]["kendall_tau"]
+
+
+def test_shipped_imagenet_predictor_loads_and_matches_ofa_measurements(shared_data):
+    """ofa_profile/predictors/: fitted on OFA's ImageNet accuracies, the default when no supernet predictor
+    is bundled (so `pareto` works in a plain `pip install`)."""
+    import numpy as np
+
+    from ofa_profile.accuracy import (bundled_predictor_path, imagenet_predictor_path, load_accuracy_predictor,
+                                      resolve_accuracy_predictor)
+    from ofa_profile.space import get_space
+    p = imagenet_predictor_path()
+    assert p.exists() and p.stat().st_mode & 0o044 == 0o044          # readable by everyone once installed
+    pred = load_accuracy_predictor(p)
+    assert tuple(pred.trained_resolutions) == (128, 160, 192)
+    ds = read_accuracy_csv(shared_data / "reference" / "ofa-w1.0-imagenet-accuracy.csv")
+    err = np.abs(pred.predict(list(ds.specs)) - np.asarray(ds.accuracy))
+    assert np.mean(err <= 0.01) >= 0.95 and err.max() < 0.03
+    sp = get_space("ofa-mbv3-w1.0")
+    big, small = pred.predict([sp.largest(192), sp.smallest(128)])
+    assert big > small + 0.05
+    if not bundled_predictor_path().exists():
+        assert resolve_accuracy_predictor().info == pred.info
