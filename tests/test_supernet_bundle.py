@@ -231,3 +231,12 @@ def test_cli_train_help_accuracy_dataset_and_errors(runs, tmp_path):
     wrong = make_folder(tmp_path / "wrong", 2, n_classes=4)
     err = _one_line_error(_cli(*[str(x) if x != tr else str(wrong) for x in args]))
     assert "classes" in err
+
+
+def test_shipped_bundle_loads_and_verifies_its_sha256():
+    from ofa_model.bundle import bundled_weights_path
+    if not bundled_weights_path().exists():
+        pytest.skip("no bundled weights in this checkout")
+    model, info = load_bundled_supernet()
+    assert info.verified and info.n_classes == 10 and info.space == "ofa-mbv3-w1.0"
+    assert info.sha256 == sha256_file(bundled_weights_path()) and len(info.classes) == 10
