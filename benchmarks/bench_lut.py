@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,13 +36,8 @@ def main() -> None:
     ap.add_argument("--cpu", type=int, default=None, help="pin to this core [default: the last one]")
     args = ap.parse_args()
 
-    if hasattr(os, "sched_setaffinity"):
-        cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-    try:
-        os.nice(-10)
-    except (PermissionError, OSError):
-        pass
+    from _pin import pin_to_one_core
+    pin_to_one_core(args.cpu)
 
     from ofa_profile.calibrate import calibrate_device
     from ofa_profile.devices import load_device

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,12 +41,10 @@ def main() -> None:
     ap.add_argument("--cpu", type=int, default=None)
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
-    try:
-        os.nice(-10)
-    except (PermissionError, OSError):
-        pass
+    if args.repeats < 2 or args.subnets < 1:
+        ap.error("--repeats must be >= 2 (pairs of repeats are compared) and --subnets >= 1")
+    from _pin import pin_to_one_core
+    pin_to_one_core(args.cpu)
 
     from ofa_profile.calibrate import sample_specs
     from ofa_profile.devices import load_device

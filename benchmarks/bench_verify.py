@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,12 +37,8 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
 
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))})
-    try:
-        os.nice(-10)
-    except (PermissionError, OSError):
-        pass
+    from _pin import pin_to_one_core
+    pin_to_one_core(args.cpu)
 
     import numpy as np
 

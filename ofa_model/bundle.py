@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ofa_profile.atomic import write_bytes_atomic, write_text_atomic
+
 from .supernet import WeightsError
 
 __all__ = ["BUNDLE_FORMAT", "DEFAULT_NAME", "weights_dir", "bundled_weights_path", "sha256_file", "SupernetInfo",
@@ -84,17 +86,6 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return man
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_bundle(model, out_dir: str | os.PathLike, name: str = DEFAULT_NAME, *,
                 classes: Sequence[str] | None = None, recipe: Mapping[str, Any] | None = None,
                 resolutions: Sequence[int] | None = None, dataset: str | None = None,
@@ -109,13 +100,13 @@ def save_bundle(model, out_dir: str | os.PathLike, name: str = DEFAULT_NAME, *,
     wpath = out / f"{name}.pt"
     buf = io.BytesIO()      # in memory: the archive's inner name (and so the sha256) does not depend on the path
     torch.save({"format": BUNDLE_FORMAT, "state_dict": sd, "meta": meta}, buf)
-    _atomic_write_bytes(wpath, lambda t: Path(t).write_bytes(buf.getvalue()))
+    write_bytes_atomic(wpath, buf.getvalue())
     man = {"format": BUNDLE_FORMAT, "file": wpath.name, "sha256": sha256_file(wpath), "bytes": wpath.stat().st_size,
            "space": model.space.name, "ofa_id": model.space.ofa_id, "n_classes": model.n_classes,
            "classes": list(classes) if classes else None, "dtype": "float16" if fp16 else "float32",
            "dataset": dataset, "recipe": dict(recipe or {}),
            "resolutions": list(resolutions or model.space.resolutions), **dict(extra or {})}
-    _atomic_write_bytes(out / MANIFEST, lambda t: Path(t).write_text(json.dumps(man, indent=1) + "\n"))
+    write_text_atomic(out / MANIFEST, json.dumps(man, indent=1) + "\n")
     return man
 
 

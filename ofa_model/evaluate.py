@@ -100,13 +100,11 @@ def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 
 
 
 def _write_csv_atomic(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
+    from ofa_profile.atomic import atomic_path
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def dataset_spec(space: str, seed: int, index: int, resolutions: Sequence[int]) -> SubnetSpec:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import SubnetSpec
 
@@ -101,10 +102,9 @@ def _bns(module):
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def _atomic_target(out: Path) -> Path:
+def _check_out_folder(out: Path) -> None:
     if not out.parent.exists():
         raise OfaProfileError(f"output folder {out.parent} does not exist; create it or choose another --out")
-    return out.with_name(f".{out.name}.{os.getpid()}.tmp")
 
 
 def _diffs(ref, got) -> tuple[float, float]:
@@ -123,9 +123,9 @@ def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapp
     import onnx
     import torch
     out = Path(out)
-    tmp = _atomic_target(out)
+    _check_out_folder(out)
     x = example_input(spec, seed)
-    try:
+    with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)   # the legacy exporter is the fast one (0.1 s)
             torch.onnx.export(sub, (x,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
@@ -144,10 +144,6 @@ def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapp
             got = sess.run(None, {"input": x.numpy()})[0]
             with torch.no_grad():
                 diff = _diffs(sub(x).numpy(), got)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out, diff[0], diff[1]
 
 
@@ -157,20 +153,16 @@ def export_tflite(sub, spec: SubnetSpec, out: str | os.PathLike, *, check: bool 
     import torch
     from ofa_profile import tflite
     out = Path(out)
-    tmp = _atomic_target(out)
+    _check_out_folder(out)
     x = example_input(spec, seed)
     mod = to_blocks_module(sub, spec)
-    try:
+    with atomic_path(out) as tmp:
         tflite.write_tflite(mod, x, tmp)
         diff = (None, None)
         if check:
             got = _run_tflite(tmp, x)
             with torch.no_grad():
                 diff = _diffs(sub(x).numpy(), got)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out, diff[0], diff[1]
 
 
