@@ -14,7 +14,12 @@ the six settings and k = 10, 20, fit on k seeded random subnets, score on the ot
   ceiling    (reference, not few-shot) the arch model fitted on 4,000 rows of the target device itself,
              scored on the other 1,000: what the features can reach given the measurement noise
 
-    python benchmarks/bench_predictors.py [--seeds 20] [--skip-accuracy] [--skip-adapt] [--json]
+Part 3 (ofa_model/weights/accuracy-dataset.csv, the bundled supernet's own accuracy dataset, when shipped):
+the same seeded 80/20 split and models, next to two baselines on the same 20 %: rank by MACs, and the
+shipped ImageNet predictor; with the label noise of the fixed val subset (binomial standard error) beside
+the spread of the accuracies, which bounds what any predictor can reach.
+
+    python benchmarks/bench_predictors.py [--seeds 20] [--skip-accuracy] [--skip-adapt] [--skip-bundled] [--json]
 
 Figures: seed 0, and mean / min over --seeds seeds.  Nothing here is timed against a target.
 """
@@ -129,12 +134,62 @@ def _gbm_ceiling(a, y):
     return score_latency(m.predict(X[te]), y[te])
 
 
+def bundled_part(csv_path: Path, seed: int) -> dict:
+    import csv
+    import math
+
+    import numpy as np
+    from scipy.stats import kendalltau, spearmanr
+
+    from ofa_profile.accuracy import (MODELS, ArchArrays, evaluate_accuracy_predictor, fit_accuracy_predictor,
+                                      imagenet_predictor_path, load_accuracy_predictor, read_accuracy_csv,
+                                      split_dataset)
+    from ofa_profile.search import macs_table
+
+    ds = read_accuracy_csv(csv_path)
+    tr, te = split_dataset(ds, 0.2, seed=seed)
+    acc = np.asarray(ds.accuracy, dtype=float)
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    n_val = int(rows[0]["n_val"])
+    p = float(acc.mean())
+    out = {"csv": str(csv_path), "rows": len(ds), "n_train": len(tr), "n_test": len(te), "split_seed": seed,
+           "n_val": n_val, "accuracy_mean": p, "accuracy_std": float(acc.std()),
+           "accuracy_min": float(acc.min()), "accuracy_max": float(acc.max()),
+           "label_se": math.sqrt(p * (1 - p) / n_val), "ours": {}}
+    print(f"\nbundled accuracy dataset {csv_path.name}: {len(ds)} subnets (train {len(tr)} / test {len(te)}), "
+          f"top-1 {100 * acc.min():.1f}..{100 * acc.max():.1f} % (mean {100 * p:.1f}, std {100 * acc.std():.2f} pt); "
+          f"label noise of {n_val} val images: SE {100 * out['label_se']:.2f} pt")
+    yt = np.asarray(te.accuracy, dtype=float)
+    macs = macs_table(te.specs[0].space).total(ArchArrays.from_specs(list(te.specs)))
+    out["macs_baseline"] = {"kendall_tau": float(kendalltau(macs, yt).statistic),
+                            "spearman": float(spearmanr(macs, yt).statistic)}
+    print(f"  {'predictor':32s} {'Kendall':>8} {'Spearman':>9} {'RMSE':>8}")
+    print(f"  {'rank by MACs':32s} {out['macs_baseline']['kendall_tau']:8.4f} {out['macs_baseline']['spearman']:9.4f} "
+          f"{'-':>8}")
+    ip = imagenet_predictor_path()
+    if ip.exists():
+        s = evaluate_accuracy_predictor(load_accuracy_predictor(ip), te).as_dict()
+        out["imagenet_predictor"] = s
+        print(f"  {'shipped ImageNet predictor':32s} {s['kendall_tau']:8.4f} {s['spearman']:9.4f} {s['rmse']:8.5f}")
+    for model in MODELS:
+        pr = fit_accuracy_predictor(tr, model=model, encoding="onehot-depth-r", seed=seed)
+        s = evaluate_accuracy_predictor(pr, te).as_dict()
+        out["ours"][model] = s
+        print(f"  {model + ' (onehot-depth-r)':32s} {s['kendall_tau']:8.4f} {s['spearman']:9.4f} {s['rmse']:8.5f}",
+              flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=20, help="seeds of the k-samples (figures: seed 0, mean, min)")
     ap.add_argument("--split-seed", type=int, default=0, help="seed of the 80/20 accuracy split")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-adapt", action="store_true")
+    ap.add_argument("--skip-bundled", action="store_true")
+    ap.add_argument("--bundled-data", default=str(ROOT / "ofa_model" / "weights" / "accuracy-dataset.csv"),
+                    help="the bundled supernet's accuracy CSV (part 3)")
     ap.add_argument("--json", dest="json_out", default=None, help="also write all figures to this JSON file")
     args = ap.parse_args()
 
@@ -148,6 +203,11 @@ def main() -> None:
         res["accuracy"] = accuracy_part(ref, args.split_seed)
     if not args.skip_adapt:
         res["adapt"] = adapt_part(ref, args.seeds)
+    if not args.skip_bundled:
+        if Path(args.bundled_data).exists():
+            res["bundled"] = bundled_part(Path(args.bundled_data), args.split_seed)
+        else:
+            print(f"\n(part 3 skipped: no {args.bundled_data})")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(res, indent=2) + "\n")
 

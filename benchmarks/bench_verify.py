@@ -8,7 +8,10 @@ calibration measures) and count the budgets whose measured latency is
 within budget + 3 % (target: >= 95 % of 20 budgets).  Also prints the prediction error of each chosen subnet.
 
     python benchmarks/bench_verify.py [--devices cpu-ort,cpu-torch,cpu-tflite] [--budgets 20] [--seed 0]
-                                      [--json FILE]
+                                      [--margin PCT|auto] [--json FILE]
+
+--margin searches under budget x (1 - PCT/100) as `pareto --margin` does ('auto': the 90th percentile of the
+calibrated LUT's under-predictions on its held-out subnets); the count is still against the full budget.
 
 Pinned to one core at raised priority where permitted: run it alone.
 """
@@ -34,6 +37,7 @@ def main() -> None:
     ap.add_argument("--drift-subnets", type=int, default=5,
                     help="calibration test subnets measured again to report the machine's drift")
     ap.add_argument("--cpu", type=int, default=None, help="pin to this core [default: the last one]")
+    ap.add_argument("--margin", default="0", help="safety margin in percent, or 'auto' (as pareto --margin)")
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
 
@@ -46,7 +50,7 @@ def main() -> None:
     from ofa_profile.devices import load_device
     from ofa_profile.lut import load_lut
     from ofa_profile.measure import make_profiler
-    from ofa_profile.search import fastest_latency_ms, lut_latency_fn, search
+    from ofa_profile.search import fastest_latency_ms, lut_latency_fn, resolve_latency_source, search
     from ofa_profile.space import SubnetSpec, get_space
 
     acc = resolve_accuracy_predictor(log=print)
@@ -63,12 +67,14 @@ def main() -> None:
         fastest, _ = fastest_latency_ms(sp, lat, res)
         slowest = float(lat([sp.largest(max(res))])[0])
         budgets = [float(b) for b in np.linspace(fastest, slowest, args.budgets + 1)[1:]]
+        margin = resolve_latency_source(name).auto_margin_pct() if args.margin == "auto" else float(args.margin)
         rows = []
         print(f"\n{name}: {len(budgets)} budgets {budgets[0]:.2f}..{budgets[-1]:.2f} ms, resolutions "
-              f"{res[0]}..{res[-1]}")
+              f"{res[0]}..{res[-1]}, margin {margin:.1f} %")
         print(f"  {'budget':>8} {'predicted':>9} {'measured':>9} {'IQR':>6} {'err %':>6}  within budget+3 %")
         t0 = time.perf_counter()
-        chosen = [search(sp, lat, acc, b, seed=args.seed, resolutions=res, effort=args.effort) for b in budgets]
+        chosen = [search(sp, lat, acc, b * (1 - margin / 100), seed=args.seed, resolutions=res, effort=args.effort)
+                  for b in budgets]
         t_search = time.perf_counter() - t0
         meas = [[] for _ in chosen]
         # the machine's drift since calibration: the first --drift-subnets test subnets of the calibration,
@@ -104,7 +110,7 @@ def main() -> None:
               f"{len(rows)}; |prediction error| mean {err.mean():.2f} %, max {err.max():.2f} %; "
               f"search {t_search:.0f} s, all {time.perf_counter() - t0:.0f} s")
         print(f"  {name}: divided by the drift ({drift:.3f}), within budget + 3 % on {n_ok_d}/{len(rows)} budgets")
-        report["devices"][name] = {"rows": rows, "ok": n_ok, "n": len(rows), "drift": drift, "ok_drift_corrected": n_ok_d,
+        report["devices"][name] = {"margin_pct": margin, "mean_predicted_accuracy": float(np.mean([c.accuracy for c in chosen])), "rows": rows, "ok": n_ok, "n": len(rows), "drift": drift, "ok_drift_corrected": n_ok_d,
                                    "mean_abs_error_pct": float(err.mean()), "max_abs_error_pct": float(err.max())}
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")

@@ -117,7 +117,7 @@ def run_batch(dev, b: int, args, deadline: float) -> dict | None:
                 return None
             r = measure_lut(dev, out, res, batch_size=b, seed=args.seed, progress=not args.quiet, profiler=prof,
                             limit=args.chunk)
-            if r.measured + r.reused >= r.total:
+            if r.complete:
                 break
         row["lut_s_this_run"] = round(time.perf_counter() - t0, 1)
         row["ops"] = r.total

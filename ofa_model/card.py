@@ -407,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               --standalone runs/alone-largest --standalone runs/alone-smallest
         """
         from ofa_profile.space import parse_resolutions
+        from ofa_profile.timing import fix_malloc
+        fix_malloc()
         res = parse_resolutions(resolutions)
         p = build_card(run_dir, train_data, val_data, out_dir, name=name, dataset=dataset,
                        standalone_dirs=standalone_dirs, resolutions=res, n_random=n_random, n_calib=n_calib,

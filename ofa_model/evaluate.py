@@ -28,7 +28,8 @@ __all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_datase
            "CSV_FIELDS", "PARTIAL_SUFFIX"]
 
 CSV_FIELDS = ("index", "space", "seed", "r", "d", "ks", "e", "accuracy", "macs", "params", "n_val", "n_calib",
-              "arch")
+              "batch_size", "arch")
+ORT_CHUNK = 8   # images per onnxruntime call: small batches stay in cache (~1.5x the img/s of 100 on one core)
 PARTIAL_SUFFIX = ".partial.csv"
 
 
@@ -53,11 +54,15 @@ def val_subset(n_total: int, n_val: int, seed: int = 0) -> list[int]:
 def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 0, n_calib: int = 2000,
                   batch_size: int = 100, device=None, resolution: int | None = None, val_seed: int = 0,
                   calib_seed: int = 0, val_indices: Sequence[int] | None = None,
-                  timings: dict | None = None) -> float:
+                  timings: dict | None = None, engine: str = "auto") -> float:
     """Top-1 (fraction) of ``spec`` from supernet ``model``: extract, recalibrate BN on ``n_calib`` augmented
     training images (seeded, as OFA does), evaluate centre crops of the fixed val subset.
     ``resolution`` overrides ``spec.r`` (CPU recipes below the space's range).  ``timings``, when given, receives
-    ``extract_s``, ``calib_s`` and ``eval_s`` (wall seconds, synchronised on CUDA)."""
+    ``extract_s``, ``calib_s`` and ``eval_s`` (wall seconds, synchronised on CUDA).
+
+    ``engine`` runs the val pass: ``"torch"``, ``"onnxruntime"`` (the recalibrated subnet exported in memory;
+    about 3x faster than torch eager on one CPU thread, same logits to float tolerance) or ``"auto"``
+    (onnxruntime on CPU where it is installed, else torch).  BN recalibration always runs in torch."""
     import numpy as np
     import torch
 
@@ -89,14 +94,61 @@ def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 
     t2 = now()
     idx = val_indices if val_indices is not None else val_subset(len(val_cache), n_val, val_seed)
     correct = seen = 0
+    run = _ort_runner(sub.eval(), r) if _use_ort(engine, dev_type) else None
     with torch.no_grad():
         for x, y in eval_batches(val_cache, r, batch_size, idx):
-            pred = sub(x.to(device)).argmax(1).cpu()
+            logits = torch.from_numpy(run(x.numpy())) if run is not None else sub(x.to(device)).cpu()
+            pred = logits.argmax(1)
             correct += int((pred == y).sum())
             seen += y.numel()
     if timings is not None:
         timings.update({"extract_s": t1 - t0, "calib_s": t2 - t1, "eval_s": now() - t2, "n_val": seen})
     return correct / max(1, seen)
+
+
+ENGINES = ("auto", "torch", "onnxruntime")
+
+
+def _use_ort(engine: str, dev_type: str) -> bool:
+    from ofa_profile.errors import OfaProfileError
+    if engine not in ENGINES:
+        raise OfaProfileError(f"unknown evaluation engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if engine == "torch" or (engine == "auto" and dev_type != "cpu"):
+        return False
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        if engine == "onnxruntime":
+            raise OfaProfileError("engine onnxruntime asked for but onnxruntime is not installed; "
+                                  "pip install onnxruntime or use --engine torch") from None
+        return False
+    return True
+
+
+def _ort_runner(sub, r: int):
+    """A function NCHW float32 array -> logits array: ``sub`` exported to ONNX in memory, run by onnxruntime
+    with the process's torch thread count."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(sub.cpu(), torch.zeros(1, 3, r, r), buf, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = torch.get_num_threads()
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+    import numpy as np
+
+    def run(x):
+        return np.concatenate([sess.run(["logits"], {"input": x[i:i + ORT_CHUNK]})[0]
+                               for i in range(0, len(x), ORT_CHUNK)])
+    return run
 
 
 def _write_csv_atomic(rows: list[dict], path: Path) -> None:
@@ -134,7 +186,8 @@ def _read_rows(path: Path) -> list[dict]:
 def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, n_subnets: int, seed: int = 0,
                      resolutions: Sequence[int] | None = None, n_val: int = 1000, n_calib: int = 2000,
                      batch_size: int = 100, device=None, shard: tuple[int, int] = (0, 1),
-                     space: str | None = None, progress: bool = False, resume: bool = True) -> Path:
+                     space: str | None = None, progress: bool = False, resume: bool = True,
+                     engine: str = "auto") -> Path:
     """Evaluate ``n_subnets`` seeded random subnets and write the CSV (``CSV_FIELDS``) atomically.
     Returns the CSV path.  ``space`` defaults to the supernet's space.  With ``resume`` rows already in the
     output or its partial file are kept, not re-evaluated."""
@@ -157,10 +210,10 @@ def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, 
                 if i not in wanted:
                     continue
                 spec = dataset_spec(sp.name, seed, i, res)
-                if (row["space"], int(row["seed"]), row["arch"], int(row["n_val"]), int(row["n_calib"])) != \
-                        (sp.name, seed, spec.short(), len(val_idx), n_calib):
+                if (row["space"], int(row["seed"]), row["arch"], int(row["n_val"]), int(row["n_calib"]),
+                        int(row["batch_size"])) != (sp.name, seed, spec.short(), len(val_idx), n_calib, batch_size):
                     raise OfaProfileError(f"{src} holds row {i} of another run (seed/space/resolutions/--n-val/"
-                                          f"--n-calib differ); choose another --out or delete it")
+                                          f"--n-calib/--batch-size differ); choose another --out or delete it")
                 done[i] = row
     else:
         partial.unlink(missing_ok=True)
@@ -179,11 +232,12 @@ def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, 
         for i in it:
             spec = dataset_spec(sp.name, seed, i, res)
             top1 = evaluate_spec(model, spec, train_cache, val_cache, n_calib=n_calib, batch_size=batch_size,
-                                 device=device, val_indices=val_idx, calib_seed=seed)
+                                 device=device, val_indices=val_idx, calib_seed=seed, engine=engine)
             macs, params = subnet_macs_params(spec, n_classes)
             row = {"index": i, "space": sp.name, "seed": seed, "r": spec.r, "d": json.dumps(list(spec.d)),
                    "ks": json.dumps(list(spec.ks)), "e": json.dumps(list(spec.e)), "accuracy": round(top1, 6),
-                   "macs": macs, "params": params, "n_val": len(val_idx), "n_calib": n_calib, "arch": spec.short()}
+                   "macs": macs, "params": params, "n_val": len(val_idx), "n_calib": n_calib, "batch_size": batch_size,
+                   "arch": spec.short()}
             pw.writerow(row)
             pf.flush()
             done[i] = {k2: str(v) for k2, v in row.items()}

@@ -274,6 +274,8 @@ def train(cfg: TrainConfig) -> Path:
         device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{local_rank}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    from ofa_profile.timing import fix_malloc
+    fix_malloc()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":

@@ -616,6 +616,24 @@ def imagenet_predictor_path() -> Path:
     return Path(__file__).resolve().parent / "predictors" / IMAGENET_PREDICTOR
 
 
+def _bundled_predictor_mismatch(pred: "AccuracyPredictor") -> str | None:
+    """Why the bundled predictor does not belong to the bundled weights (None: it does).  It records the
+    sha256 of the supernet its dataset was measured with; weights retrained since make it stale."""
+    import json
+    want = pred.info.get("supernet_sha256")
+    if not want:
+        return "it records no supernet sha256"
+    man = bundled_predictor_path().parent / "manifest.json"
+    try:
+        have = json.loads(man.read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return f"{man} is unreadable"
+    if have != want:
+        return (f"it was fitted for supernet sha256 {want[:12]}..., the bundled weights are {str(have)[:12]}...; "
+                f"rebuild it with `ofa-profile accuracy-dataset` + `ofa-profile accuracy-predictor --supernet bundled`")
+    return None
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ofa-profile" / "predictors"
 
@@ -659,8 +677,12 @@ def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | 
         return fit_cached(data, model=model, seed=seed)
     b = bundled_predictor_path()
     if b.exists():
-        say(f"accuracy predictor: bundled {b}")
-        return load_accuracy_predictor(b)
+        pred = load_accuracy_predictor(b)
+        stale = _bundled_predictor_mismatch(pred)
+        if stale is None:
+            say(f"accuracy predictor: bundled {b} (fitted on the bundled supernet's accuracy dataset)")
+            return pred
+        say(f"accuracy predictor: not the bundled {b.name}: {stale}")
     shipped = imagenet_predictor_path()
     if shipped.exists():
         say(f"accuracy predictor: {shipped.name} (fitted on OFA's measured ImageNet top-1 of 2,610 subnets of "

@@ -94,13 +94,16 @@ def _default_out(device_name: str) -> str:
 @click.option("--batch-size", type=int, default=None, help="batch size [default: the device's first]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the block weights and inputs")
 @click.option("--fresh", is_flag=True, help="discard a journal or LUT at --out and start over")
-@click.option("--limit", type=int, default=None, help="stop after N newly measured ops (rerun to continue)")
+@click.option("--limit", type=int, default=None, help="stop after N new measurements (rerun to continue)")
+@click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
+                   "shared machine: a block is then only inflated if it was slow in every pass)")
 @click.option("--benchmark-binary", default=None, help="phones: path of a benchmark_model binary to push")
 @click.option("--serial", default=None, help="phones: adb serial of the device to use")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
-                limit: int | None, benchmark_binary: str | None, serial: str | None, quiet: bool, as_json: bool) -> None:
+                limit: int | None, passes: int, benchmark_binary: str | None, serial: str | None, quiet: bool, as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
 
     Resumable: a killed run keeps every finished block in DEVICE.json.journal.jsonl and a
@@ -110,6 +113,7 @@ def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size:
     Example:
       ofa-profile measure --device cpu-ort --resolutions 160,224 --out cpu-ort.json
       ofa-profile measure --device pixel --benchmark-binary ./benchmark_model
+      ofa-profile measure --device cpu-ort --passes 3 --fresh
     """
     from pathlib import Path
 
@@ -130,17 +134,17 @@ def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size:
     prof = make_profiler(dev, batch_size=batch_size, **kw)
     try:
         r = measure_lut(dev, out_path, res, batch_size=batch_size, seed=seed, progress=not quiet, fresh=fresh,
-                        profiler=prof, limit=limit)
+                        profiler=prof, limit=limit, passes=passes)
     finally:
         prof.close()
     summary = {"lut": str(r.lut_path), "device": dev.name, "measured": r.measured, "reused": r.reused,
-               "total": r.total, "complete": r.measured + r.reused == r.total, "elapsed_s": round(r.elapsed_s, 1)}
+               "total": r.total, "passes": passes, "complete": r.complete, "elapsed_s": round(r.elapsed_s, 1)}
     if as_json:
         echo_json(summary)
     else:
         state = "complete" if summary["complete"] else "partial (rerun to continue)"
-        click.echo(f"{r.lut_path}: {r.measured} measured, {r.reused} reused of {r.total} ops, {state}, "
-                   f"{r.elapsed_s:.1f} s")
+        what = f"{r.measured} measurements ({passes} passes)" if passes > 1 else f"{r.measured} measured"
+        click.echo(f"{r.lut_path}: {what}, {r.reused} reused of {r.total} ops, {state}, {r.elapsed_s:.1f} s")
 
 
 @main.command("calibrate")
@@ -323,8 +327,13 @@ def _torch_device(name: str) -> str:
 @click.option("--cache-dir", default=None, help="decoded-image cache [default: ~/.cache/ofa-profile/images]")
 @click.option("--n-val", type=int, default=1000, show_default=True, help="fixed seeded val subset (0: all)")
 @click.option("--n-calib", type=int, default=2000, show_default=True, help="BN recalibration images per subnet")
-@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--batch-size", type=int, default=None,
+              help="images per BN-recalibration batch [default: 25 on CPU (twice the img/s of 100 on one core), "
+                   "100 on CUDA]")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 ... (auto: cuda if present)")
+@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="runs the val pass (auto: onnxruntime on CPU, ~3x faster than torch eager; BN recalibration "
+                   "always runs in torch)")
 @click.option("--fresh", is_flag=True, help="discard rows already in --out or its .partial.csv")
 @click.option("--merge", "merge", multiple=True, type=click.Path(dir_okay=False),
               help="instead of evaluating: join these shard CSVs into --out (repeat the option)")
@@ -332,8 +341,9 @@ def _torch_device(name: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int, out: str, shard: str | None,
                          resolutions: str, space: str | None, train_data: str | None, val_data: str | None,
-                         cache_dir: str | None, n_val: int, n_calib: int, batch_size: int, device: str, fresh: bool,
-                         merge: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+                         cache_dir: str | None, n_val: int, n_calib: int, batch_size: int | None, device: str,
+                         engine: str,
+                         fresh: bool, merge: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Evaluate N seeded random subnets of a supernet and write an accuracy CSV.
 
     Each row: subnet (space, r, d, ks, e), top-1 on a fixed val subset after BN recalibration,
@@ -379,9 +389,15 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
     from ofa_model.bundle import load_supernet
     from ofa_model.evaluate import accuracy_dataset
 
+    from .timing import fix_malloc
+    fix_malloc()   # torch eager without it spends as long in the kernel (mmap/munmap) as in the convolutions
     dev = _torch_device(device)
     if dist_auto and device == "auto" and dev == "cuda":
         dev = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    if batch_size is None:
+        batch_size = 25 if dev == "cpu" else 100
+    elif batch_size < 1:
+        raise click.BadParameter(f"{batch_size}; need >= 1", param_hint="--batch-size")
     model, info = load_supernet(supernet, space=space, device=dev)
     sp = get_space(space or info.space)
     res = parse_resolutions(resolutions, sp)
@@ -395,7 +411,7 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
         dist.init_process_group("gloo", timeout=datetime.timedelta(days=2))   # a barrier only: gloo everywhere
     p = accuracy_dataset(model, tr, va, target, n_subnets, seed=seed, resolutions=res, n_val=n_val,
                          n_calib=n_calib, batch_size=batch_size, device=dev, shard=(k, n), space=sp.name,
-                         progress=not quiet and k == 0, resume=not fresh)
+                         progress=not quiet and k == 0, resume=not fresh, engine=engine)
     if dist_auto and n > 1:
         dist.barrier()
         if k == 0:
@@ -779,6 +795,9 @@ def _with_options(options: list) -> Any:
 @click.option("--effort", type=click.Choice(["fast", "medium", "full"]), default="full", show_default=True,
               help="search effort for the budget")
 @click.option("--n-budgets", type=int, default=20, show_default=True, help="budgets spread over the frontier search")
+@click.option("--margin", default="0", show_default=True,
+              help="safety margin: search under budget x (1 - PCT/100); 'auto' takes the 90th percentile of the "
+                   "calibrated LUT's under-predictions on its held-out subnets")
 @click.option("--no-calibration", is_flag=True, help="use plain LUT sums even if the LUT is calibrated")
 @click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="folder for pareto-<device>-<budget>ms.json and .png")
@@ -798,7 +817,7 @@ def _with_options(options: list) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="print {best, frontier, ...} as JSON")
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
                resolutions: str | None, predictor: str | None, accuracy_data: str | None, seed: int, effort: str,
-               n_budgets: int, no_calibration: bool, out_dir: str, no_plot: bool, verify: bool,
+               n_budgets: int, margin: str, no_calibration: bool, out_dir: str, no_plot: bool, verify: bool,
                verify_device: str | None, supernet: str | None, verify_images: int, verify_calib_images: int,
                train_data: str | None, val_data: str | None, cache_dir: str | None, as_json: bool) -> None:
     """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
@@ -817,6 +836,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
       ofa-profile pareto --budget 15 --lut my-lut.json --space compofa-mbv3-w1.0 --json
       ofa-profile pareto --budget 8ms --adapter titan.adapter.json --predictor acc.json
       ofa-profile pareto --budget 20ms --device cpu-ort --verify
+      ofa-profile pareto --budget 20ms --device cpu-ort --margin auto --verify
     """
     import random
     import time
@@ -829,6 +849,15 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     from .space import get_space
 
     budget_ms = parse_budget_ms(budget)
+    margin_pct: float | None = None       # None: auto, from the latency source
+    if margin.strip().lower() != "auto":
+        try:
+            margin_pct = float(margin.strip().rstrip("%"))
+        except ValueError:
+            raise click.BadParameter(f"{margin!r}; give a percentage such as 5 or 'auto'", param_hint="--margin") \
+                from None
+        if not 0 <= margin_pct < 100:
+            raise click.BadParameter(f"{margin!r}; need 0 <= PCT < 100", param_hint="--margin")
     if not (device_name or lut_ref or adapter):
         device_name = "cpu-ort"
     src = resolve_latency_source(device_name, lut_ref, adapter, calibrated=not no_calibration)
@@ -839,8 +868,19 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     pred = resolve_accuracy_predictor(predictor, accuracy_data, log=_log)
     pred.check_space(sp.name)
     res = _search_resolutions(resolutions, sp.name, src.resolutions, pred)
+    if margin_pct is None:
+        margin_pct = src.auto_margin_pct()
+        _log(f"margin: {margin_pct:.1f} % (90th percentile of the LUT's under-predictions on its "
+             f"{len(src.held_out)} held-out calibration subnets)")
+    search_budget_ms = budget_ms * (1 - margin_pct / 100)
     t0 = time.perf_counter()
-    best = search(sp, src.fn, pred, budget_ms, seed=seed, resolutions=res, effort=effort)
+    try:
+        best = search(sp, src.fn, pred, search_budget_ms, seed=seed, resolutions=res, effort=effort)
+    except OfaProfileError as exc:
+        if margin_pct:
+            raise OfaProfileError(f"{exc} (with the {margin_pct:.1f} % margin the search budget is "
+                                  f"{search_budget_ms:.3f} ms of {budget_ms:g} ms)") from None
+        raise
     t1 = time.perf_counter()
     front = pareto_search(sp, src.fn, pred, n_budgets=n_budgets, seed=seed, resolutions=res, effort="fast")
     t2 = time.perf_counter()
@@ -851,7 +891,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     out = Path(out_dir)
     files = {"json": str(out / f"{stem}.json")}
     result = {"best": best.as_dict(), "frontier": [p.as_dict() for p in frontier], "budget_ms": budget_ms,
-              "space": sp.name, "device": src.name, "latency_source": src.description,
+              "margin_pct": round(margin_pct, 3), "search_budget_ms": round(search_budget_ms, 4), "space": sp.name, "device": src.name, "latency_source": src.description,
               "accuracy_predictor": {"model": pred.model, "encoding": pred.encoding,
                                      "trained_resolutions": list(pred.trained_resolutions), **dict(pred.info)},
               "resolutions": list(res), "seed": seed, "effort": effort,
@@ -874,7 +914,9 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     if as_json:
         echo_json(result)
         return
-    click.echo(f"best under {budget_ms:g} ms on {src.name} ({sp.name}, seed {seed}):")
+    click.echo(f"best under {budget_ms:g} ms on {src.name} ({sp.name}, seed {seed}"
+               + (f", {margin_pct:.1f} % margin: searched under {search_budget_ms:.3f} ms" if margin_pct else "")
+               + "):")
     click.echo(f"  arch      {best.spec.short()}")
     click.echo(f"  spec      {json.dumps(best.spec.canonical().to_ofa())}")
     click.echo(f"  latency   {best.latency_ms:.3f} ms (predicted)")
@@ -1185,9 +1227,12 @@ def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: 
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the split and the fit")
 @click.option("--official", default=None, type=click.Path(dir_okay=False),
               help="OFA's acc_predictor.pth: also report it on the same held-out rows")
+@click.option("--supernet", default=None,
+              help="the supernet weights the CSV was measured with ('bundled': ofa_model/weights); its sha256 "
+                   "is recorded, and a bundled predictor is only used with those weights")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_frac: float, seed: int,
-                           official: str | None, as_json: bool) -> None:
+                           official: str | None, supernet: str | None, as_json: bool) -> None:
     """Fit an accuracy predictor (plain JSON, no pickle) and report Kendall tau, Spearman and RMSE.
 
     \b
@@ -1195,13 +1240,23 @@ def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_
       ofa-profile accuracy-predictor --data accuracy.csv --out acc.json
       ofa-profile accuracy-predictor --data ../shared/data/reference/ofa-w1.0-imagenet-accuracy.csv \\
           --out acc.json --official ../shared/data/reference/ofa-acc-predictor.pth
+      ofa-profile accuracy-predictor --data ofa_model/weights/accuracy-dataset.csv --supernet bundled \\
+          --out ofa_model/weights/accuracy_predictor.json
     """
     import dataclasses
     import time
+    from pathlib import Path
 
     from .accuracy import (evaluate_accuracy_predictor, fit_accuracy_predictor, load_official_predictor,
                            read_accuracy_csv, split_dataset)
 
+    supernet_sha = None
+    if supernet is not None:
+        from ofa_model.bundle import bundled_weights_path, sha256_file
+        wpath = bundled_weights_path() if supernet == "bundled" else Path(supernet)
+        if not wpath.is_file():
+            fail(f"supernet weights {wpath} do not exist; pass the weights file the CSV was measured with")
+        supernet_sha = sha256_file(wpath)
     ds = read_accuracy_csv(data)
     report: dict[str, Any] = {"data": data, "n": len(ds), "model": model, "encoding": encoding, "seed": seed,
                               "resolutions": list(ds.resolutions)}
@@ -1213,9 +1268,15 @@ def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_
         report["held_out"] = {"n_train": len(tr), **evaluate_accuracy_predictor(held, te).as_dict()}
         if official:
             report["official_held_out"] = evaluate_accuracy_predictor(load_official_predictor(official), te).as_dict()
+    import hashlib
+
     pred = fit_accuracy_predictor(ds, model=model, encoding=encoding, seed=seed)
+    extra: dict[str, Any] = {"source_sha256": hashlib.sha256(Path(data).read_bytes()).hexdigest()}
+    if supernet_sha:
+        extra["supernet_sha256"] = supernet_sha
     if "held_out" in report:
-        pred = dataclasses.replace(pred, info={**pred.info, "held_out": report["held_out"], "test_frac": test_frac})
+        extra.update({"held_out": report["held_out"], "test_frac": test_frac})
+    pred = dataclasses.replace(pred, info={**pred.info, **extra})
     report["out"] = str(pred.save(out))
     if as_json:
         echo_json(report)

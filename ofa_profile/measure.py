@@ -6,6 +6,11 @@ journal ``<out>.journal.jsonl`` beside the output, so a run killed at any moment
 (SIGKILL included) resumes where it stopped; the LUT itself is only ever written
 atomically.  An existing LUT at ``out`` is extended: only missing keys are measured.
 
+With ``passes`` > 1 every missing op is measured in that many passes over the whole list (each pass after
+the previous one, alternate passes in reverse order) and its entry is the pass with the lowest median: a
+machine that slows down for seconds at a time (a shared VM) then inflates an entry only if it was slow in
+every pass.  Each pass's figure is journalled, so a killed multi-pass run resumes too.
+
 A *profiler* runs ops on a device: :class:`LocalProfiler` compiles each op with a
 local runtime (torch, onnxruntime, litert, torch-cuda); remote transports (adb,
 ssh) provide their own with the same interface (:class:`Profiler`).
@@ -122,9 +127,11 @@ def _journal_path(out: Path) -> Path:
     return out.with_name(out.name + JOURNAL_SUFFIX)
 
 
-def _read_journal(path: Path) -> tuple[dict | None, dict[str, dict]]:
-    """Header and entries of a journal; a torn last line (killed mid-write) is ignored."""
-    header, entries = None, {}
+def _read_journal(path: Path) -> tuple[dict | None, dict[str, dict[int, dict]]]:
+    """Header and entries (``{key: {pass: entry}}``; records without a pass are pass 1) of a journal; a torn
+    last line (killed mid-write) is ignored."""
+    header: dict | None = None
+    entries: dict[str, dict[int, dict]] = {}
     if not path.exists():
         return None, {}
     with open(path, "rb") as f:
@@ -136,7 +143,7 @@ def _read_journal(path: Path) -> tuple[dict | None, dict[str, dict]]:
             if rec.get("type") == "header":
                 header = rec
             elif rec.get("type") == "entry" and "key" in rec:
-                entries[rec["key"]] = rec["entry"]
+                entries.setdefault(rec["key"], {})[int(rec.get("pass", 1))] = rec["entry"]
     return header, entries
 
 
@@ -160,8 +167,11 @@ class _Journal:
         self.f.flush()
         os.fsync(self.f.fileno())
 
-    def add(self, key: str, entry: Mapping[str, Any]) -> None:
-        self._write({"type": "entry", "key": key, "entry": entry})
+    def add(self, key: str, entry: Mapping[str, Any], pass_no: int = 1) -> None:
+        rec: dict[str, Any] = {"type": "entry", "key": key, "entry": entry}
+        if pass_no != 1:
+            rec["pass"] = pass_no
+        self._write(rec)
 
     def close(self) -> None:
         self.f.close()
@@ -178,22 +188,30 @@ def entry_from_measurement(m: Measurement, keep_raw: bool = True) -> dict[str, A
 @dataclass(frozen=True)
 class MeasureResult:
     lut_path: Path
-    measured: int
-    reused: int
-    total: int
+    measured: int        # new measurements this call (ops x passes)
+    reused: int          # ops taken as they were (LUT or journal), not measured this call
+    total: int           # ops of the space at the resolutions
     elapsed_s: float
+    missing: int = 0     # ops still without all their passes (a --limit run: rerun to continue)
+
+    @property
+    def complete(self) -> bool:
+        return self.missing == 0
 
 
 def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None = None, *, space: str | None = None,
                 batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
-                profiler: Profiler | None = None, limit: int | None = None) -> MeasureResult:
+                profiler: Profiler | None = None, limit: int | None = None, passes: int = 1) -> MeasureResult:
     """Measure (or finish measuring) the LUT of ``device`` at ``resolutions`` into ``out``.
 
-    ``limit`` stops after that many newly measured ops (the journal keeps them; a rerun goes on).
+    ``limit`` stops after that many new measurements (the journal keeps them; a rerun goes on).
+    ``passes``: measure each missing op that many times, in passes over the list; keep the lowest median.
     """
     from .lut import Lut, LutEntry, LutError, load_lut, save_lut
 
     t0 = time.perf_counter()
+    if passes < 1:
+        raise OfaProfileError(f"passes must be >= 1, got {passes}")
     sp = get_space(space or device.space)
     res = tuple(resolutions) if resolutions else sp.resolutions
     out = Path(out)
@@ -236,20 +254,30 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
             if bad:
                 raise OfaProfileError(f"{out} was measured on a different setup ({'; '.join(bad)}); "
                                       f"use another --out or --fresh")
-        done = {k: LutEntry(**{f: (tuple(v) if f == 'raw_ms' else v) for f, v in e.items()}) for k, e in jentries.items()}
-        done.update(existing)
-        todo = [op for op in ops if op.key not in done]
+        def entry(e: Mapping[str, Any]) -> "LutEntry":
+            return LutEntry(**{f: (tuple(v) if f == 'raw_ms' else v) for f, v in e.items()})
+
+        # per op, the figures of each pass so far (journal); an op is done once it has `passes` of them
+        runs: dict[str, dict[int, dict]] = {k: dict(v) for k, v in jentries.items() if k not in existing}
+        need = [op for op in ops if op.key not in existing]
+        todo_units = [(p, op) for p in range(1, passes + 1)
+                      for op in (need if p % 2 else need[::-1]) if p not in runs.get(op.key, {})]
+        remaining = len(todo_units)
         if limit is not None:
-            todo = todo[:limit]
+            todo_units = todo_units[:limit]
         journal = _Journal(jpath, header)
-        bar = _progress(len(ops), len(ops) - len([o for o in ops if o.key not in done]), device.name, progress)
+        bar = _progress(len(ops) * passes, len(ops) * passes - remaining, device.name, progress)
         try:
-            def on_result(op: Op, m: Measurement) -> None:
-                e = entry_from_measurement(m)
-                journal.add(op.key, e)
-                done[op.key] = LutEntry(**{f: (tuple(v) if f == 'raw_ms' else v) for f, v in e.items()})
-                bar.update(1)
-            prof.measure_ops(todo, seed, on_result)
+            for p in range(1, passes + 1):
+                ops_p = [op for q, op in todo_units if q == p]
+
+                def on_result(op: Op, m: Measurement, p: int = p) -> None:
+                    e = entry_from_measurement(m)
+                    journal.add(op.key, e, p)
+                    runs.setdefault(op.key, {})[p] = e
+                    bar.update(1)
+                if ops_p:
+                    prof.measure_ops(ops_p, seed, on_result)
         finally:
             journal.close()
             bar.close()
@@ -257,9 +285,16 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
         if own:
             prof.close()
 
+    done: dict[str, Any] = dict(existing)
+    for k, by_pass in runs.items():
+        if all(p in by_pass for p in range(1, passes + 1)):
+            done[k] = entry(min(by_pass.values(), key=lambda e: e["median_ms"]))
+    touched = {op.key for _, op in todo_units}
     missing = [op.key for op in ops if op.key not in done]
     all_res = tuple(sorted(set(res) | set(base.resolutions if base else ())))
     provenance = dict(base.provenance) if base else {}
+    if passes > 1:
+        provenance["passes"] = passes
     provenance.update({"tool": "ofa-profile", "seed": seed, "timing": device.timing.as_dict(),
                        "device_spec": device.name, "source": "measured",
                        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))})
@@ -272,8 +307,8 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
     save_lut(lut, out)
     if not missing and jpath.exists():
         jpath.unlink()
-    return MeasureResult(out, measured=len(todo), reused=len(ops) - len(todo) - len(missing), total=len(ops),
-                         elapsed_s=time.perf_counter() - t0)
+    return MeasureResult(out, measured=len(todo_units), reused=sum(op.key in done and op.key not in touched for op in ops),
+                         total=len(ops), elapsed_s=time.perf_counter() - t0, missing=len(missing))
 
 
 def _ops_at(sp: Any, r: int) -> list[Op]:

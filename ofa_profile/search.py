@@ -187,6 +187,21 @@ class LatencySource:
     space: str
     resolutions: tuple[int, ...]
     description: str
+    # held-out calibration subnets (spec, measured ms) of a calibrated LUT: what --margin auto learns from
+    held_out: tuple = ()
+
+    def auto_margin_pct(self, quantile: float = 0.9) -> float:
+        """The safety margin (percent of the budget) that covers ``quantile`` of the latency source's own
+        under-predictions on its held-out calibration subnets: the q-quantile of measured/predicted - 1,
+        at least 0.  Raises when the source holds no such subnets (an uncalibrated LUT, an adapter)."""
+        import numpy as np
+        if not self.held_out:
+            raise OfaProfileError("--margin auto needs a calibrated LUT (its held-out subnets set the margin); "
+                                  "give --margin PCT instead")
+        specs = [s for s, _ in self.held_out]
+        measured = np.array([m for _, m in self.held_out], dtype=float)
+        pred = np.asarray(self.fn(specs), dtype=float)
+        return float(max(0.0, np.quantile(measured / pred - 1.0, quantile) * 100.0))
 
 
 def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
@@ -212,7 +227,11 @@ def resolve_latency_source(device: str | None = None, lut: str | None = None, ad
     lt = load_lut(ref)
     fn = lut_latency_fn(lt, calibrated=calibrated)
     how = "calibrated LUT" if (lt.calibration and calibrated) else "LUT sum"
-    return LatencySource(fn, lt.device, lt.space, tuple(lt.resolutions), f"{how} {lt.source}")
+    held = ()
+    if lt.calibration and calibrated:
+        held = tuple((SubnetSpec.from_ofa(x["arch"], space=lt.space), float(x["measured_ms"]))
+                     for x in lt.calibration.get("samples", []) if x.get("split") == "test")
+    return LatencySource(fn, lt.device, lt.space, tuple(lt.resolutions), f"{how} {lt.source}", held)
 
 
 def macs_latency_fn(space: str, ms_per_mmac: float = 0.05, ms_per_block: float = 0.1) -> BatchFn:

@@ -189,6 +189,45 @@ def test_accuracy_predictor_command(tmp_path):
     assert rep["held_out"]["n"] == 40 and rep["held_out"]["n_train"] == 160
     pred = load_accuracy_predictor(out)
     assert pred.info["n_train"] == 200 and pred.info["held_out"]["kendall_tau"] == rep["held_out"]["kendall_tau"]
+    import hashlib
+    assert pred.info["source_sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert "supernet_sha256" not in pred.info
+    # --supernet records the weights the CSV was measured with (here: a stand-in file)
+    w = tmp_path / "w.pt"
+    w.write_bytes(b"weights")
+    res = CliRunner().invoke(main, ["accuracy-predictor", "--data", str(p), "--out", str(out), "--model", "ridge",
+                                    "--supernet", str(w)])
+    assert res.exit_code == 0, res.output
+    assert load_accuracy_predictor(out).info["supernet_sha256"] == hashlib.sha256(b"weights").hexdigest()
+    res = CliRunner().invoke(main, ["accuracy-predictor", "--data", str(p), "--out", str(tmp_path / "x.json"),
+                                    "--supernet", str(tmp_path / "none.pt")])
+    assert res.exit_code == 1 and "do not exist" in res.stderr and not (tmp_path / "x.json").exists()
+
+
+def test_bundled_predictor_is_used_only_with_its_weights(tmp_path, monkeypatch):
+    """A bundled predictor records the sha256 of the supernet its dataset was measured with; after the weights
+    change (a new manifest) the commands fall back to the shipped ImageNet predictor, saying why."""
+    import dataclasses
+
+    import ofa_profile.accuracy as A
+    bundle = tmp_path / "weights"
+    bundle.mkdir()
+    monkeypatch.setattr(A, "bundled_predictor_path", lambda: bundle / A.BUNDLED_PREDICTOR)
+    pred = fit_accuracy_predictor(synthetic_dataset(60), model="ridge")
+    (bundle / "manifest.json").write_text(json.dumps({"sha256": "a" * 64}))
+    dataclasses.replace(pred, info={**pred.info, "supernet_sha256": "a" * 64}).save(bundle / A.BUNDLED_PREDICTOR)
+    said = []
+    got = A.resolve_accuracy_predictor(log=said.append)
+    assert got.info["supernet_sha256"] == "a" * 64 and "bundled" in said[-1]
+    (bundle / "manifest.json").write_text(json.dumps({"sha256": "b" * 64}))
+    said.clear()
+    got = A.resolve_accuracy_predictor(log=said.append)
+    assert "supernet_sha256" not in got.info and got.info == load_accuracy_predictor(A.imagenet_predictor_path()).info
+    assert any("not the bundled" in m and "rebuild it" in m for m in said)
+    dataclasses.replace(pred).save(bundle / A.BUNDLED_PREDICTOR)      # records no sha: not trusted either
+    said.clear()
+    A.resolve_accuracy_predictor(log=said.append)
+    assert any("records no supernet sha256" in m for m in said)
 
 
 def test_shipped_imagenet_predictor_loads_and_matches_ofa_measurements(shared_data):

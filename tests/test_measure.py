@@ -106,3 +106,44 @@ def test_foreign_lut_at_out_is_not_overwritten(tmp_path):
                         "--resolutions", "128", "--out", str(out), "-q"], capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "--fresh" in r.stderr
     assert out.read_text() == "{truncated"
+
+
+def test_passes_keep_the_lowest_median_and_resume(tmp_path):
+    """--passes 3: each block measured in 3 passes over the list (journalled per pass, so a stopped run
+    resumes), its entry the pass with the lowest median; provenance records the passes."""
+    from ofa_profile.lut import load_lut
+    dev = load_device(fast_spec(tmp_path, "onnxruntime"))
+    out = tmp_path / "p.json"
+    n_ops = len(ops_at_resolution("ofa-mbv3-w1.0", 128))
+    r = measure_lut(dev, out, [128], progress=False, passes=3, limit=n_ops + 10)   # pass 1 + part of pass 2
+    assert r.measured == n_ops + 10 and not r.complete and r.missing == n_ops
+    assert load_lut(out).entries == {}                 # no op has its 3 passes yet: nothing half-done is kept
+    r = measure_lut(dev, out, [128], progress=False, passes=3)
+    assert r.measured == 2 * n_ops - 10 and r.complete
+    journal = out.with_name(out.name + JOURNAL_SUFFIX)
+    assert not journal.exists()
+    lut = load_lut(out)
+    assert len(lut.entries) == n_ops and lut.provenance["passes"] == 3
+    with pytest.raises(Exception, match="passes must be >= 1"):
+        measure_lut(dev, tmp_path / "q.json", [128], progress=False, passes=0)
+
+
+def test_passes_entry_is_the_minimum_of_the_journalled_passes(tmp_path):
+    from ofa_profile.lut import load_lut
+    from ofa_profile.measure import _read_journal
+    dev = load_device(fast_spec(tmp_path, "onnxruntime"))
+    out = tmp_path / "m.json"
+    n_ops = len(ops_at_resolution("ofa-mbv3-w1.0", 128))
+    measure_lut(dev, out, [128], progress=False, passes=2, limit=2 * n_ops - 1)   # all but one measurement
+    journal = out.with_name(out.name + JOURNAL_SUFFIX)
+    _, runs = _read_journal(journal)
+    assert sum(len(v) for v in runs.values()) == 2 * n_ops - 1 and {len(v) for v in runs.values()} == {1, 2}
+    # pass 2 runs in reverse order: the op left without its second pass is the first of the list
+    first = ops_at_resolution("ofa-mbv3-w1.0", 128)[0].key
+    assert set(runs[first]) == {1}
+    partial = load_lut(out)
+    assert len(partial.entries) == n_ops - 1 and first not in partial.entries
+    for k, e in partial.entries.items():
+        assert e.median_ms == min(runs[k][1]["median_ms"], runs[k][2]["median_ms"])
+    r = measure_lut(dev, out, [128], progress=False, passes=2)
+    assert r.measured == 1 and r.complete and len(load_lut(out).entries) == n_ops

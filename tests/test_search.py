@@ -229,6 +229,42 @@ def test_pareto_command_errors_are_one_line(cli_files):
     assert res.exit_code == 1 and "does not cover resolution(s) [224]" in res.stderr
 
 
+def test_pareto_margin_fixed_and_auto(cli_files):
+    """--margin PCT searches under budget x (1 - PCT/100); --margin auto takes the 90th percentile of the
+    calibrated LUT's under-predictions on its held-out subnets (the shipped cpu-ort LUT, recomputed here)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from ofa_profile.cli import main
+    from ofa_profile.lut import load_lut
+    from ofa_profile.space import SubnetSpec
+    out = str(cli_files["dir"] / "om")
+    base = ["pareto", "--predictor", cli_files["predictor"], "--out-dir", out, "--no-plot", "--effort", "fast",
+            "--n-budgets", "3", "--json"]
+    res = CliRunner().invoke(main, base + ["--lut", cli_files["lut"], "--budget", "9ms", "--margin", "10"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["margin_pct"] == 10 and obj["search_budget_ms"] == pytest.approx(8.1)
+    assert obj["best"]["latency_ms"] <= 8.1
+    lut = load_lut("cpu-ort")
+    held = [s for s in lut.calibration["samples"] if s["split"] == "test"]
+    ratios = [s["measured_ms"] / lut.predict_ms(SubnetSpec.from_ofa(s["arch"], space=lut.space)) - 1 for s in held]
+    want = max(0.0, float(np.quantile(ratios, 0.9)) * 100)
+    res = CliRunner().invoke(main, base + ["--device", "cpu-ort", "--budget", "9ms", "--margin", "auto",
+                                           "--resolutions", "160-176"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["margin_pct"] == pytest.approx(want, abs=1e-3) and 0 < want < 50
+    assert obj["best"]["latency_ms"] <= 9 * (1 - want / 100) + 1e-9
+    # an uncalibrated LUT has no held-out subnets: one line, exit 1; a bad value: usage error, exit 2
+    res = CliRunner().invoke(main, base + ["--lut", cli_files["lut"], "--budget", "9ms", "--margin", "auto"])
+    assert res.exit_code == 1 and "--margin auto needs a calibrated LUT" in res.stderr
+    for bad in ("abc", "100", "-1"):
+        res = CliRunner().invoke(main, base + ["--lut", cli_files["lut"], "--budget", "9ms", "--margin", bad])
+        assert res.exit_code == 2 and "--margin" in res.stderr
+
+
 def test_pareto_verify_measures_on_the_device_and_evaluates_with_the_supernet(cli_files, tmp_path):
     """--verify: a real end-to-end ONNX Runtime measurement and a real evaluation of the chosen subnet."""
     import json

@@ -240,3 +240,31 @@ def test_shipped_bundle_loads_and_verifies_its_sha256():
     model, info = load_bundled_supernet()
     assert info.verified and info.n_classes == 10 and info.space == "ofa-mbv3-w1.0"
     assert info.sha256 == sha256_file(bundled_weights_path()) and len(info.classes) == 10
+
+
+def test_shipped_accuracy_dataset_and_predictor_belong_to_the_bundled_weights():
+    """ofa_model/weights/accuracy-dataset.csv: >= 1,000 seeded subnets of the bundled supernet over the 25
+    resolutions; accuracy_predictor.json was fitted on exactly that file for exactly those weights."""
+    import hashlib
+
+    from ofa_model.bundle import weights_dir
+    from ofa_model.evaluate import dataset_spec
+    from ofa_profile.accuracy import bundled_predictor_path, load_accuracy_predictor, resolve_accuracy_predictor
+    d = weights_dir()
+    data, pred_path = d / "accuracy-dataset.csv", bundled_predictor_path()
+    if not (data.exists() and pred_path.exists()):
+        pytest.skip("no bundled accuracy dataset / predictor in this checkout")
+    man = json.loads((d / "manifest.json").read_text())
+    rows = list(csv.DictReader(open(data)))
+    assert tuple(rows[0]) == CSV_FIELDS and len(rows) >= 1000
+    assert [int(r["index"]) for r in rows] == list(range(len(rows)))
+    res = get_space(man["space"]).resolutions
+    assert {int(r["r"]) for r in rows} == set(res) and len(res) == 25
+    for r in rows[:: max(1, len(rows) // 50)]:     # the rows are the seeded subnets the command draws
+        assert dataset_spec(man["space"], int(r["seed"]), int(r["index"]), res).short() == r["arch"]
+        assert 0.0 <= float(r["accuracy"]) <= 1.0
+    pred = load_accuracy_predictor(pred_path)
+    assert pred.info["supernet_sha256"] == man["sha256"]
+    assert pred.info["source_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert pred.info["n_train"] == len(rows) and tuple(pred.trained_resolutions) == tuple(res)
+    assert resolve_accuracy_predictor().info == pred.info      # the default of pareto

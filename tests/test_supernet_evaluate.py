@@ -65,3 +65,25 @@ def test_evaluate_spec_is_deterministic(setup):
     a = evaluate_spec(model, spec, tr, va, n_calib=8, batch_size=8)
     b = evaluate_spec(model, spec, tr, va, n_calib=8, batch_size=8)
     assert a == b   # seeded calibration: deterministic
+
+
+def test_onnxruntime_engine_matches_torch(setup):
+    """The CPU val pass through onnxruntime gives torch's logits and the same top-1."""
+    from ofa_model.evaluate import _ort_runner
+    from ofa_profile.errors import OfaProfileError
+
+    model, tr, va, _ = setup
+    spec = get_space("ofa-mbv3-w1.0").sample(7, resolution=136)
+    model.set_active_subnet(spec)
+    sub = model.get_active_subnet().eval()
+    x = torch.randn(5, 3, 136, 136, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = sub(x).numpy()
+    got = _ort_runner(sub, 136)(x.numpy())
+    assert got.shape == ref.shape == (5, 3)
+    assert abs(got - ref).max() <= 1e-4 * max(1.0, abs(ref).max())
+    a = evaluate_spec(model, spec, tr, va, n_calib=8, batch_size=8, engine="torch")
+    b = evaluate_spec(model, spec, tr, va, n_calib=8, batch_size=8, engine="onnxruntime")
+    assert a == b
+    with pytest.raises(OfaProfileError, match="unknown evaluation engine"):
+        evaluate_spec(model, spec, tr, va, n_calib=8, batch_size=8, engine="tvm")
