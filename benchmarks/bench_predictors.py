@@ -16,8 +16,9 @@ the six settings and k = 10, 20, fit on k seeded random subnets, score on the ot
 
 Part 3 (ofa_model/weights/accuracy-dataset.csv, the bundled supernet's own accuracy dataset, when shipped):
 the same seeded 80/20 split and models, next to two baselines on the same 20 %: rank by MACs, and the
-shipped ImageNet predictor; with the label noise of the fixed val subset (binomial standard error) beside
-the spread of the accuracies, which bounds what any predictor can reach.
+shipped ImageNet predictor; with the spread of the accuracies beside the binomial standard error of one
+subnet's top-1 on the fixed val subset (an upper bound on the label noise: all subnets see the same images,
+so their differences are less noisy than that), which limits what any predictor can reach.
 
     python benchmarks/bench_predictors.py [--seeds 20] [--skip-accuracy] [--skip-adapt] [--skip-bundled] [--json]
 
@@ -159,7 +160,7 @@ def bundled_part(csv_path: Path, seed: int) -> dict:
            "label_se": math.sqrt(p * (1 - p) / n_val), "ours": {}}
     print(f"\nbundled accuracy dataset {csv_path.name}: {len(ds)} subnets (train {len(tr)} / test {len(te)}), "
           f"top-1 {100 * acc.min():.1f}..{100 * acc.max():.1f} % (mean {100 * p:.1f}, std {100 * acc.std():.2f} pt); "
-          f"label noise of {n_val} val images: SE {100 * out['label_se']:.2f} pt")
+          f"binomial SE of one top-1 on {n_val} val images: {100 * out['label_se']:.2f} pt")
     yt = np.asarray(te.accuracy, dtype=float)
     macs = macs_table(te.specs[0].space).total(ArchArrays.from_specs(list(te.specs)))
     out["macs_baseline"] = {"kendall_tau": float(kendalltau(macs, yt).statistic),
