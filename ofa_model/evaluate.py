@@ -134,11 +134,12 @@ def _ort_runner(sub, r: int):
     import onnxruntime as ort
     import torch
 
+    from .export import onnx_export
+
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(sub.cpu(), torch.zeros(1, 3, r, r), buf, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+        onnx_export(sub.cpu(), torch.zeros(1, 3, r, r), buf)
     so = ort.SessionOptions()
     so.intra_op_num_threads = torch.get_num_threads()
     so.inter_op_num_threads = 1

@@ -117,6 +117,16 @@ def _diffs(ref, got) -> tuple[float, float]:
     return d, d / max(1e-12, float(np.abs(ref).max()))
 
 
+def onnx_export(sub, x, target, opset: int = 17) -> None:
+    """``torch.onnx.export`` of a subnet as this module writes it (input ``input`` NCHW, output ``logits``,
+    batch axis dynamic) to ``target``: a path or a binary file object (in-memory evaluation uses a BytesIO)."""
+    import torch
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # the legacy exporter is the fast one (0.1 s)
+        torch.onnx.export(sub, (x,), target, dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
 def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,
                 opset: int = 17, check: bool = True, seed: int = 0) -> tuple[Path, float | None, float | None]:
     """Write ``sub`` as ONNX; returns ``(path, max_abs_diff, max_rel_diff)`` (None when not checked)."""
@@ -126,10 +136,7 @@ def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapp
     _check_out_folder(out)
     x = example_input(spec, seed)
     with atomic_path(out) as tmp:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)   # the legacy exporter is the fast one (0.1 s)
-            torch.onnx.export(sub, (x,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        onnx_export(sub, x, str(tmp), opset)
         m = onnx.load(str(tmp))
         for k, v in (metadata or {}).items():
             p = m.metadata_props.add()
