@@ -50,7 +50,7 @@ def main() -> None:
     from ofa_profile.devices import load_device
     from ofa_profile.lut import load_lut
     from ofa_profile.measure import make_profiler
-    from ofa_profile.search import fastest_latency_ms, lut_latency_fn, resolve_latency_source, search
+    from ofa_profile.search import fastest_latency_ms, latency_source_from_lut, search
     from ofa_profile.space import SubnetSpec, get_space
 
     acc = resolve_accuracy_predictor(log=print)
@@ -60,14 +60,15 @@ def main() -> None:
         lut = load_lut(name)
         if lut.calibration is None:
             sys.exit(f"LUT {name} is not calibrated: run benchmarks/bench_lut.py first")
-        lat = lut_latency_fn(lut)
+        src = latency_source_from_lut(lut)
+        lat = src.fn
         sp = get_space(lut.space)
         tr = acc.trained_resolutions
         res = tuple(r for r in lut.resolutions if not tr or min(tr) <= r <= max(tr))
         fastest, _ = fastest_latency_ms(sp, lat, res)
         slowest = float(lat([sp.largest(max(res))])[0])
         budgets = [float(b) for b in np.linspace(fastest, slowest, args.budgets + 1)[1:]]
-        margin = resolve_latency_source(name).auto_margin_pct() if args.margin == "auto" else float(args.margin)
+        margin = src.auto_margin_pct() if args.margin == "auto" else float(args.margin)
         rows = []
         print(f"\n{name}: {len(budgets)} budgets {budgets[0]:.2f}..{budgets[-1]:.2f} ms, resolutions "
               f"{res[0]}..{res[-1]}, margin {margin:.1f} %")

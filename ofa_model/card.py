@@ -322,7 +322,7 @@ def _caches(run: RunSummary, train_data: str, val_data: str, cache_dir: str | No
 def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, name: str | None = None,
                dataset: str = "Imagenette", standalone_dirs: Sequence[str] = (),
                resolutions: Sequence[int] = CARD_RESOLUTIONS, n_random: int = N_RANDOM, n_calib: int = 2000,
-               n_val: int = 0, batch_size: int = 200, device: str = "auto", cache_dir: str | None = None,
+               n_val: int = 0, batch_size: int | None = None, device: str = "auto", cache_dir: str | None = None,
                progress: bool = True) -> Path:
     """Steps 1-5 of the module doc; returns the path of MODEL_CARD.md."""
     import torch
@@ -337,6 +337,8 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
             raise OfaProfileError(f"{a.path} is not a --standalone run; pass it as --run or drop it")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
+    if batch_size is None:
+        batch_size = 25 if dev.type == "cpu" else 200
     model, info = load_supernet(run.weights)
     tr, va = _caches(run, train_data, val_data, cache_dir)
     if info.classes and tuple(info.classes) != tuple(tr.classes):
@@ -363,9 +365,11 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
         t = evaluate_table(amodel, ainfo.sha256, tr, va, [("alone", a.standalone)], resolutions, n_calib=n_calib,
                            n_val=n_val, batch_size=batch_size, device=dev, cache=acache, progress=progress)
         alone_res.append((a, {r: t[("alone", r)] for r in resolutions}))
+    extra = "".join(f" {flag} {v}" for flag, v, default in (("--n-calib", n_calib, 2000), ("--n-val", n_val, 0))
+                    if v != default)
     cmd = [train_command(run.config),
            f"python -m ofa_model.card --run RUN --train-data TRAIN --val-data VAL --out {out_dir}"
-        + "".join(f" --standalone {d}" for d in standalone_dirs)]
+        + "".join(f" --standalone {d}" for d in standalone_dirs) + extra]
     text = render_card(manifest=man, run=run, table=table, specs=specs, resolutions=resolutions,
                        standalone=alone_res, n_calib=n_calib, n_val=n_val, eval_device=str(dev), dataset=dataset,
                        commands=cmd)
@@ -393,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     @click.option("--n-random", type=int, default=N_RANDOM, show_default=True)
     @click.option("--n-calib", type=int, default=2000, show_default=True)
     @click.option("--n-val", type=int, default=0, show_default=True, help="0: every val image.")
-    @click.option("--batch-size", type=int, default=200, show_default=True)
+    @click.option("--batch-size", type=int, default=None,
+                  help="Recalibration and evaluation batch [default: 25 on CPU, 200 on CUDA].")
     @click.option("--device", default="auto", show_default=True)
     @click.option("--cache-dir", default=None, help="Decoded-image cache [default: the run's].")
     def cmd(run_dir, train_data, val_data, out_dir, name, dataset, standalone_dirs, resolutions, n_random, n_calib,
@@ -410,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ofa_profile.timing import fix_malloc
         fix_malloc()
         res = parse_resolutions(resolutions)
+        if batch_size is not None and batch_size < 1:
+            raise click.BadParameter(f"{batch_size}; need >= 1", param_hint="--batch-size")
         p = build_card(run_dir, train_data, val_data, out_dir, name=name, dataset=dataset,
                        standalone_dirs=standalone_dirs, resolutions=res, n_random=n_random, n_calib=n_calib,
                        n_val=n_val, batch_size=batch_size, device=device, cache_dir=cache_dir)

@@ -224,7 +224,11 @@ def resolve_latency_source(device: str | None = None, lut: str | None = None, ad
                              f"few-shot adapter {adapter} ({ad.info.get('n_fit', '?')} measured subnets)")
     if ref is None:
         raise OfaProfileError("no latency source: pass --device NAME (a shipped LUT), --lut FILE or --adapter FILE")
-    lt = load_lut(ref)
+    return latency_source_from_lut(load_lut(ref), calibrated=calibrated)
+
+
+def latency_source_from_lut(lt: Any, calibrated: bool = True) -> LatencySource:
+    """The latency source of a loaded LUT (its calibrated predictor unless ``calibrated`` is False)."""
     fn = lut_latency_fn(lt, calibrated=calibrated)
     how = "calibrated LUT" if (lt.calibration and calibrated) else "LUT sum"
     held = ()
