@@ -37,6 +37,8 @@ __all__ = ["CARD_RESOLUTIONS", "TARGETS", "RunSummary", "read_run", "card_specs"
 
 CARD_RESOLUTIONS = (128, 160, 224)
 N_RANDOM = 10
+N_CALIB = 2000     # BN-recalibration images per subnet
+N_VAL = 0          # val images per subnet (0: all)
 # issue 3's targets on Imagenette: (subnet tag, resolution, minimum top-1)
 TARGETS = (("largest", 224, 0.88), ("smallest", 224, 0.80))
 
@@ -138,7 +140,7 @@ class EvalCache:
 
 
 def evaluate_table(model, sha: str, train_cache, val_cache, specs: Sequence[tuple[str, SubnetSpec]],
-                   resolutions: Sequence[int], *, n_calib: int = 2000, n_val: int = 0, batch_size: int = 200,
+                   resolutions: Sequence[int], *, n_calib: int = N_CALIB, n_val: int = N_VAL, batch_size: int = 200,
                    device=None, calib_seed: int = 0, cache: EvalCache | None = None,
                    progress: bool = False) -> dict[tuple[str, int], Mapping[str, Any]]:
     """Top-1 of every (tag, resolution): ``{(tag, r): {top1, extract_s, calib_s, eval_s, n_val, n_calib}}``."""
@@ -321,8 +323,8 @@ def _caches(run: RunSummary, train_data: str, val_data: str, cache_dir: str | No
 
 def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, name: str | None = None,
                dataset: str = "Imagenette", standalone_dirs: Sequence[str] = (),
-               resolutions: Sequence[int] = CARD_RESOLUTIONS, n_random: int = N_RANDOM, n_calib: int = 2000,
-               n_val: int = 0, batch_size: int | None = None, device: str = "auto", cache_dir: str | None = None,
+               resolutions: Sequence[int] = CARD_RESOLUTIONS, n_random: int = N_RANDOM, n_calib: int = N_CALIB,
+               n_val: int = N_VAL, batch_size: int | None = None, device: str = "auto", cache_dir: str | None = None,
                progress: bool = True) -> Path:
     """Steps 1-5 of the module doc; returns the path of MODEL_CARD.md."""
     import torch
@@ -365,7 +367,7 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
         t = evaluate_table(amodel, ainfo.sha256, tr, va, [("alone", a.standalone)], resolutions, n_calib=n_calib,
                            n_val=n_val, batch_size=batch_size, device=dev, cache=acache, progress=progress)
         alone_res.append((a, {r: t[("alone", r)] for r in resolutions}))
-    extra = "".join(f" {flag} {v}" for flag, v, default in (("--n-calib", n_calib, 2000), ("--n-val", n_val, 0))
+    extra = "".join(f" {flag} {v}" for flag, v, default in (("--n-calib", n_calib, N_CALIB), ("--n-val", n_val, N_VAL))
                     if v != default)
     cmd = [train_command(run.config),
            f"python -m ofa_model.card --run RUN --train-data TRAIN --val-data VAL --out {out_dir}"
@@ -395,8 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   help="A `--standalone` training run to compare with (repeatable).")
     @click.option("--resolutions", default="128,160,224", show_default=True)
     @click.option("--n-random", type=int, default=N_RANDOM, show_default=True)
-    @click.option("--n-calib", type=int, default=2000, show_default=True)
-    @click.option("--n-val", type=int, default=0, show_default=True, help="0: every val image.")
+    @click.option("--n-calib", type=int, default=N_CALIB, show_default=True)
+    @click.option("--n-val", type=int, default=N_VAL, show_default=True, help="0: every val image.")
     @click.option("--batch-size", type=int, default=None,
                   help="Recalibration and evaluation batch [default: 25 on CPU, 200 on CUDA].")
     @click.option("--device", default="auto", show_default=True)
