@@ -71,7 +71,7 @@ def main() -> None:
                       flush=True)
                 print(f"[{name}] calibrated on {args.samples}, tested on {c['n']} fresh subnets: within 2/3/5/10 %: "
                       f"{c['within_2pct']:.1%}/{c['within_3pct']:.1%}/{c['within_5pct']:.1%}/{c['within_10pct']:.1%}; "
-                      f"MAPE {c['mape_pct']:.2f} %; RMSE {c['rmse_ms']:.3f} ms; Spearman {c['spearman']:.4f}; "
+                      f"MAPE {c['mape_pct']:.2f} %; RMSE {c['rmse_ms']:.3f} ms; Spearman {c['spearman'] if c['spearman'] is None else round(c['spearman'], 4)}; "
                       f"measuring {rep['measure_s']} s", flush=True)
         results[name] = row
     print(json.dumps(results, indent=1))

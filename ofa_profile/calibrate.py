@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .measure import Profiler
 
 __all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", "evaluate", "calibrate_device",
+           "DriftReport", "measure_drift",
            "CalibrationReport"]
 
 CALIBRATION_FORMAT = "ridge-v1"
@@ -115,7 +116,7 @@ class CalibrationReport:
     within_10pct: float
     rmse_ms: float
     mape_pct: float
-    spearman: float
+    spearman: float | None      # None where undefined (fewer than 3 subnets, or constant figures)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -129,6 +130,7 @@ def evaluate(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> Cal
     m = np.asarray(measured_ms, dtype=float)
     rel = np.abs(p - m) / m
     rho = float(spearmanr(p, m).statistic) if len(m) > 2 else float("nan")
+    rho = None if np.isnan(rho) else rho  # NaN is not JSON: the report is stored in the LUT
     return CalibrationReport(n=len(m), within_2pct=float((rel <= 0.02).mean()), within_3pct=float((rel <= 0.03).mean()),
                              within_5pct=float((rel <= 0.05).mean()), within_10pct=float((rel <= 0.10).mean()),
                              rmse_ms=float(np.sqrt(((p - m) ** 2).mean())), mape_pct=float(rel.mean() * 100),
@@ -224,6 +226,67 @@ def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: i
     cal["report"] = {k: v for k, v in report.items() if k != "samples"}
     cal["samples"] = report["samples"]
     cal["fingerprint_checked"] = True
+    cal["calibrated_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     save_lut(lut.with_calibration(cal), lut_path)
     journal.unlink(missing_ok=True)
     return report
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """How fast the device runs now relative to when a LUT was calibrated."""
+    factor: float                           # median over the subnets of now / then
+    specs: tuple[SubnetSpec, ...]
+    then_ms: tuple[float, ...]              # stored in the LUT's calibration
+    now_ms: tuple[float, ...]               # lowest median of `rounds` passes, as calibration measures
+    rounds: int
+    calibrated_utc: str | None              # when the LUT was calibrated (older LUTs: when it was measured)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"factor": round(self.factor, 5), "n_subnets": len(self.specs), "rounds": self.rounds,
+                "calibrated_utc": self.calibrated_utc,
+                "subnets": [{"arch": s.to_ofa(), "then_ms": round(a, 5), "now_ms": round(b, 5)}
+                            for s, a, b in zip(self.specs, self.then_ms, self.now_ms)]}
+
+
+def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, progress: bool = True) -> DriftReport:
+    """Measure ``n`` of a calibrated LUT's held-out calibration subnets again, the way calibration measured
+    them, and compare with the figures it stored: the factor by which the device is now slower (> 1) or
+    faster (< 1) than at calibration time (thermal state, other load, a busier host).  Multiplying the
+    calibrated prediction by it re-anchors the latency model to the device as it is now without re-measuring
+    the LUT.  The profiler must be the setup that calibrated the LUT (checked by fingerprint)."""
+    from .timing import fingerprint_mismatch
+
+    if n < 1:
+        raise OfaProfileError(f"--refresh needs at least 1 subnet, got {n}")
+    cal = lut.calibration
+    if not cal:
+        raise OfaProfileError(f"LUT {lut.source} is not calibrated, so it holds no measured subnets to compare "
+                              f"with: run `ofa-profile calibrate` first")
+    held = [x for x in cal.get("samples", []) if x.get("split") == "test"]
+    if not held:
+        raise OfaProfileError(f"LUT {lut.source}'s calibration holds no held-out subnets; re-run "
+                              f"`ofa-profile calibrate` with --test > 0")
+    bad = fingerprint_mismatch(lut.fingerprint, profiler.fingerprint())
+    if bad:
+        raise OfaProfileError(f"LUT {lut.source} was measured on another setup ({'; '.join(bad)}): its drift "
+                              f"cannot be measured here")
+    held = held[:n]
+    specs = [SubnetSpec.from_ofa(x["arch"], space=lut.space) for x in held]
+    seed = int((cal.get("report") or {}).get("seed", 0))
+    from .measure import _progress
+    rounds = max(1, int(rounds))
+    bar = _progress(len(specs) * rounds, 0, "drift (subnet passes)", progress)
+    now: list[list[float]] = [[] for _ in specs]
+    for r in range(rounds):
+        order = list(range(len(specs)))
+        for i in (order[::-1] if r % 2 else order):
+            now[i].append(profiler.measure_subnet(specs[i], seed).median_ms)
+            bar.update(1)
+    bar.close()
+    then_ms = tuple(float(x["measured_ms"]) for x in held)
+    now_ms = tuple(min(v) for v in now)
+    ratios = sorted(b / a for a, b in zip(then_ms, now_ms))
+    mid = len(ratios) // 2
+    factor = ratios[mid] if len(ratios) % 2 else 0.5 * (ratios[mid - 1] + ratios[mid])
+    return DriftReport(factor, tuple(specs), then_ms, now_ms, rounds, cal.get("calibrated_utc") or lut.created_utc)

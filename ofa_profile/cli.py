@@ -199,7 +199,8 @@ def calibrate_cmd(device_name: str, lut_path: str | None, samples: int, test_sam
             t = rep[name]
             click.echo(f"  {name:16s} n={t['n']}: within 2/3/5/10 %: {t['within_2pct']:.0%} / {t['within_3pct']:.0%} / "
                        f"{t['within_5pct']:.0%} / {t['within_10pct']:.0%}; RMSE {t['rmse_ms']:.3f} ms; "
-                       f"MAPE {t['mape_pct']:.2f} %; Spearman {t['spearman']:.4f}")
+                       f"MAPE {t['mape_pct']:.2f} %; Spearman "
+                       + (f"{t['spearman']:.4f}" if t["spearman"] is not None else "n/a (under 3 subnets)"))
 
 
 @main.command("devices")
@@ -799,13 +800,17 @@ def _with_options(options: list) -> Any:
               help="safety margin: search under budget x (1 - PCT/100); 'auto' takes the 90th percentile of the "
                    "calibrated LUT's under-predictions on its held-out subnets")
 @click.option("--no-calibration", is_flag=True, help="use plain LUT sums even if the LUT is calibrated")
+@click.option("--refresh", type=click.IntRange(min=0), default=0, show_default=True,
+              help="before searching, measure this many of the calibrated LUT's held-out subnets again on the "
+                   "device and scale the latency model by how much slower or faster it runs now than at "
+                   "calibration (0: off)")
 @click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="folder for pareto-<device>-<budget>ms.json and .png")
 @click.option("--no-plot", is_flag=True, help="do not write the PNG")
 @click.option("--verify", is_flag=True,
               help="measure the chosen subnet on the device and evaluate it with the bundled supernet")
 @click.option("--verify-device", default=None,
-              help="device to measure on for --verify [default: --device, or the LUT's device]")
+              help="device to measure on for --verify and --refresh [default: --device, or the LUT's device]")
 @click.option("--supernet", default=None, help="--verify: supernet weights [default: the bundled ofa_model/weights]")
 @click.option("--verify-images", type=int, default=1000, show_default=True,
               help="--verify: val images to evaluate on (0: all)")
@@ -817,7 +822,7 @@ def _with_options(options: list) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="print {best, frontier, ...} as JSON")
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
                resolutions: str | None, predictor: str | None, accuracy_data: str | None, seed: int, effort: str,
-               n_budgets: int, margin: str, no_calibration: bool, out_dir: str, no_plot: bool, verify: bool,
+               n_budgets: int, margin: str, no_calibration: bool, refresh: int, out_dir: str, no_plot: bool, verify: bool,
                verify_device: str | None, supernet: str | None, verify_images: int, verify_calib_images: int,
                train_data: str | None, val_data: str | None, cache_dir: str | None, as_json: bool) -> None:
     """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
@@ -837,6 +842,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
       ofa-profile pareto --budget 8ms --adapter titan.adapter.json --predictor acc.json
       ofa-profile pareto --budget 20ms --device cpu-ort --verify
       ofa-profile pareto --budget 20ms --device cpu-ort --margin auto --verify
+      ofa-profile pareto --budget 20ms --device cpu-ort --refresh 5 --margin auto --verify
     """
     import random
     import time
@@ -861,6 +867,11 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     if not (device_name or lut_ref or adapter):
         device_name = "cpu-ort"
     src = resolve_latency_source(device_name, lut_ref, adapter, calibrated=not no_calibration)
+    drift = None
+    if refresh:
+        drift = _refresh_drift(src, lut_ref or device_name, adapter, no_calibration, refresh,
+                               verify_device or device_name or src.name)
+        src = src.scaled(drift.factor, f"drift on {len(drift.specs)} subnets re-measured now")
     _log(f"latency: {src.description}")
     sp = get_space(space or src.space)
     if not same_macro_architecture(sp.name, src.space):
@@ -895,6 +906,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
               "accuracy_predictor": {"model": pred.model, "encoding": pred.encoding,
                                      "trained_resolutions": list(pred.trained_resolutions), **dict(pred.info)},
               "resolutions": list(res), "seed": seed, "effort": effort,
+              "drift": drift.as_dict() if drift else None,
               "seconds": {"search": round(t1 - t0, 3), "frontier": round(t2 - t1, 3)},
               "n_evaluated_frontier": front.n_evaluated}
     if not no_plot:
@@ -939,6 +951,28 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
         click.echo(f"  {p.latency_ms:10.3f}  {_pct(p.accuracy):>9}  {p.macs / 1e6:7.1f}  {p.params / 1e6:7.2f}  "
                    f"{p.spec.short()}")
     click.echo("wrote " + ", ".join(files.values()))
+
+
+def _refresh_drift(src: Any, lut_ref: str | None, adapter: str | None, no_calibration: bool, n: int,
+                   device_ref: str) -> Any:
+    """pareto --refresh: the device's drift since its LUT was calibrated (measure_drift)."""
+    from .calibrate import measure_drift
+    from .devices import load_device
+    from .lut import load_lut
+    from .measure import make_profiler
+
+    if adapter is not None or no_calibration or lut_ref is None:
+        fail("--refresh needs a calibrated LUT (--device or --lut) without --adapter or --no-calibration: "
+             "it re-measures the LUT's held-out calibration subnets")
+    lut = load_lut(lut_ref)
+    dev = load_device(device_ref)
+    _log(f"refresh: measuring {min(n, len(src.held_out))} of {lut.source}'s held-out calibration subnets on "
+         f"{dev.name} again ...")
+    with make_profiler(dev) as prof:
+        d = measure_drift(lut, prof, n)
+    _log(f"refresh: {dev.name} runs {d.factor:.3f} x its speed at calibration ({d.calibrated_utc}); "
+         f"predictions scaled by {d.factor:.3f}")
+    return d
 
 
 def _verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | None, n_val: int, n_calib: int,

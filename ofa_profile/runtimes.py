@@ -29,6 +29,8 @@ Heavy packages are imported inside the methods, so this module imports where som
 """
 from __future__ import annotations
 
+import functools
+
 import os
 import shutil
 import tempfile
@@ -53,7 +55,10 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
 
 
+@functools.lru_cache(maxsize=None)
 def _dist_version(dist: str) -> str | None:
+    """Installed version of a distribution (cached: reading package metadata takes ~3 ms, and compile()
+    checks its runtime before every block)."""
     from importlib.metadata import PackageNotFoundError, version
     try:
         return version(dist)

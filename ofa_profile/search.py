@@ -204,6 +204,18 @@ class LatencySource:
         return float(max(0.0, np.quantile(measured / pred - 1.0, quantile) * 100.0))
 
 
+    def scaled(self, factor: float, why: str) -> "LatencySource":
+        """The same source with every latency multiplied by ``factor`` (e.g. the device's drift since
+        calibration, :func:`~ofa_profile.calibrate.measure_drift`).  Held-out figures are scaled too, so
+        ``--margin auto`` is unchanged."""
+        if not factor > 0:
+            raise OfaProfileError(f"a latency scale must be > 0, got {factor}")
+        inner = self.fn
+        fn = BatchFn(lambda a: factor * _call(inner, a), f"{getattr(inner, 'name', inner)} x {factor:.3f}")
+        return LatencySource(fn, self.name, self.space, self.resolutions, f"{self.description}, x {factor:.3f} ({why})",
+                             tuple((s, m * factor) for s, m in self.held_out))
+
+
 def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
                            calibrated: bool = True) -> LatencySource:
     """``--device NAME`` (its shipped LUT), ``--lut FILE`` or ``--adapter FILE`` (with ``--lut`` for its prior)."""

@@ -107,8 +107,9 @@ def measure_callable(fn: Callable[[], Any], config: TimingConfig = TimingConfig(
         times.append((clock() - t0) / 1e6)
         n = len(times)
         if n >= config.min_runs and n % 5 == 0:
-            m = Measurement(tuple(times))
-            if m.iqr_rel <= config.target_iqr_rel:
+            xs = sorted(times)
+            med = statistics.median(xs)
+            if med > 0 and (_quantile(xs, 0.75) - _quantile(xs, 0.25)) / med <= config.target_iqr_rel:
                 stopped = "iqr"
                 break
         if time.perf_counter() - t_start > config.max_time_s and n >= min(config.min_runs, 5):

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ofa_profile.calibrate import FEATURE_NAMES, _arch_key, measure_subnets, sample_specs
 from ofa_profile.devices import load_device
 from ofa_profile.lut import load_lut
@@ -55,3 +57,76 @@ def test_measure_subnets_takes_the_lowest_pass_and_resumes_from_its_journal(tmp_
     assert [r["round"] for r in recs] == [1, 1, 1]                   # only the missing pass was measured
     assert [r["arch"] for r in recs] == [_arch_key(s) for s in specs[::-1]]   # the second pass runs backwards
     assert got == [min(1e3, r["median_ms"]) for r in recs[::-1]] and all(0 < g < 1e3 for g in got)
+
+
+def test_refresh_measures_the_drift_since_calibration_and_scales_the_search(tmp_path):
+    """pareto --refresh N re-measures N held-out calibration subnets and scales the latency model by
+    now / then.  The stored figures are halved here, as if the device had run twice as fast when it was
+    calibrated: the measured factor must come out near 2 and every predicted latency must be scaled by it."""
+    from click.testing import CliRunner
+
+    from ofa_profile.calibrate import calibrate_device, measure_drift
+    from ofa_profile.cli import main
+    from ofa_profile.errors import OfaProfileError
+    from ofa_profile.lut import save_lut
+    from ofa_profile.space import SubnetSpec
+
+    spec = fast_spec(tmp_path, "onnxruntime")
+    dev = load_device(spec)
+    lut_path = tmp_path / "o.json"
+    measure_lut(dev, lut_path, [128], progress=False)
+    with make_profiler(dev) as prof:
+        calibrate_device(lut_path, prof, 10, 2, seed=0, progress=False)
+    lut = load_lut(lut_path)
+    assert lut.calibration["calibrated_utc"].endswith("Z")
+    cal = json.loads(lut_path.read_text())["calibration"]
+    for s in cal["samples"]:
+        s["measured_ms"] /= 2
+    save_lut(lut.with_calibration(cal), lut_path)
+    lut = load_lut(lut_path)
+    with make_profiler(dev) as prof:
+        d = measure_drift(lut, prof, 2, progress=False)
+    assert len(d.specs) == 2 and d.rounds == 2 and 1.3 < d.factor < 3.0, d.as_dict()
+    assert d.specs[0].to_ofa() == [s for s in cal["samples"] if s["split"] == "test"][0]["arch"]
+
+    base = ["pareto", "--lut", str(lut_path), "--verify-device", str(spec), "--budget", "1000ms", "--no-plot",
+            "--effort", "fast", "--n-budgets", "3", "--out-dir", str(tmp_path / "out"), "--json"]
+    res = CliRunner().invoke(main, base + ["--refresh", "2"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    f = obj["drift"]["factor"]
+    assert 1.3 < f < 3.0 and obj["drift"]["n_subnets"] == 2 and "refresh" in res.stderr
+    best = SubnetSpec.from_ofa(obj["best"]["arch"], space=lut.space)
+    assert obj["best"]["latency_ms"] == pytest.approx(f * lut.predict_ms(best), rel=1e-4)
+    assert all(p["latency_ms"] == pytest.approx(f * lut.predict_ms(SubnetSpec.from_ofa(p["arch"], space=lut.space)),
+                                                rel=1e-4) for p in obj["frontier"])
+    # without --refresh: no drift, plain calibrated predictions
+    res = CliRunner().invoke(main, base)
+    assert res.exit_code == 0 and json.loads(res.stdout)["drift"] is None
+
+    # bad input: one line, exit 1 (usage errors 2)
+    res = CliRunner().invoke(main, base + ["--refresh", "2", "--no-calibration"])
+    assert res.exit_code == 1 and "--refresh needs a calibrated LUT" in res.stderr and "Traceback" not in res.output
+    res = CliRunner().invoke(main, base + ["--refresh", "-1"])
+    assert res.exit_code == 2 and "--refresh" in res.stderr
+    plain = tmp_path / "plain.json"
+    save_lut(lut.with_calibration(None), plain)
+    res = CliRunner().invoke(main, [*base[:2], str(plain), *base[3:], "--refresh", "2"])
+    assert res.exit_code == 1 and "is not calibrated" in res.stderr
+    other = json.loads(lut_path.read_text())
+    other["fingerprint"]["cpu_model"] = "another CPU"
+    with make_profiler(dev) as prof, pytest.raises(OfaProfileError, match="measured on another setup"):
+        measure_drift(load_lut_from(other, tmp_path / "other.json"), prof, 2, progress=False)
+
+
+def load_lut_from(obj, path):
+    path.write_text(json.dumps(obj))
+    return load_lut(path)
+
+
+def test_report_on_under_three_subnets_has_no_spearman_and_stays_json():
+    from ofa_profile.calibrate import evaluate
+    r = evaluate([10.0, 12.0], [10.5, 11.0])
+    assert r.spearman is None and r.n == 2 and r.within_10pct == 1.0
+    json.dumps(r.as_dict(), allow_nan=False)
+    assert evaluate([1.0, 2.0, 3.0], [1.1, 2.2, 2.9]).spearman == pytest.approx(1.0)
