@@ -100,6 +100,11 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
                       str(weights), standalone)
 
 
+def default_batch_size(device_type: str) -> int:
+    """Evaluation batch: BN recalibration statistics depend slightly on it, so the card records non-defaults."""
+    return 25 if device_type == "cpu" else 200
+
+
 def card_specs(space: str | Space, n_random: int = N_RANDOM) -> list[tuple[str, SubnetSpec]]:
     """The subnets of the card: ``largest``, ``smallest`` and ``random-i`` (``random.Random(f"model-card-{i}")``),
     each at the space's largest resolution (the table replaces ``r``)."""
@@ -339,8 +344,9 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
             raise OfaProfileError(f"{a.path} is not a --standalone run; pass it as --run or drop it")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
+    default_batch = default_batch_size(dev.type)
     if batch_size is None:
-        batch_size = 25 if dev.type == "cpu" else 200
+        batch_size = default_batch
     model, info = load_supernet(run.weights)
     tr, va = _caches(run, train_data, val_data, cache_dir)
     if info.classes and tuple(info.classes) != tuple(tr.classes):
@@ -367,8 +373,11 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
         t = evaluate_table(amodel, ainfo.sha256, tr, va, [("alone", a.standalone)], resolutions, n_calib=n_calib,
                            n_val=n_val, batch_size=batch_size, device=dev, cache=acache, progress=progress)
         alone_res.append((a, {r: t[("alone", r)] for r in resolutions}))
-    extra = "".join(f" {flag} {v}" for flag, v, default in (("--n-calib", n_calib, N_CALIB), ("--n-val", n_val, N_VAL))
-                    if v != default)
+    res_text = ",".join(str(r) for r in resolutions)
+    extra = "".join(f" {flag} {v}" for flag, v, default in (
+        ("--resolutions", res_text, ",".join(str(r) for r in CARD_RESOLUTIONS)), ("--n-random", n_random, N_RANDOM),
+        ("--n-calib", n_calib, N_CALIB), ("--n-val", n_val, N_VAL), ("--batch-size", batch_size, default_batch))
+        if v != default)
     cmd = [train_command(run.config),
            f"python -m ofa_model.card --run RUN --train-data TRAIN --val-data VAL --out {out_dir}"
         + "".join(f" --standalone {d}" for d in standalone_dirs) + extra]
@@ -395,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     @click.option("--dataset", default="Imagenette", show_default=True)
     @click.option("--standalone", "standalone_dirs", multiple=True,
                   help="A `--standalone` training run to compare with (repeatable).")
-    @click.option("--resolutions", default="128,160,224", show_default=True)
+    @click.option("--resolutions", default=",".join(str(r) for r in CARD_RESOLUTIONS), show_default=True)
     @click.option("--n-random", type=int, default=N_RANDOM, show_default=True)
     @click.option("--n-calib", type=int, default=N_CALIB, show_default=True)
     @click.option("--n-val", type=int, default=N_VAL, show_default=True, help="0: every val image.")

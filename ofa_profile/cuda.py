@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import OfaProfileError
-from .timing import Measurement, TimingConfig
+from .timing import Measurement, TimingConfig, stop_reason
 
 __all__ = ["CudaRuntime", "CudaCompiled", "measure_cuda_events", "cuda_status"]
 
@@ -174,8 +174,9 @@ def measure_cuda_events(fn: Callable[[], Any], config: TimingConfig = TimingConf
         end.synchronize()
         times.append(float(start.elapsed_time(end)))
         n = len(times)
-        if n >= config.min_runs and n % 5 == 0 and Measurement(tuple(times)).iqr_rel <= config.target_iqr_rel:
-            stopped = "iqr"
+        why = stop_reason(times, config)
+        if why:
+            stopped = why
             break
         if time.perf_counter() - t_start > config.max_time_s and n >= min(config.min_runs, 5):
             stopped = "max_time"

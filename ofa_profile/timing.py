@@ -2,8 +2,12 @@
 
 Modelled on ``torch.utils.benchmark.Timer.blocked_autorange`` but taking plain
 callables: warm up, then time single calls until the interquartile range relative
-to the median is small enough (``target_iqr_rel``) with at least ``min_runs``
-samples, or ``max_runs`` / ``max_time_s`` is hit.  The raw times are kept in the
+to the median is small enough (``target_iqr_rel``), or the median itself is known
+precisely enough (``target_ci_rel``: the half-width of its ~95 % confidence interval,
+1.57 IQR / sqrt(n), the boxplot notch of McGill, Tukey and Larsen 1978, relative to
+the median), with at least ``min_runs`` samples, or ``max_runs`` / ``max_time_s`` is
+hit.  On a noisy machine the IQR rule alone rarely fires and every block runs to
+``max_runs``; the confidence rule stops once more runs no longer move the median.  The raw times are kept in the
 :class:`Measurement`; the median and IQR are derived from them.
 
 Also here: the glibc malloc fix (:func:`fix_malloc`) that makes torch-eager
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import os
 import platform
 import statistics
@@ -21,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-__all__ = ["TimingConfig", "Measurement", "measure_callable", "fix_malloc", "fingerprint", "set_threads"]
+__all__ = ["TimingConfig", "Measurement", "measure_callable", "stop_reason", "fix_malloc", "fingerprint", "set_threads"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class TimingConfig:
     max_runs: int = 200
     max_time_s: float = 2.0
     target_iqr_rel: float = 0.03
+    target_ci_rel: float = 0.0   # 0: off (see the module docstring)
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> "TimingConfig":
@@ -49,7 +55,7 @@ class Measurement:
     """Raw times of repeated calls (ms) and their summary."""
     raw_ms: tuple[float, ...]
     warmup_runs: int = 0
-    stopped_by: str = "iqr"  # "iqr" | "max_runs" | "max_time"
+    stopped_by: str = "iqr"  # "iqr" | "median_ci" | "max_runs" | "max_time"
     median_ms: float = field(init=False)
     iqr_ms: float = field(init=False)
     mean_ms: float = field(init=False)
@@ -84,6 +90,27 @@ def _quantile(sorted_xs: list[float], q: float) -> float:
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
 
 
+MEDIAN_CI_FACTOR = 1.57   # half-width of the ~95 % confidence interval of a median = 1.57 IQR / sqrt(n)
+
+
+def stop_reason(times: list[float], config: TimingConfig) -> str | None:
+    """Why timing may stop after these ``times`` (checked every 5 runs from ``min_runs``): "iqr" or
+    "median_ci" (see the module docstring), else None."""
+    n = len(times)
+    if n < config.min_runs or n % 5:
+        return None
+    xs = sorted(times)
+    med = statistics.median(xs)
+    if med <= 0:
+        return None
+    iqr_rel = (_quantile(xs, 0.75) - _quantile(xs, 0.25)) / med
+    if iqr_rel <= config.target_iqr_rel:
+        return "iqr"
+    if config.target_ci_rel > 0 and MEDIAN_CI_FACTOR * iqr_rel / math.sqrt(n) <= config.target_ci_rel:
+        return "median_ci"
+    return None
+
+
 def measure_callable(fn: Callable[[], Any], config: TimingConfig = TimingConfig(),
                      sync: Callable[[], Any] | None = None) -> Measurement:
     """Time ``fn()`` per call with ``time.perf_counter_ns``.
@@ -106,12 +133,10 @@ def measure_callable(fn: Callable[[], Any], config: TimingConfig = TimingConfig(
             sync()
         times.append((clock() - t0) / 1e6)
         n = len(times)
-        if n >= config.min_runs and n % 5 == 0:
-            xs = sorted(times)
-            med = statistics.median(xs)
-            if med > 0 and (_quantile(xs, 0.75) - _quantile(xs, 0.25)) / med <= config.target_iqr_rel:
-                stopped = "iqr"
-                break
+        why = stop_reason(times, config)
+        if why:
+            stopped = why
+            break
         if time.perf_counter() - t_start > config.max_time_s and n >= min(config.min_runs, 5):
             stopped = "max_time"
             break

@@ -137,7 +137,7 @@ def test_model_card_from_a_run(runs, tmp_path):
     for needle in ("| largest |", "| smallest |", "| random-0 |", "| teacher | 1 |", "Trained on CPU only",
                    "trained alone", "| smallest | 6 | 6 |", "smallest at 224: >= 80 % -> measured – %: not measured",
                    # the reproduce line carries the non-default evaluation settings
-                   "--standalone " + str(alone.parent) + " --n-calib 8\n"):
+                   "--standalone " + str(alone.parent) + " --resolutions 128 --n-random 1 --n-calib 8 --batch-size 8\n"):
         assert needle in text, needle
     cache = json.loads((ps.parent / "card_eval.json").read_text())
     assert len(cache) == 3 and all(v["n_val"] == 9 and 0 <= v["top1"] <= 1 for v in cache.values())

@@ -1,6 +1,9 @@
 import time
 
-from ofa_profile.timing import Measurement, TimingConfig, fingerprint, fingerprint_mismatch, fix_malloc, measure_callable
+import numpy as np
+
+from ofa_profile.timing import (Measurement, TimingConfig, fingerprint, fingerprint_mismatch, fix_malloc, measure_callable,
+                                stop_reason)
 
 
 def test_measurement_statistics():
@@ -24,6 +27,35 @@ def test_measure_callable_times_a_sleep():
     assert len(calls) == cfg.warmup_runs + m.count
     assert 10 <= m.count <= 40
     assert m.stopped_by in ("iqr", "max_runs", "max_time")
+
+
+def test_stop_rules_iqr_and_median_confidence():
+    """IQR/median <= target_iqr_rel stops; else 1.57 IQR / sqrt(n) / median <= target_ci_rel does (0: off).
+    Noisy times (IQR/median 10 %): the median's 95 % half-width is 1.57 x 10 % / sqrt(n), under 2 % from
+    n = 62, so the rule fires at the first check from there (n = 65), never before min_runs or between checks."""
+    import random
+    rng = random.Random(0)
+    noisy = [10.0 * (1 + 0.2 * (i % 2 == 0) - 0.1) for i in range(200)]   # half 9 ms, half 11 ms: IQR/median 20 %
+    rng.shuffle(noisy)
+    cfg = TimingConfig(min_runs=30, max_runs=200, target_iqr_rel=0.03, target_ci_rel=0.04)
+    fired = [n for n in range(1, 201) if stop_reason(noisy[:n], cfg)]
+
+    def half_width(n):   # the same rule through numpy's quantiles
+        q1, med, q3 = np.percentile(noisy[:n], [25, 50, 75])
+        return 1.57 * (q3 - q1) / med / np.sqrt(n)
+    want = next(n for n in range(30, 201, 5) if half_width(n) <= 0.04)
+    assert 50 <= want <= 100 and fired[0] == want and stop_reason(noisy[:want], cfg) == "median_ci"
+    assert all(n % 5 == 0 for n in fired)
+    assert not any(stop_reason(noisy[:n], TimingConfig(min_runs=30, target_ci_rel=0.0)) for n in range(1, 201))
+    quiet = [10.0 + 0.01 * (i % 3) for i in range(40)]
+    assert stop_reason(quiet[:29], cfg) is None and stop_reason(quiet[:30], cfg) == "iqr"
+    m = measure_callable(lambda: time.sleep(0.0005 * (1 + (len(calls2) % 2))) or calls2.append(1),
+                         TimingConfig(warmup_runs=0, min_runs=10, max_runs=400, max_time_s=30, target_iqr_rel=0.0,
+                                      target_ci_rel=0.2))
+    assert m.stopped_by == "median_ci" and m.count < 400
+
+
+calls2: list = []
 
 
 def test_time_cap_stops_early():
