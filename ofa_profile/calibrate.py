@@ -163,7 +163,7 @@ def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: 
     rounds = max(1, int(rounds))
     keys = [_arch_key(s) for s in specs]
     todo = sum(1 for k in keys for r in range(rounds) if (k, r) not in done)
-    bar = _progress(len(specs) * rounds, len(specs) * rounds - todo, "subnets", progress)
+    bar = _progress(len(specs) * rounds, len(specs) * rounds - todo, "subnets", progress, unit="subnet")
     with open(journal, "ab") as f:
         if journal.stat().st_size and not journal.read_bytes().endswith(b"\n"):
             f.write(b"\n")
@@ -276,7 +276,7 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     seed = int((cal.get("report") or {}).get("seed", 0))
     from .measure import _progress
     rounds = max(1, int(rounds))
-    bar = _progress(len(specs) * rounds, 0, "drift (subnet passes)", progress)
+    bar = _progress(len(specs) * rounds, 0, "drift", progress, unit="subnet")
     now: list[list[float]] = [[] for _ in specs]
     for r in range(rounds):
         order = list(range(len(specs)))

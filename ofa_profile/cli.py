@@ -606,12 +606,27 @@ def _lut_summary(lut: Any) -> dict[str, Any]:
         "created_utc": lut.created_utc, "resolutions": list(lut.resolutions), "entries": len(lut.entries),
         "resolution_entries": sum(len(m) for m in lut.resolution_entries.values()),
         "source": lut.provenance.get("source"), "tool": lut.provenance.get("tool"), "seed": lut.provenance.get("seed"),
-        "fingerprint": fp_sum, "calibration": cal,
+        "fingerprint": fp_sum, "calibration": cal, "timing": _timing_summary(lut),
         "coverage": {"complete": not missing,
                      "missing_keys": sum(len(v) for v in missing.values()),
                      "missing_by_resolution": {str(r): v for r, v in missing.items()},
                      "partial_resolutions": {str(r): n for r, n in partial.items()}},
     }
+
+
+def _timing_summary(lut: Any) -> dict | None:
+    """How the LUT's blocks were timed (its provenance) and how many runs they took."""
+    import statistics
+    t = lut.provenance.get("timing")
+    counts = sorted(e.count for e in lut.entries.values())
+    if not t and not counts:
+        return None
+    out: dict = {"settings": dict(t) if t else None}
+    if counts:
+        cap = (t or {}).get("max_runs")
+        out.update({"runs_per_block_median": statistics.median(counts),
+                    "share_at_max_runs": round(sum(c >= cap for c in counts) / len(counts), 4) if cap else None})
+    return out
 
 
 def _plain_json(obj: Any) -> Any:
@@ -650,6 +665,16 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
     click.echo(f"entries:      {s['entries']}{extra}")
     click.echo(f"created:      {s['created_utc']} by {s['tool']}; source: {s['source']}; seed: {s['seed']}")
     click.echo("fingerprint:  " + "; ".join(f"{k}={v}" for k, v in _plain_json(s["fingerprint"]).items()))
+    tm = s["timing"]
+    if tm:
+        st = tm["settings"] or {}
+        rule = (f"{st.get('warmup_runs', '?')} warm-up, {st.get('min_runs', '?')}-{st.get('max_runs', '?')} runs, "
+                f"{st.get('max_time_s', '?')} s cap, stop at IQR/median <= {st.get('target_iqr_rel', '?')}"
+                + (f" or median +-{st['target_ci_rel']}" if st.get("target_ci_rel") else "")) if st else "not recorded"
+        runs = (f"; runs per block: median {tm['runs_per_block_median']:g}"
+                + (f", {tm['share_at_max_runs']:.0%} at the cap" if tm.get("share_at_max_runs") is not None else "")
+                if "runs_per_block_median" in tm else "")
+        click.echo(f"timing:       {rule}{runs}")
     cal = s["calibration"]
     click.echo("calibration:  " + ("none" if not cal else "; ".join(f"{k}={v}" for k, v in _plain_json(cal).items())))
     cov = s["coverage"]

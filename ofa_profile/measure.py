@@ -324,9 +324,9 @@ class _NullBar:
         pass
 
 
-def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
+def _progress(total: int, initial: int, desc: str, enabled: bool, unit: str = "op") -> Any:
     if not enabled:
         return _NullBar()
     from tqdm import tqdm
-    return tqdm(total=total, initial=initial, desc=f"measure {desc}", unit="op", file=sys.stderr,
+    return tqdm(total=total, initial=initial, desc=f"measure {desc}", unit=unit, file=sys.stderr,
                 dynamic_ncols=True, mininterval=0.5)

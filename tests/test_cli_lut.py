@@ -1,6 +1,7 @@
 """`ofa-profile lut ...` and `ofa-profile predict`: golden values through the CLI, one-line errors, no tracebacks."""
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -83,8 +84,18 @@ def test_info_validate_export(note10_json, tmp_path):
     assert info["space"] == "ofa-mbv3-w1.2" and info["resolutions"] == [160, 176, 192, 208, 224]
     assert info["entries"] == 450 and info["coverage"]["complete"] and info["coverage"]["missing_keys"] == 0
     assert info["calibration"] is None and info["fingerprint"]
+    assert info["timing"]["settings"] is None            # OFA's YAML does not say how it timed
     res = run("lut", "info", note10_json)
-    assert res.exit_code == 0 and "coverage:     complete" in res.stdout
+    assert res.exit_code == 0 and "coverage:     complete" in res.stdout and "timing:       not recorded" in res.stdout
+    # a measured LUT: its timing settings and how many runs its blocks took
+    shipped = json.loads((ROOT / "lut" / "cpu-ort.json").read_text())
+    tm = json.loads(run("lut", "info", "cpu-ort", "--json").stdout)["timing"]
+    counts = sorted(e["count"] for e in shipped["entries"].values())
+    cap = shipped["provenance"]["timing"]["max_runs"]
+    assert tm["settings"] == shipped["provenance"]["timing"]
+    assert tm["runs_per_block_median"] == statistics.median(counts)
+    assert tm["share_at_max_runs"] == round(sum(c >= cap for c in counts) / len(counts), 4)
+    assert f"{cap} runs" in run("lut", "info", "cpu-ort").stdout
     res = run("lut", "validate", note10_json)
     assert res.exit_code == 0 and res.stdout.startswith("ok: ")
     res = run("lut", "export-ofa", note10_json, "--out", tmp_path / "yaml")
