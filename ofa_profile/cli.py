@@ -138,13 +138,39 @@ def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size:
     finally:
         prof.close()
     summary = {"lut": str(r.lut_path), "device": dev.name, "measured": r.measured, "reused": r.reused,
-               "total": r.total, "passes": passes, "complete": r.complete, "elapsed_s": round(r.elapsed_s, 1)}
+               "total": r.total, "passes": passes, "complete": r.complete, "elapsed_s": round(r.elapsed_s, 1),
+               "noise": _block_noise(r.lut_path) if r.complete else None}
+    nz = summary["noise"]
+    if nz:
+        _log(f"noise: block IQR/median {100 * nz['iqr_rel_median']:.1f} % (median over blocks); "
+             + (f"{nz['share_at_max_runs']:.0%} of blocks ran the {nz['max_runs']}-run cap"
+                if nz["share_at_max_runs"] is not None else "run cap not recorded")
+             + ("; a noisy machine: --passes 3 and `calibrate --rounds 3` help, a quieter one helps more"
+                if nz["iqr_rel_median"] > NOISY_IQR_REL else ""))
     if as_json:
         echo_json(summary)
     else:
         state = "complete" if summary["complete"] else "partial (rerun to continue)"
         what = f"{r.measured} measurements ({passes} passes)" if passes > 1 else f"{r.measured} measured"
         click.echo(f"{r.lut_path}: {what}, {r.reused} reused of {r.total} ops, {state}, {r.elapsed_s:.1f} s")
+
+
+NOISY_IQR_REL = 0.05   # block IQR/median above which `measure` calls the machine noisy (quiet: 1-3 %)
+
+
+def _block_noise(lut_path: Any) -> dict | None:
+    """How noisy the blocks of a measured LUT were: the median IQR/median and the share at the run cap."""
+    import statistics
+
+    from .lut import load_lut
+    lut = load_lut(lut_path)
+    rel = [e.iqr_ms / e.median_ms for e in lut.entries.values() if e.median_ms > 0]
+    cap = (lut.provenance.get("timing") or {}).get("max_runs")
+    if not rel:
+        return None
+    return {"iqr_rel_median": round(statistics.median(rel), 5), "max_runs": cap,
+            "share_at_max_runs": round(sum(e.count >= cap for e in lut.entries.values()) / len(lut.entries), 4)
+            if cap else None}
 
 
 @main.command("calibrate")

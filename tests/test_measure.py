@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -82,6 +83,12 @@ def test_sigkill_mid_run_resumes_without_remeasuring(tmp_path):
         assert list(lut.entries[k].raw_ms) == raw
     assert not journal.exists()
     assert lut.resolutions == (128, 132)
+    # the noise summary: the median block IQR/median and the share of blocks at the run cap, from the LUT itself
+    rel = sorted(e.iqr_ms / e.median_ms for e in lut.entries.values())
+    nz = summary["noise"]
+    assert nz["iqr_rel_median"] == pytest.approx(statistics.median(rel), abs=1e-5)
+    assert nz["max_runs"] == FAST_TIMING["max_runs"] and 0 <= nz["share_at_max_runs"] <= 1
+    assert "noise: block IQR/median" in r.stderr
 
 
 def test_existing_lut_is_extended(tmp_path):
