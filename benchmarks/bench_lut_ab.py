@@ -52,11 +52,12 @@ def main() -> None:
     res = sorted(set.intersection(*(set(lt.resolutions) for lt in luts.values())))
     specs = sample_specs(space, args.n_fit + args.n_test, args.seed, res)
     journal = Path(args.journal or f"/tmp/ofa-profile-ab-{dev.name}-s{args.seed}.jsonl")
+    reused = len(journal.read_bytes().splitlines()) if journal.exists() else 0
     t0 = time.perf_counter()
     with make_profiler(dev) as prof:
         meas = measure_subnets(prof, specs, journal, args.seed, progress=True, rounds=args.rounds)
-    print(f"{dev.name}: {len(specs)} subnets x {args.rounds} passes measured in {time.perf_counter() - t0:.0f} s "
-          f"(journal {journal})")
+    print(f"{dev.name}: {len(specs)} subnets x {args.rounds} passes in {time.perf_counter() - t0:.0f} s "
+          f"({min(reused, len(specs) * args.rounds)} subnet passes reused from the journal {journal})")
     fit, test = slice(0, args.n_fit), slice(args.n_fit, None)
     report = {}
     for p, lut in luts.items():
