@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_verify.py
 	$(BIN)/python benchmarks/bench_search.py
 	$(BIN)/python benchmarks/bench_predictors.py
+	$(BIN)/python benchmarks/bench_fewshot_ceiling.py
 	$(BIN)/python benchmarks/bench_supernet.py
 
 clean:

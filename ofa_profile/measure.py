@@ -246,6 +246,9 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
             bad = [k for k in ("device", "runtime", "space", "seed", "batch_size", "num_threads")
                    if jheader.get(k) != header[k]]
             bad += fingerprint_mismatch(jheader.get("fingerprint", {}), fp)
+            if jheader.get("timing") is not None and \
+                    TimingConfig.from_mapping(jheader["timing"]).as_dict() != header["timing"]:
+                bad.append(f"timing: {dict(jheader['timing'])} != {header['timing']}")
             if bad:
                 raise OfaProfileError(f"journal {jpath} comes from a different setup ({'; '.join(bad)}); "
                                       f"pass --fresh to discard it")

@@ -154,3 +154,19 @@ def test_passes_entry_is_the_minimum_of_the_journalled_passes(tmp_path):
         assert e.median_ms == min(runs[k][1]["median_ms"], runs[k][2]["median_ms"])
     r = measure_lut(dev, out, [128], progress=False, passes=2)
     assert r.measured == 1 and r.complete and len(load_lut(out).entries) == n_ops
+
+
+def test_a_journal_is_not_resumed_under_other_timing_settings(tmp_path):
+    """Blocks timed under one stop rule are not mixed with blocks timed under another: one clear error."""
+    from ofa_profile.errors import OfaProfileError
+    spec = fast_spec(tmp_path, "onnxruntime")
+    out = tmp_path / "t.json"
+    r = measure_lut(load_device(spec), out, [128], progress=False, limit=3)
+    assert not r.complete
+    obj = json.loads(spec.read_text())
+    obj["timing"] = dict(obj["timing"], target_ci_rel=0.05)
+    spec.write_text(json.dumps(obj))
+    with pytest.raises(OfaProfileError, match="timing: .* pass --fresh"):
+        measure_lut(load_device(spec), out, [128], progress=False)
+    r = measure_lut(load_device(spec), out, [128], progress=False, fresh=True)
+    assert r.complete and r.reused == 0
