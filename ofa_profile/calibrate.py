@@ -266,7 +266,7 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     held = [x for x in cal.get("samples", []) if x.get("split") == "test"]
     if not held:
         raise OfaProfileError(f"LUT {lut.source}'s calibration holds no held-out subnets; re-run "
-                              f"`ofa-profile calibrate` with --test > 0")
+                              f"`ofa-profile calibrate` with --test-samples > 0")
     bad = fingerprint_mismatch(lut.fingerprint, profiler.fingerprint())
     if bad:
         raise OfaProfileError(f"LUT {lut.source} was measured on another setup ({'; '.join(bad)}): its drift "
