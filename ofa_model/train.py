@@ -146,6 +146,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     standalone: str | None = None        # 'largest' | 'smallest' | ARCH.json: train only that subnet
+    amp: str = "off"                     # 'bf16': forward passes under bfloat16 autocast (GPU runs)
 
     def phases(self, steps_per_epoch: int | None = None) -> list[PhaseDef]:
         """The run's phases.  A standalone run has one phase whose step count is that of the whole PS
@@ -280,6 +281,15 @@ def train(cfg: TrainConfig) -> Path:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if cfg.amp not in ("off", "bf16"):
+        raise OfaProfileError(f"--amp {cfg.amp!r}: use off or bf16")
+
+    def autocast():
+        """bfloat16 autocast for forward passes with --amp bf16 (no loss scaling needed); a no-op otherwise."""
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
 
     space = get_space(cfg.space)
     res = tuple(cfg.resolutions) or space.resolutions
@@ -408,15 +418,16 @@ def train(cfg: TrainConfig) -> Path:
             rs = random.Random(f"{cfg.seed}-{pi}-{step}")
             r = rs.choice(res)
             gen = torch.Generator().manual_seed(hash((cfg.seed, pi, step, rank)) & 0x7FFFFFFF)
-            x, y = train_batch(train_cache, batches_epoch[bi], r, gen, (cfg.crop_scale_min, 1.0))
+            x, y = train_batch(train_cache, batches_epoch[bi], r, gen, (cfg.crop_scale_min, 1.0),
+                               device=device if device.type == "cuda" else None)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             lr = _lr_at(step, total, warm, peak)
             for g in opt.param_groups:
                 g["lr"] = lr
             soft = None
             if ph.kd and teacher is not None and cfg.kd_ratio > 0:
-                with torch.no_grad():
-                    soft = F.softmax(teacher(x), dim=1)
+                with torch.no_grad(), autocast():
+                    soft = F.softmax(teacher(x).float(), dim=1)
             opt.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for k in range(ph.n_subnets):
@@ -426,7 +437,8 @@ def train(cfg: TrainConfig) -> Path:
                     model.set_active_subnet(ph.fixed)
                 else:
                     model.set_active_subnet(sample_phase_spec(cfg.space, ph, rs, r))
-                logits = net(x)
+                with autocast():
+                    logits = net(x).float()
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 if soft is not None:
                     loss = loss + cfg.kd_ratio * torch.mean(torch.sum(-soft * F.log_softmax(logits, dim=1), 1))
@@ -559,6 +571,8 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
     @click.option("--device", default="auto", show_default=True)
     @click.option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
     @click.option("--log-every", type=int, default=10, show_default=True)
+    @click.option("--amp", type=click.Choice(["off", "bf16"]), default="off", show_default=True,
+                  help="bf16: forward passes under bfloat16 autocast (for GPUs; the weights stay fp32).")
     @click.option("--standalone", default=None,
                   help="Baseline: train only this subnet (largest, smallest or ARCH.json), no KD, for as many "
                        "steps as the PS run with the same flags.")

@@ -64,6 +64,9 @@ def test_cache_and_augment(data, tmp_path):
     assert x.shape == (5, 3, 40, 40) and y.tolist() == tr.labels[:5].tolist()
     x2, _ = train_batch(tr, np.arange(5), 40, torch.Generator().manual_seed(0))
     assert torch.equal(x, x2)
+    # the resampling can run on the training device: same crops (the generator stays on the CPU)
+    x3, _ = train_batch(tr, np.arange(5), 40, torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    assert torch.equal(x, x3)
     xc, _ = center_crop_batch(tr, np.arange(2), 32, crop_frac=1.0)   # identity crop reproduces the image
     ref = (torch.from_numpy(np.array(tr.images[:2])).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) \
         / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -122,6 +125,25 @@ def test_compofa_run_in_process(data, tmp_path):
     assert [e["phase"] for e in ends] == ["teacher", "kernel", "compound"]
     assert all(0.0 <= v <= 1.0 for e in ends for v in e["val_top1"].values())
     assert all(r["img_s"] > 0 for r in log if "img_s" in r)
+
+
+def test_bf16_autocast_run(data, tmp_path):
+    """--amp bf16 (meant for GPUs) runs the forward passes under bfloat16 autocast; on the CPU too, so the
+    path is tested here: every phase trains with finite losses and the weights stay fp32."""
+    torch.set_num_threads(1)
+    cfg = TrainConfig(train_data=str(data[0]), out=str(tmp_path / "run"), image_size=48, resolutions=(48,),
+                      batch_size=4, max_steps_per_phase=1, eval_images=0, log_every=1, amp="bf16")
+    final = train(cfg)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 6 and all(np.isfinite(v) and v > 0 for v in losses)
+    sd = torch.load(final, map_location="cpu", weights_only=False)
+    sd = sd.get("state_dict", sd)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in sd.values() if torch.is_tensor(v))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] == "bf16"
+    r = subprocess.run([sys.executable, "-m", "ofa_model.train", "--train-data", str(data[0]), "--out",
+                        str(tmp_path / "bad"), "--amp", "fp8"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert r.returncode == 2 and "--amp" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_kill_and_resume(data, tmp_path):
