@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,7 +287,5 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     bar.close()
     then_ms = tuple(float(x["measured_ms"]) for x in held)
     now_ms = tuple(min(v) for v in now)
-    ratios = sorted(b / a for a, b in zip(then_ms, now_ms))
-    mid = len(ratios) // 2
-    factor = ratios[mid] if len(ratios) % 2 else 0.5 * (ratios[mid - 1] + ratios[mid])
+    factor = statistics.median(b / a for a, b in zip(then_ms, now_ms))
     return DriftReport(factor, tuple(specs), then_ms, now_ms, rounds, cal.get("calibrated_utc") or lut.created_utc)

@@ -160,17 +160,12 @@ NOISY_IQR_REL = 0.05   # block IQR/median above which `measure` calls the machin
 
 def _block_noise(lut_path: Any) -> dict | None:
     """How noisy the blocks of a measured LUT were: the median IQR/median and the share at the run cap."""
-    import statistics
-
     from .lut import load_lut
-    lut = load_lut(lut_path)
-    rel = [e.iqr_ms / e.median_ms for e in lut.entries.values() if e.median_ms > 0]
-    cap = (lut.provenance.get("timing") or {}).get("max_runs")
-    if not rel:
+    t = _timing_summary(load_lut(lut_path))
+    if not t or t.get("iqr_rel_median") is None:
         return None
-    return {"iqr_rel_median": round(statistics.median(rel), 5), "max_runs": cap,
-            "share_at_max_runs": round(sum(e.count >= cap for e in lut.entries.values()) / len(lut.entries), 4)
-            if cap else None}
+    return {"iqr_rel_median": t["iqr_rel_median"], "max_runs": (t["settings"] or {}).get("max_runs"),
+            "share_at_max_runs": t["share_at_max_runs"]}
 
 
 @main.command("calibrate")
@@ -641,17 +636,19 @@ def _lut_summary(lut: Any) -> dict[str, Any]:
 
 
 def _timing_summary(lut: Any) -> dict | None:
-    """How the LUT's blocks were timed (its provenance) and how many runs they took."""
+    """How the LUT's blocks were timed (its provenance), how many runs they took and how noisy they were."""
     import statistics
     t = lut.provenance.get("timing")
-    counts = sorted(e.count for e in lut.entries.values())
-    if not t and not counts:
+    entries = list(lut.entries.values())
+    if not t and not entries:
         return None
     out: dict = {"settings": dict(t) if t else None}
-    if counts:
+    if entries:
         cap = (t or {}).get("max_runs")
-        out.update({"runs_per_block_median": statistics.median(counts),
-                    "share_at_max_runs": round(sum(c >= cap for c in counts) / len(counts), 4) if cap else None})
+        rel = [e.iqr_ms / e.median_ms for e in entries if e.median_ms > 0]
+        out.update({"runs_per_block_median": statistics.median(e.count for e in entries),
+                    "share_at_max_runs": round(sum(e.count >= cap for e in entries) / len(entries), 4) if cap else None,
+                    "iqr_rel_median": round(statistics.median(rel), 5) if rel else None})
     return out
 
 
@@ -923,8 +920,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     src = resolve_latency_source(device_name, lut_ref, adapter, calibrated=not no_calibration)
     drift = None
     if refresh:
-        drift = _refresh_drift(src, lut_ref or device_name, adapter, no_calibration, refresh,
-                               verify_device or device_name or src.name)
+        drift = _refresh_drift(src, adapter, no_calibration, refresh, verify_device or device_name or src.name)
         src = src.scaled(drift.factor, f"drift on {len(drift.specs)} subnets re-measured now")
     _log(f"latency: {src.description}")
     sp = get_space(space or src.space)
@@ -1008,18 +1004,16 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     click.echo("wrote " + ", ".join(files.values()))
 
 
-def _refresh_drift(src: Any, lut_ref: str | None, adapter: str | None, no_calibration: bool, n: int,
-                   device_ref: str) -> Any:
+def _refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, device_ref: str) -> Any:
     """pareto --refresh: the device's drift since its LUT was calibrated (measure_drift)."""
     from .calibrate import measure_drift
     from .devices import load_device
-    from .lut import load_lut
     from .measure import make_profiler
 
-    if adapter is not None or no_calibration or lut_ref is None:
+    if adapter is not None or no_calibration or src.lut is None:
         fail("--refresh needs a calibrated LUT (--device or --lut) without --adapter or --no-calibration: "
              "it re-measures the LUT's held-out calibration subnets")
-    lut = load_lut(lut_ref)
+    lut = src.lut
     dev = load_device(device_ref)
     _log(f"refresh: measuring {min(n, len(src.held_out))} of {lut.source}'s held-out calibration subnets on "
          f"{dev.name} again ...")

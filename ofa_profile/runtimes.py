@@ -30,7 +30,6 @@ Heavy packages are imported inside the methods, so this module imports where som
 from __future__ import annotations
 
 import functools
-
 import os
 import shutil
 import tempfile

@@ -189,6 +189,7 @@ class LatencySource:
     description: str
     # held-out calibration subnets (spec, measured ms) of a calibrated LUT: what --margin auto learns from
     held_out: tuple = ()
+    lut: Any = None     # the loaded LUT behind it, if any (what --refresh re-measures against)
 
     def auto_margin_pct(self, quantile: float = 0.9) -> float:
         """The safety margin (percent of the budget) that covers ``quantile`` of the latency source's own
@@ -203,7 +204,6 @@ class LatencySource:
         pred = np.asarray(self.fn(specs), dtype=float)
         return float(max(0.0, np.quantile(measured / pred - 1.0, quantile) * 100.0))
 
-
     def scaled(self, factor: float, why: str) -> "LatencySource":
         """The same source with every latency multiplied by ``factor`` (e.g. the device's drift since
         calibration, :func:`~ofa_profile.calibrate.measure_drift`).  Held-out figures are scaled too, so
@@ -213,7 +213,7 @@ class LatencySource:
         inner = self.fn
         fn = BatchFn(lambda a: factor * _call(inner, a), f"{getattr(inner, 'name', inner)} x {factor:.3f}")
         return LatencySource(fn, self.name, self.space, self.resolutions, f"{self.description}, x {factor:.3f} ({why})",
-                             tuple((s, m * factor) for s, m in self.held_out))
+                             tuple((s, m * factor) for s, m in self.held_out), self.lut)
 
 
 def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
@@ -247,7 +247,7 @@ def latency_source_from_lut(lt: Any, calibrated: bool = True) -> LatencySource:
     if lt.calibration and calibrated:
         held = tuple((SubnetSpec.from_ofa(x["arch"], space=lt.space), float(x["measured_ms"]))
                      for x in lt.calibration.get("samples", []) if x.get("split") == "test")
-    return LatencySource(fn, lt.device, lt.space, tuple(lt.resolutions), f"{how} {lt.source}", held)
+    return LatencySource(fn, lt.device, lt.space, tuple(lt.resolutions), f"{how} {lt.source}", held, lt)
 
 
 def macs_latency_fn(space: str, ms_per_mmac: float = 0.05, ms_per_block: float = 0.1) -> BatchFn:

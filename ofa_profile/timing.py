@@ -7,8 +7,9 @@ precisely enough (``target_ci_rel``: the half-width of its ~95 % confidence inte
 1.57 IQR / sqrt(n), the boxplot notch of McGill, Tukey and Larsen 1978, relative to
 the median), with at least ``min_runs`` samples, or ``max_runs`` / ``max_time_s`` is
 hit.  On a noisy machine the IQR rule alone rarely fires and every block runs to
-``max_runs``; the confidence rule stops once more runs no longer move the median.  The raw times are kept in the
-:class:`Measurement`; the median and IQR are derived from them.
+``max_runs``; the confidence rule stops once more runs no longer move the median.
+The raw times are kept in the :class:`Measurement`; the median and IQR are derived
+from them.
 
 Also here: the glibc malloc fix (:func:`fix_malloc`) that makes torch-eager
 latency unimodal, thread pinning, and the hardware/software :func:`fingerprint`
