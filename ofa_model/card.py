@@ -308,6 +308,9 @@ def train_command(config: Mapping[str, Any]) -> str:
             v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
         if v == default or v is None:
             continue
+        if isinstance(default, bool):
+            parts.append(f"--{'' if v else 'no-'}{f.name.replace('_', '-')}")
+            continue
         if f.name == "phase_epochs":
             v = ",".join(f"{k}={e:g}" for k, e in v)
         elif f.name == "resolutions":

@@ -88,9 +88,11 @@ def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 
     def calib():
         for i in range(0, len(order), batch_size):
             x, _ = train_batch(train_cache, np.sort(order[i:i + batch_size]), r, gen, (0.08, 1.0))
-            yield x.to(device)
+            yield x.to(device).contiguous(memory_format=torch.channels_last)
 
+    sub.to(memory_format=torch.channels_last)    # NHWC: ~1.6x faster BN recalibration on CPU
     recalibrate_bn(sub, calib(), n_calib)
+    sub.to(memory_format=torch.contiguous_format)
     t2 = now()
     idx = val_indices if val_indices is not None else val_subset(len(val_cache), n_val, val_seed)
     correct = seen = 0

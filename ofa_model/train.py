@@ -147,6 +147,7 @@ class TrainConfig:
     threads: int = 0
     standalone: str | None = None        # 'largest' | 'smallest' | ARCH.json: train only that subnet
     amp: str = "off"                     # 'bf16': forward passes under bfloat16 autocast (GPU runs)
+    channels_last: bool = True           # NHWC weights and batches (about 2x faster training on CPU)
 
     def phases(self, steps_per_epoch: int | None = None) -> list[PhaseDef]:
         """The run's phases.  A standalone run has one phase whose step count is that of the whole PS
@@ -220,6 +221,12 @@ def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def _plain_state(module) -> dict:
+    """``module``'s state dict with every tensor in the default (NCHW-contiguous) layout, whatever layout
+    training used, so that saved weights load anywhere the same way."""
+    return {k: v.contiguous() for k, v in module.state_dict().items()}
 
 
 def _append_jsonl(path: Path, rec: dict) -> None:
@@ -326,7 +333,8 @@ def train(cfg: TrainConfig) -> Path:
 
     # -- model, resume -------------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
-    model = OFAMobileNetV3(space, n_classes=n_classes, dropout_rate=cfg.dropout_rate).to(device)
+    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = OFAMobileNetV3(space, n_classes=n_classes, dropout_rate=cfg.dropout_rate).to(device, memory_format=mf)
     if cfg.init:
         load_supernet_weights(model, cfg.init)
     spe = len(train_cache) // (cfg.batch_size * world)
@@ -358,7 +366,7 @@ def train(cfg: TrainConfig) -> Path:
     teacher = None
     if state["teacher"] is not None:
         model.set_max_net()
-        teacher = model.get_active_subnet().to(device)
+        teacher = model.get_active_subnet().to(device, memory_format=mf)
         teacher.load_state_dict(state["teacher"])
         teacher.eval()
 
@@ -378,14 +386,14 @@ def train(cfg: TrainConfig) -> Path:
                       "meta": model.meta(), "phase_index": pi, "step": step, "reorganized": reorganized,
                       "phase_wall_s": wall_s, "phase_imgs": imgs,
                       "phase": phases[pi].name if pi < len(phases) else "done",
-                      "state_dict": model.state_dict(), "teacher": teacher.state_dict() if teacher is not None else None,
+                      "state_dict": _plain_state(model), "teacher": _plain_state(teacher) if teacher is not None else None,
                       "optimizer": opt.state_dict() if opt is not None else None}, ckpt_path)
 
     for pi in range(state["phase_index"], len(phases)):
         ph = phases[pi]
         if ph.kd and teacher is None:
             model.set_max_net()
-            teacher = model.get_active_subnet().to(device).eval()
+            teacher = model.get_active_subnet().to(device, memory_format=mf).eval()
         if ph.reorganize is not None and not (pi == state["phase_index"] and state["reorganized"]):
             model.re_organize_middle_weights(ph.reorganize)
             if ddp is not None:   # identical on all ranks already (same weights); keep buffers in step too
@@ -420,7 +428,8 @@ def train(cfg: TrainConfig) -> Path:
             gen = torch.Generator().manual_seed(hash((cfg.seed, pi, step, rank)) & 0x7FFFFFFF)
             x, y = train_batch(train_cache, batches_epoch[bi], r, gen, (cfg.crop_scale_min, 1.0),
                                device=device if device.type == "cuda" else None)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True).contiguous(memory_format=mf)
+            y = y.to(device, non_blocking=True)
             lr = _lr_at(step, total, warm, peak)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -484,13 +493,13 @@ def train(cfg: TrainConfig) -> Path:
                 summary["val_resolution"] = r_eval
                 model.set_active_subnet(was)
                 net.train()
-            _atomic_save({"state_dict": model.state_dict(), "meta": {**model.meta(), "phase": ph.name}},
+            _atomic_save({"state_dict": _plain_state(model), "meta": {**model.meta(), "phase": ph.name}},
                          out / f"phase-{pi}-{ph.name}.pt")
             _append_jsonl(log_path, {"phase_end": summary})
             _log(f"phase {ph.name} done: {json.dumps(summary)}", rank)
         if ph.name == "teacher":
             model.set_max_net()
-            teacher = model.get_active_subnet().to(device).eval()
+            teacher = model.get_active_subnet().to(device, memory_format=mf).eval()
         save_ckpt(pi + 1, 0, False, None)
         last_ckpt_t = time.monotonic()
         if world > 1:
@@ -500,7 +509,7 @@ def train(cfg: TrainConfig) -> Path:
         meta = {**model.meta(), "recipe": cfg.recipe, "classes": list(train_cache.classes), "seed": cfg.seed}
         if phases[0].fixed is not None:
             meta["standalone"] = phases[0].fixed.to_ofa()
-        _atomic_save({"state_dict": model.state_dict(), "meta": meta}, final)
+        _atomic_save({"state_dict": _plain_state(model), "meta": meta}, final)
         _log(f"done: {final}", rank)
     if world > 1:
         dist.barrier()
@@ -573,6 +582,8 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
     @click.option("--log-every", type=int, default=10, show_default=True)
     @click.option("--amp", type=click.Choice(["off", "bf16"]), default="off", show_default=True,
                   help="bf16: forward passes under bfloat16 autocast (for GPUs; the weights stay fp32).")
+    @click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+                  help="Train in the NHWC layout (about 2x faster on CPU; saved weights are NCHW either way).")
     @click.option("--standalone", default=None,
                   help="Baseline: train only this subnet (largest, smallest or ARCH.json), no KD, for as many "
                        "steps as the PS run with the same flags.")

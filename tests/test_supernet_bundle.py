@@ -14,7 +14,7 @@ import torch
 
 from ofa_model import bundle
 from ofa_model.bundle import load_bundled_supernet, load_supernet, save_bundle, sha256_file
-from ofa_model.card import build_card, card_specs, read_run
+from ofa_model.card import build_card, card_specs, read_run, train_command
 from ofa_model.data import build_cache
 from ofa_model.evaluate import CSV_FIELDS, PARTIAL_SUFFIX, accuracy_dataset
 from ofa_model.supernet import OFAMobileNetV3, WeightsError
@@ -122,6 +122,14 @@ def test_standalone_run_trains_only_its_subnet(runs):
     active = [k for k in sd if k.startswith("blocks.1.") and k.endswith("weight")]
     assert skipped and all(torch.equal(sd[k], init[k]) for k in skipped)
     assert any(not torch.equal(sd[k], init[k]) for k in active)
+
+
+def test_train_command_reproduces_flags():
+    line = train_command({"lr_scale": 4.0, "crop_scale_min": 0.25, "channels_last": False, "batch_size": 64,
+                          "phase_epochs": [["teacher", 8.0], ["kernel", 1.5]], "resolutions": [96, 128]})
+    assert line.endswith("--phase-epochs teacher=8,kernel=1.5 --lr-scale 4.0 --resolutions 96,128 "
+                         "--crop-scale-min 0.25 --no-channels-last"), line
+    assert "--batch-size" not in line and "--channels-last" not in train_command({"channels_last": True})
 
 
 def test_model_card_from_a_run(runs, tmp_path):

@@ -146,6 +146,50 @@ def test_bf16_autocast_run(data, tmp_path):
     assert r.returncode == 2 and "--amp" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_channels_last_same_training(data, tmp_path):
+    """The NHWC layout (the default, ~2x faster on CPU) computes the same net as NCHW: same logits and, to
+    float32 tolerance, the same gradients for subnets that use every elastic path; a run in each layout
+    starts from the same loss, and the saved weights are in the plain NCHW layout either way."""
+    import copy
+    import random
+
+    import torch.nn.functional as F
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    m0 = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=3)
+    m1 = copy.deepcopy(m0).to(memory_format=torch.channels_last)
+    x, y = torch.randn(8, 3, 64, 64), torch.randint(0, 3, (8,))
+    for i in range(3):
+        spec = m0.sample_active_subnet(random.Random(i), 128)
+        m1.set_active_subnet(spec)
+        grads = []
+        for m, xx in ((m0, x), (m1, x.contiguous(memory_format=torch.channels_last))):
+            torch.manual_seed(i)                      # the same dropout mask
+            logits = m(xx)
+            F.cross_entropy(logits, y).backward()
+            grads.append((logits.detach(), torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None])))
+            m.zero_grad()
+        (l0, g0), (l1, g1) = grads
+        assert torch.allclose(l0, l1, rtol=1e-4, atol=1e-5)
+        # fp32 rounding differs between the layouts' kernels and is amplified by train-mode BN; a wrong
+        # gradient would be off by O(1), rounding here by < 2 %
+        assert float((g0 - g1).norm() / g0.norm()) < 0.02
+    runs = {}
+    for cl in (True, False):
+        out = tmp_path / f"cl{int(cl)}"
+        cfg = TrainConfig(train_data=str(data[0]), out=str(out), image_size=48, resolutions=(48,), batch_size=4,
+                          max_steps_per_phase=1, eval_images=0, log_every=1, channels_last=cl)
+        sd = torch.load(train(cfg), map_location="cpu", weights_only=False)["state_dict"]
+        losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()
+                  if '"loss"' in line]
+        runs[cl] = (losses, sd)
+    (l1, sd1), (l0, sd0) = runs[True], runs[False]
+    assert len(l1) == len(l0) == 6 and all(np.isfinite(l1)) and abs(l1[0] - l0[0]) < 1e-4 * abs(l0[0])
+    assert all(v.is_contiguous() for v in sd1.values()) and sd1.keys() == sd0.keys()
+    r = subprocess.run([PY, "-m", "ofa_model.train", "--help"], capture_output=True, text=True, env=_env())
+    assert "--no-channels-last" in r.stdout
+
+
 def test_kill_and_resume(data, tmp_path):
     out = tmp_path / "run"
     cmd = _cli(data[0], data[1], out, "--max-steps-per-phase", "3", "--ckpt-every", "1", "--eval-images", "0")
