@@ -1,8 +1,12 @@
 """Speed figures of the supernet for the model card, on this machine's CPU (< 3 minutes).
 
 * subnet extraction (``set_active_subnet`` + ``get_active_subnet``): median over subnets;
-* BN recalibration: images/s of the train-mode forward of the extracted subnet at r = 128, 160, 224
+* BN recalibration: images/s of the train-mode forward of the extracted subnet (NHWC, as
+  :func:`ofa_model.evaluate.evaluate_spec` runs it) at r = 128, 160, 224
   (the card's recipe uses 2,000 images: its time = 2,000 / rate, printed as derived);
+* training step (forward + backward + SGD step of the supernet, largest and smallest subnet active, batch
+  ``--train-batch`` at ``--train-res`` px) in the NCHW and the NHWC (channels-last, the trainer's default)
+  layouts: images/s, best of ``--train-steps`` steps;
 * accuracy-dataset rate: subnets/minute of :func:`ofa_model.evaluate.accuracy_dataset` with small settings
   (``--n-calib``/``--n-val`` images), measured end to end, and the rate derived for the command's defaults
   (2,000 calibration + 1,000 val images) from the measured per-image rates.
@@ -48,6 +52,9 @@ def main() -> None:
     ap.add_argument("--n-subnets", type=int, default=4, help="subnets of the timed accuracy-dataset run")
     ap.add_argument("--n-calib", type=int, default=100)
     ap.add_argument("--n-val", type=int, default=100)
+    ap.add_argument("--train-batch", type=int, default=32)
+    ap.add_argument("--train-res", type=int, default=112)
+    ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -109,15 +116,34 @@ def _run(args, tmp: Path) -> dict:
         rates = []
         for spec in (sp.largest(r), sp.smallest(r), sp.sample(100 + r, resolution=r)):
             model.set_active_subnet(spec)
-            sub = model.get_active_subnet()
+            sub = model.get_active_subnet().to(memory_format=torch.channels_last)   # as evaluate_spec
             batches = [train_batch(tr, np.arange(i, min(i + 32, args.calib_images)) % len(tr), r, gen)[0]
-                       for i in range(0, args.calib_images, 32)]
+                       .contiguous(memory_format=torch.channels_last) for i in range(0, args.calib_images, 32)]
             t0 = time.perf_counter()
             n = recalibrate_bn(sub, iter(batches), args.calib_images)
             rates.append(n / (time.perf_counter() - t0))
         calib[r] = {"largest_img_s": round(rates[0], 1), "smallest_img_s": round(rates[1], 1),
                     "random_img_s": round(rates[2], 1)}
-    # 3. accuracy dataset, end to end, small settings
+    # 3. training steps, both memory layouts
+    train_rates = {}
+    x_tr, y_tr = train_batch(tr, np.arange(args.train_batch) % len(tr), args.train_res, gen)
+    for layout, mf in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
+        torch.manual_seed(0)
+        net = OFAMobileNetV3(sp.name, n_classes=len(tr.classes)).to(memory_format=mf).train()
+        opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+        xx = x_tr.contiguous(memory_format=mf)
+        for which, spec in (("largest", sp.largest(sp.resolutions[0])), ("smallest", sp.smallest(sp.resolutions[0]))):
+            net.set_active_subnet(spec)
+            times = []
+            for _ in range(args.train_steps + 1):      # the first step warms up
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(net(xx), y_tr).backward()
+                opt.step()
+                times.append(time.perf_counter() - t0)
+            train_rates[f"{which}_{layout}_img_s"] = round(args.train_batch / min(times[1:]), 1)
+        del net, opt
+    # 4. accuracy dataset, end to end, small settings
     t0 = time.perf_counter()
     accuracy_dataset(model, tr, va, tmp / "acc.csv", args.n_subnets, seed=0, n_val=args.n_val, n_calib=args.n_calib,
                      batch_size=50, device="cpu")
@@ -142,6 +168,7 @@ def _run(args, tmp: Path) -> dict:
         "bn_recalibration_img_s": calib,
         "bn_recalibration_2000_images_s": {r: round(statistics.mean(2000 / x for x in v.values()), 1)
                                            for r, v in calib.items()},
+        "train_step": {"batch": args.train_batch, "resolution": args.train_res, **train_rates},
         "accuracy_dataset": {"subnets": args.n_subnets, "n_calib": args.n_calib, "n_val": args.n_val,
                              "wall_s": round(ad_s, 1), "subnets_per_min": round(args.n_subnets / ad_s * 60, 2)},
         "accuracy_dataset_defaults_derived": {"n_calib": 2000, "n_val": 1000, "eval_img_s_r176": round(eval_img_s, 1),
@@ -163,6 +190,9 @@ def _report(res: dict, args) -> None:
     for r, v in calib.items():
         print(f"BN recalibration r={r}: {v['largest_img_s']} img/s (largest), {v['smallest_img_s']} (smallest), "
               f"{v['random_img_s']} (random) -> 2,000 images in ~{res['bn_recalibration_2000_images_s'][r]} s (mean of the three)")
+    t = res["train_step"]
+    print(f"training step (batch {t['batch']}, {t['resolution']} px): largest {t['largest_nchw_img_s']} img/s NCHW, "
+          f"{t['largest_nhwc_img_s']} NHWC; smallest {t['smallest_nchw_img_s']} NCHW, {t['smallest_nhwc_img_s']} NHWC")
     a = res["accuracy_dataset"]
     print(f"accuracy dataset (measured): {a['subnets']} subnets, {a['n_calib']} calib + {a['n_val']} val images each: "
           f"{a['wall_s']} s -> {a['subnets_per_min']} subnets/min")
