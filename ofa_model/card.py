@@ -294,12 +294,13 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
     return "\n".join(L) + "\n"
 
 
-def train_command(config: Mapping[str, Any]) -> str:
-    """The ``python -m ofa_model.train`` line that reproduces a run's config.json (non-default settings)."""
+def train_command(config: Mapping[str, Any], out: str = "RUN") -> str:
+    """The ``python -m ofa_model.train`` line that reproduces a run's config.json (non-default settings),
+    writing to ``out``."""
     from .train import TrainConfig
     skip = {"train_data", "val_data", "out", "cache_dir", "device", "threads", "log_every", "ckpt_every",
             "ckpt_minutes"}
-    parts = ["python -m ofa_model.train --train-data TRAIN --val-data VAL --out RUN"]
+    parts = [f"python -m ofa_model.train --train-data TRAIN --val-data VAL --out {out}"]
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip or f.name not in config:
             continue
@@ -381,9 +382,11 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
         ("--resolutions", res_text, ",".join(str(r) for r in CARD_RESOLUTIONS)), ("--n-random", n_random, N_RANDOM),
         ("--n-calib", n_calib, N_CALIB), ("--n-val", n_val, N_VAL), ("--batch-size", batch_size, default_batch))
         if v != default)
-    cmd = [train_command(run.config),
-           f"python -m ofa_model.card --run RUN --train-data TRAIN --val-data VAL --out {out_dir}"
-        + "".join(f" --standalone {d}" for d in standalone_dirs) + extra]
+    # the PS run, each baseline (written where the card line reads it), then the card itself
+    cmd = [train_command(run.config)]
+    cmd += [train_command(a.config, out=d) for a, d in zip(alone_runs, standalone_dirs)]
+    cmd.append(f"python -m ofa_model.card --run RUN --train-data TRAIN --val-data VAL --out {out_dir}"
+               + "".join(f" --standalone {d}" for d in standalone_dirs) + extra)
     text = render_card(manifest=man, run=run, table=table, specs=specs, resolutions=resolutions,
                        standalone=alone_res, n_calib=n_calib, n_val=n_val, eval_device=str(dev), dataset=dataset,
                        commands=cmd)

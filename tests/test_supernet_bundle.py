@@ -147,6 +147,9 @@ def test_model_card_from_a_run(runs, tmp_path):
                    # the reproduce line carries the non-default evaluation settings
                    "--standalone " + str(alone.parent) + " --resolutions 128 --n-random 1 --n-calib 8 --batch-size 8\n"):
         assert needle in text, needle
+    # ... and the baseline's own training line, written to the folder the card line reads
+    alone_line = next(ln for ln in text.splitlines() if f"--out {alone.parent} " in ln)
+    assert alone_line.startswith("python -m ofa_model.train ") and "--standalone smallest" in alone_line
     cache = json.loads((ps.parent / "card_eval.json").read_text())
     assert len(cache) == 3 and all(v["n_val"] == 9 and 0 <= v["top1"] <= 1 for v in cache.values())
     # a rerun reuses every evaluation and writes the same card
