@@ -549,6 +549,15 @@ def _parse_res(text: str | None, space: str) -> tuple[int, ...]:
         return vals
 
 
+def _remove_empty_dirs(root: Path) -> None:
+    """Remove ``root`` and the folders under it that hold no file, deepest first (files are never touched)."""
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [root]:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
 def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int:
     """The training command line (``python -m ofa_model.train`` / ``ofa-profile train``); returns the exit code."""
     import click
@@ -602,7 +611,13 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
         cfg = TrainConfig(**kw)
         if cfg.standalone:
             standalone_spec(cfg.standalone, cfg.space)     # a bad spec fails before anything is written
-        path = train(cfg)
+        created = not Path(cfg.out).exists()
+        try:
+            path = train(cfg)
+        except OfaProfileError:
+            if created and int(os.environ.get("RANK", "0")) == 0:
+                _remove_empty_dirs(Path(cfg.out))          # a refused run leaves no empty --out folder behind
+            raise
         if int(os.environ.get("RANK", "0")) == 0:
             click.echo(str(path))
 

@@ -99,7 +99,12 @@ def test_bad_dataset_folders(tmp_path, data):
     r = subprocess.run(_cli(tmp_path / "empty", data[1], tmp_path / "run"), capture_output=True, text=True, env=_env())
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: dataset")
-    assert not (tmp_path / "run" / "ckpt-last.pt").exists()
+    assert not (tmp_path / "run").exists()          # not even the --out folder it would have made
+    # a folder the user made stays, with what it held
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    r = subprocess.run(_cli(tmp_path / "empty", data[1], tmp_path / "mine"), capture_output=True, text=True, env=_env())
+    assert r.returncode == 1 and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
 def test_recipes():
