@@ -12,7 +12,10 @@
    each of ``--resolutions`` (default 128, 160, 224);
 4. for every ``--standalone DIR`` (a run of ``python -m ofa_model.train --standalone ...``) measures the same
    subnet trained alone, the same way, and puts it beside the PS figure;
-5. writes ``OUT/MODEL_CARD.md`` atomically.
+5. where ``OUT/weights/accuracy-dataset.csv`` (the accuracy dataset of ``ofa-profile accuracy-dataset``) exists,
+   describes it, evaluates its first ``--dataset-check`` rows again with the rows' own settings, and reports
+   the largest difference and the rate (subnets/minute);
+6. writes ``OUT/MODEL_CARD.md`` atomically.
 
 Evaluations are kept in ``RUN/card_eval.json`` (keyed by the weights' sha256 and the evaluation settings), so a
 killed or repeated command only evaluates what is missing.
@@ -33,12 +36,13 @@ from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import Space, SubnetSpec, get_space
 
 __all__ = ["CARD_RESOLUTIONS", "TARGETS", "RunSummary", "read_run", "card_specs", "EvalCache", "evaluate_table",
-           "render_card", "build_card", "main"]
+           "dataset_check", "render_card", "build_card", "main"]
 
 CARD_RESOLUTIONS = (128, 160, 224)
 N_RANDOM = 10
 N_CALIB = 2000     # BN-recalibration images per subnet
 N_VAL = 0          # val images per subnet (0: all)
+N_DATASET_CHECK = 6   # accuracy-dataset rows evaluated again by the card
 # issue 3's targets on Imagenette: (subnet tag, resolution, minimum top-1)
 TARGETS = (("largest", 224, 0.88), ("smallest", 224, 0.80))
 
@@ -173,6 +177,60 @@ def evaluate_table(model, sha: str, train_cache, val_cache, specs: Sequence[tupl
     return out
 
 
+def dataset_check(model, sha: str, csv_path: str | os.PathLike, train_cache, val_cache, n_check: int = N_DATASET_CHECK,
+                  *, device=None, cache: EvalCache | None = None, progress: bool = False) -> dict[str, Any] | None:
+    """Describe an accuracy-dataset CSV and evaluate its first ``n_check`` rows again with the rows' own settings
+    (seed, val subset, recalibration images, batch) through the code path of ``ofa-profile accuracy-dataset``.
+    ``None`` if the file does not exist.  Returns the summary (rows, resolutions, settings, top-1 range), the
+    re-evaluated rows ``checked`` (index, shipped, again, wall_s) and ``rate`` (subnets/minute, one process)."""
+    import csv
+    import hashlib
+
+    import torch
+
+    from .evaluate import dataset_spec, evaluate_spec, val_subset
+    path = Path(csv_path)
+    if not path.exists():
+        return None
+    rows = list(csv.DictReader(open(path, newline="")))
+    if not rows:
+        return None
+    csv_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    res = tuple(sorted({int(r["r"]) for r in rows}))
+    acc = [float(r["accuracy"]) for r in rows]
+    first = rows[0]
+    seed, n_val, n_calib, batch = (int(first[k]) for k in ("seed", "n_val", "n_calib", "batch_size"))
+    out: dict[str, Any] = {"rows": len(rows), "resolutions": res, "seed": seed, "n_val": n_val, "n_calib": n_calib,
+                           "batch_size": batch, "min": min(acc), "max": max(acc), "mean": sum(acc) / len(acc),
+                           "sha256": csv_sha, "checked": [], "threads": torch.get_num_threads()}
+    space = model.space.name
+    val_idx = val_subset(len(val_cache), n_val, seed)
+    cache = cache or EvalCache(None)
+    for row in rows[:n_check]:
+        i = int(row["index"])
+        spec = dataset_spec(space, seed, i, res)
+        if row["space"] != space or spec.short() != row["arch"] or int(row["seed"]) != seed:
+            raise OfaProfileError(f"{path} row {i} is not subnet {i} of seed {seed} in space {space}; "
+                                  f"regenerate it with ofa-profile accuracy-dataset")
+        key = f"dataset|{sha[:16]}|{csv_sha[:16]}|{i}"
+        hit = cache.get(key)
+        if hit is None:
+            t0 = time.perf_counter()
+            top1 = evaluate_spec(model, spec, train_cache, val_cache, n_calib=n_calib, batch_size=batch,
+                                 device=device, val_indices=val_idx, calib_seed=seed)
+            hit = {"top1": top1, "wall_s": round(time.perf_counter() - t0, 3), "threads": out["threads"]}
+            cache.put(key, hit)
+            if progress:
+                print(f"[card] dataset row {i}: top-1 {top1:.4f}, shipped {float(row['accuracy']):.4f} "
+                      f"({hit['wall_s']:.1f} s)", file=sys.stderr, flush=True)
+        out["checked"].append({"index": i, "shipped": float(row["accuracy"]), "again": float(hit["top1"]),
+                               "wall_s": float(hit["wall_s"])})
+        out["threads"] = int(hit.get("threads", out["threads"]))
+    wall = sum(c["wall_s"] for c in out["checked"])
+    out["rate"] = 60 * len(out["checked"]) / wall if wall > 0 else None
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.2f}"
@@ -181,7 +239,8 @@ def _pct(v: float | None) -> str:
 def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[tuple[str, int], Mapping[str, Any]],
                 specs: Sequence[tuple[str, SubnetSpec]], resolutions: Sequence[int],
                 standalone: Sequence[tuple[RunSummary, Mapping[int, Mapping[str, Any]]]],
-                n_calib: int, n_val: int, eval_device: str, dataset: str, commands: Sequence[str]) -> str:
+                n_calib: int, n_val: int, eval_device: str, dataset: str, commands: Sequence[str],
+                accuracy_data: Mapping[str, Any] | None = None, predictor: Mapping[str, Any] | None = None) -> str:
     """The MODEL_CARD.md text (every figure comes from the arguments: nothing is typed in)."""
     from .evaluate import subnet_macs_params
     cfg = run.config
@@ -287,6 +346,29 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
                  f"{st.median(v['extract_s'] for v in ex):.3f} s, BN recalibration on {n_calib} images "
                  f"{st.median(v['calib_s'] for v in ex):.2f} s, evaluation of {first.get('n_val', '?')} images "
                  f"{st.median(v['eval_s'] for v in ex):.2f} s. CPU figures: `benchmarks/bench_supernet.py`.\n")
+    if accuracy_data:
+        a = accuracy_data
+        r = a["resolutions"]
+        L.append("## Accuracy dataset\n")
+        L.append(f"`weights/accuracy-dataset.csv`: {a['rows']} seeded random subnets (seed {a['seed']}) over "
+                 f"{len(r)} resolution(s) ({r[0]}-{r[-1]}), whole-net top-1 on a fixed {a['n_val']}-image val subset "
+                 f"after BN recalibration on {a['n_calib']} training images (batch {a['batch_size']}): "
+                 f"{_pct(a['min'])}-{_pct(a['max'])} % (mean {_pct(a['mean'])}). Written by `ofa-profile "
+                 f"accuracy-dataset` (sha256 `{a['sha256'][:16]}...`).")
+        if predictor is not None:
+            mine = predictor.get("supernet_sha256") == manifest["sha256"] and \
+                predictor.get("source_sha256") == a["sha256"]
+            L.append("`weights/accuracy_predictor.json` was fitted on exactly this file for exactly these weights."
+                     if mine else "**`weights/accuracy_predictor.json` was fitted on another file or other weights: "
+                     "refit it** (`ofa-profile accuracy-predictor --supernet bundled`).")
+        ck = a["checked"]
+        if ck:
+            diff = max(abs(c["again"] - c["shipped"]) for c in ck)
+            L.append(f"\nCheck by this card on `{eval_device}`: rows {ck[0]['index']}-{ck[-1]['index']} evaluated "
+                     f"again with the same settings: largest difference {100 * diff:.2f} points; "
+                     f"{a['rate']:.1f} subnets/min in one process of {a['threads']} thread(s) (the command shards "
+                     f"over processes or GPUs with `--shard k/n`).")
+        L.append("")
     L.append("## Reproduce\n")
     L.append("```")
     L.extend(commands)
@@ -334,8 +416,8 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
                dataset: str = "Imagenette", standalone_dirs: Sequence[str] = (),
                resolutions: Sequence[int] = CARD_RESOLUTIONS, n_random: int = N_RANDOM, n_calib: int = N_CALIB,
                n_val: int = N_VAL, batch_size: int | None = None, device: str = "auto", cache_dir: str | None = None,
-               progress: bool = True) -> Path:
-    """Steps 1-5 of the module doc; returns the path of MODEL_CARD.md."""
+               progress: bool = True, n_dataset_check: int = N_DATASET_CHECK) -> Path:
+    """Steps 1-6 of the module doc; returns the path of MODEL_CARD.md."""
     import torch
 
     from .bundle import load_bundled_supernet, load_supernet, save_bundle
@@ -370,6 +452,15 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
     specs = card_specs(sp, n_random)
     table = evaluate_table(bundled, binfo.sha256, tr, va, specs, resolutions, n_calib=n_calib, n_val=n_val,
                            batch_size=batch_size, device=dev, cache=cache, progress=progress)
+    pred_info = None
+    pred_path = out / "weights" / "accuracy_predictor.json"
+    if pred_path.exists():
+        try:
+            pred_info = json.loads(pred_path.read_text()).get("info", {})
+        except (OSError, json.JSONDecodeError, AttributeError):
+            pred_info = {}
+    acc_data = dataset_check(bundled, binfo.sha256, out / "weights" / "accuracy-dataset.csv", tr, va, n_dataset_check,
+                             device=dev, cache=cache, progress=progress) if n_dataset_check > 0 else None
     alone_res = []
     for a in alone_runs:
         amodel, ainfo = load_supernet(a.weights, device=str(dev))
@@ -380,7 +471,8 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
     res_text = ",".join(str(r) for r in resolutions)
     extra = "".join(f" {flag} {v}" for flag, v, default in (
         ("--resolutions", res_text, ",".join(str(r) for r in CARD_RESOLUTIONS)), ("--n-random", n_random, N_RANDOM),
-        ("--n-calib", n_calib, N_CALIB), ("--n-val", n_val, N_VAL), ("--batch-size", batch_size, default_batch))
+        ("--n-calib", n_calib, N_CALIB), ("--n-val", n_val, N_VAL), ("--batch-size", batch_size, default_batch),
+        ("--dataset-check", n_dataset_check, N_DATASET_CHECK))
         if v != default)
     # the PS run, each baseline (written where the card line reads it), then the card itself
     cmd = [train_command(run.config)]
@@ -389,7 +481,7 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
                + "".join(f" --standalone {d}" for d in standalone_dirs) + extra)
     text = render_card(manifest=man, run=run, table=table, specs=specs, resolutions=resolutions,
                        standalone=alone_res, n_calib=n_calib, n_val=n_val, eval_device=str(dev), dataset=dataset,
-                       commands=cmd)
+                       commands=cmd, accuracy_data=acc_data, predictor=pred_info)
     card = out / "MODEL_CARD.md"
     tmp = card.with_name(f".{card.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -416,10 +508,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     @click.option("--n-val", type=int, default=N_VAL, show_default=True, help="0: every val image.")
     @click.option("--batch-size", type=int, default=None,
                   help="Recalibration and evaluation batch [default: 25 on CPU, 200 on CUDA].")
+    @click.option("--dataset-check", type=click.IntRange(min=0), default=N_DATASET_CHECK, show_default=True,
+                  help="Evaluate this many rows of OUT/weights/accuracy-dataset.csv again (0: do not describe it).")
     @click.option("--device", default="auto", show_default=True)
     @click.option("--cache-dir", default=None, help="Decoded-image cache [default: the run's].")
     def cmd(run_dir, train_data, val_data, out_dir, name, dataset, standalone_dirs, resolutions, n_random, n_calib,
-            n_val, batch_size, device, cache_dir):
+            n_val, batch_size, dataset_check, device, cache_dir):
         """Bundle a training run's supernet (fp16 + sha256 manifest) and write its MODEL_CARD.md.
 
         \b
@@ -436,7 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise click.BadParameter(f"{batch_size}; need >= 1", param_hint="--batch-size")
         p = build_card(run_dir, train_data, val_data, out_dir, name=name, dataset=dataset,
                        standalone_dirs=standalone_dirs, resolutions=res, n_random=n_random, n_calib=n_calib,
-                       n_val=n_val, batch_size=batch_size, device=device, cache_dir=cache_dir)
+                       n_val=n_val, batch_size=batch_size, device=device, cache_dir=cache_dir,
+                       n_dataset_check=dataset_check)
         click.echo(str(p))
 
     try:

@@ -20,6 +20,7 @@ from ofa_model.evaluate import CSV_FIELDS, PARTIAL_SUFFIX, accuracy_dataset
 from ofa_model.supernet import OFAMobileNetV3, WeightsError
 from ofa_model.train import TrainConfig, train
 from ofa_profile.accuracy import read_accuracy_csv
+from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import get_space
 
 from test_train import make_folder
@@ -163,6 +164,45 @@ def test_model_card_from_a_run(runs, tmp_path):
     r = subprocess.run([PY, "-m", "ofa_model.card", "--run", str(alone.parent), "--train-data", str(tr), "--val-data",
                         str(va), "--out", str(tmp_path / "x")], capture_output=True, text=True, env=_env())
     assert r.returncode == 1 and "is a --standalone run" in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_model_card_checks_the_accuracy_dataset(runs, tmp_path):
+    """With OUT/weights/accuracy-dataset.csv beside the bundle, the card describes it and evaluates its first rows
+    again with the rows' own settings: the same weights give the same top-1; an edited row shows as a difference."""
+    base, tr, va, ps, _ = runs
+    out = tmp_path / "pkg"
+    kw = dict(name="tiny", dataset="Synthetic", resolutions=(128,), n_random=0, n_calib=8, n_val=0, batch_size=8,
+              device="cpu", progress=False, n_dataset_check=2)
+    build_card(str(ps.parent), str(tr), str(va), str(out), **kw)
+    assert "## Accuracy dataset" not in (out / "MODEL_CARD.md").read_text()
+    model, _ = load_bundled_supernet(out / "weights" / "tiny.pt")
+    ctr = build_cache(base / "train", base / "cache" / "train", 40)
+    cva = build_cache(base / "val", base / "cache" / "val", 40, classes=ctr.classes)
+    data = out / "weights" / "accuracy-dataset.csv"
+    accuracy_dataset(model, ctr, cva, data, 3, seed=3, resolutions=(128, 132), n_val=5, n_calib=4, batch_size=8,
+                     device="cpu")
+    text = build_card(str(ps.parent), str(tr), str(va), str(out), **kw).read_text()
+    assert "3 seeded random subnets (seed 3) over 2 resolution(s) (128-132)" in text, text
+    assert "rows 0-1 evaluated again with the same settings: largest difference 0.00 points" in text, text
+    assert "subnets/min in one process" in text
+    rows = list(csv.DictReader(open(data)))
+    rows[1]["accuracy"] = str(float(rows[1]["accuracy"]) + 0.2 if float(rows[1]["accuracy"]) < 0.5 else
+                              float(rows[1]["accuracy"]) - 0.2)
+    with open(data, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    text = build_card(str(ps.parent), str(tr), str(va), str(out), **kw).read_text()
+    assert "largest difference 20.00 points" in text
+    # a file of another seed's subnets is refused in one line, the card left as it was
+    rows[0]["arch"] = rows[2]["arch"]
+    with open(data, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(OfaProfileError, match="row 0 is not subnet 0 of seed 3"):
+        build_card(str(ps.parent), str(tr), str(va), str(out), **kw)
+    assert (out / "MODEL_CARD.md").read_text() == text
 
 
 def test_accuracy_dataset_resumes(runs, tmp_path):
