@@ -192,24 +192,29 @@ def dataset_check(model, sha: str, csv_path: str | os.PathLike, train_cache, val
     path = Path(csv_path)
     if not path.exists():
         return None
-    rows = list(csv.DictReader(open(path, newline="")))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
     if not rows:
         return None
     csv_sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    res = tuple(sorted({int(r["r"]) for r in rows}))
-    acc = [float(r["accuracy"]) for r in rows]
-    first = rows[0]
-    seed, n_val, n_calib, batch = (int(first[k]) for k in ("seed", "n_val", "n_calib", "batch_size"))
+    try:
+        res = tuple(sorted({int(r["r"]) for r in rows}))
+        acc = [float(r["accuracy"]) for r in rows]
+        seed, n_val, n_calib, batch = (int(rows[0][k]) for k in ("seed", "n_val", "n_calib", "batch_size"))
+        todo = [(int(r["index"]), r["space"], int(r["seed"]), r["arch"], float(r["accuracy"]))
+                for r in rows[:n_check]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OfaProfileError(f"{path} is not an accuracy-dataset CSV ({type(exc).__name__}: {exc}); regenerate it "
+                              f"with ofa-profile accuracy-dataset or pass --dataset-check 0") from None
     out: dict[str, Any] = {"rows": len(rows), "resolutions": res, "seed": seed, "n_val": n_val, "n_calib": n_calib,
                            "batch_size": batch, "min": min(acc), "max": max(acc), "mean": sum(acc) / len(acc),
                            "sha256": csv_sha, "checked": [], "threads": torch.get_num_threads()}
     space = model.space.name
     val_idx = val_subset(len(val_cache), n_val, seed)
     cache = cache or EvalCache(None)
-    for row in rows[:n_check]:
-        i = int(row["index"])
+    for i, row_space, row_seed, arch, shipped in todo:
         spec = dataset_spec(space, seed, i, res)
-        if row["space"] != space or spec.short() != row["arch"] or int(row["seed"]) != seed:
+        if row_space != space or spec.short() != arch or row_seed != seed:
             raise OfaProfileError(f"{path} row {i} is not subnet {i} of seed {seed} in space {space}; "
                                   f"regenerate it with ofa-profile accuracy-dataset")
         key = f"dataset|{sha[:16]}|{csv_sha[:16]}|{i}"
@@ -221,9 +226,9 @@ def dataset_check(model, sha: str, csv_path: str | os.PathLike, train_cache, val
             hit = {"top1": top1, "wall_s": round(time.perf_counter() - t0, 3), "threads": out["threads"]}
             cache.put(key, hit)
             if progress:
-                print(f"[card] dataset row {i}: top-1 {top1:.4f}, shipped {float(row['accuracy']):.4f} "
+                print(f"[card] dataset row {i}: top-1 {top1:.4f}, shipped {shipped:.4f} "
                       f"({hit['wall_s']:.1f} s)", file=sys.stderr, flush=True)
-        out["checked"].append({"index": i, "shipped": float(row["accuracy"]), "again": float(hit["top1"]),
+        out["checked"].append({"index": i, "shipped": shipped, "again": float(hit["top1"]),
                                "wall_s": float(hit["wall_s"])})
         out["threads"] = int(hit.get("threads", out["threads"]))
     wall = sum(c["wall_s"] for c in out["checked"])
@@ -364,9 +369,10 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
         ck = a["checked"]
         if ck:
             diff = max(abs(c["again"] - c["shipped"]) for c in ck)
+            rate = "–" if a["rate"] is None else f"{a['rate']:.1f}"
             L.append(f"\nCheck by this card on `{eval_device}`: rows {ck[0]['index']}-{ck[-1]['index']} evaluated "
                      f"again with the same settings: largest difference {100 * diff:.2f} points; "
-                     f"{a['rate']:.1f} subnets/min in one process of {a['threads']} thread(s) (the command shards "
+                     f"{rate} subnets/min in one process of {a['threads']} thread(s) (the command shards "
                      f"over processes or GPUs with `--shard k/n`).")
         L.append("")
     L.append("## Reproduce\n")

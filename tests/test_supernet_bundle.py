@@ -203,6 +203,11 @@ def test_model_card_checks_the_accuracy_dataset(runs, tmp_path):
     with pytest.raises(OfaProfileError, match="row 0 is not subnet 0 of seed 3"):
         build_card(str(ps.parent), str(tr), str(va), str(out), **kw)
     assert (out / "MODEL_CARD.md").read_text() == text
+    # ... and so is a file that is not an accuracy dataset at all
+    data.write_text("a,b\n1,2\n")
+    with pytest.raises(OfaProfileError, match="is not an accuracy-dataset CSV"):
+        build_card(str(ps.parent), str(tr), str(va), str(out), **kw)
+    assert (out / "MODEL_CARD.md").read_text() == text
 
 
 def test_accuracy_dataset_resumes(runs, tmp_path):
