@@ -183,20 +183,19 @@ def dataset_check(model, sha: str, csv_path: str | os.PathLike, train_cache, val
     (seed, val subset, recalibration images, batch) through the code path of ``ofa-profile accuracy-dataset``.
     ``None`` if the file does not exist.  Returns the summary (rows, resolutions, settings, top-1 range), the
     re-evaluated rows ``checked`` (index, shipped, again, wall_s) and ``rate`` (subnets/minute, one process)."""
-    import csv
-    import hashlib
-
     import torch
 
-    from .evaluate import dataset_spec, evaluate_spec, val_subset
+    from .bundle import sha256_file
+    from .evaluate import CSV_FIELDS, _read_rows, dataset_spec, evaluate_spec, val_subset
     path = Path(csv_path)
-    if not path.exists():
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        rows = _read_rows(path)  # the accuracy-dataset command's own reader: its columns, or one line of error
+    except OfaProfileError:
+        raise OfaProfileError(f"{path} is not an accuracy-dataset CSV of this version (columns {','.join(CSV_FIELDS)});"
+                              f" regenerate it with ofa-profile accuracy-dataset or pass --dataset-check 0") from None
     if not rows:
         return None
-    csv_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    csv_sha = sha256_file(path)
     try:
         res = tuple(sorted({int(r["r"]) for r in rows}))
         acc = [float(r["accuracy"]) for r in rows]

@@ -16,7 +16,7 @@ from ofa_model import bundle
 from ofa_model.bundle import load_bundled_supernet, load_supernet, save_bundle, sha256_file
 from ofa_model.card import build_card, card_specs, read_run, train_command
 from ofa_model.data import build_cache
-from ofa_model.evaluate import CSV_FIELDS, PARTIAL_SUFFIX, accuracy_dataset
+from ofa_model.evaluate import CSV_FIELDS, PARTIAL_SUFFIX, _write_csv_atomic, accuracy_dataset
 from ofa_model.supernet import OFAMobileNetV3, WeightsError
 from ofa_model.train import TrainConfig, train
 from ofa_profile.accuracy import read_accuracy_csv
@@ -188,18 +188,12 @@ def test_model_card_checks_the_accuracy_dataset(runs, tmp_path):
     rows = list(csv.DictReader(open(data)))
     rows[1]["accuracy"] = str(float(rows[1]["accuracy"]) + 0.2 if float(rows[1]["accuracy"]) < 0.5 else
                               float(rows[1]["accuracy"]) - 0.2)
-    with open(data, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    _write_csv_atomic(rows, data)
     text = build_card(str(ps.parent), str(tr), str(va), str(out), **kw).read_text()
     assert "largest difference 20.00 points" in text
     # a file of another seed's subnets is refused in one line, the card left as it was
     rows[0]["arch"] = rows[2]["arch"]
-    with open(data, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    _write_csv_atomic(rows, data)
     with pytest.raises(OfaProfileError, match="row 0 is not subnet 0 of seed 3"):
         build_card(str(ps.parent), str(tr), str(va), str(out), **kw)
     assert (out / "MODEL_CARD.md").read_text() == text
