@@ -120,9 +120,14 @@ def card_specs(space: str | Space, n_random: int = N_RANDOM) -> list[tuple[str, 
     return out
 
 
+def _device_type(device) -> str:
+    import torch
+    return torch.device(device).type if device is not None else "cpu"
+
+
 class EvalCache:
-    """``{key: {...}, results: {"<sha12>|<tag>|<arch>": {top1, n_val, n_calib, extract_s, calib_s, eval_s}}}`` in a
-    JSON file, rewritten atomically after every evaluation."""
+    """``{key: {top1, n_val, n_calib, extract_s, calib_s, eval_s}}`` in a JSON file (keys: :meth:`key`), rewritten
+    atomically after every evaluation."""
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path else None
@@ -134,8 +139,11 @@ class EvalCache:
                 self.data = {}
 
     @staticmethod
-    def key(sha: str, spec: SubnetSpec, n_calib: int, n_val: int, calib_seed: int) -> str:
-        return f"{sha[:16]}|{spec.short()}|calib{n_calib}s{calib_seed}|val{n_val}"
+    def key(sha: str, spec: SubnetSpec, n_calib: int, n_val: int, calib_seed: int, batch_size: int,
+            device_type: str) -> str:
+        """Every setting the top-1 depends on: the BN statistics depend on the recalibration batch, and a GPU's
+        arithmetic differs from the CPU's in the last bits, so neither reuses the other's evaluations."""
+        return f"{sha[:16]}|{spec.short()}|calib{n_calib}s{calib_seed}b{batch_size}|val{n_val}|{device_type}"
 
     def get(self, key: str) -> Mapping[str, Any] | None:
         return self.data.get(key)
@@ -156,11 +164,12 @@ def evaluate_table(model, sha: str, train_cache, val_cache, specs: Sequence[tupl
     from .evaluate import evaluate_spec, val_subset
     cache = cache or EvalCache(None)
     val_idx = val_subset(len(val_cache), n_val, calib_seed)
+    dev_type = _device_type(device)
     out: dict[tuple[str, int], Mapping[str, Any]] = {}
     for tag, spec in specs:
         for r in resolutions:
             s = dataclasses.replace(spec, r=r)
-            key = EvalCache.key(sha, s, n_calib, len(val_idx), calib_seed)
+            key = EvalCache.key(sha, s, n_calib, len(val_idx), calib_seed, batch_size, dev_type)
             hit = cache.get(key)
             if hit is None:
                 tm: dict[str, Any] = {}
@@ -216,7 +225,7 @@ def dataset_check(model, sha: str, csv_path: str | os.PathLike, train_cache, val
         if row_space != space or spec.short() != arch or row_seed != seed:
             raise OfaProfileError(f"{path} row {i} is not subnet {i} of seed {seed} in space {space}; "
                                   f"regenerate it with ofa-profile accuracy-dataset")
-        key = f"dataset|{sha[:16]}|{csv_sha[:16]}|{i}"
+        key = f"dataset|{sha[:16]}|{csv_sha[:16]}|{i}|{_device_type(device)}"
         hit = cache.get(key)
         if hit is None:
             t0 = time.perf_counter()
@@ -244,6 +253,7 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
                 specs: Sequence[tuple[str, SubnetSpec]], resolutions: Sequence[int],
                 standalone: Sequence[tuple[RunSummary, Mapping[int, Mapping[str, Any]]]],
                 n_calib: int, n_val: int, eval_device: str, dataset: str, commands: Sequence[str],
+                batch_size: int | None = None,
                 accuracy_data: Mapping[str, Any] | None = None, predictor: Mapping[str, Any] | None = None) -> str:
     """The MODEL_CARD.md text (every figure comes from the arguments: nothing is typed in)."""
     from .evaluate import subnet_macs_params
@@ -303,7 +313,10 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
     first = next(iter(table.values()), {})
     L.append(f"## {dataset} validation top-1 (%)\n")
     L.append(f"Whole-net top-1 on {n_val_txt} val images ({first.get('n_val', '?')} evaluated) after BN "
-             f"recalibration on {n_calib} augmented training images (seeded), centre crop 0.875, on `{eval_device}`. "
+             f"recalibration on {n_calib} augmented training images (seeded"
+             + (f", batches of {batch_size}: the statistics depend slightly on the batch, so pass `--batch-size "
+                f"{batch_size}` to reproduce these figures" if batch_size else "")
+             + f"), centre crop 0.875, on `{eval_device}`. "
              f"Random subnets: `random.Random(\"model-card-i\")` in `ofa_model.card.card_specs`.\n")
     alone_by_arch = {a.standalone.canonical().short().split("-", 1)[1]: (a, res) for a, res in standalone
                      if a.standalone is not None}
@@ -486,7 +499,7 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
                + "".join(f" --standalone {d}" for d in standalone_dirs) + extra)
     text = render_card(manifest=man, run=run, table=table, specs=specs, resolutions=resolutions,
                        standalone=alone_res, n_calib=n_calib, n_val=n_val, eval_device=str(dev), dataset=dataset,
-                       commands=cmd, accuracy_data=acc_data, predictor=pred_info)
+                       commands=cmd, accuracy_data=acc_data, predictor=pred_info, batch_size=batch_size)
     card = out / "MODEL_CARD.md"
     tmp = card.with_name(f".{card.name}.{os.getpid()}.tmp")
     tmp.write_text(text)

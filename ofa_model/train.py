@@ -147,7 +147,7 @@ class TrainConfig:
     threads: int = 0
     standalone: str | None = None        # 'largest' | 'smallest' | ARCH.json: train only that subnet
     amp: str = "off"                     # 'bf16': forward passes under bfloat16 autocast (GPU runs)
-    channels_last: bool = True           # NHWC weights and batches (about 2x faster training on CPU)
+    channels_last: bool = True           # NHWC weights and batches (1.5-2.2x faster training on CPU)
 
     def phases(self, steps_per_epoch: int | None = None) -> list[PhaseDef]:
         """The run's phases.  A standalone run has one phase whose step count is that of the whole PS
@@ -592,7 +592,7 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
     @click.option("--amp", type=click.Choice(["off", "bf16"]), default="off", show_default=True,
                   help="bf16: forward passes under bfloat16 autocast (for GPUs; the weights stay fp32).")
     @click.option("--channels-last/--no-channels-last", default=True, show_default=True,
-                  help="Train in the NHWC layout (about 2x faster on CPU; saved weights are NCHW either way).")
+                  help="Train in the NHWC layout (1.5-2.2x faster on CPU; saved weights are NCHW either way).")
     @click.option("--standalone", default=None,
                   help="Baseline: train only this subnet (largest, smallest or ARCH.json), no KD, for as many "
                        "steps as the PS run with the same flags.")

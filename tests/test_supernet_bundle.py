@@ -158,6 +158,14 @@ def test_model_card_from_a_run(runs, tmp_path):
     card2 = build_card(str(ps.parent), str(tr), str(va), str(tmp_path / "pkg2"), **kw)
     assert card2.read_text().replace(str(tmp_path / "pkg2"), str(out)) == text
     assert (ps.parent / "card_eval.json").stat().st_mtime_ns == before
+    # the BN statistics depend on the recalibration batch: the card says which, and another batch is evaluated
+    # afresh rather than served from the cache under the old batch's figures
+    assert "batches of 8: the statistics depend slightly on the batch, so pass `--batch-size 8`" in text
+    card3 = build_card(str(ps.parent), str(tr), str(va), str(tmp_path / "pkg3"), **{**kw, "batch_size": 3})
+    assert "batches of 3:" in card3.read_text() and "--batch-size 3\n" in card3.read_text()
+    cache3 = json.loads((ps.parent / "card_eval.json").read_text())
+    assert len(cache3) == 6 and sorted(k for k in cache3 if k not in cache) == sorted(
+        k.replace("b8|", "b3|") for k in cache)
     # the card's fixed random subnets are fixed
     assert card_specs("ofa-mbv3-w1.0", 3) == card_specs("ofa-mbv3-w1.0", 3)
     # a standalone run is refused as --run, in one line
