@@ -421,10 +421,11 @@ def train_command(config: Mapping[str, Any], out: str = "RUN") -> str:
 
 
 def _caches(run: RunSummary, train_data: str, val_data: str, cache_dir: str | None):
-    from .data import build_cache
+    from .data import build_cache, check_splits
     cfg = run.config
     root = Path(cache_dir) if cache_dir else Path(cfg.get("cache_dir") or Path(run.path) / "cache")
     size = int(cfg.get("image_size") or 224)
+    check_splits(train_data, val_data)
     tr = build_cache(train_data, root / "train", size, limit_per_class=cfg.get("limit_per_class"), progress=True)
     va = build_cache(val_data, root / "val", size, classes=tr.classes, progress=True)
     return tr, va

@@ -149,6 +149,49 @@ def open_cache(cache_dir: str | os.PathLike) -> ImageCache:
     return ImageCache(d, images, labels, tuple(meta["classes"]), int(meta["size"]), meta["source"])
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _remove_dead_temps(d: Path) -> None:
+    """Remove the temporary arrays of a decoding that was killed (SIGKILL, power loss: no ``finally`` ran), named
+    ``.images.<pid>.npy`` etc. by :func:`build_cache`, when that process no longer runs."""
+    for t in list(d.glob(".images.*.npy")) + list(d.glob(".labels.*.npy")) + list(d.glob(".meta.*.json")):
+        pid = t.name.split(".")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            t.unlink(missing_ok=True)
+
+
+def _check_classes(src: Path, found: Sequence[str], classes: Sequence[str]) -> None:
+    if tuple(classes) != tuple(found):
+        missing = sorted(set(classes) - set(found))
+        extra = sorted(set(found) - set(classes))
+        raise DataError(f"classes of {src} differ from the training set's (missing {missing[:3]}, extra "
+                        f"{extra[:3]}); train and val need the same class folders")
+
+
+def check_splits(train_src: str | os.PathLike, val_src: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """Check the layout of the training set and, if given, that the val set has exactly its classes, by listing
+    the files only (no decoding), so that a bad split is refused before minutes of decoding; returns the
+    training classes. Raises :class:`DataError`."""
+    classes, _ = scan_source(train_src)
+    if val_src is not None:
+        check_val_classes(val_src, classes)
+    return classes
+
+
+def check_val_classes(val_src: str | os.PathLike, classes: Sequence[str]) -> None:
+    """Raise :class:`DataError` unless ``val_src`` is a valid split with exactly ``classes`` (listing only)."""
+    found, _ = scan_source(val_src)
+    _check_classes(Path(val_src), found, classes)
+
+
 def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int = 224,
                 classes: Sequence[str] | None = None, limit_per_class: int | None = None,
                 progress: bool = False) -> ImageCache:
@@ -159,11 +202,8 @@ def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int 
     """
     src_p = Path(src)
     found, items = scan_source(src_p)
-    if classes is not None and tuple(classes) != found:
-        missing = sorted(set(classes) - set(found))
-        extra = sorted(set(found) - set(classes))
-        raise DataError(f"classes of {src_p} differ from the training set's (missing {missing[:3]}, extra "
-                        f"{extra[:3]}); train and val need the same class folders")
+    if classes is not None:
+        _check_classes(src_p, found, classes)
     if limit_per_class is not None:
         kept, count = [], {}
         for item, lab in items:
@@ -183,24 +223,31 @@ def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int 
     d.mkdir(parents=True, exist_ok=True)
     if meta_p.exists():
         meta_p.unlink()   # invalidate before rewriting the arrays
+    _remove_dead_temps(d)
     n = len(items)
     tmp_img = d / f".images.{os.getpid()}.npy"
     arr = np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-    it = range(n)
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc=f"decode {src_p.name}", file=__import__("sys").stderr)
-    if src_p.is_file():
-        with tarfile.open(src_p) as tf:
-            members = {m.name: m for m in tf.getmembers()}
+    done = False
+    try:
+        it = range(n)
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(it, desc=f"decode {src_p.name}", file=__import__("sys").stderr)
+        if src_p.is_file():
+            with tarfile.open(src_p) as tf:
+                members = {m.name: m for m in tf.getmembers()}
+                for i in it:
+                    f = tf.extractfile(members[items[i][0]])
+                    arr[i] = _decode(f.read(), size, f"{src_p}:{items[i][0]}")
+        else:
             for i in it:
-                f = tf.extractfile(members[items[i][0]])
-                arr[i] = _decode(f.read(), size, f"{src_p}:{items[i][0]}")
-    else:
-        for i in it:
-            arr[i] = _decode(items[i][0], size, items[i][0])
-    arr.flush()
-    del arr
+                arr[i] = _decode(items[i][0], size, items[i][0])
+        arr.flush()
+        done = True
+    finally:
+        del arr
+        if not done:        # a bad image or a kill: no half-decoded array (GBs for ImageNet) is left behind
+            tmp_img.unlink(missing_ok=True)
     os.replace(tmp_img, d / "images.npy")
     labels = np.asarray([lab for _, lab in items], dtype=np.int64)
     tmp_lab = d / f".labels.{os.getpid()}.npy"

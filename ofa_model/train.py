@@ -270,7 +270,7 @@ def train(cfg: TrainConfig) -> Path:
     import torch.distributed as dist
     import torch.nn.functional as F
 
-    from .data import build_cache, epoch_batches, open_cache, train_batch
+    from .data import build_cache, check_splits, epoch_batches, open_cache, train_batch
     from .supernet import OFAMobileNetV3, load_supernet_weights
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -310,6 +310,7 @@ def train(cfg: TrainConfig) -> Path:
 
     # -- data (rank 0 decodes, the others wait and open) --------------------------------------------
     def caches():
+        check_splits(cfg.train_data, cfg.val_data)      # a bad layout or mismatched val set: before any decoding
         tr = build_cache(cfg.train_data, cache_root / "train", cfg.image_size, limit_per_class=cfg.limit_per_class,
                          progress=rank == 0)
         va = None

@@ -289,8 +289,12 @@ def test_cli_train_help_accuracy_dataset_and_errors(runs, tmp_path):
                                tmp_path / "n.csv"))
     assert "weights file" in err and not (tmp_path / "n.csv").exists()
     wrong = make_folder(tmp_path / "wrong", 2, n_classes=4)
-    err = _one_line_error(_cli(*[str(x) if x != tr else str(wrong) for x in args]))
-    assert "classes" in err
+    fresh = [str(x) if x != tmp_path / "c" else str(tmp_path / "c-new") for x in args]
+    err = _one_line_error(_cli(*[x if x != str(tr) else str(wrong) for x in fresh]))
+    assert "has other classes than the supernet" in err
+    err = _one_line_error(_cli(*[x if x != str(va) else str(wrong) for x in fresh]))
+    assert f"classes of {wrong} differ from the training set's" in err
+    assert not (tmp_path / "c-new").exists()        # both refused from the listing, before any decoding
 
 
 def test_shipped_bundle_loads_and_verifies_its_sha256():

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from ofa_model.data import DataError, build_cache, center_crop_batch, epoch_batches, scan_source, train_batch
+from ofa_model.data import (DataError, build_cache, center_crop_batch, check_splits, epoch_batches, scan_source,
+                            train_batch)
 from ofa_model.supernet import OFAMobileNetV3, load_supernet_weights
 from ofa_model.train import TrainConfig, main, recipe_phases, train
 from ofa_profile.paths import shared_data_dir
@@ -95,6 +96,17 @@ def test_bad_dataset_folders(tmp_path, data):
     (bad / "class1" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match="cannot decode image"):
         build_cache(bad, tmp_path / "c2", size=32)
+    assert list((tmp_path / "c2").iterdir()) == []     # no half-decoded array left behind
+    # ... nor one of a decoding killed outright (no finally ran): the next build removes it, not a live one's
+    proc = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])
+    try:
+        dead, live = tmp_path / "c2" / ".images.4194305.npy", tmp_path / "c2" / f".images.{proc.pid}.npy"
+        dead.write_bytes(b"x" * 1000)
+        live.write_bytes(b"x")
+        build_cache(make_folder(tmp_path / "good", 2), tmp_path / "c2", size=32)
+        assert not dead.exists() and live.exists() and (tmp_path / "c2" / "meta.json").exists()
+    finally:
+        proc.kill()
     # the CLI: one line, exit 1, nothing written in the run folder
     r = subprocess.run(_cli(tmp_path / "empty", data[1], tmp_path / "run"), capture_output=True, text=True, env=_env())
     assert r.returncode == 1, r.stderr
@@ -105,6 +117,13 @@ def test_bad_dataset_folders(tmp_path, data):
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     r = subprocess.run(_cli(tmp_path / "empty", data[1], tmp_path / "mine"), capture_output=True, text=True, env=_env())
     assert r.returncode == 1 and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    # a val set of other classes is refused before the training set is decoded: nothing is written at all
+    r = subprocess.run(_cli(data[0], other, tmp_path / "run2"), capture_output=True, text=True, env=_env())
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith(f"error: classes of {other} differ")
+    assert "decode" not in r.stderr and not (tmp_path / "run2").exists()
+    with pytest.raises(DataError, match="differ from the training set"):
+        check_splits(data[0], other)
+    assert check_splits(data[0], data[1]) == ("class0", "class1", "class2")
 
 
 def test_recipes():
