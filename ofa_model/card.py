@@ -26,12 +26,14 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ofa_profile.atomic import write_bytes_atomic, write_text_atomic
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import Space, SubnetSpec, get_space
 
@@ -439,7 +441,7 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
     """Steps 1-6 of the module doc; returns the path of MODEL_CARD.md."""
     import torch
 
-    from .bundle import load_bundled_supernet, load_supernet, save_bundle
+    from .bundle import MANIFEST, load_bundled_supernet, load_supernet, save_bundle
     run = read_run(run_dir)
     if run.standalone is not None:
         raise OfaProfileError(f"{run_dir} is a --standalone run; pass the progressive-shrinking run as --run")
@@ -464,48 +466,56 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
     recipe["world"] = run.phases[0].get("world") if run.phases else None
     recipe["steps"] = run.steps
     out = Path(out_dir)
-    man = save_bundle(model, out / "weights", name, classes=tr.classes, recipe=recipe, resolutions=res_run,
-                      dataset=dataset)
-    bundled, binfo = load_bundled_supernet(out / "weights" / man["file"], device=str(dev))
-    cache = EvalCache(Path(run.path) / "card_eval.json")
-    specs = card_specs(sp, n_random)
-    table = evaluate_table(bundled, binfo.sha256, tr, va, specs, resolutions, n_calib=n_calib, n_val=n_val,
-                           batch_size=batch_size, device=dev, cache=cache, progress=progress)
-    pred_info = None
-    pred_path = out / "weights" / "accuracy_predictor.json"
-    if pred_path.exists():
-        try:
-            pred_info = json.loads(pred_path.read_text()).get("info", {})
-        except (OSError, json.JSONDecodeError, AttributeError):
-            pred_info = {}
-    acc_data = dataset_check(bundled, binfo.sha256, out / "weights" / "accuracy-dataset.csv", tr, va, n_dataset_check,
-                             device=dev, cache=cache, progress=progress) if n_dataset_check > 0 else None
-    alone_res = []
-    for a in alone_runs:
-        amodel, ainfo = load_supernet(a.weights, device=str(dev))
-        acache = EvalCache(Path(a.path) / "card_eval.json")
-        t = evaluate_table(amodel, ainfo.sha256, tr, va, [("alone", a.standalone)], resolutions, n_calib=n_calib,
-                           n_val=n_val, batch_size=batch_size, device=dev, cache=acache, progress=progress)
-        alone_res.append((a, {r: t[("alone", r)] for r in resolutions}))
-    res_text = ",".join(str(r) for r in resolutions)
-    extra = "".join(f" {flag} {v}" for flag, v, default in (
-        ("--resolutions", res_text, ",".join(str(r) for r in CARD_RESOLUTIONS)), ("--n-random", n_random, N_RANDOM),
-        ("--n-calib", n_calib, N_CALIB), ("--n-val", n_val, N_VAL), ("--batch-size", batch_size, default_batch),
-        ("--dataset-check", n_dataset_check, N_DATASET_CHECK))
-        if v != default)
-    # the PS run, each baseline (written where the card line reads it), then the card itself
-    cmd = [train_command(run.config)]
-    cmd += [train_command(a.config, out=d) for a, d in zip(alone_runs, standalone_dirs)]
-    cmd.append(f"python -m ofa_model.card --run RUN --train-data TRAIN --val-data VAL --out {out_dir}"
-               + "".join(f" --standalone {d}" for d in standalone_dirs) + extra)
-    text = render_card(manifest=man, run=run, table=table, specs=specs, resolutions=resolutions,
-                       standalone=alone_res, n_calib=n_calib, n_val=n_val, eval_device=str(dev), dataset=dataset,
-                       commands=cmd, accuracy_data=acc_data, predictor=pred_info, batch_size=batch_size)
-    card = out / "MODEL_CARD.md"
-    tmp = card.with_name(f".{card.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, card)
-    return card
+    # the bundle is written and evaluated in a staging folder of the run first, and only a finished card publishes
+    # it: a failure or a Ctrl-C during the evaluations leaves the package's weights, manifest and card as they were
+    stage = Path(run.path) / f".card-bundle.{os.getpid()}"
+    try:
+        man = save_bundle(model, stage, name, classes=tr.classes, recipe=recipe, resolutions=res_run, dataset=dataset)
+        bundled, binfo = load_bundled_supernet(stage / man["file"], device=str(dev))
+        cache = EvalCache(Path(run.path) / "card_eval.json")
+        specs = card_specs(sp, n_random)
+        table = evaluate_table(bundled, binfo.sha256, tr, va, specs, resolutions, n_calib=n_calib, n_val=n_val,
+                               batch_size=batch_size, device=dev, cache=cache, progress=progress)
+        pred_info = None
+        pred_path = out / "weights" / "accuracy_predictor.json"
+        if pred_path.exists():
+            try:
+                pred_info = json.loads(pred_path.read_text()).get("info", {})
+            except (OSError, json.JSONDecodeError, AttributeError):
+                pred_info = {}
+        acc_data = dataset_check(bundled, binfo.sha256, out / "weights" / "accuracy-dataset.csv", tr, va,
+                                 n_dataset_check, device=dev, cache=cache,
+                                 progress=progress) if n_dataset_check > 0 else None
+        alone_res = []
+        for a in alone_runs:
+            amodel, ainfo = load_supernet(a.weights, device=str(dev))
+            acache = EvalCache(Path(a.path) / "card_eval.json")
+            t = evaluate_table(amodel, ainfo.sha256, tr, va, [("alone", a.standalone)], resolutions, n_calib=n_calib,
+                               n_val=n_val, batch_size=batch_size, device=dev, cache=acache, progress=progress)
+            alone_res.append((a, {r: t[("alone", r)] for r in resolutions}))
+        res_text = ",".join(str(r) for r in resolutions)
+        extra = "".join(f" {flag} {v}" for flag, v, default in (
+            ("--resolutions", res_text, ",".join(str(r) for r in CARD_RESOLUTIONS)),
+            ("--n-random", n_random, N_RANDOM),
+            ("--n-calib", n_calib, N_CALIB), ("--n-val", n_val, N_VAL), ("--batch-size", batch_size, default_batch),
+            ("--dataset-check", n_dataset_check, N_DATASET_CHECK))
+            if v != default)
+        # the PS run, each baseline (written where the card line reads it), then the card itself
+        cmd = [train_command(run.config)]
+        cmd += [train_command(a.config, out=d) for a, d in zip(alone_runs, standalone_dirs)]
+        cmd.append(f"python -m ofa_model.card --run RUN --train-data TRAIN --val-data VAL --out {out_dir}"
+                   + "".join(f" --standalone {d}" for d in standalone_dirs) + extra)
+        text = render_card(manifest=man, run=run, table=table, specs=specs, resolutions=resolutions,
+                           standalone=alone_res, n_calib=n_calib, n_val=n_val, eval_device=str(dev), dataset=dataset,
+                           commands=cmd, accuracy_data=acc_data, predictor=pred_info, batch_size=batch_size)
+        # publish: the weights, then the manifest that names them, then the card (each file atomically)
+        write_bytes_atomic(out / "weights" / man["file"], (stage / man["file"]).read_bytes())
+        write_text_atomic(out / "weights" / MANIFEST, (stage / MANIFEST).read_text())
+        card = out / "MODEL_CARD.md"
+        write_text_atomic(card, text)
+        return card
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -559,6 +569,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OfaProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except click.exceptions.Abort:        # Ctrl-C (click turns KeyboardInterrupt into Abort)
+        print("interrupted: the finished evaluations are kept in RUN/card_eval.json and the card is as it was; "
+              "rerun the same command to carry on", file=sys.stderr)
+        return 130
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:

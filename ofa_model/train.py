@@ -30,7 +30,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,8 +266,51 @@ def _evaluate_quick(model, specs, train_cache, val_cache, cfg: TrainConfig, devi
             for tag, spec in specs}
 
 
+class Interrupted(OfaProfileError):
+    """The run was asked to stop (SIGINT, SIGTERM) and stopped at a step boundary after writing its checkpoint;
+    ``exit_code`` is 128 + the signal's number, as a shell reports a process ended by that signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class _StopOnSignal:
+    """While a run trains (in the main thread), the first SIGINT or SIGTERM only asks it to stop: the step in flight
+    finishes, a checkpoint is written, and :class:`Interrupted` is raised, so a Ctrl-C or a cluster's preemption
+    signal loses no step. A second SIGINT stops at once (KeyboardInterrupt; the last checkpoint stays)."""
+
+    def __init__(self, rank: int):
+        self.rank, self.signum, self._old = rank, 0, {}
+
+    def __enter__(self) -> "_StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if not self.signum:
+            self.signum = signum
+            _log(f"{signal.Signals(signum).name}: stopping after this step with a checkpoint "
+                 f"(Ctrl-C again to stop at once)", self.rank)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
 def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) a training run; returns the path of the final supernet weights (``supernet.pt``)."""
+    """Run (or resume) a training run; returns the path of the final supernet weights (``supernet.pt``).
+
+    SIGINT/SIGTERM stop it at the next step boundary with a checkpoint (:class:`Interrupted`)."""
+    with _StopOnSignal(int(os.environ.get("RANK", "0"))) as stopper:
+        return _train(cfg, stopper)
+
+
+def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
@@ -468,6 +513,17 @@ def train(cfg: TrainConfig) -> Path:
                                  or (time.monotonic() - last_ckpt_t) > cfg.ckpt_minutes * 60):
                 save_ckpt(pi, done, reorganized, opt, wall_before + time.monotonic() - t_phase, imgs_phase)
                 last_ckpt_t = time.monotonic()
+            stop = stopper.signum
+            if world > 1:     # every replica stops after the same step (each may see the signal at another one)
+                flag = torch.tensor([stop], device=device if device.type == "cuda" else "cpu")
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                stop = int(flag.item())
+            if stop:
+                save_ckpt(pi, done, reorganized, opt, wall_before + time.monotonic() - t_phase, imgs_phase)
+                if world > 1:
+                    dist.barrier()        # rank 0 has written the checkpoint before any process exits
+                raise Interrupted(f"stopped by {signal.Signals(stop).name} after step {done}/{total} of phase "
+                                  f"{ph.name}; checkpoint {ckpt_path} written: rerun the same command to resume", stop)
         wall = wall_before + time.monotonic() - t_phase
         if world > 1:   # the replicas must hold identical weights: compare a digest of every parameter
             import hashlib
@@ -600,6 +656,9 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
     def cmd(**kw):
         """Train the elastic supernet with progressive shrinking (OFA) or CompOFA.
 
+        Rerun the same command to resume. Ctrl-C (or SIGTERM) stops after the step in flight with a
+        checkpoint, so nothing is lost; a second Ctrl-C stops at once.
+
         \b
         Example:
           python -m ofa_model.train --train-data ../shared/data/imagenette2-224/train.tar \\
@@ -625,6 +684,13 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
     try:
         cmd.main(args=list(argv) if argv is not None else None, prog_name=prog_name or "python -m ofa_model.train",
                  standalone_mode=False)
+    except Interrupted as exc:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except click.exceptions.Abort:        # a second Ctrl-C (click turns KeyboardInterrupt into Abort)
+        print("interrupted at once: the last checkpoint stays; rerun the same command to resume", file=sys.stderr)
+        return 130
     except OfaProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -205,6 +205,16 @@ def test_model_card_checks_the_accuracy_dataset(runs, tmp_path):
     with pytest.raises(OfaProfileError, match="row 0 is not subnet 0 of seed 3"):
         build_card(str(ps.parent), str(tr), str(va), str(out), **kw)
     assert (out / "MODEL_CARD.md").read_text() == text
+    # ... and a card of other weights that fails there publishes nothing: the package keeps its weights, manifest
+    # and card together (the new bundle lived in the run's staging folder, now gone)
+    other = train(TrainConfig(out=str(base / "ps-seed1"), train_data=str(tr), val_data=str(va), seed=1,
+                              cache_dir=str(base / "cache"), image_size=40, resolutions=(40,), batch_size=4,
+                              max_steps_per_phase=1, eval_images=0, calib_images=4))
+    before = {f.name: f.read_bytes() for f in (out / "weights").iterdir()}
+    with pytest.raises(OfaProfileError, match="row 0 is not subnet 0 of seed 3"):
+        build_card(str(other.parent), str(tr), str(va), str(out), **kw)
+    assert {f.name: f.read_bytes() for f in (out / "weights").iterdir()} == before
+    assert (out / "MODEL_CARD.md").read_text() == text and not list(other.parent.glob(".card-bundle.*"))
     # ... and so is a file that is not an accuracy dataset at all
     data.write_text("a,b\n1,2\n")
     with pytest.raises(OfaProfileError, match="is not an accuracy-dataset CSV"):

@@ -239,6 +239,48 @@ def test_kill_and_resume(data, tmp_path):
     assert r2.returncode == 1 and "belongs to another run" in r2.stderr
 
 
+def _logged_steps(log: Path) -> list[tuple[str, int]]:
+    if not log.exists():
+        return []
+    recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [(r["phase"], r["step"]) for r in recs if "step" in r and "phase" in r]
+
+
+def _stop_with(sig, cmd, log: Path, phase: str, after: int):
+    """Start the run, send ``sig`` once ``phase`` has logged ``after`` steps, return the finished process."""
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not any(ph == phase and st >= after for ph, st in _logged_steps(log)):
+        assert p.poll() is None, p.communicate()[1][-2000:]
+        time.sleep(0.02)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    return p.returncode, err
+
+
+def test_sigint_and_sigterm_stop_after_a_step_with_a_checkpoint(data, tmp_path):
+    """Ctrl-C or a preemption's SIGTERM: the step in flight finishes, a checkpoint is written, exit 128 + signal in
+    one line; the rerun resumes from exactly that step, so no step is lost or done twice (a SIGKILL repeats the
+    steps since the last periodic checkpoint)."""
+    out = tmp_path / "run"
+    log = out / "train_log.jsonl"
+    cmd = _cli(data[0], data[1], out, "--max-steps-per-phase", "12", "--eval-images", "0", "--ckpt-minutes", "60")
+    for sig, phase, pi in ((signal.SIGINT, "teacher", 0), (signal.SIGTERM, "kernel", 1)):
+        rc, err = _stop_with(sig, cmd, log, phase, 3)
+        assert rc == 128 + sig, err[-2000:]
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"stopped by {sig.name} after step ") and "Traceback" not in err, err[-2000:]
+        ck = torch.load(out / "ckpt-last.pt", map_location="cpu", weights_only=False)
+        done = max(st for ph, st in _logged_steps(log) if ph == phase)
+        assert (ck["phase_index"], ck["step"]) == (pi, done) and 3 <= done <= 12, (ck["phase_index"], ck["step"], done)
+        assert f"of phase {phase}; checkpoint" in last and not (out / "supernet.pt").exists()
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and f"phase 1 step {done}" in r.stderr, r.stderr[-2000:]
+    steps = _logged_steps(log)
+    for phase in ("teacher", "kernel", "depth1", "expand2"):
+        assert [st for ph, st in steps if ph == phase] == list(range(1, 13)), phase
+
+
 def test_ddp_two_cpu_processes_stay_in_sync(data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ofa_model.train",
