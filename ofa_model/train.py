@@ -284,10 +284,14 @@ class _StopOnSignal:
         self.rank, self.signum, self._old = rank, 0, {}
 
     def __enter__(self) -> "_StopOnSignal":
-        if threading.current_thread() is threading.main_thread():
+        return self
+
+    def arm(self) -> None:
+        """From here on (the training steps) a signal asks for a stop; before (decoding, loading) Ctrl-C interrupts
+        at once, which loses nothing there."""
+        if not self._old and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
-        return self
 
     def _handle(self, signum, frame) -> None:
         if self.signum and signum == signal.SIGINT:
@@ -435,6 +439,7 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
                       "state_dict": _plain_state(model), "teacher": _plain_state(teacher) if teacher is not None else None,
                       "optimizer": opt.state_dict() if opt is not None else None}, ckpt_path)
 
+    stopper.arm()
     for pi in range(state["phase_index"], len(phases)):
         ph = phases[pi]
         if ph.kd and teacher is None:
@@ -688,8 +693,9 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
         if int(os.environ.get("RANK", "0")) == 0:
             print(str(exc), file=sys.stderr)
         return exc.exit_code
-    except click.exceptions.Abort:        # a second Ctrl-C (click turns KeyboardInterrupt into Abort)
-        print("interrupted at once: the last checkpoint stays; rerun the same command to resume", file=sys.stderr)
+    except click.exceptions.Abort:        # Ctrl-C before training or a second one (click's form of KeyboardInterrupt)
+        print("interrupted at once: finished work (decoded images, the last checkpoint) is kept; rerun the same "
+              "command to resume", file=sys.stderr)
         return 130
     except OfaProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
