@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,12 +160,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _temp_tag() -> str:
+    """``<pid>-<host>`` for temporary file names: a cache folder on a shared filesystem can be written from
+    several machines, and a pid is only meaningful on its own one."""
+    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname()) or "host"
+    return f"{os.getpid()}-{host}"
+
+
 def _remove_dead_temps(d: Path) -> None:
     """Remove the temporary arrays of a decoding that was killed (SIGKILL, power loss: no ``finally`` ran), named
-    ``.images.<pid>.npy`` etc. by :func:`build_cache`, when that process no longer runs."""
+    ``.images.<pid>-<host>.npy`` etc. by :func:`build_cache`, when they are this machine's and that process no
+    longer runs (another machine's are left alone)."""
+    own = _temp_tag().split("-", 1)[1]
     for t in list(d.glob(".images.*.npy")) + list(d.glob(".labels.*.npy")) + list(d.glob(".meta.*.json")):
-        pid = t.name.split(".")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        pid, _, host = t.name.split(".")[2].partition("-")
+        if pid.isdigit() and host == own and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             t.unlink(missing_ok=True)
 
 
@@ -225,7 +235,7 @@ def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int 
         meta_p.unlink()   # invalidate before rewriting the arrays
     _remove_dead_temps(d)
     n = len(items)
-    tmp_img = d / f".images.{os.getpid()}.npy"
+    tmp_img = d / f".images.{_temp_tag()}.npy"
     arr = np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
     done = False
     try:
@@ -250,12 +260,12 @@ def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int 
             tmp_img.unlink(missing_ok=True)
     os.replace(tmp_img, d / "images.npy")
     labels = np.asarray([lab for _, lab in items], dtype=np.int64)
-    tmp_lab = d / f".labels.{os.getpid()}.npy"
+    tmp_lab = d / f".labels.{_temp_tag()}.npy"
     np.save(tmp_lab, labels)
     os.replace(tmp_lab, d / "labels.npy")
     meta = {"version": CACHE_VERSION, "source": str(src_p.resolve()), "size": size, "n_images": n,
             "classes": list(found), "fingerprint": fp, "limit_per_class": limit_per_class}
-    tmp_meta = d / f".meta.{os.getpid()}.json"
+    tmp_meta = d / f".meta.{_temp_tag()}.json"
     tmp_meta.write_text(json.dumps(meta, indent=1))
     os.replace(tmp_meta, meta_p)
     return open_cache(d)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from ofa_model.data import (DataError, build_cache, center_crop_batch, check_splits, epoch_batches, scan_source,
-                            train_batch)
+from ofa_model.data import (DataError, _temp_tag, build_cache, center_crop_batch, check_splits, epoch_batches,
+                            scan_source, train_batch)
 from ofa_model.supernet import OFAMobileNetV3, load_supernet_weights
 from ofa_model.train import TrainConfig, main, recipe_phases, train
 from ofa_profile.paths import shared_data_dir
@@ -100,11 +100,15 @@ def test_bad_dataset_folders(tmp_path, data):
     # ... nor one of a decoding killed outright (no finally ran): the next build removes it, not a live one's
     proc = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])
     try:
-        dead, live = tmp_path / "c2" / ".images.4194305.npy", tmp_path / "c2" / f".images.{proc.pid}.npy"
-        dead.write_bytes(b"x" * 1000)
-        live.write_bytes(b"x")
+        host = _temp_tag().split("-", 1)[1]
+        dead = tmp_path / "c2" / f".images.4194305-{host}.npy"           # above Linux's largest pid
+        live = tmp_path / "c2" / f".images.{proc.pid}-{host}.npy"
+        elsewhere = tmp_path / "c2" / ".images.4194305-another-machine.npy"  # a pid there means nothing here
+        for f in (dead, live, elsewhere):
+            f.write_bytes(b"x" * 1000)
         build_cache(make_folder(tmp_path / "good", 2), tmp_path / "c2", size=32)
-        assert not dead.exists() and live.exists() and (tmp_path / "c2" / "meta.json").exists()
+        assert not dead.exists() and live.exists() and elsewhere.exists()
+        assert (tmp_path / "c2" / "meta.json").exists()
     finally:
         proc.kill()
     # the CLI: one line, exit 1, nothing written in the run folder
