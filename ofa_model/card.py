@@ -468,6 +468,11 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
     out = Path(out_dir)
     # the bundle is written and evaluated in a staging folder of the run first, and only a finished card publishes
     # it: a failure or a Ctrl-C during the evaluations leaves the package's weights, manifest and card as they were
+    from .data import _pid_alive
+    for old in Path(run.path).glob(".card-bundle.*"):      # left by a card killed outright (SIGKILL)
+        pid = old.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
     stage = Path(run.path) / f".card-bundle.{os.getpid()}"
     try:
         man = save_bundle(model, stage, name, classes=tr.classes, recipe=recipe, resolutions=res_run, dataset=dataset)
