@@ -28,12 +28,13 @@ import os
 import random
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ofa_profile.atomic import write_bytes_atomic, write_text_atomic
+from ofa_profile.atomic import remove_dead_temps, temp_tag, write_bytes_atomic, write_text_atomic
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import Space, SubnetSpec, get_space
 
@@ -427,9 +428,10 @@ def _caches(run: RunSummary, train_data: str, val_data: str, cache_dir: str | No
     cfg = run.config
     root = Path(cache_dir) if cache_dir else Path(cfg.get("cache_dir") or Path(run.path) / "cache")
     size = int(cfg.get("image_size") or 224)
-    check_splits(train_data, val_data)
-    tr = build_cache(train_data, root / "train", size, limit_per_class=cfg.get("limit_per_class"), progress=True)
-    va = build_cache(val_data, root / "val", size, classes=tr.classes, progress=True)
+    tr_list, va_list = check_splits(train_data, val_data)
+    tr = build_cache(train_data, root / "train", size, limit_per_class=cfg.get("limit_per_class"), progress=True,
+                     listing=tr_list)
+    va = build_cache(val_data, root / "val", size, classes=tr.classes, progress=True, listing=va_list)
     return tr, va
 
 
@@ -468,12 +470,8 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
     out = Path(out_dir)
     # the bundle is written and evaluated in a staging folder of the run first, and only a finished card publishes
     # it: a failure or a Ctrl-C during the evaluations leaves the package's weights, manifest and card as they were
-    from .data import _pid_alive
-    for old in Path(run.path).glob(".card-bundle.*"):      # left by a card killed outright (SIGKILL)
-        pid = old.name.rsplit(".", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    stage = Path(run.path) / f".card-bundle.{os.getpid()}"
+    remove_dead_temps(run.path, "card-bundle")      # left by a card killed outright (SIGKILL)
+    stage = Path(tempfile.mkdtemp(dir=run.path, prefix=f".card-bundle.{temp_tag()}."))
     try:
         man = save_bundle(model, stage, name, classes=tr.classes, recipe=recipe, resolutions=res_run, dataset=dataset)
         bundled, binfo = load_bundled_supernet(stage / man["file"], device=str(dev))

@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ofa_profile.atomic import atomic_path, remove_dead_temps, write_text_atomic
 from ofa_profile.errors import OfaProfileError
 
 __all__ = ["DataError", "ImageCache", "IMG_EXTS", "scan_source", "build_cache", "open_cache", "default_cache_dir",
@@ -150,34 +150,6 @@ def open_cache(cache_dir: str | os.PathLike) -> ImageCache:
     return ImageCache(d, images, labels, tuple(meta["classes"]), int(meta["size"]), meta["source"])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def _temp_tag() -> str:
-    """``<pid>-<host>`` for temporary file names: a cache folder on a shared filesystem can be written from
-    several machines, and a pid is only meaningful on its own one."""
-    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname()) or "host"
-    return f"{os.getpid()}-{host}"
-
-
-def _remove_dead_temps(d: Path) -> None:
-    """Remove the temporary arrays of a decoding that was killed (SIGKILL, power loss: no ``finally`` ran), named
-    ``.images.<pid>-<host>.npy`` etc. by :func:`build_cache`, when they are this machine's and that process no
-    longer runs (another machine's are left alone)."""
-    own = _temp_tag().split("-", 1)[1]
-    for t in list(d.glob(".images.*.npy")) + list(d.glob(".labels.*.npy")) + list(d.glob(".meta.*.json")):
-        pid, _, host = t.name.split(".")[2].partition("-")
-        if pid.isdigit() and host == own and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            t.unlink(missing_ok=True)
-
-
 def _check_classes(src: Path, found: Sequence[str], classes: Sequence[str]) -> None:
     if tuple(classes) != tuple(found):
         missing = sorted(set(classes) - set(found))
@@ -186,32 +158,35 @@ def _check_classes(src: Path, found: Sequence[str], classes: Sequence[str]) -> N
                         f"{extra[:3]}); train and val need the same class folders")
 
 
-def check_splits(train_src: str | os.PathLike, val_src: str | os.PathLike | None = None) -> tuple[str, ...]:
+Listing = tuple[tuple[str, ...], list[tuple[str, int]]]     # what scan_source returns: (classes, items)
+
+
+def check_splits(train_src: str | os.PathLike,
+                 val_src: str | os.PathLike | None = None) -> tuple[Listing, Listing | None]:
     """Check the layout of the training set and, if given, that the val set has exactly its classes, by listing
-    the files only (no decoding), so that a bad split is refused before minutes of decoding; returns the
-    training classes. Raises :class:`DataError`."""
-    classes, _ = scan_source(train_src)
-    if val_src is not None:
-        check_val_classes(val_src, classes)
-    return classes
+    the files only (no decoding), so that a bad split is refused before minutes of decoding. Returns both
+    listings, for :func:`build_cache` (``listing=``) not to list them again. Raises :class:`DataError`."""
+    train = scan_source(train_src)
+    return train, (check_val_classes(val_src, train[0]) if val_src is not None else None)
 
 
-def check_val_classes(val_src: str | os.PathLike, classes: Sequence[str]) -> None:
-    """Raise :class:`DataError` unless ``val_src`` is a valid split with exactly ``classes`` (listing only)."""
-    found, _ = scan_source(val_src)
-    _check_classes(Path(val_src), found, classes)
+def check_val_classes(val_src: str | os.PathLike, classes: Sequence[str]) -> Listing:
+    """``val_src``'s listing; :class:`DataError` unless it is a valid split with exactly ``classes``."""
+    listing = scan_source(val_src)
+    _check_classes(Path(val_src), listing[0], classes)
+    return listing
 
 
 def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int = 224,
                 classes: Sequence[str] | None = None, limit_per_class: int | None = None,
-                progress: bool = False) -> ImageCache:
+                progress: bool = False, listing: Listing | None = None) -> ImageCache:
     """Decode ``src`` once into ``cache_dir`` (reused when its fingerprint matches).
 
     ``classes``: the training split's classes; a val split must have exactly these.
     ``limit_per_class``: keep only the first N images of each class (small recipes, tests).
     """
     src_p = Path(src)
-    found, items = scan_source(src_p)
+    found, items = listing if listing is not None else scan_source(src_p)
     if classes is not None:
         _check_classes(src_p, found, classes)
     if limit_per_class is not None:
@@ -233,12 +208,12 @@ def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int 
     d.mkdir(parents=True, exist_ok=True)
     if meta_p.exists():
         meta_p.unlink()   # invalidate before rewriting the arrays
-    _remove_dead_temps(d)
+    for name in ("images.npy", "labels.npy", "meta.json"):
+        remove_dead_temps(d, name)      # a decoding killed outright left its array (GBs for ImageNet)
     n = len(items)
-    tmp_img = d / f".images.{_temp_tag()}.npy"
-    arr = np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-    done = False
-    try:
+    # a bad image or Ctrl-C removes the half-decoded array (atomic_path); the meta, written last, marks completion
+    with atomic_path(d / "images.npy", suffix=".npy") as tmp_img:
+        arr = np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
         it = range(n)
         if progress:
             from tqdm import tqdm
@@ -253,21 +228,12 @@ def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int 
             for i in it:
                 arr[i] = _decode(items[i][0], size, items[i][0])
         arr.flush()
-        done = True
-    finally:
         del arr
-        if not done:        # a bad image or a kill: no half-decoded array (GBs for ImageNet) is left behind
-            tmp_img.unlink(missing_ok=True)
-    os.replace(tmp_img, d / "images.npy")
-    labels = np.asarray([lab for _, lab in items], dtype=np.int64)
-    tmp_lab = d / f".labels.{_temp_tag()}.npy"
-    np.save(tmp_lab, labels)
-    os.replace(tmp_lab, d / "labels.npy")
+    with atomic_path(d / "labels.npy", suffix=".npy") as tmp_lab:
+        np.save(tmp_lab, np.asarray([lab for _, lab in items], dtype=np.int64))
     meta = {"version": CACHE_VERSION, "source": str(src_p.resolve()), "size": size, "n_images": n,
             "classes": list(found), "fingerprint": fp, "limit_per_class": limit_per_class}
-    tmp_meta = d / f".meta.{_temp_tag()}.json"
-    tmp_meta.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp_meta, meta_p)
+    write_text_atomic(meta_p, json.dumps(meta, indent=1))
     return open_cache(d)
 
 

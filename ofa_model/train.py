@@ -359,12 +359,14 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
 
     # -- data (rank 0 decodes, the others wait and open) --------------------------------------------
     def caches():
-        check_splits(cfg.train_data, cfg.val_data)      # a bad layout or mismatched val set: before any decoding
+        # a bad layout or mismatched val set is refused from the listings, before any decoding
+        tr_list, va_list = check_splits(cfg.train_data, cfg.val_data)
         tr = build_cache(cfg.train_data, cache_root / "train", cfg.image_size, limit_per_class=cfg.limit_per_class,
-                         progress=rank == 0)
+                         progress=rank == 0, listing=tr_list)
         va = None
         if cfg.val_data:
-            va = build_cache(cfg.val_data, cache_root / "val", cfg.image_size, classes=tr.classes, progress=rank == 0)
+            va = build_cache(cfg.val_data, cache_root / "val", cfg.image_size, classes=tr.classes, progress=rank == 0,
+                             listing=va_list)
         return tr, va
 
     if world > 1:
@@ -514,17 +516,16 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
                        "peak_mem_mb": round(_peak_mem_mb(device), 1), "world": world, "t": time.time()}
                 _append_jsonl(log_path, rec)
                 _log(f"{ph.name} {done}/{total} loss {rec['loss']:.4f} r {r} {rec['img_s']} img/s", rank)
-            if done < total and ((cfg.ckpt_every and done % cfg.ckpt_every == 0)
-                                 or (time.monotonic() - last_ckpt_t) > cfg.ckpt_minutes * 60):
-                save_ckpt(pi, done, reorganized, opt, wall_before + time.monotonic() - t_phase, imgs_phase)
-                last_ckpt_t = time.monotonic()
             stop = stopper.signum
             if world > 1:     # every replica stops after the same step (each may see the signal at another one)
                 flag = torch.tensor([stop], device=device if device.type == "cuda" else "cpu")
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
                 stop = int(flag.item())
-            if stop:
+            if stop or (done < total and ((cfg.ckpt_every and done % cfg.ckpt_every == 0)
+                                          or (time.monotonic() - last_ckpt_t) > cfg.ckpt_minutes * 60)):
                 save_ckpt(pi, done, reorganized, opt, wall_before + time.monotonic() - t_phase, imgs_phase)
+                last_ckpt_t = time.monotonic()
+            if stop:
                 if world > 1:
                     dist.barrier()        # rank 0 has written the checkpoint before any process exits
                 raise Interrupted(f"stopped by {signal.Signals(stop).name} after step {done}/{total} of phase "

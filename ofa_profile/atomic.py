@@ -5,14 +5,53 @@ A crash or a kill at any moment leaves either the old file or the new one, never
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic"]
+__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "temp_tag",
+           "remove_dead_temps"]
+
+
+def temp_tag() -> str:
+    """``<pid>-<host>``, part of every temporary name made here: a folder on a shared filesystem can be written
+    from several machines, and a pid only means something on its own machine."""
+    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname()) or "host"
+    return f"{os.getpid()}-{host}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_dead_temps(folder: str | os.PathLike, name: str) -> int:
+    """Remove the temporaries ``.<name>.<pid>-<host>.*`` (files or folders) in ``folder`` that a process of this
+    machine left when it was killed outright (SIGKILL, power loss: no clean-up ran) and that no longer runs;
+    another machine's, and live ones, are left alone. Returns how many were removed."""
+    own = temp_tag().split("-", 1)[1]
+    prefix = f".{name}."
+    removed = 0
+    for t in Path(folder).glob(f".{glob.escape(name)}.*"):
+        pid, _, host = t.name[len(prefix):].split(".", 1)[0].partition("-")
+        if pid.isdigit() and host == own and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if t.is_dir():
+                shutil.rmtree(t, ignore_errors=True)
+            else:
+                t.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 @contextmanager
@@ -21,7 +60,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     when it raises the temporary file is removed and ``path`` is untouched."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.{temp_tag()}.", suffix=suffix)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -303,16 +303,17 @@ def _supernet_caches(info: Any, train_data: str, val_data: str | None, cache_dir
     def where(src: str, split: str) -> Path:
         return Path(cache_dir) / split if cache_dir else default_cache_dir(src, size)
 
-    classes = check_splits(train_data)      # listing only: refuse a wrong dataset before decoding it
+    tr_list, _ = check_splits(train_data)      # listing only: refuse a wrong dataset before decoding it
+    classes = tr_list[0]
     if info.classes is not None and tuple(info.classes) != tuple(classes):
         fail(f"{train_data} has other classes than the supernet ({len(classes)} vs {len(info.classes)} "
              f"{','.join(info.classes[:3])}...); pass the dataset it was trained on")
     if len(classes) != info.n_classes:
         fail(f"{train_data} has {len(classes)} classes, the supernet {info.n_classes}; pass its dataset")
-    if val_data:
-        check_val_classes(val_data, classes)
-    tr = build_cache(train_data, where(train_data, "train"), size, progress=True)
-    va = build_cache(val_data, where(val_data, "val"), size, classes=tr.classes, progress=True) if val_data else None
+    va_list = check_val_classes(val_data, classes) if val_data else None
+    tr = build_cache(train_data, where(train_data, "train"), size, progress=True, listing=tr_list)
+    va = build_cache(val_data, where(val_data, "val"), size, classes=tr.classes, progress=True,
+                     listing=va_list) if val_data else None
     return tr, va
 
 

@@ -20,6 +20,7 @@ from ofa_model.evaluate import CSV_FIELDS, PARTIAL_SUFFIX, _write_csv_atomic, ac
 from ofa_model.supernet import OFAMobileNetV3, WeightsError
 from ofa_model.train import TrainConfig, train
 from ofa_profile.accuracy import read_accuracy_csv
+from ofa_profile.atomic import temp_tag
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import get_space
 
@@ -211,7 +212,8 @@ def test_model_card_checks_the_accuracy_dataset(runs, tmp_path):
                               cache_dir=str(base / "cache"), image_size=40, resolutions=(40,), batch_size=4,
                               max_steps_per_phase=1, eval_images=0, calib_images=4))
     before = {f.name: f.read_bytes() for f in (out / "weights").iterdir()}
-    (other.parent / ".card-bundle.4194305").mkdir()        # a killed card's staging folder: removed by the next one
+    killed = other.parent / f".card-bundle.4194305-{temp_tag().split('-', 1)[1]}.x"
+    killed.mkdir()                                   # a killed card's staging folder: removed by the next one
     with pytest.raises(OfaProfileError, match="row 0 is not subnet 0 of seed 3"):
         build_card(str(other.parent), str(tr), str(va), str(out), **kw)
     assert {f.name: f.read_bytes() for f in (out / "weights").iterdir()} == before

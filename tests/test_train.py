@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from ofa_model.data import (DataError, _temp_tag, build_cache, center_crop_batch, check_splits, epoch_batches,
+from ofa_model.data import (DataError, build_cache, center_crop_batch, check_splits, epoch_batches,
                             scan_source, train_batch)
 from ofa_model.supernet import OFAMobileNetV3, load_supernet_weights
 from ofa_model.train import TrainConfig, main, recipe_phases, train
+from ofa_profile.atomic import temp_tag
 from ofa_profile.paths import shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,10 +101,10 @@ def test_bad_dataset_folders(tmp_path, data):
     # ... nor one of a decoding killed outright (no finally ran): the next build removes it, not a live one's
     proc = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])
     try:
-        host = _temp_tag().split("-", 1)[1]
-        dead = tmp_path / "c2" / f".images.4194305-{host}.npy"           # above Linux's largest pid
-        live = tmp_path / "c2" / f".images.{proc.pid}-{host}.npy"
-        elsewhere = tmp_path / "c2" / ".images.4194305-another-machine.npy"  # a pid there means nothing here
+        host = temp_tag().split("-", 1)[1]
+        dead = tmp_path / "c2" / f".images.npy.4194305-{host}.x1.npy"           # above Linux's largest pid
+        live = tmp_path / "c2" / f".images.npy.{proc.pid}-{host}.x2.npy"
+        elsewhere = tmp_path / "c2" / ".images.npy.4194305-another-machine.x3.npy"  # a pid there means nothing here
         for f in (dead, live, elsewhere):
             f.write_bytes(b"x" * 1000)
         build_cache(make_folder(tmp_path / "good", 2), tmp_path / "c2", size=32)
@@ -127,7 +128,8 @@ def test_bad_dataset_folders(tmp_path, data):
     assert "decode" not in r.stderr and not (tmp_path / "run2").exists()
     with pytest.raises(DataError, match="differ from the training set"):
         check_splits(data[0], other)
-    assert check_splits(data[0], data[1]) == ("class0", "class1", "class2")
+    tr_list, va_list = check_splits(data[0], data[1])
+    assert tr_list[0] == ("class0", "class1", "class2") and va_list == scan_source(data[1])
 
 
 def test_recipes():
