@@ -41,5 +41,5 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={"test": ["pytest>=7"]},
-    entry_points={"console_scripts": ["ofa-profile=ofa_profile.cli:main"]},
+    entry_points={"console_scripts": ["ofa-profile=ofa_profile.clierrors:console_main"]},
 )

@@ -11,7 +11,9 @@ The bundle lives in ``ofa_model/weights/``: the weights file (``<name>.pt``: ``{
 checks the space and class count, and returns an fp32 model in eval mode.  :func:`load_supernet` is what the
 commands use: no path = the bundle; a path with a ``manifest.json`` naming it = verified the same way; any
 other checkpoint (a training run's ``supernet.pt``, OFA's official ``.pth``) loads strictly by
-:func:`~ofa_model.supernet.load_supernet_weights` (its sha256 is still recorded).
+:func:`~ofa_model.supernet.load_supernet_weights` (its sha256 is still recorded).  Every file is read by
+:func:`ofa_model.safeload.load_torch_file`: CRC-32 of a zip archive checked, ``weights_only=True`` (nothing in a
+file runs), non-finite tensors refused.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Any, Mapping, Sequence
 
 from ofa_profile.atomic import write_bytes_atomic, write_text_atomic
 
+from .safeload import RefusedWeightsError
 from .supernet import WeightsError
 
 __all__ = ["BUNDLE_FORMAT", "DEFAULT_NAME", "weights_dir", "bundled_weights_path", "sha256_file", "SupernetInfo",
@@ -118,12 +121,10 @@ def _build_and_load(state: Mapping[str, Any], space: str, n_classes: int, device
 
 
 def _torch_load(p: Path) -> Any:
-    import torch
-    try:
-        return torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-        raise WeightsError(f"weights file {p} is not a readable torch checkpoint ({type(exc).__name__}); "
-                           f"replace it or pass another --supernet") from None
+    """Safe load (:func:`~ofa_model.safeload.load_torch_file`: CRC-32, ``weights_only=True``, finite tensors)."""
+    from .safeload import load_torch_file
+    return load_torch_file(p, "weights file", "pass a checkpoint saved by ofa-profile or a plain state dict "
+                                              "(--supernet)")
 
 
 def load_bundled_supernet(path: str | os.PathLike | None = None, *, space: str | None = None,
@@ -149,7 +150,7 @@ def load_bundled_supernet(path: str | os.PathLike | None = None, *, space: str |
                            f"pass the file it names")
     digest = sha256_file(p)
     if digest != man["sha256"]:
-        raise WeightsError(f"weights file {p} is corrupt (sha256 {digest[:12]}... != {man['sha256'][:12]}... in "
+        raise RefusedWeightsError(f"weights file {p} is corrupt (sha256 {digest[:12]}... != {man['sha256'][:12]}... in "
                            f"{MANIFEST}); reinstall ofa-profile or pass --supernet PATH")
     if space is not None and not same_macro(get_space(space), get_space(man["space"])):
         raise WeightsError(f"weights {p.name} are for space {man['space']}, not {get_space(space).name}; "

@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from ofa_profile.atomic import remove_dead_temps, temp_tag, write_bytes_atomic, write_text_atomic
 from ofa_profile.errors import OfaProfileError
+from ofa_profile.paths import safe_name
 from ofa_profile.space import Space, SubnetSpec, get_space
 
 __all__ = ["CARD_RESOLUTIONS", "TARGETS", "RunSummary", "read_run", "card_specs", "EvalCache", "evaluate_table",
@@ -76,28 +77,39 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
     if not d.is_dir():
         raise OfaProfileError(f"run folder {d} does not exist; pass the --out folder of `python -m ofa_model.train`")
     weights = d / "supernet.pt"
+    from ofa_profile.jsonio import JsonInputError, read_json_file
+
+    if not (d / "config.json").is_file() or not (d / "train_log.jsonl").is_file():
+        missing = "config.json" if not (d / "config.json").is_file() else "train_log.jsonl"
+        raise OfaProfileError(f"{d} is not a training run folder ({missing} missing)")
     try:
-        cfg = json.loads((d / "config.json").read_text())
-        lines = (d / "train_log.jsonl").read_text().splitlines()
-    except FileNotFoundError as exc:
-        raise OfaProfileError(f"{d} is not a training run folder ({Path(exc.filename).name} missing)") from None
+        cfg = read_json_file(d / "config.json", "run config")
+        lines = (d / "train_log.jsonl").read_bytes().splitlines()
+    except (JsonInputError, OSError) as exc:
+        raise OfaProfileError(f"{exc}; pass the --out folder of a training run") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("space"), str):
+        raise OfaProfileError(f"run config {d / 'config.json'} is not a training run's config (no space)")
     if not weights.is_file():
         raise OfaProfileError(f"run {d} has not finished (no supernet.pt); rerun its training command to resume it")
     recs = []
     for ln in lines:
         try:
-            recs.append(json.loads(ln))
-        except json.JSONDecodeError:
+            rec = json.loads(ln)          # the trainer's own log: a NaN loss is written as NaN
+        except (ValueError, RecursionError):
             continue    # a line cut by a kill
+        if isinstance(rec, dict):
+            recs.append(rec)
     ends: dict[str, Mapping[str, Any]] = {}
     for r in recs:
-        if "phase_end" in r:
+        if isinstance(r.get("phase_end"), dict) and isinstance(r["phase_end"].get("phase"), str):
             ends[r["phase_end"]["phase"]] = r["phase_end"]
-    starts = [r["run_start"] for r in recs if "run_start" in r]
+    starts = [r["run_start"] for r in recs if isinstance(r.get("run_start"), dict)]
     standalone = None
     if cfg.get("standalone"):
-        import torch
-        meta = torch.load(weights, map_location="cpu", weights_only=False).get("meta", {})
+        from .safeload import load_torch_file
+        obj = load_torch_file(weights, "weights file")
+        meta = obj.get("meta") if isinstance(obj, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
         if meta.get("standalone"):
             standalone = SubnetSpec.from_ofa(meta["standalone"], space=cfg["space"])
         else:
@@ -154,9 +166,7 @@ class EvalCache:
     def put(self, key: str, value: Mapping[str, Any]) -> None:
         self.data[key] = dict(value)
         if self.path:
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
 
 def evaluate_table(model, sha: str, train_cache, val_cache, specs: Sequence[tuple[str, SubnetSpec]],
@@ -461,7 +471,7 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
     if info.classes and tuple(info.classes) != tuple(tr.classes):
         raise OfaProfileError(f"{train_data} has other classes than the run was trained on; pass its training set")
     sp = model.space
-    name = name or f"{sp.name}-{dataset.lower()}"
+    name = safe_name(name or f"{sp.name}-{dataset.lower()}")     # a file stem: never a path out of OUT/weights
     res_run = tuple(run.config.get("resolutions") or sp.resolutions)
     recipe = {k: run.config.get(k) for k in ("recipe", "epoch_scale", "phase_epochs", "batch_size", "lr_scale",
                                               "seed", "max_steps_per_phase")}
@@ -521,10 +531,61 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _card_locks(run_dir: str, standalone_dirs: Sequence[str], out_dir: str, wait: bool):
+    """The locks a card holds while it runs (ofa_profile.lock): the run folders it reads and writes
+    (``card_eval.json``; the same lock as a training run into them) and ``OUT/MODEL_CARD.md``."""
+    import contextlib
+
+    from ofa_profile.lock import output_lock
+    stack = contextlib.ExitStack()
+    try:
+        for d in (run_dir, *standalone_dirs):
+            if Path(d).is_dir():                    # a missing one is refused by read_run with its own message
+                stack.enter_context(output_lock(d, folder=True, wait=wait))
+        out = Path(out_dir)
+        made = [p for p in (out, *out.parents) if not p.exists()]    # made here: removed again if left empty
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OfaProfileError(f"cannot create --out {out} ({exc.strerror or exc}); choose another folder") \
+                from None
+
+        def remove_empty() -> None:
+            for p in made:
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+        stack.callback(remove_empty)
+        stack.enter_context(output_lock(out / "MODEL_CARD.md", wait=wait))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+_INTERRUPTED = ("the finished evaluations are kept in RUN/card_eval.json and the card is as it was; rerun the "
+                "same command to carry on")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The card's command line (``python -m ofa_model.card``); returns the exit code: 0, 1 (an error, one line),
+    2 (a usage error, one line), 128 + a signal (see ofa_profile.clierrors)."""
+    from ofa_profile.clierrors import guarded
+
+    return guarded(lambda: _main(argv), _INTERRUPTED)   # the signal handlers before click's import
+
+
+def _main(argv: Sequence[str] | None) -> int:
     import click
 
-    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    from ofa_profile.clierrors import CliExitCodes
+    from ofa_profile.cliopts import NON_NEGATIVE_INT, POSITIVE_INT, TORCH_DEVICE, option_value, require_torch_device
+
+    class _Command(CliExitCodes, click.Command):
+        interrupted = _INTERRUPTED
+
+    @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--run", "run_dir", required=True, help="The PS training run folder (--out of ofa_model.train).")
     @click.option("--train-data", required=True, help="Its training set (BN recalibration images).")
     @click.option("--val-data", required=True, help="Validation set (same classes): every image is evaluated.")
@@ -535,17 +596,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     @click.option("--standalone", "standalone_dirs", multiple=True,
                   help="A `--standalone` training run to compare with (repeatable).")
     @click.option("--resolutions", default=",".join(str(r) for r in CARD_RESOLUTIONS), show_default=True)
-    @click.option("--n-random", type=int, default=N_RANDOM, show_default=True)
-    @click.option("--n-calib", type=int, default=N_CALIB, show_default=True)
-    @click.option("--n-val", type=int, default=N_VAL, show_default=True, help="0: every val image.")
-    @click.option("--batch-size", type=int, default=None,
+    @click.option("--n-random", type=NON_NEGATIVE_INT, default=N_RANDOM, show_default=True)
+    @click.option("--n-calib", type=POSITIVE_INT, default=N_CALIB, show_default=True)
+    @click.option("--n-val", type=NON_NEGATIVE_INT, default=N_VAL, show_default=True, help="0: every val image.")
+    @click.option("--batch-size", type=POSITIVE_INT, default=None,
                   help="Recalibration and evaluation batch [default: 25 on CPU, 200 on CUDA].")
     @click.option("--dataset-check", type=click.IntRange(min=0), default=N_DATASET_CHECK, show_default=True,
                   help="Evaluate this many rows of OUT/weights/accuracy-dataset.csv again (0: do not describe it).")
-    @click.option("--device", default="auto", show_default=True)
+    @click.option("--device", type=TORCH_DEVICE, default="auto", show_default=True)
     @click.option("--cache-dir", default=None, help="Decoded-image cache [default: the run's].")
+    @click.option("--wait", is_flag=True,
+                  help="If a training run or another card is writing the run folder or the card, wait for it.")
     def cmd(run_dir, train_data, val_data, out_dir, name, dataset, standalone_dirs, resolutions, n_random, n_calib,
-            n_val, batch_size, dataset_check, device, cache_dir):
+            n_val, batch_size, dataset_check, device, cache_dir, wait):
         """Bundle a training run's supernet (fp16 + sha256 manifest) and write its MODEL_CARD.md.
 
         \b
@@ -557,31 +620,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ofa_profile.space import parse_resolutions
         from ofa_profile.timing import fix_malloc
         fix_malloc()
-        res = parse_resolutions(resolutions)
-        if batch_size is not None and batch_size < 1:
-            raise click.BadParameter(f"{batch_size}; need >= 1", param_hint="--batch-size")
-        p = build_card(run_dir, train_data, val_data, out_dir, name=name, dataset=dataset,
-                       standalone_dirs=standalone_dirs, resolutions=res, n_random=n_random, n_calib=n_calib,
-                       n_val=n_val, batch_size=batch_size, device=device, cache_dir=cache_dir,
-                       n_dataset_check=dataset_check)
+        with option_value("--resolutions"):
+            res = parse_resolutions(resolutions)
+        require_torch_device(device)
+        with _card_locks(run_dir, standalone_dirs, out_dir, wait):
+            p = build_card(run_dir, train_data, val_data, out_dir, name=name, dataset=dataset,
+                           standalone_dirs=standalone_dirs, resolutions=res, n_random=n_random, n_calib=n_calib,
+                           n_val=n_val, batch_size=batch_size, device=device, cache_dir=cache_dir,
+                           n_dataset_check=dataset_check)
         click.echo(str(p))
 
-    try:
-        cmd.main(args=list(argv) if argv is not None else None, prog_name="python -m ofa_model.card",
-                 standalone_mode=False)
-    except OfaProfileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except click.exceptions.Abort:        # Ctrl-C (click turns KeyboardInterrupt into Abort)
-        print("interrupted: the finished evaluations are kept in RUN/card_eval.json and the card is as it was; "
-              "rerun the same command to carry on", file=sys.stderr)
-        return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    return 0
+    return cmd.run_cli(args=list(argv) if argv is not None else None, prog_name="python -m ofa_model.card")
 
 
 if __name__ == "__main__":

@@ -145,9 +145,16 @@ def open_cache(cache_dir: str | os.PathLike) -> ImageCache:
         meta = json.loads((d / "meta.json").read_text())
     except (OSError, json.JSONDecodeError):
         raise DataError(f"{d} is not a finished image cache (no meta.json); rebuild it with build_cache") from None
-    images = np.load(d / "images.npy", mmap_mode="r")
-    labels = np.load(d / "labels.npy")
-    return ImageCache(d, images, labels, tuple(meta["classes"]), int(meta["size"]), meta["source"])
+    try:    # plain arrays only: an object array (a pickle, which could run code) is refused
+        images = np.load(d / "images.npy", mmap_mode="r", allow_pickle=False)
+        labels = np.load(d / "labels.npy", allow_pickle=False)
+        cache = ImageCache(d, images, labels, tuple(meta["classes"]), int(meta["size"]), str(meta["source"]))
+    except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        raise DataError(f"image cache {d} is damaged ({type(exc).__name__}); delete it to rebuild it") from None
+    if (images.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1 or labels.dtype.kind not in "iu"
+            or len(labels) != len(images)):
+        raise DataError(f"image cache {d} is damaged (arrays of unexpected type or length); delete it to rebuild it")
+    return cache
 
 
 def _check_classes(src: Path, found: Sequence[str], classes: Sequence[str]) -> None:
@@ -203,8 +210,8 @@ def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int 
         try:
             if json.loads(meta_p.read_text()).get("fingerprint") == fp:
                 return open_cache(d)
-        except (OSError, json.JSONDecodeError):
-            pass
+        except (OSError, json.JSONDecodeError, AttributeError, DataError):
+            pass        # unreadable or damaged: decoded again below
     d.mkdir(parents=True, exist_ok=True)
     if meta_p.exists():
         meta_p.unlink()   # invalidate before rewriting the arrays

@@ -253,17 +253,72 @@ def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, 
     return out
 
 
+def _shard_row(row: dict, where: str) -> int:
+    """Check one row of a shard CSV (the types ``accuracy_dataset`` writes); return its index."""
+    import math
+
+    from ofa_profile.errors import OfaProfileError
+    from ofa_profile.jsonio import loads_strict
+
+    if None in row or any(row.get(k) in (None, "") for k in CSV_FIELDS):
+        raise OfaProfileError(f"{where} has {'more' if None in row else 'fewer'} fields than the columns "
+                              f"{','.join(CSV_FIELDS)}")
+    try:
+        for k in ("index", "seed", "r", "macs", "params", "n_val", "n_calib", "batch_size"):
+            if int(row[k]) < 0:
+                raise ValueError(f"{k}={row[k]} is negative")
+        acc = float(row["accuracy"])
+        if not (math.isfinite(acc) and 0 <= acc <= 1):
+            raise ValueError(f"accuracy={row['accuracy']} is not a fraction in [0, 1]")
+        for k in ("d", "ks", "e"):
+            try:
+                v = loads_strict(row[k])
+            except ValueError as exc:
+                raise ValueError(f"{k}={row[k][:40]} {exc}") from None
+            if not isinstance(v, list) or not all(type(x) is int for x in v):
+                raise ValueError(f"{k}={row[k][:40]} is not a JSON list of integers")
+    except ValueError as exc:
+        raise OfaProfileError(f"{where}: {' '.join(str(exc).split())[:160]}") from None
+    return int(row["index"])
+
+
 def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike) -> Path:
-    """Join shard CSVs (sorted by index, duplicates refused) into one CSV, atomically."""
+    """Join shard CSVs (sorted by index, duplicates refused) into one CSV, atomically.  Every shard is checked
+    first (its columns, each row's types, one run's seed/space/n_val/n_calib): a malformed shard is one
+    :class:`~ofa_profile.errors.OfaProfileError` naming the file and line, and ``out_csv`` is left as it was."""
+    from ofa_profile.errors import OfaProfileError
+
     rows: dict[int, dict] = {}
+    run: tuple | None = None
     for p in paths:
-        with open(p, newline="") as f:
-            for row in csv.DictReader(f):
-                i = int(row["index"])
+        try:
+            text = Path(p).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise OfaProfileError(f"cannot read shard CSV {p}: {why}") from None
+        reader = csv.DictReader(text.splitlines())
+        try:
+            fields = tuple(reader.fieldnames or ())
+            if fields != CSV_FIELDS:
+                missing = [k for k in CSV_FIELDS if k not in fields]
+                raise OfaProfileError(
+                    f"shard CSV {p} is not an accuracy-dataset CSV of this version ("
+                    + (f"no column {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}" if missing else f"columns {','.join(fields)[:120]}")
+                    + f"; expected {','.join(CSV_FIELDS)}): pass the files `accuracy-dataset --shard k/n` wrote")
+            for row in reader:
+                where = f"shard CSV {p} line {reader.line_num}"
+                i = _shard_row(row, where)
+                ident = (row["space"], row["seed"], row["n_val"], row["n_calib"])
+                if run is None:
+                    run = ident
+                elif ident != run:
+                    raise OfaProfileError(f"{where} comes from another run (space, seed, n_val, n_calib "
+                                          f"{', '.join(ident)} vs {', '.join(run)}); merge shards of one run")
                 if i in rows:
-                    from ofa_profile.errors import OfaProfileError
                     raise OfaProfileError(f"subnet index {i} appears in two shards ({p}); evaluate disjoint shards")
                 rows[i] = row
+        except csv.Error as exc:
+            raise OfaProfileError(f"shard CSV {p} is not a readable CSV ({exc})") from None
     out = Path(out_csv)
     _write_csv_atomic([rows[i] for i in sorted(rows)], out)
     return out

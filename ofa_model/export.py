@@ -13,6 +13,7 @@ ai_edge_litert) on a seeded input and compared with torch.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -107,14 +108,24 @@ def _check_out_folder(out: Path) -> None:
         raise OfaProfileError(f"output folder {out.parent} does not exist; create it or choose another --out")
 
 
-def _diffs(ref, got) -> tuple[float, float]:
+def _diffs(ref, got, what: str = "exported model") -> tuple[float, float]:
+    """``(max |ref - got|, that / max |ref|)``.  A comparison that is not a finite number (NaN or infinite
+    logits on either side: NaN weights, an overflow) is a failure, never a pass: :class:`OfaProfileError`."""
     import numpy as np
     ref = np.asarray(ref, dtype=np.float64)
     got = np.asarray(got, dtype=np.float64)
     if ref.shape != got.shape:
         raise OfaProfileError(f"exported model returns shape {got.shape}, torch {ref.shape} (a bug: report it)")
+    bad = [name for name, a in (("torch", ref), (what, got)) if not np.isfinite(a).all()]
+    if bad or ref.size == 0:
+        raise OfaProfileError(f"the check of the {what} against torch is undefined: "
+                              + (f"{' and '.join(bad)} returned non-finite logits (NaN/Inf weights or an overflow)"
+                                 if bad else "no logits") + "; nothing written")
     d = float(np.abs(ref - got).max())
-    return d, d / max(1e-12, float(np.abs(ref).max()))
+    rd = d / max(1e-12, float(np.abs(ref).max()))
+    if not (math.isfinite(d) and math.isfinite(rd)):
+        raise OfaProfileError(f"the check of the {what} against torch is undefined (max |diff| {d}); nothing written")
+    return d, rd
 
 
 def onnx_export(sub, x, target, opset: int = 17) -> None:
@@ -150,7 +161,7 @@ def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapp
             sess = ort.InferenceSession(str(tmp), so, providers=["CPUExecutionProvider"])
             got = sess.run(None, {"input": x.numpy()})[0]
             with torch.no_grad():
-                diff = _diffs(sub(x).numpy(), got)
+                diff = _diffs(sub(x).numpy(), got, "ONNX model")
     return out, diff[0], diff[1]
 
 
@@ -169,7 +180,7 @@ def export_tflite(sub, spec: SubnetSpec, out: str | os.PathLike, *, check: bool 
         if check:
             got = _run_tflite(tmp, x)
             with torch.no_grad():
-                diff = _diffs(sub(x).numpy(), got)
+                diff = _diffs(sub(x).numpy(), got, "TFLite model")
     return out, diff[0], diff[1]
 
 

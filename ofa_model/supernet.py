@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 import random
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
@@ -202,17 +201,15 @@ def _rename_ofa_key(key: str, model_keys: set[str]) -> str:
 
 def load_supernet_weights(model: nn.Module, src: str | os.PathLike | Mapping[str, torch.Tensor]) -> None:
     """Load a supernet checkpoint strictly: a path (``.pth``/``.pt``, OFA's ``{"state_dict": ...}`` or ours)
-    or a state dict.  Raises :class:`WeightsError` (one line) when it does not fit."""
+    or a state dict.  A path is read safely (:func:`ofa_model.safeload.load_torch_file`: ``weights_only=True``,
+    CRC-32 checked); non-finite tensors are refused either way.  Raises :class:`WeightsError` (one line) when it
+    does not fit."""
+    from .safeload import check_finite, load_torch_file
     if isinstance(src, (str, os.PathLike)):
-        p = Path(src)
-        if not p.is_file():
-            raise WeightsError(f"weights file {p} does not exist; pass the path of a supernet checkpoint")
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-            raise WeightsError(f"weights file {p} is not a readable torch checkpoint ({type(exc).__name__})") from None
+        obj = load_torch_file(src, "weights file")
     else:
         obj = src
+        check_finite(obj, "checkpoint")
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         meta = obj.get("meta") or {}
         want = getattr(model, "space", None)

@@ -218,8 +218,29 @@ def _log(msg: str, rank: int = 0) -> None:
         print(f"[train] {msg}", file=sys.stderr, flush=True)
 
 
+def _plain_types(obj: Any) -> str | None:
+    """The first value in ``obj`` that is not a tensor, a dict/list/tuple of them or a plain value (str, int, float,
+    bool, None), by type name; None when there is none.  Checkpoints hold only these, so that they load with
+    ``torch.load(weights_only=True)`` (RNG states, if ever saved, go in as lists or tensors, never numpy arrays)."""
+    import torch
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif not (x is None or isinstance(x, (torch.Tensor, str, int, float, bool))):
+            return type(x).__name__
+    return None
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     import torch
+    bad = _plain_types(obj)
+    if bad is not None:     # a checkpoint must load with weights_only=True: a bug, not a user error
+        raise TypeError(f"checkpoint {path.name} would hold a {bad}, which weights_only=True refuses to load")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -320,7 +341,8 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
     import torch.nn.functional as F
 
     from .data import build_cache, check_splits, epoch_batches, open_cache, train_batch
-    from .supernet import OFAMobileNetV3, load_supernet_weights
+    from .safeload import load_torch_file
+    from .supernet import OFAMobileNetV3, WeightsError, load_supernet_weights
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -354,6 +376,8 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
         _log(f"note: resolutions {outside} are outside the space ({space.resolutions[0]}..{space.resolutions[-1]}): "
              f"a reduced CPU recipe", rank)
     out = Path(cfg.out)
+    # --init is read (safely, see ofa_model.safeload) before anything is written: a refused file leaves no trace
+    init_weights = load_torch_file(cfg.init, "--init weights") if cfg.init else None
     out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
 
@@ -387,15 +411,21 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
     torch.manual_seed(cfg.seed)
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = OFAMobileNetV3(space, n_classes=n_classes, dropout_rate=cfg.dropout_rate).to(device, memory_format=mf)
-    if cfg.init:
-        load_supernet_weights(model, cfg.init)
+    if init_weights is not None:
+        try:
+            load_supernet_weights(model, init_weights)
+        except WeightsError as exc:
+            raise WeightsError(f"--init {cfg.init}: {exc}") from None
     spe = len(train_cache) // (cfg.batch_size * world)
     phases = cfg.phases(spe)
     ckpt_path = out / "ckpt-last.pt"
     state: dict[str, Any] = {"phase_index": 0, "step": 0, "reorganized": False, "teacher": None, "optimizer": None,
                              "phase_wall_s": 0.0, "phase_imgs": 0}
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = load_torch_file(ckpt_path, "checkpoint", "delete it to start afresh, or use a new --out folder")
+        if not isinstance(ck, dict):
+            raise OfaProfileError(f"{ckpt_path} is not a checkpoint of ofa_model.train; delete it to start afresh, "
+                                  f"or use a new --out folder")
         if ck.get("format") != CKPT_FORMAT or ck.get("identity") != cfg.identity() or ck.get("classes") != list(train_cache.classes):
             raise OfaProfileError(f"{ckpt_path} belongs to another run (space/recipe/seed/batch/classes differ); "
                                   f"use a new --out folder")
@@ -589,9 +619,12 @@ def _parse_phase_epochs(text: str | None) -> tuple[tuple[str, float], ...]:
             continue
         try:
             k, v = part.split("=")
-            out.append((k.strip(), float(v)))
+            ep = float(v)
         except ValueError:
             raise OfaProfileError(f"bad --phase-epochs item {part!r}; write e.g. teacher=10,kernel=5") from None
+        if not math.isfinite(ep) or ep < 0:
+            raise OfaProfileError(f"--phase-epochs item {part!r}: epochs must be a finite number >= 0")
+        out.append((k.strip(), ep))
         if k.strip() not in OFA_EPOCHS:
             raise OfaProfileError(f"unknown phase {k.strip()!r} in --phase-epochs; phases: {', '.join(OFA_EPOCHS)}")
     return tuple(out)
@@ -612,6 +645,22 @@ def _parse_res(text: str | None, space: str) -> tuple[int, ...]:
         return vals
 
 
+def _run_lock(out: str, wait: bool):
+    """The run folder's lock (ofa_profile.lock, ``OUT/.lock``), held by rank 0 for the whole run: a second run
+    (or a model card) into the same folder is refused in one line naming this process, or waits with --wait."""
+    import contextlib
+
+    from ofa_profile.lock import output_lock
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    d = Path(out)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OfaProfileError(f"cannot create run folder {d} ({exc.strerror or exc}); choose another --out") from None
+    return output_lock(d, folder=True, wait=wait)
+
+
 def _remove_empty_dirs(root: Path) -> None:
     """Remove ``root`` and the folders under it that hold no file, deepest first (files are never touched)."""
     for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [root]:
@@ -621,37 +670,57 @@ def _remove_empty_dirs(root: Path) -> None:
             pass
 
 
+_INTERRUPTED = "finished work (decoded images, the last checkpoint) is kept; rerun the same command to resume"
+
+
 def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int:
-    """The training command line (``python -m ofa_model.train`` / ``ofa-profile train``); returns the exit code."""
+    """The training command line (``python -m ofa_model.train`` / ``ofa-profile train``); returns the exit code:
+    0, 1 (an error, one line), 2 (a usage error, one line), 128 + a signal (a stop: see ofa_profile.clierrors)."""
+    from ofa_profile.clierrors import guarded
+
+    return guarded(lambda: _main(argv, prog_name), _INTERRUPTED)   # the signal handlers before click's import
+
+
+def _main(argv: Sequence[str] | None, prog_name: str | None) -> int:
     import click
 
-    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    from ofa_profile.clierrors import CliExitCodes
+    from ofa_profile.cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, TORCH_DEVICE, FiniteFloatRange,
+                                     option_value, require_torch_device)
+
+    class _Command(CliExitCodes, click.Command):
+        interrupted = _INTERRUPTED
+
+    @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--train-data", required=True, help="ImageFolder root ROOT/<class>/<img> or a .tar of one.")
     @click.option("--val-data", default=None, help="Validation ImageFolder (same classes), for phase-end checks.")
     @click.option("--out", required=True, help="Run folder: checkpoints, log, supernet.pt. Rerun to resume.")
     @click.option("--cache-dir", default=None, help="Decoded-image cache (default OUT/cache).")
-    @click.option("--space", default="ofa-mbv3-w1.0", show_default=True)
+    @click.option("--space", type=SPACE_NAME, default="ofa-mbv3-w1.0", show_default=True)
     @click.option("--recipe", type=click.Choice(["ofa", "compofa"]), default="ofa", show_default=True)
-    @click.option("--epoch-scale", type=float, default=1.0, show_default=True,
+    @click.option("--epoch-scale", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
                   help="Multiply OFA's ImageNet epochs per phase (180/120/25/120/25/120).")
     @click.option("--phase-epochs", default=None, help="Override epochs, e.g. teacher=40,kernel=20.")
-    @click.option("--batch-size", type=int, default=64, show_default=True, help="Per process.")
-    @click.option("--lr-scale", type=float, default=1.0, show_default=True)
+    @click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True, help="Per process.")
+    @click.option("--lr-scale", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True)
     @click.option("--resolutions", default=None,
                   help="Training resolutions: 128-224 (default: the space's), or a CPU cap such as 96,112.")
-    @click.option("--image-size", type=int, default=224, show_default=True, help="Cache image size.")
-    @click.option("--crop-scale-min", type=float, default=0.08, show_default=True)
-    @click.option("--max-steps-per-phase", type=int, default=0, help="Cap steps per phase (smoke runs).")
-    @click.option("--ckpt-every", type=int, default=0, help="Also checkpoint every N steps.")
-    @click.option("--ckpt-minutes", type=float, default=10.0, show_default=True)
-    @click.option("--eval-images", type=int, default=500, show_default=True)
-    @click.option("--calib-images", type=int, default=500, show_default=True)
-    @click.option("--limit-per-class", type=int, default=None, help="Use only N training images per class.")
+    @click.option("--image-size", type=click.IntRange(min=32), default=224, show_default=True,
+                  help="Cache image size.")
+    @click.option("--crop-scale-min", type=FiniteFloatRange(0, 1, min_open=True), default=0.08, show_default=True)
+    @click.option("--max-steps-per-phase", type=NON_NEGATIVE_INT, default=0,
+                  help="Cap steps per phase (smoke runs; 0: no cap).")
+    @click.option("--ckpt-every", type=NON_NEGATIVE_INT, default=0, help="Also checkpoint every N steps (0: off).")
+    @click.option("--ckpt-minutes", type=FiniteFloatRange(min=0), default=10.0, show_default=True)
+    @click.option("--eval-images", type=NON_NEGATIVE_INT, default=500, show_default=True,
+                  help="Val images for the end-of-phase check (0: none).")
+    @click.option("--calib-images", type=POSITIVE_INT, default=500, show_default=True)
+    @click.option("--limit-per-class", type=POSITIVE_INT, default=None, help="Use only N training images per class.")
     @click.option("--init", default=None, help="Start from these supernet weights (e.g. OFA's official .pth).")
-    @click.option("--seed", type=int, default=0, show_default=True)
-    @click.option("--device", default="auto", show_default=True)
-    @click.option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
-    @click.option("--log-every", type=int, default=10, show_default=True)
+    @click.option("--seed", type=SEED, default=0, show_default=True)
+    @click.option("--device", type=TORCH_DEVICE, default="auto", show_default=True)
+    @click.option("--threads", type=NON_NEGATIVE_INT, default=0, help="torch CPU threads (0: torch's default).")
+    @click.option("--log-every", type=POSITIVE_INT, default=10, show_default=True)
     @click.option("--amp", type=click.Choice(["off", "bf16"]), default="off", show_default=True,
                   help="bf16: forward passes under bfloat16 autocast (for GPUs; the weights stay fp32).")
     @click.option("--channels-last/--no-channels-last", default=True, show_default=True,
@@ -659,6 +728,8 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
     @click.option("--standalone", default=None,
                   help="Baseline: train only this subnet (largest, smallest or ARCH.json), no KD, for as many "
                        "steps as the PS run with the same flags.")
+    @click.option("--wait", is_flag=True,
+                  help="If another run is writing into --out, wait for it to finish instead of failing.")
     def cmd(**kw):
         """Train the elastic supernet with progressive shrinking (OFA) or CompOFA.
 
@@ -672,14 +743,19 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
           torchrun --nproc_per_node 2 -m ofa_model.train --train-data DATA --out runs/ddp
           python -m ofa_model.train ... --out runs/alone-smallest --standalone smallest
         """
-        kw["phase_epochs"] = _parse_phase_epochs(kw["phase_epochs"])
-        kw["resolutions"] = _parse_res(kw["resolutions"], kw["space"])
+        wait = kw.pop("wait")
+        with option_value("--phase-epochs"):
+            kw["phase_epochs"] = _parse_phase_epochs(kw["phase_epochs"])
+        with option_value("--resolutions"):
+            kw["resolutions"] = _parse_res(kw["resolutions"], kw["space"])
+        require_torch_device(kw["device"])
         cfg = TrainConfig(**kw)
         if cfg.standalone:
             standalone_spec(cfg.standalone, cfg.space)     # a bad spec fails before anything is written
         created = not Path(cfg.out).exists()
         try:
-            path = train(cfg)
+            with _run_lock(cfg.out, wait):      # one run per folder, for the whole run (released on every exit)
+                path = train(cfg)
         except OfaProfileError:
             if created and int(os.environ.get("RANK", "0")) == 0:
                 _remove_empty_dirs(Path(cfg.out))          # a refused run leaves no empty --out folder behind
@@ -687,26 +763,8 @@ def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int
         if int(os.environ.get("RANK", "0")) == 0:
             click.echo(str(path))
 
-    try:
-        cmd.main(args=list(argv) if argv is not None else None, prog_name=prog_name or "python -m ofa_model.train",
-                 standalone_mode=False)
-    except Interrupted as exc:
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(str(exc), file=sys.stderr)
-        return exc.exit_code
-    except click.exceptions.Abort:        # Ctrl-C before training or a second one (click's form of KeyboardInterrupt)
-        print("interrupted at once: finished work (decoded images, the last checkpoint) is kept; rerun the same "
-              "command to resume", file=sys.stderr)
-        return 130
-    except OfaProfileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    return 0
+    return cmd.run_cli(args=list(argv) if argv is not None else None,
+                       prog_name=prog_name or "python -m ofa_model.train")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ r, accuracy, macs, params``); lists are JSON, ``r`` may be called ``image_size``
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -191,13 +190,41 @@ class AccuracyDataset:
         return AccuracyDataset(tuple(self.specs[i] for i in idx), self.accuracy[list(idx)], self.source)
 
 
-def _json_list(text: str, field_name: str, row: int, path: Path) -> list[int]:
+def csv_records(fh: Any, path: Path) -> tuple[list[str], Any]:
+    """``(column names, rows)`` of a ``csv.DictReader`` over ``fh`` where a line the csv module cannot read (a
+    field over its size limit, a NUL byte, text that is not UTF-8) is one :class:`OfaProfileError` naming it."""
+    reader = csv.DictReader(fh)
+
+    def bad(exc: Exception) -> OfaProfileError:
+        why = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"is not readable as CSV ({exc})"
+        return OfaProfileError(f"{path}: row {reader.line_num + 1} {why}; fix or drop that row")
+
     try:
-        v = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        raise OfaProfileError(f"{path}: row {row}: column {field_name!r} is not a JSON list ({text!r})") from None
+        cols = list(reader.fieldnames or ())
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise bad(exc) from None
+
+    def rows() -> Any:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise bad(exc) from None
+            yield row
+    return cols, rows()
+
+
+def _json_list(text: str | None, field_name: str, row: int, path: Path) -> list[int]:
+    from .jsonio import JsonInputError, loads_strict
+    try:
+        v = loads_strict(text) if isinstance(text, str) else None
+    except JsonInputError:
+        v = None
     if not isinstance(v, list):
-        raise OfaProfileError(f"{path}: row {row}: column {field_name!r} is not a JSON list ({text!r})")
+        raise OfaProfileError(f"{path}: row {row}: column {field_name!r} is not a JSON list of integers "
+                              f"({_short(text)})")
     return v
 
 
@@ -213,8 +240,8 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
     except FileNotFoundError:
         raise OfaProfileError(f"accuracy CSV {p} does not exist") from None
     with fh:
-        reader = csv.DictReader(fh)
-        cols = set(reader.fieldnames or ())
+        colnames, reader = csv_records(fh, p)
+        cols = set(colnames)
         need = {"d", "ks", "e", "accuracy"}
         rcol = "r" if "r" in cols else "image_size" if "image_size" in cols else None
         if not need <= cols or rcol is None:
@@ -222,22 +249,32 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
                                   f"an accuracy CSV needs d, ks, e, r (or image_size) and accuracy")
         specs: list[SubnetSpec] = []
         acc: list[float] = []
+        from .jsonio import JsonInputError, loads_strict
         for i, row in enumerate(reader, start=2):
             sp_name = space or row.get("space") or DEFAULT_SPACE
             rv: Any = row[rcol]
             try:
-                rv = json.loads(rv)
-            except json.JSONDecodeError:
+                rv = loads_strict(rv) if isinstance(rv, str) else rv
+            except JsonInputError:
                 pass
             obj = {"d": _json_list(row["d"], "d", i, p), "ks": _json_list(row["ks"], "ks", i, p),
                    "e": _json_list(row["e"], "e", i, p), "r": rv}
             try:
                 specs.append(SubnetSpec.from_ofa(obj, space=sp_name))
-                acc.append(float(row["accuracy"]))
             except SpaceError as exc:
                 raise OfaProfileError(f"{p}: row {i}: {exc}") from None
-            except ValueError:
-                raise OfaProfileError(f"{p}: row {i}: accuracy {row['accuracy']!r} is not a number") from None
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                raise OfaProfileError(f"{p}: row {i}: d, ks, e, r are not a subnet spec "
+                                      f"({str(exc).splitlines()[0][:100]})") from None
+            a = row["accuracy"]
+            try:
+                v = float(a)
+            except (TypeError, ValueError):
+                v = math.nan
+            if not (math.isfinite(v) and 0.0 <= v <= 100.0):
+                raise OfaProfileError(f"{p}: row {i}: accuracy {_short(a)} is not a finite number in 0..1 (or a "
+                                      f"percentage 0..100); fix or drop that row")
+            acc.append(v)
     if not specs:
         raise OfaProfileError(f"{p} has no rows")
     y = np.array(acc, dtype=np.float64)
@@ -326,33 +363,119 @@ def _component_to_json(c: Mapping[str, Any]) -> dict[str, Any]:
     return {k: conv(v) for k, v in c.items() if not k.startswith("_")}
 
 
-def _component_from_json(obj: Mapping[str, Any]) -> dict[str, Any]:
+def _short(v: Any) -> str:
+    """A value for a one-line message: its repr, cut."""
+    t = repr(v) if not isinstance(v, (dict, list)) or len(v) < 8 else f"a {type(v).__name__} of {len(v)} items"
+    t = " ".join(t.split())
+    return t if len(t) <= 60 else t[:57] + "..."
+
+
+def _num(v: Any, what: str) -> float:
+    if type(v) not in (int, float) or not math.isfinite(v):
+        raise OfaProfileError(f"{what} is {_short(v)}, not a finite number")
+    return float(v)
+
+
+def _array(v: Any, what: str, ndim: int, integer: bool = False) -> "np.ndarray":
+    """A JSON (nested) list of finite numbers with exactly ``ndim`` rectangular dimensions, as an array."""
     import numpy as np
+    if not isinstance(v, list):
+        raise OfaProfileError(f"{what} is {_short(v)}, not a list")
+    try:
+        a = np.asarray(v)
+    except (ValueError, TypeError):
+        raise OfaProfileError(f"{what} is a ragged list (rows of different lengths)") from None
+    if a.ndim != ndim:
+        raise OfaProfileError(f"{what} has {a.ndim} dimension(s), not {ndim}")
+    if a.size and a.dtype.kind not in "iuf":
+        raise OfaProfileError(f"{what} holds values that are not numbers (e.g. strings, booleans, nulls)")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise OfaProfileError(f"{what} holds a non-finite number")
+    if integer:
+        if (a != np.floor(a)).any():
+            raise OfaProfileError(f"{what} holds a number that is not an integer")
+        return a.astype(np.int64)
+    return a
+
+
+def _component_from_json(obj: Any, n_features: int | None = None, where: str = "predictor component"
+                         ) -> dict[str, Any]:
+    """A stored component as arrays, every field checked for type, shape and finiteness against
+    ``n_features`` (the encoding's width); one-line :class:`OfaProfileError` otherwise."""
+    import numpy as np
+    if not isinstance(obj, Mapping):
+        raise OfaProfileError(f"{where} is {_short(obj)}, not an object; refit the predictor")
     kind = obj.get("type")
-    if kind not in _PREDICT:
-        raise OfaProfileError(f"predictor component type {kind!r} is not one of {', '.join(_PREDICT)}")
-    c: dict[str, Any] = dict(obj)
+    if not isinstance(kind, str) or kind not in _PREDICT:
+        raise OfaProfileError(f"{where} type {_short(kind)} is not one of {', '.join(_PREDICT)}")
+    c: dict[str, Any] = {k: v for k, v in obj.items() if not str(k).startswith("_")}
+    w = f"{where} ({kind})"
     try:
         if kind == "linear":
-            c["coef"] = np.asarray(obj["coef"], dtype=np.float64)
-            c["intercept"] = float(obj["intercept"])
+            c["coef"] = _array(obj.get("coef"), f"{w} coef", 1)
+            c["intercept"] = _num(obj.get("intercept"), f"{w} intercept")
+            if n_features is not None and c["coef"].shape != (n_features,):
+                raise OfaProfileError(f"{w} coef has {c['coef'].shape[0]} values; the encoding has {n_features} "
+                                      f"features")
         elif kind == "trees":
             for k in ("feature", "left", "right"):
-                c[k] = np.asarray(obj[k], dtype=np.int64)
+                c[k] = _array(obj.get(k), f"{w} {k}", 2, integer=True)
             for k in ("threshold", "value"):
-                c[k] = np.asarray(obj[k], dtype=np.float64)
-            c["init"] = float(obj["init"])
-            c["learning_rate"] = float(obj["learning_rate"])
-            c["max_depth"] = int(obj["max_depth"])
+                c[k] = _array(obj.get(k), f"{w} {k}", 2)
+            shape = c["feature"].shape
+            if 0 in shape or any(c[k].shape != shape for k in ("left", "right", "threshold", "value")):
+                raise OfaProfileError(f"{w}: feature, threshold, left, right and value must be non-empty arrays of "
+                                      f"one shape (trees x nodes), got " + ", ".join(
+                                          f"{k} {c[k].shape}" for k in ("feature", "threshold", "left", "right",
+                                                                         "value")))
+            hi = n_features if n_features is not None else np.inf
+            if (c["feature"] < -1).any() or (c["feature"] >= hi).any():
+                raise OfaProfileError(f"{w} feature holds an index outside -1..{hi - 1}")
+            if ((c["left"] < 0) | (c["left"] >= shape[1]) | (c["right"] < 0) | (c["right"] >= shape[1])).any():
+                raise OfaProfileError(f"{w} left/right hold a node index outside 0..{shape[1] - 1}")
+            c["init"] = _num(obj.get("init"), f"{w} init")
+            c["learning_rate"] = _num(obj.get("learning_rate"), f"{w} learning_rate")
+            md = obj.get("max_depth")
+            if type(md) is not int or not 0 <= md <= shape[1]:
+                raise OfaProfileError(f"{w} max_depth is {_short(md)}, not an integer in 0..{shape[1]} (nodes)")
+            c["max_depth"] = md
         else:
-            c["layers"] = [(np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64)) for w, b in obj["layers"]]
-            c["x_mean"] = np.asarray(obj["x_mean"], dtype=np.float64)
-            c["x_scale"] = np.asarray(obj["x_scale"], dtype=np.float64)
-            c["y_mean"] = float(obj["y_mean"])
-            c["y_scale"] = float(obj["y_scale"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise OfaProfileError(f"predictor component {kind!r} is malformed ({exc}); refit the predictor") from None
+            if obj.get("activation", "relu") != "relu":
+                raise OfaProfileError(f"{w} activation is {_short(obj.get('activation'))}; only 'relu' is supported")
+            layers = obj.get("layers")
+            if not isinstance(layers, list) or not layers:
+                raise OfaProfileError(f"{w} layers is {_short(layers)}, not a non-empty list of [weights, bias]")
+            out = []
+            width = n_features
+            for i, lb in enumerate(layers):
+                if not isinstance(lb, list) or len(lb) != 2:
+                    raise OfaProfileError(f"{w} layers[{i}] is {_short(lb)}, not a pair [weights, bias]")
+                wt = _array(lb[0], f"{w} layers[{i}] weights", 2)
+                b = _array(lb[1], f"{w} layers[{i}] bias", 1)
+                if (width is not None and wt.shape[0] != width) or b.shape != (wt.shape[1],):
+                    raise OfaProfileError(f"{w} layers[{i}] has weights {wt.shape} and bias {b.shape}; expected "
+                                          f"({width if width is not None else 'n'}, m) and (m,)")
+                width = wt.shape[1]
+                out.append((wt, b))
+            if width != 1:
+                raise OfaProfileError(f"{w}: the last layer has {width} outputs, not 1")
+            c["layers"] = out
+            nf = out[0][0].shape[0]
+            c["x_mean"] = _array(obj.get("x_mean"), f"{w} x_mean", 1)
+            c["x_scale"] = _array(obj.get("x_scale"), f"{w} x_scale", 1)
+            if c["x_mean"].shape != (nf,) or c["x_scale"].shape != (nf,) or (c["x_scale"] == 0).any():
+                raise OfaProfileError(f"{w} x_mean/x_scale must hold {nf} values (x_scale none 0)")
+            c["y_mean"] = _num(obj.get("y_mean"), f"{w} y_mean")
+            c["y_scale"] = _num(obj.get("y_scale"), f"{w} y_scale")
+    except OfaProfileError as exc:
+        raise OfaProfileError(f"{exc}; refit the predictor") from None
     return c
+
+
+def _n_features(space: str, encoding: str) -> int:
+    sp = get_space(space)
+    return int(encode([sp.smallest(sp.resolutions[0])], encoding).shape[1])
 
 
 # -- the predictor ------------------------------------------------------------------------------------
@@ -403,17 +526,59 @@ class AccuracyPredictor:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "AccuracyPredictor":
+        """Read a predictor's JSON object, checking every field's type and every array's shape against the
+        encoding (one-line :class:`OfaProfileError` naming the field otherwise)."""
         if not isinstance(obj, Mapping) or obj.get("format") != PREDICTOR_FORMAT:
             raise OfaProfileError(f"not an accuracy predictor file (format should be {PREDICTOR_FORMAT!r})")
         if obj.get("version") != PREDICTOR_VERSION:
-            raise OfaProfileError(f"accuracy predictor version {obj.get('version')!r} is not supported "
+            raise OfaProfileError(f"accuracy predictor version {_short(obj.get('version'))} is not supported "
                                   f"(this ofa-profile reads version {PREDICTOR_VERSION}); refit it")
-        if obj.get("encoding") not in ENCODINGS:
-            raise OfaProfileError(f"unknown encoding {obj.get('encoding')!r} in accuracy predictor")
-        return cls(space=get_space(obj["space"]).name, encoding=obj["encoding"], model=str(obj.get("model", "")),
-                   components=tuple(_component_from_json(c) for c in obj["components"]),
-                   trained_resolutions=tuple(int(r) for r in obj.get("trained_resolutions", ())),
-                   info=dict(obj.get("info", {})))
+        enc = obj.get("encoding")
+        if not isinstance(enc, str) or enc not in ENCODINGS:
+            raise OfaProfileError(f"unknown encoding {_short(enc)} in accuracy predictor (known: "
+                                  f"{', '.join(ENCODINGS)})")
+        space = obj.get("space")
+        if not isinstance(space, str):
+            raise OfaProfileError(f"accuracy predictor: 'space' is {_short(space)}, not a space name; refit it")
+        sp = get_space(space)
+        model, info = obj.get("model", ""), obj.get("info", {})
+        if not isinstance(model, str):
+            raise OfaProfileError(f"accuracy predictor: 'model' is {_short(model)}, not a string; refit it")
+        if not isinstance(info, Mapping):
+            raise OfaProfileError(f"accuracy predictor: 'info' is {_short(info)}, not an object; refit it")
+        tr = obj.get("trained_resolutions", [])
+        if (not isinstance(tr, list) or any(type(r) is not int or r not in sp.resolutions for r in tr)):
+            raise OfaProfileError(f"accuracy predictor: 'trained_resolutions' is {_short(tr)}, not a list of "
+                                  f"resolutions of {sp.name}; refit it")
+        comps = obj.get("components")
+        if not isinstance(comps, list) or not comps:
+            raise OfaProfileError(f"accuracy predictor has no components ('components' is {_short(comps)}, not a "
+                                  f"non-empty list); refit it")
+        nf = _n_features(sp.name, enc)
+        return cls(space=sp.name, encoding=enc, model=model,
+                   components=tuple(_component_from_json(c, nf, f"predictor component {i}")
+                                    for i, c in enumerate(comps)),
+                   trained_resolutions=tuple(tr), info=dict(info))
+
+    def check(self, source: str = "") -> None:
+        """Refuse (one line) a predictor whose prediction for the space's smallest or largest subnet at the
+        smallest and largest resolution it was trained on (else the space's) is not a fraction in [0, 1]."""
+        import numpy as np
+        sp = get_space(self.space)
+        res = self.trained_resolutions or sp.resolutions
+        if self.encoding == "ofa-onehot":
+            res = tuple(r for r in res if 112 <= r <= 239) or (160,)
+        cases = [(which, r, f(r)) for r in sorted({min(res), max(res)})
+                 for which, f in (("smallest", sp.smallest), ("largest", sp.largest))]
+        if not self.components:
+            raise OfaProfileError(f"accuracy predictor {source} has no components; refit it")
+        with np.errstate(all="ignore"):
+            y = self.predict([c[2] for c in cases])
+        for (which, r, _), v in zip(cases, y):
+            if not (np.isfinite(v) and 0.0 <= v <= 1.0):
+                raise OfaProfileError(f"accuracy predictor {source or self.model} predicts {v:.6g} for the space's "
+                                      f"{which} subnet at r={r} (an accuracy is a fraction in [0, 1]); refit it with "
+                                      f"`ofa-profile accuracy-predictor`")
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor as JSON, atomically."""
@@ -422,14 +587,27 @@ class AccuracyPredictor:
 
 
 def load_accuracy_predictor(path: str | Path) -> AccuracyPredictor:
+    """Read and check a predictor file: strict JSON, every field and array shape checked, and its predictions
+    on the space's smallest and largest subnets fractions in [0, 1] (one-line :class:`OfaProfileError`)."""
+    from .jsonio import JsonInputError, read_json_file
     p = Path(path)
     try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise OfaProfileError(f"accuracy predictor {p} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise OfaProfileError(f"accuracy predictor {p} is not valid JSON ({exc})") from None
-    return AccuracyPredictor.from_json(obj)
+        obj = read_json_file(p, "accuracy predictor")
+    except JsonInputError as exc:
+        raise OfaProfileError(str(exc)) from None
+    try:
+        pred = AccuracyPredictor.from_json(obj)
+    except OfaProfileError as exc:
+        msg = str(exc)
+        if msg.startswith("accuracy predictor:"):
+            msg = f"accuracy predictor {p}:{msg[len('accuracy predictor:'):]}"
+        elif msg.startswith("accuracy predictor "):
+            msg = f"accuracy predictor {p} {msg[len('accuracy predictor '):]}"
+        else:
+            msg = f"accuracy predictor {p}: {msg}"
+        raise OfaProfileError(msg) from None
+    pred.check(str(p))
+    return pred
 
 
 # -- fitting -----------------------------------------------------------------------------------------
@@ -514,6 +692,12 @@ def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DE
     a = ArchArrays.from_specs(list(ds.specs))
     X = encode(a, encoding)
     y = np.asarray(ds.accuracy, dtype=np.float64)
+    src = f" of {ds.source}" if ds.source else ""
+    if not np.isfinite(y).all():
+        raise OfaProfileError(f"the accuracies{src} are not all finite numbers; fix the data")
+    if np.ptp(y) == 0:
+        raise OfaProfileError(f"all {len(y)} accuracies{src} are equal ({y[0]:g}): nothing to learn a ranking "
+                              f"from (its figures would be undefined); nothing was written: use measured accuracies")
     comps: list[dict[str, Any]] = []
     sk: list[Any] = []
     if model in ("ridge", "ridge+gbm"):
@@ -533,6 +717,15 @@ def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DE
                              info={"n_train": len(ds), "seed": seed, "source": Path(ds.source).name if ds.source else "",
                                    "sklearn_version": sklearn.__version__,
                                    **({"gbm_trees": trees, "gbm_learning_rate": lr} if "gbm" in model else {})})
+    # refused instead of saved: a fit with non-finite numbers, or one that load_accuracy_predictor would refuse
+    try:
+        AccuracyPredictor.from_json(pred.to_json()).check(f"fitted{src}")
+        with np.errstate(all="ignore"):
+            if not np.isfinite(pred.predict(a)).all():
+                raise OfaProfileError("it predicts non-finite accuracies for its own training subnets")
+    except OfaProfileError as exc:
+        raise OfaProfileError(f"the {model} fit{src} is unusable ({str(exc).split('; refit')[0]}); nothing was "
+                              f"written") from None
     return (pred, sk) if return_sklearn else pred
 
 
@@ -555,19 +748,28 @@ def load_official_predictor(path: str | Path) -> AccuracyPredictor:
         raise OfaProfileError(f"{p} is not a loadable torch state dict ({type(exc).__name__})") from None
     if isinstance(sd, Mapping) and "state_dict" in sd:
         sd = sd["state_dict"]
-    idx = sorted({int(k.split(".")[0]) for k in sd if k.endswith(".weight")})
+    try:
+        idx = sorted({int(k.split(".")[0]) for k in sd if k.endswith(".weight")})
+        layers = [(sd[f"{i}.weight"].detach().cpu().double().numpy().T.copy(),
+                   sd[f"{i}.bias"].detach().cpu().double().numpy().copy()) for i in idx]
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise OfaProfileError(f"{p} is not OFA's acc_predictor.pth (layers 0, 2, 4, 6 of an nn.Sequential: "
+                              f"'<i>.weight' and '<i>.bias' tensors)") from None
     if not idx:
         raise OfaProfileError(f"{p} holds no layer weights")
-    layers = [(sd[f"{i}.weight"].detach().cpu().double().numpy().T.copy(),
-               sd[f"{i}.bias"].detach().cpu().double().numpy().copy()) for i in idx]
+    if any(w.ndim != 2 or b.ndim != 1 or b.shape[0] != w.shape[1] or not (np.isfinite(w).all() and np.isfinite(b).all())
+           for w, b in layers) or any(a[0].shape[1] != b[0].shape[0] for a, b in zip(layers, layers[1:])):
+        raise OfaProfileError(f"{p}: its layers are not a chain of finite [in, out] weights and biases")
     if layers[0][0].shape[0] != 128 or layers[-1][0].shape[1] != 1:
         raise OfaProfileError(f"{p}: expected an MLP from 128 OFA features to 1 output, got "
                               f"{layers[0][0].shape[0]} -> {layers[-1][0].shape[1]}")
     comp = {"type": "mlp", "activation": "relu", "layers": layers, "x_mean": np.zeros(128), "x_scale": np.ones(128),
             "y_mean": 0.0, "y_scale": 1.0}
-    return AccuracyPredictor(space="ofa-mbv3-w1.0", encoding="ofa-onehot", model="ofa-official-mlp",
+    pred = AccuracyPredictor(space="ofa-mbv3-w1.0", encoding="ofa-onehot", model="ofa-official-mlp",
                              components=(comp,), trained_resolutions=(),
                              info={"source": p.name, "layers": [int(i) for i in idx]})
+    pred.check(str(p))
+    return pred
 
 
 # -- evaluation ------------------------------------------------------------------------------------------
@@ -619,13 +821,13 @@ def imagenet_predictor_path() -> Path:
 def _bundled_predictor_mismatch(pred: "AccuracyPredictor") -> str | None:
     """Why the bundled predictor does not belong to the bundled weights (None: it does).  It records the
     sha256 of the supernet its dataset was measured with; weights retrained since make it stale."""
-    import json
     want = pred.info.get("supernet_sha256")
     if not want:
         return "it records no supernet sha256"
     man = bundled_predictor_path().parent / "manifest.json"
+    from .jsonio import loads_strict
     try:
-        have = json.loads(man.read_text()).get("sha256")
+        have = loads_strict(man.read_bytes()).get("sha256")
     except (OSError, ValueError, AttributeError):
         return f"{man} is unreadable"
     if have != want:

@@ -23,16 +23,15 @@ which also give MACs and parameter counts of whole batches for the search.
 """
 from __future__ import annotations
 
-import csv
 import functools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .accuracy import ArchArrays, same_macro_architecture
+from .accuracy import ArchArrays, csv_records, same_macro_architecture
 from .errors import OfaProfileError
+from .jsonio import JsonInputError, loads_strict
 from .ops import Op, subnet_ops
 from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 
@@ -99,7 +98,10 @@ class BlockTable:
         """
         res = tuple(resolutions) if resolutions is not None else tuple(lut.resolutions)
         if not res:
-            raise OfaProfileError(f"LUT {getattr(lut, 'source', '')} covers no resolution completely; measure one")
+            gaps = lut.gaps() if hasattr(lut, "gaps") else {}
+            part = f" (partly covered: {lut.gaps_text(gaps)})" if gaps else ""
+            raise OfaProfileError(f"LUT {getattr(lut, 'source', '')} covers no resolution completely{part}; measure "
+                                  f"one")
         return cls.from_op_cost_at(lut.space, lambda op, r: float(lut.entry(op.key, r).median_ms), res,
                                    name=f"lut:{lut.device}")
 
@@ -278,31 +280,93 @@ class LatencyAdapter:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "LatencyAdapter":
+        """Read an adapter's JSON object, checking every field's type and shape (one-line errors)."""
         if not isinstance(obj, Mapping) or obj.get("format") != ADAPTER_FORMAT:
             raise OfaProfileError(f"not a latency adapter file (format should be {ADAPTER_FORMAT!r})")
         if obj.get("version") != ADAPTER_VERSION:
-            raise OfaProfileError(f"latency adapter version {obj.get('version')!r} is not supported; refit it")
-        names = tuple(obj["feature_names"])
+            raise OfaProfileError(f"latency adapter version {_short(obj.get('version'))} is not supported; refit it")
+        dev, space, names, coef = obj.get("device"), obj.get("space"), obj.get("feature_names"), obj.get("coef")
+        if not isinstance(dev, str) or not dev:
+            raise OfaProfileError(f"latency adapter: 'device' is {_short(dev)}, not a non-empty string; refit it")
+        if not isinstance(space, str):
+            raise OfaProfileError(f"latency adapter: 'space' is {_short(space)}, not a space name; refit it")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            raise OfaProfileError(f"latency adapter: 'feature_names' is {_short(names)}, not a list of distinct "
+                                  f"feature names; refit it")
         unknown = [n for n in names if n not in ARCH_FEATURES and n != "prior_ms"]
-        if unknown or len(names) != len(obj["coef"]):
-            raise OfaProfileError(f"latency adapter has unknown or mismatched features {unknown or names}; refit it")
-        return cls(device=str(obj["device"]), space=get_space(obj["space"]).name, feature_names=names,
-                   coef=tuple(float(c) for c in obj["coef"]), intercept_ms=float(obj["intercept_ms"]),
-                   prior=obj.get("prior"), info=dict(obj.get("info", {})))
+        if unknown:
+            raise OfaProfileError(f"latency adapter has unknown features {unknown[:3]} (known: "
+                                  f"{', '.join(ARCH_FEATURES)}, prior_ms); refit it")
+        if not _finite_numbers(coef) or len(coef) != len(names):
+            raise OfaProfileError(f"latency adapter: 'coef' is {_short(coef)}, not a list of {len(names)} finite "
+                                  f"numbers (one per feature); refit it")
+        icpt = obj.get("intercept_ms")
+        if not _finite_numbers([icpt]):
+            raise OfaProfileError(f"latency adapter: 'intercept_ms' is {_short(icpt)}, not a finite number; refit it")
+        prior, info = obj.get("prior"), obj.get("info", {})
+        if prior is not None and not isinstance(prior, str):
+            raise OfaProfileError(f"latency adapter: 'prior' is {_short(prior)}, not a string or null; refit it")
+        if not isinstance(info, Mapping):
+            raise OfaProfileError(f"latency adapter: 'info' is {_short(info)}, not an object; refit it")
+        return cls(device=dev, space=get_space(space).name, feature_names=tuple(names),
+                   coef=tuple(float(c) for c in coef), intercept_ms=float(icpt), prior=prior, info=dict(info))
+
+    def check(self, source: str = "", prior_fn: Callable[[Sequence[SubnetSpec]], Any] | None = None,
+              resolutions: Sequence[int] | None = None) -> None:
+        """Refuse (one line) an adapter that predicts a latency that is not a positive finite number for the
+        space's smallest or largest subnet at the smallest and largest resolution (of ``resolutions``,
+        default the space's).  An adapter with a prior is checked only given ``prior_fn`` (its prior's
+        batched latency function)."""
+        import numpy as np
+        if self.uses_prior and prior_fn is None:
+            return
+        sp = get_space(self.space)
+        res = tuple(resolutions) if resolutions else sp.resolutions
+        cases = [(which, r, f(r)) for r in sorted({min(res), max(res)})
+                 for which, f in (("smallest", sp.smallest), ("largest", sp.largest))]
+        specs = [c[2] for c in cases]
+        with np.errstate(all="ignore"):
+            y = np.asarray(self.predict_ms(specs, prior_fn(specs) if self.uses_prior else None), dtype=float)
+        for (which, r, _), v in zip(cases, y):
+            if not (np.isfinite(v) and v > 0):
+                where = f"latency adapter {source}" if source else f"latency adapter for {self.device}"
+                raise OfaProfileError(f"{where} predicts {v:.6g} ms for the space's {which} subnet at r={r} (a "
+                                      f"latency must be a positive finite number); refit it with `ofa-profile adapt`")
 
     def save(self, path: str | Path) -> Path:
         from .atomic import write_json_atomic
         return write_json_atomic(path, self.to_json(), indent=2)
 
 
+def _short(v: Any) -> str:
+    """A value for a one-line message: its repr, cut."""
+    t = repr(v) if not isinstance(v, (dict, list)) or len(v) < 8 else f"a {type(v).__name__} of {len(v)} items"
+    t = " ".join(t.split())
+    return t if len(t) <= 60 else t[:57] + "..."
+
+
+def _finite_numbers(v: Any) -> bool:
+    import math
+    return isinstance(v, list) and all(type(x) in (int, float) and math.isfinite(x) for x in v)
+
+
 def load_adapter(path: str | Path) -> LatencyAdapter:
+    """Read and check an adapter file: strict JSON, every field checked, and its predictions on the space's
+    smallest and largest subnets positive and finite (one-line :class:`OfaProfileError` otherwise)."""
+    from .jsonio import JsonInputError, read_json_file
     p = Path(path)
     try:
-        return LatencyAdapter.from_json(json.loads(p.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise OfaProfileError(f"latency adapter {p} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise OfaProfileError(f"latency adapter {p} is not valid JSON ({exc})") from None
+        obj = read_json_file(p, "latency adapter")
+    except JsonInputError as exc:
+        raise OfaProfileError(str(exc)) from None
+    try:
+        ad = LatencyAdapter.from_json(obj)
+    except OfaProfileError as exc:
+        msg = str(exc)
+        raise OfaProfileError(msg.replace("latency adapter", f"latency adapter {p}", 1) if msg.startswith(
+            "latency adapter") else f"latency adapter {p}: {msg}") from None
+    ad.check(str(p))
+    return ad
 
 
 def _design(a: ArchArrays, names: Sequence[str], prior_ms: "Sequence[float] | None", prior: str | None
@@ -365,16 +429,28 @@ def fit_adapter(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequenc
     if len(a) < min_k:
         raise OfaProfileError(f"few-shot adaptation needs at least {min_k} measured subnets, got {len(a)}")
     X = _design(a, names, prior_ms, prior)
+    if not np.isfinite(X).all():
+        raise OfaProfileError("the prior latencies are not all finite numbers; check the LUT passed as the prior")
     Xi = np.concatenate([np.ones((len(a), 1)), X], axis=1)
-    coef = _robust_nnls(Xi, y, iters=10 if robust else 1)
-    fitted = Xi @ coef
-    rel = np.abs(fitted / y - 1.0)
+    with np.errstate(all="ignore"):
+        try:
+            coef = _robust_nnls(Xi, y, iters=10 if robust else 1)
+        except (RuntimeError, ValueError) as exc:  # scipy: "too many iterations", non-finite input
+            raise OfaProfileError(f"the adapter fit failed on these measurements ({str(exc).splitlines()[0][:100]}); "
+                                  f"check the latencies (ms) for extreme values") from None
+        fitted = Xi @ coef
+        rel = np.abs(fitted / y - 1.0)
+    if not (np.isfinite(coef).all() and np.isfinite(fitted).all() and (fitted > 0).all()):
+        raise OfaProfileError(f"the adapter fit on {len(a)} subnets produced non-finite coefficients or non-positive "
+                              f"latencies (degenerate measurements?); nothing was saved: measure more varied subnets")
     info = {"n_fit": int(len(a)), "robust": robust, "fit_median_rel_err": float(np.median(rel)),
             "fit_within_10pct": float((rel <= 0.10).mean())}
     if seed is not None:
         info["seed"] = seed
-    return LatencyAdapter(device=device, space=a.space, feature_names=names, coef=tuple(float(c) for c in coef[1:]),
-                          intercept_ms=float(coef[0]), prior=prior if "prior_ms" in names else None, info=info)
+    ad = LatencyAdapter(device=device, space=a.space, feature_names=names, coef=tuple(float(c) for c in coef[1:]),
+                        intercept_ms=float(coef[0]), prior=prior if "prior_ms" in names else None, info=info)
+    ad.check()  # a fit that would be refused on load is refused now (an adapter with a prior: its fitted values)
+    return ad
 
 
 # -- scoring -------------------------------------------------------------------------------------------
@@ -431,6 +507,16 @@ class LatencyData:
 _LAT_NAMES = ("latency_ms", "median_ms", "measured_ms", "lat_ms")
 
 
+def _finite_ms(text: Any) -> float | None:
+    """A CSV cell as a positive finite latency, else None (empty, 'nan', 'inf', text, <= 0)."""
+    import math
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
 def read_latency_csv(path: str | Path, space: str | None = None) -> LatencyData:
     """Read whole-net measurements: subnet as ``arch`` (JSON spec) or ``d, ks, e, r`` columns,
     latency in every column named ``latency_ms``/``median_ms``/``measured_ms`` or starting with ``lat_ms``.
@@ -442,8 +528,7 @@ def read_latency_csv(path: str | Path, space: str | None = None) -> LatencyData:
     except FileNotFoundError:
         raise OfaProfileError(f"measurements file {p} does not exist") from None
     with fh:
-        reader = csv.DictReader(fh)
-        cols = list(reader.fieldnames or ())
+        cols, reader = csv_records(fh, p)
         lat_cols = [c for c in cols if c in _LAT_NAMES or c.startswith("lat_ms")]
         has_arch = "arch" in cols
         rcol = "r" if "r" in cols else "image_size" if "image_size" in cols else None
@@ -457,21 +542,26 @@ def read_latency_csv(path: str | Path, space: str | None = None) -> LatencyData:
             sp_name = space or row.get("space") or DEFAULT_SPACE
             try:
                 if has_arch:
-                    obj = json.loads(row["arch"])
+                    obj = loads_strict(row["arch"] or "")
                 else:
-                    obj = {"d": json.loads(row["d"]), "ks": json.loads(row["ks"]), "e": json.loads(row["e"]),
-                           "r": json.loads(row[rcol])}
+                    obj = {"d": loads_strict(row["d"] or ""), "ks": loads_strict(row["ks"] or ""),
+                           "e": loads_strict(row["e"] or ""), "r": loads_strict(row[rcol] or "")}
                 if isinstance(obj, Mapping) and "space" in obj and space is None:
                     sp_name = obj["space"]
                 specs.append(SubnetSpec.from_ofa(obj, space=sp_name))
-                for c in lat_cols:
-                    vals[c].append(float(row[c]))
-            except (json.JSONDecodeError, TypeError) as exc:
-                raise OfaProfileError(f"{p}: row {i}: subnet columns are not JSON ({exc})") from None
+            except JsonInputError as exc:
+                raise OfaProfileError(f"{p}: row {i}: the subnet column(s) {exc}") from None
             except SpaceError as exc:
                 raise OfaProfileError(f"{p}: row {i}: {exc}") from None
-            except ValueError:
-                raise OfaProfileError(f"{p}: row {i}: a latency value is not a number") from None
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise OfaProfileError(f"{p}: row {i}: the subnet column(s) are not a subnet spec "
+                                      f"({str(exc).splitlines()[0][:100]})") from None
+            for c in lat_cols:
+                v = _finite_ms(row.get(c))
+                if v is None:
+                    raise OfaProfileError(f"{p}: row {i}: latency {c}={_short(row.get(c))} is not a positive finite "
+                                          f"number (ms); fix or drop that row")
+                vals[c].append(v)
     if not specs:
         raise OfaProfileError(f"{p} has no rows")
     return LatencyData(tuple(specs), {c: np.asarray(v, dtype=float) for c, v in vals.items()}, str(p))

@@ -6,7 +6,6 @@ A crash or a kill at any moment leaves either the old file or the new one, never
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import socket
@@ -16,7 +15,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "temp_tag",
-           "remove_dead_temps"]
+           "remove_dead_temps", "write_target"]
+
+
+def write_target(path: str | os.PathLike) -> Path:
+    """The file an atomic write to ``path`` replaces: a symlink is written through (its target, followed to
+    the end, is replaced and the link stays a link); any other path is itself."""
+    p = Path(path)
+    return Path(os.path.realpath(p)) if p.is_symlink() else p
 
 
 def temp_tag() -> str:
@@ -57,8 +63,9 @@ def remove_dead_temps(folder: str | os.PathLike, name: str) -> int:
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds it becomes ``path`` (mode 0644),
-    when it raises the temporary file is removed and ``path`` is untouched."""
-    p = Path(path)
+    when it raises the temporary file is removed and ``path`` is untouched.  A symlinked ``path`` is written
+    through: the temporary file goes beside the link's target and replaces it (:func:`write_target`)."""
+    p = write_target(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.{temp_tag()}.", suffix=suffix)
     os.close(fd)
@@ -86,6 +93,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
-    """JSON (``indent=None``: compact) with a final newline."""
+    """Strict JSON (``indent=None``: compact) with a final newline: never ``NaN``/``Infinity``, an undefined
+    figure is written as ``null`` (:func:`ofa_profile.jsonio.dumps_strict`)."""
+    from .jsonio import dumps_strict
     sep = (",", ":") if indent is None else None
-    return write_text_atomic(path, json.dumps(obj, indent=indent, separators=sep) + "\n")
+    return write_text_atomic(path, dumps_strict(obj, indent=indent, separators=sep) + "\n")

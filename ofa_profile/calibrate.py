@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .lut import Lut
     from .measure import Profiler
 
-__all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", "evaluate", "calibrate_device",
+__all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", "check_calibration", "evaluate",
+           "calibrate_device",
            "DriftReport", "measure_drift",
            "CalibrationReport"]
 
@@ -108,6 +109,100 @@ def apply_calibration(calibration: Mapping[str, Any], spec: SubnetSpec, lut: "Lu
     return float(y)
 
 
+def _finite_list(v: Any, n: int) -> bool:
+    import math
+    return (isinstance(v, (list, tuple)) and len(v) == n
+            and all(type(x) in (int, float) and math.isfinite(x) for x in v))
+
+
+def check_calibration(lut: "Lut") -> None:
+    """Refuse (one line, :class:`~ofa_profile.lut.LutError`) a LUT calibration that is malformed or predicts a
+    latency that is not a positive finite number for the space's smallest or largest subnet at the smallest
+    and largest resolution the LUT covers.  Run when a LUT is loaded and before one is saved."""
+    import math
+
+    from .lut import LutError, LutMissError
+    from .space import SpaceError
+    cal = lut.calibration
+    if not cal:
+        return
+    fix = f"re-run `ofa-profile calibrate --lut {lut.source}` (or remove its 'calibration')"
+
+    def bad(what: str) -> LutError:
+        return LutError(f"LUT {lut.source}: its calibration {what}; {fix}")
+
+    samples = cal.get("samples", [])
+    if not isinstance(samples, (list, tuple)):
+        raise bad(f"'samples' is {_json_type(samples)}, not a list")
+    for i, x in enumerate(samples):
+        if not isinstance(x, Mapping) or x.get("split") not in ("fit", "test") or "arch" not in x:
+            raise bad(f"samples[{i}] is not {{arch, measured_ms, split: fit|test}}")
+        m = x.get("measured_ms")
+        if type(m) not in (int, float) or not math.isfinite(m) or m <= 0:
+            raise bad(f"samples[{i}].measured_ms={str(_plain(m))[:60]} is not a positive finite number")
+        try:
+            SubnetSpec.from_ofa(_plain(x["arch"]), space=lut.space)
+        except (SpaceError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise bad(f"samples[{i}].arch is not a subnet of {lut.space} ({str(exc).splitlines()[0][:120]})") \
+                from None
+    rep = cal.get("report")
+    if rep is not None and not isinstance(rep, Mapping):
+        raise bad(f"'report' is {_json_type(rep)}, not an object")
+    seed = (rep or {}).get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise bad(f"report.seed={str(_plain(seed))[:60]} is not an integer")
+    if not isinstance(cal.get("calibrated_utc", ""), (str, type(None))):
+        raise bad("'calibrated_utc' is not a string")
+    if cal.get("format") != CALIBRATION_FORMAT:
+        return  # another format: refused where it would be applied (apply_calibration), not for --no-calibration
+    names = cal.get("feature_names")
+    if not isinstance(names, (list, tuple)) or list(names) != list(FEATURE_NAMES):
+        fn = " ".join(repr(_plain(cal.get("feature_names"))).split())
+        raise bad(f"has feature_names {fn if len(fn) <= 60 else fn[:57] + '...'}, not {list(FEATURE_NAMES)}")
+    n = len(FEATURE_NAMES)
+    for k in ("feature_mean", "feature_scale", "coef"):
+        if not _finite_list(cal.get(k), n):
+            raise bad(f"'{k}' is not a list of {n} finite numbers")
+    if any(v == 0 for v in cal["feature_scale"]):
+        raise bad("'feature_scale' holds a 0 (a division by zero)")
+    icpt = cal.get("intercept")
+    if type(icpt) not in (int, float) or not math.isfinite(icpt):
+        raise bad(f"intercept={str(_plain(icpt))[:60]} is not a finite number")
+    if not lut.resolutions:
+        return
+    sp = get_space(lut.space)
+    for r in sorted({min(lut.resolutions), max(lut.resolutions)}):
+        for which, spec in (("smallest", sp.smallest(r)), ("largest", sp.largest(r))):
+            try:
+                y = apply_calibration(cal, spec, lut)
+            except LutMissError:
+                continue  # a listed resolution lacking keys: `lut validate` names them
+            if not (math.isfinite(y) and y > 0):
+                raise bad(f"predicts {y:.6g} ms for the space's {which} subnet at r={r} (a latency must be a "
+                          f"positive finite number)")
+
+
+def _json_type(v: Any) -> str:
+    """What a JSON value is, in words (frozen LUT fields hold tuples for lists)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    return "an object" if isinstance(v, Mapping) else "a list"
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 @dataclass(frozen=True)
 class CalibrationReport:
     n: int
@@ -152,22 +247,17 @@ def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: 
     the specs (minutes apart; odd passes in reverse order), so that a burst of load from elsewhere on the
     machine, which only ever slows a run down, does not decide a figure.  Every finished (spec, pass) is
     journaled (fsync) and reused on rerun."""
-    done: dict[tuple[str, int], float] = {}
-    if journal.exists():
-        for line in journal.read_bytes().splitlines():
-            try:
-                rec = json.loads(line)
-                done[(rec["arch"], int(rec.get("round", 0)))] = float(rec["median_ms"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
-                continue  # a torn last line
-    from .measure import _progress
+    from .measure import _Journal, _progress, read_journal
+
+    # a torn last line is dropped; any other bad line is one error (journal code shared with `measure`)
+    done: dict[tuple[str, int], float] = dict(read_journal(
+        journal, _calib_record, f"delete it (rm {journal}) to measure the subnets again"))
     rounds = max(1, int(rounds))
     keys = [_arch_key(s) for s in specs]
     todo = sum(1 for k in keys for r in range(rounds) if (k, r) not in done)
     bar = _progress(len(specs) * rounds, len(specs) * rounds - todo, "subnets", progress, unit="subnet")
-    with open(journal, "ab") as f:
-        if journal.stat().st_size and not journal.read_bytes().endswith(b"\n"):
-            f.write(b"\n")
+    f = _Journal(journal, None)      # appends whole lines; a failed write (full disk) is undone, one error line
+    try:
         for r in range(rounds):
             order = list(zip(specs, keys))
             for s, k in (order[::-1] if r % 2 else order):
@@ -175,13 +265,29 @@ def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: 
                     continue
                 m = profiler.measure_subnet(s, seed)
                 done[(k, r)] = m.median_ms
-                f.write((json.dumps({"arch": k, "round": r, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms,
-                                     "count": m.count}) + "\n").encode())
-                f.flush()
-                os.fsync(f.fileno())
+                f.write({"arch": k, "round": r, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms, "count": m.count})
                 bar.update(1)
+    finally:
+        f.close()
     bar.close()
     return [min(done[(k, r)] for r in range(rounds)) for k in keys]
+
+
+def _calib_record(raw: bytes) -> tuple[tuple[str, int], float]:
+    """``((arch key, round), median_ms)`` of one calibration-journal line; ``ValueError`` if it is not one."""
+    import math
+
+    from .jsonio import loads_strict
+
+    rec = loads_strict(raw)
+    if not isinstance(rec, dict):
+        raise ValueError(f"a JSON {type(rec).__name__}, not a record")
+    arch, rnd, med = rec.get("arch"), rec.get("round", 0), rec.get("median_ms")
+    if not isinstance(arch, str) or isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0:
+        raise ValueError("a record without an arch key and a round number")
+    if isinstance(med, bool) or not isinstance(med, (int, float)) or not math.isfinite(med) or med <= 0:
+        raise ValueError(f"median_ms={str(med)[:30]} is not a positive latency")
+    return (arch, rnd), float(med)
 
 
 def _arch_key(spec: SubnetSpec) -> str:

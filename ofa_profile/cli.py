@@ -12,24 +12,15 @@ from typing import Any
 
 import click
 
+from .clierrors import CliExitCodes
+from .cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, TORCH_DEVICE, FiniteFloatRange,
+                      check_resolutions, option_value)
 from .errors import OfaProfileError
 
 
-class _Group(click.Group):
-    """Turns :class:`OfaProfileError` (and a few OS errors) into one line on stderr, exit 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except OfaProfileError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            click.echo(f"error: {exc.strerror or exc}: {exc.filename}", err=True)
-            ctx.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted; finished work is saved and a rerun resumes it", err=True)
-            ctx.exit(130)
+class _Group(CliExitCodes, click.Group):
+    """Ends every command the same way (ofa_profile.clierrors): an :class:`OfaProfileError` or OS error is one
+    line and exit 1, a usage error one line and exit 2, Ctrl-C/SIGTERM one line and 130/143."""
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -45,14 +36,16 @@ def main() -> None:
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=False))
+    """Print strict JSON: never NaN/Infinity (an undefined figure is null)."""
+    from .jsonio import dumps_strict
+    click.echo(dumps_strict(obj, indent=2, sort_keys=False))
 
 
 def fail(msg: str) -> None:
     raise OfaProfileError(msg)
 
 
-SPACE_OPTION = click.option("--space", default="ofa-mbv3-w1.0", show_default=True,
+SPACE_OPTION = click.option("--space", type=SPACE_NAME, default="ofa-mbv3-w1.0", show_default=True,
                             help="search space: ofa-mbv3-w1.0, ofa-mbv3-w1.2 or compofa-mbv3-w1.0")
 
 
@@ -71,7 +64,8 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
     from .space import get_space, parse_resolutions
 
     sp = get_space(space)
-    res = parse_resolutions(resolutions, sp)
+    with option_value("--resolutions"):
+        res = parse_resolutions(resolutions, sp)
     items = enumerate_ops(sp, res)
     if as_json:
         echo_json([{"key": op.key, "resolution": r, "kind": op.kind, "macs": op.macs(), "params": op.params()}
@@ -83,7 +77,24 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 
 
 def _default_out(device_name: str) -> str:
-    return f"{device_name}.json"
+    from .paths import safe_name
+    return f"{safe_name(device_name)}.json"
+
+
+def _store_wait(ctx: click.Context, param: Any, value: bool) -> None:
+    ctx.meta["ofa_profile.wait"] = value
+
+
+WAIT_OPTION = click.option("--wait", is_flag=True, expose_value=False, callback=_store_wait,
+                           help="if another process is writing the output, wait for it to finish instead of failing")
+
+
+def _lock(path: Any, folder: bool = False) -> Any:
+    """Hold the output lock of ``path`` (ofa_profile.lock) until this command ends, on every exit path; a second
+    writer is refused in one line naming this process, or waits with the command's --wait (WAIT_OPTION)."""
+    from .lock import output_lock
+    ctx = click.get_current_context()
+    return ctx.with_resource(output_lock(path, wait=bool(ctx.meta.get("ofa_profile.wait")), folder=folder))
 
 
 @main.command("measure")
@@ -91,10 +102,10 @@ def _default_out(device_name: str) -> str:
 @click.option("--resolutions", default="all", show_default=True, help="e.g. 160,224 or 128-224 or all")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="LUT file to write or extend [default: ./DEVICE.json]")
-@click.option("--batch-size", type=int, default=None, help="batch size [default: the device's first]")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the block weights and inputs")
+@click.option("--batch-size", type=POSITIVE_INT, default=None, help="batch size [default: the device's first]")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the block weights and inputs")
 @click.option("--fresh", is_flag=True, help="discard a journal or LUT at --out and start over")
-@click.option("--limit", type=int, default=None, help="stop after N new measurements (rerun to continue)")
+@click.option("--limit", type=POSITIVE_INT, default=None, help="stop after N new measurements (rerun to continue)")
 @click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
               help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
                    "shared machine: a block is then only inflated if it was slow in every pass)")
@@ -102,12 +113,14 @@ def _default_out(device_name: str) -> str:
 @click.option("--serial", default=None, help="phones: adb serial of the device to use")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
+@WAIT_OPTION
 def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
                 limit: int | None, passes: int, benchmark_binary: str | None, serial: str | None, quiet: bool, as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
 
     Resumable: a killed run keeps every finished block in DEVICE.json.journal.jsonl and a
-    rerun of the same command carries on. An existing LUT at --out is extended.
+    rerun of the same command carries on. An existing LUT at --out is extended. The LUT is locked
+    for the whole run: a second writer (measure, calibrate) is refused, or waits with --wait.
 
     \b
     Example:
@@ -122,10 +135,12 @@ def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size:
     from .space import parse_resolutions
 
     dev = load_device(device_name)
-    res = parse_resolutions(resolutions, dev.space)
+    with option_value("--resolutions"):
+        res = parse_resolutions(resolutions, dev.space)
     out_path = Path(out or _default_out(dev.lut_name(batch_size)))
     if not out_path.parent.exists():
         fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
+    _lock(out_path)          # the LUT and its journal: one writer for the whole run
     kw = {}
     if benchmark_binary:
         kw["benchmark_binary"] = benchmark_binary
@@ -172,15 +187,16 @@ def _block_noise(lut_path: Any) -> dict | None:
 @click.option("--device", "device_name", required=True, help="device name or spec file")
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False), default=None,
               help="the device's LUT to calibrate [default: ./DEVICE.json]")
-@click.option("--samples", type=int, default=100, show_default=True, help="subnets measured to fit")
-@click.option("--test-samples", type=int, default=50, show_default=True,
+@click.option("--samples", type=click.IntRange(min=10), default=100, show_default=True, help="subnets measured to fit")
+@click.option("--test-samples", type=NON_NEGATIVE_INT, default=50, show_default=True,
               help="further subnets measured only to report accuracy")
 @click.option("--resolutions", default=None, help="resolutions to sample [default: all of the LUT]")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--rounds", type=int, default=2, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--rounds", type=POSITIVE_INT, default=2, show_default=True,
               help="passes over the subnets, minutes apart; each subnet's figure is the lowest of its medians")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@WAIT_OPTION
 def calibrate_cmd(device_name: str, lut_path: str | None, samples: int, test_samples: int, resolutions: str | None,
                   seed: int, rounds: int, quiet: bool, as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
@@ -200,13 +216,13 @@ def calibrate_cmd(device_name: str, lut_path: str | None, samples: int, test_sam
     from .measure import make_profiler
     from .space import parse_resolutions
 
-    if samples < 10 or test_samples < 0 or rounds < 1:
-        raise click.UsageError("--samples must be >= 10, --test-samples >= 0 and --rounds >= 1")
     dev = load_device(device_name)
     path = Path(lut_path or _default_out(dev.lut_name()))
     if not path.exists():
         fail(f"LUT {path} does not exist; run `ofa-profile measure --device {dev.name} --out {path}` first")
-    res = parse_resolutions(resolutions, dev.space) if resolutions else None
+    _lock(path)          # the same lock as `measure`: no calibration while the LUT is being extended
+    with option_value("--resolutions"):
+        res = parse_resolutions(resolutions, dev.space) if resolutions else None
     with make_profiler(dev) as prof:
         rep = calibrate_device(path, prof, samples, test_samples, seed=seed, resolutions=res, progress=not quiet,
                                rounds=rounds)
@@ -234,8 +250,6 @@ def devices_cmd(as_json: bool) -> None:
       ofa-profile devices
       ofa-profile devices --json
     """
-    import json as _json
-
     from .devices import DeviceError, device_status, load_device
     from .paths import device_specs_dir
 
@@ -253,7 +267,7 @@ def devices_cmd(as_json: bool) -> None:
         rows.append({"name": d.name, "runtime": d.runtime, "transport": d.transport, "available": ok,
                      "reason": why, "description": d.description})
     if as_json:
-        click.echo(_json.dumps(rows, indent=2))
+        echo_json(rows)
         return
     w = max(len(r["name"]) for r in rows) if rows else 4
     for r in rows:
@@ -332,31 +346,35 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
 def _torch_device(name: str) -> str:
     import torch
 
+    from .cliopts import require_torch_device
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    require_torch_device(name)
     return name
 
 
 @main.command("accuracy-dataset")
 @click.option("--supernet", default=None, help="supernet weights [default: the bundled ofa_model/weights]")
-@click.option("--n", "--n-subnets", "n_subnets", type=int, default=None,
+@click.option("--n", "--n-subnets", "n_subnets", type=POSITIVE_INT, default=None,
               help="number of seeded random subnets (rows); under torchrun write --n-subnets")
-@click.option("--seed", type=int, default=0, show_default=True, help="subnet i is drawn from Random(f'{seed}-{i}')")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="subnet i is drawn from Random(f'{seed}-{i}')")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="CSV to write (atomically)")
 @click.option("--shard", default=None,
               help="evaluate only rows i % n == k (k/n; join with --merge), or 'auto' under torchrun: one shard "
                    "per process, merged into --out by rank 0")
 @click.option("--resolutions", default="all", show_default=True, help="resolutions to sample, e.g. 128-224")
-@click.option("--space", default=None, help="space to sample [default: the supernet's]")
+@click.option("--space", type=SPACE_NAME, default=None, help="space to sample [default: the supernet's]")
 @click.option("--train-data", default=None, help="training set for BN recalibration [default: shared Imagenette]")
 @click.option("--val-data", default=None, help="validation set [default: shared Imagenette]")
 @click.option("--cache-dir", default=None, help="decoded-image cache [default: ~/.cache/ofa-profile/images]")
-@click.option("--n-val", type=int, default=1000, show_default=True, help="fixed seeded val subset (0: all)")
-@click.option("--n-calib", type=int, default=2000, show_default=True, help="BN recalibration images per subnet")
-@click.option("--batch-size", type=int, default=None,
+@click.option("--n-val", type=NON_NEGATIVE_INT, default=1000, show_default=True, help="fixed seeded val subset (0: all)")
+@click.option("--n-calib", type=POSITIVE_INT, default=2000, show_default=True, help="BN recalibration images per subnet")
+@click.option("--batch-size", type=POSITIVE_INT, default=None,
               help="images per BN-recalibration batch [default: 25 on CPU (twice the img/s of 100 on one core), "
                    "100 on CUDA]")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 ... (auto: cuda if present)")
+@click.option("--device", type=TORCH_DEVICE, default="auto", show_default=True,
+              help="cpu, cuda, cuda:1 ... (auto: cuda if present)")
 @click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
               help="runs the val pass (auto: onnxruntime on CPU, ~3x faster than torch eager; BN recalibration "
                    "always runs in torch)")
@@ -365,6 +383,7 @@ def _torch_device(name: str) -> str:
               help="instead of evaluating: join these shard CSVs into --out (repeat the option)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
+@WAIT_OPTION
 def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int, out: str, shard: str | None,
                          resolutions: str, space: str | None, train_data: str | None, val_data: str | None,
                          cache_dir: str | None, n_val: int, n_calib: int, batch_size: int | None, device: str,
@@ -390,6 +409,7 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
 
     from ofa_profile.space import get_space, parse_resolutions
 
+    check_resolutions(resolutions)
     out_path = Path(out)
     if not out_path.parent.exists():
         fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
@@ -399,6 +419,7 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
         for p in merge:
             if not Path(p).exists():
                 fail(f"shard CSV {p} does not exist")
+        _lock(out_path)
         merged = merge_shards(merge, out_path)
         n_rows = sum(1 for _ in open(merged)) - 1
         (echo_json({"out": str(merged), "rows": n_rows}) if as_json else click.echo(f"{merged}: {n_rows} rows"))
@@ -412,6 +433,11 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
         else _parse_shard(shard)
     target = out_path.with_name(f"{out_path.stem}.shard{k}of{n}{out_path.suffix}") if dist_auto and n > 1 \
         else out_path
+    # one writer per CSV (and its .partial.csv): each torchrun process locks its own shard, rank 0 also --out
+    if k == 0 or not dist_auto:
+        _lock(out_path)
+    if target != out_path:
+        _lock(target)
     from ofa_model.bundle import load_supernet
     from ofa_model.evaluate import accuracy_dataset
 
@@ -422,11 +448,10 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
         dev = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     if batch_size is None:
         batch_size = 25 if dev == "cpu" else 100
-    elif batch_size < 1:
-        raise click.BadParameter(f"{batch_size}; need >= 1", param_hint="--batch-size")
     model, info = load_supernet(supernet, space=space, device=dev)
     sp = get_space(space or info.space)
-    res = parse_resolutions(resolutions, sp)
+    with option_value("--resolutions"):
+        res = parse_resolutions(resolutions, sp)
     tr, va = _supernet_caches(info, _default_data("train", train_data), _default_data("val", val_data), cache_dir)
     t0 = time.monotonic()
     if dist_auto and n > 1:
@@ -465,13 +490,15 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
 @click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), required=True)
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="file to write (atomically)")
 @click.option("--supernet", default=None, help="supernet weights [default: the bundled ofa_model/weights]")
-@click.option("--space", default=None, help="space of the arch file when it names none [default: the supernet's]")
+@click.option("--space", type=SPACE_NAME, default=None,
+              help="space of the arch file when it names none [default: the supernet's]")
 @click.option("--calib-data", default=None,
               help="training set to recalibrate BN on (recommended; without it the supernet's statistics are used)")
-@click.option("--n-calib", type=int, default=2000, show_default=True)
+@click.option("--n-calib", type=POSITIVE_INT, default=2000, show_default=True)
 @click.option("--cache-dir", default=None, help="decoded-image cache for --calib-data")
 @click.option("--no-check", is_flag=True, help="do not run the written file once to compare it with torch")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
+@WAIT_OPTION
 def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str | None, calib_data: str | None,
                n_calib: int, cache_dir: str | None, no_check: bool, as_json: bool) -> None:
     """Write a subnet with the supernet's weights as ONNX or TFLite.
@@ -493,6 +520,7 @@ def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str |
     out_path = Path(out)
     if not out_path.parent.exists():
         fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
+    _lock(out_path)
     from ofa_model.bundle import load_supernet
     from ofa_model.export import export_subnet
 
@@ -547,14 +575,20 @@ def _check_out_file(out: str) -> None:
 @lut_group.command("import-ofa")
 @click.argument("src", type=click.Path())
 @click.option("--out", "out", required=True, help="LUT JSON file to write (replaced atomically)")
-@click.option("--space", default=None, help="space of the tables [default: inferred from the stem width]")
+@click.option("--space", type=SPACE_NAME, default=None, help="space of the tables [default: inferred from the stem width]")
 @click.option("--device", "device_name", default="imported", show_default=True, help="device name stored in the LUT")
+@click.option("--allow-partial", is_flag=True,
+              help="import tables that lack keys of their resolution, as partly covered resolutions (not listed "
+                   "in the LUT's resolutions; a prediction there names the missing keys)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
-def lut_import_ofa_cmd(src: str, out: str, space: str | None, device_name: str, as_json: bool) -> None:
+@WAIT_OPTION
+def lut_import_ofa_cmd(src: str, out: str, space: str | None, device_name: str, allow_partial: bool,
+                       as_json: bool) -> None:
     """Convert OFA's YAML latency tables (a folder of <r>_lookup_table.yaml, or one file) to a LUT.
 
     OFA stores {count, mean, std}: median_ms is OFA's mean (OFA stores no median) and
     iqr_ms is estimated as 1.349 * std; both are noted in the LUT's provenance.
+    A table lacking keys of its resolution is refused, naming them, unless --allow-partial.
 
     \b
     Example:
@@ -563,15 +597,18 @@ def lut_import_ofa_cmd(src: str, out: str, space: str | None, device_name: str, 
     from .lut import import_ofa_yaml, save_lut
 
     _check_out_file(out)
-    lut = import_ofa_yaml(src, space=space, device=device_name)
+    _lock(out)
+    lut = import_ofa_yaml(src, space=space, device=device_name, allow_partial=allow_partial)
     save_lut(lut, out)
+    gaps = {r: m for r, m in lut.gaps().items() if r not in lut.resolutions}
     summary = {"lut": out, "space": lut.space, "device": lut.device, "resolutions": list(lut.resolutions),
-               "entries": len(lut.entries)}
+               "entries": len(lut.entries), "partial_resolutions": {str(r): len(m) for r, m in gaps.items()}}
     if as_json:
         echo_json(summary)
     else:
+        part = f"; partly covered: {lut.gaps_text(gaps)}" if gaps else ""
         click.echo(f"{out}: {len(lut.entries)} entries, space {lut.space}, resolutions "
-                   f"{','.join(map(str, lut.resolutions))}")
+                   f"{','.join(map(str, lut.resolutions)) or 'none complete'}{part}")
 
 
 @lut_group.command("export-ofa")
@@ -580,6 +617,7 @@ def lut_import_ofa_cmd(src: str, out: str, space: str | None, device_name: str, 
 @click.option("--value", type=click.Choice(["median", "mean"]), default="median", show_default=True,
               help="figure written into OFA's 'mean' field")
 @click.option("--json", "as_json", is_flag=True, help="print the written files as JSON")
+@WAIT_OPTION
 def lut_export_ofa_cmd(lut_ref: str, out: str, value: str, as_json: bool) -> None:
     """Write a LUT as OFA YAML tables, one <r>_lookup_table.yaml per complete resolution.
 
@@ -587,18 +625,12 @@ def lut_export_ofa_cmd(lut_ref: str, out: str, value: str, as_json: bool) -> Non
     Example:
       ofa-profile lut export-ofa cpu-ort.json --out ofa-tables/
     """
-    from pathlib import Path
-
     from .lut import export_ofa_yaml, load_lut
+    from .paths import check_out_dir
 
     lut = load_lut(lut_ref)
-    d = Path(out)
-    if d.exists() and not d.is_dir():
-        fail(f"--out {d} is a file; give a folder")
-    if not d.exists():
-        if not d.parent.is_dir():
-            fail(f"output folder {d.parent} does not exist; create it or choose another --out")
-        d.mkdir()
+    d, _ = check_out_dir(out, "--out")      # a folder, made if its parent exists, and writable
+    _lock(d, folder=True)
     paths = export_ofa_yaml(lut, d, value=value)
     if as_json:
         echo_json({"files": [str(p) for p in paths], "value": value})
@@ -620,7 +652,7 @@ def _lut_summary(lut: Any) -> dict[str, Any]:
         cal = {k: c[k] for k in ("format", "model", "n_fit", "seed", "alpha") if k in c}
         rep = c.get("report") or {}
         t = rep.get("test_calibrated") if isinstance(rep, Mapping) else None
-        if t:
+        if t and isinstance(t, Mapping):
             cal["test"] = {k: t[k] for k in ("n", "mape_pct", "within_5pct", "rmse_ms") if k in t}
     cov = lut.coverage()
     missing = {r: keys for r, keys in cov.items() if r in lut.resolutions and keys}
@@ -642,13 +674,16 @@ def _lut_summary(lut: Any) -> dict[str, Any]:
 def _timing_summary(lut: Any) -> dict | None:
     """How the LUT's blocks were timed (its provenance), how many runs they took and how noisy they were."""
     import statistics
+    from collections.abc import Mapping
     t = lut.provenance.get("timing")
+    t = t if isinstance(t, Mapping) else None   # free-form in the schema: anything else is not settings
     entries = list(lut.entries.values())
     if not t and not entries:
         return None
     out: dict = {"settings": dict(t) if t else None}
     if entries:
         cap = (t or {}).get("max_runs")
+        cap = cap if type(cap) in (int, float) and cap > 0 else None
         rel = [e.iqr_ms / e.median_ms for e in entries if e.median_ms > 0]
         out.update({"runs_per_block_median": statistics.median(e.count for e in entries),
                     "share_at_max_runs": round(sum(e.count >= cap for e in entries) / len(entries), 4) if cap else None,
@@ -721,9 +756,10 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
 @lut_group.command("validate")
 @click.argument("path", type=click.Path(dir_okay=True))
 def lut_validate_cmd(path: str) -> None:
-    """Check a LUT file (or an OFA YAML table) against the format, schema and space.
+    """Check a LUT file (or OFA YAML tables) against the format, schema and space, and its coverage: every
+    resolution it lists must have every key (a table every key of its resolution).
 
-    Prints "ok: ..." and exits 0, or prints the one-line error and exits 1.
+    Prints "ok: ..." and exits 0, or prints the one-line error (naming missing keys) and exits 1.
 
     \b
     Example:
@@ -741,15 +777,23 @@ def lut_validate_cmd(path: str) -> None:
                    f"resolutions {','.join(map(str, lut.resolutions))} (convert with `ofa-profile lut import-ofa`)")
         return
     lut = load_lut(p)
+    gaps = lut.gaps()
+    listed = {r: m for r, m in gaps.items() if r in lut.resolutions}
+    if listed:
+        fail(f"LUT {p} lists resolution(s) {','.join(map(str, listed))} but lacks keys there: {lut.gaps_text(listed)}; "
+             f"measure them (`ofa-profile measure --device {lut.device} --resolutions "
+             f"{','.join(map(str, listed))} --out {p}`) or drop those resolutions from 'resolutions'")
+    part = {r: m for r, m in gaps.items() if r not in lut.resolutions}
     click.echo(f"ok: {p}: ofa-profile LUT schema_version {lut.schema_version}, space {lut.space}, device {lut.device}, "
-               f"{len(lut.entries)} entries, resolutions {','.join(map(str, lut.resolutions)) or 'none complete'}")
+               f"{len(lut.entries)} entries, resolutions {','.join(map(str, lut.resolutions)) or 'none complete'}"
+               + (f"; partly covered (not listed): {lut.gaps_text(part)}" if part else ""))
 
 
 @main.command("predict")
 @click.option("--lut", "lut_ref", required=True, help="LUT file, or a device name with a shipped LUT")
 @click.option("--arch", "arch_path", required=True, help="subnet: OFA spec JSON {ks, e, d, r} or a net.config")
-@click.option("--space", default=None, help="space of a plain spec JSON [default: the LUT's space]")
-@click.option("--resolution", type=int, default=None, help="input resolution (overrides the arch's r)")
+@click.option("--space", type=SPACE_NAME, default=None, help="space of a plain spec JSON [default: the LUT's space]")
+@click.option("--resolution", type=RESOLUTION, default=None, help="input resolution (overrides the arch's r)")
 @click.option("--no-calibration", is_flag=True, help="report the plain LUT sum even if the LUT is calibrated")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int | None, no_calibration: bool,
@@ -790,17 +834,45 @@ def _log(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def _search_resolutions(given: str | None, space: str, source_res: tuple, predictor: Any) -> tuple:
-    """--resolutions, else the latency source's resolutions inside the predictor's trained range."""
+def _out_dir(path: str, option: str = "--out-dir") -> Any:
+    """An output folder checked before any work (ofa_profile.paths.check_out_dir: made if its parent exists,
+    writable); one this command made is removed again if the command ends without writing into it."""
+    import os
+
+    from .paths import check_out_dir
+    d, created = check_out_dir(path, option)
+    if created:
+        def rmdir_if_empty() -> None:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        click.get_current_context().call_on_close(rmdir_if_empty)
+    return d
+
+
+def _search_resolutions(given: str | None, space: str, source_res: tuple, predictor: Any, lut: Any = None) -> tuple:
+    """--resolutions, else the latency source's resolutions inside the predictor's trained range.  ``lut``
+    (the LUT behind the source, if any) lets a refusal name the keys a partly covered resolution lacks."""
     from .space import parse_resolutions
+
+    def gaps(rs: Any) -> str:
+        g = lut.gaps([r for r in rs if r in lut.coverage()]) if lut is not None else {}
+        return f"; it lacks {lut.gaps_text(g)}" if g else ""
+
     if given:
-        res = parse_resolutions(given, space)
+        with option_value("--resolutions"):
+            res = parse_resolutions(given, space)
         missing = [r for r in res if r not in source_res]
         if missing:
             fail(f"the latency source does not cover resolution(s) {missing} (it covers "
-                 f"{','.join(map(str, source_res)) or 'none'}): measure them into the LUT or pick covered ones")
+                 f"{','.join(map(str, source_res)) or 'none'}{gaps(missing)}): measure them into the LUT or pick "
+                 f"covered ones")
         return res
     res = tuple(source_res)
+    if not res:
+        fail(f"the latency source covers no resolution completely{gaps(lut.coverage() if lut is not None else ())}: "
+             f"measure one into the LUT")
     tr = tuple(getattr(predictor, "trained_resolutions", ()) or ())
     if tr:
         inside = tuple(r for r in res if min(tr) <= r <= max(tr))
@@ -840,14 +912,16 @@ def _with_options(options: list) -> Any:
 @click.option("--lut", "lut_ref", default=None, help="a LUT file (instead of --device)")
 @click.option("--adapter", default=None, type=click.Path(dir_okay=False),
               help="a few-shot latency adapter from `ofa-profile adapt` (instead of a LUT)")
-@click.option("--space", default=None, help="ofa-mbv3-w1.0 or compofa-mbv3-w1.0 [default: the LUT's space]")
+@click.option("--space", type=SPACE_NAME, default=None,
+              help="ofa-mbv3-w1.0 or compofa-mbv3-w1.0 [default: the LUT's space]")
 @click.option("--resolutions", default=None,
               help="e.g. 160-192 [default: the LUT's, inside the accuracy predictor's trained range]")
 @_with_options(PREDICTOR_OPTIONS)
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the search (recorded in the output)")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the search (recorded in the output)")
 @click.option("--effort", type=click.Choice(["fast", "medium", "full"]), default="full", show_default=True,
               help="search effort for the budget")
-@click.option("--n-budgets", type=int, default=20, show_default=True, help="budgets spread over the frontier search")
+@click.option("--n-budgets", type=POSITIVE_INT, default=20, show_default=True,
+              help="budgets spread over the frontier search")
 @click.option("--margin", default="0", show_default=True,
               help="safety margin: search under budget x (1 - PCT/100); 'auto' takes the 90th percentile of the "
                    "calibrated LUT's under-predictions on its held-out subnets")
@@ -857,7 +931,8 @@ def _with_options(options: list) -> Any:
                    "device and scale the latency model by how much slower or faster it runs now than at "
                    "calibration (0: off)")
 @click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="folder for pareto-<device>-<budget>ms.json and .png")
+              help="folder for pareto-<device>-<budget>ms.json and .png (made if its parent exists; the device "
+                   "name is reduced to a plain file name)")
 @click.option("--no-plot", is_flag=True, help="do not write the PNG")
 @click.option("--verify", is_flag=True,
               help="measure the chosen subnet on the device and evaluate it with the bundled supernet")
@@ -867,14 +942,15 @@ def _with_options(options: list) -> Any:
               help="--verify: passes over the chosen subnet; the measured figure is their lowest median, as "
                    "calibration measures")
 @click.option("--supernet", default=None, help="--verify: supernet weights [default: the bundled ofa_model/weights]")
-@click.option("--verify-images", type=int, default=1000, show_default=True,
+@click.option("--verify-images", type=NON_NEGATIVE_INT, default=1000, show_default=True,
               help="--verify: val images to evaluate on (0: all)")
-@click.option("--verify-calib-images", type=int, default=2000, show_default=True,
+@click.option("--verify-calib-images", type=POSITIVE_INT, default=2000, show_default=True,
               help="--verify: training images for BN recalibration")
 @click.option("--train-data", default=None, help="--verify: training set [default: shared Imagenette]")
 @click.option("--val-data", default=None, help="--verify: validation set [default: shared Imagenette]")
 @click.option("--cache-dir", default=None, help="--verify: decoded-image cache")
 @click.option("--json", "as_json", is_flag=True, help="print {best, frontier, ...} as JSON")
+@WAIT_OPTION
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
                resolutions: str | None, predictor: str | None, accuracy_data: str | None, seed: int, effort: str,
                n_budgets: int, margin: str, no_calibration: bool, refresh: int, out_dir: str, no_plot: bool, verify: bool,
@@ -901,15 +977,17 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     """
     import random
     import time
-    from pathlib import Path
 
     import numpy as np
 
     from .accuracy import resolve_accuracy_predictor, same_macro_architecture
+    from .paths import safe_name
     from .search import pareto_front, pareto_search, parse_budget_ms, resolve_latency_source, search
     from .space import get_space
 
-    budget_ms = parse_budget_ms(budget)
+    check_resolutions(resolutions)
+    with option_value("--budget"):
+        budget_ms = parse_budget_ms(budget)
     margin_pct: float | None = None       # None: auto, from the latency source
     if margin.strip().lower() != "auto":
         try:
@@ -921,7 +999,11 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
             raise click.BadParameter(f"{margin!r}; need 0 <= PCT < 100", param_hint="--margin")
     if not (device_name or lut_ref or adapter):
         device_name = "cpu-ort"
+    out = _out_dir(out_dir)                   # writable, before any work
     src = resolve_latency_source(device_name, lut_ref, adapter, calibrated=not no_calibration)
+    # the LUT's / adapter's device name is file contents: reduced to a plain name, so every file lands in --out-dir
+    stem = safe_name(f"pareto-{src.name}-{budget_ms:g}ms")
+    _lock(out / f"{stem}.json")               # one writer of this stem's .json, .best.json and .png
     drift = None
     if refresh:
         drift = _refresh_drift(src, adapter, no_calibration, refresh, verify_device or device_name or src.name)
@@ -932,7 +1014,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
         fail(f"the latency source is for {src.space}; space {sp.name} has other channel widths: use a LUT of {sp.name}")
     pred = resolve_accuracy_predictor(predictor, accuracy_data, log=_log)
     pred.check_space(sp.name)
-    res = _search_resolutions(resolutions, sp.name, src.resolutions, pred)
+    res = _search_resolutions(resolutions, sp.name, src.resolutions, pred, src.lut)
     if margin_pct is None:
         margin_pct = src.auto_margin_pct()
         _log(f"margin: {margin_pct:.1f} % (90th percentile of the LUT's under-predictions on its "
@@ -952,8 +1034,6 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     pts = list(front.frontier) + [best]
     keep = pareto_front(np.array([p.latency_ms for p in pts]), np.array([p.accuracy for p in pts]))
     frontier = [pts[i] for i in keep]
-    stem = f"pareto-{src.name}-{budget_ms:g}ms"
-    out = Path(out_dir)
     files = {"json": str(out / f"{stem}.json")}
     result = {"best": best.as_dict(), "frontier": [p.as_dict() for p in frontier], "budget_ms": budget_ms,
               "margin_pct": round(margin_pct, 3), "search_budget_ms": round(search_budget_ms, 4), "space": sp.name, "device": src.name, "latency_source": src.description,
@@ -1018,6 +1098,12 @@ def _refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, 
         fail("--refresh needs a calibrated LUT (--device or --lut) without --adapter or --no-calibration: "
              "it re-measures the LUT's held-out calibration subnets")
     lut = src.lut
+    if not lut.calibration:  # before resolving any device: an uncalibrated LUT has nothing to re-measure
+        fail(f"LUT {lut.source} is not calibrated: --refresh re-measures its held-out calibration subnets; run "
+             f"`ofa-profile calibrate --device {lut.device} --lut {lut.source}` first")
+    if not src.held_out:
+        fail(f"LUT {lut.source}'s calibration holds no held-out subnets, which --refresh re-measures; re-run "
+             f"`ofa-profile calibrate --device {lut.device} --lut {lut.source}` with --test-samples > 0")
     dev = load_device(device_ref)
     _log(f"refresh: measuring {min(n, len(src.held_out))} of {lut.source}'s held-out calibration subnets on "
          f"{dev.name} again ...")
@@ -1032,10 +1118,22 @@ def _verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | N
                  seed: int, train_data: str | None, val_data: str | None, cache_dir: str | None,
                  rounds: int = 2) -> dict:
     """pareto --verify: measure ``best`` end to end on ``device_ref`` (the lowest median of ``rounds``
-    passes, as calibration measures its subnets); evaluate it with the supernet."""
+    passes, as calibration measures its subnets); evaluate it with the supernet.  Weights refused as unsafe or
+    damaged (:class:`~ofa_model.safeload.RefusedWeightsError`) fail the command, before any device work; other
+    reasons not to evaluate (no weights, no validation data) are recorded as ``top1_error``."""
+    from ofa_model.bundle import load_supernet
+    from ofa_model.safeload import RefusedWeightsError
+
     from .devices import load_device
     from .measure import make_profiler
 
+    loaded, load_error = None, None
+    try:
+        loaded = load_supernet(supernet, space=best.spec.space)
+    except RefusedWeightsError:
+        raise
+    except OfaProfileError as exc:
+        load_error = str(exc)
     dev = load_device(device_ref)
     _log(f"verify: measuring the chosen subnet on {dev.name} ...")
     with make_profiler(dev) as prof:
@@ -1049,10 +1147,11 @@ def _verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | N
                  "within_budget": med <= budget_ms, "within_budget_plus_3pct": med <= budget_ms * 1.03,
                  "top1": None}
     try:
-        from ofa_model.bundle import load_supernet
         from ofa_model.evaluate import evaluate_spec
 
-        model, info = load_supernet(supernet, space=best.spec.space)
+        if loaded is None:
+            raise OfaProfileError(load_error or "")
+        model, info = loaded
         if info.classes is None:
             raise OfaProfileError("the supernet names no classes, so its validation set is unknown")
         tr, va = _supernet_caches(info, _default_data("train", train_data), _default_data("val", val_data),
@@ -1083,11 +1182,11 @@ def plot_group() -> None:
 @click.option("--device", "devices", multiple=True, help="device with a shipped LUT (repeatable)")
 @click.option("--lut", "luts", multiple=True, help="LUT file (repeatable)")
 @click.option("--budget", default=None, help="draw this budget and the best subnet under it")
-@click.option("--space", default=None, help="space to search [default: the LUTs']")
+@click.option("--space", type=SPACE_NAME, default=None, help="space to search [default: the LUTs']")
 @click.option("--resolutions", default=None, help="[default: the LUT's, inside the predictor's trained range]")
 @_with_options(PREDICTOR_OPTIONS)
-@click.option("--n-random", type=int, default=2000, show_default=True, help="random subnets in the cloud")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-random", type=POSITIVE_INT, default=2000, show_default=True, help="random subnets in the cloud")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
 def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: str | None, resolutions: str | None,
                       predictor: str | None, accuracy_data: str | None, n_random: int, seed: int, out: str) -> None:
@@ -1107,14 +1206,16 @@ def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: st
     refs = [(d, None) for d in devices] + [(None, f) for f in luts]
     if not refs:
         fail("give at least one --device or --lut")
-    b = parse_budget_ms(budget) if budget else None
+    check_resolutions(resolutions)
+    with option_value("--budget"):
+        b = parse_budget_ms(budget) if budget is not None else None
     pred = resolve_accuracy_predictor(predictor, accuracy_data, log=_log)
     fronts, clouds, best = {}, {}, {}
     for d, f in refs:
         src = resolve_latency_source(d, f)
         sp = get_space(space or src.space)
         pred.check_space(sp.name)
-        res = _search_resolutions(resolutions, sp.name, src.resolutions, pred)
+        res = _search_resolutions(resolutions, sp.name, src.resolutions, pred, src.lut)
         pr = pareto_search(sp, src.fn, pred, seed=seed, resolutions=res, effort="fast")
         rng = random.Random(seed)
         cloud = [sp.sample(rng, resolution=list(res)) for _ in range(n_random)]
@@ -1130,7 +1231,8 @@ def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: st
 @click.option("--column", default=None, help="latency column of the CSV [default: its only one]")
 @click.option("--lut", "lut_ref", default=None, help="LUT file or device name to predict with")
 @click.option("--adapter", default=None, type=click.Path(dir_okay=False), help="few-shot adapter to predict with")
-@click.option("--band", type=float, default=0.05, show_default=True, help="relative band drawn around y = x")
+@click.option("--band", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="relative band drawn around y = x")
 @click.option("--no-calibration", is_flag=True, help="plain LUT sums")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
 def plot_predicted_cmd(measurements: str, column: str | None, lut_ref: str | None, adapter: str | None, band: float,
@@ -1160,7 +1262,7 @@ def plot_predicted_cmd(measurements: str, column: str | None, lut_ref: str | Non
 @plot_group.command("heatmap")
 @click.option("--device", "devices", multiple=True, help="device with a shipped LUT (repeatable)")
 @click.option("--lut", "luts", multiple=True, help="LUT file (repeatable)")
-@click.option("--resolution", type=int, default=None, help="[default: the largest all LUTs cover]")
+@click.option("--resolution", type=RESOLUTION, default=None, help="[default: the largest all LUTs cover]")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
 def plot_heatmap_cmd(devices: tuple, luts: tuple, resolution: int | None, out: str) -> None:
     """A heat map of each LUT: block latency by stage (first / later block) x kernel x expand.
@@ -1190,9 +1292,9 @@ def plot_heatmap_cmd(devices: tuple, luts: tuple, resolution: int | None, out: s
 @plot_group.command("ranks")
 @click.option("--device", "devices", multiple=True, help="device with a shipped LUT (repeatable)")
 @click.option("--lut", "luts", multiple=True, help="LUT file (repeatable)")
-@click.option("--n", "n_subnets", type=int, default=25, show_default=True, help="random subnets to rank")
-@click.option("--resolution", type=int, default=None, help="[default: random among those all LUTs cover]")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n", "n_subnets", type=click.IntRange(min=2), default=25, show_default=True, help="random subnets to rank")
+@click.option("--resolution", type=RESOLUTION, default=None, help="[default: random among those all LUTs cover]")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--no-calibration", is_flag=True, help="plain LUT sums")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
 def plot_ranks_cmd(devices: tuple, luts: tuple, n_subnets: int, resolution: int | None, seed: int,
@@ -1234,12 +1336,13 @@ def plot_ranks_cmd(devices: tuple, luts: tuple, n_subnets: int, resolution: int 
 @click.option("--column", default=None, help="latency column [default: the CSV's only latency_ms/median_ms/lat_ms_*]")
 @click.option("--lut", "lut_ref", default=None,
               help="a LUT (file or device) whose prediction joins the features as a prior (optional)")
-@click.option("--k", "k", type=int, default=None,
+@click.option("--k", "k", type=POSITIVE_INT, default=None,
               help="fit on k seeded random rows and report on the others [default: fit on all, report cross-validated]")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the k-sample")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the k-sample")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="adapter JSON to write [default: <device>.adapter.json]")
+              help="adapter JSON to write [default: <device>.adapter.json, the name reduced to a plain file name]")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@WAIT_OPTION
 def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: str | None, k: int | None, seed: int,
               out: str | None, as_json: bool) -> None:
     """Few-shot latency model of a device you cannot profile, from a few measured subnets.
@@ -1260,8 +1363,11 @@ def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: 
     from .accuracy import ArchArrays
     from .adapt import evaluate_few_shot, fit_adapter, read_latency_csv, score_latency
     from .lut import load_lut
+    from .paths import safe_name
     from .search import lut_latency_fn
 
+    out = out or f"{safe_name(device_name)}.adapter.json"     # --device is free text: no path in the default name
+    _lock(out)
     data = read_latency_csv(measurements)
     y = data.column(column)
     a = ArchArrays.from_specs(list(data.specs))
@@ -1290,7 +1396,7 @@ def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: 
         ad = fit_adapter(a, y, device_name, prior_ms=prior, prior=prior_name, seed=seed)
         ad = dataclasses.replace(ad, info={**ad.info, "cross_validated": sc.as_dict()})
         report.update({"cross_validated": sc.as_dict(), "folds": int(min(n, 10))})
-    path = ad.save(out or f"{device_name}.adapter.json")
+    path = ad.save(out)
     report.update({"adapter": str(path), "features": list(ad.feature_names), "coef": list(ad.coef),
                    "intercept_ms": ad.intercept_ms})
     if as_json:
@@ -1313,15 +1419,16 @@ def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: 
               show_default=True)
 @click.option("--encoding", type=click.Choice(["onehot-depth-r", "ofa-onehot"]), default="onehot-depth-r",
               show_default=True)
-@click.option("--test-frac", type=float, default=0.2, show_default=True,
+@click.option("--test-frac", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="held-out share for the reported figures (0: none); the saved predictor is fitted on all rows")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the split and the fit")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the split and the fit")
 @click.option("--official", default=None, type=click.Path(dir_okay=False),
               help="OFA's acc_predictor.pth: also report it on the same held-out rows")
 @click.option("--supernet", default=None,
               help="the supernet weights the CSV was measured with ('bundled': ofa_model/weights); its sha256 "
                    "is recorded, and a bundled predictor is only used with those weights")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@WAIT_OPTION
 def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_frac: float, seed: int,
                            official: str | None, supernet: str | None, as_json: bool) -> None:
     """Fit an accuracy predictor (plain JSON, no pickle) and report Kendall tau, Spearman and RMSE.
@@ -1341,6 +1448,7 @@ def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_
     from .accuracy import (evaluate_accuracy_predictor, fit_accuracy_predictor, load_official_predictor,
                            read_accuracy_csv, split_dataset)
 
+    _lock(out)
     supernet_sha = None
     if supernet is not None:
         from ofa_model.bundle import bundled_weights_path, sha256_file
@@ -1382,4 +1490,4 @@ def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main()   # _Group.main: the exit codes and signal handling of ofa_profile.clierrors

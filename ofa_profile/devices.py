@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import OfaProfileError
+from .jsonio import JsonInputError, read_json_file
 from .paths import device_specs_dir, schemas_dir
 from .timing import TimingConfig
 
@@ -59,21 +60,67 @@ def _schema() -> dict:
     return _SCHEMA
 
 
+def _as_int(v: Any) -> Any:
+    """JSON Schema's "integer" admits ``2.0``; the code downstream gets an ``int``."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _ints(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _ints(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_ints(v) for v in obj]
+    return _as_int(obj)
+
+
+def _check_timing(t: TimingConfig, given: Mapping[str, Any], source: str) -> None:
+    """Rules between the timing fields that a JSON Schema cannot state."""
+    def val(k: str) -> str:
+        return f"{getattr(t, k)}" + ("" if k in given else " (the default)")
+
+    if t.min_runs > t.max_runs:
+        raise DeviceError(f"device spec {source} is invalid at timing: min_runs {val('min_runs')} > max_runs "
+                          f"{val('max_runs')}; a block would never reach its minimum")
+
+
+def _check_transport(runtime: str, transport: str, source: str) -> None:
+    """Which runtime runs over which transport (a pairing the code would otherwise ignore or fail on late)."""
+    if (transport == "adb") != (runtime == "tflite-benchmark"):
+        raise DeviceError(f"device spec {source} is invalid: runtime {runtime} over transport {transport}; a phone "
+                          f"(adb) runs tflite-benchmark, and tflite-benchmark runs only on a phone")
+    if runtime == "torch-cuda" and transport != "local":
+        raise DeviceError(f"device spec {source} is invalid: runtime torch-cuda over transport {transport}; "
+                          f"torch-cuda runs on this machine's GPU (transport local)")
+
+
 def parse_device(obj: Any, source: str = "<spec>") -> DeviceSpec:
+    """A :class:`DeviceSpec` from a spec's JSON value, validated against the schema and the rules between
+    fields (``timing.min_runs <= timing.max_runs``, which runtime over which transport); every problem is one
+    :class:`DeviceError`."""
     import jsonschema
 
     try:
         jsonschema.validate(obj, _schema())
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise DeviceError(f"device spec {source} is invalid at {where}: {exc.message}") from None
+        msg = " ".join(exc.message.split())
+        raise DeviceError(f"device spec {source} is invalid at {where}: "
+                          f"{msg if len(msg) <= 200 else msg[:200] + '...'}") from None
     from .space import get_space
+    obj = _ints(obj)
     space = obj.get("space", "ofa-mbv3-w1.0")
-    get_space(space)
+    try:
+        get_space(space)
+    except OfaProfileError as exc:
+        raise DeviceError(f"device spec {source} is invalid at space: {exc}") from None
+    given = obj.get("timing") or {}
+    timing = TimingConfig.from_mapping(given)
+    _check_timing(timing, given, source)
+    _check_transport(obj["runtime"], obj["transport"], source)
     return DeviceSpec(
         name=obj["name"], description=obj["description"], runtime=obj["runtime"], transport=obj["transport"],
         space=space, num_threads=obj.get("num_threads", 1), batch_sizes=tuple(obj.get("batch_sizes", [1])),
-        timing=TimingConfig.from_mapping(obj.get("timing")), template=obj.get("template", False),
+        timing=timing, template=obj.get("template", False),
         adb=dict(obj.get("adb", {})), ssh=dict(obj.get("ssh", {})), cuda=dict(obj.get("cuda", {})), path=source)
 
 
@@ -89,11 +136,9 @@ def load_device(name_or_path: str | Path) -> DeviceSpec:
             raise DeviceError(f"unknown device {str(name_or_path)!r}; known devices: {names} "
                               f"(or pass a spec file path)")
     try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DeviceError(f"device spec {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeviceError(f"device spec {path} is not valid JSON ({exc}); fix or restore the file") from None
+        obj = read_json_file(path, "device spec")
+    except JsonInputError as exc:
+        raise DeviceError(f"{exc}; fix or restore the file") from None
     return parse_device(obj, str(path))
 
 

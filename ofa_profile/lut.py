@@ -218,9 +218,9 @@ class Lut:
         per: dict[int, types.MappingProxyType] = {}
         for r, m in self.resolution_entries.items():
             ri = int(r)
-            if ri not in res:
-                raise LutError(f"LUT {src}: resolution_entries has resolution {ri}, which is not in 'resolutions' "
-                               f"{list(res)}; add it there or drop those entries")
+            if ri not in sp.resolutions:  # one not in 'resolutions' is partly covered (an import --allow-partial)
+                raise LutError(f"LUT {src}: resolution_entries has resolution {ri}, which is not in space "
+                               f"{sp.name} ({sp.resolutions[0]}..{sp.resolutions[-1]} step 4); drop those entries")
             d: dict[str, LutEntry] = {}
             for k, e in m.items():
                 if k not in ents:
@@ -301,16 +301,32 @@ class Lut:
         return s
 
     def coverage(self) -> dict[int, list[str]]:
-        """Keys still missing at each resolution the LUT covers or has begun (holds that resolution's stem key).
+        """Keys still missing at each resolution the LUT covers or has begun (holds that resolution's stem key,
+        or per-resolution figures: a partial import).
 
         Head ops shared by all resolutions do not make a resolution count as begun.
         """
         out: dict[int, list[str]] = {}
         for r in get_space(self.space).resolutions:
             keys = _keys_at(self.space, r)  # keys[0] is the stem Conv, unique to r
-            if r in self.resolutions or keys[0] in self.entries:
+            if r in self.resolutions or keys[0] in self.entries or r in self.resolution_entries:
                 out[r] = [k for k in keys if k not in self.entries]
         return out
+
+    def gaps(self, resolutions: Iterable[int] | None = None) -> dict[int, list[str]]:
+        """``{r: missing keys}`` of the resolutions (default: all the LUT has begun or lists) that lack keys."""
+        cov = self.coverage()
+        want = cov if resolutions is None else {int(r): None for r in resolutions}
+        out: dict[int, list[str]] = {}
+        for r in want:
+            miss = cov[r] if r in cov else [k for k in _keys_at(self.space, r) if k not in self.entries]
+            if miss:
+                out[r] = miss
+        return out
+
+    def gaps_text(self, gaps: Mapping[int, Sequence[str]]) -> str:
+        """One phrase naming the missing keys: ``r=192: 45 key(s) missing, e.g. K1, K2, K3 and 42 more; ...``."""
+        return "; ".join(f"r={r}: {len(m)} key(s) missing, e.g. {_shorten(list(m))}" for r, m in sorted(gaps.items()))
 
     # -- copies -----------------------------------------------------------------------------
     def with_entries(self, new: Mapping[str, LutEntry]) -> "Lut":
@@ -349,7 +365,7 @@ class Lut:
         _check_header(obj, source)
         _schema_validate(obj, source)
         try:
-            return cls(space=obj["space"], device=obj["device"], runtime=obj["runtime"],
+            lut = cls(space=obj["space"], device=obj["device"], runtime=obj["runtime"],
                        entries={k: LutEntry.from_json(e) for k, e in obj["entries"].items()},
                        resolutions=tuple(obj["resolutions"]), batch_size=obj["batch_size"],
                        num_threads=obj["num_threads"], fingerprint=obj["fingerprint"], provenance=obj["provenance"],
@@ -361,6 +377,10 @@ class Lut:
         except LutError as exc:
             msg = str(exc)
             raise LutError(msg if source in msg else f"LUT {source}: {msg}") from None
+        if lut.calibration:
+            from .calibrate import check_calibration
+            check_calibration(lut)  # a calibration predicting a negative or non-finite latency is refused
+        return lut
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -440,10 +460,6 @@ def _schema_validate(obj: Any, source: str) -> None:
 
 # -- reading files -----------------------------------------------------------------------------
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
-
-
 def _read_text(p: Path, what: str = "LUT file") -> str:
     if not p.exists():
         raise LutError(f"{what} {p} does not exist; check the path (build a LUT with `ofa-profile measure "
@@ -465,17 +481,31 @@ def _read_text(p: Path, what: str = "LUT file") -> str:
 
 
 def _parse_json(text: str, p: Path) -> Any:
+    """Strict JSON (:func:`ofa_profile.jsonio.loads_strict`: no NaN/Infinity/overflow, no nesting deep enough to
+    exhaust the stack), with a LUT's own wording for a truncated file."""
+    from .jsonio import JsonInputError, loads_strict
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        body = text.rstrip()
-        if exc.pos >= len(body) or not body.endswith("}"):
-            raise LutError(f"LUT file {p} is truncated (its JSON ends early at line {exc.lineno} column "
-                           f"{exc.colno}); re-create it or restore a complete copy") from None
-        raise LutError(f"LUT file {p} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                       f"fix it or re-create it") from None
-    except ValueError as exc:  # NaN / Infinity
-        raise LutError(f"LUT file {p} holds a {exc} (JSON has no NaN/Infinity); re-measure those entries") from None
+        return loads_strict(text)
+    except JsonInputError as exc:
+        why = str(exc)
+    if why.startswith("is not valid JSON"):
+        try:  # the nesting is known to be shallow here: re-parse only for the error position
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            body = text.rstrip()
+            if exc.pos >= len(body) or not body.endswith("}"):
+                raise LutError(f"LUT file {p} is truncated (its JSON ends early at line {exc.lineno} column "
+                               f"{exc.colno}); re-create it or restore a complete copy") from None
+        except (ValueError, RecursionError):
+            pass
+        raise LutError(f"LUT file {p} {why}; fix it or re-create it") from None
+    if why.startswith("holds ") and "which is not JSON" in why:  # NaN / Infinity: the message tests know
+        name = why.split()[1].rstrip(",")
+        raise LutError(f"LUT file {p} holds a non-finite number {name} (JSON has no NaN/Infinity); re-measure "
+                       f"those entries") from None
+    if "overflows" in why:
+        raise LutError(f"LUT file {p} {why}; re-measure those entries") from None
+    raise LutError(f"LUT file {p} {why}; pass a LUT written by `ofa-profile measure` or `lut import-ofa`") from None
 
 
 def _parse_yaml(text: str, p: Path) -> Any:
@@ -589,7 +619,8 @@ def _dumps(obj: Mapping[str, Any]) -> str:
 
 
 def _atomic_write(path: Path, data: bytes, what: str) -> None:
-    path = Path(path)
+    from .atomic import write_target
+    path = write_target(path)      # a symlinked --out is written through: its target is replaced, the link stays
     parent = path.parent
     if not parent.is_dir():
         raise LutError(f"cannot write {what} {path}: folder {parent} does not exist; create it or choose another path")
@@ -624,6 +655,9 @@ def _atomic_write(path: Path, data: bytes, what: str) -> None:
 def save_lut(lut: Lut, path: str | Path) -> None:
     """Validate and write the LUT atomically: a reader sees the old file or the new one, never a partial one."""
     path = Path(path)
+    if lut.calibration:
+        from .calibrate import check_calibration
+        check_calibration(lut)  # refused instead of saved: it would be refused on load
     obj = lut.to_json()
     _check_header(obj, str(path))
     _schema_validate(obj, f"LUT to be written to {path}")
@@ -643,9 +677,10 @@ _OFA_NAME = re.compile(r"^(\d+)_lookup_table$")
 def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
     text = _read_text(p, "OFA table")
     if text.lstrip().startswith("{"):
+        from .jsonio import JsonInputError, loads_strict
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError:
+            obj = loads_strict(text)
+        except JsonInputError:
             obj = None
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
             raise LutError(f"{p} is already an ofa-profile LUT (JSON), not an OFA YAML table; use it directly")
@@ -699,7 +734,7 @@ def _infer_space(tables: Mapping[int, Mapping[str, Any]], src: Path) -> str:
 
 
 def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "imported",
-                    runtime: str = "unknown") -> Lut:
+                    runtime: str = "unknown", allow_partial: bool = False) -> Lut:
     """Import OFA's latency tables (a folder of ``<r>_lookup_table.yaml`` or one file) as a :class:`Lut`.
 
     OFA stores ``{count, mean, std}`` (ms) per key.  ``median_ms`` and ``mean_ms`` get OFA's
@@ -709,6 +744,11 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
     ``resolution_entries`` (used at that resolution, so OFA's sums are reproduced exactly).
     The space is inferred from the stem width of the Conv key (16 -> w1.0, 24 -> w1.2)
     unless given.
+
+    A table that lacks keys of its resolution (found in no other table either) is refused
+    naming them, unless ``allow_partial``: then that resolution is recorded as partial (not in
+    ``resolutions``; its figures are kept, :meth:`Lut.coverage` lists what it lacks and a
+    prediction there names the missing keys) and in ``provenance["partial_resolutions"]``.
     """
     src = Path(src)
     if src.is_dir():
@@ -754,6 +794,14 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
         entries[k] = entry(n, mean, math.sqrt(max(0.0, second - mean * mean)))
         for r, v in vs:
             per.setdefault(r, {})[k] = entry(v["count"], v["mean"], v["std"])
+    partial = {r: [k for k in _keys_at(sp_name, r) if k not in by_key] for r in sorted(tables)
+               if r in get_space(sp_name).resolutions}  # others: refused by Lut below
+    partial = {r: m for r, m in partial.items() if m}
+    if partial and not allow_partial:
+        what = "; ".join(f"{r}_lookup_table lacks {len(m)} of the {len(_keys_at(sp_name, r))} keys of r={r}, e.g. "
+                         f"{_shorten(m)}" for r, m in partial.items())
+        raise LutError(f"{src}: partial table(s): {what}; restore the complete table(s), or pass --allow-partial "
+                       f"to import them as partly covered resolutions")
     shared = sum(1 for vs in by_key.values() if len(vs) > 1)
     provenance = {
         "tool": _tool(), "seed": None, "timing": None, "source": "imported from OFA YAML latency tables",
@@ -766,9 +814,13 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
                             f"mean and std, 'resolution_entries' each table's own figures (used at that resolution)"),
         },
     }
+    if partial:
+        provenance["partial_resolutions"] = {str(r): {"missing_keys": len(m), "first_missing": m[:_MAX_KEYS_SHOWN]}
+                                             for r, m in partial.items()}
     fingerprint = {"hardware": "unknown: OFA's YAML format records no hardware or software",
                    "imported_from": "OFA YAML latency tables"}
-    return Lut(space=sp_name, device=device, runtime=runtime, entries=entries, resolutions=tuple(sorted(tables)),
+    return Lut(space=sp_name, device=device, runtime=runtime, entries=entries,
+               resolutions=tuple(r for r in sorted(tables) if r not in partial),
                batch_size=1, num_threads=None, fingerprint=fingerprint, provenance=provenance, calibration=None,
                resolution_entries=per, source=str(src))
 

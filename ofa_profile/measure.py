@@ -127,45 +127,131 @@ def _journal_path(out: Path) -> Path:
     return out.with_name(out.name + JOURNAL_SUFFIX)
 
 
+class JournalError(OfaProfileError):
+    """A journal that cannot be read back or written: one line naming the journal (and ``--fresh``)."""
+
+
+_ENTRY_FIELDS = ("median_ms", "iqr_ms", "count", "mean_ms", "std_ms", "raw_ms")
+
+
+def _journal_record(raw: bytes) -> tuple[str, Any]:
+    """``("header", rec)`` or ``("entry", (key, pass, entry))`` of one journal line; ``ValueError`` with the
+    reason when the line is not a record this module writes (strict JSON, the fields and types it writes)."""
+    from .jsonio import loads_strict
+    from .lut import LutEntry
+
+    rec = loads_strict(raw)
+    if not isinstance(rec, dict):
+        raise ValueError(f"a JSON {type(rec).__name__}, not a record")
+    if rec.get("type") == "header":
+        for k in ("fingerprint", "timing"):
+            if rec.get(k) is not None and not isinstance(rec[k], dict):
+                raise ValueError(f"header field {k!r} is not an object")
+        return "header", rec
+    if rec.get("type") != "entry":
+        raise ValueError(f"unknown record type {str(rec.get('type'))[:40]!r}")
+    key, e, p = rec.get("key"), rec.get("entry"), rec.get("pass", 1)
+    if not isinstance(key, str) or not key:
+        raise ValueError("an entry without a key")
+    if isinstance(p, bool) or not isinstance(p, int) or p < 1:
+        raise ValueError(f"pass={str(p)[:20]} is not a pass number")
+    if not isinstance(e, dict) or set(e) - set(_ENTRY_FIELDS) or not {"median_ms", "iqr_ms", "count"} <= set(e):
+        raise ValueError(f"entry of {key[:60]} does not hold the fields {', '.join(_ENTRY_FIELDS)}")
+    if isinstance(e.get("raw_ms"), list):
+        e = {**e, "raw_ms": tuple(e["raw_ms"])}
+    try:
+        LutEntry(**e)                       # the LUT's own checks: finite, non-negative, count >= 1
+    except (OfaProfileError, TypeError, ValueError) as exc:
+        raise ValueError(f"entry of {key[:60]}: {exc}") from None
+    return "entry", (key, p, rec["entry"])
+
+
+def read_journal(path: Path, parse: Callable[[bytes], Any], fix: str) -> list[Any]:
+    """The records of a journal (JSON lines), each as ``parse(line)`` returns it (``ValueError``: not a record).
+
+    A torn last line (a run killed while writing it) is ignored; any other line that is not a record (garbage,
+    a cut line in the middle, wrong types, NaN) is a :class:`JournalError` naming the journal, the line and
+    ``fix`` (what to do): resuming on top of it could put wrong figures into the result."""
+    if not path.exists() and not path.is_symlink():
+        return []
+    if not path.is_file():
+        raise JournalError(f"journal {path} is not a regular file; {fix}")
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as exc:
+        raise JournalError(f"cannot read journal {path}: {exc.strerror or exc}") from None
+    out = []
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            out.append(parse(raw))
+        except ValueError as exc:
+            if n == len(lines):
+                continue            # torn by a kill mid-write (no newline yet): that work is done again
+            raise JournalError(f"journal {path} line {n} is corrupt ({' '.join(str(exc).split())[:160]}); "
+                               f"{fix}") from None
+    return out
+
+
 def _read_journal(path: Path) -> tuple[dict | None, dict[str, dict[int, dict]]]:
-    """Header and entries (``{key: {pass: entry}}``; records without a pass are pass 1) of a journal; a torn
-    last line (killed mid-write) is ignored."""
+    """Header and entries (``{key: {pass: entry}}``; records without a pass are pass 1) of a journal
+    (:func:`read_journal`: a torn last line is ignored, any other bad line is an error naming ``--fresh``)."""
     header: dict | None = None
     entries: dict[str, dict[int, dict]] = {}
-    if not path.exists():
-        return None, {}
-    with open(path, "rb") as f:
-        for raw in f:
-            try:
-                rec = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if rec.get("type") == "header":
-                header = rec
-            elif rec.get("type") == "entry" and "key" in rec:
-                entries.setdefault(rec["key"], {})[int(rec.get("pass", 1))] = rec["entry"]
+    for kind, rec in read_journal(path, _journal_record, "pass --fresh to discard the journal and measure again"):
+        if kind == "header":
+            header = rec
+        else:
+            key, p, e = rec
+            entries.setdefault(key, {})[p] = e
     return header, entries
 
 
 class _Journal:
-    def __init__(self, path: Path, header: Mapping[str, Any]):
+    """Appends records, one line each, written whole and fsync'ed. A write that fails (a full disk) is undone
+    (the journal is cut back to its last complete line) and raised as one :class:`JournalError`."""
+
+    def __init__(self, path: Path, header: Mapping[str, Any] | None):
         self.path = path
-        new = not path.exists() or path.stat().st_size == 0
-        if not new:
-            # a torn last line would swallow our next record: terminate it
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-        self.f = open(path, "ab")
-        if not new and torn:
-            self.f.write(b"\n")
-        if new:
+        self.f: Any = None
+        try:
+            self.f = open(path, "ab", buffering=0)      # unbuffered: a record is on disk or not at all
+            size = os.fstat(self.f.fileno()).st_size
+            if size:
+                # a torn last line (killed mid-write) would swallow our next record: cut it off
+                with open(path, "rb") as r:
+                    cut = r.read().rfind(b"\n") + 1
+                if cut != size:
+                    os.ftruncate(self.f.fileno(), cut)
+                    size = cut
+        except OSError as exc:
+            self.close()
+            raise self._error(exc) from None
+        if not size and header is not None:
             self._write({"type": "header", **header})
 
+    def _error(self, exc: OSError) -> JournalError:
+        why = exc.strerror or str(exc)
+        return JournalError(f"cannot write journal {self.path}: {why}; the measurements journalled so far are "
+                            f"kept: free space (or fix the folder) and rerun the same command")
+
     def _write(self, rec: Mapping[str, Any]) -> None:
-        self.f.write((json.dumps(rec, separators=(",", ":")) + "\n").encode())
-        self.f.flush()
-        os.fsync(self.f.fileno())
+        data = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
+        fd = self.f.fileno()
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                n = self.f.write(view)
+                view = view[n:]
+            os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, start)       # no half line for the next run to trip over
+            except OSError:
+                pass
+            raise self._error(exc) from None
 
     def add(self, key: str, entry: Mapping[str, Any], pass_no: int = 1) -> None:
         rec: dict[str, Any] = {"type": "entry", "key": key, "entry": entry}
@@ -173,8 +259,11 @@ class _Journal:
             rec["pass"] = pass_no
         self._write(rec)
 
+    write = _write
+
     def close(self) -> None:
-        self.f.close()
+        if self.f is not None:
+            self.f.close()
 
 
 def entry_from_measurement(m: Measurement, keep_raw: bool = True) -> dict[str, Any]:

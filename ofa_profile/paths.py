@@ -1,6 +1,7 @@
 """Where the shipped data folders are, from a checkout or from an installed wheel."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -35,3 +36,57 @@ def shared_data_dir() -> Path | None:
         if c.is_dir():
             return c
     return None
+
+
+# -- output names and folders ----------------------------------------------------------------------
+
+_UNSAFE = re.compile(r"(?:[^A-Za-z0-9._-]|\.{2,})+")
+
+
+def safe_name(text: object, max_len: int = 80, default: str = "unnamed") -> str:
+    """A file name made from file contents or user data (a LUT's or adapter's ``device``, a ``--name``) that
+    stays in the folder it is written to: only ``[A-Za-z0-9._-]`` is kept, every other run (``/``, spaces,
+    ``..``) becomes one ``-``, leading dots and dashes are dropped (no hidden file, no option look-alike),
+    at most ``max_len`` characters, never empty (``default``).  A plain name (``cpu-ort``) is unchanged."""
+    s = _UNSAFE.sub("-", str(text))
+    s = re.sub(r"-{2,}", "-", s).lstrip(".-")[:max_len].rstrip(".-")
+    return s or default
+
+
+def check_out_dir(path: str, option: str = "--out-dir") -> tuple[Path, bool]:
+    """Make sure output folder ``path`` can be written, before any work: it must be a folder (one whose parent
+    exists is created) that a file can really be created in (``os.access`` and a temporary file: ACLs,
+    read-only mounts, quotas).  Returns ``(folder, created)``; raises :class:`OfaProfileError` (one line)."""
+    import os
+    import tempfile
+
+    from .errors import OfaProfileError
+
+    d = Path(path)
+    created = False
+    if d.exists() and not d.is_dir():
+        raise OfaProfileError(f"{option} {d} is a file, not a folder; choose a folder")
+    if not d.exists():
+        if not d.parent.is_dir():
+            raise OfaProfileError(f"{option} {d} does not exist and neither does its parent {d.parent}; "
+                                  f"create it or choose another folder")
+        try:
+            d.mkdir()
+            created = True
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise OfaProfileError(f"{option} {d} cannot be created ({exc.strerror or exc}); "
+                                  f"choose a writable folder") from None
+    why = None
+    try:                                   # the real test; its error names the cause (read-only file system ...)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".ofa-profile-probe.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    if why is None and not os.access(d, os.W_OK | os.X_OK):
+        why = "no write permission"
+    if why:
+        raise OfaProfileError(f"{option} {d} is not writable ({why}); choose a writable folder")
+    return d, created

@@ -230,7 +230,9 @@ def resolve_latency_source(device: str | None = None, lut: str | None = None, ad
         if ad.uses_prior:
             if ref is None:
                 raise OfaProfileError(f"adapter {adapter} was fitted with a prior ({ad.prior}); pass that LUT with --lut")
-            prior = lut_latency_fn(load_lut(ref), calibrated=calibrated)
+            prior_lut = load_lut(ref)
+            prior = lut_latency_fn(prior_lut, calibrated=calibrated)
+            ad.check(adapter, prior_fn=prior, resolutions=prior_lut.resolutions)  # with its prior, now known
         sp = get_space(ad.space)
         return LatencySource(adapter_latency_fn(ad, prior), ad.device, sp.name, sp.resolutions,
                              f"few-shot adapter {adapter} ({ad.info.get('n_fit', '?')} measured subnets)")

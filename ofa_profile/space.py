@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +216,19 @@ def parse_resolutions(text: str | Sequence[int] | None, space: Space | str = DEF
     return tuple(sorted(set(vals)))
 
 
+def _short(v: Any, n: int = 60) -> str:
+    t = repr(v)
+    return t if len(t) <= n else t[:n] + "..."
+
+
+def _strict_int(v: Any, what: str, kind: str = "integer") -> int:
+    """An integer read from JSON: an int or a float with an integer value (``3.0``); a bool, a string, a
+    fraction (``160.5``) or a non-finite number is refused, never rounded."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+        raise SpaceError(f"{what}={_short(v)} is not an integer{'' if kind == 'integer' else ' ' + kind}")
+    return int(v)
+
+
 @dataclass(frozen=True)
 class SubnetSpec:
     """One subnet: kernel and expand per block (``n_blocks`` entries), depth per stage, resolution.
@@ -287,7 +299,9 @@ class SubnetSpec:
             raise SpaceError(f"subnet spec lacks field(s) {', '.join(missing)}; expected {{'ks': [..], 'e': [..], 'd': [..], 'r': R}}")
         rv: Any = r if r is not None else obj.get("r", obj.get("image_size"))
         if isinstance(rv, (list, tuple)):
-            rv = rv[0] if len(rv) == 1 else None
+            if len(rv) != 1:
+                raise SpaceError(f"r={_short(rv)} is not one resolution; give an integer such as 224 (or [224])")
+            rv = rv[0]
         if rv is None:
             raise SpaceError("subnet spec lacks the resolution 'r' (give it in the spec or with --resolution)")
 
@@ -295,40 +309,44 @@ class SubnetSpec:
             vals = obj[field]
             if not isinstance(vals, (list, tuple)):
                 raise SpaceError(f"field {field!r} must be a list, got {type(vals).__name__}")
-            out = []
-            for i, v in enumerate(vals):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
-                    raise SpaceError(f"{field}[{i}]={v!r} is not an integer")
-                out.append(int(v))
-            return tuple(out)
+            return tuple(_strict_int(v, f"{field}[{i}]") for i, v in enumerate(vals))
 
-        try:
-            rint = int(rv)
-        except (TypeError, ValueError):
-            raise SpaceError(f"r={rv!r} is not an integer resolution") from None
-        return cls(sp.name, ints("ks"), ints("e"), ints("d"), rint).validated()
+        return cls(sp.name, ints("ks"), ints("e"), ints("d"), _strict_int(rv, "r", "resolution")).validated()
 
     @classmethod
     def from_net_config(cls, cfg: Mapping[str, Any], r: int | None = None) -> "SubnetSpec":
-        """Read an OFA specialised network's ``net.config`` (MobileNetV3 JSON)."""
-        if isinstance(cfg, Mapping) and cfg.get("name") not in (None, "MobileNetV3"):
-            raise SpaceError(f"net.config describes a {cfg.get('name')} network, not an OFA MobileNetV3")
-        try:
-            stem = cfg["first_conv"]["out_channels"]
-            blocks = cfg["blocks"]
-        except (KeyError, TypeError):
-            raise SpaceError("not an OFA MobileNetV3 net.config (needs first_conv and blocks)") from None
+        """Read an OFA specialised network's ``net.config`` (MobileNetV3 JSON).  Every field read is checked:
+        a malformed config is one :class:`SpaceError` naming the field, never a ``KeyError``/``TypeError``."""
+        if not isinstance(cfg, Mapping):
+            raise SpaceError(f"net.config must be a JSON object, not {type(cfg).__name__}")
+        if cfg.get("name") not in (None, "MobileNetV3"):
+            raise SpaceError(f"net.config describes a {_short(cfg.get('name'))} network, not an OFA MobileNetV3")
+        first, blocks = cfg.get("first_conv"), cfg.get("blocks")
+        if not isinstance(first, Mapping) or not isinstance(blocks, list):
+            raise SpaceError("not an OFA MobileNetV3 net.config (needs first_conv {...} and a list of blocks)")
+        stem = _strict_int(first.get("out_channels"), "net.config first_conv.out_channels")
         spaces = [s for s in SPACES.values() if not s.compound and s.stem_ch == stem]
         if not spaces:
             raise SpaceError(f"net.config stem width {stem} matches no space ({', '.join(SPACES)})")
         sp = spaces[0]
         if r is None:
-            r = cfg.get("image_size") or cfg.get("r")
+            r = cfg.get("image_size") if cfg.get("image_size") is not None else cfg.get("r")
         if r is None:
             raise SpaceError("net.config has no image size: pass the resolution (run.config image_size)")
-        body = [b.get("mobile_inverted_conv") or b.get("conv") for b in blocks]
-        if not body or body[0] is None:
+        if isinstance(r, list) and len(r) == 1:
+            r = r[0]
+        r = _strict_int(r, "net.config image_size", "resolution")
+        if not blocks:
             raise SpaceError("net.config has no MobileInvertedResidualBlock blocks")
+        body = []
+        for i, b in enumerate(blocks):
+            conv = (b.get("mobile_inverted_conv") or b.get("conv")) if isinstance(b, Mapping) else None
+            if not isinstance(conv, Mapping):
+                raise SpaceError(f"net.config block {i} is not a MobileInvertedResidualBlock (no mobile_inverted_conv "
+                                 f"object)")
+            if conv.get("name") not in (None, "MBInvertedConvLayer", "MBConvLayer"):
+                raise SpaceError(f"net.config block {i} holds a {_short(conv.get('name'))}, not an MBConv layer")
+            body.append(conv)
         # blocks[0] is the fixed first block; each later block without shortcut starts a stage
         stages: list[list[Mapping[str, Any]]] = []
         for blk, conv in zip(blocks[1:], body[1:]):
@@ -341,39 +359,54 @@ class SubnetSpec:
             raise SpaceError(f"net.config has {len(stages)} stages; space {sp.name} has {sp.n_stages}")
         ks, e, d = [], [], []
         for s, convs in enumerate(stages):
-            if convs[0]["out_channels"] != sp.stages[s].width:
-                raise SpaceError(f"net.config stage {s} width {convs[0]['out_channels']} != {sp.stages[s].width} of {sp.name}")
+            if len(convs) > sp.max_depth:
+                raise SpaceError(f"net.config stage {s} has {len(convs)} blocks; space {sp.name} allows at most "
+                                 f"{sp.max_depth}")
+            width = _strict_int(convs[0].get("out_channels"), f"net.config stage {s} out_channels")
+            if width != sp.stages[s].width:
+                raise SpaceError(f"net.config stage {s} width {width} != {sp.stages[s].width} of {sp.name}")
             d.append(len(convs))
             for b in range(sp.max_depth):
                 if b < len(convs):
-                    ks.append(int(convs[b]["kernel_size"]))
-                    er = convs[b]["expand_ratio"]
-                    e.append(int(er) if float(er).is_integer() else er)
+                    ks.append(_strict_int(convs[b].get("kernel_size"), f"net.config stage {s} block {b} kernel_size"))
+                    e.append(_strict_int(convs[b].get("expand_ratio"), f"net.config stage {s} block {b} expand_ratio"))
                 else:
                     ks.append(min(sp.kernels))
                     e.append(min(sp.expands))
-        return cls(sp.name, tuple(ks), tuple(e), tuple(d), int(r)).validated()
+        return cls(sp.name, tuple(ks), tuple(e), tuple(d), r).validated()
 
     @classmethod
     def load(cls, path: str | Path, space: str | Space = DEFAULT_SPACE, r: int | None = None) -> "SubnetSpec":
-        """Load a spec JSON file or a net.config (a sibling run.config supplies the image size)."""
+        """Load a spec JSON file or a net.config (a sibling run.config supplies the image size).  The file is
+        read as strict JSON (:mod:`ofa_profile.jsonio`: no NaN/Infinity, no overflowing numbers, bounded
+        nesting); every problem is one :class:`SpaceError`."""
+        from .jsonio import JsonInputError, read_json_file
+
         p = Path(path)
         try:
-            obj = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise SpaceError(f"arch file {p} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SpaceError(f"arch file {p} is not valid JSON ({exc})") from None
+            obj = read_json_file(p, "arch file")
+        except JsonInputError as exc:
+            raise SpaceError(str(exc)) from None
         if isinstance(obj, Mapping) and "blocks" in obj:
-            if r is None and (p.parent / "run.config").exists():
+            run_config = p.parent / "run.config"
+            if r is None and run_config.is_file():
                 try:
-                    r = int(json.loads((p.parent / "run.config").read_text())["image_size"])
-                except Exception:
-                    r = None
+                    rc = read_json_file(run_config, "run.config")
+                except JsonInputError as exc:
+                    raise SpaceError(f"{exc}; fix it or pass the resolution (--resolution)") from None
+                size = rc.get("image_size") if isinstance(rc, Mapping) else None
+                if isinstance(size, list) and len(size) == 1:
+                    size = size[0]
+                if size is not None:
+                    r = _strict_int(size, f"run.config {run_config} image_size", "resolution")
             return cls.from_net_config(obj, r=r)
         if isinstance(obj, Mapping) and isinstance(obj.get("arch"), Mapping):
             obj = obj["arch"]  # our own output files: {"arch": {...}, ...}
-        return cls.from_ofa(obj, space=obj.get("space", space) if isinstance(obj, Mapping) else space, r=r)
+        own = obj.get("space", space) if isinstance(obj, Mapping) else space
+        if not isinstance(own, (str, Space)):
+            raise SpaceError(f"field 'space'={_short(own)} of {p} is not a space name; choose one of "
+                             f"{', '.join(SPACES)}")
+        return cls.from_ofa(obj, space=own, r=r)
 
     def short(self) -> str:
         """A compact readable id, e.g. ``r192-d23433-k5353...-e3344...`` (active blocks only)."""

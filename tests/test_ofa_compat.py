@@ -123,3 +123,23 @@ def test_loads_renamed_official_keys(ofa_net):
     load_supernet_weights(ours, {"state_dict": sd})
     assert torch.equal(ours.blocks[5].conv.depth_conv.conv.conv.weight,
                        ofa_net.blocks[5].conv.depth_conv.conv.conv.weight)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_official_checkpoint_files_load_with_weights_only(ofa_net, tmp_path, legacy):
+    """OFA's checkpoint files (``{'state_dict': ...}`` with '.mobile_inverted_conv.' keys, as its RunManager saves
+    them with epoch, best_acc and the optimizer; older torch wrote the legacy, non-zip format) load through the
+    safe loader: weights_only=True, CRC-32 checked."""
+    from ofa_model.bundle import load_supernet
+    sd = {k.replace(".conv.", ".mobile_inverted_conv.", 1) if k.startswith("blocks.") else k: v
+          for k, v in ofa_net.state_dict().items()}
+    opt = torch.optim.SGD(ofa_net.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    ck = {"state_dict": sd, "epoch": 3, "best_acc": 71.2, "dataset": "imagenet", "optimizer": opt.state_dict()}
+    p = tmp_path / "ofa_mbv3_d234_e346_k357_w1.0.pth"
+    torch.save(ck, p, _use_new_zipfile_serialization=not legacy)
+    ours = OFAMobileNetV3("ofa-mbv3-w1.0")
+    load_supernet_weights(ours, p)
+    assert torch.equal(ours.blocks[5].conv.depth_conv.conv.conv.weight,
+                       ofa_net.blocks[5].conv.depth_conv.conv.conv.weight)
+    model, info = load_supernet(p)
+    assert info.n_classes == 1000 and not info.verified

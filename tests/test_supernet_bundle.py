@@ -66,7 +66,7 @@ def test_bundle_roundtrip_integrity_and_errors(tmp_path, monkeypatch):
     p = tmp_path / "w" / "tiny.pt"
     assert man["sha256"] == sha256_file(p) and man["n_classes"] == 3 and man["dtype"] == "float16"
     assert json.loads((tmp_path / "w" / "manifest.json").read_text()) == man
-    raw = torch.load(p, map_location="cpu", weights_only=False)
+    raw = torch.load(p, map_location="cpu", weights_only=True)
     assert raw["state_dict"]["classifier.linear.weight"].dtype == torch.float16      # fp16 on disk
     got, info = load_bundled_supernet(p)
     assert info.verified and info.classes == ("a", "b", "c") and info.space == "ofa-mbv3-w1.0"
@@ -119,7 +119,7 @@ def test_standalone_run_trains_only_its_subnet(runs):
     # blocks outside the smallest subnet (depth 2: blocks 3 and 4 of stage 1) keep their initial weights
     torch.manual_seed(0)
     init = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=3, dropout_rate=0.1).state_dict()
-    sd = torch.load(alone, map_location="cpu", weights_only=False)["state_dict"]
+    sd = torch.load(alone, map_location="cpu", weights_only=True)["state_dict"]
     skipped = [k for k in sd if k.startswith(("blocks.3.", "blocks.4."))]
     active = [k for k in sd if k.startswith("blocks.1.") and k.endswith("weight")]
     assert skipped and all(torch.equal(sd[k], init[k]) for k in skipped)

@@ -167,7 +167,7 @@ def test_bf16_autocast_run(data, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     assert len(losses) == 6 and all(np.isfinite(v) and v > 0 for v in losses)
-    sd = torch.load(final, map_location="cpu", weights_only=False)
+    sd = torch.load(final, map_location="cpu", weights_only=True)
     sd = sd.get("state_dict", sd)
     assert all(v.dtype in (torch.float32, torch.int64) for v in sd.values() if torch.is_tensor(v))
     assert json.loads((tmp_path / "run" / "config.json").read_text())["amp"] == "bf16"
@@ -209,7 +209,7 @@ def test_channels_last_same_training(data, tmp_path):
         out = tmp_path / f"cl{int(cl)}"
         cfg = TrainConfig(train_data=str(data[0]), out=str(out), image_size=48, resolutions=(48,), batch_size=4,
                           max_steps_per_phase=1, eval_images=0, log_every=1, channels_last=cl)
-        sd = torch.load(train(cfg), map_location="cpu", weights_only=False)["state_dict"]
+        sd = torch.load(train(cfg), map_location="cpu", weights_only=True)["state_dict"]
         losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()
                   if '"loss"' in line]
         runs[cl] = (losses, sd)
@@ -230,7 +230,7 @@ def test_kill_and_resume(data, tmp_path):
     assert p.poll() is None, "run finished before it could be killed"
     p.send_signal(signal.SIGKILL)
     p.wait()
-    ck = torch.load(out / "ckpt-last.pt", map_location="cpu", weights_only=False)
+    ck = torch.load(out / "ckpt-last.pt", map_location="cpu", weights_only=True)
     assert ck["phase_index"] >= 2 or (ck["phase_index"] == 1 and ck["step"] >= 0)
     assert not (out / "supernet.pt").exists()
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
@@ -276,7 +276,7 @@ def test_sigint_and_sigterm_stop_after_a_step_with_a_checkpoint(data, tmp_path):
         assert rc == 128 + sig, err[-2000:]
         last = err.strip().splitlines()[-1]
         assert last.startswith(f"stopped by {sig.name} after step ") and "Traceback" not in err, err[-2000:]
-        ck = torch.load(out / "ckpt-last.pt", map_location="cpu", weights_only=False)
+        ck = torch.load(out / "ckpt-last.pt", map_location="cpu", weights_only=True)
         done = max(st for ph, st in _logged_steps(log) if ph == phase)
         assert (ck["phase_index"], ck["step"]) == (pi, done) and 3 <= done <= 12, (ck["phase_index"], ck["step"], done)
         assert f"of phase {phase}; checkpoint" in last and not (out / "supernet.pt").exists()

@@ -1,0 +1,127 @@
+"""Option value types and parsers shared by the three command lines (``ofa-profile``, the trainer, the card).
+
+A value a user typed that does not parse or lies outside its range is a usage error (click's
+``BadParameter``: one line naming the option, exit 2, see :mod:`ofa_profile.clierrors`), raised before any
+work starts; what the value then refers to (a file, a device, a LUT's coverage) is checked by the command
+and fails with exit 1.
+"""
+from __future__ import annotations
+
+import math
+import re
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import click
+
+from .errors import OfaProfileError
+
+__all__ = ["FiniteFloatRange", "POSITIVE_INT", "NON_NEGATIVE_INT", "option_value", "RESOLUTION", "TORCH_DEVICE",
+           "SPACE_NAME", "SEED", "require_torch_device",
+           "check_resolutions"]
+
+POSITIVE_INT = click.IntRange(min=1)
+NON_NEGATIVE_INT = click.IntRange(min=0)
+SEED = click.IntRange(min=0, max=2**32 - 1)   # what numpy and scikit-learn take as a seed
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (which ``FloatRange`` lets through)."""
+
+    name = "float range"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        v = super().convert(value, param, ctx)
+        if isinstance(v, float) and not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+@contextmanager
+def option_value(option: str) -> Iterator[None]:
+    """Parse an option's value inside this block: an :class:`OfaProfileError` or ``ValueError`` raised by the
+    parser becomes a usage error naming ``option`` (exit 2)."""
+    try:
+        yield
+    except (OfaProfileError, ValueError) as exc:
+        raise click.BadParameter(" ".join(str(exc).split()), param_hint=f"'{option}'") from None
+
+
+class _Resolution(click.ParamType):
+    """An input resolution of the spaces (128..224 in steps of 4)."""
+
+    name = "resolution"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from .space import RESOLUTIONS
+
+        try:
+            v = int(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not an integer resolution", param, ctx)
+        if v not in RESOLUTIONS:
+            self.fail(f"{v} is not a resolution of the spaces: use {RESOLUTIONS[0]}..{RESOLUTIONS[-1]} in steps "
+                      f"of 4", param, ctx)
+        return v
+
+
+RESOLUTION = _Resolution()
+
+
+class _SpaceName(click.ParamType):
+    """A registered space (or its OFA id); kept as the name the user typed."""
+
+    name = "space"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from .space import get_space
+
+        try:
+            get_space(value)
+        except OfaProfileError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
+SPACE_NAME = _SpaceName()
+
+
+class _TorchDevice(click.ParamType):
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (checked without importing torch; whether the device
+    exists here is checked when it is used)."""
+
+    name = "device"
+    _PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        v = str(value).strip()
+        if not self._PATTERN.match(v):
+            self.fail(f"{value!r}; use auto, cpu, cuda, cuda:N or mps", param, ctx)
+        return v
+
+
+TORCH_DEVICE = _TorchDevice()
+
+
+def require_torch_device(name: str) -> None:
+    """Refuse (exit 1, one line) a CUDA or MPS device this machine does not have, before any work starts."""
+    if name.startswith("cuda") or name == "mps":
+        import torch
+
+        if name == "mps":
+            ok = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+        else:
+            idx = int(name.split(":", 1)[1]) if ":" in name else 0
+            ok = torch.cuda.is_available() and idx < torch.cuda.device_count()
+        if not ok:
+            raise OfaProfileError(f"device {name} is not available on this machine; use --device cpu or auto")
+
+
+def check_resolutions(text: str | None, option: str = "--resolutions") -> None:
+    """Refuse a malformed resolution list before any work (every space has the same resolutions, so the
+    check needs no space; the command parses it again against its space)."""
+    if text:
+        from .space import parse_resolutions
+
+        with option_value(option):
+            parse_resolutions(text)

@@ -1,0 +1,124 @@
+"""Strict JSON in and out: the one reader and writer for JSON that users hand us or read from us.
+
+Reading refuses what Python's ``json`` lets through but no other JSON reader accepts (``NaN``,
+``Infinity``, numbers that overflow a float such as ``1e400``) and turns nesting deep enough to exhaust
+the stack into one clear error instead of a ``RecursionError``.  Writing never emits ``NaN``/``Infinity``:
+an undefined figure becomes ``null``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+__all__ = ["JsonInputError", "MAX_DEPTH", "loads_strict", "read_json_file", "to_strict", "dumps_strict"]
+
+MAX_DEPTH = 64   # no file of ours nests deeper than ~6; a deeper one is not ours (and would exhaust the stack)
+
+
+class JsonInputError(ValueError):
+    """Text that is not strict JSON; the message is one line (without the file's name: callers add it)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise JsonInputError(f"holds {name}, which is not JSON (JSON has no NaN/Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise JsonInputError(f"holds the number {text[:40]}, which overflows a float")
+    return v
+
+
+_PLAIN_STRING = re.compile(r'"[^"]*"')          # a string without escapes (linear: stops at the next quote)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_TOKEN = re.compile(r'\\.|[\[\]{}"]', re.S)       # an escape pair, a bracket or a quote
+
+
+def _depth_ok(text: str, limit: int) -> bool:
+    """True when brackets outside strings nest at most ``limit`` deep.  No recursion, and linear time without
+    a Python loop over every character (a 2 MB LUT takes ~20 ms): text without backslashes has its strings
+    and all but the brackets cut by regular expressions; other text is scanned token by token."""
+    if text.count("[") + text.count("{") <= limit:
+        return True
+    depth = 0
+    if "\\" not in text:
+        for ch in _NOT_BRACKET.sub("", _PLAIN_STRING.sub("", text)):
+            depth += 1 if ch in "[{" else -1
+            if depth > limit:
+                return False
+        return True
+    in_str = False
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if tok == '"':
+            in_str = not in_str
+        elif in_str or len(tok) > 1:
+            continue
+        else:
+            depth += 1 if tok in "[{" else -1
+            if depth > limit:
+                return False
+    return True
+
+
+def loads_strict(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse strict JSON.  Raises :class:`JsonInputError` (a ``ValueError``) with a one-line reason on
+    malformed text, ``NaN``/``Infinity``, float overflow or nesting deeper than ``max_depth``."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise JsonInputError("is not UTF-8 text") from None
+    if not _depth_ok(text, max_depth):
+        raise JsonInputError(f"nests deeper than {max_depth} levels, which no ofa-profile file does")
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except JsonInputError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise JsonInputError(f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:   # pragma: no cover - the depth scan comes first
+        raise JsonInputError("nests too deeply") from None
+    except ValueError as exc:   # e.g. an integer literal longer than Python's int-parsing limit
+        raise JsonInputError(f"is not usable JSON ({str(exc).splitlines()[0][:120]})") from None
+
+
+def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
+    """Read ``path`` as strict JSON; every failure is one :class:`JsonInputError` line naming ``what`` and
+    the path (missing file, folder, unreadable, not UTF-8, malformed, NaN, too deep)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise JsonInputError(f"{what} {p} does not exist") from None
+    except IsADirectoryError:
+        raise JsonInputError(f"{what} {p} is a folder, not a file") from None
+    except OSError as exc:
+        raise JsonInputError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    try:
+        return loads_strict(raw)
+    except JsonInputError as exc:
+        raise JsonInputError(f"{what} {p} {exc}") from None
+
+
+def to_strict(obj: Any) -> Any:
+    """A copy of ``obj`` (dicts, lists, tuples, numbers, numpy scalars) where every non-finite float is
+    ``None``, ready for ``json.dumps(..., allow_nan=False)``."""
+    if isinstance(obj, dict):
+        return {k: to_strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_strict(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item") and hasattr(obj, "dtype") and getattr(obj, "ndim", 1) == 0:   # numpy scalar
+        return to_strict(obj.item())
+    return obj
+
+
+def dumps_strict(obj: Any, indent: int | None = 2, **kw: Any) -> str:
+    """``json.dumps`` that writes ``null`` for non-finite floats and can never print ``NaN``/``Infinity``."""
+    return json.dumps(to_strict(obj), indent=indent, allow_nan=False, **kw)
