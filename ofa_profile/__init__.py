@@ -19,5 +19,7 @@ Modules, one owner per fact:
   search     constrained evolutionary and multi-objective (frontier) search
   plots      headless matplotlib figures
   cli        the ``ofa-profile`` command
+  clierrors  how the three command lines end: exit codes 0/1/2/128+signal, one line, Ctrl-C/SIGTERM handling
+  cliopts    option value types shared by the command lines (ranges, resolutions, seeds, devices)
 """
 __version__ = "0.1.0"

@@ -13,7 +13,6 @@ head), of each stage, the number of active blocks, and the resolution.
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import time

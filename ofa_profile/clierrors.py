@@ -12,13 +12,15 @@ through :func:`report`:
 130   Ctrl-C (SIGINT) at any moment, 143 SIGTERM: one line (128 + the signal's number, as a shell reports it)
 ====  ==========================================================================================
 
-Signals: the entry points install handlers for SIGINT and SIGTERM before they import anything else; a
-signal is recorded and raised as ``KeyboardInterrupt`` where the program is.  Whatever exception then
-comes out (a ``KeyboardInterrupt``, or what a library half way through an import makes of it: an
-``ImportError``, a ``RecursionError`` ...) ends as the one interrupted line and 128 + the signal.  Work
-already finished is kept by the commands themselves (journals, atomic writes).  The trainer's own handler
-(``ofa_model.train._StopOnSignal``: the step in flight finishes, a checkpoint is written) takes over while
-it trains and hands back to these on exit.
+Signals: the entry points install handlers for SIGINT and SIGTERM before they import anything else.  A signal
+is recorded and raised as :class:`StopSignal` where the program is, as soon as that is safe: not inside an import
+(a C extension initialising, as ``import torch`` does, may abort the process on an exception from a callback, or
+clear it and run on) and not while clean-up code unwinds; until then it is retried every 50 ms (SIGALRM), so
+Ctrl-C during ``import torch`` stops when that import is done.  Whatever exception then comes out (the
+StopSignal, or what a library makes of it: an ``ImportError``, a ``RecursionError`` ...) ends as the one
+interrupted line and 128 + the signal.  Work already finished is kept by the commands themselves (journals,
+atomic writes).  The trainer's own handler (``ofa_model.train._StopOnSignal``: the step in flight finishes, a
+checkpoint is written) takes over while it trains and hands back to these on exit.
 
 This module imports only the standard library at import time, so that the console script installs the
 handlers before click, numpy or torch is imported.
@@ -29,10 +31,12 @@ import errno
 import os
 import signal
 import sys
-import threading
-from typing import Any, Callable
 
-__all__ = ["EXIT_ERROR", "EXIT_USAGE", "CliExitCodes", "report", "guarded", "install_signal_handlers",
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # annotations only: typing costs milliseconds before the handlers are in place
+    from typing import Any, Callable
+
+__all__ = ["EXIT_ERROR", "EXIT_USAGE", "StopSignal", "CliExitCodes", "report", "guarded", "install_signal_handlers",
            "restore_signal_handlers", "received_signal", "console_main"]
 
 EXIT_ERROR = 1
@@ -51,26 +55,87 @@ class _State:
 _state = _State()
 
 
+RETRY_S = 0.05   # after a stop signal, how often to try raising it again (see _on_retry)
+
+
+class StopSignal(BaseException):
+    """Raised where the program is when SIGINT or SIGTERM arrives.  Like ``KeyboardInterrupt`` it is no
+    ``Exception`` (``except Exception`` lets it through, ``finally`` runs), but it is not one: CPython ends a
+    process by SIGINT at exit, whatever its exit code, once a ``KeyboardInterrupt`` went unhandled inside code
+    that a C extension ran and then cleared (``import torch``), which would turn exit 130/143 into a death by
+    SIGINT."""
+
+
+def _in_import(frame: Any) -> bool:
+    """Whether ``frame`` runs inside an import (importlib's frames below it)."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if "importlib._bootstrap" in name or name.endswith(("_bootstrap.py", "_bootstrap_external.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _may_raise(frame: Any) -> bool:
+    """Raising where the program is now is safe: no import is running (a C extension initialising, ``import
+    torch``, may call back into Python from C++ that cannot take an exception: it would abort the process, or
+    clear the exception and run on), and no exception is unwinding (``finally``/``__exit__`` clean-up must not
+    be cut short)."""
+    return not _state.handling and sys.exc_info()[1] is None and not _in_import(frame)
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     if not _state.signum:
         _state.signum = signum
-    if not _state.handling:
-        raise KeyboardInterrupt
+        _arm_retry()
+    if _may_raise(frame):
+        raise StopSignal(signum)
+
+
+def _on_retry(signum: int, frame: Any) -> None:
+    """SIGALRM, every RETRY_S after a stop signal until the ending is reported: raise the stop as soon as that is
+    safe (:func:`_may_raise`), also when an earlier one was cleared by C code, which would run on as if no one
+    had asked it to stop."""
+    if _state.handling or not _state.signum:
+        _cancel_retry()
+    elif _may_raise(frame):
+        raise StopSignal(_state.signum)
+
+
+def _arm_retry() -> None:
+    try:
+        if signal.getsignal(signal.SIGALRM) is signal.SIG_DFL:     # SIGALRM is nobody else's here
+            signal.signal(signal.SIGALRM, _on_retry)
+            signal.setitimer(signal.ITIMER_REAL, RETRY_S, RETRY_S)
+    except (AttributeError, ValueError, OSError):                     # no setitimer here, or not the main thread
+        pass
+
+
+def _cancel_retry() -> None:
+    try:
+        if signal.getsignal(signal.SIGALRM) is _on_retry:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    except (AttributeError, ValueError, OSError):
+        pass
 
 
 def install_signal_handlers() -> bool:
     """Handle SIGINT and SIGTERM as described in the module docstring (main thread only; a signal the parent
     ignores, as a shell does for background jobs, stays ignored). Returns whether it installed them; pair
     each call with :func:`restore_signal_handlers`."""
-    if threading.current_thread() is not threading.main_thread():
-        return False
     if _state.depth == 0:
         prev = {}
         for sig in _SIGNALS:
             old = signal.getsignal(sig)
             if old is signal.SIG_IGN:
                 continue
-            prev[sig] = signal.signal(sig, _on_signal)
+            try:
+                prev[sig] = signal.signal(sig, _on_signal)
+            except ValueError:             # not the main thread: signals are not ours to handle there
+                for s, h in prev.items():
+                    signal.signal(s, h)
+                return False
         _state.previous, _state.signum, _state.handling = prev, 0, False
     _state.depth += 1
     return True
@@ -82,6 +147,7 @@ def restore_signal_handlers(installed: bool) -> None:
         return
     _state.depth -= 1
     if _state.depth == 0:
+        _cancel_retry()
         for sig, old in _state.previous.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
         _state.previous, _state.signum, _state.handling = {}, 0, False
@@ -109,6 +175,7 @@ def _echo(line: str) -> None:
 
 
 def _interrupted(signum: int, message: str) -> int:
+    _cancel_retry()
     name = signal.Signals(signum).name if signum else "SIGINT"
     if _rank0():
         _echo(f"stopped by {name}: {message}")
@@ -137,6 +204,7 @@ def report(exc: BaseException, interrupted: str = INTERRUPTED) -> int:
     """Print the one line for ``exc`` (an exception that ended a command) and return the exit code; re-raise an
     exception that is none of the kinds above (a bug: its traceback is what a bug report needs)."""
     _state.handling = True
+    _cancel_retry()
     click = _click()
     if click is not None and isinstance(exc, click.exceptions.Exit):
         return exc.exit_code
@@ -155,8 +223,9 @@ def report(exc: BaseException, interrupted: str = INTERRUPTED) -> int:
         return code
     if _state.signum:          # whatever the signal turned into where it arrived
         return _interrupted(_state.signum, interrupted)
-    if isinstance(exc, KeyboardInterrupt) or (click is not None and isinstance(exc, click.exceptions.Abort)):
-        return _interrupted(signal.SIGINT, interrupted)     # e.g. the trainer's second Ctrl-C
+    aborted = click is not None and isinstance(exc, click.exceptions.Abort)
+    if isinstance(exc, (KeyboardInterrupt, StopSignal)) or aborted:     # e.g. the trainer's second Ctrl-C
+        return _interrupted(signal.SIGINT, interrupted)
     if click is not None and isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
         exc.show()             # a group called without a command: its help (on stderr), exit 2
         return exc.exit_code
@@ -199,9 +268,9 @@ def guarded(body: Callable[[], int | None], interrupted: str) -> int:
     try:
         try:
             code = body()
-        except BaseException as exc:     # noqa: B902 - every ending is mapped here, KeyboardInterrupt included
+        except BaseException as exc:     # noqa: B902 - every ending is mapped here, a StopSignal included
             return report(exc, interrupted)
-        if _state.signum and not _state.handling:    # a library swallowed the KeyboardInterrupt: still a stop
+        if _state.signum and not _state.handling:    # a library swallowed the StopSignal: still a stop
             _state.handling = True
             return _interrupted(_state.signum, interrupted)
         return code or 0
@@ -251,4 +320,5 @@ def console_main() -> int:
         return report(exc)
     finally:
         _state.handling = True           # from here the process only exits: a late signal is recorded only
+        _cancel_retry()
         del installed                    # the handlers stay until the process ends

@@ -180,6 +180,7 @@ def read_journal(path: Path, parse: Callable[[bytes], Any], fix: str) -> list[An
         lines = path.read_bytes().split(b"\n")
     except OSError as exc:
         raise JournalError(f"cannot read journal {path}: {exc.strerror or exc}") from None
+    lines.pop()     # after the last newline: nothing, or a line torn by a kill mid-write (its work is done again)
     out = []
     for n, raw in enumerate(lines, 1):
         if not raw.strip():
@@ -187,8 +188,6 @@ def read_journal(path: Path, parse: Callable[[bytes], Any], fix: str) -> list[An
         try:
             out.append(parse(raw))
         except ValueError as exc:
-            if n == len(lines):
-                continue            # torn by a kill mid-write (no newline yet): that work is done again
             raise JournalError(f"journal {path} line {n} is corrupt ({' '.join(str(exc).split())[:160]}); "
                                f"{fix}") from None
     return out

@@ -60,7 +60,6 @@ def test_merge_of_good_shards(tmp_path):
     ("long-row", "more fields"),
     ("another-seed", "another run"),
     ("not-utf8", "not UTF-8"),
-    ("duplicate-index", "appears in two shards"),
 ])
 def test_malformed_shards_are_one_line_and_leave_the_output(tmp_path, case, needle):
     good = _csv([_row(0), _row(2)])
@@ -76,7 +75,6 @@ def test_malformed_shards_are_one_line_and_leave_the_output(tmp_path, case, need
         "long-row": _csv([_row(1)]) + _csv([_row(5)]).splitlines()[1] + ",extra\n",
         "another-seed": _csv([_row(1, seed=7)]),
         "not-utf8": None,
-        "duplicate-index": _csv([_row(2)]),
     }[case]
     (tmp_path / "acc.csv").write_text("keep me\n")
     if bad is None:

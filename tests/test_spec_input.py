@@ -81,8 +81,6 @@ def test_valid_spec_is_predicted(tmp_path):
     ('{"ks": @KS@, "e": @E@, "d": @D@, "r": true}', "r=True is not an integer"),
     ('{"ks": @KS@, "e": @E@, "d": @D@, "r": "160"}', "r='160' is not an integer"),
     ('{"ks": @KS@, "e": @E@, "d": @D@, "r": [160, 192]}', "not one resolution"),
-    ('{"ks": @KS@, "e": @E@, "d": [2, 3, 4, 2, true], "r": 160}', "d[4]=True is not an integer"),
-    ('{"ks": @KS@, "e": @E@, "d": [2, 3, 4, 2, 3.5], "r": 160}', "d[4]=3.5 is not an integer"),
     ('{"ks": @KS@, "e": @E@, "d": @D@, "r": NaN}', "NaN"),
     ('{"ks": @KS@, "e": @E@, "d": @D@, "r": Infinity}', "Infinity"),
     ('{"ks": @KS@, "e": @E@, "d": @D@, "r": -Infinity}', "Infinity"),
@@ -90,11 +88,6 @@ def test_valid_spec_is_predicted(tmp_path):
     ('{"ks": [NaN, 3], "e": @E@, "d": @D@, "r": 160}', "NaN"),
     ('{"ks": @KS@, "e": @E@, "d": @D@, "r": 160, "space": ["x"]}', "not a space name"),
     ('{"ks": @KS@, "e": @E@, "d": @D@, "r": 160, "space": 7}', "not a space name"),
-    ('{"ks": @KS@, "e": @E@, "d": @D@, "r": 160, "space": "nope"}', "unknown space"),
-    ('[1, 2, 3]', "JSON object"),
-    ('"ks"', "JSON object"),
-    ('', "not valid JSON"),
-    ('{"ks": @KS@, "e": @E@', "not valid JSON"),
     ("DEEP[", "nests deeper"),
     ('DEEP{"a":', "nests deeper"),
 ])
@@ -165,25 +158,14 @@ def _mutate(cfg: dict, how: str) -> dict:
     elif how == "stage-too-deep":
         last = c["blocks"][-1]
         c["blocks"] += [copy.deepcopy(last) for _ in range(3)]
-    elif how == "four-stages":
-        c["blocks"] = [b for b in c["blocks"] if b["mobile_inverted_conv"]["out_channels"] != 160]
-    elif how == "no-blocks":
-        c["blocks"] = []
     elif how == "wrong-layer-kind":
         c["blocks"][5]["mobile_inverted_conv"]["name"] = "ConvLayer"
-    elif how == "first-conv-list":
-        c["first_conv"] = [16]
-    elif how == "stem-width-string":
-        c["first_conv"]["out_channels"] = "16"
-    elif how == "top-level-list":
-        c = [c]
     return c
 
 
 NET_CONFIG_CASES = ["blocks-not-a-list", "block-is-a-string", "conv-is-a-list", "no-kernel-size",
                     "expand-ratio-string", "expand-ratio-null", "kernel-size-fraction", "width-missing",
-                    "stage-too-deep", "four-stages", "no-blocks", "wrong-layer-kind", "first-conv-list",
-                    "stem-width-string"]
+                    "stage-too-deep", "wrong-layer-kind"]      # each a KeyError/TypeError/silent misread before
 
 
 def test_generated_net_config_loads(tmp_path):
@@ -277,8 +259,6 @@ def test_device_spec_with_a_runtime_its_transport_cannot_run_is_refused(tmp_path
      '"runtime": "onnxruntime", "transport": "local", "timing": {"max_time_s": NaN}}', "NaN"),
     ('{"format": "ofa-profile-device", "schema_version": 1, "name": "x", "description": "x", '
      '"runtime": "onnxruntime", "transport": "local", "timing": {"max_time_s": 1e400}}', "1e400"),
-    ('{"format": "ofa-profile-device", "schema_version": 1, "name": "x", "description": "x", '
-     '"runtime": "onnxruntime", "transport": "local", "space": "nope"}', "unknown space"),
     ('{"format": "ofa-profile-device", "schema_version": 1, "name": "x", "description": "x", '
      '"runtime": "onnxruntime", "transport": "local", "batch_sizes": [1, 1]}', "batch_sizes"),
 ])
