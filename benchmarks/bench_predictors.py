@@ -47,7 +47,7 @@ def accuracy_part(ref: Path, seed: int) -> dict:
 
     ds = read_accuracy_csv(ref / "ofa-w1.0-imagenet-accuracy.csv")
     tr, te = split_dataset(ds, 0.2, seed=seed)
-    off = load_official_predictor(ref / "ofa-acc-predictor.pth")
+    off = load_official_predictor(ref / "ofa-acc-predictor.pth", space="ofa-mbv3-w1.0")
     out = {"n_train": len(tr), "n_test": len(te), "split_seed": seed,
            "official_tutorial": off.predict_one(SubnetSpec.from_ofa(TUTORIAL)),
            "official": evaluate_accuracy_predictor(off, te).as_dict(), "ours": {}}

@@ -45,7 +45,9 @@ __all__ = [
     "ENCODINGS", "MODELS", "PREDICTOR_FORMAT", "ArchArrays", "encode", "AccuracyDataset", "read_accuracy_csv",
     "split_dataset", "AccuracyPredictor", "AccuracyScore", "fit_accuracy_predictor", "evaluate_accuracy_predictor",
     "load_official_predictor", "load_accuracy_predictor", "same_macro_architecture", "resolve_accuracy_predictor",
-    "fit_cached", "bundled_predictor_path",
+    "fit_cached", "bundled_predictor_path", "imagenet_predictor_path", "ACCURACY_CHOICES", "PredictorLabel",
+    "predictor_label", "supernet_label", "outside_trained_range", "load_predictor_file", "own_supernet_predictor",
+    "read_specs_csv",
 ]
 
 ENCODINGS = ("ofa-onehot", "onehot-depth-r")
@@ -731,11 +733,14 @@ def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DE
 
 # -- OFA's official predictor ---------------------------------------------------------------------------
 
-def load_official_predictor(path: str | Path) -> AccuracyPredictor:
+def load_official_predictor(path: str | Path, space: str = "ofa-mbv3-w1.2") -> AccuracyPredictor:
     """OFA's ``acc_predictor.pth`` (MLP 128-400-400-400-1, ReLU) as an :class:`AccuracyPredictor`.
 
     Loaded with ``weights_only=True`` on the CPU; the layers are ``0, 2, 4, 6`` of an
-    ``nn.Sequential`` (ReLU between).  Encoding: ``ofa-onehot``.
+    ``nn.Sequential`` (ReLU between).  Encoding: ``ofa-onehot``.  It predicts the ImageNet top-1 of OFA's
+    w1.2 supernet (``ofa_mbv3_d234_e346_k357_w1.2``, the one of OFA's tutorial), so it is tagged
+    ``ofa-mbv3-w1.2``; pass ``space="ofa-mbv3-w1.0"`` to score w1.0 subnets with it anyway (its encoding
+    ignores widths), as the head-to-head comparisons on OFA's w1.0 measurements do.
     """
     import numpy as np
     import torch
@@ -765,9 +770,11 @@ def load_official_predictor(path: str | Path) -> AccuracyPredictor:
                               f"{layers[0][0].shape[0]} -> {layers[-1][0].shape[1]}")
     comp = {"type": "mlp", "activation": "relu", "layers": layers, "x_mean": np.zeros(128), "x_scale": np.ones(128),
             "y_mean": 0.0, "y_scale": 1.0}
-    pred = AccuracyPredictor(space="ofa-mbv3-w1.0", encoding="ofa-onehot", model="ofa-official-mlp",
+    pred = AccuracyPredictor(space=get_space(space).name, encoding="ofa-onehot", model="ofa-official-mlp",
                              components=(comp,), trained_resolutions=(),
-                             info={"source": p.name, "layers": [int(i) for i in idx]})
+                             info={"source": p.name, "layers": [int(i) for i in idx], "dataset": "imagenet",
+                                   "describes": OFFICIAL_W12_DESCRIBES,
+                                   "label": "ImageNet top-1 of OFA's w1.2 supernet"})
     pred.check(str(p))
     return pred
 
@@ -863,33 +870,124 @@ def fit_cached(csv_path: str | Path, model: str = DEFAULT_MODEL, encoding: str =
     return pred
 
 
+ACCURACY_CHOICES = ("imagenet", "bundled")     # pareto / plot frontier / predict-accuracy --accuracy
+DATASET_NAMES = {"imagenet": "ImageNet", "imagenette": "Imagenette"}
+IMAGENET_DESCRIBES = "OFA ofa_mbv3_d234_e346_k357_w1.0 (ImageNet)"
+OFFICIAL_W12_DESCRIBES = "OFA ofa_mbv3_d234_e346_k357_w1.2 (ImageNet)"
+
+
+@dataclass(frozen=True)
+class PredictorLabel:
+    """What a predictor's accuracy is: ``dataset`` (``imagenet``, ``imagenette`` or ``unknown``), ``describes``
+    (the model whose top-1 it predicts) and ``text`` (for a human: "ImageNet top-1 of OFA's w1.0 supernet")."""
+    dataset: str
+    describes: str
+    text: str
+
+
+def predictor_label(pred: AccuracyPredictor) -> PredictorLabel:
+    """The label a predictor records in its info (``dataset``, ``describes``, ``label``), else one derived from
+    what it records (the bundled supernet's sha256, OFA's reference CSV), else ``unknown``."""
+    info = pred.info
+    ds, desc, text = info.get("dataset"), info.get("describes"), info.get("label")
+    if isinstance(ds, str) and isinstance(desc, str):
+        return PredictorLabel(ds, desc, text if isinstance(text, str) else f"{DATASET_NAMES.get(ds, ds)} top-1 of {desc}")
+    if info.get("source") == "ofa-w1.0-imagenet-accuracy.csv":
+        return PredictorLabel("imagenet", IMAGENET_DESCRIBES, "ImageNet top-1 of OFA's w1.0 supernet")
+    sha = info.get("supernet_sha256")
+    if isinstance(sha, str) and sha:
+        return PredictorLabel("unknown", f"supernet {sha[:12]}", f"top-1 of supernet {sha[:12]}")
+    src = info.get("source") or "its accuracy data"
+    return PredictorLabel("unknown", f"the subnets of {src}", f"top-1 as measured in {src}")
+
+
+def supernet_label(weights: str | Path, sha256: str) -> dict[str, str]:
+    """``{dataset, describes, label}`` for a predictor fitted on the accuracy dataset of supernet ``weights``:
+    the dataset from the ``manifest.json`` beside it (when that manifest names this file and sha256)."""
+    from .jsonio import loads_strict
+    w = Path(weights)
+    dataset = None
+    try:
+        man = loads_strict((w.parent / "manifest.json").read_bytes())
+        if isinstance(man, Mapping) and man.get("sha256") == sha256 and isinstance(man.get("dataset"), str):
+            dataset = man["dataset"]
+    except (OSError, ValueError):
+        pass
+    bundled = bundled_predictor_path().parent.resolve() == w.resolve().parent
+    who = f"bundled supernet {sha256[:12]}" if bundled else f"supernet {w.name} {sha256[:12]}"
+    short = "the bundled supernet" if bundled else f"supernet {w.name}"
+    return {"dataset": dataset.lower() if dataset else "unknown",
+            "describes": f"{who} ({dataset})" if dataset else who,
+            "label": f"{dataset} top-1 of {short}" if dataset else f"top-1 of {short}"}
+
+
+def outside_trained_range(pred: AccuracyPredictor, resolutions: Sequence[int]) -> list[int]:
+    """The resolutions among ``resolutions`` outside the range the predictor was fitted on (its lowest to its
+    highest trained resolution): there it extrapolates.  Empty when it records no trained resolutions."""
+    tr = tuple(pred.trained_resolutions)
+    if not tr:
+        return []
+    return sorted({int(r) for r in resolutions if not min(tr) <= int(r) <= max(tr)})
+
+
+def _refuse_for_space(space: str, what: str) -> None:
+    official = " (OFA's official w1.2 predictor, e.g. ../shared/data/reference/ofa-acc-predictor.pth)" \
+        if get_space(space).name == "ofa-mbv3-w1.2" else ""
+    raise OfaProfileError(f"{what} describes OFA's w1.0 supernet, not {space}: pass --predictor "
+                          f"ofa-acc-predictor.pth{official}, or --predictor FILE.json / --accuracy-data FILE.csv "
+                          f"fitted on {space} accuracies")
+
+
+def load_predictor_file(path: str | Path, space: str | None = None) -> AccuracyPredictor:
+    """A predictor file: our JSON, or OFA's official ``acc_predictor.pth`` (``.pth``/``.pt``; it describes
+    OFA's w1.2 supernet, so it is tagged ``space`` if that is a w1.2 space, else ``ofa-mbv3-w1.2``)."""
+    p = Path(path)
+    if p.suffix in (".pth", ".pt"):
+        return load_official_predictor(p, space="ofa-mbv3-w1.2" if space is None else space)
+    return load_accuracy_predictor(p)
+
+
 def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | Path | None = None, *,
+                               accuracy: str | None = None, space: str | None = None,
                                model: str = DEFAULT_MODEL, seed: int = 0,
                                log: Any = None) -> AccuracyPredictor:
-    """The predictor a command uses: ``predictor`` (a JSON file), else one fitted on ``data`` (a CSV),
-    else the bundled one, else (in a checkout beside ../shared/data) one fitted on the ImageNet reference
-    CSV.  ``log(str)`` is told which."""
+    """The predictor a command uses: ``predictor`` (our JSON file, or OFA's official ``.pth``), else one fitted
+    on ``data`` (a CSV), else ``accuracy``: ``"imagenet"`` (the default: the shipped predictor of OFA's own w1.0
+    supernet, what a user deploys) or ``"bundled"`` (the bundled Imagenette supernet's, refused unless it was
+    fitted for the bundled weights).  ``space``: the space the command searches; the ImageNet predictor is
+    refused for a space of other widths (w1.2), naming the options.  ``log(str)`` is told which."""
     say = log or (lambda msg: None)
+    if accuracy is not None and accuracy not in ACCURACY_CHOICES:
+        raise OfaProfileError(f"unknown --accuracy {accuracy!r}; choose one of {', '.join(ACCURACY_CHOICES)}")
     if predictor is not None:
-        pred = load_accuracy_predictor(predictor)
-        say(f"accuracy predictor: {predictor}")
+        pred = load_predictor_file(predictor)
+        say(f"accuracy predictor: {predictor} ({predictor_label(pred).text})")
         return pred
     if data is not None:
         say(f"accuracy predictor: {model} fitted on {data} (seed {seed})")
         return fit_cached(data, model=model, seed=seed)
-    b = bundled_predictor_path()
-    if b.exists():
+    if accuracy == "bundled":
+        b = bundled_predictor_path()
+        if not b.exists():
+            raise OfaProfileError(f"--accuracy bundled: no bundled predictor at {b}; use --accuracy imagenet or "
+                                  f"--predictor FILE")
         pred = load_accuracy_predictor(b)
         stale = _bundled_predictor_mismatch(pred)
-        if stale is None:
-            say(f"accuracy predictor: bundled {b} (fitted on the bundled supernet's accuracy dataset)")
-            return pred
-        say(f"accuracy predictor: not the bundled {b.name}: {stale}")
+        if stale is not None:
+            raise OfaProfileError(f"--accuracy bundled: {b.name} is not the bundled supernet's: {stale}")
+        if space is not None and not same_macro_architecture(space, pred.space):
+            raise OfaProfileError(f"--accuracy bundled describes a supernet of {pred.space}, not {space}: pass "
+                                  f"--predictor FILE or --accuracy-data FILE.csv fitted on {space}")
+        say(f"accuracy predictor: bundled {b} ({predictor_label(pred).text}, predicted)")
+        return pred
+    if space is not None and not same_macro_architecture(space, "ofa-mbv3-w1.0"):
+        _refuse_for_space(get_space(space).name, "the default accuracy predictor (--accuracy imagenet)")
     shipped = imagenet_predictor_path()
     if shipped.exists():
-        say(f"accuracy predictor: {shipped.name} (fitted on OFA's measured ImageNet top-1 of 2,610 subnets of "
-            f"its official supernet; resolutions 128/160/192 only, so the search stays inside them)")
-        return load_accuracy_predictor(shipped)
+        pred = load_accuracy_predictor(shipped)
+        say(f"accuracy predictor: {shipped.name} ({predictor_label(pred).text}: fitted on OFA's measured ImageNet "
+            f"top-1 of 2,610 subnets at resolutions 128/160/192)")
+        return pred
     from .paths import shared_data_dir
     sd = shared_data_dir()
     ref = sd / "reference" / "ofa-w1.0-imagenet-accuracy.csv" if sd else None
@@ -898,4 +996,59 @@ def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | 
             f"only: searching there by default); pass --predictor or --accuracy-data for another")
         return fit_cached(ref, model=model, seed=seed)
     raise OfaProfileError(f"no accuracy predictor: pass --predictor FILE.json or --accuracy-data FILE.csv "
-                          f"(none bundled at {b})")
+                          f"(none shipped at {shipped})")
+
+
+def own_supernet_predictor(weights: str | Path, sha256: str) -> AccuracyPredictor | None:
+    """The accuracy predictor of supernet ``weights``: ``accuracy_predictor.json`` beside it, fitted for exactly
+    that sha256 (``accuracy-predictor --supernet``); None if there is none."""
+    p = Path(weights).parent / BUNDLED_PREDICTOR
+    if not p.is_file():
+        return None
+    pred = load_accuracy_predictor(p)
+    if pred.info.get("supernet_sha256") != sha256:
+        return None
+    if "dataset" not in pred.info:
+        pred = AccuracyPredictor(pred.space, pred.encoding, pred.model, pred.components, pred.trained_resolutions,
+                                 {**pred.info, **supernet_label(weights, sha256)})
+    return pred
+
+
+def read_specs_csv(path: str | Path, space: str | None = None) -> list[SubnetSpec]:
+    """Subnets of a CSV: an ``arch`` column (a JSON spec, optionally with its space) or ``d, ks, e`` (JSON
+    lists) and ``r`` (or ``image_size``) columns, optional ``space``; other columns are ignored."""
+    from .jsonio import JsonInputError, loads_strict
+    p = Path(path)
+    try:
+        fh = open(p, newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise OfaProfileError(f"CSV {p} does not exist") from None
+    specs: list[SubnetSpec] = []
+    with fh:
+        cols, reader = csv_records(fh, p)
+        rcol = "r" if "r" in cols else "image_size" if "image_size" in cols else None
+        if "arch" not in cols and (not {"d", "ks", "e"} <= set(cols) or rcol is None):
+            raise OfaProfileError(f"{p} needs the subnets as an 'arch' JSON column or as d, ks, e, r columns "
+                                  f"(has {', '.join(cols[:8]) or 'no columns'})")
+        for i, row in enumerate(reader, start=2):
+            sp_name = space or row.get("space") or DEFAULT_SPACE
+            try:
+                if "arch" in cols:
+                    obj = loads_strict(row["arch"] or "")
+                    if isinstance(obj, Mapping) and isinstance(obj.get("space"), str) and space is None:
+                        sp_name = obj["space"]
+                else:
+                    rv: Any = row[rcol] or ""
+                    obj = {"d": _json_list(row["d"], "d", i, p), "ks": _json_list(row["ks"], "ks", i, p),
+                           "e": _json_list(row["e"], "e", i, p), "r": loads_strict(rv)}
+                specs.append(SubnetSpec.from_ofa(obj, space=sp_name))
+            except JsonInputError as exc:
+                raise OfaProfileError(f"{p}: row {i}: the subnet column(s) {exc}") from None
+            except SpaceError as exc:
+                raise OfaProfileError(f"{p}: row {i}: {exc}") from None
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                raise OfaProfileError(f"{p}: row {i}: the subnet column(s) are not a subnet spec "
+                                      f"({str(exc).splitlines()[0][:100]})") from None
+    if not specs:
+        raise OfaProfileError(f"{p} has no rows")
+    return specs

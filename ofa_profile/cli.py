@@ -891,11 +891,68 @@ def _pct(x: float) -> str:
 
 
 PREDICTOR_OPTIONS = [
+    click.option("--accuracy", type=click.Choice(["imagenet", "bundled"]), default=None,
+                 help="which accuracy to predict: imagenet = ImageNet top-1 of OFA's w1.0 supernet (the shipped "
+                      "predictor; the default), bundled = Imagenette top-1 of the bundled supernet"),
     click.option("--predictor", default=None, type=click.Path(dir_okay=False),
-                 help="accuracy predictor JSON (ofa-profile accuracy-predictor) [default: the bundled one]"),
+                 help="accuracy predictor instead: a JSON of `ofa-profile accuracy-predictor`, or OFA's official "
+                      "acc_predictor.pth (w1.2)"),
     click.option("--accuracy-data", default=None, type=click.Path(dir_okay=False),
                  help="accuracy CSV to fit a predictor on instead (cached)"),
 ]
+
+
+def _resolve_predictor(predictor: str | None, accuracy_data: str | None, accuracy: str | None,
+                       space: str | None) -> tuple[Any, str]:
+    """The accuracy predictor of a command and why it is that one (recorded in the output)."""
+    from .accuracy import resolve_accuracy_predictor
+    given = [n for n, v in (("--accuracy", accuracy), ("--predictor", predictor), ("--accuracy-data", accuracy_data))
+             if v is not None]
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} are alternatives: pass one")
+    why = given[0] if given else "default (--accuracy imagenet)"
+    pred = resolve_accuracy_predictor(predictor, accuracy_data, accuracy=accuracy, space=space, log=_log)
+    if space is not None:
+        pred.check_space(space)
+    return pred, why
+
+
+def _verify_predictor(supernet: str | None) -> Any:
+    """pareto --verify without --accuracy/--predictor: the predictor of the supernet it evaluates with (the
+    bundled one for the bundled weights); None (saying so) when those weights are absent."""
+    from pathlib import Path
+
+    from ofa_model.bundle import bundled_weights_path, sha256_file
+
+    from .accuracy import own_supernet_predictor, predictor_label
+    w = Path(supernet) if supernet else bundled_weights_path()
+    if not w.is_file():
+        _log(f"accuracy predictor: --verify has no supernet weights at {w}, so no predictor of its own: "
+             f"the default (--accuracy imagenet)")
+        return None
+    pred = own_supernet_predictor(w, sha256_file(w))
+    if pred is None:
+        fail(f"--verify evaluates with {w}, which has no accuracy predictor of its own (an accuracy_predictor.json "
+             f"beside it fitted for its sha256, by `ofa-profile accuracy-predictor --supernet {w}`): pass "
+             f"--predictor FILE or --accuracy imagenet|bundled")
+    _log(f"accuracy predictor: {w.parent / 'accuracy_predictor.json'} ({predictor_label(pred).text}), the "
+         f"supernet --verify evaluates with")
+    return pred
+
+
+def _predictor_block(pred: Any, why: str, resolutions: Any) -> dict:
+    """``accuracy_predictor`` of a command's JSON: what the accuracy is (dataset, the model it describes), how
+    it was chosen, and the resolutions asked outside those it was fitted on (logged as well)."""
+    from .accuracy import outside_trained_range, predictor_label
+    lab = predictor_label(pred)
+    outside = outside_trained_range(pred, resolutions)
+    if outside:
+        tr = pred.trained_resolutions
+        _log(f"accuracy predictor: resolution(s) {','.join(map(str, outside))} lie outside those it was fitted on "
+             f"({min(tr)}..{max(tr)}): its figures there are extrapolations")
+    return {**dict(pred.info), "dataset": lab.dataset, "describes": lab.describes, "label": lab.text,
+            "chosen_by": why, "model": pred.model, "encoding": pred.encoding, "space": pred.space,
+            "trained_resolutions": list(pred.trained_resolutions), "outside_trained_range": outside}
 
 
 def _with_options(options: list) -> Any:
@@ -941,7 +998,9 @@ def _with_options(options: list) -> Any:
 @click.option("--verify-rounds", type=click.IntRange(min=1), default=2, show_default=True,
               help="--verify: passes over the chosen subnet; the measured figure is their lowest median, as "
                    "calibration measures")
-@click.option("--supernet", default=None, help="--verify: supernet weights [default: the bundled ofa_model/weights]")
+@click.option("--supernet", default=None,
+              help="--verify: supernet weights [default: the bundled ofa_model/weights]; without --accuracy or "
+                   "--predictor, --verify scores with this supernet's own accuracy predictor")
 @click.option("--verify-images", type=NON_NEGATIVE_INT, default=1000, show_default=True,
               help="--verify: val images to evaluate on (0: all)")
 @click.option("--verify-calib-images", type=POSITIVE_INT, default=2000, show_default=True,
@@ -952,23 +1011,30 @@ def _with_options(options: list) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="print {best, frontier, ...} as JSON")
 @WAIT_OPTION
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
-               resolutions: str | None, predictor: str | None, accuracy_data: str | None, seed: int, effort: str,
+               resolutions: str | None, accuracy: str | None, predictor: str | None, accuracy_data: str | None,
+               seed: int, effort: str,
                n_budgets: int, margin: str, no_calibration: bool, refresh: int, out_dir: str, no_plot: bool, verify: bool,
                verify_device: str | None, verify_rounds: int, supernet: str | None, verify_images: int,
                verify_calib_images: int, train_data: str | None, val_data: str | None, cache_dir: str | None, as_json: bool) -> None:
     """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
 
     Latency comes from a device's LUT (calibrated where it holds a calibration) or a few-shot adapter;
-    accuracy from the accuracy predictor.  Prints the best subnet (spec, predicted latency and accuracy,
-    MACs, params) and the frontier; writes the same as JSON, the best subnet alone (<stem>.best.json,
-    readable by `--arch` of predict and export) and a frontier plot to --out-dir.
+    accuracy from an accuracy predictor: by default the ImageNet top-1 of OFA's own w1.0 supernet (what a
+    user deploys; --accuracy bundled: the bundled Imagenette supernet's; --predictor FILE: any other, e.g.
+    OFA's official acc_predictor.pth for the w1.2 space).  Every output names what the accuracy is.
+    Prints the best subnet (spec, predicted latency and accuracy, MACs, params) and the frontier; writes
+    the same as JSON, the best subnet alone (<stem>.best.json, readable by `--arch` of predict and export)
+    and a frontier plot to --out-dir.
     A budget nothing meets is one error line naming the fastest latency.  --verify then measures the chosen
     subnet end to end on the device (local, adb or ssh) and evaluates its top-1 with the supernet
-    (bundled weights, BN recalibrated, on the validation set it was trained for).
+    (bundled weights, BN recalibrated, on the validation set it was trained for); without --accuracy or
+    --predictor it then searches with that supernet's own predictor, so predicted and measured compare.
 
     \b
     Example:
       ofa-profile pareto --budget 20ms --device cpu-ort
+      ofa-profile pareto --budget 20ms --device cpu-ort --accuracy bundled
+      ofa-profile pareto --budget 30ms --lut note10-w1.2.json --predictor ofa-acc-predictor.pth
       ofa-profile pareto --budget 15 --lut my-lut.json --space compofa-mbv3-w1.0 --json
       ofa-profile pareto --budget 8ms --adapter titan.adapter.json --predictor acc.json
       ofa-profile pareto --budget 20ms --device cpu-ort --verify
@@ -980,7 +1046,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
 
     import numpy as np
 
-    from .accuracy import resolve_accuracy_predictor, same_macro_architecture
+    from .accuracy import same_macro_architecture
     from .paths import safe_name
     from .search import pareto_front, pareto_search, parse_budget_ms, resolve_latency_source, search
     from .space import get_space
@@ -1012,9 +1078,15 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     sp = get_space(space or src.space)
     if not same_macro_architecture(sp.name, src.space):
         fail(f"the latency source is for {src.space}; space {sp.name} has other channel widths: use a LUT of {sp.name}")
-    pred = resolve_accuracy_predictor(predictor, accuracy_data, log=_log)
+    pred = None
+    if verify and accuracy is None and predictor is None and accuracy_data is None:
+        pred = _verify_predictor(supernet)
+        why = "--verify: the predictor of the supernet it evaluates with"
+    if pred is None:
+        pred, why = _resolve_predictor(predictor, accuracy_data, accuracy, sp.name)
     pred.check_space(sp.name)
     res = _search_resolutions(resolutions, sp.name, src.resolutions, pred, src.lut)
+    pblock = _predictor_block(pred, why, res)
     if margin_pct is None:
         margin_pct = src.auto_margin_pct()
         _log(f"margin: {margin_pct:.1f} % (90th percentile of the LUT's under-predictions on its "
@@ -1037,8 +1109,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     files = {"json": str(out / f"{stem}.json")}
     result = {"best": best.as_dict(), "frontier": [p.as_dict() for p in frontier], "budget_ms": budget_ms,
               "margin_pct": round(margin_pct, 3), "search_budget_ms": round(search_budget_ms, 4), "space": sp.name, "device": src.name, "latency_source": src.description,
-              "accuracy_predictor": {"model": pred.model, "encoding": pred.encoding,
-                                     "trained_resolutions": list(pred.trained_resolutions), **dict(pred.info)},
+              "accuracy_predictor": pblock,
               "resolutions": list(res), "seed": seed, "effort": effort,
               "drift": drift.as_dict() if drift else None,
               "seconds": {"search": round(t1 - t0, 3), "frontier": round(t2 - t1, 3)},
@@ -1049,11 +1120,16 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
         cloud = [sp.sample(rng, resolution=list(res)) for _ in range(1000)]
         files["png"] = str(plot_frontier(out / f"{stem}.png", {src.name: frontier},
                                          {src.name: (src.fn(cloud), pred.predict(cloud))}, budget_ms=budget_ms,
-                                         best={src.name: best}, title=f"{sp.name}, seed {seed}"))
+                                         best={src.name: best}, title=f"{sp.name}, seed {seed}",
+                                         accuracy_label=pblock["label"]))
     if verify:
         result["verify"] = _verify_best(best, budget_ms, verify_device or device_name or src.name, supernet,
                                         verify_images, verify_calib_images, seed, train_data, val_data, cache_dir,
                                         rounds=verify_rounds)
+        vd = str(result["verify"].get("dataset") or "").lower()
+        if result["verify"].get("top1") is not None and vd and vd != pblock["dataset"]:
+            _log(f"note: the predicted accuracy is {pblock['label']}; the measured top-1 is on {vd}: not comparable "
+                 f"(without --accuracy/--predictor, --verify predicts with the supernet's own predictor)")
     files["arch"] = str(out / f"{stem}.best.json")  # readable by --arch of predict / export
     result["files"] = files
     _atomic_json(files["arch"], {**best.as_dict(), "budget_ms": budget_ms, "device": src.name, "seed": seed})
@@ -1067,7 +1143,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     click.echo(f"  arch      {best.spec.short()}")
     click.echo(f"  spec      {json.dumps(best.spec.canonical().to_ofa())}")
     click.echo(f"  latency   {best.latency_ms:.3f} ms (predicted)")
-    click.echo(f"  accuracy  {_pct(best.accuracy)} (predicted)")
+    click.echo(f"  accuracy  {_pct(best.accuracy)} ({pblock['label']}, predicted)")
     click.echo(f"  MACs      {best.macs / 1e6:.1f} M    params {best.params / 1e6:.2f} M")
     v = result.get("verify")
     if v:
@@ -1079,7 +1155,8 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
                        f"(supernet {v['supernet']}, BN recalibrated)")
         else:
             click.echo(f"  top-1     not evaluated: {v['top1_error']}")
-    click.echo(f"frontier: {len(frontier)} subnets (search {t1 - t0:.2f} s, frontier {t2 - t1:.2f} s)")
+    click.echo(f"frontier: {len(frontier)} subnets (search {t1 - t0:.2f} s, frontier {t2 - t1:.2f} s; accuracy: "
+               f"{pblock['label']}, predicted)")
     click.echo(f"  {'latency_ms':>10}  {'accuracy':>9}  {'MMACs':>7}  {'Mparams':>7}  arch")
     step = max(1, len(frontier) // 25)
     for p in frontier[::step]:
@@ -1189,7 +1266,8 @@ def plot_group() -> None:
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
 def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: str | None, resolutions: str | None,
-                      predictor: str | None, accuracy_data: str | None, n_random: int, seed: int, out: str) -> None:
+                      accuracy: str | None, predictor: str | None, accuracy_data: str | None, n_random: int,
+                      seed: int, out: str) -> None:
     """The Pareto frontier of each device over a cloud of random subnets.
 
     \b
@@ -1198,7 +1276,6 @@ def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: st
     """
     import random
 
-    from .accuracy import resolve_accuracy_predictor
     from .plots import plot_frontier
     from .search import pareto_search, parse_budget_ms, resolve_latency_source
     from .space import get_space
@@ -1209,20 +1286,23 @@ def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: st
     check_resolutions(resolutions)
     with option_value("--budget"):
         b = parse_budget_ms(budget) if budget is not None else None
-    pred = resolve_accuracy_predictor(predictor, accuracy_data, log=_log)
     fronts, clouds, best = {}, {}, {}
+    pred = None
     for d, f in refs:
         src = resolve_latency_source(d, f)
         sp = get_space(space or src.space)
+        if pred is None:
+            pred, why = _resolve_predictor(predictor, accuracy_data, accuracy, sp.name)
         pred.check_space(sp.name)
         res = _search_resolutions(resolutions, sp.name, src.resolutions, pred, src.lut)
+        label = _predictor_block(pred, why, res)["label"]
         pr = pareto_search(sp, src.fn, pred, seed=seed, resolutions=res, effort="fast")
         rng = random.Random(seed)
         cloud = [sp.sample(rng, resolution=list(res)) for _ in range(n_random)]
         name = src.name if src.name not in fronts else f"{src.name} ({f or d})"
         fronts[name], clouds[name] = pr.frontier, (src.fn(cloud), pred.predict(cloud))
         best[name] = pr.best_under(b) if b is not None else None
-    click.echo(str(plot_frontier(out, fronts, clouds, budget_ms=b, best=best)))
+    click.echo(str(plot_frontier(out, fronts, clouds, budget_ms=b, best=best, accuracy_label=label)))
 
 
 @plot_group.command("predicted")
@@ -1466,13 +1546,16 @@ def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_
         report["fit_seconds"] = round(time.perf_counter() - t0, 2)
         report["held_out"] = {"n_train": len(tr), **evaluate_accuracy_predictor(held, te).as_dict()}
         if official:
-            report["official_held_out"] = evaluate_accuracy_predictor(load_official_predictor(official), te).as_dict()
+            off = load_official_predictor(official, space=te.specs[0].space)
+            report["official_held_out"] = evaluate_accuracy_predictor(off, te).as_dict()
     import hashlib
 
     pred = fit_accuracy_predictor(ds, model=model, encoding=encoding, seed=seed)
     extra: dict[str, Any] = {"source_sha256": hashlib.sha256(Path(data).read_bytes()).hexdigest()}
     if supernet_sha:
+        from .accuracy import supernet_label
         extra["supernet_sha256"] = supernet_sha
+        extra.update(supernet_label(wpath, supernet_sha))     # dataset, describes, label: what it predicts
     if "held_out" in report:
         extra.update({"held_out": report["held_out"], "test_frac": test_frac})
     pred = dataclasses.replace(pred, info={**pred.info, **extra})
@@ -1488,6 +1571,125 @@ def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_
                        f"{h['spearman']:.4f}  RMSE {h['rmse']:.5f}  tau within resolution {h['kendall_tau_within_r']:.4f}")
     click.echo(f"wrote {report['out']} (fitted on all {len(ds)} rows)")
 
+
+@main.command("predict-accuracy")
+@click.option("--arch", "archs", multiple=True, type=click.Path(dir_okay=False),
+              help="subnet: a spec JSON {ks, e, d, r} (pareto's .best.json too) or an OFA net.config (repeatable)")
+@click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
+              help="CSV of subnets: an 'arch' JSON column, or d, ks, e (JSON lists) and r (or image_size) columns")
+@click.option("--space", type=SPACE_NAME, default=None,
+              help="space of specs that name none [default: ofa-mbv3-w1.0; a net.config names its own]")
+@click.option("--resolution", type=RESOLUTION, default=None, help="score every subnet at this resolution instead")
+@_with_options(PREDICTOR_OPTIONS)
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list, one object per subnet")
+def predict_accuracy_cmd(archs: tuple, csv_path: str | None, space: str | None, resolution: int | None,
+                         accuracy: str | None, predictor: str | None, accuracy_data: str | None, as_json: bool) -> None:
+    """Predicted top-1 of given subnets, and what that accuracy is.
+
+    The predictor is the one pareto uses: by default the ImageNet top-1 of OFA's own w1.0 supernet
+    (ofa_profile/predictors/ofa-mbv3-w1.0-imagenet.json); --accuracy bundled: the Imagenette top-1 of the
+    bundled supernet; --predictor FILE: any predictor JSON or OFA's official acc_predictor.pth (w1.2).
+    One row per subnet: the predicted accuracy (a fraction in JSON), the dataset, the predictor, and
+    whether its resolution lies inside those the predictor was fitted on (outside: also a stderr line).
+
+    \b
+    Example:
+      ofa-profile predict-accuracy --arch examples/arch-r160.json
+      ofa-profile predict-accuracy --arch net.config --accuracy bundled --json
+      ofa-profile predict-accuracy --csv subnets.csv --predictor ofa-acc-predictor.pth --space ofa-mbv3-w1.2
+    """
+    import dataclasses
+
+    from .accuracy import read_specs_csv
+    from .space import DEFAULT_SPACE, SubnetSpec, get_space
+
+    if not archs and csv_path is None:
+        raise click.UsageError("give the subnets: --arch FILE (repeatable) or --csv FILE")
+    specs = [SubnetSpec.load(a, space=space or DEFAULT_SPACE, r=resolution) for a in archs]
+    if csv_path is not None:
+        specs += read_specs_csv(csv_path, space=space)
+    if resolution is not None:
+        specs = [dataclasses.replace(s, r=resolution) for s in specs]
+    names = sorted({s.space for s in specs})
+    if len(names) > 1:
+        fail(f"the subnets belong to several spaces ({', '.join(names)}); score one space at a time")
+    sp = get_space(names[0])
+    pred, why = _resolve_predictor(predictor, accuracy_data, accuracy, sp.name)
+    block = _predictor_block(pred, why, [s.r for s in specs])      # logs resolutions outside the fitted ones
+    outside = set(block["outside_trained_range"])
+    pname = str(predictor) if predictor else (f"fitted on {accuracy_data}" if accuracy_data else
+                                              "bundled accuracy_predictor.json" if accuracy == "bundled" else
+                                              "ofa-mbv3-w1.0-imagenet.json")
+    acc = pred.predict(specs)
+    rows = [{"arch": s.short(), "spec": s.canonical().to_ofa(), "space": s.space, "r": s.r,
+             "accuracy": round(float(a), 6), "dataset": block["dataset"], "describes": block["describes"],
+             "predictor": pname, "within_trained_range": s.r not in outside} for s, a in zip(specs, acc)]
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(f"accuracy: {block['label']}, predicted by {pname}")
+    click.echo(f"  {'accuracy':>9}  arch")
+    for r in rows:
+        click.echo(f"  {_pct(r['accuracy']):>9}  {r['arch']}" + ("" if r["within_trained_range"] else
+                                                                  "  (outside the fitted resolutions)"))
+
+
+@main.command("evaluate")
+@click.option("--arch", "arch", required=True, type=click.Path(dir_okay=False),
+              help="subnet: a spec JSON {ks, e, d, r} (pareto's .best.json too) or an OFA net.config")
+@click.option("--supernet", default=None, help="supernet weights [default: the bundled ofa_model/weights]")
+@click.option("--resolution", type=RESOLUTION, default=None, help="evaluate at this resolution (overrides the arch's r)")
+@click.option("--val-images", type=NON_NEGATIVE_INT, default=1000, show_default=True,
+              help="fixed seeded val subset (0: all), as pareto --verify and the card")
+@click.option("--calib-images", type=POSITIVE_INT, default=2000, show_default=True,
+              help="training images for BN recalibration")
+@click.option("--train-data", default=None, help="training set for BN recalibration [default: shared Imagenette]")
+@click.option("--val-data", default=None, help="validation set [default: shared Imagenette]")
+@click.option("--cache-dir", default=None, help="decoded-image cache [default: ~/.cache/ofa-profile/images]")
+@click.option("--device", type=TORCH_DEVICE, default="auto", show_default=True, help="torch device: auto, cpu, cuda")
+@click.option("--json", "as_json", is_flag=True, help="print {top1, n_val, supernet, ...} as JSON")
+def evaluate_cmd(arch: str, supernet: str | None, resolution: int | None, val_images: int, calib_images: int,
+                 train_data: str | None, val_data: str | None, cache_dir: str | None, device: str,
+                 as_json: bool) -> None:
+    """Measured top-1 of one subnet with a supernet (BN recalibrated, as the model card and accuracy-dataset).
+
+    The subnet is extracted from the supernet, its BatchNorm statistics recalibrated on --calib-images
+    seeded training images, and its top-1 measured on a fixed seeded subset of --val-images val images
+    (the same subset as pareto --verify, the card and accuracy-dataset).  This is a measurement on the
+    supernet's own dataset (Imagenette for the bundled weights), not ImageNet.
+
+    \b
+    Example:
+      ofa-profile evaluate --arch examples/arch-r160.json
+      ofa-profile evaluate --arch pareto-cpu-ort-20ms.best.json --val-images 0 --json
+    """
+    import time
+
+    from ofa_model.bundle import load_supernet
+    from ofa_model.evaluate import evaluate_spec
+
+    from .space import SubnetSpec
+
+    model, info = load_supernet(supernet, device=_torch_device(device))
+    spec = SubnetSpec.load(arch, space=info.space, r=resolution)
+    if info.classes is None:
+        fail(f"the supernet {info.path} names no classes, so its validation set is unknown; pass weights with a "
+             f"manifest (a bundle) or a run's supernet.pt")
+    tr, va = _supernet_caches(info, _default_data("train", train_data), _default_data("val", val_data), cache_dir)
+    _log(f"evaluate: {spec.short()} with {info.path} ...")
+    tm: dict = {}
+    t0 = time.perf_counter()
+    top1 = evaluate_spec(model, spec, tr, va, n_val=val_images, n_calib=calib_images, timings=tm)
+    out = {"top1": round(float(top1), 5), "n_val": tm.get("n_val"), "n_calib": calib_images,
+           "dataset": (info.manifest or {}).get("dataset") or "validation", "arch": spec.short(),
+           "spec": spec.canonical().to_ofa(), "space": spec.space, "r": spec.r, "supernet": info.path,
+           "supernet_sha256": info.sha256, "seconds": round(time.perf_counter() - t0, 2)}
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(f"top-1 {_pct(out['top1'])} on {out['n_val']} {out['dataset']} val images (measured; BN recalibrated "
+               f"on {calib_images} training images) for {spec.short()} with supernet {info.path} "
+               f"(sha256 {info.sha256[:12]}...)")
 
 if __name__ == "__main__":  # pragma: no cover
     main()   # _Group.main: the exit codes and signal handling of ofa_profile.clierrors

@@ -49,8 +49,9 @@ def _save(fig: Any, path: str | Path) -> Path:
 def plot_frontier(path: str | Path, frontiers: Mapping[str, Sequence["SearchResult"]],
                   clouds: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None, *,
                   budget_ms: float | None = None, best: Mapping[str, "SearchResult | None"] | None = None,
-                  title: str = "") -> Path:
-    """One panel per device: random subnets (grey), the Pareto frontier (line), budget and best subnet."""
+                  title: str = "", accuracy_label: str = "top-1 accuracy") -> Path:
+    """One panel per device: random subnets (grey), the Pareto frontier (line), budget and best subnet.
+    ``accuracy_label`` names the accuracy on the y axis (e.g. "ImageNet top-1 of OFA's w1.0 supernet")."""
     import numpy as np
     plt = _plt()
     if not frontiers:
@@ -74,7 +75,7 @@ def plot_frontier(path: str | Path, frontiers: Mapping[str, Sequence["SearchResu
             ax.plot([b.latency_ms], [b.accuracy * 100], "*", color="tab:red", ms=14,
                     label=f"best: {b.accuracy * 100:.2f} % @ {b.latency_ms:.2f} ms")
         ax.set_xlabel("predicted latency (ms)")
-        ax.set_ylabel("predicted top-1 accuracy (%)")
+        ax.set_ylabel(f"predicted {accuracy_label} (%)", fontsize=8 if len(accuracy_label) > 30 else None)
         ax.set_title(dev)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")

@@ -154,9 +154,11 @@ def test_bad_predictor_json_is_refused(tmp_path):
 
 def test_official_predictor_reproduces_tutorial_value(shared_data):
     off = load_official_predictor(shared_data / "reference" / "ofa-acc-predictor.pth")
-    assert off.predict_one(SubnetSpec.from_ofa(TUTORIAL)) == pytest.approx(0.8171, abs=5e-5)
+    tut = SubnetSpec.from_ofa(TUTORIAL, space="ofa-mbv3-w1.2")      # OFA's tutorial runs its w1.2 supernet
+    assert off.space == "ofa-mbv3-w1.2" and off.info["dataset"] == "imagenet" and "w1.2" in off.info["describes"]
+    assert off.predict_one(tut) == pytest.approx(0.8171, abs=5e-5)
     again = AccuracyPredictor.from_json(json.loads(json.dumps(off.to_json())))
-    assert again.predict_one(SubnetSpec.from_ofa(TUTORIAL)) == off.predict_one(SubnetSpec.from_ofa(TUTORIAL))
+    assert again.predict_one(tut) == off.predict_one(tut)
 
 
 def test_our_predictor_ranks_better_than_official_on_imagenet_split(shared_data):
@@ -164,7 +166,8 @@ def test_our_predictor_ranks_better_than_official_on_imagenet_split(shared_data)
     assert len(ds) == 2610 and ds.resolutions == (128, 160, 192)
     tr, te = split_dataset(ds, 0.2, seed=0)
     ours = evaluate_accuracy_predictor(fit_accuracy_predictor(tr, model="ridge"), te)
-    off = evaluate_accuracy_predictor(load_official_predictor(shared_data / "reference" / "ofa-acc-predictor.pth"), te)
+    off = evaluate_accuracy_predictor(load_official_predictor(shared_data / "reference" / "ofa-acc-predictor.pth",
+                                                              space="ofa-mbv3-w1.0"), te)
     assert ours.kendall_tau > off.kendall_tau and ours.spearman > off.spearman
     assert ours.kendall_tau_within_r > off.kendall_tau_within_r
     assert ours.rmse < off.rmse
@@ -205,8 +208,9 @@ def test_accuracy_predictor_command(tmp_path):
 
 
 def test_bundled_predictor_is_used_only_with_its_weights(tmp_path, monkeypatch):
-    """A bundled predictor records the sha256 of the supernet its dataset was measured with; after the weights
-    change (a new manifest) the commands fall back to the shipped ImageNet predictor, saying why."""
+    """The default is the shipped ImageNet predictor (what a user deploys).  --accuracy bundled: the bundled
+    predictor records the sha256 of the supernet its dataset was measured with; after the weights change (a new
+    manifest) it is refused, saying why."""
     import dataclasses
 
     import ofa_profile.accuracy as A
@@ -218,16 +222,15 @@ def test_bundled_predictor_is_used_only_with_its_weights(tmp_path, monkeypatch):
     dataclasses.replace(pred, info={**pred.info, "supernet_sha256": "a" * 64}).save(bundle / A.BUNDLED_PREDICTOR)
     said = []
     got = A.resolve_accuracy_predictor(log=said.append)
+    assert got.info == load_accuracy_predictor(A.imagenet_predictor_path()).info and "imagenet" in said[-1]
+    got = A.resolve_accuracy_predictor(accuracy="bundled", log=said.append)
     assert got.info["supernet_sha256"] == "a" * 64 and "bundled" in said[-1]
     (bundle / "manifest.json").write_text(json.dumps({"sha256": "b" * 64}))
-    said.clear()
-    got = A.resolve_accuracy_predictor(log=said.append)
-    assert "supernet_sha256" not in got.info and got.info == load_accuracy_predictor(A.imagenet_predictor_path()).info
-    assert any("not the bundled" in m and "rebuild it" in m for m in said)
+    with pytest.raises(OfaProfileError, match="not the bundled supernet's.*rebuild it"):
+        A.resolve_accuracy_predictor(accuracy="bundled")
     dataclasses.replace(pred).save(bundle / A.BUNDLED_PREDICTOR)      # records no sha: not trusted either
-    said.clear()
-    A.resolve_accuracy_predictor(log=said.append)
-    assert any("records no supernet sha256" in m for m in said)
+    with pytest.raises(OfaProfileError, match="records no supernet sha256"):
+        A.resolve_accuracy_predictor(accuracy="bundled")
 
 
 def test_shipped_imagenet_predictor_loads_and_matches_ofa_measurements(shared_data):
@@ -235,8 +238,7 @@ def test_shipped_imagenet_predictor_loads_and_matches_ofa_measurements(shared_da
     is bundled (so `pareto` works in a plain `pip install`)."""
     import numpy as np
 
-    from ofa_profile.accuracy import (bundled_predictor_path, imagenet_predictor_path, load_accuracy_predictor,
-                                      resolve_accuracy_predictor)
+    from ofa_profile.accuracy import imagenet_predictor_path, load_accuracy_predictor, resolve_accuracy_predictor
     from ofa_profile.space import get_space
     p = imagenet_predictor_path()
     assert p.exists() and p.stat().st_mode & 0o044 == 0o044          # readable by everyone once installed
@@ -248,5 +250,5 @@ def test_shipped_imagenet_predictor_loads_and_matches_ofa_measurements(shared_da
     sp = get_space("ofa-mbv3-w1.0")
     big, small = pred.predict([sp.largest(192), sp.smallest(128)])
     assert big > small + 0.05
-    if not bundled_predictor_path().exists():
-        assert resolve_accuracy_predictor().info == pred.info
+    assert resolve_accuracy_predictor().info == pred.info             # the default of pareto, bundled or not
+    assert pred.info["dataset"] == "imagenet" and "w1.0" in pred.info["describes"]

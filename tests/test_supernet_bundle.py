@@ -344,4 +344,6 @@ def test_shipped_accuracy_dataset_and_predictor_belong_to_the_bundled_weights():
     assert pred.info["supernet_sha256"] == man["sha256"]
     assert pred.info["source_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
     assert pred.info["n_train"] == len(rows) and tuple(pred.trained_resolutions) == tuple(res)
-    assert resolve_accuracy_predictor().info == pred.info      # the default of pareto
+    assert resolve_accuracy_predictor(accuracy="bundled").info == pred.info      # pareto --accuracy bundled
+    assert pred.info["dataset"] == "imagenette" and pred.info["describes"] == \
+        f"bundled supernet {man['sha256'][:12]} (Imagenette)"
