@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ofa_profile.atomic import write_bytes_atomic, write_text_atomic
+from ofa_profile.jsonio import dumps_strict
 
 from .safeload import RefusedWeightsError
 from .supernet import WeightsError
@@ -109,7 +110,7 @@ def save_bundle(model, out_dir: str | os.PathLike, name: str = DEFAULT_NAME, *,
            "classes": list(classes) if classes else None, "dtype": "float16" if fp16 else "float32",
            "dataset": dataset, "recipe": dict(recipe or {}),
            "resolutions": list(resolutions or model.space.resolutions), **dict(extra or {})}
-    write_text_atomic(out / MANIFEST, json.dumps(man, indent=1) + "\n")
+    write_text_atomic(out / MANIFEST, dumps_strict(man, indent=1) + "\n")
     return man
 
 

@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from ofa_profile.atomic import remove_dead_temps, temp_tag, write_bytes_atomic, write_text_atomic
 from ofa_profile.errors import OfaProfileError
+from ofa_profile.jsonio import dumps_strict
 from ofa_profile.paths import safe_name
 from ofa_profile.space import Space, SubnetSpec, get_space
 
@@ -166,7 +167,7 @@ class EvalCache:
     def put(self, key: str, value: Mapping[str, Any]) -> None:
         self.data[key] = dict(value)
         if self.path:
-            write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+            write_text_atomic(self.path, dumps_strict(self.data, indent=1, sort_keys=True))
 
 
 def evaluate_table(model, sha: str, train_cache, val_cache, specs: Sequence[tuple[str, SubnetSpec]],

@@ -24,6 +24,7 @@ import numpy as np
 
 from ofa_profile.atomic import atomic_path, remove_dead_temps, write_text_atomic
 from ofa_profile.errors import OfaProfileError
+from ofa_profile.jsonio import dumps_strict
 
 __all__ = ["DataError", "ImageCache", "IMG_EXTS", "scan_source", "build_cache", "open_cache", "default_cache_dir",
            "epoch_batches",
@@ -240,7 +241,7 @@ def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int 
         np.save(tmp_lab, np.asarray([lab for _, lab in items], dtype=np.int64))
     meta = {"version": CACHE_VERSION, "source": str(src_p.resolve()), "size": size, "n_images": n,
             "classes": list(found), "fingerprint": fp, "limit_per_class": limit_per_class}
-    write_text_atomic(meta_p, json.dumps(meta, indent=1))
+    write_text_atomic(meta_p, dumps_strict(meta, indent=1))
     return open_cache(d)
 
 

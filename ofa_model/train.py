@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ofa_profile.errors import OfaProfileError
+from ofa_profile.jsonio import dumps_strict
 from ofa_profile.space import SpaceError, SubnetSpec, get_space, parse_resolutions
 
 __all__ = ["PhaseDef", "TrainConfig", "recipe_phases", "sample_phase_spec", "phase_steps", "standalone_spec",
@@ -254,7 +255,7 @@ def _plain_state(module) -> dict:
 
 def _append_jsonl(path: Path, rec: dict) -> None:
     with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
+        f.write(dumps_strict(rec, indent=None) + "\n")   # a NaN loss is written as null
 
 
 def _peak_mem_mb(device) -> float:
@@ -435,7 +436,7 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
         _log(f"resuming from {ckpt_path}: phase {state['phase_index']} step {state['step']}", rank)
     if rank == 0:
         tmp = out / f".config.json.{os.getpid()}"
-        tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        tmp.write_text(dumps_strict(dataclasses.asdict(cfg), indent=1))
         os.replace(tmp, out / "config.json")
 
     ddp = None
