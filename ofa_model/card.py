@@ -581,9 +581,10 @@ def _main(argv: Sequence[str] | None) -> int:
     import click
 
     from ofa_profile.clierrors import CliExitCodes
-    from ofa_profile.cliopts import NON_NEGATIVE_INT, POSITIVE_INT, TORCH_DEVICE, option_value, require_torch_device
+    from ofa_profile.cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, TORCH_DEVICE, NoEmptyValues, count_range,
+                                     option_value, require_torch_device)
 
-    class _Command(CliExitCodes, click.Command):
+    class _Command(CliExitCodes, NoEmptyValues, click.Command):
         interrupted = _INTERRUPTED
 
     @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
@@ -597,12 +598,12 @@ def _main(argv: Sequence[str] | None) -> int:
     @click.option("--standalone", "standalone_dirs", multiple=True,
                   help="A `--standalone` training run to compare with (repeatable).")
     @click.option("--resolutions", default=",".join(str(r) for r in CARD_RESOLUTIONS), show_default=True)
-    @click.option("--n-random", type=NON_NEGATIVE_INT, default=N_RANDOM, show_default=True)
+    @click.option("--n-random", type=count_range(0, 100_000), default=N_RANDOM, show_default=True)
     @click.option("--n-calib", type=POSITIVE_INT, default=N_CALIB, show_default=True)
     @click.option("--n-val", type=NON_NEGATIVE_INT, default=N_VAL, show_default=True, help="0: every val image.")
     @click.option("--batch-size", type=POSITIVE_INT, default=None,
                   help="Recalibration and evaluation batch [default: 25 on CPU, 200 on CUDA].")
-    @click.option("--dataset-check", type=click.IntRange(min=0), default=N_DATASET_CHECK, show_default=True,
+    @click.option("--dataset-check", type=NON_NEGATIVE_INT, default=N_DATASET_CHECK, show_default=True,
                   help="Evaluate this many rows of OUT/weights/accuracy-dataset.csv again (0: do not describe it).")
     @click.option("--device", type=TORCH_DEVICE, default="auto", show_default=True)
     @click.option("--cache-dir", default=None, help="Decoded-image cache [default: the run's].")

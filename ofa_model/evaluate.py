@@ -292,7 +292,7 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike)
     run: tuple | None = None
     for p in paths:
         try:
-            text = Path(p).read_text(encoding="utf-8")
+            text = Path(p).read_text(encoding="utf-8-sig")  # a leading BOM (Excel) is not data
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
             raise OfaProfileError(f"cannot read shard CSV {p}: {why}") from None

@@ -687,9 +687,9 @@ def _main(argv: Sequence[str] | None, prog_name: str | None) -> int:
 
     from ofa_profile.clierrors import CliExitCodes
     from ofa_profile.cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, TORCH_DEVICE, FiniteFloatRange,
-                                     option_value, require_torch_device)
+                                     NoEmptyValues, count_range, option_value, require_torch_device)
 
-    class _Command(CliExitCodes, click.Command):
+    class _Command(CliExitCodes, NoEmptyValues, click.Command):
         interrupted = _INTERRUPTED
 
     @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
@@ -706,7 +706,7 @@ def _main(argv: Sequence[str] | None, prog_name: str | None) -> int:
     @click.option("--lr-scale", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True)
     @click.option("--resolutions", default=None,
                   help="Training resolutions: 128-224 (default: the space's), or a CPU cap such as 96,112.")
-    @click.option("--image-size", type=click.IntRange(min=32), default=224, show_default=True,
+    @click.option("--image-size", type=count_range(32, 4096), default=224, show_default=True,
                   help="Cache image size.")
     @click.option("--crop-scale-min", type=FiniteFloatRange(0, 1, min_open=True), default=0.08, show_default=True)
     @click.option("--max-steps-per-phase", type=NON_NEGATIVE_INT, default=0,
@@ -720,7 +720,7 @@ def _main(argv: Sequence[str] | None, prog_name: str | None) -> int:
     @click.option("--init", default=None, help="Start from these supernet weights (e.g. OFA's official .pth).")
     @click.option("--seed", type=SEED, default=0, show_default=True)
     @click.option("--device", type=TORCH_DEVICE, default="auto", show_default=True)
-    @click.option("--threads", type=NON_NEGATIVE_INT, default=0, help="torch CPU threads (0: torch's default).")
+    @click.option("--threads", type=count_range(0, 4096), default=0, help="torch CPU threads (0: torch's default).")
     @click.option("--log-every", type=POSITIVE_INT, default=10, show_default=True)
     @click.option("--amp", type=click.Choice(["off", "bf16"]), default="off", show_default=True,
                   help="bf16: forward passes under bfloat16 autocast (for GPUs; the weights stay fp32).")

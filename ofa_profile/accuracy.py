@@ -238,7 +238,7 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
     import numpy as np
     p = Path(path)
     try:
-        fh = open(p, newline="", encoding="utf-8")
+        fh = open(p, newline="", encoding="utf-8-sig")  # a leading BOM (Excel) is no part of the first column name
     except FileNotFoundError:
         raise OfaProfileError(f"accuracy CSV {p} does not exist") from None
     with fh:
@@ -1020,7 +1020,7 @@ def read_specs_csv(path: str | Path, space: str | None = None) -> list[SubnetSpe
     from .jsonio import JsonInputError, loads_strict
     p = Path(path)
     try:
-        fh = open(p, newline="", encoding="utf-8")
+        fh = open(p, newline="", encoding="utf-8-sig")  # a leading BOM (Excel) is not data
     except FileNotFoundError:
         raise OfaProfileError(f"CSV {p} does not exist") from None
     specs: list[SubnetSpec] = []

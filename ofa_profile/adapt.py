@@ -524,7 +524,7 @@ def read_latency_csv(path: str | Path, space: str | None = None) -> LatencyData:
     import numpy as np
     p = Path(path)
     try:
-        fh = open(p, newline="", encoding="utf-8")
+        fh = open(p, newline="", encoding="utf-8-sig")  # a leading BOM (Excel) is not data
     except FileNotFoundError:
         raise OfaProfileError(f"measurements file {p} does not exist") from None
     with fh:

@@ -22,7 +22,27 @@ def write_target(path: str | os.PathLike) -> Path:
     """The file an atomic write to ``path`` replaces: a symlink is written through (its target, followed to
     the end, is replaced and the link stays a link); any other path is itself."""
     p = Path(path)
-    return Path(os.path.realpath(p)) if p.is_symlink() else p
+    t = Path(os.path.realpath(p)) if p.is_symlink() else p
+    _refuse_special(t, p)
+    return t
+
+
+def _refuse_special(target: Path, given: Path) -> None:
+    """Refuse an output that exists and is neither a regular file nor a folder (a device such as /dev/null, a
+    FIFO, a socket): renaming a temporary file onto it would replace it (as root, /dev/null itself)."""
+    import stat
+
+    from .errors import OfaProfileError
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return                      # missing (or unreadable): the write itself says what is wrong
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+                else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        via = f" (through the link {given})" if str(given) != str(target) else ""
+        raise OfaProfileError(f"cannot write {target}{via}: it is {kind}, not a regular file, and would be "
+                              f"replaced; choose a file path")
 
 
 def temp_tag() -> str:

@@ -14,13 +14,20 @@ import click
 
 from .clierrors import CliExitCodes
 from .cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, TORCH_DEVICE, FiniteFloatRange,
-                      check_resolutions, option_value)
+                      NoEmptyValues, check_resolutions, count_range, option_value)
 from .errors import OfaProfileError
 
 
-class _Group(CliExitCodes, click.Group):
+class _Command(NoEmptyValues, click.Command):
+    """A subcommand: an empty option value (``--out ''``) is a usage error (:class:`NoEmptyValues`)."""
+
+
+class _Group(CliExitCodes, NoEmptyValues, click.Group):
     """Ends every command the same way (ofa_profile.clierrors): an :class:`OfaProfileError` or OS error is one
     line and exit 1, a usage error one line and exit 2, Ctrl-C/SIGTERM one line and 130/143."""
+
+    command_class = _Command
+    group_class = type      # `lut` and `plot` are groups of this class, their commands _Commands
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -106,7 +113,7 @@ def _lock(path: Any, folder: bool = False) -> Any:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the block weights and inputs")
 @click.option("--fresh", is_flag=True, help="discard a journal or LUT at --out and start over")
 @click.option("--limit", type=POSITIVE_INT, default=None, help="stop after N new measurements (rerun to continue)")
-@click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--passes", type=count_range(1, 1000), default=1, show_default=True,
               help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
                    "shared machine: a block is then only inflated if it was slow in every pass)")
 @click.option("--benchmark-binary", default=None, help="phones: path of a benchmark_model binary to push")
@@ -187,7 +194,8 @@ def _block_noise(lut_path: Any) -> dict | None:
 @click.option("--device", "device_name", required=True, help="device name or spec file")
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False), default=None,
               help="the device's LUT to calibrate [default: ./DEVICE.json]")
-@click.option("--samples", type=click.IntRange(min=10), default=100, show_default=True, help="subnets measured to fit")
+@click.option("--samples", type=count_range(10, 100_000), default=100, show_default=True,
+              help="subnets measured to fit")
 @click.option("--test-samples", type=NON_NEGATIVE_INT, default=50, show_default=True,
               help="further subnets measured only to report accuracy")
 @click.option("--resolutions", default=None, help="resolutions to sample [default: all of the LUT]")
@@ -356,7 +364,7 @@ def _torch_device(name: str) -> str:
 
 @main.command("accuracy-dataset")
 @click.option("--supernet", default=None, help="supernet weights [default: the bundled ofa_model/weights]")
-@click.option("--n", "--n-subnets", "n_subnets", type=POSITIVE_INT, default=None,
+@click.option("--n", "--n-subnets", "n_subnets", type=count_range(1, 1_000_000), default=None,
               help="number of seeded random subnets (rows); under torchrun write --n-subnets")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="subnet i is drawn from Random(f'{seed}-{i}')")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="CSV to write (atomically)")
@@ -977,13 +985,13 @@ def _with_options(options: list) -> Any:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the search (recorded in the output)")
 @click.option("--effort", type=click.Choice(["fast", "medium", "full"]), default="full", show_default=True,
               help="search effort for the budget")
-@click.option("--n-budgets", type=POSITIVE_INT, default=20, show_default=True,
+@click.option("--n-budgets", type=count_range(1, 1000), default=20, show_default=True,
               help="budgets spread over the frontier search")
 @click.option("--margin", default="0", show_default=True,
               help="safety margin: search under budget x (1 - PCT/100); 'auto' takes the 90th percentile of the "
                    "calibrated LUT's under-predictions on its held-out subnets")
 @click.option("--no-calibration", is_flag=True, help="use plain LUT sums even if the LUT is calibrated")
-@click.option("--refresh", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--refresh", type=count_range(0), default=0, show_default=True,
               help="before searching, measure this many of the calibrated LUT's held-out subnets again on the "
                    "device and scale the latency model by how much slower or faster it runs now than at "
                    "calibration (0: off)")
@@ -995,7 +1003,7 @@ def _with_options(options: list) -> Any:
               help="measure the chosen subnet on the device and evaluate it with the bundled supernet")
 @click.option("--verify-device", default=None,
               help="device to measure on for --verify and --refresh [default: --device, or the LUT's device]")
-@click.option("--verify-rounds", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--verify-rounds", type=count_range(1), default=2, show_default=True,
               help="--verify: passes over the chosen subnet; the measured figure is their lowest median, as "
                    "calibration measures")
 @click.option("--supernet", default=None,
@@ -1262,7 +1270,8 @@ def plot_group() -> None:
 @click.option("--space", type=SPACE_NAME, default=None, help="space to search [default: the LUTs']")
 @click.option("--resolutions", default=None, help="[default: the LUT's, inside the predictor's trained range]")
 @_with_options(PREDICTOR_OPTIONS)
-@click.option("--n-random", type=POSITIVE_INT, default=2000, show_default=True, help="random subnets in the cloud")
+@click.option("--n-random", type=count_range(1, 1_000_000), default=2000, show_default=True,
+              help="random subnets in the cloud")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
 def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: str | None, resolutions: str | None,
@@ -1372,7 +1381,8 @@ def plot_heatmap_cmd(devices: tuple, luts: tuple, resolution: int | None, out: s
 @plot_group.command("ranks")
 @click.option("--device", "devices", multiple=True, help="device with a shipped LUT (repeatable)")
 @click.option("--lut", "luts", multiple=True, help="LUT file (repeatable)")
-@click.option("--n", "n_subnets", type=click.IntRange(min=2), default=25, show_default=True, help="random subnets to rank")
+@click.option("--n", "n_subnets", type=count_range(2, 100_000), default=25, show_default=True,
+              help="random subnets to rank")
 @click.option("--resolution", type=RESOLUTION, default=None, help="[default: random among those all LUTs cover]")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--no-calibration", is_flag=True, help="plain LUT sums")

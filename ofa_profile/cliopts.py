@@ -16,12 +16,20 @@ import click
 
 from .errors import OfaProfileError
 
-__all__ = ["FiniteFloatRange", "POSITIVE_INT", "NON_NEGATIVE_INT", "option_value", "RESOLUTION", "TORCH_DEVICE",
+__all__ = ["FiniteFloatRange", "POSITIVE_INT", "NON_NEGATIVE_INT", "INT_MAX", "count_range", "NoEmptyValues",
+           "option_value", "RESOLUTION", "TORCH_DEVICE",
            "SPACE_NAME", "SEED", "require_torch_device",
            "check_resolutions"]
 
-POSITIVE_INT = click.IntRange(min=1)
-NON_NEGATIVE_INT = click.IntRange(min=0)
+INT_MAX = 2**31 - 1   # a count above this overflows the C ints it reaches (torch, numpy): a usage error instead
+POSITIVE_INT = click.IntRange(min=1, max=INT_MAX)
+NON_NEGATIVE_INT = click.IntRange(min=0, max=INT_MAX)
+
+
+def count_range(min: int, max: int = INT_MAX) -> click.IntRange:
+    """A count option: ``min..max`` (a count that sizes an array or a loop gets a ``max`` it can reach in
+    minutes and memory, so a typo such as ``--n-budgets 1e9`` is a usage error, not a traceback or a hang)."""
+    return click.IntRange(min=min, max=max)
 SEED = click.IntRange(min=0, max=2**32 - 1)   # what numpy and scikit-learn take as a seed
 
 
@@ -35,6 +43,23 @@ class FiniteFloatRange(click.FloatRange):
         if isinstance(v, float) and not math.isfinite(v):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return v
+
+
+class NoEmptyValues:
+    """Mixin for a ``click.Command`` (put it before ``click.Command``): a text or path option or argument given as
+    the empty string (``--out ''``, a shell variable that was never set) is a usage error, instead of being read
+    as the current folder, the default, or a file named ''."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)  # type: ignore[misc]
+        for p in self.params:  # type: ignore[attr-defined]
+            if not isinstance(p.type, (click.types.StringParamType, click.Path)):
+                continue
+            v = ctx.params.get(p.name)
+            if any(x == "" for x in (v if isinstance(v, (tuple, list)) else (v,))):
+                raise click.BadParameter("the value is empty; give a value or leave the option out", ctx=ctx,
+                                         param=p)
+        return rest
 
 
 @contextmanager

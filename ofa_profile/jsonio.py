@@ -1,9 +1,9 @@
 """Strict JSON in and out: the one reader and writer for JSON that users hand us or read from us.
 
 Reading refuses what Python's ``json`` lets through but no other JSON reader accepts (``NaN``,
-``Infinity``, numbers that overflow a float such as ``1e400``) and turns nesting deep enough to exhaust
-the stack into one clear error instead of a ``RecursionError``.  Writing never emits ``NaN``/``Infinity``:
-an undefined figure becomes ``null``.
+``Infinity``, numbers that overflow a float such as ``1e400``), a key given twice in one object, and turns
+nesting deep enough to exhaust the stack into one clear error instead of a ``RecursionError``.  Writing never
+emits ``NaN``/``Infinity``: an undefined figure becomes ``null``.
 """
 from __future__ import annotations
 
@@ -65,6 +65,18 @@ def _depth_ok(text: str, limit: int) -> bool:
     return True
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members as a dict; a key given twice is refused (readers disagree on which one counts:
+    Python keeps the last, others the first, so the file means different things to different tools)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))   # type: ignore[func-returns-value]
+        raise JsonInputError(f"has the key {json.dumps(dup)[:60]} twice in one object, which is ambiguous; keep "
+                             f"one")
+    return d
+
+
 def loads_strict(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
     """Parse strict JSON.  Raises :class:`JsonInputError` (a ``ValueError``) with a one-line reason on
     malformed text, ``NaN``/``Infinity``, float overflow or nesting deeper than ``max_depth``."""
@@ -76,7 +88,8 @@ def loads_strict(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
     if not _depth_ok(text, max_depth):
         raise JsonInputError(f"nests deeper than {max_depth} levels, which no ofa-profile file does")
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                          object_pairs_hook=_unique_keys)
     except JsonInputError:
         raise
     except json.JSONDecodeError as exc:

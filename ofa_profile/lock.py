@@ -41,9 +41,10 @@ _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
 def _target(path: str | os.PathLike) -> Path:
-    """The file a write to ``path`` lands in: a symlink's target (followed to the end), else ``path``."""
-    p = Path(path)
-    return Path(os.path.realpath(p)) if p.is_symlink() else p
+    """The file a write to ``path`` lands in: a symlink's target (followed to the end), else ``path``; a device,
+    FIFO or socket there is refused (:func:`ofa_profile.atomic.write_target`) before a lock file is made beside it."""
+    from .atomic import write_target
+    return write_target(path)
 
 
 def lock_file_for(path: str | os.PathLike, folder: bool = False) -> Path:
@@ -99,14 +100,25 @@ def _who(info: dict) -> str:
 
 
 def _open(lock_path: Path, shown: str) -> int:
+    """Open (or make) the lock file; one that is a symlink, a FIFO or anything but a regular file is refused: a
+    lock file planted as a link to another file would have that file overwritten with the holder's line."""
+    import stat
     try:
-        return os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OfaProfileError(f"cannot write {shown}: its lock file {lock_path} is a symlink, which this "
+                                  f"program does not follow; remove it and rerun") from None
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise OfaProfileError(f"cannot write {shown}: folder {lock_path.parent} does not exist; create it or "
                                   f"choose another path") from None
         raise OfaProfileError(f"cannot write {shown}: cannot create its lock file {lock_path} "
                               f"({exc.strerror or exc}); choose a writable folder") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OfaProfileError(f"cannot write {shown}: its lock file {lock_path} is not a regular file; remove it "
+                              f"and rerun")
+    return fd
 
 
 def _same_file(fd: int, lock_path: Path) -> bool:

@@ -292,6 +292,24 @@ class Lut:
         per = self.resolution_entries.get(spec.r, {})
         return float(sum((per.get(op.key) or self.entries[op.key]).median_ms for op in ops))
 
+    def _check_sums(self) -> None:
+        """Refuse (one line) a LUT whose plain sum for the space's smallest subnet, at the smallest and largest
+        resolution it lists, is not a positive finite latency (every median 0, or ones summing to infinity): it
+        would rank every subnet as free, and a search would pick the largest under any budget."""
+        from .space import get_space
+        if not self.resolutions:
+            return
+        sp = get_space(self.space)
+        for r in sorted({min(self.resolutions), max(self.resolutions)}):
+            try:
+                s = self.lut_sum_ms(sp.smallest(r))
+            except LutMissError:
+                continue  # a listed resolution lacking keys: `lut validate` names them
+            if not (math.isfinite(s) and s > 0):
+                raise LutError(f"LUT {self.source}: its entries sum to {s:.6g} ms for the space's smallest subnet "
+                               f"at r={r} (a latency must be a positive finite number); re-measure it with "
+                               f"`ofa-profile measure --fresh`")
+
     def predict_ms(self, spec: SubnetSpec, calibrated: bool = True) -> float:
         """Predicted latency: the stored calibration applied to the subnet if any (and wanted), else the LUT sum."""
         s = self.lut_sum_ms(spec)  # checks space and coverage with the clearest message
@@ -377,6 +395,7 @@ class Lut:
         except LutError as exc:
             msg = str(exc)
             raise LutError(msg if source in msg else f"LUT {source}: {msg}") from None
+        lut._check_sums()
         if lut.calibration:
             from .calibrate import check_calibration
             check_calibration(lut)  # a calibration predicting a negative or non-finite latency is refused

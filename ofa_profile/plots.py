@@ -30,8 +30,18 @@ _DPI = 110
 def _plt() -> Any:
     import matplotlib
     matplotlib.use("Agg", force=True)
+    # labels and titles carry text from files (a LUT's or adapter's device name): draw it as written, never as
+    # mathtext (a name such as "$\\x{$" failed at draw time with a ParseFatalException traceback)
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
     return plt
+
+
+def _shown(text: Any) -> str:
+    """Text from a file as a figure shows it: control and format characters (NUL, newlines, bidi overrides),
+    which no font has a glyph for and which made matplotlib warn on stderr, become '?'."""
+    import unicodedata
+    return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in str(text))
 
 
 def _save(fig: Any, path: str | Path) -> Path:
@@ -39,6 +49,9 @@ def _save(fig: Any, path: str | Path) -> Path:
     plt = _plt()
     p = Path(path)
     try:
+        for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "set_text")):
+            if t.get_text() != _shown(t.get_text()):
+                t.set_text(_shown(t.get_text()))
         with atomic_path(p, suffix=".tmp.png") as tmp:
             fig.savefig(tmp, dpi=_DPI, format="png", bbox_inches="tight")
     finally:

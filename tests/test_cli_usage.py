@@ -94,6 +94,22 @@ OFA_PROFILE_USAGE = [
     (["accuracy-predictor", "--data", "d.csv", "--out", "{tmp}/p.json", "--test-frac", "-0.1"], "--test-frac"),
     (["accuracy-predictor", "--data", "d.csv", "--out", "{tmp}/p.json", "--test-frac", "nan"], "--test-frac"),
     (["measure", "--device", "cpu-ort", "--no-such-option"], "--no-such-option"),
+    # huge counts: a usage error, not a numpy traceback, an out-of-memory kill or an endless loop
+    (["pareto", "--budget", "20", "--n-budgets", "99999999999999999999999"], "--n-budgets"),
+    (["plot", "frontier", "--device", "cpu-ort", "--out", "{tmp}/f.png", "--n-random", "1" + "0" * 20], "--n-random"),
+    (["plot", "ranks", "--device", "cpu-ort", "--out", "{tmp}/r.png", "--n", "1" + "0" * 20], "--n"),
+    (["accuracy-dataset", "--out", "{tmp}/a.csv", "--n", "1" + "0" * 20], "--n"),
+    (["measure", "--device", "cpu-ort", "--passes", "1" + "0" * 20], "--passes"),
+    (["measure", "--device", "cpu-ort", "--batch-size", "1" + "0" * 20], "--batch-size"),
+    # an empty value (`--out ''`, an unset shell variable) is not the current folder, the default or a file ''
+    (["accuracy-predictor", "--data", "d.csv", "--out", ""], "--out"),
+    (["adapt", "--device", "d", "--measurements", "m.csv", "--out", ""], "--out"),
+    (["lut", "export-ofa", "cpu-ort", "--out", ""], "--out"),
+    (["lut", "validate", ""], "PATH"),
+    (["pareto", "--budget", "20", "--out-dir", ""], "--out-dir"),
+    (["pareto", "--budget", "20", "--resolutions", ""], "--resolutions"),
+    (["predict", "--lut", "", "--arch", "x.json"], "--lut"),
+    (["plot", "heatmap", "--device", "cpu-ort", "--device", "", "--out", "{tmp}/h.png"], "--device"),
 ]
 
 
@@ -149,6 +165,8 @@ TRAIN_USAGE = [
     (["--threads", "-2"], "--threads"),
     (["--log-every", "0"], "--log-every"),
     (["--amp", "fp8"], "--amp"),
+    (["--threads", "99999999999999999999"], "--threads"),   # was torch's "Overflow when unpacking long long"
+    (["--cache-dir", ""], "--cache-dir"),
 ]
 
 
@@ -180,6 +198,8 @@ CARD_USAGE = [
     (["--n-val", "-1"], "--n-val"),
     (["--dataset-check", "-1"], "--dataset-check"),
     (["--device", "tpu"], "--device"),
+    (["--n-random", "1" + "0" * 20], "--n-random"),
+    (["--name", ""], "--name"),
 ]
 
 

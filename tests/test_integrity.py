@@ -461,3 +461,62 @@ def test_refresh_on_an_uncalibrated_lut_says_so_before_resolving_a_device(shared
     err = assert_one_line_error(res, f"LUT {lut} is not calibrated", "--refresh re-measures",
                                 "ofa-profile calibrate")
     assert "Android" not in err and "adb" not in err
+
+
+def test_a_lut_of_zero_medians_is_refused_not_a_free_subnet(cpu_ort, arch_files, tmp_path):
+    """A LUT whose every median is 0 predicted 0.000 ms (exit 0), and pareto then picked the largest subnet under
+    a 1 ms budget; a LUT whose plain sum for the smallest subnet is not a positive finite latency is refused on
+    load, with or without --no-calibration."""
+    for value, shown in ((0.0, "sum to 0 ms"), (1e308, "sum to inf ms")):
+        obj = _small(cpu_ort)
+        for e in obj["entries"].values():
+            e["median_ms"] = value
+        p = write_json(tmp_path / "zero.json", obj)
+        assert_one_line_error(run("lut", "validate", p), shown, "smallest subnet at r=160")
+        assert_one_line_error(run("predict", "--lut", p, "--arch", arch_files["smallest"], "--no-calibration"),
+                              shown)
+    obj = _small(cpu_ort)   # one zero median (a block too fast for the timer) is no reason to refuse a LUT
+    obj["entries"][next(iter(obj["entries"]))]["median_ms"] = 0.0
+    assert run("lut", "validate", write_json(tmp_path / "one-zero.json", obj)).exit_code == 0
+
+
+def test_a_duplicate_key_in_any_json_input_is_one_line(cpu_ort, small_lut, arch_files, tmp_path):
+    """Python's json keeps the last of two equal keys, other readers the first: such a file means different
+    things to different tools, and is refused in one line (LUT, adapter, predictor, arch)."""
+    text = small_lut.read_text().replace('"device": ', '"device": "a", "device": ', 1)
+    p = tmp_path / "dup-lut.json"
+    p.write_text(text)
+    assert_one_line_error(run("lut", "validate", p), 'the key "device" twice')
+    p = tmp_path / "dup-adapter.json"
+    p.write_text('{"format": "x", "format": "y"}')
+    assert_one_line_error(run("pareto", "--budget", "20", "--adapter", p, "--no-plot", "--out-dir", tmp_path),
+                          'the key "format" twice')
+    p = tmp_path / "dup-pred.json"
+    p.write_text('{"format": "x", "components": [], "components": []}')
+    assert_one_line_error(run("predict-accuracy", "--predictor", p, "--arch", arch_files["smallest"]),
+                          'the key "components" twice')
+
+
+def test_a_csv_with_a_byte_order_mark_reads_as_without_one(tmp_path):
+    """Excel writes a UTF-8 BOM: it made the first column '\\ufeffindex', so `accuracy-dataset --merge` said the
+    shard had no column index, and a CSV whose first column the reader needs was refused."""
+    from ofa_profile.accuracy import read_specs_csv
+    src = _accuracy_csv(tmp_path / "plain.csv", [0.7 + 0.001 * i for i in range(30)])
+    text = src.read_text()
+    cols = text.splitlines()[0].split(",")
+    assert cols[0] == "image_size"        # the column the reader needs comes first
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert read_specs_csv(bom) == read_specs_csv(src)
+    assert list(read_accuracy_csv(bom).accuracy) == list(read_accuracy_csv(src).accuracy)
+    from ofa_model.evaluate import CSV_FIELDS, dataset_spec
+    spec = dataset_spec(W10, 0, 0, (160,))
+    shard = tmp_path / "shard.csv"
+    with open(shard, "w", newline="", encoding="utf-8-sig") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerow({"index": 0, "space": spec.space, "seed": 0, "r": spec.r, "d": json.dumps(list(spec.d)),
+                    "ks": json.dumps(list(spec.ks)), "e": json.dumps(list(spec.e)), "accuracy": 0.5,
+                    "macs": 100, "params": 10, "n_val": 100, "n_calib": 100, "batch_size": 25, "arch": spec.short()})
+    res = run("accuracy-dataset", "--merge", shard, "--out", tmp_path / "merged.csv")
+    assert res.exit_code == 0, res.output

@@ -256,3 +256,24 @@ def test_ctrl_c_and_errors_release_the_lock_and_a_killed_holder_leaves_a_harmles
                 pass
     finally:
         _stop(h)
+
+
+def test_a_lock_file_planted_as_a_symlink_or_fifo_is_refused_and_its_target_untouched(tmp_path):
+    """A lock file that is a link to another file was opened through the link and that file overwritten with
+    the holder's line; one that is no regular file is refused too (one line, exit 1)."""
+    from ofa_profile.errors import OfaProfileError
+    from ofa_profile.lock import output_lock
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (tmp_path / ".out.json.lock").symlink_to(victim)
+    with pytest.raises(OfaProfileError, match="symlink"):
+        with output_lock(tmp_path / "out.json"):
+            pass
+    assert victim.read_text() == "keep" and (tmp_path / ".out.json.lock").is_symlink()
+    os.mkfifo(tmp_path / ".f.json.lock")
+    with pytest.raises(OfaProfileError, match="not a regular file"):
+        with output_lock(tmp_path / "f.json"):
+            pass
+    r = _cli("lut", "import-ofa", tmp_path / "none", "--out", tmp_path / "out.json")
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+    assert r.stderr.startswith("error: ") and victim.read_text() == "keep"

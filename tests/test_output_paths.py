@@ -195,3 +195,38 @@ def test_atomic_writers_replace_the_target_of_a_link_chain(tmp_path):
     _atomic_write(tmp_path / "l2", b"newer", "LUT")
     assert (tmp_path / "l2").is_symlink() and target.read_text() == "newer"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l1", "l2", "t.txt"]
+
+
+def test_an_out_that_is_a_fifo_or_device_is_refused_not_replaced(tmp_path):
+    """Renaming the finished file onto an existing FIFO or device (``--out /dev/null`` as root) replaced it
+    with a plain file: such an output, or a link to one, is refused in one line and stays what it was."""
+    import stat
+
+    from ofa_profile.atomic import write_text_atomic
+    from ofa_profile.errors import OfaProfileError
+    from ofa_profile.lut import _atomic_write
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "link").symlink_to("fifo")
+    for p in (fifo, tmp_path / "link"):
+        with pytest.raises(OfaProfileError, match="FIFO"):
+            write_text_atomic(p, "x")
+        with pytest.raises(OfaProfileError, match="FIFO"):
+            _atomic_write(p, b"x", "LUT")
+    r = _cli("plot", "heatmap", "--device", "cpu-ort", "--out", tmp_path / "link")
+    assert "FIFO" in _one_error_line(r)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and (tmp_path / "link").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link"]    # no lock file or temporary left
+
+
+def test_a_device_name_with_mathtext_or_control_characters_is_drawn_as_written(tmp_path):
+    """A LUT's device name is drawn in titles and legends: "$\\x{$" was parsed as mathtext (a ParseFatalException
+    traceback at draw time) and a NUL or bidi override made matplotlib warn on stderr; both draw as plain text."""
+    obj = json.loads(SHIPPED_LUT.read_text())
+    for i, device in enumerate(["$\\undefinedcmd{$", "a\x00b\u202ec\nd"]):
+        obj["device"] = device
+        lut = tmp_path / f"l{i}.json"
+        lut.write_text(json.dumps(obj))
+        r = _cli("plot", "heatmap", "--lut", lut, "--resolution", "160", "--out", tmp_path / f"h{i}.png")
+        assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+        assert (tmp_path / f"h{i}.png").stat().st_size > 0

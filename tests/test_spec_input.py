@@ -90,6 +90,7 @@ def test_valid_spec_is_predicted(tmp_path):
     ('{"ks": @KS@, "e": @E@, "d": @D@, "r": 160, "space": 7}', "not a space name"),
     ("DEEP[", "nests deeper"),
     ('DEEP{"a":', "nests deeper"),
+    ('{"ks": [3, 3], "ks": @KS@, "e": @E@, "d": @D@, "r": 160}', 'the key "ks" twice'),   # which one counts?
 ])
 def test_malformed_specs_are_one_line(tmp_path, text, needle):
     text = text.replace("@KS@", json.dumps(VALID["ks"])).replace("@E@", json.dumps(VALID["e"])) \
