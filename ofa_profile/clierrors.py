@@ -167,8 +167,20 @@ def _rank0() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _end_progress_bars() -> None:
+    """A progress bar cut short by the ending leaves its line open: close it, so the message is a line of its
+    own (tqdm ends a kept bar with a newline, a transient one with a carriage return)."""
+    tq = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tq, "tqdm", None), "_instances", None) or ()):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the message
+            pass
+
+
 def _echo(line: str) -> None:
     try:
+        _end_progress_bars()
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):   # stderr closed or gone: the exit code still tells
         pass

@@ -153,3 +153,17 @@ def test_trainer_stopped_in_its_first_second(tmp_path):
         assert last.startswith(f"stopped by {signal.Signals(r.sig).name}"), r.err[-3000:]
         if "decode data" not in r.err:          # stopped before it printed anything: only the one line
             _one_line(r.err)
+
+
+def test_the_stop_line_is_a_line_of_its_own_after_a_progress_bar():
+    """A signal during a progress bar (decoding a dataset, measuring blocks) must not append the one line to the
+    bar's open line (seen in CI: 'decode data:   0%| ... stopped by SIGINT: ...')."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom tqdm import tqdm\nfrom ofa_profile import clierrors\n"
+            "b = tqdm(total=8, desc='decode data', file=sys.stderr)\nb.update(1)\n"
+            "sys.exit(clierrors._interrupted(2, 'finished work is kept'))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130
+    assert r.stderr.splitlines()[-1] == "stopped by SIGINT: finished work is kept", r.stderr
