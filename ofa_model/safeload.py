@@ -21,7 +21,11 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from .supernet import WeightsError
+from ofa_profile.errors import OfaProfileError
+
+
+class WeightsError(OfaProfileError):
+    """Weights that do not fit the supernet (another space, corrupt or missing file)."""
 
 __all__ = ["RefusedWeightsError", "load_torch_file", "check_zip_crc", "first_non_finite", "check_finite",
            "SAFE_HINT"]

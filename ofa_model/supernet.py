@@ -27,8 +27,7 @@ __all__ = ["OFAMobileNetV3", "MobileNetV3Subnet", "recalibrate_bn", "load_supern
            "same_macro", "full_space", "compound_space"]
 
 
-class WeightsError(OfaProfileError):
-    """Weights that do not fit the supernet (another space, corrupt or missing file)."""
+from .safeload import WeightsError  # noqa: E402 - re-exported: where callers have always imported it
 
 
 def same_macro(a: Space, b: Space) -> bool:

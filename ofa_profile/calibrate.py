@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .errors import OfaProfileError
+from .jsonio import plain
 from .ops import subnet_ops
 from .space import SubnetSpec, get_space
 
@@ -194,12 +195,7 @@ def _json_type(v: Any) -> str:
     return "an object" if isinstance(v, Mapping) else "a list"
 
 
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
+_plain = plain
 
 
 @dataclass(frozen=True)

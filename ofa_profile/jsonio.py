@@ -11,9 +11,9 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["JsonInputError", "MAX_DEPTH", "loads_strict", "read_json_file", "to_strict", "dumps_strict"]
+__all__ = ["JsonInputError", "MAX_DEPTH", "loads_strict", "read_json_file", "to_strict", "dumps_strict", "plain"]
 
 MAX_DEPTH = 64   # no file of ours nests deeper than ~6; a deeper one is not ours (and would exhaust the stack)
 
@@ -116,6 +116,15 @@ def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
         return loads_strict(raw)
     except JsonInputError as exc:
         raise JsonInputError(f"{what} {p} {exc}") from None
+
+
+def plain(obj: Any) -> Any:
+    """Frozen structures (mappings, tuples) back to JSON-ready dicts and lists, keys as strings."""
+    if isinstance(obj, Mapping):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
 
 
 def to_strict(obj: Any) -> Any:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import OfaProfileError
+from .jsonio import plain
 from .space import SpaceError, SubnetSpec, get_space
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "load_lut",
@@ -157,13 +158,7 @@ def _freeze(obj: Any) -> Any:
     return obj
 
 
-def _plain(obj: Any) -> Any:
-    """Frozen structures back to JSON-ready dicts and lists."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
+_plain = plain   # frozen structures back to JSON-ready dicts and lists
 
 
 def _shorten(keys: Sequence[str]) -> str:
