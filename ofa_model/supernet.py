@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.space import Space, SpaceError, SubnetSpec, get_space
+from ofa_profile.space import Space, SpaceError, SubnetSpec, get_space, has_identity_skip
 
 from .elastic import ConvLayer, DynamicMBConv, LinearLayer, MBConvLayer, ResidualBlock
 
@@ -32,8 +32,7 @@ from .safeload import WeightsError  # noqa: E402 - re-exported: where callers ha
 
 def same_macro(a: Space, b: Space) -> bool:
     """True when two spaces share the macro-architecture (so one supernet serves both)."""
-    return (a.stages, a.stem_ch, a.first_block_ch, a.final_expand_ch, a.feature_mix_ch, a.max_depth) == \
-           (b.stages, b.stem_ch, b.first_block_ch, b.final_expand_ch, b.feature_mix_ch, b.max_depth)
+    return a.macro() == b.macro()
 
 
 def _sibling(space: Space, compound: bool) -> Space:
@@ -66,8 +65,8 @@ def _head(space: Space, n_classes: int, dropout_rate: float):
 
 def _first_block(space: Space) -> ResidualBlock:
     c = space.stem_ch
-    conv = MBConvLayer(c, space.first_block_ch, 3, 1, c, "relu", False, expand=False)
-    return ResidualBlock(conv, c == space.first_block_ch)
+    conv = MBConvLayer(c, space.first_block_ch, 3, 1, c, space.first_block_act, False, expand=False)
+    return ResidualBlock(conv, has_identity_skip(1, c, space.first_block_ch))
 
 
 class MobileNetV3Subnet(nn.Module):
@@ -110,7 +109,7 @@ class OFAMobileNetV3(nn.Module):
             for i in range(sp.max_depth):
                 stride = st.stride if i == 0 else 1
                 conv = DynamicMBConv(sp, feature, st.width, stride, st.act, st.se)
-                blocks.append(ResidualBlock(conv, stride == 1 and feature == st.width))
+                blocks.append(ResidualBlock(conv, has_identity_skip(stride, feature, st.width)))
                 feature = st.width
         self.blocks = nn.ModuleList(blocks)
         self.final_expand_layer, self.feature_mix_layer, self.classifier = _head(sp, n_classes, dropout_rate)

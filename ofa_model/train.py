@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ofa_profile.atomic import atomic_path, write_text_atomic
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.jsonio import dumps_strict
 from ofa_profile.space import SpaceError, SubnetSpec, get_space, parse_resolutions
@@ -248,9 +249,8 @@ def _atomic_save(obj: Any, path: Path) -> None:
     bad = _plain_types(obj)
     if bad is not None:     # a checkpoint must load with weights_only=True: a bug, not a user error
         raise TypeError(f"checkpoint {path.name} would hold a {bad}, which weights_only=True refuses to load")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:      # a temp name tagged <pid>-<host>, removed if the save fails
+        torch.save(obj, tmp)
 
 
 def _plain_state(module) -> dict:
@@ -454,9 +454,7 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
         state.update({k: ck.get(k, 0) for k in ("phase_wall_s", "phase_imgs")})
         _log(f"resuming from {ckpt_path}: phase {state['phase_index']} step {state['step']}", rank)
     if rank == 0:
-        tmp = out / f".config.json.{os.getpid()}"
-        tmp.write_text(dumps_strict(dataclasses.asdict(cfg), indent=1))
-        os.replace(tmp, out / "config.json")
+        write_text_atomic(out / "config.json", dumps_strict(dataclasses.asdict(cfg), indent=1))
 
     ddp = None
     if world > 1:

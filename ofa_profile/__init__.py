@@ -1,17 +1,21 @@
 """ofa-profile: hardware profiling and latency modelling for Once-for-All (OFA) supernets.
 
 Modules, one owner per fact:
-  space      the elastic MobileNetV3 spaces and the subnet spec (OFA formats)
-  ops        the op enumerator and OFA's LUT key grammar
+  space      the elastic spaces (data) and the subnet spec (OFA formats); the space registry
+  families   one module per supernet family (MobileNetV3, ProxylessNAS): its spaces and LUT key grammar
+  ops        the op enumerator, the op chain of a subnet, the key-grammar registry
   blocks     torch modules of exact shape for every op and whole subnets
-  runtimes   CPU runtimes (PyTorch eager, ONNX Runtime, LiteRT) behind one interface
+  runtimes   the runtime registry; CPU runtimes (PyTorch eager, ONNX Runtime, LiteRT) behind one interface
   tflite     the direct .tflite writer (no TensorFlow)
   timing     warm-up, repetition, IQR, malloc fix, hardware/software fingerprint
   lut        the versioned LUT JSON format, OFA YAML import/export, LUT-sum prediction
   measure    the resumable LUT builder
-  calibrate  whole-net calibration stored as plain parameters in the LUT
-  devices    device specs (device_specs/*.json) and their validation
-  transports where a device is reached: adb (phones) and ssh (boards); remote_worker runs on the board
+  calibrate  whole-net calibration: measuring subnets, fitting, drift
+  calibration the stored calibration model (features, prediction, checks), below lut
+  devicespec the device spec value (DeviceSpec, DeviceError), below the transports
+  devices    device specs (device_specs/*.json): loading, validation, reachability
+  transports where a device's ops run: the transport registry, the Profiler interface, one module per
+             transport (local, adb phones, ssh boards); remote_worker runs on the board
   benchmark_model  the parser of TFLite benchmark_model's output
   cuda       the PyTorch CUDA runtime (CUDA events, synchronisation, optional CUDA graphs)
   accuracy   architecture encodings and accuracy predictors stored as plain JSON
@@ -20,6 +24,9 @@ Modules, one owner per fact:
   plots      headless matplotlib figures
   cli        the ``ofa-profile`` command
   clierrors  how the three command lines end: exit codes 0/1/2/128+signal, one line, Ctrl-C/SIGTERM handling
+  console    the ``ofa-profile`` console script (signal handlers first, then cli)
   cliopts    option value types shared by the command lines (ranges, resolutions, seeds, devices)
 """
 __version__ = "0.1.0"
+
+from . import families  # noqa: E402,F401  (registers the spaces and key grammars)

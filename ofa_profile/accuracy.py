@@ -61,9 +61,7 @@ DEFAULT_MODEL = "ridge+gbm"
 def same_macro_architecture(a: Space | str, b: Space | str) -> bool:
     """True if two spaces share widths, strides and blocks (e.g. OFA w1.0 and CompOFA w1.0)."""
     sa, sb = get_space(a), get_space(b)
-    return (sa.stem_ch, sa.first_block_ch, sa.stages, sa.final_expand_ch, sa.feature_mix_ch, sa.max_depth,
-            sa.n_classes) == (sb.stem_ch, sb.first_block_ch, sb.stages, sb.final_expand_ch, sb.feature_mix_ch,
-                              sb.max_depth, sb.n_classes)
+    return sa.macro() == sb.macro() and sa.n_classes == sb.n_classes
 
 
 # -- architectures as arrays ----------------------------------------------------------------------
@@ -675,7 +673,7 @@ def _fit_mlp(X: "np.ndarray", y: "np.ndarray", seed: int, hidden: tuple[int, ...
 def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DEFAULT_MODEL,
                            encoding: str = DEFAULT_ENCODING, seed: int = 0, *, gbm_trees: int | None = None,
                            gbm_learning_rate: float | None = None, mlp_hidden: tuple[int, ...] = (64,),
-                           mlp_max_iter: int = 3000, return_sklearn: bool = False) -> Any:
+                           mlp_max_iter: int = 3000, return_sklearn: bool = False, space: str | None = None) -> Any:
     """Fit a predictor on an accuracy CSV (reference or bundled) or a dataset.
 
     Boosted trees: 300 trees at learning rate 0.03 for ``gbm``; 100 at 0.09 for the residuals of
@@ -686,7 +684,7 @@ def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DE
     """
     import numpy as np
     import sklearn
-    ds = data if isinstance(data, AccuracyDataset) else read_accuracy_csv(data)
+    ds = data if isinstance(data, AccuracyDataset) else read_accuracy_csv(data, space)
     if model not in MODELS:
         raise OfaProfileError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if len(ds) < 20:
@@ -813,7 +811,8 @@ BUNDLED_PREDICTOR = "accuracy_predictor.json"  # in ofa_model/weights/, beside t
 
 def bundled_predictor_path() -> Path:
     """Where the bundled accuracy predictor lives (``ofa_model/weights/accuracy_predictor.json``)."""
-    return Path(__file__).resolve().parent.parent / "ofa_model" / "weights" / BUNDLED_PREDICTOR
+    from .paths import model_weights_dir
+    return model_weights_dir() / BUNDLED_PREDICTOR
 
 
 IMAGENET_PREDICTOR = "ofa-mbv3-w1.0-imagenet.json"  # in ofa_profile/predictors/
@@ -848,7 +847,7 @@ def _cache_dir() -> Path:
 
 
 def fit_cached(csv_path: str | Path, model: str = DEFAULT_MODEL, encoding: str = DEFAULT_ENCODING,
-               seed: int = 0) -> AccuracyPredictor:
+               seed: int = 0, space: str | None = None) -> AccuracyPredictor:
     """:func:`fit_accuracy_predictor` on a CSV, cached by the CSV's sha256 (plain JSON, never a pickle)."""
     import hashlib
     p = Path(csv_path)
@@ -856,13 +855,14 @@ def fit_cached(csv_path: str | Path, model: str = DEFAULT_MODEL, encoding: str =
         digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
     except FileNotFoundError:
         raise OfaProfileError(f"accuracy CSV {p} does not exist") from None
-    cache = _cache_dir() / f"{p.stem}-{digest}-{model.replace('+', '_')}-{encoding}-s{seed}.json"
+    tag = "" if space is None else f"-{get_space(space).name}"
+    cache = _cache_dir() / f"{p.stem}-{digest}-{model.replace('+', '_')}-{encoding}-s{seed}{tag}.json"
     if cache.exists():
         try:
             return load_accuracy_predictor(cache)
         except OfaProfileError:
             pass  # a stale or foreign file: refit below
-    pred = fit_accuracy_predictor(p, model=model, encoding=encoding, seed=seed)
+    pred = fit_accuracy_predictor(p, model=model, encoding=encoding, seed=seed, space=space)
     try:
         pred.save(cache)
     except OSError:
@@ -965,7 +965,11 @@ def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | 
         return pred
     if data is not None:
         say(f"accuracy predictor: {model} fitted on {data} (seed {seed})")
-        return fit_cached(data, model=model, seed=seed)
+        # rows without a 'space' column are read in the searched space's family (a compound space's rows are
+        # full-space subnets of the same macro-architecture)
+        row_space = space if space is not None and not get_space(space).compound \
+            and get_space(space).family != "mbv3" else None
+        return fit_cached(data, model=model, seed=seed, space=row_space)
     if accuracy == "bundled":
         b = bundled_predictor_path()
         if not b.exists():

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from .accuracy import ArchArrays, csv_records, same_macro_architecture
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, loads_strict
-from .ops import Op, subnet_ops
+from .ops import Op, split_ops, subnet_ops
 from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,12 +82,13 @@ class BlockTable:
             for ki, k in enumerate(sp.kernels):
                 for ei, e in enumerate(sp.expands):
                     # a deepest subnet with every block at (k, e): its ops give every block position
-                    spec = SubnetSpec(sp.name, (k,) * sp.n_blocks, (e,) * sp.n_blocks, (sp.max_depth,) * sp.n_stages, r)
-                    ops = subnet_ops(spec)
-                    for i, op in enumerate(ops[2:-4]):
+                    deep = tuple(max(sp.stage_depths(s)) for s in range(sp.n_stages))
+                    spec = SubnetSpec(sp.name, (k,) * sp.n_blocks, (e,) * sp.n_blocks, deep, r)
+                    fixed_ops, block_ops = split_ops(spec, subnet_ops(spec))
+                    for (i, _, _), op in zip(spec.active_blocks(), block_ops):
                         block[ri, i, ki, ei] = cost(op, r)
                     if ki == 0 and ei == 0:
-                        fixed[ri] = sum(cost(op, r) for op in ops[:2] + ops[-4:])
+                        fixed[ri] = sum(cost(op, r) for op in fixed_ops)
         return cls(sp.name, res, fixed, block, name)
 
     @classmethod

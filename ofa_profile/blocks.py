@@ -56,14 +56,16 @@ __all__ = ["ConvBNAct", "SqueezeExcite", "MBConv", "AvgPool", "FeatureMix", "Cla
 
 
 def build_act(name: str | None) -> nn.Module:
-    """``relu`` | ``h_swish`` (x * relu6(x + 3) / 6) | ``None`` (identity)."""
+    """``relu`` | ``relu6`` | ``h_swish`` (x * relu6(x + 3) / 6) | ``None`` (identity)."""
     if name == "relu":
         return nn.ReLU(inplace=True)
+    if name == "relu6":
+        return nn.ReLU6(inplace=True)
     if name == "h_swish":
         return nn.Hardswish(inplace=True)
     if name is None:
         return nn.Identity()
-    raise OfaProfileError(f"unknown activation {name!r}: use 'relu', 'h_swish' or None")
+    raise OfaProfileError(f"unknown activation {name!r}: use 'relu', 'relu6', 'h_swish' or None")
 
 
 class ConvBNAct(nn.Module):
@@ -83,8 +85,8 @@ class ConvBNAct(nn.Module):
 class FeatureMix(ConvBNAct):
     """OFA's feature-mix layer (``Conv_2``): 1x1 conv without BN and bias, then h-swish."""
 
-    def __init__(self, in_ch: int, out_ch: int):
-        super().__init__(in_ch, out_ch, 1, 1, act="h_swish", use_bn=False, bias=False)
+    def __init__(self, in_ch: int, out_ch: int, act: str = "h_swish"):
+        super().__init__(in_ch, out_ch, 1, 1, act=act, use_bn=False, bias=False)
 
 
 class SqueezeExcite(nn.Module):
@@ -161,13 +163,17 @@ class AvgPool(nn.Module):
 
 
 class Classifier(nn.Module):
-    """flatten + linear (``linear.weight``/``linear.bias``, OFA's ``LinearLayer``; dropout is a no-op in eval)."""
+    """[global average pool +] flatten + linear (``linear.weight``/``linear.bias``, OFA's ``LinearLayer``;
+    dropout is a no-op in eval).  ``pool``: the ProxylessNAS ``Logits`` op, which takes the un-pooled map."""
 
-    def __init__(self, in_features: int, out_features: int):
+    def __init__(self, in_features: int, out_features: int, pool: bool = False):
         super().__init__()
+        self.pool = AvgPool() if pool else None
         self.linear = nn.Linear(in_features, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool is not None:
+            x = self.pool(x)
         return self.linear(torch.flatten(x, 1))
 
 
@@ -201,17 +207,17 @@ def _init_weights(module: nn.Module, gen: torch.Generator) -> None:
 
 def _build(op: Op) -> nn.Module:
     if op.kind == "Conv":
-        return ConvBNAct(op.in_ch, op.out_ch, 3, 2, act="h_swish")
+        return ConvBNAct(op.in_ch, op.out_ch, 3, 2, act=op.act)
     if op.kind == "expanded_conv":
         return MBConv.from_op(op)
     if op.kind == "Conv_1":
-        return ConvBNAct(op.in_ch, op.out_ch, 1, 1, act="h_swish")
+        return ConvBNAct(op.in_ch, op.out_ch, 1, 1, act=op.act)
     if op.kind == "AvgPool2D":
         return AvgPool()
     if op.kind == "Conv_2":
-        return FeatureMix(op.in_ch, op.out_ch)
+        return FeatureMix(op.in_ch, op.out_ch, act=op.act)
     if op.kind == "Logits":
-        return Classifier(op.in_ch, op.out_ch)
+        return Classifier(op.in_ch, op.out_ch, pool=op.in_hw > 1)
     raise OfaProfileError(f"unknown op kind {op.kind!r}: expected one of Conv, expanded_conv, Conv_1, AvgPool2D, "
                           f"Conv_2, Logits")
 
@@ -226,8 +232,8 @@ def op_module(op: Op, seed: int = 0) -> nn.Module:
 
 
 def op_input_shape(op: Op, batch: int = 1) -> tuple[int, int, int, int]:
-    """NCHW input shape of ``op`` (``Logits``: ``(N, C, 1, 1)``)."""
-    hw = 1 if op.kind == "Logits" else op.in_hw
+    """NCHW input shape of ``op`` (MobileNetV3's ``Logits``: ``(N, C, 1, 1)``)."""
+    hw = max(1, op.in_hw)
     return (int(batch), op.in_ch, hw, hw)
 
 

@@ -7,8 +7,8 @@ LUT-derived features, and store it as *plain numbers* in the LUT JSON (no pickle
 a scikit-learn upgrade cannot break a stored predictor).  The fit is reported on
 subnets not used for fitting: share within +-2/5/10 %, RMSE, Spearman.
 
-Features (:func:`features`): the LUT ms of the fixed part (stem, first block,
-head), of each stage, the number of active blocks, and the resolution.
+The stored model (features, prediction, checks) is :mod:`ofa_profile.calibration`, below
+:mod:`ofa_profile.lut`; its names are re-exported here.
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, check_calibration, feature_names,
+                          features)
 from .errors import OfaProfileError
-from .jsonio import plain
-from .ops import subnet_ops
 from .space import SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,29 +33,6 @@ __all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", 
            "calibrate_device",
            "DriftReport", "measure_drift",
            "CalibrationReport"]
-
-CALIBRATION_FORMAT = "ridge-v1"
-FEATURE_NAMES = ("fixed_ms", "stage1_ms", "stage2_ms", "stage3_ms", "stage4_ms", "stage5_ms", "n_blocks", "r_norm")
-
-
-def features(spec: SubnetSpec, lut: "Lut") -> list[float]:
-    """LUT-derived features of a subnet (see FEATURE_NAMES); raises LutMissError on missing keys."""
-    from .lut import LutMissError
-    sp = get_space(spec.space)
-    ops = subnet_ops(spec)
-    missing = [op.key for op in ops if op.key not in lut.entries]
-    ms = lambda op: lut.entry(op.key, spec.r).median_ms  # per-resolution figure where the LUT has one
-    if missing:
-        raise LutMissError(f"LUT lacks {len(missing)} key(s) for this subnet, e.g. {missing[0]}; "
-                           f"measure resolution {spec.r} first")
-    stage_ms = [0.0] * sp.n_stages
-    fixed = 0.0
-    # ops: stem, first block, elastic blocks in order, then 4 head ops
-    for op in ops[:2] + ops[-4:]:
-        fixed += ms(op)
-    for (i, s, b), op in zip(spec.active_blocks(), ops[2:-4]):
-        stage_ms[s] += ms(op)
-    return [fixed, *stage_ms, float(len(spec.active_blocks())), spec.r / 224.0]
 
 
 def _design(specs: Sequence[SubnetSpec], lut: "Lut"):
@@ -83,7 +60,7 @@ def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], l
     return {
         "format": CALIBRATION_FORMAT,
         "model": "ridge",
-        "feature_names": list(FEATURE_NAMES),
+        "feature_names": list(feature_names(lut.space)),
         "feature_mean": [float(v) for v in mu],
         "feature_scale": [float(v) for v in sd],
         "coef": [float(v) for v in model.coef_],
@@ -93,109 +70,6 @@ def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], l
         "seed": seed,
         "sklearn_version": __import__("sklearn").__version__,
     }
-
-
-def apply_calibration(calibration: Mapping[str, Any], spec: SubnetSpec, lut: "Lut") -> float:
-    """Calibrated latency (ms) of ``spec``, from the stored plain parameters (no scikit-learn needed)."""
-    if calibration.get("format") != CALIBRATION_FORMAT:
-        raise OfaProfileError(f"LUT calibration format {calibration.get('format')!r} is not {CALIBRATION_FORMAT!r}; "
-                              f"re-run `ofa-profile calibrate`")
-    if list(calibration["feature_names"]) != list(FEATURE_NAMES):
-        raise OfaProfileError("LUT calibration uses other features than this version; re-run `ofa-profile calibrate`")
-    x = features(spec, lut)
-    y = calibration["intercept"]
-    for xi, m, s, c in zip(x, calibration["feature_mean"], calibration["feature_scale"], calibration["coef"]):
-        y += c * (xi - m) / s
-    return float(y)
-
-
-def _finite_list(v: Any, n: int) -> bool:
-    import math
-    return (isinstance(v, (list, tuple)) and len(v) == n
-            and all(type(x) in (int, float) and math.isfinite(x) for x in v))
-
-
-def check_calibration(lut: "Lut") -> None:
-    """Refuse (one line, :class:`~ofa_profile.lut.LutError`) a LUT calibration that is malformed or predicts a
-    latency that is not a positive finite number for the space's smallest or largest subnet at the smallest
-    and largest resolution the LUT covers.  Run when a LUT is loaded and before one is saved."""
-    import math
-
-    from .lut import LutError, LutMissError
-    from .space import SpaceError
-    cal = lut.calibration
-    if not cal:
-        return
-    fix = f"re-run `ofa-profile calibrate --lut {lut.source}` (or remove its 'calibration')"
-
-    def bad(what: str) -> LutError:
-        return LutError(f"LUT {lut.source}: its calibration {what}; {fix}")
-
-    samples = cal.get("samples", [])
-    if not isinstance(samples, (list, tuple)):
-        raise bad(f"'samples' is {_json_type(samples)}, not a list")
-    for i, x in enumerate(samples):
-        if not isinstance(x, Mapping) or x.get("split") not in ("fit", "test") or "arch" not in x:
-            raise bad(f"samples[{i}] is not {{arch, measured_ms, split: fit|test}}")
-        m = x.get("measured_ms")
-        if type(m) not in (int, float) or not math.isfinite(m) or m <= 0:
-            raise bad(f"samples[{i}].measured_ms={str(_plain(m))[:60]} is not a positive finite number")
-        try:
-            SubnetSpec.from_ofa(_plain(x["arch"]), space=lut.space)
-        except (SpaceError, TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise bad(f"samples[{i}].arch is not a subnet of {lut.space} ({str(exc).splitlines()[0][:120]})") \
-                from None
-    rep = cal.get("report")
-    if rep is not None and not isinstance(rep, Mapping):
-        raise bad(f"'report' is {_json_type(rep)}, not an object")
-    seed = (rep or {}).get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise bad(f"report.seed={str(_plain(seed))[:60]} is not an integer")
-    if not isinstance(cal.get("calibrated_utc", ""), (str, type(None))):
-        raise bad("'calibrated_utc' is not a string")
-    if cal.get("format") != CALIBRATION_FORMAT:
-        return  # another format: refused where it would be applied (apply_calibration), not for --no-calibration
-    names = cal.get("feature_names")
-    if not isinstance(names, (list, tuple)) or list(names) != list(FEATURE_NAMES):
-        fn = " ".join(repr(_plain(cal.get("feature_names"))).split())
-        raise bad(f"has feature_names {fn if len(fn) <= 60 else fn[:57] + '...'}, not {list(FEATURE_NAMES)}")
-    n = len(FEATURE_NAMES)
-    for k in ("feature_mean", "feature_scale", "coef"):
-        if not _finite_list(cal.get(k), n):
-            raise bad(f"'{k}' is not a list of {n} finite numbers")
-    if any(v == 0 for v in cal["feature_scale"]):
-        raise bad("'feature_scale' holds a 0 (a division by zero)")
-    icpt = cal.get("intercept")
-    if type(icpt) not in (int, float) or not math.isfinite(icpt):
-        raise bad(f"intercept={str(_plain(icpt))[:60]} is not a finite number")
-    if not lut.resolutions:
-        return
-    sp = get_space(lut.space)
-    for r in sorted({min(lut.resolutions), max(lut.resolutions)}):
-        for which, spec in (("smallest", sp.smallest(r)), ("largest", sp.largest(r))):
-            try:
-                y = apply_calibration(cal, spec, lut)
-            except LutMissError:
-                continue  # a listed resolution lacking keys: `lut validate` names them
-            if not (math.isfinite(y) and y > 0):
-                raise bad(f"predicts {y:.6g} ms for the space's {which} subnet at r={r} (a latency must be a "
-                          f"positive finite number)")
-
-
-def _json_type(v: Any) -> str:
-    """What a JSON value is, in words (frozen LUT fields hold tuples for lists)."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return "a number"
-    if isinstance(v, str):
-        return "a string"
-    return "an object" if isinstance(v, Mapping) else "a list"
-
-
-_plain = plain
 
 
 @dataclass(frozen=True)
@@ -239,10 +113,11 @@ def sample_specs(space: str, n: int, seed: int, resolutions: Sequence[int]) -> l
 def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: Path, seed: int,
                     progress: bool = True, rounds: int = 2) -> list[float]:
     """Whole-net latency of each spec: the lowest of ``rounds`` medians, each from its own pass over all
-    the specs (minutes apart; odd passes in reverse order), so that a burst of load from elsewhere on the
-    machine, which only ever slows a run down, does not decide a figure.  Every finished (spec, pass) is
-    journaled (fsync) and reused on rerun."""
+    the specs (minutes apart; odd passes in reverse order: :func:`ofa_profile.replicates.run_passes`), so that
+    a burst of load from elsewhere on the machine, which only ever slows a run down, does not decide a figure.
+    Every finished (spec, pass) is journaled (fsync) and reused on rerun."""
     from .measure import _Journal, _progress, read_journal
+    from .replicates import per_item, run_passes
 
     # a torn last line is dropped; any other bad line is one error (journal code shared with `measure`)
     done: dict[tuple[str, int], float] = dict(read_journal(
@@ -251,21 +126,24 @@ def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: 
     keys = [_arch_key(s) for s in specs]
     todo = sum(1 for k in keys for r in range(rounds) if (k, r) not in done)
     bar = _progress(len(specs) * rounds, len(specs) * rounds - todo, "subnets", progress, unit="subnet")
+    have: dict[str, dict[int, float]] = {}
+    for (k, r), med in done.items():
+        if r < rounds:               # a journal of a run with more rounds: only this run's rounds count
+            have.setdefault(k, {})[r] = med
     f = _Journal(journal, None)      # appends whole lines; a failed write (full disk) is undone, one error line
+
+    def one(item: tuple[SubnetSpec, str], r: int) -> float:
+        s, k = item
+        m = profiler.measure_subnet(s, seed)
+        f.write({"arch": k, "round": r, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms, "count": m.count})
+        bar.update(1)
+        return m.median_ms
     try:
-        for r in range(rounds):
-            order = list(zip(specs, keys))
-            for s, k in (order[::-1] if r % 2 else order):
-                if (k, r) in done:
-                    continue
-                m = profiler.measure_subnet(s, seed)
-                done[(k, r)] = m.median_ms
-                f.write({"arch": k, "round": r, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms, "count": m.count})
-                bar.update(1)
+        reps = run_passes(list(zip(specs, keys)), rounds, per_item(one), key=lambda x: x[1], have=have)
     finally:
         f.close()
     bar.close()
-    return [min(done[(k, r)] for r in range(rounds)) for k in keys]
+    return [reps.lowest[k] for k in keys]
 
 
 def _calib_record(raw: bytes) -> tuple[tuple[str, int], float]:
@@ -379,14 +257,15 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     from .measure import _progress
     rounds = max(1, int(rounds))
     bar = _progress(len(specs) * rounds, 0, "drift", progress, unit="subnet")
-    now: list[list[float]] = [[] for _ in specs]
-    for r in range(rounds):
-        order = list(range(len(specs)))
-        for i in (order[::-1] if r % 2 else order):
-            now[i].append(profiler.measure_subnet(specs[i], seed).median_ms)
-            bar.update(1)
+    from .replicates import per_item, run_passes
+
+    def one(i: int, r: int) -> float:
+        ms = profiler.measure_subnet(specs[i], seed).median_ms
+        bar.update(1)
+        return ms
+    reps = run_passes(range(len(specs)), rounds, per_item(one))
     bar.close()
     then_ms = tuple(float(x["measured_ms"]) for x in held)
-    now_ms = tuple(min(v) for v in now)
+    now_ms = tuple(reps.lowest[i] for i in range(len(specs)))
     factor = statistics.median(b / a for a, b in zip(then_ms, now_ms))
     return DriftReport(factor, tuple(specs), then_ms, now_ms, rounds, cal.get("calibrated_utc") or lut.created_utc)

@@ -52,8 +52,13 @@ def fail(msg: str) -> None:
     raise OfaProfileError(msg)
 
 
+def _space_help() -> str:
+    from .space import SPACES
+    return "search space: " + ", ".join(SPACES)
+
+
 SPACE_OPTION = click.option("--space", type=SPACE_NAME, default="ofa-mbv3-w1.0", show_default=True,
-                            help="search space: ofa-mbv3-w1.0, ofa-mbv3-w1.2 or compofa-mbv3-w1.0")
+                            help=_space_help())
 
 
 @main.command("enumerate")
@@ -106,9 +111,11 @@ def _lock(path: Any, folder: bool = False) -> Any:
 
 @main.command("measure")
 @click.option("--device", "device_name", required=True, help="device name (see `ofa-profile devices`) or spec file")
+@click.option("--space", type=SPACE_NAME, default=None,
+              help="space to measure [default: the device spec's]; " + _space_help())
 @click.option("--resolutions", default="all", show_default=True, help="e.g. 160,224 or 128-224 or all")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="LUT file to write or extend [default: ./DEVICE.json]")
+              help="LUT file to write or extend [default: ./DEVICE.json, ./DEVICE-SPACE.json for another space]")
 @click.option("--batch-size", type=POSITIVE_INT, default=None, help="batch size [default: the device's first]")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the block weights and inputs")
 @click.option("--fresh", is_flag=True, help="discard a journal or LUT at --out and start over")
@@ -121,7 +128,7 @@ def _lock(path: Any, folder: bool = False) -> Any:
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
-def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
+def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
                 limit: int | None, passes: int, benchmark_binary: str | None, serial: str | None, quiet: bool, as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
 
@@ -134,17 +141,23 @@ def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size:
       ofa-profile measure --device cpu-ort --resolutions 160,224 --out cpu-ort.json
       ofa-profile measure --device pixel --benchmark-binary ./benchmark_model
       ofa-profile measure --device cpu-ort --passes 3 --fresh
+      ofa-profile measure --device cpu-ort --space ofa-proxyless-w1.3 --resolutions 160
     """
     from pathlib import Path
 
     from .devices import load_device
-    from .measure import make_profiler, measure_lut
+    from .lut import load_lut
+    from .measure import block_noise, make_profiler, measure_lut
     from .space import parse_resolutions
 
+    from .space import get_space
+
     dev = load_device(device_name)
+    sp_name = get_space(space).name if space else dev.space
     with option_value("--resolutions"):
-        res = parse_resolutions(resolutions, dev.space)
-    out_path = Path(out or _default_out(dev.lut_name(batch_size)))
+        res = parse_resolutions(resolutions, sp_name)
+    stem = dev.lut_name(batch_size) + ("" if sp_name == get_space(dev.space).name else f"-{sp_name}")
+    out_path = Path(out or _default_out(stem))
     if not out_path.parent.exists():
         fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
     _lock(out_path)          # the LUT and its journal: one writer for the whole run
@@ -155,39 +168,26 @@ def measure_cmd(device_name: str, resolutions: str, out: str | None, batch_size:
         kw["serial"] = serial
     prof = make_profiler(dev, batch_size=batch_size, **kw)
     try:
-        r = measure_lut(dev, out_path, res, batch_size=batch_size, seed=seed, progress=not quiet, fresh=fresh,
+        r = measure_lut(dev, out_path, res, space=sp_name, batch_size=batch_size, seed=seed, progress=not quiet, fresh=fresh,
                         profiler=prof, limit=limit, passes=passes)
     finally:
         prof.close()
+    nz = block_noise(load_lut(r.lut_path)) if r.complete else None
     summary = {"lut": str(r.lut_path), "device": dev.name, "measured": r.measured, "reused": r.reused,
                "total": r.total, "passes": passes, "complete": r.complete, "elapsed_s": round(r.elapsed_s, 1),
-               "noise": _block_noise(r.lut_path) if r.complete else None}
-    nz = summary["noise"]
+               "noise": nz.as_dict() if nz else None}
     if nz:
-        _log(f"noise: block IQR/median {100 * nz['iqr_rel_median']:.1f} % (median over blocks); "
-             + (f"{nz['share_at_max_runs']:.0%} of blocks ran the {nz['max_runs']}-run cap"
-                if nz["share_at_max_runs"] is not None else "run cap not recorded")
+        _log(f"noise: block IQR/median {100 * nz.iqr_rel_median:.1f} % (median over blocks); "
+             + (f"{nz.share_at_max_runs:.0%} of blocks ran the {nz.max_runs}-run cap"
+                if nz.share_at_max_runs is not None else "run cap not recorded")
              + ("; a noisy machine: --passes 3 and `calibrate --rounds 3` help, a quieter one helps more"
-                if nz["iqr_rel_median"] > NOISY_IQR_REL else ""))
+                if nz.noisy else ""))
     if as_json:
         echo_json(summary)
     else:
         state = "complete" if summary["complete"] else "partial (rerun to continue)"
         what = f"{r.measured} measurements ({passes} passes)" if passes > 1 else f"{r.measured} measured"
         click.echo(f"{r.lut_path}: {what}, {r.reused} reused of {r.total} ops, {state}, {r.elapsed_s:.1f} s")
-
-
-NOISY_IQR_REL = 0.05   # block IQR/median above which `measure` calls the machine noisy (quiet: 1-3 %)
-
-
-def _block_noise(lut_path: Any) -> dict | None:
-    """How noisy the blocks of a measured LUT were: the median IQR/median and the share at the run cap."""
-    from .lut import load_lut
-    t = _timing_summary(load_lut(lut_path))
-    if not t or t.get("iqr_rel_median") is None:
-        return None
-    return {"iqr_rel_median": t["iqr_rel_median"], "max_runs": (t["settings"] or {}).get("max_runs"),
-            "share_at_max_runs": t["share_at_max_runs"]}
 
 
 @main.command("calibrate")
@@ -505,10 +505,15 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
 @click.option("--n-calib", type=POSITIVE_INT, default=2000, show_default=True)
 @click.option("--cache-dir", default=None, help="decoded-image cache for --calib-data")
 @click.option("--no-check", is_flag=True, help="do not run the written file once to compare it with torch")
+@click.option("--random-weights", is_flag=True,
+              help="seeded random weights instead of a supernet's (the shapes for latency work; any family, e.g. "
+                   "an ofa-proxyless-w1.3 net.config)")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of --random-weights")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str | None, calib_data: str | None,
-               n_calib: int, cache_dir: str | None, no_check: bool, as_json: bool) -> None:
+               n_calib: int, cache_dir: str | None, no_check: bool, random_weights: bool, seed: int,
+               as_json: bool) -> None:
     """Write a subnet with the supernet's weights as ONNX or TFLite.
 
     ONNX takes NCHW float input; TFLite (the project's own writer) takes NHWC. The written file
@@ -519,16 +524,33 @@ def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str |
       ofa-profile export --arch examples/arch-r160.json --format onnx --out net.onnx
       ofa-profile export --arch arch.json --format tflite --out net.tflite \\
           --calib-data ../shared/data/imagenette2-224/train.tar
+      ofa-profile export --arch ofa-specialized/cpu_lat-10ms_top1-71.1_finetune-25/net.config \\
+          --format onnx --out cpu10.onnx --random-weights
     """
     import dataclasses
     from pathlib import Path
 
-    from ofa_profile.space import SubnetSpec
+    from ofa_profile.space import DEFAULT_SPACE, SubnetSpec
 
     out_path = Path(out)
     if not out_path.parent.exists():
         fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
+    if random_weights and (supernet or calib_data):
+        raise click.UsageError("--random-weights builds the subnet without a supernet: drop --supernet/--calib-data")
     _lock(out_path)
+    if random_weights:
+        from ofa_model.export import export_random
+        spec = SubnetSpec.load(arch, space=space or DEFAULT_SPACE)
+        res = export_random(spec, fmt, out_path, check=not no_check, weights_seed=seed)
+        summary = {**dataclasses.asdict(res), "supernet": None, "weights": f"random (seed {seed})",
+                   "space": spec.space}
+        if as_json:
+            echo_json(summary)
+        else:
+            chk = "" if res.max_abs_diff is None else f"; max |diff| vs torch {res.max_abs_diff:.2e}"
+            click.echo(f"{res.path}: {fmt} of {spec.space} {res.arch} with random weights (seed {seed}), input "
+                       f"{'x'.join(map(str, res.input_shape))}{chk}")
+        return
     from ofa_model.bundle import load_supernet
     from ofa_model.export import export_subnet
 
@@ -650,6 +672,8 @@ def lut_export_ofa_cmd(lut_ref: str, out: str, value: str, as_json: bool) -> Non
 def _lut_summary(lut: Any) -> dict[str, Any]:
     from collections.abc import Mapping
 
+    from .measure import timing_summary
+
     fp = dict(lut.fingerprint)
     keep = ("cpu_model", "machine", "logical_cpus", "num_threads", "os", "python", "runtime_versions", "ofa_profile",
             "hardware", "device", "gpu")
@@ -671,32 +695,12 @@ def _lut_summary(lut: Any) -> dict[str, Any]:
         "created_utc": lut.created_utc, "resolutions": list(lut.resolutions), "entries": len(lut.entries),
         "resolution_entries": sum(len(m) for m in lut.resolution_entries.values()),
         "source": lut.provenance.get("source"), "tool": lut.provenance.get("tool"), "seed": lut.provenance.get("seed"),
-        "fingerprint": fp_sum, "calibration": cal, "timing": _timing_summary(lut),
+        "fingerprint": fp_sum, "calibration": cal, "timing": timing_summary(lut),
         "coverage": {"complete": not missing,
                      "missing_keys": sum(len(v) for v in missing.values()),
                      "missing_by_resolution": {str(r): v for r, v in missing.items()},
                      "partial_resolutions": {str(r): n for r, n in partial.items()}},
     }
-
-
-def _timing_summary(lut: Any) -> dict | None:
-    """How the LUT's blocks were timed (its provenance), how many runs they took and how noisy they were."""
-    import statistics
-    from collections.abc import Mapping
-    t = lut.provenance.get("timing")
-    t = t if isinstance(t, Mapping) else None   # free-form in the schema: anything else is not settings
-    entries = list(lut.entries.values())
-    if not t and not entries:
-        return None
-    out: dict = {"settings": dict(t) if t else None}
-    if entries:
-        cap = (t or {}).get("max_runs")
-        cap = cap if type(cap) in (int, float) and cap > 0 else None
-        rel = [e.iqr_ms / e.median_ms for e in entries if e.median_ms > 0]
-        out.update({"runs_per_block_median": statistics.median(e.count for e in entries),
-                    "share_at_max_runs": round(sum(e.count >= cap for e in entries) / len(entries), 4) if cap else None,
-                    "iqr_rel_median": round(statistics.median(rel), 5) if rel else None})
-    return out
 
 
 def _plain_json(obj: Any) -> Any:
@@ -1034,7 +1038,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     the same as JSON, the best subnet alone (<stem>.best.json, readable by `--arch` of predict and export)
     and a frontier plot to --out-dir.
     A budget nothing meets is one error line naming the fastest latency.  --verify then measures the chosen
-    subnet end to end on the device (local, adb or ssh) and evaluates its top-1 with the supernet
+    subnet end to end on the device (over any transport) and evaluates its top-1 with the supernet
     (bundled weights, BN recalibrated, on the validation set it was trained for); without --accuracy or
     --predictor it then searches with that supernet's own predictor, so predicted and measured compare.
 
@@ -1211,6 +1215,7 @@ def _verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | N
 
     from .devices import load_device
     from .measure import make_profiler
+    from .replicates import per_item, run_passes
 
     loaded, load_error = None, None
     try:
@@ -1222,11 +1227,12 @@ def _verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | N
     dev = load_device(device_ref)
     _log(f"verify: measuring the chosen subnet on {dev.name} ...")
     with make_profiler(dev) as prof:
-        passes = [prof.measure_subnet(best.spec, seed) for _ in range(max(1, rounds))]
-    m = min(passes, key=lambda x: x.median_ms)
+        reps = run_passes([best.spec], max(1, rounds), per_item(lambda spec, _p: prof.measure_subnet(spec, seed)),
+                          key=lambda _spec: 0)
+    m = reps.lowest[0]
     med = m.median_ms
     out: dict = {"device": dev.name, "measured_latency_ms": round(med, 4), "iqr_ms": round(m.iqr_ms, 4),
-                 "runs": m.count, "pass_medians_ms": [round(x.median_ms, 4) for x in passes],
+                 "runs": m.count, "pass_medians_ms": [round(x, 4) for x in reps.medians(0)],
                  "predicted_latency_ms": round(best.latency_ms, 4),
                  "error_pct": round(100 * (best.latency_ms - med) / med, 3),
                  "within_budget": med <= budget_ms, "within_budget_plus_3pct": med <= budget_ms * 1.03,

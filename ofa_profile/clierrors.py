@@ -22,8 +22,9 @@ interrupted line and 128 + the signal.  Work already finished is kept by the com
 atomic writes).  The trainer's own handler (``ofa_model.train._StopOnSignal``: the step in flight finishes, a
 checkpoint is written) takes over while it trains and hands back to these on exit.
 
-This module imports only the standard library at import time, so that the console script installs the
-handlers before click, numpy or torch is imported.
+This module imports only the standard library at import time, so that the console script
+(:mod:`ofa_profile.console`) installs the handlers before click, numpy or torch is imported; it imports no command
+line, so that every command line can import it.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:   # annotations only: typing costs milliseconds before the han
     from typing import Any, Callable
 
 __all__ = ["EXIT_ERROR", "EXIT_USAGE", "StopSignal", "CliExitCodes", "report", "guarded", "install_signal_handlers",
-           "restore_signal_handlers", "received_signal", "console_main"]
+           "restore_signal_handlers", "received_signal", "stop_handling"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -324,15 +325,8 @@ class CliExitCodes:
         return guarded(body, self.interrupted)
 
 
-def console_main() -> int:
-    """The ``ofa-profile`` console script: the signal handlers first, then the command line."""
-    installed = install_signal_handlers()
-    try:
-        from .cli import main
-        return main.run_cli(prog_name="ofa-profile")
-    except BaseException as exc:         # noqa: B902 - a signal while importing the command line
-        return report(exc)
-    finally:
-        _state.handling = True           # from here the process only exits: a late signal is recorded only
-        _cancel_retry()
-        del installed                    # the handlers stay until the process ends
+def stop_handling() -> None:
+    """The process only exits from here on (the console script's last step): a signal arriving now is recorded,
+    not raised, and the retry timer is off."""
+    _state.handling = True
+    _cancel_retry()

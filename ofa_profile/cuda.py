@@ -19,14 +19,13 @@ Without a GPU, :meth:`CudaRuntime.check` says why in one line and nothing else r
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import OfaProfileError
-from .timing import Measurement, TimingConfig, stop_reason
+from .timing import Measurement, TimingConfig, measure_callable
 
-__all__ = ["CudaRuntime", "CudaCompiled", "measure_cuda_events", "cuda_status"]
+__all__ = ["CudaRuntime", "CudaCompiled", "CudaEventClock", "measure_cuda_events", "cuda_status"]
 
 
 def cuda_status(device_index: int = 0) -> tuple[bool, str]:
@@ -151,34 +150,33 @@ class CudaRuntime:
         return CudaCompiled(module, example, self.device_index, self.dtype, self.cuda_graphs)
 
 
+class CudaEventClock:
+    """A :class:`~ofa_profile.timing.Clock` reading CUDA events recorded around each call on the current
+    stream (GPU-side time).  Each call is waited for (``end.synchronize()``) before the next starts, so calls
+    never overlap."""
+
+    def __init__(self, device_index: int = 0):
+        import torch
+
+        self._torch = torch
+        self.device_index = device_index
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def ready(self) -> None:
+        self._torch.cuda.synchronize(self.device_index)
+
+    def start(self) -> None:
+        self._start.record()
+
+    def stop_ms(self) -> float:
+        self._end.record()
+        self._end.synchronize()
+        return float(self._start.elapsed_time(self._end))
+
+
 def measure_cuda_events(fn: Callable[[], Any], config: TimingConfig = TimingConfig(), device_index: int = 0) -> Measurement:
-    """Time ``fn()`` with CUDA events recorded around each call on the current stream (GPU-side time).
-
-    Same stopping rules as :func:`ofa_profile.timing.measure_callable`.  Each call is waited for
-    (``end.synchronize()``) before the next starts, so calls never overlap.
-    """
-    import torch
-
-    for _ in range(config.warmup_runs):
-        fn()
-    torch.cuda.synchronize(device_index)
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    times: list[float] = []
-    stopped = "max_runs"
-    t_start = time.perf_counter()
-    while len(times) < config.max_runs:
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(float(start.elapsed_time(end)))
-        n = len(times)
-        why = stop_reason(times, config)
-        if why:
-            stopped = why
-            break
-        if time.perf_counter() - t_start > config.max_time_s and n >= min(config.min_runs, 5):
-            stopped = "max_time"
-            break
-    return Measurement(tuple(times), warmup_runs=config.warmup_runs, stopped_by=stopped)
+    """Time ``fn()`` with CUDA events recorded around each call on the current stream (GPU-side time):
+    :func:`ofa_profile.timing.measure_callable` (the one timing loop, same stopping rules) with a
+    :class:`CudaEventClock`."""
+    return measure_callable(fn, config, clock=CudaEventClock(device_index))

@@ -1,53 +1,26 @@
 """Device specs: one validated JSON file per device in ``device_specs/``.
 
-A device = a *runtime* (what runs the model: torch, onnxruntime, litert,
-tflite-benchmark, torch-cuda) reached through a *transport* (where: local process,
-adb, ssh), with its thread count, batch sizes and timing settings.  Specs are
-validated against ``ofa_profile/schemas/device.schema.json`` on load.
+A device = a *runtime* (what runs the model: one of :func:`ofa_profile.runtimes.list_runtimes`) reached
+through a *transport* (where: one of :func:`ofa_profile.transports.list_transports`), with its thread count,
+batch sizes and timing settings.  Specs are validated against ``ofa_profile/schemas/device.schema.json`` on
+load (its runtime and transport enums are the registries' names: tests/test_architecture.py) and against the
+runtime registry's pairings of runtime and transport.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .devicespec import DeviceError, DeviceSpec
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, read_json_file
 from .paths import device_specs_dir, schemas_dir
+from .runtimes import list_runtimes, runtime_info
 from .timing import TimingConfig
+from .transports import reachable
 
 __all__ = ["DeviceError", "DeviceSpec", "load_device", "list_devices", "device_status"]
-
-
-class DeviceError(OfaProfileError):
-    """Unknown device, malformed spec, or a device that cannot be reached."""
-
-
-@dataclass(frozen=True)
-class DeviceSpec:
-    name: str
-    description: str
-    runtime: str
-    transport: str
-    space: str = "ofa-mbv3-w1.0"
-    num_threads: int = 1
-    batch_sizes: tuple[int, ...] = (1,)
-    timing: TimingConfig = TimingConfig()
-    template: bool = False
-    adb: Mapping[str, Any] = field(default_factory=dict)
-    ssh: Mapping[str, Any] = field(default_factory=dict)
-    cuda: Mapping[str, Any] = field(default_factory=dict)
-    path: str = ""
-
-    @property
-    def batch_size(self) -> int:
-        return self.batch_sizes[0]
-
-    def lut_name(self, batch_size: int | None = None) -> str:
-        """File stem of this device's LUT: ``cpu-ort`` or ``cuda-b64`` for a non-default batch."""
-        b = self.batch_size if batch_size is None else batch_size
-        return self.name if b == self.batch_sizes[0] else f"{self.name}-b{b}"
 
 
 _SCHEMA: dict | None = None
@@ -84,13 +57,14 @@ def _check_timing(t: TimingConfig, given: Mapping[str, Any], source: str) -> Non
 
 
 def _check_transport(runtime: str, transport: str, source: str) -> None:
-    """Which runtime runs over which transport (a pairing the code would otherwise ignore or fail on late)."""
-    if (transport == "adb") != (runtime == "tflite-benchmark"):
-        raise DeviceError(f"device spec {source} is invalid: runtime {runtime} over transport {transport}; a phone "
-                          f"(adb) runs tflite-benchmark, and tflite-benchmark runs only on a phone")
-    if runtime == "torch-cuda" and transport != "local":
-        raise DeviceError(f"device spec {source} is invalid: runtime torch-cuda over transport {transport}; "
-                          f"torch-cuda runs on this machine's GPU (transport local)")
+    """Which runtime runs over which transport (a pairing the code would otherwise ignore or fail on late): the
+    transports the runtime registry names for it (:func:`ofa_profile.runtimes.runtime_info`)."""
+    allowed = runtime_info(runtime).transports
+    if transport not in allowed:
+        also = [r for r in list_runtimes(transport) if r != runtime]
+        raise DeviceError(f"device spec {source} is invalid: runtime {runtime} over transport {transport}; "
+                          f"{runtime} runs over {' or '.join(allowed)} only"
+                          + (f", and transport {transport} runs {', '.join(also)}" if also else ""))
 
 
 def parse_device(obj: Any, source: str = "<spec>") -> DeviceSpec:
@@ -153,14 +127,6 @@ def list_devices() -> list[DeviceSpec]:
 
 
 def device_status(spec: DeviceSpec) -> tuple[bool, str]:
-    """(can it be measured from here now?, why / why not) — cheap checks, no measurement."""
-    if spec.template:
-        return False, "template: copy it to a new spec file and fill in the connection details"
-    if spec.transport == "local":
-        from .runtimes import get_runtime
-        return get_runtime(spec.runtime, spec.cuda or None).check()
-    try:
-        from . import transports
-    except ImportError:  # pragma: no cover
-        return False, f"{spec.transport} transport is not available in this installation"
-    return transports.reachable(spec)
+    """(can it be measured from here now?, why / why not) — cheap checks, no measurement: its transport's
+    (:func:`ofa_profile.transports.reachable`)."""
+    return reachable(spec)

@@ -1,6 +1,16 @@
-"""The one exception type the CLI turns into a one-line message (exit 1)."""
+"""The one exception type the CLI turns into a one-line message (exit 1), and the subclasses that modules on
+different layers raise alike (a LUT error is raised by :mod:`ofa_profile.lut` and by the calibration model below
+it, :mod:`ofa_profile.calibration`)."""
 from __future__ import annotations
 
 
 class OfaProfileError(Exception):
     """A user-facing error: its message is one line naming the problem and the fix."""
+
+
+class LutError(OfaProfileError):
+    """A LUT that cannot be read, written or used (one-line message naming the file and the fix)."""
+
+
+class LutMissError(LutError):
+    """The LUT lacks keys a subnet needs (the message names them and says what to measure)."""

@@ -36,7 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import OfaProfileError
+from .errors import LutError, LutMissError  # defined in errors: the calibration model below lut raises them too
 from .jsonio import plain
 from .space import SpaceError, SubnetSpec, get_space
 
@@ -50,14 +50,6 @@ IQR_PER_STD = 1.349
 OFA_YAML = "ofa-mbv3-yaml"
 PROXYLESS_YAML = "proxylessnas-yaml"
 _MAX_KEYS_SHOWN = 3
-
-
-class LutError(OfaProfileError):
-    """A LUT that cannot be read, written or used (one-line message naming the file and the fix)."""
-
-
-class LutMissError(LutError):
-    """The LUT lacks keys a subnet needs (the message names them and says what to measure)."""
 
 
 def _utc_now() -> str:
@@ -128,20 +120,17 @@ def _keys_at(space: str, r: int) -> tuple[str, ...]:
     return tuple(op.key for op in ops_at_resolution(space, r))
 
 
-def _widths(space: str) -> tuple:
-    sp = get_space(space)
-    return (sp.stem_ch, sp.first_block_ch, tuple(s.width for s in sp.stages), sp.final_expand_ch, sp.feature_mix_ch)
-
-
 def _bad_key_message(key: str, space: str, where: str) -> str:
     """Why ``key`` is not an op of ``space`` (one line)."""
-    from .ops import parse_key
+    from .ops import grammar, parse_key
     from .space import SPACES
+    fam = get_space(space).family
     try:
-        parse_key(key)
+        parse_key(key, fam)
     except SpaceError:
-        return (f"{where}: key {key!r} is not an OFA MobileNetV3 LUT key (expected e.g. 'expanded_conv-input:56x56x24-"
-                f"output:28x28x40-expand:96-kernel:5-stride:2-idskip:0-se:1-hs:0'); fix or remove that entry")
+        what = "an OFA MobileNetV3" if fam == "mbv3" else f"a {fam} ({space})"
+        return (f"{where}: key {key!r} is not {what} LUT key (expected e.g. '{grammar(fam).example}'); fix or remove "
+                f"that entry")
     others = [n for n in SPACES if n != space and not SPACES[n].compound and key in _space_keys(n)]
     if others:
         return (f"{where}: key {key!r} belongs to space {others[0]} (other channel widths), but the LUT declares "
@@ -249,7 +238,7 @@ class Lut:
     def _check_space(self, spec: SubnetSpec) -> None:
         if not isinstance(spec, SubnetSpec):
             raise LutError(f"expected a SubnetSpec, got {type(spec).__name__}")
-        if spec.space != self.space and _widths(spec.space) != _widths(self.space):
+        if spec.space != self.space and get_space(spec.space).macro() != get_space(self.space).macro():
             raise LutError(f"the arch is for space {spec.space} but LUT {self.source} is for space {self.space} "
                            f"(other channel widths: stem {get_space(spec.space).stem_ch} vs "
                            f"{get_space(self.space).stem_ch}); use a LUT of {spec.space}, or give the arch's space "
@@ -309,7 +298,7 @@ class Lut:
         """Predicted latency: the stored calibration applied to the subnet if any (and wanted), else the LUT sum."""
         s = self.lut_sum_ms(spec)  # checks space and coverage with the clearest message
         if calibrated and self.calibration:
-            from .calibrate import apply_calibration
+            from .calibration import apply_calibration
             return float(apply_calibration(self.calibration, spec, self))
         return s
 
@@ -392,7 +381,7 @@ class Lut:
             raise LutError(msg if source in msg else f"LUT {source}: {msg}") from None
         lut._check_sums()
         if lut.calibration:
-            from .calibrate import check_calibration
+            from .calibration import check_calibration
             check_calibration(lut)  # a calibration predicting a negative or non-finite latency is refused
         return lut
 
@@ -545,7 +534,7 @@ def _classify_yaml(data: Any, p: Path) -> str:
     vals = [v for v in data.values()]
     keys = [str(k) for k in data]
     if (any(isinstance(v, dict) and "var" in v for v in vals) or any(_PROXYLESS_KEY.match(k) for k in keys)
-            or any(k.startswith("Logits-input:7x7x") for k in keys)):
+            or any(k.startswith("Logits-input:") and not k.startswith("Logits-input:1x1x") for k in keys)):
         return PROXYLESS_YAML
     from .ops import parse_key
     for k in keys:
@@ -557,10 +546,9 @@ def _classify_yaml(data: Any, p: Path) -> str:
     return OFA_YAML
 
 
-def _proxyless_message(p: Path) -> str:
-    return (f"{p} is a ProxylessNAS latency table ({{count, mean, var}}; 'expand' is a ratio; no se/hs fields), "
-            f"not an OFA MobileNetV3 LUT: it belongs to the ProxylessNAS space, which ofa-profile does not model; "
-            f"use an OFA MobileNetV3 table ({{count, mean, std}}) or measure one with `ofa-profile measure`")
+# OFA's table formats per family: the statistics each stores beside count and mean
+_OFA_STATS = {"mbv3": "std", "proxyless": "var"}
+_YAML_FAMILY = {OFA_YAML: "mbv3", PROXYLESS_YAML: "proxyless"}
 
 
 def detect_format(path: str | Path) -> str:
@@ -593,9 +581,7 @@ def load_lut(path_or_device: str | Path) -> Lut:
         p = cand
     text = _read_text(p)
     if not text.lstrip().startswith(("{", "[")):
-        fmt = _classify_yaml(_parse_yaml(text, p), p)
-        if fmt == PROXYLESS_YAML:
-            raise LutError(_proxyless_message(p))
+        _classify_yaml(_parse_yaml(text, p), p)
         raise LutError(f"{p} is an OFA YAML latency table, not an ofa-profile LUT; convert it first: "
                        f"`ofa-profile lut import-ofa {p} --out {p.stem}.json`")
     return Lut.from_json(_parse_json(text, p), source=str(p))
@@ -670,7 +656,7 @@ def save_lut(lut: Lut, path: str | Path) -> None:
     """Validate and write the LUT atomically: a reader sees the old file or the new one, never a partial one."""
     path = Path(path)
     if lut.calibration:
-        from .calibrate import check_calibration
+        from .calibration import check_calibration
         check_calibration(lut)  # refused instead of saved: it would be refused on load
     obj = lut.to_json()
     _check_header(obj, str(path))
@@ -699,27 +685,30 @@ def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
             raise LutError(f"{p} is already an ofa-profile LUT (JSON), not an OFA YAML table; use it directly")
     data = _parse_yaml(text, p)
-    if _classify_yaml(data, p) == PROXYLESS_YAML:
-        raise LutError(_proxyless_message(p))
-    from .ops import parse_key
+    family = _YAML_FAMILY[_classify_yaml(data, p)]
+    stat = _OFA_STATS[family]
+    from .ops import KeyError_, parse_key
     out: dict[str, dict[str, Any]] = {}
     conv_r = None
     for k, v in data.items():
         k = str(k)
         if not isinstance(v, dict):
-            raise LutError(f"{p}: entry {k!r} is {v!r}, not {{count, mean, std}} (file truncated?); restore the file")
-        miss = [f for f in ("count", "mean", "std") if f not in v]
+            raise LutError(f"{p}: entry {k!r} is {v!r}, not {{count, mean, {stat}}} (file truncated?); restore the file")
+        miss = [f for f in ("count", "mean", stat) if f not in v]
         if miss:
             raise LutError(f"{p}: entry {k!r} lacks {', '.join(miss)} (file truncated?); restore the file")
-        c, m, s = v["count"], v["mean"], v["std"]
+        c, m, s = v["count"], v["mean"], v[stat]
         ok = (isinstance(c, int) and not isinstance(c, bool) and c >= 1
               and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
                       for x in (m, s)))
         if not ok:
-            raise LutError(f"{p}: entry {k!r} has count={c!r}, mean={m!r}, std={s!r}; need an integer count >= 1 "
-                           f"and finite mean, std >= 0")
-        out[k] = {"count": c, "mean": float(m), "std": float(s)}
-        op = parse_key(k)
+            raise LutError(f"{p}: entry {k!r} has count={c!r}, mean={m!r}, {stat}={s!r}; need an integer count >= 1 "
+                           f"and finite mean, {stat} >= 0")
+        out[k] = {"count": c, "mean": float(m), "std": float(s) if stat == "std" else math.sqrt(float(s))}
+        try:
+            op = parse_key(k, family)
+        except KeyError_ as exc:
+            raise LutError(f"{p}: {exc}; fix or remove that entry") from None
         if op.kind == "Conv":
             conv_r = op.in_hw
     mname = _OFA_NAME.match(p.stem)
@@ -729,17 +718,18 @@ def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
                        f"to <r>_lookup_table.yaml")
     if conv_r is not None and conv_r != r:
         raise LutError(f"{p}: the file name says r={r} but its Conv key has input {conv_r}x{conv_r}; rename the file")
-    return r, out
+    return r, family, out
 
 
-def _infer_space(tables: Mapping[int, Mapping[str, Any]], src: Path) -> str:
+def _infer_space(tables: Mapping[int, Mapping[str, Any]], src: Path, family: str) -> str:
     from .ops import parse_key
     from .space import SPACES
     for t in tables.values():
         for k in t:
-            op = parse_key(k)
+            op = parse_key(k, family)
             if op.kind == "Conv":
-                names = [n for n, s in SPACES.items() if not s.compound and s.stem_ch == op.out_ch]
+                names = [n for n, s in SPACES.items()
+                         if not s.compound and s.family == family and s.stem_ch == op.out_ch]
                 if not names:
                     raise LutError(f"{src}: stem width {op.out_ch} (key {k!r}) matches no space "
                                    f"({', '.join(SPACES)}); pass --space")
@@ -773,19 +763,33 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
         files = [src]
     tables: dict[int, dict[str, dict[str, Any]]] = {}
     hashes = []
+    families = set()
     for f in files:
-        r, t = _read_ofa_table(f)
+        r, fam, t = _read_ofa_table(f)
         if r in tables:
             raise LutError(f"{src}: two tables for resolution {r} ({f.name} and another); keep one")
         tables[r] = t
+        families.add(fam)
         hashes.append({"file": f.name, "resolution": r, "keys": len(t),
                        "sha256": hashlib.sha256(f.read_bytes()).hexdigest()})
-    sp_name = get_space(space).name if space else _infer_space(tables, src)
+    if len(families) > 1:
+        raise LutError(f"{src}: the tables mix OFA's MobileNetV3 and ProxylessNAS formats; import each on its own")
+    family = families.pop()
+    sp_name = get_space(space).name if space else _infer_space(tables, src, family)
+    if get_space(sp_name).family != family:
+        raise LutError(f"{src} holds {family} tables, but --space {sp_name} is of the {get_space(sp_name).family} "
+                       f"family; pass a {family} space or omit --space")
     valid = _space_keys(sp_name)
+    ignored: dict[str, None] = {}
     for r, t in sorted(tables.items()):
-        for k in t:
+        for k in list(t):
             if k not in valid:
-                raise LutError(_bad_key_message(k, sp_name, f"{src} ({r}_lookup_table)"))
+                if not allow_partial:
+                    fmt = ", OFA's ProxylessNAS format" if family == "proxyless" else ""
+                    raise LutError(_bad_key_message(k, sp_name, f"{src} ({r}_lookup_table{fmt})")
+                                   + "; or pass --allow-partial to import the keys the space has and list the others")
+                ignored[k] = None          # a block of another search space (e.g. ProxylessNAS's own first block)
+                del t[k]
     by_key: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for r, t in sorted(tables.items()):
         for k, v in t.items():
@@ -823,6 +827,7 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
         "notes": {
             "median_ms": "OFA stores no median: median_ms and mean_ms are OFA's mean",
             "iqr_ms": f"an estimate, {IQR_PER_STD} * OFA's std (the IQR of a normal distribution); OFA stores no quartiles",
+            "std_ms": "OFA's std" if family == "mbv3" else "the square root of the table's var",
             "count": "OFA's count",
             "shared_keys": (f"{shared} key(s) occur in several tables: 'entries' holds their count-weighted pooled "
                             f"mean and std, 'resolution_entries' each table's own figures (used at that resolution)"),
@@ -831,6 +836,9 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
     if partial:
         provenance["partial_resolutions"] = {str(r): {"missing_keys": len(m), "first_missing": m[:_MAX_KEYS_SHOWN]}
                                              for r, m in partial.items()}
+    if ignored:
+        provenance["ignored_keys"] = {"count": len(ignored), "why": f"not blocks of space {sp_name}",
+                                      "keys": list(ignored)[:_MAX_KEYS_SHOWN]}
     fingerprint = {"hardware": "unknown: OFA's YAML format records no hardware or software",
                    "imported_from": "OFA YAML latency tables"}
     return Lut(space=sp_name, device=device, runtime=runtime, entries=entries,
@@ -840,7 +848,8 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
 
 
 def export_ofa_yaml(lut: Lut, out_dir: str | Path, value: str = "median") -> list[Path]:
-    """Write one ``<r>_lookup_table.yaml`` per complete resolution in OFA's format ``{count, mean, std}``.
+    """Write one ``<r>_lookup_table.yaml`` per complete resolution in OFA's format of the LUT's family:
+    ``{count, mean, std}`` (MobileNetV3) or ``{count, mean, var}`` (ProxylessNAS, ``var = std ** 2``).
 
     ``value="median"`` (default) writes ``median_ms`` into OFA's ``mean`` field, so OFA's
     estimator sums to :meth:`Lut.lut_sum_ms` (for an imported table median = OFA's mean);
@@ -869,7 +878,10 @@ def export_ofa_yaml(lut: Lut, out_dir: str | Path, value: str = "median") -> lis
                 raise LutError(f"LUT {lut.source}: entry {k!r} has no mean_ms; export with value='median'")
             mean = e.median_ms if value == "median" else e.mean_ms
             std = e.std_ms if e.std_ms is not None else e.iqr_ms / IQR_PER_STD
-            t[k] = {"count": e.count, "mean": mean, "std": std}
+            if _OFA_STATS[get_space(lut.space).family] == "var":
+                t[k] = {"count": e.count, "mean": mean, "var": std * std}
+            else:
+                t[k] = {"count": e.count, "mean": mean, "std": std}
         tables[r] = t
     paths = []
     for r, t in tables.items():

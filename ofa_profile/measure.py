@@ -9,116 +9,36 @@ atomically.  An existing LUT at ``out`` is extended: only missing keys are measu
 With ``passes`` > 1 every missing op is measured in that many passes over the whole list (each pass after
 the previous one, alternate passes in reverse order) and its entry is the pass with the lowest median: a
 machine that slows down for seconds at a time (a shared VM) then inflates an entry only if it was slow in
-every pass.  Each pass's figure is journalled, so a killed multi-pass run resumes too.
+every pass (the replicate policy of :mod:`ofa_profile.replicates`, shared with calibration and verification).
+Each pass's figure is journalled, so a killed multi-pass run resumes too.
 
-A *profiler* runs ops on a device: :class:`LocalProfiler` compiles each op with a
-local runtime (torch, onnxruntime, litert, torch-cuda); remote transports (adb,
-ssh) provide their own with the same interface (:class:`Profiler`).
+A *profiler* runs ops on a device (:class:`Profiler`); each transport of :mod:`ofa_profile.transports` provides
+one (:class:`LocalProfiler` compiles each op with a runtime of this machine) and :func:`make_profiler` picks it
+by the device's transport.  The three names are re-exported here.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .devices import DeviceError, DeviceSpec
+from .devices import DeviceSpec
 from .errors import OfaProfileError
 from .ops import Op, enumerate_ops
-from .space import SubnetSpec, get_space
-from .timing import Measurement, TimingConfig, fingerprint, fingerprint_mismatch, fix_malloc, measure_callable, set_threads
+from .replicates import run_passes
+from .space import get_space
+from .timing import Measurement, TimingConfig, fingerprint_mismatch
+# the profilers (local, adb, ssh) and the dispatch on a device's transport live in ofa_profile.transports
+from .transports import LocalProfiler, Profiler, make_profiler
 
-__all__ = ["Profiler", "LocalProfiler", "make_profiler", "measure_lut", "JOURNAL_SUFFIX"]
+__all__ = ["Profiler", "LocalProfiler", "make_profiler", "measure_lut", "JOURNAL_SUFFIX", "BlockNoise", "block_noise",
+           "timing_summary", "NOISY_IQR_REL"]
 
 JOURNAL_SUFFIX = ".journal.jsonl"
-
-
-class Profiler:
-    """Runs ops and whole subnets on one device. Subclasses implement :meth:`measure_op`."""
-
-    device: DeviceSpec
-    batch_size: int = 1
-
-    def versions(self) -> dict[str, str]:
-        return {}
-
-    def fingerprint(self) -> dict[str, Any]:
-        return fingerprint(self.versions(), num_threads=self.device.num_threads)
-
-    def measure_op(self, op: Op, seed: int) -> Measurement:
-        raise NotImplementedError
-
-    def measure_ops(self, ops: Sequence[Op], seed: int, on_result: Callable[[Op, Measurement], None]) -> None:
-        """Measure many ops, reporting each as soon as it is done (remote profilers batch here)."""
-        for op in ops:
-            on_result(op, self.measure_op(op, seed))
-
-    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "Profiler":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-class LocalProfiler(Profiler):
-    """Ops as real modules of exact shape, compiled by a runtime of this machine."""
-
-    def __init__(self, device: DeviceSpec, batch_size: int | None = None, timing: TimingConfig | None = None):
-        from .runtimes import get_runtime
-
-        self.device = device
-        self.batch_size = batch_size or device.batch_size
-        self.timing = timing or device.timing
-        self.runtime = get_runtime(device.runtime, device.cuda or None)
-        ok, why = self.runtime.check()
-        if not ok:
-            raise DeviceError(f"device {device.name} cannot run here: {why}")
-        fix_malloc()
-        set_threads(device.num_threads)
-        self._tmp = tempfile.TemporaryDirectory(prefix="ofa-profile-")
-        self._sync = getattr(self.runtime, "sync", None)
-
-    def versions(self) -> dict[str, str]:
-        return self.runtime.versions()
-
-    def _time(self, module: Any, example: Any) -> Measurement:
-        compiled = self.runtime.compile(module, example, num_threads=self.device.num_threads,
-                                        workdir=Path(self._tmp.name))
-        try:
-            return measure_callable(compiled.run, self.timing, sync=self._sync)
-        finally:
-            compiled.close()
-
-    def measure_op(self, op: Op, seed: int) -> Measurement:
-        from .blocks import op_input, op_module
-        return self._time(op_module(op, seed=seed), op_input(op, seed=seed, batch=self.batch_size))
-
-    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
-        from .blocks import subnet_input, subnet_module
-        return self._time(subnet_module(spec, seed=seed), subnet_input(spec, seed=seed, batch=self.batch_size))
-
-    def close(self) -> None:
-        self._tmp.cleanup()
-
-
-def make_profiler(device: DeviceSpec, batch_size: int | None = None, **kw: Any) -> Profiler:
-    if device.template:
-        raise DeviceError(f"device {device.name} is a template: copy {device.path} to a new file, fill it in, "
-                          f"and pass that file's path as --device")
-    if device.transport == "local":
-        return LocalProfiler(device, batch_size=batch_size, timing=kw.get("timing"))
-    from . import transports
-    return transports.make_remote_profiler(device, batch_size=batch_size, **kw)
 
 
 # -- journal ------------------------------------------------------------------------------------
@@ -348,27 +268,26 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
         def entry(e: Mapping[str, Any]) -> "LutEntry":
             return LutEntry(**{f: (tuple(v) if f == 'raw_ms' else v) for f, v in e.items()})
 
-        # per op, the figures of each pass so far (journal); an op is done once it has `passes` of them
-        runs: dict[str, dict[int, dict]] = {k: dict(v) for k, v in jentries.items() if k not in existing}
+        # per op, the figures of each pass so far (journal; passes 1.. there, 0.. in run_passes): an op is done
+        # once it has `passes` of them, and its entry is the one with the lowest median (replicates.run_passes)
+        have = {k: {p - 1: e for p, e in v.items()} for k, v in jentries.items() if k not in existing}
         need = [op for op in ops if op.key not in existing]
-        todo_units = [(p, op) for p in range(1, passes + 1)
-                      for op in (need if p % 2 else need[::-1]) if p not in runs.get(op.key, {})]
-        remaining = len(todo_units)
-        if limit is not None:
-            todo_units = todo_units[:limit]
         journal = _Journal(jpath, header)
-        bar = _progress(len(ops) * passes, len(ops) * passes - remaining, device.name, progress)
-        try:
-            for p in range(1, passes + 1):
-                ops_p = [op for q, op in todo_units if q == p]
+        bar: Any = _NullBar()
 
-                def on_result(op: Op, m: Measurement, p: int = p) -> None:
-                    e = entry_from_measurement(m)
-                    journal.add(op.key, e, p)
-                    runs.setdefault(op.key, {})[p] = e
-                    bar.update(1)
-                if ops_p:
-                    prof.measure_ops(ops_p, seed, on_result)
+        def start(remaining: int) -> None:
+            nonlocal bar
+            bar = _progress(len(ops) * passes, len(ops) * passes - remaining, device.name, progress)
+
+        def measure(batch: list[Op], p: int, record: Callable[[Op, dict], None]) -> None:
+            def on_result(op: Op, m: Measurement) -> None:
+                e = entry_from_measurement(m)
+                journal.add(op.key, e, p + 1)
+                record(op, e)
+                bar.update(1)
+            prof.measure_ops(batch, seed, on_result)
+        try:
+            reps = run_passes(need, passes, measure, key=lambda op: op.key, have=have, limit=limit, on_plan=start)
         finally:
             journal.close()
             bar.close()
@@ -377,10 +296,9 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
             prof.close()
 
     done: dict[str, Any] = dict(existing)
-    for k, by_pass in runs.items():
-        if all(p in by_pass for p in range(1, passes + 1)):
-            done[k] = entry(min(by_pass.values(), key=lambda e: e["median_ms"]))
-    touched = {op.key for _, op in todo_units}
+    for k, e in reps.lowest.items():
+        done[k] = entry(e)
+    touched = {k for _, k in reps.planned}
     missing = [op.key for op in ops if op.key not in done]
     all_res = tuple(sorted(set(res) | set(base.resolutions if base else ())))
     provenance = dict(base.provenance) if base else {}
@@ -398,7 +316,7 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
     save_lut(lut, out)
     if not missing and jpath.exists():
         jpath.unlink()
-    return MeasureResult(out, measured=len(todo_units), reused=sum(op.key in done and op.key not in touched for op in ops),
+    return MeasureResult(out, measured=len(reps.planned), reused=sum(op.key in done and op.key not in touched for op in ops),
                          total=len(ops), elapsed_s=time.perf_counter() - t0, missing=len(missing))
 
 
@@ -421,3 +339,54 @@ def _progress(total: int, initial: int, desc: str, enabled: bool, unit: str = "o
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, desc=f"measure {desc}", unit=unit, file=sys.stderr,
                 dynamic_ncols=True, mininterval=0.5)
+
+
+# -- noise: is a measured LUT to be trusted? ---------------------------------------------------------
+
+NOISY_IQR_REL = 0.05   # block IQR/median above which a LUT's machine is called noisy (a quiet one: 1-3 %)
+
+
+def timing_summary(lut: Any) -> dict | None:
+    """How the LUT's blocks were timed (its provenance), how many runs they took and how noisy they were."""
+    import statistics
+    from collections.abc import Mapping
+    t = lut.provenance.get("timing")
+    t = t if isinstance(t, Mapping) else None   # free-form in the schema: anything else is not settings
+    entries = list(lut.entries.values())
+    if not t and not entries:
+        return None
+    out: dict = {"settings": dict(t) if t else None}
+    if entries:
+        cap = (t or {}).get("max_runs")
+        cap = cap if type(cap) in (int, float) and cap > 0 else None
+        rel = [e.iqr_ms / e.median_ms for e in entries if e.median_ms > 0]
+        out.update({"runs_per_block_median": statistics.median(e.count for e in entries),
+                    "share_at_max_runs": round(sum(e.count >= cap for e in entries) / len(entries), 4) if cap else None,
+                    "iqr_rel_median": round(statistics.median(rel), 5) if rel else None})
+    return out
+
+
+@dataclass(frozen=True)
+class BlockNoise:
+    """How noisy the blocks of a measured LUT were, and whether that makes its machine a noisy one."""
+    iqr_rel_median: float                # median over the blocks of IQR/median
+    max_runs: Any                        # the run cap of its timing settings (None: not recorded)
+    share_at_max_runs: float | None      # share of blocks that ran to the cap (None: cap not recorded)
+    threshold: float = NOISY_IQR_REL
+
+    @property
+    def noisy(self) -> bool:
+        """Too noisy to trust without more passes (``iqr_rel_median`` over ``threshold``)."""
+        return self.iqr_rel_median > self.threshold
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"iqr_rel_median": self.iqr_rel_median, "max_runs": self.max_runs,
+                "share_at_max_runs": self.share_at_max_runs}
+
+
+def block_noise(lut: Any) -> BlockNoise | None:
+    """The noise of a measured LUT's blocks (None where its entries hold no IQR to judge)."""
+    t = timing_summary(lut)
+    if not t or t.get("iqr_rel_median") is None:
+        return None
+    return BlockNoise(t["iqr_rel_median"], (t["settings"] or {}).get("max_runs"), t["share_at_max_runs"])

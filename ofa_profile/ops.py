@@ -2,41 +2,45 @@
 
 A subnet is a chain of *ops*, one per LUT entry, at OFA's block granularity:
 ``Conv`` (stem), ``expanded_conv`` (the fixed first block and every elastic MBConv
-block), ``Conv_1`` (final 1x1 expand), ``AvgPool2D``, ``Conv_2`` (feature mix) and
-``Logits`` (classifier).  :class:`Op` is a frozen record; its :attr:`Op.key` is
-exactly OFA's LUT key grammar, e.g.::
+block), ``Conv_1`` (1x1 expand before the pool), then for MobileNetV3 ``AvgPool2D``,
+``Conv_2`` (feature mix) and ``Logits`` (classifier on 1x1), for ProxylessNAS one ``Logits``
+(pool + classifier).  :class:`Op` is a frozen record of the shapes; its :attr:`Op.key` is the
+LUT key in the grammar of the op's *family*, registered by the family module
+(:mod:`ofa_profile.families`), e.g. OFA's MobileNetV3 grammar::
 
     expanded_conv-input:56x56x24-output:28x28x40-expand:96-kernel:5-stride:2-idskip:0-se:1-hs:0
     Conv-input:224x224x3-output:112x112x16
     Logits-input:1x1x1280-output:1000
 
-``expand`` is the *middle channel count* (OFA's MobileNetV3 LUT convention).  An
-``expanded_conv`` with ``expand == input channels`` has no 1x1 expansion conv
-(the expand-ratio-1 first block).
+``mid`` is the *middle channel count*.  An ``expanded_conv`` with ``mid == input channels`` has no 1x1
+expansion conv (the expand-ratio-1 first block).  The chain itself is built from the space's data
+(:class:`~ofa_profile.space.Space`: widths, strides, activations, SE, head), the same for every family.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
-from .space import Space, SpaceError, SubnetSpec, get_space
+from .space import Space, SpaceError, SubnetSpec, get_space, has_identity_skip
 
-__all__ = ["Op", "OP_KINDS", "subnet_ops", "enumerate_ops", "ops_at_resolution", "parse_key", "KeyError_"]
+__all__ = ["Op", "OP_KINDS", "subnet_ops", "enumerate_ops", "ops_at_resolution", "parse_key", "KeyError_",
+           "KeyGrammar", "register_grammar", "grammar", "split_ops"]
 
 OP_KINDS = ("Conv", "expanded_conv", "Conv_1", "AvgPool2D", "Conv_2", "Logits")
 
 
 class KeyError_(SpaceError):
-    """A string that is not a LUT key of OFA's MobileNetV3 grammar."""
+    """A string that is not a LUT key of the family's grammar."""
 
 
 @dataclass(frozen=True, order=True)
 class Op:
     """One LUT entry: a block of the network with its exact shapes.
 
-    ``in_hw``/``out_hw`` are square feature-map sizes; ``out_hw`` is 0 for ``Logits``.
-    MBConv fields (mid, kernel, stride, idskip, se, hs) are 0 for the other kinds.
+    ``in_hw``/``out_hw`` are square feature-map sizes; ``out_hw`` is 0 for ``Logits`` (whose ``in_hw`` > 1
+    means the global pool is part of it).  MBConv fields (mid, kernel, stride, idskip, se, hs) are 0 for the
+    other kinds.  ``activation`` is empty for MobileNetV3 ops (h-swish for Conv/Conv_1/Conv_2, ``hs`` for
+    blocks) and names it otherwise (``relu6``); ``family`` picks the key grammar.
     """
     kind: str
     in_hw: int
@@ -49,20 +53,19 @@ class Op:
     idskip: int = 0
     se: int = 0
     hs: int = 0
+    activation: str = ""
+    family: str = "mbv3"
 
     @property
     def key(self) -> str:
-        inp = f"input:{self.in_hw}x{self.in_hw}x{self.in_ch}"
-        if self.kind == "Logits":
-            return f"Logits-{inp}-output:{self.out_ch}"
-        out = f"output:{self.out_hw}x{self.out_hw}x{self.out_ch}"
-        if self.kind == "expanded_conv":
-            return (f"expanded_conv-{inp}-{out}-expand:{self.mid}-kernel:{self.kernel}-stride:{self.stride}"
-                    f"-idskip:{self.idskip}-se:{self.se}-hs:{self.hs}")
-        return f"{self.kind}-{inp}-{out}"
+        return grammar(self.family).key(self)
 
     @property
     def act(self) -> str:
+        if self.activation:
+            return self.activation
+        if self.kind in ("Conv", "Conv_1", "Conv_2"):
+            return "h_swish"
         return "h_swish" if self.hs else "relu"
 
     @property
@@ -70,7 +73,7 @@ class Op:
         return self.kind == "expanded_conv" and self.mid != self.in_ch
 
     def macs(self, space: Space | str | None = None) -> int:
-        """Multiply-accumulates of the op (convs, SE and linear layers; BN/activations excluded)."""
+        """Multiply-accumulates of the op (convs, SE and linear layers; BN/activations/pooling excluded)."""
         o2 = self.out_hw * self.out_hw
         i2 = self.in_hw * self.in_hw
         if self.kind == "Conv":
@@ -114,41 +117,89 @@ class Op:
         return p
 
 
-_SHAPE = r"(\d+)x(\d+)x(\d+)"
-_KEY_RE = {
-    "expanded_conv": re.compile(rf"^expanded_conv-input:{_SHAPE}-output:{_SHAPE}-expand:(\d+)-kernel:(\d+)-stride:(\d+)"
-                                rf"-idskip:([01])-se:([01])-hs:([01])$"),
-    "Logits": re.compile(rf"^Logits-input:{_SHAPE}-output:(\d+)$"),
-    "other": re.compile(rf"^(Conv|Conv_1|AvgPool2D|Conv_2)-input:{_SHAPE}-output:{_SHAPE}$"),
-}
+# -- key grammars: one per family, registered by the family module -----------------------------------------
+@dataclass(frozen=True)
+class KeyGrammar:
+    """A family's LUT key grammar: ``key(op)`` and its inverse ``parse(key)`` (raises :class:`KeyError_`)."""
+    family: str
+    key: Callable[[Op], str]
+    parse: Callable[[str], Op]
+    example: str
 
 
-def parse_key(key: str) -> Op:
-    """Parse an OFA MobileNetV3 LUT key into an :class:`Op` (raises :class:`KeyError_`)."""
-    m = _KEY_RE["expanded_conv"].match(key)
-    if m:
-        g = [int(x) for x in m.groups()]
-        _check_square(key, g[0], g[1]); _check_square(key, g[3], g[4])
-        return Op("expanded_conv", g[0], g[2], g[3], g[5], mid=g[6], kernel=g[7], stride=g[8], idskip=g[9],
-                  se=g[10], hs=g[11])
-    m = _KEY_RE["Logits"].match(key)
-    if m:
-        g = [int(x) for x in m.groups()]
-        _check_square(key, g[0], g[1])
-        return Op("Logits", g[0], g[2], 0, g[3])
-    m = _KEY_RE["other"].match(key)
-    if m:
-        kind = m.group(1)
-        g = [int(x) for x in m.groups()[1:]]
-        _check_square(key, g[0], g[1]); _check_square(key, g[3], g[4])
-        return Op(kind, g[0], g[2], g[3], g[5])
-    raise KeyError_(f"{key!r} is not an OFA MobileNetV3 LUT key (e.g. "
-                    f"'expanded_conv-input:56x56x24-output:28x28x40-expand:96-kernel:5-stride:2-idskip:0-se:1-hs:0')")
+_GRAMMARS: dict[str, KeyGrammar] = {}
 
 
-def _check_square(key: str, h: int, w: int) -> None:
+def register_grammar(g: KeyGrammar) -> KeyGrammar:
+    """Register a family's key grammar (called by the family module on import)."""
+    _GRAMMARS[g.family] = g
+    return g
+
+
+def grammar(family: str) -> KeyGrammar:
+    if family not in _GRAMMARS:
+        raise SpaceError(f"no key grammar registered for family {family!r} (known: {', '.join(sorted(_GRAMMARS))})")
+    return _GRAMMARS[family]
+
+
+def parse_key(key: str, family: str = "mbv3") -> Op:
+    """Parse a LUT key of ``family``'s grammar into an :class:`Op` (raises :class:`KeyError_`)."""
+    return grammar(family).parse(key)
+
+
+def shape_key(op: Op, block_fields: str) -> str:
+    """The key parts every family shares: ``KIND-input:HxWxC-output:HxWxC`` (``Logits``: ``-output:N``), and for
+    an ``expanded_conv`` the family's ``block_fields`` after it."""
+    inp = f"input:{op.in_hw}x{op.in_hw}x{op.in_ch}"
+    if op.kind == "Logits":
+        return f"Logits-{inp}-output:{op.out_ch}"
+    key = f"{op.kind}-{inp}-output:{op.out_hw}x{op.out_hw}x{op.out_ch}"
+    return f"{key}-{block_fields}" if op.kind == "expanded_conv" else key
+
+
+def check_square(key: str, h: int, w: int) -> None:
     if h != w:
         raise KeyError_(f"{key!r}: only square feature maps are supported, got {h}x{w}")
+
+
+def split_ops(spec: SubnetSpec, ops: Sequence[Op]) -> tuple[list[Op], list[Op]]:
+    """``(fixed, blocks)``: the ops every subnet of the space has (stem, first block, head) and the elastic
+    blocks, in order (``blocks[j]`` is the j-th active block of :meth:`SubnetSpec.active_blocks`)."""
+    n = len(spec.active_blocks())
+    return list(ops[:2]) + list(ops[2 + n:]), list(ops[2:2 + n])
+
+
+def _block(sp: Space, in_hw: int, in_ch: int, out_hw: int, out_ch: int, mid: int, kernel: int, stride: int,
+           idskip: int, se: bool, act: str) -> Op:
+    if sp.family == "mbv3":
+        return Op("expanded_conv", in_hw, in_ch, out_hw, out_ch, mid=mid, kernel=kernel, stride=stride,
+                  idskip=idskip, se=int(se), hs=int(act == "h_swish"))
+    return Op("expanded_conv", in_hw, in_ch, out_hw, out_ch, mid=mid, kernel=kernel, stride=stride, idskip=idskip,
+              se=int(se), activation=act, family=sp.family)
+
+
+def _fixed(sp: Space, kind: str, in_hw: int, in_ch: int, out_hw: int, out_ch: int, act: str = "") -> Op:
+    if sp.family == "mbv3":
+        return Op(kind, in_hw, in_ch, out_hw, out_ch)
+    return Op(kind, in_hw, in_ch, out_hw, out_ch, activation=act, family=sp.family)
+
+
+def _head_ops(sp: Space, hw: int, in_ch: int) -> list[Op]:
+    ops = [_fixed(sp, "Conv_1", hw, in_ch, hw, sp.final_expand_ch, sp.head_act)]
+    if sp.feature_mix_ch:        # MobileNetV3: pool, 1x1 feature mix, classifier on 1x1
+        ops += [_fixed(sp, "AvgPool2D", hw, sp.final_expand_ch, 1, sp.final_expand_ch),
+                _fixed(sp, "Conv_2", 1, sp.final_expand_ch, 1, sp.feature_mix_ch, sp.head_act),
+                _fixed(sp, "Logits", 1, sp.feature_mix_ch, 0, sp.n_classes)]
+    else:                        # ProxylessNAS: the classifier op pools
+        ops.append(_fixed(sp, "Logits", hw, sp.final_expand_ch, 0, sp.n_classes))
+    return ops
+
+
+def _stem_ops(sp: Space, r: int) -> list[Op]:
+    hw = (r + 1) // 2
+    return [_fixed(sp, "Conv", r, 3, hw, sp.stem_ch, sp.stem_act),
+            _block(sp, hw, sp.stem_ch, hw, sp.first_block_ch, sp.stem_ch, 3, 1,
+                   int(has_identity_skip(1, sp.stem_ch, sp.first_block_ch)), False, sp.first_block_act)]
 
 
 def subnet_ops(spec: SubnetSpec) -> list[Op]:
@@ -156,23 +207,17 @@ def subnet_ops(spec: SubnetSpec) -> list[Op]:
     sp = get_space(spec.space)
     r = spec.r
     hw = (r + 1) // 2
-    ops = [Op("Conv", r, 3, hw, sp.stem_ch)]
-    ops.append(Op("expanded_conv", hw, sp.stem_ch, hw, sp.first_block_ch, mid=sp.stem_ch, kernel=3, stride=1,
-                  idskip=int(sp.stem_ch == sp.first_block_ch), se=0, hs=0))
+    ops = _stem_ops(sp, r)
     in_ch = sp.first_block_ch
     for i, s, b in spec.active_blocks():
         st = sp.stages[s]
         stride = st.stride if b == 0 else 1
         out_hw = (hw - 1) // stride + 1
-        idskip = int(stride == 1 and in_ch == st.width)
-        ops.append(Op("expanded_conv", hw, in_ch, out_hw, st.width, mid=sp.mid_channels(in_ch, spec.e[i]),
-                      kernel=spec.ks[i], stride=stride, idskip=idskip, se=int(st.se), hs=int(st.act == "h_swish")))
+        idskip = int(has_identity_skip(stride, in_ch, st.width))
+        ops.append(_block(sp, hw, in_ch, out_hw, st.width, sp.mid_channels(in_ch, spec.e[i]), spec.ks[i], stride,
+                          idskip, st.se, st.act))
         hw, in_ch = out_hw, st.width
-    ops.append(Op("Conv_1", hw, in_ch, hw, sp.final_expand_ch))
-    ops.append(Op("AvgPool2D", hw, sp.final_expand_ch, 1, sp.final_expand_ch))
-    ops.append(Op("Conv_2", 1, sp.final_expand_ch, 1, sp.feature_mix_ch))
-    ops.append(Op("Logits", 1, sp.feature_mix_ch, 0, sp.n_classes))
-    return ops
+    return ops + _head_ops(sp, hw, in_ch)
 
 
 def enumerate_ops(space: Space | str, resolutions: Iterable[int] | None = None) -> list[tuple[int, Op]]:
@@ -196,9 +241,7 @@ def ops_at_resolution(space: Space | str, r: int) -> list[Op]:
     if r not in sp.resolutions:
         raise SpaceError(f"resolution {r} not in space {sp.name}")
     out: dict[Op, None] = {}
-    # stem + first block + head from any subnet, elastic blocks enumerated explicitly
-    base = subnet_ops(sp.smallest(r))
-    for op in base[:2]:
+    for op in _stem_ops(sp, r):
         out[op] = None
     hw = (r + 1) // 2
     in_ch = sp.first_block_ch
@@ -209,16 +252,16 @@ def ops_at_resolution(space: Space | str, r: int) -> list[Op]:
         choices_by_stage = [[(k, e) for k in sp.kernels for e in sp.expands] for _ in range(sp.n_stages)]
     for s, st in enumerate(sp.stages):
         out_hw = (hw - 1) // st.stride + 1
-        for pos in range(2):  # the first block of a stage, then the (identical-shape) later ones
+        for pos in range(min(2, max(sp.stage_depths(s)))):  # the first block of a stage, then the later ones
             i_ch = in_ch if pos == 0 else st.width
             i_hw = hw if pos == 0 else out_hw
             stride = st.stride if pos == 0 else 1
-            idskip = int(stride == 1 and i_ch == st.width)
+            idskip = int(has_identity_skip(stride, i_ch, st.width))
             for k, e in choices_by_stage[s]:
-                out[Op("expanded_conv", i_hw, i_ch, out_hw, st.width, mid=sp.mid_channels(i_ch, e), kernel=k,
-                       stride=stride, idskip=idskip, se=int(st.se), hs=int(st.act == "h_swish"))] = None
+                out[_block(sp, i_hw, i_ch, out_hw, st.width, sp.mid_channels(i_ch, e), k, stride, idskip, st.se,
+                           st.act)] = None
         hw, in_ch = out_hw, st.width
-    for op in base[-4:]:
+    for op in _head_ops(sp, hw, in_ch):
         out[op] = None
     return list(out)
 

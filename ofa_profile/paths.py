@@ -26,6 +26,12 @@ def schemas_dir() -> Path:
     return _PKG / "schemas"
 
 
+def model_weights_dir() -> Path:
+    """``ofa_model/weights``: the bundled supernet, its manifest and accuracy predictor (the ``ofa_model`` package
+    sits beside this one in a checkout and in an installation alike)."""
+    return _PKG.parent / "ofa_model" / "weights"
+
+
 def shared_data_dir() -> Path | None:
     """../shared/data beside a checkout (reference data for tests/benchmarks), or None."""
     import os

@@ -2,7 +2,7 @@
 
 :class:`ofa_profile.transports.SshProfiler` copies this package to the board and keeps one
 worker running per session; it measures with the board's own local runtime (the same
-:class:`~ofa_profile.measure.LocalProfiler` as on this machine) and prints one line per
+:class:`~ofa_profile.transports.local.LocalProfiler` as on this machine) and prints one line per
 record, each ``@@ofa `` + JSON, flushed at once so results survive a dropped connection.
 It ends at the end of its input.
 
@@ -65,7 +65,7 @@ _PROFILERS: dict[str, Any] = {}
 
 def _profiler(req: Mapping[str, Any]):
     """One LocalProfiler per (runtime, threads, batch, timing), kept for the session."""
-    from .measure import LocalProfiler
+    from .transports.local import LocalProfiler
     k = json.dumps([req["runtime"], req.get("num_threads", 1), req.get("batch_size", 1), req.get("timing"),
                     req.get("cuda")], sort_keys=True)
     if k not in _PROFILERS:

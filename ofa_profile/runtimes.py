@@ -24,6 +24,12 @@ litert     :func:`ofa_profile.tflite.write_tflite` (NHWC, BN folded, no TensorFl
 torch-cuda :class:`ofa_profile.cuda.CudaRuntime` (via :func:`get_runtime` only)
 ========== ======================================================================================
 
+A registry (:func:`register_runtime`, :func:`list_runtimes`, :func:`runtime_info`) names every runtime a device
+spec may use, with its factory and the transports that run it; :func:`get_runtime` is a lookup in it.  Adding a
+runtime is one module with its :class:`Runtime` subclass, one :func:`register_runtime` call at the end of this
+module (a factory that imports that module on first use, as ``torch-cuda``'s does), its name in the device
+schema's ``runtime`` enum (a test compares the two), a spec file and tests.
+
 Heavy packages are imported inside the methods, so this module imports where some are missing
 (no ai-edge-litert on the GPU machine); :meth:`Runtime.check` says so truthfully.
 """
@@ -35,12 +41,13 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 from .errors import OfaProfileError
 
 __all__ = ["Runtime", "Compiled", "TorchRuntime", "OnnxRuntime", "LiteRTRuntime", "RUNTIMES", "get_runtime",
-           "RuntimeUnavailable", "ONNX_OPSET"]
+           "RuntimeInfo", "register_runtime", "list_runtimes", "runtime_info", "RuntimeUnavailable", "ONNX_OPSET"]
 
 ONNX_OPSET = 17
 
@@ -342,16 +349,78 @@ class LiteRTRuntime(Runtime):
             raise
 
 
-RUNTIMES: dict[str, Runtime] = {r.name: r for r in (TorchRuntime(), OnnxRuntime(), LiteRTRuntime())}
+# -- the registry -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """One registered runtime.
+
+    ``factory(options)`` makes the :class:`Runtime` (``options``: the device spec's section for it, e.g.
+    ``cuda``, or None); None for a runtime that only a transport's own profiler runs (``tflite-benchmark``: the
+    phone's benchmark_model).  ``transports`` are the transports a device spec may pair it with (checked when a
+    spec loads); ``description`` is one line for listings and help texts.
+    """
+
+    name: str
+    factory: Callable[[Mapping[str, Any] | None], Runtime] | None
+    transports: tuple[str, ...]
+    description: str = ""
+
+
+_REGISTRY: dict[str, RuntimeInfo] = {}
+
+
+def register_runtime(name: str, factory: Callable[[Mapping[str, Any] | None], Runtime] | None, *,
+                     transports: Sequence[str] = ("local", "ssh"), description: str = "",
+                     replace: bool = False) -> RuntimeInfo:
+    """Add a runtime under ``name`` (see :class:`RuntimeInfo`); the device schema's ``runtime`` enum must name it
+    (tests/test_architecture.py checks the shipped schema against this registry)."""
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"runtime {name!r} is already registered")
+    info = RuntimeInfo(name, factory, tuple(transports), description)
+    _REGISTRY[name] = info
+    return info
+
+
+def list_runtimes(transport: str | None = None) -> list[str]:
+    """The registered runtime names, in registration order (those a ``transport`` runs, if given)."""
+    return [n for n, i in _REGISTRY.items() if transport is None or transport in i.transports]
+
+
+def runtime_info(name: str) -> RuntimeInfo:
+    """The registry's entry for ``name``; an unknown name raises :class:`OfaProfileError` listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise OfaProfileError(f"unknown runtime {name!r}: use one of {', '.join(list_runtimes())}") from None
 
 
 def get_runtime(name: str, options: Mapping[str, Any] | None = None) -> Runtime:
-    """The runtime called ``name``: one of :data:`RUNTIMES`, or ``torch-cuda`` (``options`` = a device
-    spec's ``cuda`` section).  An unknown name raises :class:`OfaProfileError`."""
-    if name in RUNTIMES:
-        return RUNTIMES[name]
-    if name == "torch-cuda":
-        from .cuda import CudaRuntime
-        return CudaRuntime.from_spec(options)
-    raise OfaProfileError(f"unknown runtime {name!r}: use one of {', '.join([*RUNTIMES, 'torch-cuda'])} "
-                          f"(tflite-benchmark runs on a device through an adb/ssh transport)")
+    """The runtime called ``name`` (``options`` = its section of a device spec, e.g. ``cuda``).  A name that is
+    not registered, or one that runs only through a device's own profiler, raises :class:`OfaProfileError`."""
+    info = _REGISTRY.get(name)
+    if info is None or info.factory is None:
+        here = [n for n, i in _REGISTRY.items() if i.factory is not None]
+        remote = "; ".join(f"{n} runs on a device through the {'/'.join(i.transports)} transport"
+                           for n, i in _REGISTRY.items() if i.factory is None)
+        msg = f"unknown runtime {name!r}: use one of {', '.join(here)}"
+        raise OfaProfileError(msg + (f" ({remote})" if remote else ""))
+    return info.factory(options)
+
+
+def _cuda(options: Mapping[str, Any] | None) -> Runtime:
+    from .cuda import CudaRuntime
+    return CudaRuntime.from_spec(options)
+
+
+#: the CPU runtimes of this module, by name (one instance each: they hold no state)
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in (TorchRuntime(), OnnxRuntime(), LiteRTRuntime())}
+
+for _rt in RUNTIMES.values():
+    register_runtime(_rt.name, lambda options, rt=_rt: rt,
+                     description=(type(_rt).__doc__ or "").strip().splitlines()[0])
+register_runtime("tflite-benchmark", None, transports=("adb",),
+                 description="TFLite benchmark_model on an Android phone (ofa_profile.transports.adb)")
+register_runtime("torch-cuda", _cuda, transports=("local",),
+                 description="PyTorch on this machine's CUDA GPU, timed with CUDA events (ofa_profile.cuda)")
+del _rt

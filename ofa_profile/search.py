@@ -371,13 +371,27 @@ class _Space:
         self.name = space.name
         self.kernels = np.array(space.kernels)
         self.expands = np.array(space.expands)
-        self.depths = np.array(space.depths)
+        stage_d = [tuple(space.stage_depths(s)) for s in range(space.n_stages)]
+        self.depths = np.array(sorted(set().union(*stage_d)))          # every depth some stage allows
+        self.uniform = len(set(stage_d)) == 1                          # MobileNetV3: one choice set
+        # [n_stages, len(depths)]: which depth each stage allows; per-stage smallest and largest
+        self.dvalid = np.array([[d in sd for d in self.depths] for sd in stage_d])
+        self.dmin = np.array([min(sd) for sd in stage_d])
+        self.dmax = np.array([max(sd) for sd in stage_d])
         self.res = np.array(sorted(resolutions))
 
+    def stage_choices(self, st: int) -> "np.ndarray":
+        return self.depths[self.dvalid[st]]
+
     def sample(self, rng: "np.random.Generator", n: int) -> _Genes:
+        import numpy as np
         sp = self.sp
-        return _Genes(rng.choice(self.kernels, (n, sp.n_blocks)), rng.choice(self.expands, (n, sp.n_blocks)),
-                      rng.choice(self.depths, (n, sp.n_stages)), rng.choice(self.res, n))
+        ks, e = rng.choice(self.kernels, (n, sp.n_blocks)), rng.choice(self.expands, (n, sp.n_blocks))
+        if self.uniform:
+            d = rng.choice(self.depths, (n, sp.n_stages))
+        else:
+            d = np.stack([rng.choice(self.stage_choices(st), n) for st in range(sp.n_stages)], axis=1)
+        return _Genes(ks, e, d, rng.choice(self.res, n))
 
     def mutate(self, rng: "np.random.Generator", g: _Genes, prob: float) -> _Genes:
         import numpy as np
@@ -426,7 +440,7 @@ class _Space:
                             continue
                         k2 = ks.copy(); e2 = e.copy(); k2[i] = kk; e2[i] = ee
                         add(k2, e2, d, r)
-            for dd in self.depths:
+            for dd in self.stage_choices(s):
                 if dd == d[s]:
                     continue
                 d2 = d.copy(); d2[s] = dd
@@ -552,7 +566,7 @@ def _feasible_init(s: _Space, ev: _Evaluator, rng: "np.random.Generator", budget
         if shrink > 0:  # bias towards small choices: push a share of genes to their minimum
             cand = _Genes(np.where(rng.random(cand.ks.shape) < shrink, s.kernels.min(), cand.ks),
                           np.where(rng.random(cand.e.shape) < shrink, s.expands.min(), cand.e),
-                          np.where(rng.random(cand.d.shape) < shrink, s.depths.min(), cand.d),
+                          np.where(rng.random(cand.d.shape) < shrink, s.dmin[None, :], cand.d),
                           np.where(rng.random(len(cand)) < shrink, s.res.min(), cand.r))
         lat, _ = ev(cand.arrays(s.name))
         ok = np.flatnonzero(lat <= budget_ms)
@@ -790,7 +804,7 @@ class _Additive:
         rows = []
         for r in s.res:
             base_ks = np.full(sp.n_blocks, s.kernels[0]); base_e = np.full(sp.n_blocks, s.expands[0])
-            base_d = np.full(sp.n_stages, s.depths[-1])
+            base_d = s.dmax.copy()
             rows.append((base_ks, base_e, base_d, r))
             for i in range(sp.n_blocks):
                 for c in range(1, nc):
@@ -799,7 +813,9 @@ class _Additive:
                     rows.append((k2, e2, base_d, r))
             for st in range(sp.n_stages):
                 for di in range(nd - 1):
-                    d2 = base_d.copy(); d2[st] = s.depths[di]
+                    d2 = base_d.copy()
+                    if s.dvalid[st, di]:          # a depth the stage does not allow: probed as the base
+                        d2[st] = s.depths[di]
                     rows.append((base_ks, base_e, d2, r))
         g = _Genes(np.array([x[0] for x in rows]), np.array([x[1] for x in rows]), np.array([x[2] for x in rows]),
                    np.array([x[3] for x in rows]))
@@ -823,13 +839,14 @@ class _Additive:
             bl, ba = self.blk[ri, :, :, 0], self.blk[ri, :, :, 1]
             dl, da = self.dep[ri, :, :, 0], self.dep[ri, :, :, 1]
             # shift every group to non-negative costs; the shifts go to the constant part
-            const = self.f0[ri, 0] + bl.min(axis=1).sum() + dl.min(axis=1).sum()
+            dl_min = np.where(s.dvalid, dl, np.inf).min(axis=1, keepdims=True)
+            const = self.f0[ri, 0] + bl.min(axis=1).sum() + dl_min.sum()
             cap = budget_ms - const
             if cap < 0:
                 continue
             unit = max(cap, 1e-9) / n_bins
             bcost = np.ceil((bl - bl.min(axis=1, keepdims=True)) / unit - 1e-9).astype(np.int64)
-            dcost = np.ceil((dl - dl.min(axis=1, keepdims=True)) / unit - 1e-9).astype(np.int64)
+            dcost = np.ceil(np.where(s.dvalid, dl - dl_min, 0.0) / unit - 1e-9).astype(np.int64)
             T = np.full(n_bins + 1, -np.inf)
             T[0] = 0.0
             trace = []   # per stage: (block choice tables, depth choice)
@@ -850,6 +867,8 @@ class _Additive:
                 # depth d keeps the first d blocks: the table after block d-1, plus the depth term
                 dcand = np.full((len(s.depths), n_bins + 1), -np.inf)
                 for di, dv in enumerate(s.depths):
+                    if not s.dvalid[st, di]:
+                        continue
                     k = dcost[st, di]
                     if k <= n_bins:
                         dcand[di, k:] = tables[dv - 1][: n_bins + 1 - k] + da[st, di]

@@ -6,12 +6,13 @@ A *subnet spec* (:class:`SubnetSpec`) picks one value for each choice.  It reads
 and writes OFA's own formats: the spec dict ``{"ks": [20], "e": [20], "d": [5],
 "r": R}`` and a specialised network's ``net.config`` JSON.
 
-Registered spaces (see :data:`SPACES`):
+Registered spaces (see :data:`SPACES`; each family module of :mod:`ofa_profile.families` registers its own):
 
-``ofa-mbv3-w1.0``      OFA ``ofa_mbv3_d234_e346_k357_w1.0``
-``ofa-mbv3-w1.2``      the same at width multiplier 1.2 (OFA's Note10 LUT space)
-``compofa-mbv3-w1.0``  CompOFA compound space: per stage d in {2,3,4}, expand
-                       coupled to depth (2->3, 3->4, 4->6), fixed kernel per stage.
+``ofa-mbv3-w1.0``       OFA ``ofa_mbv3_d234_e346_k357_w1.0``
+``ofa-mbv3-w1.2``       the same at width multiplier 1.2 (OFA's Note10 LUT space)
+``compofa-mbv3-w1.0``   CompOFA compound space: per stage d in {2,3,4}, expand
+                        coupled to depth (2->3, 3->4, 4->6), fixed kernel per stage.
+``ofa-proxyless-w1.3``  OFA ``ofa_proxyless_d234_e346_k357_w1.3`` (ProxylessNAS family, ReLU6, no SE)
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = [
-    "SpaceError", "StageDef", "Space", "SubnetSpec", "SPACES", "get_space",
-    "make_divisible", "parse_resolutions",
+    "SpaceError", "StageDef", "Space", "SubnetSpec", "SPACES", "get_space", "register_space",
+    "make_divisible", "parse_resolutions", "has_identity_skip",
 ]
 
 
@@ -33,6 +34,11 @@ from .errors import OfaProfileError
 
 class SpaceError(OfaProfileError, ValueError):
     """A spec, space name or resolution that does not fit a space (one-line message)."""
+
+
+def has_identity_skip(stride: int, in_ch: int, out_ch: int) -> bool:
+    """OFA's rule for an MBConv block's identity shortcut: stride 1 and the same width in and out."""
+    return stride == 1 and in_ch == out_ch
 
 
 def make_divisible(v: float, divisor: int = 8, min_val: int | None = None) -> int:
@@ -47,24 +53,26 @@ def make_divisible(v: float, divisor: int = 8, min_val: int | None = None) -> in
 
 @dataclass(frozen=True)
 class StageDef:
-    """One elastic stage: output width, stride of its first block, activation, squeeze-excite."""
+    """One elastic stage: output width, stride of its first block, activation, squeeze-excite, and (when it
+    differs from the space's) its depth choices (ProxylessNAS's last stage is one block: ``depths=(1,)``)."""
     width: int
     stride: int
-    act: str  # "relu" | "h_swish"
+    act: str  # "relu" | "h_swish" | "relu6"
     se: bool
+    depths: tuple[int, ...] = ()   # () = the space's depths
 
 
-# Base (width 1.0) macro-architecture of OFA MobileNetV3 (ofa/imagenet_classification/elastic_nn/networks/ofa_mbv3.py)
-_BASE_WIDTHS = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
-_STRIDES = (2, 2, 2, 1, 2)
-_ACTS = ("relu", "relu", "h_swish", "h_swish", "h_swish")
-_SE = (False, True, False, True, True)
 RESOLUTIONS = tuple(range(128, 225, 4))
 
 
 @dataclass(frozen=True)
 class Space:
-    """An elastic MobileNetV3 space. Construct through :func:`get_space`."""
+    """An elastic space of a family (MobileNetV3, ProxylessNAS). Construct through :func:`get_space`.
+
+    Every stage has ``max_depth`` block slots (``n_blocks = n_stages * max_depth``); a stage whose depth
+    choices stop below ``max_depth`` leaves its last slots always skipped.  OFA's own spec lists hold only the
+    slots a stage can use (``ofa_block_slots``); :meth:`SubnetSpec.from_ofa` / :meth:`SubnetSpec.to_ofa`
+    convert."""
     name: str
     ofa_id: str
     width_mult: float
@@ -83,10 +91,31 @@ class Space:
     # CompOFA: expand ratio as a function of stage depth, and the fixed kernel of each stage
     compound_expand: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (4, 6))
     compound_kernels: tuple[int, ...] = (3, 5, 3, 3, 5)
+    # the family (op grammar, net.config name) and the fixed layers' activations
+    family: str = "mbv3"
+    net_config_name: str = "MobileNetV3"
+    stem_act: str = "h_swish"
+    first_block_act: str = "relu"
+    head_act: str = "h_swish"
 
     @property
     def n_stages(self) -> int:
         return len(self.stages)
+
+    def stage_depths(self, stage: int) -> tuple[int, ...]:
+        """The depth choices of one stage."""
+        return self.stages[stage].depths or self.depths
+
+    @property
+    def ofa_block_slots(self) -> tuple[int, ...]:
+        """The block slots OFA's spec lists (``ks``/``e``) hold, in order: every slot a stage can use."""
+        return tuple(s * self.max_depth + b for s in range(self.n_stages) for b in range(max(self.stage_depths(s))))
+
+    def macro(self) -> tuple:
+        """What "the same macro-architecture" means (one supernet, one LUT grammar, one encoding serve both):
+        family, widths, strides, activations, SE, depth slots.  Choice sets and resolutions may differ."""
+        return (self.family, self.stem_ch, self.first_block_ch, self.stages, self.final_expand_ch,
+                self.feature_mix_ch, self.max_depth, self.stem_act, self.first_block_act, self.head_act)
 
     @property
     def n_blocks(self) -> int:
@@ -110,7 +139,9 @@ class Space:
             n = len(self.depths) ** self.n_stages
         else:
             per_block = len(self.kernels) * len(self.expands)
-            n = sum(per_block ** d for d in self.depths) ** self.n_stages
+            n = 1
+            for s in range(self.n_stages):
+                n *= sum(per_block ** d for d in self.stage_depths(s))
         return n if per_resolution else n * len(self.resolutions)
 
     # -- sampling ---------------------------------------------------------------------------
@@ -124,7 +155,7 @@ class Space:
             r = resolution
         else:
             r = rng.choice(list(resolution))
-        d = tuple(rng.choice(self.depths) for _ in range(self.n_stages))
+        d = tuple(rng.choice(self.stage_depths(s)) for s in range(self.n_stages))
         if self.compound:
             return self.compound_spec(d, r)
         ks = tuple(rng.choice(self.kernels) for _ in range(self.n_blocks))
@@ -147,13 +178,13 @@ class Space:
         if self.compound:
             return self.compound_spec([max(self.depths)] * self.n_stages, r)
         return SubnetSpec(self.name, (max(self.kernels),) * self.n_blocks, (max(self.expands),) * self.n_blocks,
-                          (max(self.depths),) * self.n_stages, r)
+                          tuple(max(self.stage_depths(s)) for s in range(self.n_stages)), r)
 
     def smallest(self, r: int = 224) -> "SubnetSpec":
         if self.compound:
             return self.compound_spec([min(self.depths)] * self.n_stages, r)
         return SubnetSpec(self.name, (min(self.kernels),) * self.n_blocks, (min(self.expands),) * self.n_blocks,
-                          (min(self.depths),) * self.n_stages, r)
+                          tuple(min(self.stage_depths(s)) for s in range(self.n_stages)), r)
 
     def iter_compound(self, r: int) -> Iterator["SubnetSpec"]:
         """All subnets of a compound space at one resolution (243 for CompOFA)."""
@@ -163,19 +194,18 @@ class Space:
             yield self.compound_spec(d, r)
 
 
-def _mbv3_space(name: str, width_mult: float, compound: bool = False) -> Space:
-    w = [make_divisible(b * width_mult, 8) for b in _BASE_WIDTHS]
-    stages = tuple(StageDef(w[2 + i], _STRIDES[i], _ACTS[i], _SE[i]) for i in range(5))
-    ofa_id = f"ofa_mbv3_d234_e346_k357_w{width_mult:.1f}"
-    return Space(name=name, ofa_id=ofa_id, width_mult=width_mult, stem_ch=w[0], first_block_ch=w[1],
-                 stages=stages, final_expand_ch=w[7], feature_mix_ch=w[8], compound=compound)
+# The registry: each family module (ofa_profile.families) registers its spaces on import.
+SPACES: dict[str, Space] = {}
 
 
-SPACES: dict[str, Space] = {
-    "ofa-mbv3-w1.0": _mbv3_space("ofa-mbv3-w1.0", 1.0),
-    "ofa-mbv3-w1.2": _mbv3_space("ofa-mbv3-w1.2", 1.2),
-    "compofa-mbv3-w1.0": _mbv3_space("compofa-mbv3-w1.0", 1.0, compound=True),
-}
+def register_space(space: Space) -> Space:
+    """Add a space to :data:`SPACES` (called by its family module)."""
+    if space.name in SPACES and SPACES[space.name] != space:
+        raise SpaceError(f"space {space.name} is registered twice with different definitions")
+    SPACES[space.name] = space
+    return space
+
+
 DEFAULT_SPACE = "ofa-mbv3-w1.0"
 
 
@@ -255,6 +285,8 @@ class SubnetSpec:
             for i, v in enumerate(vals):
                 if field != "d" and i % sp.max_depth >= self.d[i // sp.max_depth]:
                     continue  # skipped block: its value is ignored
+                if field == "d":
+                    allowed = sp.stage_depths(i)
                 if v not in allowed:
                     raise SpaceError(f"{field}[{i}]={v!r} is not one of {list(allowed)} (space {sp.name})")
         if self.r not in sp.resolutions:
@@ -286,7 +318,10 @@ class SubnetSpec:
 
     # -- OFA formats ------------------------------------------------------------------------
     def to_ofa(self) -> dict[str, Any]:
-        return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "r": self.r}
+        """OFA's spec dict: ``ks``/``e`` over the space's OFA slots (all blocks for MobileNetV3; 21 of the 24
+        slots for ProxylessNAS, whose last stage is one block)."""
+        slots = get_space(self.space).ofa_block_slots
+        return {"ks": [self.ks[i] for i in slots], "e": [self.e[i] for i in slots], "d": list(self.d), "r": self.r}
 
     @classmethod
     def from_ofa(cls, obj: Mapping[str, Any], space: str | Space = DEFAULT_SPACE, r: int | None = None) -> "SubnetSpec":
@@ -311,7 +346,14 @@ class SubnetSpec:
                 raise SpaceError(f"field {field!r} must be a list, got {type(vals).__name__}")
             return tuple(_strict_int(v, f"{field}[{i}]") for i, v in enumerate(vals))
 
-        return cls(sp.name, ints("ks"), ints("e"), ints("d"), _strict_int(rv, "r", "resolution")).validated()
+        ks, e = ints("ks"), ints("e")
+        slots = sp.ofa_block_slots
+        if len(slots) != sp.n_blocks and len(ks) == len(e) == len(slots):     # OFA's lists: only usable slots
+            full_ks, full_e = [min(sp.kernels)] * sp.n_blocks, [min(sp.expands)] * sp.n_blocks
+            for j, i in enumerate(slots):
+                full_ks[i], full_e[i] = ks[j], e[j]
+            ks, e = tuple(full_ks), tuple(full_e)
+        return cls(sp.name, ks, e, ints("d"), _strict_int(rv, "r", "resolution")).validated()
 
     @classmethod
     def from_net_config(cls, cfg: Mapping[str, Any], r: int | None = None) -> "SubnetSpec":
@@ -319,15 +361,18 @@ class SubnetSpec:
         a malformed config is one :class:`SpaceError` naming the field, never a ``KeyError``/``TypeError``."""
         if not isinstance(cfg, Mapping):
             raise SpaceError(f"net.config must be a JSON object, not {type(cfg).__name__}")
-        if cfg.get("name") not in (None, "MobileNetV3"):
-            raise SpaceError(f"net.config describes a {_short(cfg.get('name'))} network, not an OFA MobileNetV3")
+        names = sorted({s.net_config_name for s in SPACES.values()})
+        name = cfg.get("name") if cfg.get("name") is not None else "MobileNetV3"
+        if name not in names:
+            raise SpaceError(f"net.config describes a {_short(cfg.get('name'))} network, not one of "
+                             f"{', '.join(names)} (OFA's MobileNetV3 and ProxylessNAS)")
         first, blocks = cfg.get("first_conv"), cfg.get("blocks")
         if not isinstance(first, Mapping) or not isinstance(blocks, list):
-            raise SpaceError("not an OFA MobileNetV3 net.config (needs first_conv {...} and a list of blocks)")
+            raise SpaceError(f"not an OFA {name} net.config (needs first_conv {{...}} and a list of blocks)")
         stem = _strict_int(first.get("out_channels"), "net.config first_conv.out_channels")
-        spaces = [s for s in SPACES.values() if not s.compound and s.stem_ch == stem]
+        spaces = [s for s in SPACES.values() if not s.compound and s.stem_ch == stem and s.net_config_name == name]
         if not spaces:
-            raise SpaceError(f"net.config stem width {stem} matches no space ({', '.join(SPACES)})")
+            raise SpaceError(f"net.config stem width {stem} matches no {name} space ({', '.join(SPACES)})")
         sp = spaces[0]
         if r is None:
             r = cfg.get("image_size") if cfg.get("image_size") is not None else cfg.get("r")
@@ -359,9 +404,9 @@ class SubnetSpec:
             raise SpaceError(f"net.config has {len(stages)} stages; space {sp.name} has {sp.n_stages}")
         ks, e, d = [], [], []
         for s, convs in enumerate(stages):
-            if len(convs) > sp.max_depth:
+            if len(convs) > max(sp.stage_depths(s)):
                 raise SpaceError(f"net.config stage {s} has {len(convs)} blocks; space {sp.name} allows at most "
-                                 f"{sp.max_depth}")
+                                 f"{max(sp.stage_depths(s))}")
             width = _strict_int(convs[0].get("out_channels"), f"net.config stage {s} out_channels")
             if width != sp.stages[s].width:
                 raise SpaceError(f"net.config stage {s} width {width} != {sp.stages[s].width} of {sp.name}")

@@ -302,6 +302,8 @@ def _emit(g: _Graph, m: Any, x: int, name: str) -> int:
     if isinstance(m, B.AvgPool):
         return _mean_hw(g, x, name)
     if isinstance(m, B.Classifier):
+        if m.pool is not None:                  # ProxylessNAS's Logits op: the pool is part of it
+            x = _mean_hw(g, x, f"{name}.pool")
         shape = g.shapes[x]
         if len(shape) == 4 and shape[1:3] != (1, 1):
             raise TfliteWriteError(f"{name}: the classifier needs a 1x1 feature map in NHWC, got {shape}")

@@ -9,7 +9,8 @@ the median), with at least ``min_runs`` samples, or ``max_runs`` / ``max_time_s`
 hit.  On a noisy machine the IQR rule alone rarely fires and every block runs to
 ``max_runs``; the confidence rule stops once more runs no longer move the median.
 The raw times are kept in the :class:`Measurement`; the median and IQR are derived
-from them.
+from them.  This is the only timing loop: what reads a call's time is a :class:`Clock`
+(host wall time by default; CUDA events in :mod:`ofa_profile.cuda`).
 
 Also here: the glibc malloc fix (:func:`fix_malloc`) that makes torch-eager
 latency unimodal, thread pinning, and the hardware/software :func:`fingerprint`
@@ -25,9 +26,9 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
-__all__ = ["TimingConfig", "Measurement", "measure_callable", "stop_reason", "fix_malloc", "fingerprint", "set_threads"]
+__all__ = ["TimingConfig", "Measurement", "Clock", "PerfCounterClock", "measure_callable", "stop_reason", "fix_malloc", "fingerprint", "set_threads"]
 
 
 @dataclass(frozen=True)
@@ -112,27 +113,64 @@ def stop_reason(times: list[float], config: TimingConfig) -> str | None:
     return None
 
 
-def measure_callable(fn: Callable[[], Any], config: TimingConfig = TimingConfig(),
-                     sync: Callable[[], Any] | None = None) -> Measurement:
-    """Time ``fn()`` per call with ``time.perf_counter_ns``.
+class Clock(Protocol):
+    """What the timing loop reads: :meth:`ready` once after warm-up (wait for queued work), then per timed
+    call :meth:`start` before it and :meth:`stop_ms` after it (the call's time in ms, waiting for it to finish
+    where the device is asynchronous).  :class:`PerfCounterClock` (host wall time) is the default;
+    ``ofa_profile.cuda.CudaEventClock`` reads CUDA events (GPU-side time)."""
 
-    ``sync`` (e.g. ``torch.cuda.synchronize``) is called after each call, inside the timed region,
+    def ready(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop_ms(self) -> float: ...
+
+
+class PerfCounterClock:
+    """Host wall time by ``time.perf_counter_ns``.  ``sync`` (e.g. ``torch.cuda.synchronize``) is called
+    after each call inside the timed region, so asynchronous devices are timed to completion, and once
+    after warm-up."""
+
+    def __init__(self, sync: Callable[[], Any] | None = None):
+        self.sync = sync
+        self._t0 = 0
+
+    def ready(self) -> None:
+        if self.sync is not None:
+            self.sync()
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter_ns()
+
+    def stop_ms(self) -> float:
+        if self.sync is not None:
+            self.sync()
+        return (time.perf_counter_ns() - self._t0) / 1e6
+
+
+def measure_callable(fn: Callable[[], Any], config: TimingConfig = TimingConfig(),
+                     sync: Callable[[], Any] | None = None, clock: Clock | None = None) -> Measurement:
+    """Time ``fn()`` per call: the one timing loop (warm-up, then timed calls until :func:`stop_reason`,
+    ``max_runs`` or ``max_time_s``).
+
+    ``clock`` reads each call's time (:class:`Clock`; default :class:`PerfCounterClock`).  ``sync`` (e.g.
+    ``torch.cuda.synchronize``) is the default clock's: called after each call, inside the timed region,
     so asynchronous devices are timed to completion.
     """
+    if clock is None:
+        clock = PerfCounterClock(sync)
+    elif sync is not None:
+        raise ValueError("pass sync or clock, not both (sync belongs to the default clock)")
     for _ in range(config.warmup_runs):
         fn()
-    if sync is not None:
-        sync()
+    clock.ready()
     times: list[float] = []
     t_start = time.perf_counter()
     stopped = "max_runs"
-    clock = time.perf_counter_ns
     while len(times) < config.max_runs:
-        t0 = clock()
+        clock.start()
         fn()
-        if sync is not None:
-            sync()
-        times.append((clock() - t0) / 1e6)
+        times.append(clock.stop_ms())
         n = len(times)
         why = stop_reason(times, config)
         if why:

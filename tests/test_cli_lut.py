@@ -149,12 +149,12 @@ def test_bad_inputs_exit_1_with_one_line(case, note10_json, ref, tmp_path):
         res, frag = run("predict", "--lut", note10_json, "--arch", tut, "--resolution", "128"), \
             "key(s) at r=128: Conv-input:128x128x3-output:64x64x24"
     elif case == "proxyless-info":
-        res, frag = run("lut", "info", proxyless), "ProxylessNAS"
+        res, frag = run("lut", "info", proxyless), "convert it first"
     elif case == "proxyless-import":
-        res, frag = run("lut", "import-ofa", proxyless, "--out", tmp_path / "p.json"), "not an OFA MobileNetV3 LUT"
+        res, frag = run("lut", "import-ofa", proxyless, "--out", tmp_path / "p.json"), "ProxylessNAS format"
         assert not (tmp_path / "p.json").exists()
     elif case == "proxyless-validate":
-        res, frag = run("lut", "validate", proxyless), "ProxylessNAS space"
+        res, frag = run("lut", "validate", proxyless), "convert it first"
     elif case == "missing-lut":
         res, frag = run("predict", "--lut", tmp_path / "nope.json", "--arch", tut), "does not exist"
     elif case == "missing-arch":
@@ -174,7 +174,7 @@ def test_failed_import_keeps_existing_output(ref, note10_json, tmp_path):
     out.write_bytes(note10_json.read_bytes())
     before = out.read_bytes()
     res = run("lut", "import-ofa", ref / "proxylessnas-mobile_trim.yaml", "--out", out)
-    assert_one_line_error(res, "ProxylessNAS")
+    assert_one_line_error(res, "ProxylessNAS format")
     assert out.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["keep.json"]
 
 

@@ -193,3 +193,25 @@ def test_init_and_init_from_together_is_a_usage_error(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "--init and --init-from" in r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_imagenet_val_origin_finds_those_images_in_cache_order(tmp_path):
+    """The card's memorisation check needs the val images from ImageNet's validation set, in cache order."""
+    import numpy as np
+    from PIL import Image
+
+    from ofa_model.data import build_cache, imagenet_val_origin
+    root = tmp_path / "val"
+    names = {"n01": ["n01_1.JPEG", "ILSVRC2012_val_00000007.JPEG", "n01_2.JPEG"],
+             "n02": ["ILSVRC2012_val_00000003.JPEG", "n02_5.JPEG"]}
+    for c, files in names.items():
+        (root / c).mkdir(parents=True)
+        for i, f in enumerate(files):
+            a = np.full((20, 20, 3), 40 * i + (100 if f.startswith("ILSVRC") else 0), dtype=np.uint8)
+            Image.fromarray(a).save(root / c / f)
+    idx = imagenet_val_origin(root)
+    cache = build_cache(root, tmp_path / "cache", size=16)
+    assert len(idx) == 2
+    # the marked images are the bright ones (value >= 100) and no others
+    bright = [i for i in range(len(cache)) if cache.images[i].mean() >= 100]
+    assert idx == bright

@@ -1,0 +1,58 @@
+"""Where a device's ops run: one module per transport, a registry, and the dispatch on a device spec.
+
+========= ===================================================================================================
+local     :mod:`.local`: this process, a runtime of :mod:`ofa_profile.runtimes`
+adb       :mod:`.adb`: Android phones, ops timed by TFLite ``benchmark_model`` (runtime ``tflite-benchmark``)
+ssh       :mod:`.ssh`: Linux boards, :mod:`ofa_profile.remote_worker` run there over one SSH session
+========= ===================================================================================================
+
+The LUT format, the journal and resumption are the same over every transport
+(:func:`ofa_profile.measure.measure_lut`).  :func:`make_profiler` and :func:`reachable` look the spec's
+``transport`` up in the registry (:mod:`.base`: :func:`register_transport`, :func:`get_transport`,
+:func:`list_transports`).  Adding a transport is one module here ending with its :func:`register_transport` call,
+one import line below, its name in the device schema's ``transport`` enum (a test compares the two), the runtimes
+that run over it (:func:`ofa_profile.runtimes.register_runtime`), a spec file and tests.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..devicespec import DeviceError, DeviceSpec
+from .base import Profiler, Transport, get_transport, list_transports, register_transport
+# the built-in transports register themselves on import, in this order (the schema's)
+from .local import LocalProfiler  # noqa: I001
+from .adb import (ADB_MISSING, CHUNK_OPS, DEFAULT_ADB_DIR, HOW_TO_CONNECT, AdbTarget, BenchmarkModelProfiler,
+                  LocalTarget, _core_mask, _split_runs, adb_devices)
+from .ssh import DEFAULT_SSH_DIR, SshProfiler, SshTarget
+
+__all__ = ["Profiler", "Transport", "register_transport", "get_transport", "list_transports", "make_profiler",
+           "reachable", "make_remote_profiler", "LocalProfiler", "AdbTarget", "LocalTarget", "BenchmarkModelProfiler",
+           "SshTarget", "SshProfiler", "adb_devices", "HOW_TO_CONNECT", "ADB_MISSING", "CHUNK_OPS", "DEFAULT_ADB_DIR",
+           "DEFAULT_SSH_DIR", "_core_mask", "_split_runs"]
+
+TEMPLATE = "template: copy it to a new spec file and fill in the connection details"
+
+
+def reachable(spec: DeviceSpec) -> tuple[bool, str]:
+    """(can ``spec`` be measured from here now?, one-line reason) for ``ofa-profile devices``. Cheap: no measuring."""
+    if spec.template:
+        return False, TEMPLATE
+    if spec.transport not in list_transports():
+        return False, f"transport {spec.transport!r} is not handled by ofa_profile.transports"
+    return get_transport(spec.transport).reachable(spec)
+
+
+def make_profiler(device: DeviceSpec, batch_size: int | None = None, **options: Any) -> Profiler:
+    """A connected profiler for ``device`` over its transport (every reachability check happens here, before any
+    work); ``options`` are the transport's (``timing``; for adb ``serial``, ``benchmark_binary``, ``local``...)."""
+    if device.template:
+        raise DeviceError(f"device {device.name} is a template: copy {device.path} to a new file, fill it in, "
+                          f"and pass that file's path as --device")
+    return get_transport(device.transport).profiler(device, batch_size=batch_size, **options)
+
+
+def make_remote_profiler(device: DeviceSpec, batch_size: int | None = None, **options: Any) -> Profiler:
+    """:func:`make_profiler` for a device that is not this process (adb, ssh): a local device is refused."""
+    if device.transport == "local" or device.transport not in list_transports():
+        raise DeviceError(f"device {device.name}: transport {device.transport!r} has no remote profiler")
+    return get_transport(device.transport).profiler(device, batch_size=batch_size, **options)

@@ -1,0 +1,97 @@
+"""What a transport is: the :class:`Profiler` interface its profilers implement, and the registry of transports.
+
+A *transport* says where a device's ops run: ``local`` (this process), ``adb`` (an Android phone), ``ssh`` (a
+Linux board).  Each is one module of this package that ends with one :func:`register_transport` call: its
+profiler factory and its cheap reachability check.  :mod:`ofa_profile.transports` dispatches on a device spec's
+``transport`` by a lookup here; the device schema's ``transport`` enum names the same transports (a test compares
+them).  This module imports no transport, so the transports import it without a circle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from ..devicespec import DeviceError, DeviceSpec
+from ..timing import Measurement, fingerprint
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ops import Op
+    from ..space import SubnetSpec
+
+__all__ = ["Profiler", "Transport", "register_transport", "get_transport", "list_transports"]
+
+
+class Profiler:
+    """Runs ops and whole subnets on one device. Subclasses implement :meth:`measure_op`."""
+
+    device: DeviceSpec
+    batch_size: int = 1
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def fingerprint(self) -> dict[str, Any]:
+        return fingerprint(self.versions(), num_threads=self.device.num_threads)
+
+    def measure_op(self, op: Op, seed: int) -> Measurement:
+        raise NotImplementedError
+
+    def measure_ops(self, ops: Sequence[Op], seed: int, on_result: Callable[[Op, Measurement], None]) -> None:
+        """Measure many ops, reporting each as soon as it is done (remote profilers batch here)."""
+        for op in ops:
+            on_result(op, self.measure_op(op, seed))
+
+    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Profiler":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Transport:
+    """One registered transport.
+
+    ``profiler(device, batch_size=None, **options)`` returns a connected :class:`Profiler` for a device spec of
+    this transport (every reachability check happens there, before any work; ``options`` are the transport's
+    own, e.g. ``serial``/``benchmark_binary`` for adb, and ``timing``; options it does not take are refused or
+    ignored as that transport documents).  ``reachable(spec)`` is (can ``spec`` be measured from here now?,
+    one-line reason), cheap: no measuring.  ``description`` is one line for listings and help texts.
+    """
+
+    name: str
+    profiler: Callable[..., Profiler]
+    reachable: Callable[[DeviceSpec], "tuple[bool, str]"]
+    description: str = ""
+
+
+_REGISTRY: dict[str, Transport] = {}
+
+
+def register_transport(name: str, profiler: Callable[..., Profiler], reachable: Callable[[DeviceSpec], Any], *,
+                       description: str = "", replace: bool = False) -> Transport:
+    """Add a transport under ``name`` (see :class:`Transport`)."""
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"transport {name!r} is already registered")
+    t = Transport(name, profiler, reachable, description)
+    _REGISTRY[name] = t
+    return t
+
+
+def list_transports() -> list[str]:
+    """The registered transport names, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_transport(name: str) -> Transport:
+    """The transport called ``name``; an unknown one raises :class:`~ofa_profile.devices.DeviceError`."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise DeviceError(f"unknown transport {name!r}: use one of {', '.join(_REGISTRY)}") from None

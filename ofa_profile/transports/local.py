@@ -1,0 +1,72 @@
+"""The ``local`` transport: ops as real modules of exact shape, compiled by a runtime of this machine
+(:func:`ofa_profile.runtimes.get_runtime`: torch, onnxruntime, litert, torch-cuda ...)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..devicespec import DeviceError, DeviceSpec
+from ..timing import Measurement, TimingConfig, fix_malloc, measure_callable, set_threads
+from .base import Profiler, register_transport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ops import Op
+    from ..space import SubnetSpec
+
+__all__ = ["LocalProfiler"]
+
+
+class LocalProfiler(Profiler):
+    """Ops as real modules of exact shape, compiled by a runtime of this machine."""
+
+    def __init__(self, device: DeviceSpec, batch_size: int | None = None, timing: TimingConfig | None = None):
+        from ..runtimes import get_runtime
+
+        self.device = device
+        self.batch_size = batch_size or device.batch_size
+        self.timing = timing or device.timing
+        self.runtime = get_runtime(device.runtime, device.cuda or None)
+        ok, why = self.runtime.check()
+        if not ok:
+            raise DeviceError(f"device {device.name} cannot run here: {why}")
+        fix_malloc()
+        set_threads(device.num_threads)
+        self._tmp = tempfile.TemporaryDirectory(prefix="ofa-profile-")
+        self._sync = getattr(self.runtime, "sync", None)
+
+    def versions(self) -> dict[str, str]:
+        return self.runtime.versions()
+
+    def _time(self, module: Any, example: Any) -> Measurement:
+        compiled = self.runtime.compile(module, example, num_threads=self.device.num_threads,
+                                        workdir=Path(self._tmp.name))
+        try:
+            return measure_callable(compiled.run, self.timing, sync=self._sync)
+        finally:
+            compiled.close()
+
+    def measure_op(self, op: Op, seed: int) -> Measurement:
+        from ..blocks import op_input, op_module
+        return self._time(op_module(op, seed=seed), op_input(op, seed=seed, batch=self.batch_size))
+
+    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
+        from ..blocks import subnet_input, subnet_module
+        return self._time(subnet_module(spec, seed=seed), subnet_input(spec, seed=seed, batch=self.batch_size))
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+def _profiler(device: DeviceSpec, batch_size: int | None = None, *, timing: TimingConfig | None = None,
+              **_other: Any) -> LocalProfiler:
+    """The local profiler (options of other transports, such as ``serial``, do not apply here and are ignored)."""
+    return LocalProfiler(device, batch_size=batch_size, timing=timing)
+
+
+def _reachable(spec: DeviceSpec) -> tuple[bool, str]:
+    from ..runtimes import get_runtime
+    return get_runtime(spec.runtime, spec.cuda or None).check()
+
+
+register_transport("local", _profiler, _reachable, description="this machine, in this process")

@@ -1,0 +1,251 @@
+"""Structure of the source tree, checked on the real source:
+
+- no import circle between the project's modules (ast over every module of ofa_profile/ and ofa_model/),
+  counting every import, function-local ones included (a function-local import still makes the two modules
+  depend on each other; it only hides the circle until run time), and the package ``__init__`` an import runs;
+- no module grows past 700 lines (the ones already longer are named, each to be split);
+- the device schema's runtime and transport enums are the registries' names, and the pairing of runtime and
+  transport that a spec may state is the runtime registry's.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("ofa_profile", "ofa_model")
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name -> source file, for every module of the project's packages."""
+    out = {}
+    for pkg in PACKAGES:
+        for f in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(f.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = f
+    return out
+
+
+def _resolve(importer: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    """The absolute module an ``ImportFrom`` names (``from .x import y`` in ``a.b`` -> ``a.x``)."""
+    if not node.level:
+        return node.module or ""
+    base = importer.split(".")
+    if not is_pkg:
+        base = base[:-1]
+    if node.level > 1:
+        base = base[:len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports anywhere in its body (top level, functions, classes,
+    ``if TYPE_CHECKING`` blocks excepted: those never run)."""
+    mods = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+
+    def project(name: str) -> str | None:
+        """``name`` or its longest prefix that is a project module."""
+        while name:
+            if name in mods:
+                return name
+            name = name.rpartition(".")[0]
+        return None
+
+    for mod, path in mods.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        skip: set[int] = set()
+        for node in ast.walk(tree):     # `if TYPE_CHECKING:` bodies are annotations only
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(mod, path.name == "__init__.py", node)
+                # `from pkg import sub` imports the submodule pkg.sub; `from mod import name` the module
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            for t in targets:
+                dep = project(t)
+                if dep is None or dep == mod:
+                    continue
+                graph[mod].add(dep)
+                # importing a.b.c runs a/__init__ and a/b/__init__ first, except the packages `mod` is inside
+                # (they are initialised, or initialising, already)
+                graph[mod].update(a for a in _ancestors(dep) if a in mods and a not in _ancestors(mod) and a != mod)
+    return graph
+
+
+def _ancestors(mod: str) -> list[str]:
+    parts = mod.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle (``[a, b, ..., a]``) through each strongly connected group of two or more modules."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    groups: list[set[str]] = []
+    counter = [0]
+
+    def strong(v: str) -> None:        # Tarjan, iterative enough for a graph of ~60 modules
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            g = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                g.add(w)
+                if w == v:
+                    break
+            if len(g) > 1:
+                groups.append(g)
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+
+    out = []
+    for g in groups:                   # a shortest circle through the group's first module, by breadth-first search
+        start = min(g)
+        prev: dict[str, str] = {}
+        todo = [start]
+        found = None
+        while todo and found is None:
+            nxt = []
+            for v in todo:
+                for w in sorted(graph[v] & g):
+                    if w == start:
+                        found = v
+                        break
+                    if w not in prev:
+                        prev[w] = v
+                        nxt.append(w)
+                if found is not None:
+                    break
+            todo = nxt
+        chain = [found]
+        while chain[-1] != start:
+            chain.append(prev[chain[-1]])
+        out.append(chain[::-1] + [start])
+    return out
+
+
+def test_the_graph_sees_function_local_relative_and_package_imports():
+    g = import_graph()
+    assert "ofa_profile.errors" in g["ofa_profile.devices"]            # top-level, relative
+    assert "ofa_profile.transports" in g["ofa_profile.devices"]        # a package
+    assert "ofa_profile.blocks" in g["ofa_profile.transports.local"]   # inside a method, `from ..blocks import`
+    assert "ofa_profile.cuda" in g["ofa_profile.runtimes"]             # inside a function
+    assert "ofa_profile.transports.base" in g["ofa_profile.transports.adb"]     # `from .base import`
+    assert "ofa_profile.transports" not in g["ofa_profile.transports.adb"]      # its own package: initialising
+    assert "ofa_profile" in g["ofa_model.train"]                       # ofa_profile/__init__ runs first
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle():
+    g = import_graph()
+    found = circles(g)
+
+    def group(c: list[str]) -> str:     # every import inside the circle's strongly connected group
+        members = {m for m in g if _reaches(g, c[0], m) and _reaches(g, m, c[0])}
+        return ", ".join(f"{m} imports {' '.join(sorted(g[m] & members))}" for m in sorted(members))
+    assert not found, "import circles (function-local imports count): " + "; ".join(
+        f"{' -> '.join(c)} [{group(c)}]" for c in found)
+
+
+def _reaches(g: dict[str, set[str]], a: str, b: str) -> bool:
+    seen, todo = {a}, [a]
+    while todo:
+        for w in g[todo.pop()]:
+            if w == b:
+                return True
+            if w not in seen:
+                seen.add(w)
+                todo.append(w)
+    return False
+
+
+# modules longer than the limit today, each to be split (the list only shrinks)
+LONG_MODULES = {"ofa_profile.cli", "ofa_profile.search", "ofa_profile.accuracy", "ofa_profile.lut", "ofa_model.train"}
+MAX_LINES = 700
+
+
+def test_no_new_module_over_700_lines():
+    long = {m: n for m, f in _modules().items() if (n := len(f.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    new = {m: n for m, n in long.items() if m not in LONG_MODULES}
+    assert not new, f"modules over {MAX_LINES} lines: {new}; split them"
+
+
+def _schema() -> dict:
+    return json.loads((ROOT / "ofa_profile" / "schemas" / "device.schema.json").read_text(encoding="utf-8"))
+
+
+def test_device_schema_enums_are_the_registries():
+    from ofa_profile.runtimes import list_runtimes
+    from ofa_profile.transports import list_transports
+
+    props = _schema()["properties"]
+    assert props["runtime"]["enum"] == list_runtimes()
+    assert props["transport"]["enum"] == list_transports()
+    # a board's worker runs the runtimes registered for the ssh transport
+    assert props["ssh"]["properties"]["remote_runtime"]["enum"] == list_runtimes("ssh")
+
+
+def test_every_runtime_runs_over_registered_transports_and_every_transport_runs_one():
+    from ofa_profile.runtimes import list_runtimes, runtime_info
+    from ofa_profile.transports import get_transport, list_transports
+
+    for r in list_runtimes():
+        info = runtime_info(r)
+        assert info.name == r and info.transports and info.description
+        assert set(info.transports) <= set(list_transports()), r
+    for t in list_transports():
+        assert get_transport(t).name == t and get_transport(t).description
+        assert list_runtimes(t), f"transport {t} runs no registered runtime"
+
+
+def _spec(runtime: str, transport: str) -> dict:
+    spec = {"format": "ofa-profile-device", "schema_version": 1, "name": "x", "description": "d",
+            "runtime": runtime, "transport": transport}
+    if transport == "ssh":
+        spec["ssh"] = {"host": "board"}
+    return spec
+
+
+def test_spec_pairings_are_the_runtime_registrys():
+    """Every (runtime, transport) of the schema's enums: a spec loads exactly when the runtime registry says the
+    runtime runs over that transport, and a refusal names both in one line."""
+    from ofa_profile.devices import DeviceError, parse_device
+    from ofa_profile.runtimes import runtime_info
+
+    props = _schema()["properties"]
+    for r in props["runtime"]["enum"]:
+        for t in props["transport"]["enum"]:
+            if t in runtime_info(r).transports:
+                assert parse_device(_spec(r, t)).runtime == r
+            else:
+                with pytest.raises(DeviceError, match=f"runtime {r} over transport {t}") as ei:
+                    parse_device(_spec(r, t))
+                assert "\n" not in str(ei.value)
+

@@ -1,0 +1,179 @@
+"""OFA's ProxylessNAS family through the command line: enumerate, measure on the three CPU runtimes, predict,
+export to ONNX/TFLite with random weights, OFA's ProxylessNAS table format, and search with a user's accuracy CSV."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ofa_profile.cli import main
+from ofa_profile.ops import subnet_ops
+from ofa_profile.space import SubnetSpec, get_space
+
+from test_measure import FAST_TIMING
+
+SPACE = "ofa-proxyless-w1.3"
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def fast_device(tmp_path: Path, runtime: str) -> Path:
+    spec = {"format": "ofa-profile-device", "schema_version": 1, "name": f"fast-{runtime}", "description": "test",
+            "runtime": runtime, "transport": "local", "num_threads": 1, "timing": FAST_TIMING}
+    p = tmp_path / f"fast-{runtime}.json"
+    p.write_text(json.dumps(spec))
+    return p
+
+
+@pytest.fixture(scope="module")
+def lut128(tmp_path_factory):
+    """A complete r=128 ProxylessNAS LUT measured with PyTorch eager (fast timing)."""
+    d = tmp_path_factory.mktemp("px")
+    out = d / "px.json"
+    res = run("measure", "--device", fast_device(d, "torch"), "--space", SPACE, "--resolutions", "128",
+              "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def specialized(shared_data):
+    root = shared_data / "reference" / "ofa-specialized"
+    return root / "cpu_lat-10ms_top1-71.1_finetune-25" / "net.config"
+
+
+def test_enumerate_counts_the_family_ops():
+    res = run("enumerate", "--space", SPACE, "--resolutions", "128,224", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert sum(1 for r in rows if r["resolution"] == 224) == 103          # 2 + 5 x 18 + 9 + 2
+    assert all("-se:" not in r["key"] for r in rows)                       # the ProxylessNAS grammar
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert"])
+def test_measure_on_the_other_cpu_runtimes(tmp_path, runtime):
+    from ofa_profile.lut import load_lut
+    from ofa_profile.runtimes import get_runtime
+    ok, why = get_runtime(runtime).check()
+    if not ok:
+        pytest.skip(why)
+    out = tmp_path / "l.json"
+    res = run("measure", "--device", fast_device(tmp_path, runtime), "--space", SPACE, "--resolutions", "160",
+              "--out", out, "--limit", "8", "--quiet")
+    assert res.exit_code == 0, res.output
+    lut = load_lut(out)
+    assert lut.space == SPACE and lut.runtime == runtime and len(lut.entries) == 8
+    assert all(e.median_ms > 0 for e in lut.entries.values())
+
+
+def test_measure_default_out_names_the_space(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = run("measure", "--device", fast_device(tmp_path, "torch"), "--space", SPACE, "--resolutions", "128",
+              "--limit", "2", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / f"fast-torch-{SPACE}.json").exists()
+
+
+def test_predict_a_specialized_net_config(lut128, specialized):
+    from ofa_profile.lut import load_lut
+    res = run("predict", "--lut", lut128, "--arch", specialized, "--resolution", "128", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    spec = SubnetSpec.load(specialized, r=128)
+    lut = load_lut(lut128)
+    want = sum(lut.entries[op.key].median_ms for op in subnet_ops(spec))
+    assert out["lut_sum_ms"] == pytest.approx(want)
+    assert spec.space == SPACE
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_export_random_weights_matches_torch(tmp_path, specialized, fmt):
+    out = tmp_path / f"net.{fmt}"
+    res = run("export", "--arch", specialized, "--format", fmt, "--out", out, "--random-weights", "--json")
+    if fmt == "tflite" and res.exit_code != 0 and "ai-edge-litert" in res.output:
+        pytest.skip("ai-edge-litert is not installed")
+    assert res.exit_code == 0, res.output
+    js = json.loads(res.stdout[res.stdout.index("{"):])
+    assert js["space"] == SPACE and js["supernet"] is None and out.exists()
+    assert js["max_abs_diff"] < 1e-4
+
+
+def test_random_weights_with_a_supernet_is_a_usage_error(tmp_path, specialized):
+    res = run("export", "--arch", specialized, "--format", "onnx", "--out", tmp_path / "x.onnx", "--random-weights",
+              "--supernet", "bundled")
+    assert res.exit_code == 2 and "--random-weights" in res.output
+
+
+def test_ofa_table_export_is_proxylessnas_format(lut128, tmp_path):
+    import yaml
+    d = tmp_path / "tables"
+    d.mkdir()
+    res = run("lut", "export-ofa", lut128, "--out", d)
+    assert res.exit_code == 0, res.output
+    t = yaml.safe_load((d / "128_lookup_table.yaml").read_text())
+    assert all(set(v) == {"count", "mean", "var"} for v in t.values())
+    assert "Logits-input:4x4x1664-output:1000" in t                       # the pool is part of Logits
+    back = tmp_path / "back.json"
+    res = run("lut", "import-ofa", d, "--out", back)
+    assert res.exit_code == 0, res.output
+    assert json.loads(back.read_text())["space"] == SPACE
+
+
+def _accuracy_csv(path: Path, n: int = 60) -> Path:
+    """A user's accuracy file for 60 seeded subnets (here a smooth function of MACs: the search only needs
+    numbers to rank by; what they mean is the user's)."""
+    sp = get_space(SPACE)
+    rng = random.Random(0)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["r", "ks", "e", "d", "accuracy"])
+        w.writeheader()
+        for _ in range(n):
+            s = sp.sample(rng, 128)
+            macs = sum(op.macs() for op in subnet_ops(s))
+            o = s.to_ofa()
+            w.writerow({"r": s.r, "ks": json.dumps(o["ks"]), "e": json.dumps(o["e"]), "d": json.dumps(o["d"]),
+                        "accuracy": round(0.5 + 0.03 * math.log(macs / 1e6), 4)})
+    return path
+
+
+def test_pareto_searches_the_family_with_a_users_accuracy_csv(lut128, tmp_path):
+    from ofa_profile.lut import load_lut
+    acc = _accuracy_csv(tmp_path / "acc.csv")
+    lut = load_lut(lut128)
+    sp = get_space(SPACE)
+    lo, hi = lut.lut_sum_ms(sp.smallest(128)), lut.lut_sum_ms(sp.largest(128))
+    budget = lo + 0.4 * (hi - lo)
+    res = run("pareto", "--budget", f"{budget:.3f}ms", "--lut", lut128, "--space", SPACE, "--accuracy-data", acc,
+              "--out-dir", tmp_path / "out", "--json", "--no-plot")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    best = SubnetSpec.from_ofa(out["best"]["arch"], space=SPACE)
+    assert best.space == SPACE and best.d[-1] == 1
+    assert lut.lut_sum_ms(best) <= budget + 1e-9
+    assert out["best"]["latency_ms"] == pytest.approx(lut.lut_sum_ms(best), rel=1e-6)
+    # every frontier subnet is a valid ProxylessNAS subnet (the last stage is one block)
+    for row in out["frontier"]:
+        assert SubnetSpec.from_ofa(row["arch"], space=SPACE).d[-1] == 1
+
+
+def test_calibrate_a_proxyless_lut(lut128, tmp_path):
+    import shutil
+
+    from ofa_profile.lut import load_lut
+    lut_path = tmp_path / "cal.json"
+    shutil.copy(lut128, lut_path)
+    res = run("calibrate", "--device", fast_device(tmp_path, "torch"), "--lut", lut_path, "--samples", "10",
+              "--test-samples", "3", "--rounds", "1", "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    lut = load_lut(lut_path)
+    names = lut.calibration["feature_names"]
+    assert list(names[1:7]) == [f"stage{i}_ms" for i in range(1, 7)] and len(names) == 9     # six stages
+    spec = get_space(SPACE).sample(5, 128)
+    assert lut.predict_ms(spec) > 0 and lut.predict_ms(spec) != lut.lut_sum_ms(spec)
