@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 
 from ofa_profile.atomic import write_bytes_atomic, write_text_atomic
 from ofa_profile.jsonio import dumps_strict
+from ofa_profile.space import DEFAULT_SPACE
 
 from .safeload import RefusedWeightsError
 from .supernet import WeightsError
@@ -203,7 +204,7 @@ def load_supernet(path: str | os.PathLike | None = None, *, space: str | None = 
         sd = obj["state_dict"]
     if not isinstance(sd, Mapping):
         raise WeightsError(f"{p} holds no state dict; pass a supernet checkpoint")
-    sp_name = meta.get("space") or space or "ofa-mbv3-w1.0"
+    sp_name = meta.get("space") or space or DEFAULT_SPACE
     if space is not None and not same_macro(get_space(space), get_space(sp_name)):
         raise WeightsError(f"checkpoint {p.name} is for space {sp_name}, not {get_space(space).name}; "
                            f"use --space {sp_name} or other weights")

@@ -25,7 +25,7 @@ from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
 
 __all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
-           "CSV_FIELDS", "PARTIAL_SUFFIX"]
+           "CSV_FIELDS", "PARTIAL_SUFFIX", "evaluate_arch"]
 
 CSV_FIELDS = ("index", "space", "seed", "r", "d", "ks", "e", "accuracy", "macs", "params", "n_val", "n_calib",
               "batch_size", "arch")
@@ -322,3 +322,33 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike)
     out = Path(out_csv)
     _write_csv_atomic([rows[i] for i in sorted(rows)], out)
     return out
+
+
+def evaluate_arch(arch: str | os.PathLike, *, device: str, supernet: str | None = None, resolution: int | None = None,
+                  n_val: int = 1000, n_calib: int = 2000, train_data: str | None = None, val_data: str | None = None,
+                  cache_dir: str | None = None, log=None) -> dict:
+    """``ofa-profile evaluate``: the measured top-1 of the subnet of spec file or net.config ``arch`` (at
+    ``resolution`` if given) with ``supernet`` (the bundled weights by default) on ``device``, BN recalibrated
+    on ``n_calib`` seeded training images, on a fixed seeded subset of ``n_val`` val images of its dataset
+    (``train_data``/``val_data`` default to the shared Imagenette).  Returns the JSON summary; ``log(str)`` is
+    told what is evaluated."""
+    from ofa_profile.errors import OfaProfileError
+    from ofa_profile.evaldata import default_data, supernet_caches
+
+    from .bundle import load_supernet
+
+    model, info = load_supernet(supernet, device=device)
+    spec = SubnetSpec.load(arch, space=info.space, r=resolution)
+    if info.classes is None:
+        raise OfaProfileError(f"the supernet {info.path} names no classes, so its validation set is unknown; pass "
+                              f"weights with a manifest (a bundle) or a run's supernet.pt")
+    tr, va = supernet_caches(info, default_data("train", train_data), default_data("val", val_data), cache_dir)
+    if log is not None:
+        log(f"evaluate: {spec.short()} with {info.path} ...")
+    tm: dict = {}
+    t0 = time.perf_counter()
+    top1 = evaluate_spec(model, spec, tr, va, n_val=n_val, n_calib=n_calib, timings=tm)
+    return {"top1": round(float(top1), 5), "n_val": tm.get("n_val"), "n_calib": n_calib,
+            "dataset": (info.manifest or {}).get("dataset") or "validation", "arch": spec.short(),
+            "spec": spec.canonical().to_ofa(), "space": spec.space, "r": spec.r, "supernet": info.path,
+            "supernet_sha256": info.sha256, "seconds": round(time.perf_counter() - t0, 2)}

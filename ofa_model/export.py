@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -25,7 +24,7 @@ from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import SubnetSpec
 
 __all__ = ["FORMATS", "ExportResult", "extract_subnet", "to_blocks_module", "export_onnx", "export_tflite", "export_random",
-           "export_subnet", "example_input"]
+           "export_subnet", "example_input", "export_arch"]
 
 FORMATS = ("onnx", "tflite")
 
@@ -129,13 +128,10 @@ def _diffs(ref, got, what: str = "exported model") -> tuple[float, float]:
 
 
 def onnx_export(sub, x, target, opset: int = 17) -> None:
-    """``torch.onnx.export`` of a subnet as this module writes it (input ``input`` NCHW, output ``logits``,
-    batch axis dynamic) to ``target``: a path or a binary file object (in-memory evaluation uses a BytesIO)."""
-    import torch
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)   # the legacy exporter is the fast one (0.1 s)
-        torch.onnx.export(sub, (x,), target, dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    """A subnet as this module writes it (input ``input`` NCHW, output ``logits``, batch axis dynamic) to
+    ``target``: a path or a binary file object; the project's one exporter (:func:`ofa_profile.runtimes.torch_to_onnx`)."""
+    from ofa_profile.runtimes import torch_to_onnx
+    torch_to_onnx(sub, x, target, opset=opset, output_name="logits", dynamic_batch=True)
 
 
 def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,
@@ -239,3 +235,48 @@ def export_subnet(model, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, 
         p, d, rd = export_tflite(sub, spec, out, check=check, seed=seed)
         shape = (1, spec.r, spec.r, 3)
     return ExportResult(str(p), fmt, spec.short(), shape, d, rd, n)
+
+
+def export_arch(arch: str | os.PathLike, fmt: str, out: str | os.PathLike, *, supernet: str | None = None,
+                space: str | None = None, calib_data: str | None = None, n_calib: int = 2000,
+                cache_dir: str | None = None, check: bool = True, random_weights: bool = False, weights_seed: int = 0,
+                log: Any = None) -> dict[str, Any]:
+    """``ofa-profile export``: write the subnet of the spec JSON or net.config ``arch`` and return the summary
+    (:class:`ExportResult`'s fields, the supernet and its sha256).
+
+    With the weights of ``supernet`` (the bundled ones by default; ``space``: of an arch file that names none),
+    BN recalibrated on ``n_calib`` seeded images of ``calib_data`` when given (else the supernet's statistics are
+    kept, which ``log(str)`` is told); with ``random_weights``, seeded random weights of any family
+    (``supernet`` None, ``weights`` naming the seed)."""
+    import dataclasses
+
+    from ofa_profile.space import DEFAULT_SPACE
+
+    if random_weights:
+        spec = SubnetSpec.load(arch, space=space or DEFAULT_SPACE)
+        res = export_random(spec, fmt, out, check=check, weights_seed=weights_seed)
+        return {**dataclasses.asdict(res), "supernet": None, "weights": f"random (seed {weights_seed})",
+                "space": spec.space}
+    from .bundle import load_supernet
+
+    model, info = load_supernet(supernet, space=space)
+    spec = SubnetSpec.load(arch, space=space or info.space)
+    calib = None
+    if calib_data:
+        import numpy as np
+        import torch
+
+        from ofa_profile.evaldata import supernet_caches
+
+        from .data import train_batch
+
+        tr, _ = supernet_caches(info, calib_data, None, cache_dir)
+        order = np.random.default_rng(0).permutation(len(tr))[:max(1, n_calib)]
+        gen = torch.Generator().manual_seed(0)
+        calib = (train_batch(tr, np.sort(order[i:i + 100]), spec.r, gen)[0] for i in range(0, len(order), 100))
+    elif log is not None:
+        log("note: no --calib-data: the subnet keeps the supernet's BN statistics (lower accuracy); "
+            "pass the training set to recalibrate them")
+    res = export_subnet(model, spec, fmt, out, calib=calib, n_calib=n_calib, check=check,
+                        metadata={"supernet_sha256": info.sha256, "classes": list(info.classes or [])})
+    return {**dataclasses.asdict(res), "supernet": info.path, "supernet_sha256": info.sha256}

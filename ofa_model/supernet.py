@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.space import Space, SpaceError, SubnetSpec, get_space, has_identity_skip
+from ofa_profile.space import DEFAULT_SPACE, Space, SpaceError, SubnetSpec, get_space, has_identity_skip
 
 from .elastic import ConvLayer, DynamicMBConv, LinearLayer, MBConvLayer, ResidualBlock
 
@@ -95,7 +95,7 @@ class MobileNetV3Subnet(nn.Module):
 class OFAMobileNetV3(nn.Module):
     """Elastic MobileNetV3 (kernel, expand, depth, resolution) over a registered space."""
 
-    def __init__(self, space: str | Space = "ofa-mbv3-w1.0", n_classes: int = 1000, dropout_rate: float = 0.1,
+    def __init__(self, space: str | Space = DEFAULT_SPACE, n_classes: int = 1000, dropout_rate: float = 0.1,
                  bn_momentum: float = 0.1, bn_eps: float = 1e-5):
         super().__init__()
         sp = get_space(space)

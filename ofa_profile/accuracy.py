@@ -1,33 +1,23 @@
-"""Accuracy predictors: architecture encodings, regressors stored as plain JSON, OFA's official MLP.
+"""Accuracy predictors: regressors stored as plain JSON, OFA's official MLP, and which predictor a command uses.
 
 An :class:`AccuracyPredictor` maps subnet specs to a predicted top-1 accuracy (a
 fraction).  It is fitted with scikit-learn but stored and evaluated *without* it:
 :meth:`AccuracyPredictor.to_json` writes plain arrays (ridge coefficients, boosted
-trees as node arrays, MLP weights) and :meth:`AccuracyPredictor.predict`
-re-implements prediction with numpy, so a scikit-learn upgrade cannot break a
-stored predictor (nn-Meter's pickles did).
+trees as node arrays, MLP weights: :mod:`ofa_profile.accuracy_components`) and
+:meth:`AccuracyPredictor.predict` re-implements prediction with numpy, so a
+scikit-learn upgrade cannot break a stored predictor (nn-Meter's pickles did).
 
-Encodings (:data:`ENCODINGS`), all computed vectorised from :class:`ArchArrays`:
-
-``ofa-onehot``      OFA's own 128 features: 60 kernel one-hots (3/5/7) and 60 expand
-                    one-hots (3/4/6) for the 20 elastic blocks (zeros for skipped
-                    blocks), then an 8-slot resolution one-hot at ``(r - 112) // 16``.
-``onehot-depth-r``  the 120 block one-hots, a one-hot of each stage's depth (15), and
-                    the resolution as numbers ``(r - 176) / 48`` and its square: it
-                    interpolates between trained resolutions instead of binning them.
+Encodings: :data:`~ofa_profile.encodings.ENCODINGS` (computed from :class:`~ofa_profile.encodings.ArchArrays`).
 
 Models (:data:`MODELS`): ``ridge``; ``gbm`` (gradient-boosted trees); ``mlp``
 (one hidden ReLU layer, L-BFGS); ``ridge+gbm`` (ridge, then boosted trees on its
 residuals -- the default, best on the ImageNet reference split).  A prediction is
 the sum of the outputs of the stored *components*.
 
-Datasets: :func:`read_accuracy_csv` reads both the reference ImageNet CSV
-(``image_size, d, ks, e, accuracy``) and the bundled dataset CSV (``space, d, ks, e,
-r, accuracy, macs, params``); lists are JSON, ``r`` may be called ``image_size``.
+Datasets: :func:`~ofa_profile.accuracy_data.read_accuracy_csv` (re-exported here).
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 from dataclasses import dataclass, field
@@ -35,8 +25,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from .accuracy_components import PREDICT, component_from_json, component_to_json, linear_predict, n_features
+from .accuracy_data import (AccuracyDataset, csv_records, load_subnets, read_accuracy_csv,  # noqa: F401
+                            read_specs_csv, short_value, split_dataset)   # (re-exported)
+from .encodings import (DEFAULT_ENCODING, ENCODINGS, ArchArrays, as_arrays, encode,  # noqa: F401  (re-exported)
+                        same_macro_architecture)
 from .errors import OfaProfileError
-from .space import DEFAULT_SPACE, Space, SpaceError, SubnetSpec, get_space
+from .space import SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -47,435 +42,13 @@ __all__ = [
     "load_official_predictor", "load_accuracy_predictor", "same_macro_architecture", "resolve_accuracy_predictor",
     "fit_cached", "bundled_predictor_path", "imagenet_predictor_path", "ACCURACY_CHOICES", "PredictorLabel",
     "predictor_label", "supernet_label", "outside_trained_range", "load_predictor_file", "own_supernet_predictor",
-    "read_specs_csv",
+    "read_specs_csv", "fit_with_held_out", "predictor_name", "predicted_rows", "load_subnets",
 ]
 
-ENCODINGS = ("ofa-onehot", "onehot-depth-r")
 MODELS = ("ridge", "gbm", "mlp", "ridge+gbm")
 PREDICTOR_FORMAT = "ofa-profile-accuracy-predictor"
 PREDICTOR_VERSION = 1
-DEFAULT_ENCODING = "onehot-depth-r"
 DEFAULT_MODEL = "ridge+gbm"
-
-
-def same_macro_architecture(a: Space | str, b: Space | str) -> bool:
-    """True if two spaces share widths, strides and blocks (e.g. OFA w1.0 and CompOFA w1.0)."""
-    sa, sb = get_space(a), get_space(b)
-    return sa.macro() == sb.macro() and sa.n_classes == sb.n_classes
-
-
-# -- architectures as arrays ----------------------------------------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class ArchArrays:
-    """A batch of subnets of one space as integer arrays (the fast form for encodings and search).
-
-    ``ks``/``e``: ``[N, n_blocks]`` with 0 for skipped blocks; ``d``: ``[N, n_stages]``; ``r``: ``[N]``.
-    """
-    space: str
-    ks: "np.ndarray"
-    e: "np.ndarray"
-    d: "np.ndarray"
-    r: "np.ndarray"
-
-    def __len__(self) -> int:
-        return int(self.r.shape[0])
-
-    @property
-    def active(self) -> "np.ndarray":
-        """``[N, n_blocks]`` bool: block is active (its index in the stage is below the stage depth)."""
-        import numpy as np
-        sp = get_space(self.space)
-        pos = np.tile(np.arange(sp.max_depth), sp.n_stages)
-        return pos[None, :] < np.repeat(self.d, sp.max_depth, axis=1)
-
-    @classmethod
-    def from_specs(cls, specs: Sequence[SubnetSpec], space: str | None = None) -> "ArchArrays":
-        import numpy as np
-        specs = list(specs)
-        if not specs:
-            if space is None:
-                raise OfaProfileError("no subnets given: pass at least one spec (or a space for an empty batch)")
-            sp = get_space(space)
-            z = np.zeros((0, sp.n_blocks), dtype=np.int64)
-            return cls(sp.name, z, z.copy(), np.zeros((0, sp.n_stages), dtype=np.int64), np.zeros(0, dtype=np.int64))
-        name = space or specs[0].space
-        bad = [s.space for s in specs if s.space != name]
-        if bad:
-            raise OfaProfileError(f"subnets of several spaces in one batch ({name}, {bad[0]}); pass one space at a time")
-        ks = np.array([s.ks for s in specs], dtype=np.int64)
-        e = np.array([s.e for s in specs], dtype=np.int64)
-        d = np.array([s.d for s in specs], dtype=np.int64)
-        r = np.array([s.r for s in specs], dtype=np.int64)
-        out = cls(get_space(name).name, ks, e, d, r)
-        act = out.active
-        return cls(out.space, np.where(act, ks, 0), np.where(act, e, 0), d, r)
-
-    def to_specs(self) -> list[SubnetSpec]:
-        """Back to specs (skipped entries set to the space minimum, i.e. canonical form)."""
-        import numpy as np
-        sp = get_space(self.space)
-        ks = np.where(self.ks == 0, min(sp.kernels), self.ks).tolist()
-        e = np.where(self.e == 0, min(sp.expands), self.e).tolist()
-        d = self.d.tolist()
-        r = self.r.tolist()
-        return [SubnetSpec(sp.name, tuple(ks[i]), tuple(e[i]), tuple(d[i]), int(r[i])) for i in range(len(r))]
-
-    def take(self, idx: Any) -> "ArchArrays":
-        return ArchArrays(self.space, self.ks[idx], self.e[idx], self.d[idx], self.r[idx])
-
-    def row_keys(self) -> "np.ndarray":
-        """One hashable key per row (the bytes of the packed row), for de-duplication."""
-        import numpy as np
-        packed = np.concatenate([self.ks, self.e, self.d, self.r[:, None]], axis=1).astype(np.int16)
-        return np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1] * 2))).ravel()
-
-    @staticmethod
-    def concat(parts: Sequence["ArchArrays"]) -> "ArchArrays":
-        import numpy as np
-        return ArchArrays(parts[0].space, np.concatenate([p.ks for p in parts]), np.concatenate([p.e for p in parts]),
-                          np.concatenate([p.d for p in parts]), np.concatenate([p.r for p in parts]))
-
-
-def _as_arrays(specs: "Sequence[SubnetSpec] | ArchArrays") -> ArchArrays:
-    return specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
-
-
-def _onehot(values: "np.ndarray", choices: Sequence[int]) -> "np.ndarray":
-    """[N, B] ints (0 = none) -> [N, B*len(choices)] one-hot, block-major (OFA's order)."""
-    import numpy as np
-    n, b = values.shape
-    out = np.zeros((n, b, len(choices)), dtype=np.float64)
-    for j, c in enumerate(choices):
-        out[:, :, j] = values == c
-    return out.reshape(n, b * len(choices))
-
-
-def encode(specs: "Sequence[SubnetSpec] | ArchArrays", encoding: str = DEFAULT_ENCODING) -> "np.ndarray":
-    """Encode subnets as a float matrix ``[N, F]`` (see :data:`ENCODINGS`)."""
-    import numpy as np
-    a = _as_arrays(specs)
-    sp = get_space(a.space)
-    if encoding not in ENCODINGS:
-        raise OfaProfileError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
-    blocks = [_onehot(a.ks, sp.kernels), _onehot(a.e, sp.expands)]
-    if encoding == "ofa-onehot":
-        slot = (a.r - 112) // 16
-        if len(a) and (slot.min() < 0 or slot.max() > 7):
-            raise OfaProfileError("OFA's encoding covers resolutions 112..239 only")
-        res = np.zeros((len(a), 8))
-        res[np.arange(len(a)), slot] = 1.0
-        return np.concatenate(blocks + [res], axis=1)
-    rn = (a.r.astype(np.float64) - 176.0) / 48.0
-    return np.concatenate(blocks + [_onehot(a.d, sp.depths), rn[:, None], (rn ** 2)[:, None]], axis=1)
-
-
-# -- datasets ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class AccuracyDataset:
-    """Subnets with measured top-1 accuracy (fraction)."""
-    specs: tuple[SubnetSpec, ...]
-    accuracy: "np.ndarray"
-    source: str = ""
-
-    def __len__(self) -> int:
-        return len(self.specs)
-
-    @property
-    def resolutions(self) -> tuple[int, ...]:
-        return tuple(sorted({s.r for s in self.specs}))
-
-    def subset(self, idx: Sequence[int]) -> "AccuracyDataset":
-        return AccuracyDataset(tuple(self.specs[i] for i in idx), self.accuracy[list(idx)], self.source)
-
-
-def csv_records(fh: Any, path: Path) -> tuple[list[str], Any]:
-    """``(column names, rows)`` of a ``csv.DictReader`` over ``fh`` where a line the csv module cannot read (a
-    field over its size limit, a NUL byte, text that is not UTF-8) is one :class:`OfaProfileError` naming it."""
-    reader = csv.DictReader(fh)
-
-    def bad(exc: Exception) -> OfaProfileError:
-        why = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"is not readable as CSV ({exc})"
-        return OfaProfileError(f"{path}: row {reader.line_num + 1} {why}; fix or drop that row")
-
-    try:
-        cols = list(reader.fieldnames or ())
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise bad(exc) from None
-
-    def rows() -> Any:
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise bad(exc) from None
-            yield row
-    return cols, rows()
-
-
-def _json_list(text: str | None, field_name: str, row: int, path: Path) -> list[int]:
-    from .jsonio import JsonInputError, loads_strict
-    try:
-        v = loads_strict(text) if isinstance(text, str) else None
-    except JsonInputError:
-        v = None
-    if not isinstance(v, list):
-        raise OfaProfileError(f"{path}: row {row}: column {field_name!r} is not a JSON list of integers "
-                              f"({_short(text)})")
-    return v
-
-
-def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDataset:
-    """Read an accuracy CSV: columns d, ks, e (JSON lists), r or image_size, accuracy; optional space.
-
-    Accuracies above 1 are read as percentages and divided by 100 (all rows must agree).
-    """
-    import numpy as np
-    p = Path(path)
-    try:
-        fh = open(p, newline="", encoding="utf-8-sig")  # a leading BOM (Excel) is no part of the first column name
-    except FileNotFoundError:
-        raise OfaProfileError(f"accuracy CSV {p} does not exist") from None
-    with fh:
-        colnames, reader = csv_records(fh, p)
-        cols = set(colnames)
-        need = {"d", "ks", "e", "accuracy"}
-        rcol = "r" if "r" in cols else "image_size" if "image_size" in cols else None
-        if not need <= cols or rcol is None:
-            raise OfaProfileError(f"{p} lacks column(s) {sorted(need - cols) + ([] if rcol else ['r'])}; "
-                                  f"an accuracy CSV needs d, ks, e, r (or image_size) and accuracy")
-        specs: list[SubnetSpec] = []
-        acc: list[float] = []
-        from .jsonio import JsonInputError, loads_strict
-        for i, row in enumerate(reader, start=2):
-            sp_name = space or row.get("space") or DEFAULT_SPACE
-            rv: Any = row[rcol]
-            try:
-                rv = loads_strict(rv) if isinstance(rv, str) else rv
-            except JsonInputError:
-                pass
-            obj = {"d": _json_list(row["d"], "d", i, p), "ks": _json_list(row["ks"], "ks", i, p),
-                   "e": _json_list(row["e"], "e", i, p), "r": rv}
-            try:
-                specs.append(SubnetSpec.from_ofa(obj, space=sp_name))
-            except SpaceError as exc:
-                raise OfaProfileError(f"{p}: row {i}: {exc}") from None
-            except (TypeError, ValueError, AttributeError, KeyError) as exc:
-                raise OfaProfileError(f"{p}: row {i}: d, ks, e, r are not a subnet spec "
-                                      f"({str(exc).splitlines()[0][:100]})") from None
-            a = row["accuracy"]
-            try:
-                v = float(a)
-            except (TypeError, ValueError):
-                v = math.nan
-            if not (math.isfinite(v) and 0.0 <= v <= 100.0):
-                raise OfaProfileError(f"{p}: row {i}: accuracy {_short(a)} is not a finite number in 0..1 (or a "
-                                      f"percentage 0..100); fix or drop that row")
-            acc.append(v)
-    if not specs:
-        raise OfaProfileError(f"{p} has no rows")
-    y = np.array(acc, dtype=np.float64)
-    if (y > 1.0).all() and (y <= 100.0).all():
-        y = y / 100.0
-    elif (y > 1.0).any():
-        raise OfaProfileError(f"{p}: accuracies mix fractions and percentages; write all as fractions (0..1)")
-    names = {s.space for s in specs}
-    if len(names) > 1 and not all(same_macro_architecture(n, next(iter(names))) for n in names):
-        raise OfaProfileError(f"{p} mixes subnets of different supernets ({', '.join(sorted(names))})")
-    return AccuracyDataset(tuple(specs), y, str(p))
-
-
-def split_dataset(ds: AccuracyDataset, test_frac: float = 0.2, seed: int = 0
-                  ) -> tuple[AccuracyDataset, AccuracyDataset]:
-    """Seeded random split -> (train, test); the test part has round(test_frac * N) rows."""
-    import numpy as np
-    if not 0.0 < test_frac < 1.0:
-        raise OfaProfileError(f"test fraction {test_frac} must lie strictly between 0 and 1")
-    perm = np.random.default_rng(seed).permutation(len(ds))
-    nt = int(round(test_frac * len(ds)))
-    return ds.subset(sorted(perm[nt:].tolist())), ds.subset(sorted(perm[:nt].tolist()))
-
-
-# -- model components (plain arrays) ------------------------------------------------------------------
-
-def _linear_predict(c: Mapping[str, Any], X: "np.ndarray") -> "np.ndarray":
-    return X @ c["coef"] + c["intercept"]
-
-
-def _trees_predict(c: Mapping[str, Any], X: "np.ndarray") -> "np.ndarray":
-    """All trees at once: one global node id per (row, tree), ``max_depth`` steps of vectorised descent.
-
-    Leaves loop to themselves (stored with ``left == right == 0``, feature -1), so no masking is needed.
-    """
-    import numpy as np
-    flat = c.get("_flat")
-    if flat is None:
-        t, width = c["feature"].shape
-        base = (np.arange(t) * width)[:, None]
-        leaf = c["feature"] < 0
-        ids = base + np.arange(width)[None, :]
-        flat = (np.where(leaf, 0, c["feature"]).ravel(), np.where(leaf, np.inf, c["threshold"]).ravel(),
-                np.where(leaf, ids, base + c["left"]).ravel(), np.where(leaf, ids, base + c["right"]).ravel(),
-                c["value"].ravel(), base.ravel())
-        if isinstance(c, dict):
-            c["_flat"] = flat  # derived cache, never written to JSON
-    feat, thr, left, right, value, roots = flat
-    width, n = feat.shape[0], X.shape[0]
-    # every node's decision for every row at once (rows last: contiguous), then descend by lookups;
-    # float32 features as scikit-learn's trees compare them
-    go_left = (np.ascontiguousarray(X.astype(np.float32).T)[feat] <= thr[:, None]).ravel()  # [nodes * n]
-    child = np.concatenate([right, left])  # child[go_left * width + node]
-    node = np.repeat(roots[:, None], n, axis=1)  # [trees, n]
-    cols = np.arange(n)[None, :]
-    for _ in range(int(c["max_depth"])):
-        node = child[go_left[node * n + cols] * width + node]
-    return c["init"] + c["learning_rate"] * value[node].sum(axis=0)
-
-
-def _mlp_predict(c: Mapping[str, Any], X: "np.ndarray") -> "np.ndarray":
-    import numpy as np
-    h = (X - c["x_mean"]) / c["x_scale"]
-    layers = c["layers"]
-    for i, (w, b) in enumerate(layers):
-        h = h @ w + b
-        if i < len(layers) - 1:
-            h = np.maximum(h, 0.0)
-    return h[:, 0] * c["y_scale"] + c["y_mean"]
-
-
-_PREDICT = {"linear": _linear_predict, "trees": _trees_predict, "mlp": _mlp_predict}
-
-
-def _component_to_json(c: Mapping[str, Any]) -> dict[str, Any]:
-    import numpy as np
-
-    def conv(v: Any) -> Any:
-        if isinstance(v, np.ndarray):
-            return v.tolist()
-        if isinstance(v, (np.floating, np.integer)):
-            return v.item()
-        if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
-        return v
-    return {k: conv(v) for k, v in c.items() if not k.startswith("_")}
-
-
-def _short(v: Any) -> str:
-    """A value for a one-line message: its repr, cut."""
-    t = repr(v) if not isinstance(v, (dict, list)) or len(v) < 8 else f"a {type(v).__name__} of {len(v)} items"
-    t = " ".join(t.split())
-    return t if len(t) <= 60 else t[:57] + "..."
-
-
-def _num(v: Any, what: str) -> float:
-    if type(v) not in (int, float) or not math.isfinite(v):
-        raise OfaProfileError(f"{what} is {_short(v)}, not a finite number")
-    return float(v)
-
-
-def _array(v: Any, what: str, ndim: int, integer: bool = False) -> "np.ndarray":
-    """A JSON (nested) list of finite numbers with exactly ``ndim`` rectangular dimensions, as an array."""
-    import numpy as np
-    if not isinstance(v, list):
-        raise OfaProfileError(f"{what} is {_short(v)}, not a list")
-    try:
-        a = np.asarray(v)
-    except (ValueError, TypeError):
-        raise OfaProfileError(f"{what} is a ragged list (rows of different lengths)") from None
-    if a.ndim != ndim:
-        raise OfaProfileError(f"{what} has {a.ndim} dimension(s), not {ndim}")
-    if a.size and a.dtype.kind not in "iuf":
-        raise OfaProfileError(f"{what} holds values that are not numbers (e.g. strings, booleans, nulls)")
-    a = a.astype(np.float64)
-    if not np.isfinite(a).all():
-        raise OfaProfileError(f"{what} holds a non-finite number")
-    if integer:
-        if (a != np.floor(a)).any():
-            raise OfaProfileError(f"{what} holds a number that is not an integer")
-        return a.astype(np.int64)
-    return a
-
-
-def _component_from_json(obj: Any, n_features: int | None = None, where: str = "predictor component"
-                         ) -> dict[str, Any]:
-    """A stored component as arrays, every field checked for type, shape and finiteness against
-    ``n_features`` (the encoding's width); one-line :class:`OfaProfileError` otherwise."""
-    import numpy as np
-    if not isinstance(obj, Mapping):
-        raise OfaProfileError(f"{where} is {_short(obj)}, not an object; refit the predictor")
-    kind = obj.get("type")
-    if not isinstance(kind, str) or kind not in _PREDICT:
-        raise OfaProfileError(f"{where} type {_short(kind)} is not one of {', '.join(_PREDICT)}")
-    c: dict[str, Any] = {k: v for k, v in obj.items() if not str(k).startswith("_")}
-    w = f"{where} ({kind})"
-    try:
-        if kind == "linear":
-            c["coef"] = _array(obj.get("coef"), f"{w} coef", 1)
-            c["intercept"] = _num(obj.get("intercept"), f"{w} intercept")
-            if n_features is not None and c["coef"].shape != (n_features,):
-                raise OfaProfileError(f"{w} coef has {c['coef'].shape[0]} values; the encoding has {n_features} "
-                                      f"features")
-        elif kind == "trees":
-            for k in ("feature", "left", "right"):
-                c[k] = _array(obj.get(k), f"{w} {k}", 2, integer=True)
-            for k in ("threshold", "value"):
-                c[k] = _array(obj.get(k), f"{w} {k}", 2)
-            shape = c["feature"].shape
-            if 0 in shape or any(c[k].shape != shape for k in ("left", "right", "threshold", "value")):
-                raise OfaProfileError(f"{w}: feature, threshold, left, right and value must be non-empty arrays of "
-                                      f"one shape (trees x nodes), got " + ", ".join(
-                                          f"{k} {c[k].shape}" for k in ("feature", "threshold", "left", "right",
-                                                                         "value")))
-            hi = n_features if n_features is not None else np.inf
-            if (c["feature"] < -1).any() or (c["feature"] >= hi).any():
-                raise OfaProfileError(f"{w} feature holds an index outside -1..{hi - 1}")
-            if ((c["left"] < 0) | (c["left"] >= shape[1]) | (c["right"] < 0) | (c["right"] >= shape[1])).any():
-                raise OfaProfileError(f"{w} left/right hold a node index outside 0..{shape[1] - 1}")
-            c["init"] = _num(obj.get("init"), f"{w} init")
-            c["learning_rate"] = _num(obj.get("learning_rate"), f"{w} learning_rate")
-            md = obj.get("max_depth")
-            if type(md) is not int or not 0 <= md <= shape[1]:
-                raise OfaProfileError(f"{w} max_depth is {_short(md)}, not an integer in 0..{shape[1]} (nodes)")
-            c["max_depth"] = md
-        else:
-            if obj.get("activation", "relu") != "relu":
-                raise OfaProfileError(f"{w} activation is {_short(obj.get('activation'))}; only 'relu' is supported")
-            layers = obj.get("layers")
-            if not isinstance(layers, list) or not layers:
-                raise OfaProfileError(f"{w} layers is {_short(layers)}, not a non-empty list of [weights, bias]")
-            out = []
-            width = n_features
-            for i, lb in enumerate(layers):
-                if not isinstance(lb, list) or len(lb) != 2:
-                    raise OfaProfileError(f"{w} layers[{i}] is {_short(lb)}, not a pair [weights, bias]")
-                wt = _array(lb[0], f"{w} layers[{i}] weights", 2)
-                b = _array(lb[1], f"{w} layers[{i}] bias", 1)
-                if (width is not None and wt.shape[0] != width) or b.shape != (wt.shape[1],):
-                    raise OfaProfileError(f"{w} layers[{i}] has weights {wt.shape} and bias {b.shape}; expected "
-                                          f"({width if width is not None else 'n'}, m) and (m,)")
-                width = wt.shape[1]
-                out.append((wt, b))
-            if width != 1:
-                raise OfaProfileError(f"{w}: the last layer has {width} outputs, not 1")
-            c["layers"] = out
-            nf = out[0][0].shape[0]
-            c["x_mean"] = _array(obj.get("x_mean"), f"{w} x_mean", 1)
-            c["x_scale"] = _array(obj.get("x_scale"), f"{w} x_scale", 1)
-            if c["x_mean"].shape != (nf,) or c["x_scale"].shape != (nf,) or (c["x_scale"] == 0).any():
-                raise OfaProfileError(f"{w} x_mean/x_scale must hold {nf} values (x_scale none 0)")
-            c["y_mean"] = _num(obj.get("y_mean"), f"{w} y_mean")
-            c["y_scale"] = _num(obj.get("y_scale"), f"{w} y_scale")
-    except OfaProfileError as exc:
-        raise OfaProfileError(f"{exc}; refit the predictor") from None
-    return c
-
-
-def _n_features(space: str, encoding: str) -> int:
-    sp = get_space(space)
-    return int(encode([sp.smallest(sp.resolutions[0])], encoding).shape[1])
 
 
 # -- the predictor ------------------------------------------------------------------------------------
@@ -501,14 +74,14 @@ class AccuracyPredictor:
     def predict(self, specs: "Sequence[SubnetSpec] | ArchArrays") -> "np.ndarray":
         """Predicted accuracy (fraction) of each subnet, as a float array."""
         import numpy as np
-        a = _as_arrays(specs)
+        a = as_arrays(specs)
         self.check_space(a.space)
         if len(a) == 0:
             return np.zeros(0)
         X = encode(a, self.encoding)
         out = np.zeros(len(a))
         for c in self.components:
-            out += _PREDICT[c["type"]](c, X)
+            out += PREDICT[c["type"]](c, X)
         return out
 
     __call__ = predict
@@ -522,7 +95,7 @@ class AccuracyPredictor:
         return {"format": PREDICTOR_FORMAT, "version": PREDICTOR_VERSION, "space": self.space,
                 "encoding": self.encoding, "model": self.model,
                 "trained_resolutions": list(self.trained_resolutions), "info": dict(self.info),
-                "components": [_component_to_json(c) for c in self.components]}
+                "components": [component_to_json(c) for c in self.components]}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "AccuracyPredictor":
@@ -531,32 +104,32 @@ class AccuracyPredictor:
         if not isinstance(obj, Mapping) or obj.get("format") != PREDICTOR_FORMAT:
             raise OfaProfileError(f"not an accuracy predictor file (format should be {PREDICTOR_FORMAT!r})")
         if obj.get("version") != PREDICTOR_VERSION:
-            raise OfaProfileError(f"accuracy predictor version {_short(obj.get('version'))} is not supported "
+            raise OfaProfileError(f"accuracy predictor version {short_value(obj.get('version'))} is not supported "
                                   f"(this ofa-profile reads version {PREDICTOR_VERSION}); refit it")
         enc = obj.get("encoding")
         if not isinstance(enc, str) or enc not in ENCODINGS:
-            raise OfaProfileError(f"unknown encoding {_short(enc)} in accuracy predictor (known: "
+            raise OfaProfileError(f"unknown encoding {short_value(enc)} in accuracy predictor (known: "
                                   f"{', '.join(ENCODINGS)})")
         space = obj.get("space")
         if not isinstance(space, str):
-            raise OfaProfileError(f"accuracy predictor: 'space' is {_short(space)}, not a space name; refit it")
+            raise OfaProfileError(f"accuracy predictor: 'space' is {short_value(space)}, not a space name; refit it")
         sp = get_space(space)
         model, info = obj.get("model", ""), obj.get("info", {})
         if not isinstance(model, str):
-            raise OfaProfileError(f"accuracy predictor: 'model' is {_short(model)}, not a string; refit it")
+            raise OfaProfileError(f"accuracy predictor: 'model' is {short_value(model)}, not a string; refit it")
         if not isinstance(info, Mapping):
-            raise OfaProfileError(f"accuracy predictor: 'info' is {_short(info)}, not an object; refit it")
+            raise OfaProfileError(f"accuracy predictor: 'info' is {short_value(info)}, not an object; refit it")
         tr = obj.get("trained_resolutions", [])
         if (not isinstance(tr, list) or any(type(r) is not int or r not in sp.resolutions for r in tr)):
-            raise OfaProfileError(f"accuracy predictor: 'trained_resolutions' is {_short(tr)}, not a list of "
+            raise OfaProfileError(f"accuracy predictor: 'trained_resolutions' is {short_value(tr)}, not a list of "
                                   f"resolutions of {sp.name}; refit it")
         comps = obj.get("components")
         if not isinstance(comps, list) or not comps:
-            raise OfaProfileError(f"accuracy predictor has no components ('components' is {_short(comps)}, not a "
+            raise OfaProfileError(f"accuracy predictor has no components ('components' is {short_value(comps)}, not a "
                                   f"non-empty list); refit it")
-        nf = _n_features(sp.name, enc)
+        nf = n_features(sp.name, enc)
         return cls(space=sp.name, encoding=enc, model=model,
-                   components=tuple(_component_from_json(c, nf, f"predictor component {i}")
+                   components=tuple(component_from_json(c, nf, f"predictor component {i}")
                                     for i, c in enumerate(comps)),
                    trained_resolutions=tuple(tr), info=dict(info))
 
@@ -704,7 +277,7 @@ def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DE
         c, m = _fit_ridge(X, y)
         comps.append(c); sk.append(m)
     if model in ("gbm", "ridge+gbm"):
-        resid = y - (_linear_predict(comps[0], X) if comps else 0.0)
+        resid = y - (linear_predict(comps[0], X) if comps else 0.0)
         trees = gbm_trees or (100 if comps else 300)
         lr = gbm_learning_rate or (0.09 if comps else 0.03)
         c, m = _fit_gbm(X, resid, seed, n_estimators=trees, learning_rate=lr)
@@ -802,6 +375,71 @@ def evaluate_accuracy_predictor(pred: AccuracyPredictor, ds: AccuracyDataset) ->
     return AccuracyScore(n=len(y), kendall_tau=float(kendalltau(p, y).statistic),
                          spearman=float(spearmanr(p, y).statistic), rmse=float(math.sqrt(np.mean((p - y) ** 2))),
                          kendall_tau_within_r=float(np.mean(within)) if within else float("nan"))
+
+
+def fit_with_held_out(data: str | Path, model: str = DEFAULT_MODEL, encoding: str = DEFAULT_ENCODING, *,
+                      test_frac: float = 0.2, seed: int = 0, official: str | Path | None = None,
+                      supernet: str | Path | None = None) -> tuple[AccuracyPredictor, dict[str, Any]]:
+    """``ofa-profile accuracy-predictor``: the predictor fitted on all rows of the CSV ``data``, and its report.
+
+    With ``test_frac > 0`` the report holds the figures of a fit on a seeded ``1 - test_frac`` share, scored on
+    the rest (``held_out``; ``official_held_out``: OFA's ``acc_predictor.pth`` ``official`` on the same rows).
+    ``supernet``: the weights the CSV was measured with (``"bundled"``: ``ofa_model/weights``); their sha256 and
+    label are recorded in the predictor's info, as are the CSV's sha256 and the held-out figures."""
+    import dataclasses
+    import hashlib
+    import time
+
+    supernet_sha = wpath = None
+    if supernet is not None:
+        from ofa_model.bundle import bundled_weights_path, sha256_file
+        wpath = bundled_weights_path() if supernet == "bundled" else Path(supernet)
+        if not wpath.is_file():
+            raise OfaProfileError(f"supernet weights {wpath} do not exist; pass the weights file the CSV was "
+                                  f"measured with")
+        supernet_sha = sha256_file(wpath)
+    ds = read_accuracy_csv(data)
+    report: dict[str, Any] = {"data": str(data), "n": len(ds), "model": model, "encoding": encoding,
+                              "seed": seed, "resolutions": list(ds.resolutions)}
+    if test_frac > 0:
+        tr, te = split_dataset(ds, test_frac, seed)
+        t0 = time.perf_counter()
+        held = fit_accuracy_predictor(tr, model=model, encoding=encoding, seed=seed)
+        report["fit_seconds"] = round(time.perf_counter() - t0, 2)
+        report["held_out"] = {"n_train": len(tr), **evaluate_accuracy_predictor(held, te).as_dict()}
+        if official:
+            off = load_official_predictor(official, space=te.specs[0].space)
+            report["official_held_out"] = evaluate_accuracy_predictor(off, te).as_dict()
+    pred = fit_accuracy_predictor(ds, model=model, encoding=encoding, seed=seed)
+    extra: dict[str, Any] = {"source_sha256": hashlib.sha256(Path(data).read_bytes()).hexdigest()}
+    if supernet_sha:
+        extra["supernet_sha256"] = supernet_sha
+        extra.update(supernet_label(wpath, supernet_sha))     # dataset, describes, label: what it predicts
+    if "held_out" in report:
+        extra.update({"held_out": report["held_out"], "test_frac": test_frac})
+    return dataclasses.replace(pred, info={**pred.info, **extra}), report
+
+
+def predictor_name(predictor: str | Path | None = None, data: str | Path | None = None,
+                   accuracy: str | None = None) -> str:
+    """How a command names the predictor of :func:`resolve_accuracy_predictor` with the same arguments."""
+    if predictor:
+        return str(predictor)
+    if data:
+        return f"fitted on {data}"
+    return "bundled accuracy_predictor.json" if accuracy == "bundled" else IMAGENET_PREDICTOR
+
+
+def predicted_rows(specs: Sequence[SubnetSpec], pred: AccuracyPredictor, block: Mapping[str, Any],
+                   name: str) -> list[dict[str, Any]]:
+    """``ofa-profile predict-accuracy``: one row per subnet, its predicted accuracy (a fraction), what that
+    accuracy is (``block``: the command's ``accuracy_predictor`` record), the predictor's ``name`` and whether the
+    subnet's resolution lies inside those the predictor was fitted on."""
+    outside = set(block["outside_trained_range"])
+    acc = pred.predict(list(specs))
+    return [{"arch": s.short(), "spec": s.canonical().to_ofa(), "space": s.space, "r": s.r,
+             "accuracy": round(float(a), 6), "dataset": block["dataset"], "describes": block["describes"],
+             "predictor": name, "within_trained_range": s.r not in outside} for s, a in zip(specs, acc)]
 
 
 # -- which predictor a command uses ----------------------------------------------------------------------
@@ -1016,43 +654,3 @@ def own_supernet_predictor(weights: str | Path, sha256: str) -> AccuracyPredicto
         pred = AccuracyPredictor(pred.space, pred.encoding, pred.model, pred.components, pred.trained_resolutions,
                                  {**pred.info, **supernet_label(weights, sha256)})
     return pred
-
-
-def read_specs_csv(path: str | Path, space: str | None = None) -> list[SubnetSpec]:
-    """Subnets of a CSV: an ``arch`` column (a JSON spec, optionally with its space) or ``d, ks, e`` (JSON
-    lists) and ``r`` (or ``image_size``) columns, optional ``space``; other columns are ignored."""
-    from .jsonio import JsonInputError, loads_strict
-    p = Path(path)
-    try:
-        fh = open(p, newline="", encoding="utf-8-sig")  # a leading BOM (Excel) is not data
-    except FileNotFoundError:
-        raise OfaProfileError(f"CSV {p} does not exist") from None
-    specs: list[SubnetSpec] = []
-    with fh:
-        cols, reader = csv_records(fh, p)
-        rcol = "r" if "r" in cols else "image_size" if "image_size" in cols else None
-        if "arch" not in cols and (not {"d", "ks", "e"} <= set(cols) or rcol is None):
-            raise OfaProfileError(f"{p} needs the subnets as an 'arch' JSON column or as d, ks, e, r columns "
-                                  f"(has {', '.join(cols[:8]) or 'no columns'})")
-        for i, row in enumerate(reader, start=2):
-            sp_name = space or row.get("space") or DEFAULT_SPACE
-            try:
-                if "arch" in cols:
-                    obj = loads_strict(row["arch"] or "")
-                    if isinstance(obj, Mapping) and isinstance(obj.get("space"), str) and space is None:
-                        sp_name = obj["space"]
-                else:
-                    rv: Any = row[rcol] or ""
-                    obj = {"d": _json_list(row["d"], "d", i, p), "ks": _json_list(row["ks"], "ks", i, p),
-                           "e": _json_list(row["e"], "e", i, p), "r": loads_strict(rv)}
-                specs.append(SubnetSpec.from_ofa(obj, space=sp_name))
-            except JsonInputError as exc:
-                raise OfaProfileError(f"{p}: row {i}: the subnet column(s) {exc}") from None
-            except SpaceError as exc:
-                raise OfaProfileError(f"{p}: row {i}: {exc}") from None
-            except (TypeError, ValueError, AttributeError, KeyError) as exc:
-                raise OfaProfileError(f"{p}: row {i}: the subnet column(s) are not a subnet spec "
-                                      f"({str(exc).splitlines()[0][:100]})") from None
-    if not specs:
-        raise OfaProfileError(f"{p} has no rows")
-    return specs

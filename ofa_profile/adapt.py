@@ -18,21 +18,21 @@ re-weighting (IRLS towards least absolute relative deviation), so one noisy samp
 among ten cannot drag the fit; few parameters and sign constraints keep the variance
 low with 10-20 samples.  The result, :class:`LatencyAdapter`, is plain numbers (JSON).
 
-All features are computed vectorised from per-block tables (:class:`BlockTable`),
+All features are computed vectorised from per-block tables (:class:`~ofa_profile.encodings.BlockTable`),
 which also give MACs and parameter counts of whole batches for the search.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .accuracy import ArchArrays, csv_records, same_macro_architecture
+from .accuracy_data import csv_records
+from .encodings import (ArchArrays, BlockTable, macs_table, op_cost_table,  # noqa: F401  (re-exported)
+                        params_table, same_macro_architecture)
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, loads_strict
-from .ops import Op, split_ops, subnet_ops
 from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,142 +41,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "BlockTable", "op_cost_table", "macs_table", "params_table", "ARCH_FEATURES", "DEFAULT_FEATURES",
     "arch_features", "LatencyAdapter", "fit_adapter", "AdaptScore", "score_latency", "LatencyData",
-    "read_latency_csv", "ADAPTER_FORMAT", "load_adapter", "evaluate_few_shot",
+    "read_latency_csv", "ADAPTER_FORMAT", "load_adapter", "evaluate_few_shot", "cross_validated", "AdaptRun",
+    "adapt_device",
 ]
 
 ADAPTER_FORMAT = "ofa-profile-latency-adapter"
 ADAPTER_VERSION = 1
-
-
-# -- per-block cost tables (vectorised MACs / params / LUT sums) ---------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class BlockTable:
-    """An additive cost over a subnet's ops, tabulated: ``fixed[r] + sum of block[r, i, k, e]`` over active blocks.
-
-    ``fixed`` holds the stem, the fixed first block and the head; ``block[ri, i, ki, ei]`` the
-    elastic block ``i`` with kernel ``kernels[ki]`` and expand ``expands[ei]`` at ``resolutions[ri]``.
-    """
-    space: str
-    resolutions: tuple[int, ...]
-    fixed: "np.ndarray"
-    block: "np.ndarray"
-    name: str = ""
-
-    @classmethod
-    def from_op_cost(cls, space: str, cost: Callable[[Op], float], resolutions: Sequence[int] | None = None,
-                     name: str = "") -> "BlockTable":
-        """Tabulate ``cost(op)`` over every block choice (shapes from :func:`ofa_profile.ops.subnet_ops`)."""
-        return cls.from_op_cost_at(space, lambda op, r: cost(op), resolutions, name)
-
-    @classmethod
-    def from_op_cost_at(cls, space: str, cost: Callable[[Op, int], float], resolutions: Sequence[int] | None = None,
-                        name: str = "") -> "BlockTable":
-        """Like :meth:`from_op_cost` with a cost that may depend on the resolution: ``cost(op, r)``."""
-        import numpy as np
-        sp = get_space(space)
-        res = tuple(resolutions) if resolutions is not None else sp.resolutions
-        fixed = np.zeros(len(res))
-        block = np.zeros((len(res), sp.n_blocks, len(sp.kernels), len(sp.expands)))
-        for ri, r in enumerate(res):
-            for ki, k in enumerate(sp.kernels):
-                for ei, e in enumerate(sp.expands):
-                    # a deepest subnet with every block at (k, e): its ops give every block position
-                    deep = tuple(max(sp.stage_depths(s)) for s in range(sp.n_stages))
-                    spec = SubnetSpec(sp.name, (k,) * sp.n_blocks, (e,) * sp.n_blocks, deep, r)
-                    fixed_ops, block_ops = split_ops(spec, subnet_ops(spec))
-                    for (i, _, _), op in zip(spec.active_blocks(), block_ops):
-                        block[ri, i, ki, ei] = cost(op, r)
-                    if ki == 0 and ei == 0:
-                        fixed[ri] = sum(cost(op, r) for op in fixed_ops)
-        return cls(sp.name, res, fixed, block, name)
-
-    @classmethod
-    def from_lut(cls, lut: Any, resolutions: Sequence[int] | None = None) -> "BlockTable":
-        """The LUT's ``median_ms`` per block (its per-resolution figures where it has them).
-
-        Resolutions default to those the LUT covers completely; a miss raises the LUT's own error.
-        """
-        res = tuple(resolutions) if resolutions is not None else tuple(lut.resolutions)
-        if not res:
-            gaps = lut.gaps() if hasattr(lut, "gaps") else {}
-            part = f" (partly covered: {lut.gaps_text(gaps)})" if gaps else ""
-            raise OfaProfileError(f"LUT {getattr(lut, 'source', '')} covers no resolution completely{part}; measure "
-                                  f"one")
-        return cls.from_op_cost_at(lut.space, lambda op, r: float(lut.entry(op.key, r).median_ms), res,
-                                   name=f"lut:{lut.device}")
-
-    def _index(self, a: ArchArrays) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]:
-        import numpy as np
-        if not same_macro_architecture(a.space, self.space):
-            raise OfaProfileError(f"cost table {self.name or ''} is for {self.space}, not {a.space}")
-        sp = get_space(self.space)
-        rmap = np.full(max(max(self.resolutions), int(a.r.max()) if len(a) else 0) + 1, -1, dtype=np.int64)
-        rmap[list(self.resolutions)] = np.arange(len(self.resolutions))
-        ri = rmap[a.r]
-        if (ri < 0).any():
-            bad = sorted(set(a.r[ri < 0].tolist()))
-            raise OfaProfileError(f"cost table {self.name or ''} has no resolution(s) {bad[:5]}; it covers "
-                                  f"{','.join(map(str, self.resolutions))}: use those or measure the others")
-        kmap = np.zeros(max(sp.kernels) + 1, dtype=np.int64)
-        kmap[list(sp.kernels)] = np.arange(len(sp.kernels))
-        emap = np.zeros(max(sp.expands) + 1, dtype=np.int64)
-        emap[list(sp.expands)] = np.arange(len(sp.expands))
-        return ri, kmap[a.ks], emap[a.e], a.active
-
-    def block_costs(self, a: ArchArrays) -> "np.ndarray":
-        """``[N, n_blocks]`` cost of each block (0 for skipped blocks)."""
-        import numpy as np
-        ri, ki, ei, act = self._index(a)
-        nb = self.block.shape[1]
-        vals = self.block[ri[:, None], np.arange(nb)[None, :], ki, ei]
-        return np.where(act, vals, 0.0)
-
-    def total(self, a: "ArchArrays | Sequence[SubnetSpec]") -> "np.ndarray":
-        a = a if isinstance(a, ArchArrays) else ArchArrays.from_specs(a)
-        ri = self._index(a)[0]
-        return self.fixed[ri] + self.block_costs(a).sum(axis=1)
-
-    def per_stage(self, a: ArchArrays) -> "np.ndarray":
-        """``[N, n_stages]`` cost of each stage's active blocks (fixed part excluded)."""
-        sp = get_space(self.space)
-        return self.block_costs(a).reshape(len(a), sp.n_stages, sp.max_depth).sum(axis=2)
-
-    def fixed_cost(self, a: ArchArrays) -> "np.ndarray":
-        return self.fixed[self._index(a)[0]]
-
-
-def _dw_macs(op: Op) -> float:
-    return float(op.out_hw ** 2 * op.kernel ** 2 * op.mid) if op.kind == "expanded_conv" else 0.0
-
-
-def _mid_act(op: Op) -> float:
-    return float((op.in_hw ** 2 + op.out_hw ** 2) * op.mid) if op.kind == "expanded_conv" else 0.0
-
-
-_COSTS: dict[str, Callable[[Op], float]] = {
-    "macs": lambda op: float(op.macs()),
-    "params": lambda op: float(op.params()),
-    "dw_macs": _dw_macs,
-    "mid_act": _mid_act,
-}
-
-
-@functools.lru_cache(maxsize=32)
-def op_cost_table(space: str, cost: str) -> BlockTable:
-    """Cached :class:`BlockTable` of a named op cost: ``macs``, ``params``, ``dw_macs`` or ``mid_act``."""
-    if cost not in _COSTS:
-        raise OfaProfileError(f"unknown op cost {cost!r}; choose one of {', '.join(_COSTS)}")
-    sp = get_space(space)
-    return BlockTable.from_op_cost(sp.name, _COSTS[cost], name=cost)
-
-
-def macs_table(space: str) -> BlockTable:
-    return op_cost_table(get_space(space).name, "macs")
-
-
-def params_table(space: str) -> BlockTable:
-    return op_cost_table(get_space(space).name, "params")
 
 
 # -- architecture features ----------------------------------------------------------------------------
@@ -584,3 +454,65 @@ def evaluate_few_shot(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: S
                      prior_ms=None if pr is None else pr[fit_i], prior=prior, seed=seed)
     pred = ad.predict_ms(a.take(test_i), None if pr is None else pr[test_i])
     return ad, score_latency(pred, y[test_i])
+
+
+def cross_validated(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], device: str, seed: int,
+                    *, prior_ms: "Sequence[float] | None" = None, max_folds: int = 10) -> tuple[AdaptScore, int]:
+    """The score of :func:`fit_adapter` on subnets it did not see: ``min(n, max_folds)`` seeded folds, each
+    predicted by a fit on the others; returns the score and the number of folds."""
+    import numpy as np
+    a = specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
+    y = np.asarray(measured_ms, dtype=float)
+    pr = None if prior_ms is None else np.asarray(prior_ms, dtype=float)
+    n = len(y)
+    folds = np.arange(n) % min(n, max_folds)
+    np.random.default_rng(seed).shuffle(folds)
+    cv = np.zeros(n)
+    for f in np.unique(folds):
+        tr, te = folds != f, folds == f
+        m = fit_adapter(a.take(tr), y[tr], device, prior_ms=None if pr is None else pr[tr])
+        cv[te] = m.predict_ms(a.take(te), None if pr is None else pr[te])
+    return score_latency(cv, y), int(min(n, max_folds))
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptRun:
+    """What ``ofa-profile adapt`` did: the adapter it wrote, its score on unseen subnets (held out with ``k``,
+    else cross-validated) and the report (the command's JSON)."""
+    adapter: LatencyAdapter
+    score: AdaptScore
+    report: Mapping[str, Any]
+
+
+def adapt_device(measurements: str | Path, device: str, out: str | Path, *, column: str | None = None,
+                 k: int | None = None, seed: int = 0,
+                 prior: "Callable[[], tuple[str, Callable[[ArchArrays], Any]]] | None" = None) -> AdaptRun:
+    """Fit the adapter of ``device`` on the measured subnets of the CSV ``measurements`` and write it to ``out``.
+
+    ``k``: fit on ``k`` seeded random rows and score on the others; None: fit on all rows, scored by
+    :func:`cross_validated`.  ``prior``: called once the measurements are read, it returns the name and the
+    batched latency function (``fn(ArchArrays) -> ms``) of a model whose prediction joins the features."""
+    import dataclasses
+
+    data = read_latency_csv(measurements)
+    y = data.column(column)
+    a = ArchArrays.from_specs(list(data.specs))
+    prior_ms = prior_name = None
+    if prior is not None:
+        prior_name, fn = prior()
+        prior_ms = fn(a)
+    report: dict[str, Any] = {"device": device, "measurements": str(measurements),
+                              "column": column or data.columns[0], "n_rows": len(y), "prior": prior_name}
+    if k is not None:
+        ad, sc = evaluate_few_shot(a, y, k, seed, prior_ms=prior_ms, prior=prior_name, device=device)
+        report.update({"k": k, "seed": seed, "held_out": sc.as_dict()})
+        ad = dataclasses.replace(ad, info={**ad.info, "held_out": sc.as_dict()})
+    else:
+        sc, n_folds = cross_validated(a, y, device, seed, prior_ms=prior_ms)
+        ad = fit_adapter(a, y, device, prior_ms=prior_ms, prior=prior_name, seed=seed)
+        ad = dataclasses.replace(ad, info={**ad.info, "cross_validated": sc.as_dict()})
+        report.update({"cross_validated": sc.as_dict(), "folds": n_folds})
+    path = ad.save(out)
+    report.update({"adapter": str(path), "features": list(ad.feature_names), "coef": list(ad.coef),
+                   "intercept_ms": ad.intercept_ms})
+    return AdaptRun(ad, sc, report)

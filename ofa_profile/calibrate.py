@@ -26,11 +26,12 @@ from .errors import OfaProfileError
 from .space import SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .devicespec import DeviceSpec
     from .lut import Lut
     from .measure import Profiler
 
 __all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", "check_calibration", "evaluate",
-           "calibrate_device",
+           "calibrate_device", "calibrate_on_device",
            "DriftReport", "measure_drift",
            "CalibrationReport"]
 
@@ -210,6 +211,19 @@ def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: i
     save_lut(lut.with_calibration(cal), lut_path)
     journal.unlink(missing_ok=True)
     return report
+
+
+def calibrate_on_device(device: "DeviceSpec", lut_path: Path, n_fit: int, n_test: int, seed: int = 0,
+                        resolutions: Sequence[int] | None = None, progress: bool = True,
+                        rounds: int = 2) -> dict[str, Any]:
+    """:func:`calibrate_device` with the device's own profiler (opened and closed here); the report without its
+    per-subnet samples (those are stored in the LUT's calibration)."""
+    from .measure import make_profiler
+
+    with make_profiler(device) as prof:
+        rep = calibrate_device(lut_path, prof, n_fit, n_test, seed=seed, resolutions=resolutions, progress=progress,
+                               rounds=rounds)
+    return {k: v for k, v in rep.items() if k != "samples"}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .errors import LutError, LutMissError, OfaProfileError
 from .jsonio import plain
 from .ops import split_ops, subnet_ops
-from .space import Space, SubnetSpec, get_space
+from .space import DEFAULT_SPACE, Space, SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
     from .lut import Lut
@@ -31,7 +31,7 @@ def feature_names(space: "str | Space") -> tuple[str, ...]:
     return ("fixed_ms", *(f"stage{i + 1}_ms" for i in range(sp.n_stages)), "n_blocks", "r_norm")
 
 
-FEATURE_NAMES = feature_names("ofa-mbv3-w1.0")     # MobileNetV3's (5 stages)
+FEATURE_NAMES = feature_names(DEFAULT_SPACE)     # MobileNetV3's (5 stages)
 
 
 def features(spec: SubnetSpec, lut: "Lut") -> list[float]:

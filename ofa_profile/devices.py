@@ -20,7 +20,7 @@ from .runtimes import list_runtimes, runtime_info
 from .timing import TimingConfig
 from .transports import reachable
 
-__all__ = ["DeviceError", "DeviceSpec", "load_device", "list_devices", "device_status"]
+__all__ = ["DeviceError", "DeviceSpec", "load_device", "list_devices", "device_status", "device_table"]
 
 
 _SCHEMA: dict | None = None
@@ -80,9 +80,9 @@ def parse_device(obj: Any, source: str = "<spec>") -> DeviceSpec:
         msg = " ".join(exc.message.split())
         raise DeviceError(f"device spec {source} is invalid at {where}: "
                           f"{msg if len(msg) <= 200 else msg[:200] + '...'}") from None
-    from .space import get_space
+    from .space import DEFAULT_SPACE, get_space
     obj = _ints(obj)
-    space = obj.get("space", "ofa-mbv3-w1.0")
+    space = obj.get("space", DEFAULT_SPACE)
     try:
         get_space(space)
     except OfaProfileError as exc:
@@ -130,3 +130,22 @@ def device_status(spec: DeviceSpec) -> tuple[bool, str]:
     """(can it be measured from here now?, why / why not) — cheap checks, no measurement: its transport's
     (:func:`ofa_profile.transports.reachable`)."""
     return reachable(spec)
+
+
+def device_table() -> list[dict[str, Any]]:
+    """One row per spec file of ``device_specs/``: name, runtime, transport, whether it can be measured from here
+    now and why (:func:`device_status`), description; a spec that does not load is a row naming its error."""
+    rows: list[dict[str, Any]] = []
+    for p in sorted(device_specs_dir().glob("*.json")):
+        try:
+            d = load_device(p)
+        except DeviceError as exc:
+            rows.append({"name": p.stem, "runtime": "?", "transport": "?", "available": False, "reason": str(exc)})
+            continue
+        try:
+            ok, why = device_status(d)
+        except Exception as exc:  # a probe must never break the listing
+            ok, why = False, f"check failed: {exc}"
+        rows.append({"name": d.name, "runtime": d.runtime, "transport": d.transport, "available": ok,
+                     "reason": why, "description": d.description})
+    return rows

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .errors import OfaProfileError
+from .space import DEFAULT_SPACE
 from .timing import TimingConfig
 
 __all__ = ["DeviceError", "DeviceSpec"]
@@ -25,7 +26,7 @@ class DeviceSpec:
     description: str
     runtime: str
     transport: str
-    space: str = "ofa-mbv3-w1.0"
+    space: str = DEFAULT_SPACE
     num_threads: int = 1
     batch_sizes: tuple[int, ...] = (1,)
     timing: TimingConfig = TimingConfig()

@@ -36,7 +36,7 @@ from .timing import Measurement, TimingConfig, fingerprint_mismatch
 from .transports import LocalProfiler, Profiler, make_profiler
 
 __all__ = ["Profiler", "LocalProfiler", "make_profiler", "measure_lut", "JOURNAL_SUFFIX", "BlockNoise", "block_noise",
-           "timing_summary", "NOISY_IQR_REL"]
+           "timing_summary", "NOISY_IQR_REL", "lut_space", "default_lut_stem", "DeviceMeasurement", "measure_device"]
 
 JOURNAL_SUFFIX = ".journal.jsonl"
 
@@ -383,6 +383,14 @@ class BlockNoise:
         return {"iqr_rel_median": self.iqr_rel_median, "max_runs": self.max_runs,
                 "share_at_max_runs": self.share_at_max_runs}
 
+    def describe(self) -> str:
+        """One line for the log: the blocks' noise, how many ran to the run cap, and advice on a noisy machine."""
+        return (f"noise: block IQR/median {100 * self.iqr_rel_median:.1f} % (median over blocks); "
+                + (f"{self.share_at_max_runs:.0%} of blocks ran the {self.max_runs}-run cap"
+                   if self.share_at_max_runs is not None else "run cap not recorded")
+                + ("; a noisy machine: --passes 3 and `calibrate --rounds 3` help, a quieter one helps more"
+                   if self.noisy else ""))
+
 
 def block_noise(lut: Any) -> BlockNoise | None:
     """The noise of a measured LUT's blocks (None where its entries hold no IQR to judge)."""
@@ -390,3 +398,54 @@ def block_noise(lut: Any) -> BlockNoise | None:
     if not t or t.get("iqr_rel_median") is None:
         return None
     return BlockNoise(t["iqr_rel_median"], (t["settings"] or {}).get("max_runs"), t["share_at_max_runs"])
+
+
+# -- one device's LUT: the space, the default file name, a run with its profiler and its noise judged ------------
+
+def lut_space(device: DeviceSpec, space: str | None = None) -> str:
+    """The space a LUT of ``device`` covers: ``space`` where given, else the device spec's."""
+    return get_space(space).name if space else device.space
+
+
+def default_lut_stem(device: DeviceSpec, space: str, batch_size: int | None = None) -> str:
+    """The default LUT name of ``device`` (no ``.json``): its LUT name, with ``-SPACE`` for a space other than the
+    spec's."""
+    return device.lut_name(batch_size) + ("" if space == get_space(device.space).name else f"-{space}")
+
+
+@dataclass(frozen=True)
+class DeviceMeasurement:
+    """One `measure` run: the LUT it wrote or extended, and (a complete LUT) how noisy its blocks were."""
+    result: MeasureResult
+    device: str
+    passes: int
+    noise: BlockNoise | None          # None: the LUT is not complete yet, or holds no IQR to judge
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {"lut": str(r.lut_path), "device": self.device, "measured": r.measured, "reused": r.reused,
+                "total": r.total, "passes": self.passes, "complete": r.complete, "elapsed_s": round(r.elapsed_s, 1),
+                "noise": self.noise.as_dict() if self.noise else None}
+
+
+def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *, space: str,
+                   batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
+                   limit: int | None = None, passes: int = 1, benchmark_binary: str | None = None,
+                   serial: str | None = None) -> DeviceMeasurement:
+    """:func:`measure_lut` with the device's own profiler (opened and closed here; ``benchmark_binary`` and
+    ``serial`` for phones), and the noise of the blocks once the LUT is complete (:func:`block_noise`)."""
+    from .lut import load_lut
+
+    kw = {}
+    if benchmark_binary:
+        kw["benchmark_binary"] = benchmark_binary
+    if serial:
+        kw["serial"] = serial
+    prof = make_profiler(device, batch_size=batch_size, **kw)
+    try:
+        r = measure_lut(device, out, resolutions, space=space, batch_size=batch_size, seed=seed, progress=progress,
+                        fresh=fresh, profiler=prof, limit=limit, passes=passes)
+    finally:
+        prof.close()
+    nz = block_noise(load_lut(r.lut_path)) if r.complete else None
+    return DeviceMeasurement(r, device.name, passes, nz)

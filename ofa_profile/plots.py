@@ -6,7 +6,7 @@
 ``plot_rank_comparison``        the same subnets ranked on several runtimes (slope chart + Kendall tau)
 
 Inputs are plain arrays and the package's records (:class:`~ofa_profile.search.SearchResult`,
-:class:`~ofa_profile.adapt.BlockTable`); every function returns the path it wrote.
+:class:`~ofa_profile.encodings.BlockTable`); every function returns the path it wrote.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .errors import OfaProfileError
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from .adapt import BlockTable
+    from .encodings import BlockTable
     from .search import SearchResult
 
 __all__ = ["plot_frontier", "plot_predicted_vs_measured", "plot_lut_heatmap", "plot_rank_comparison"]

@@ -95,9 +95,9 @@ def run(req: Mapping[str, Any]) -> None:
                 key = op.key
                 emit(_result(rid, key, prof.measure_op(op, seed)))
         elif cmd == "subnet":
-            from .space import SubnetSpec
+            from .space import DEFAULT_SPACE, SubnetSpec
             prof = _profiler(req)
-            spec = SubnetSpec.from_ofa(req["subnet"], space=req.get("space", "ofa-mbv3-w1.0"))
+            spec = SubnetSpec.from_ofa(req["subnet"], space=req.get("space", DEFAULT_SPACE))
             key = "subnet"
             emit(_result(rid, key, prof.measure_subnet(spec, int(req.get("seed", 0)))))
         else:

@@ -197,19 +197,27 @@ class TorchRuntime(Runtime):
 
 # -- ONNX Runtime ---------------------------------------------------------------------------------
 
-def export_onnx(module: Any, example: Any, path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
-    """Export with the legacy TorchScript exporter (``dynamo=False``: 0.03-0.45 s, no onnxscript).
-
-    Input ``input`` (NCHW), output ``output``, static shapes.  Written atomically.
-    """
+def torch_to_onnx(module: Any, example: Any, target: Any, *, opset: int = ONNX_OPSET, output_name: str = "output",
+                  dynamic_batch: bool = False) -> None:
+    """The project's one ONNX exporter: the legacy TorchScript exporter (``dynamo=False``: 0.03-0.45 s, no
+    onnxscript), input ``input`` (NCHW), output ``output_name``, static shapes unless ``dynamic_batch``.
+    ``target`` is a path or a binary file object (in-memory evaluation writes to a BytesIO)."""
     import torch
 
+    axes = {"input": {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (example,), target, dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=[output_name], dynamic_axes=axes,
+                          do_constant_folding=True)
+
+
+def export_onnx(module: Any, example: Any, path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
+    """:func:`torch_to_onnx` to ``path``, written atomically (the profiler's block and subnet models)."""
     from .atomic import atomic_path
     path = Path(path)
-    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (example,), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=["input"], output_names=["output"], do_constant_folding=True)
+    with atomic_path(path) as tmp:
+        torch_to_onnx(module, example, str(tmp), opset=opset)
     return path
 
 

@@ -183,8 +183,8 @@ def test_drift_measures_like_calibration():
 
 def test_every_replicate_caller_runs_the_one_policy():
     """measure, calibrate, drift and verify all call run_passes (and reverse no list of their own)."""
-    from ofa_profile import calibrate, cli, measure
-    for fn in (measure.measure_lut, calibrate.measure_subnets, calibrate.measure_drift, cli._verify_best):
+    from ofa_profile import calibrate, measure, pareto
+    for fn in (measure.measure_lut, calibrate.measure_subnets, calibrate.measure_drift, pareto.verify_best):
         src = inspect.getsource(fn)
         assert "run_passes(" in src and "[::-1]" not in src and "% 2" not in src, fn.__name__
 

@@ -1,0 +1,163 @@
+"""The commands of the learned models: ``adapt`` (a few-shot latency model of a device from a few measured subnets),
+``accuracy-predictor`` (fit and score an accuracy predictor) and ``predict-accuracy`` (the predicted top-1 of given
+subnets).  Each parses its options, calls the domain (:mod:`ofa_profile.adapt`, :mod:`ofa_profile.accuracy`) and
+prints."""
+from __future__ import annotations
+
+import click
+
+from ..cliopts import POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, FiniteFloatRange
+from .base import WAIT_OPTION, echo_json, hold_lock, main, pct, with_options
+from .search import PREDICTOR_OPTIONS, predictor_block, resolve_predictor
+
+
+@main.command("adapt")
+@click.option("--device", "device_name", required=True, help="name of the new device (stored in the adapter)")
+@click.option("--measurements", required=True, type=click.Path(dir_okay=False),
+              help="CSV of measured whole subnets: arch (JSON) or d, ks, e, r columns, and a latency column")
+@click.option("--column", default=None, help="latency column [default: the CSV's only latency_ms/median_ms/lat_ms_*]")
+@click.option("--lut", "lut_ref", default=None,
+              help="a LUT (file or device) whose prediction joins the features as a prior (optional)")
+@click.option("--k", "k", type=POSITIVE_INT, default=None,
+              help="fit on k seeded random rows and report on the others [default: fit on all, report cross-validated]")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the k-sample")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="adapter JSON to write [default: <device>.adapter.json, the name reduced to a plain file name]")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@WAIT_OPTION
+def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: str | None, k: int | None, seed: int,
+              out: str | None, as_json: bool) -> None:
+    """Few-shot latency model of a device you cannot profile, from a few measured subnets.
+
+    Fits latency = non-negative mix of architecture features (blocks, SE blocks, 1x1 and depthwise MACs,
+    expanded activations; optionally a LUT's prediction) with a robust relative-error fit, writes it as
+    plain JSON, and reports Spearman and the share within +-5/10 % on subnets it did not see.
+
+    \b
+    Example:
+      ofa-profile adapt --device titan-rtx-b64 --measurements gpu.csv --column lat_ms_titan_rtx_64 --k 20
+      ofa-profile pareto --budget 10ms --adapter titan-rtx-b64.adapter.json
+    """
+
+    from ..adapt import adapt_device
+    from ..paths import safe_name
+
+    out = out or f"{safe_name(device_name)}.adapter.json"     # --device is free text: no path in the default name
+    hold_lock(out)
+
+    def lut_prior():        # the LUT's prediction as a feature, loaded once the measurements are read
+        from ..latency import lut_latency_fn
+        from ..lut import load_lut
+
+        lt = load_lut(lut_ref)
+        return f"lut:{lt.device}", lut_latency_fn(lt).on_arrays
+
+    run = adapt_device(measurements, device_name, out, column=column, k=k, seed=seed,
+                       prior=lut_prior if lut_ref else None)
+    report, ad, sc = run.report, run.adapter, run.score
+    if as_json:
+        echo_json(report)
+        return
+    what = f"held out ({sc.n} subnets not used in the fit)" if k is not None else f"{report['folds']}-fold cross-validated"
+    click.echo(f"{device_name}: fitted on {ad.info['n_fit']} measured subnets; {what}:")
+    click.echo(f"  Spearman {sc.spearman:.4f}   within +-5 % {sc.within_5pct * 100:.1f} %   "
+               f"within +-10 % {sc.within_10pct * 100:.1f} %   mean abs error {sc.mape_pct:.2f} %")
+    click.echo("  latency_ms = " + f"{ad.intercept_ms:.4g}" +
+               "".join(f" + {c:.4g}*{n}" for n, c in zip(ad.feature_names, ad.coef)))
+    click.echo(f"wrote {report['adapter']}")
+
+
+@main.command("accuracy-predictor")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help="accuracy CSV: d, ks, e, r (or image_size), accuracy [, space]")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="predictor JSON to write")
+@click.option("--model", type=click.Choice(["ridge", "gbm", "mlp", "ridge+gbm"]), default="ridge+gbm",
+              show_default=True)
+@click.option("--encoding", type=click.Choice(["onehot-depth-r", "ofa-onehot"]), default="onehot-depth-r",
+              show_default=True)
+@click.option("--test-frac", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="held-out share for the reported figures (0: none); the saved predictor is fitted on all rows")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the split and the fit")
+@click.option("--official", default=None, type=click.Path(dir_okay=False),
+              help="OFA's acc_predictor.pth: also report it on the same held-out rows")
+@click.option("--supernet", default=None,
+              help="the supernet weights the CSV was measured with ('bundled': ofa_model/weights); its sha256 "
+                   "is recorded, and a bundled predictor is only used with those weights")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@WAIT_OPTION
+def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_frac: float, seed: int,
+                           official: str | None, supernet: str | None, as_json: bool) -> None:
+    """Fit an accuracy predictor (plain JSON, no pickle) and report Kendall tau, Spearman and RMSE.
+
+    \b
+    Example:
+      ofa-profile accuracy-predictor --data accuracy.csv --out acc.json
+      ofa-profile accuracy-predictor --data ../shared/data/reference/ofa-w1.0-imagenet-accuracy.csv \\
+          --out acc.json --official ../shared/data/reference/ofa-acc-predictor.pth
+      ofa-profile accuracy-predictor --data ofa_model/weights/accuracy-dataset.csv --supernet bundled \\
+          --out ofa_model/weights/accuracy_predictor.json
+    """
+
+    from ..accuracy import fit_with_held_out
+
+    hold_lock(out)
+    pred, report = fit_with_held_out(data, model, encoding, test_frac=test_frac, seed=seed, official=official,
+                                     supernet=supernet)
+    report["out"] = str(pred.save(out))
+    if as_json:
+        echo_json(report)
+        return
+    n = report["n"]
+    click.echo(f"{model} on {encoding}: {n} subnets, resolutions {','.join(map(str, report['resolutions']))}")
+    for key, label in (("held_out", "ours"), ("official_held_out", "OFA official")):
+        if key in report:
+            h = report[key]
+            click.echo(f"  {label:13s} held-out n={h['n']}: Kendall tau {h['kendall_tau']:.4f}  Spearman "
+                       f"{h['spearman']:.4f}  RMSE {h['rmse']:.5f}  tau within resolution {h['kendall_tau_within_r']:.4f}")
+    click.echo(f"wrote {report['out']} (fitted on all {n} rows)")
+
+
+@main.command("predict-accuracy")
+@click.option("--arch", "archs", multiple=True, type=click.Path(dir_okay=False),
+              help="subnet: a spec JSON {ks, e, d, r} (pareto's .best.json too) or an OFA net.config (repeatable)")
+@click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
+              help="CSV of subnets: an 'arch' JSON column, or d, ks, e (JSON lists) and r (or image_size) columns")
+@click.option("--space", type=SPACE_NAME, default=None,
+              help="space of specs that name none [default: ofa-mbv3-w1.0; a net.config names its own]")
+@click.option("--resolution", type=RESOLUTION, default=None, help="score every subnet at this resolution instead")
+@with_options(PREDICTOR_OPTIONS)
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list, one object per subnet")
+def predict_accuracy_cmd(archs: tuple, csv_path: str | None, space: str | None, resolution: int | None,
+                         accuracy: str | None, predictor: str | None, accuracy_data: str | None, as_json: bool) -> None:
+    """Predicted top-1 of given subnets, and what that accuracy is.
+
+    The predictor is the one pareto uses: by default the ImageNet top-1 of OFA's own w1.0 supernet
+    (ofa_profile/predictors/ofa-mbv3-w1.0-imagenet.json); --accuracy bundled: the Imagenette top-1 of the
+    bundled supernet; --predictor FILE: any predictor JSON or OFA's official acc_predictor.pth (w1.2).
+    One row per subnet: the predicted accuracy (a fraction in JSON), the dataset, the predictor, and
+    whether its resolution lies inside those the predictor was fitted on (outside: also a stderr line).
+
+    \b
+    Example:
+      ofa-profile predict-accuracy --arch examples/arch-r160.json
+      ofa-profile predict-accuracy --arch net.config --accuracy bundled --json
+      ofa-profile predict-accuracy --csv subnets.csv --predictor ofa-acc-predictor.pth --space ofa-mbv3-w1.2
+    """
+
+    from ..accuracy import load_subnets, predicted_rows, predictor_name
+
+    if not archs and csv_path is None:
+        raise click.UsageError("give the subnets: --arch FILE (repeatable) or --csv FILE")
+    specs, sp_name = load_subnets(archs, csv_path, space=space, resolution=resolution)
+    pred, why = resolve_predictor(predictor, accuracy_data, accuracy, sp_name)
+    block = predictor_block(pred, why, [s.r for s in specs])      # logs resolutions outside the fitted ones
+    pname = predictor_name(predictor, accuracy_data, accuracy)
+    rows = predicted_rows(specs, pred, block, pname)
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(f"accuracy: {block['label']}, predicted by {pname}")
+    click.echo(f"  {'accuracy':>9}  arch")
+    for r in rows:
+        click.echo(f"  {pct(r['accuracy']):>9}  {r['arch']}" + ("" if r["within_trained_range"] else
+                                                                  "  (outside the fitted resolutions)"))

@@ -1,0 +1,121 @@
+"""What every ``ofa-profile`` command shares: the command group, output helpers, the common options.
+
+Conventions (every command): ``--help`` shows an example; data goes to stdout, logs and progress to stderr;
+``--json`` where the output is data; a user error is one line on stderr and exit 1 (usage errors exit 2), never
+a traceback (:mod:`ofa_profile.clierrors`).  Heavy imports happen inside the commands.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..clierrors import CliExitCodes
+from ..cliopts import SPACE_NAME, NoEmptyValues
+from ..errors import OfaProfileError
+from ..space import DEFAULT_SPACE
+
+__all__ = ["main", "echo_json", "fail", "SPACE_OPTION", "WAIT_OPTION", "space_help", "default_out", "hold_lock", "log",
+           "checked_out_dir", "pct", "with_options", "atomic_json"]
+
+
+class _Command(NoEmptyValues, click.Command):
+    """A subcommand: an empty option value (``--out ''``) is a usage error (:class:`NoEmptyValues`)."""
+
+
+class _Group(CliExitCodes, NoEmptyValues, click.Group):
+    """Ends every command the same way (ofa_profile.clierrors): an :class:`OfaProfileError` or OS error is one
+    line and exit 1, a usage error one line and exit 2, Ctrl-C/SIGTERM one line and 130/143."""
+
+    command_class = _Command
+    group_class = type      # `lut` and `plot` are groups of this class, their commands _Commands
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="ofa-profile")
+def main() -> None:
+    """Profile Once-for-All MobileNetV3 subnets: build latency LUTs, predict, search.
+
+    \b
+    Example:
+      ofa-profile measure --device cpu-ort --resolutions 160,224
+      ofa-profile predict --lut cpu-ort --arch arch.json
+    """
+
+
+def echo_json(obj: Any) -> None:
+    """Print strict JSON: never NaN/Infinity (an undefined figure is null)."""
+    from ..jsonio import dumps_strict
+    click.echo(dumps_strict(obj, indent=2, sort_keys=False))
+
+
+def fail(msg: str) -> None:
+    raise OfaProfileError(msg)
+
+
+def space_help() -> str:
+    from ..space import SPACES
+    return "search space: " + ", ".join(SPACES)
+
+
+SPACE_OPTION = click.option("--space", type=SPACE_NAME, default=DEFAULT_SPACE, show_default=True,
+                            help=space_help())
+
+
+def default_out(device_name: str) -> str:
+    from ..paths import safe_name
+    return f"{safe_name(device_name)}.json"
+
+
+def _store_wait(ctx: click.Context, param: Any, value: bool) -> None:
+    ctx.meta["ofa_profile.wait"] = value
+
+
+WAIT_OPTION = click.option("--wait", is_flag=True, expose_value=False, callback=_store_wait,
+                           help="if another process is writing the output, wait for it to finish instead of failing")
+
+
+def hold_lock(path: Any, folder: bool = False) -> Any:
+    """Hold the output lock of ``path`` (ofa_profile.lock) until this command ends, on every exit path; a second
+    writer is refused in one line naming this process, or waits with the command's --wait (WAIT_OPTION)."""
+    from ..lock import output_lock
+    ctx = click.get_current_context()
+    return ctx.with_resource(output_lock(path, wait=bool(ctx.meta.get("ofa_profile.wait")), folder=folder))
+
+
+def atomic_json(path: Any, obj: Any) -> None:
+    from ..atomic import write_json_atomic
+    write_json_atomic(path, obj)
+
+
+def log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def checked_out_dir(path: str, option: str = "--out-dir") -> Any:
+    """An output folder checked before any work (ofa_profile.paths.check_out_dir: made if its parent exists,
+    writable); one this command made is removed again if the command ends without writing into it."""
+    import os
+
+    from ..paths import check_out_dir
+    d, created = check_out_dir(path, option)
+    if created:
+        def rmdir_if_empty() -> None:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        click.get_current_context().call_on_close(rmdir_if_empty)
+    return d
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.2f} %"
+
+
+def with_options(options: list) -> Any:
+    def deco(f: Any) -> Any:
+        for o in reversed(options):
+            f = o(f)
+        return f
+    return deco

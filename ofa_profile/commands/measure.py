@@ -1,0 +1,175 @@
+"""The commands that build LUTs on a device: ``enumerate`` (the blocks of a space), ``measure`` (a LUT),
+``calibrate`` (LUT sum -> whole-net latency) and ``devices`` (the device specs, and which can be measured now).
+Each parses its options, calls one domain function (:mod:`ofa_profile.ops`, :mod:`ofa_profile.measure`,
+:mod:`ofa_profile.calibrate`, :mod:`ofa_profile.devices`) and prints."""
+from __future__ import annotations
+
+import click
+
+from ..cliopts import NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, count_range, option_value
+from .base import SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock, log, main, space_help
+
+
+@main.command("enumerate")
+@SPACE_OPTION
+@click.option("--resolutions", default="all", show_default=True, help="e.g. 160,224 or 128-224 or all")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list of {key, resolution, ...}")
+def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
+    """List every distinct block configuration (LUT key) of a space.
+
+    \b
+    Example:
+      ofa-profile enumerate --space ofa-mbv3-w1.0 --resolutions 128-224 --json
+    """
+    from ..ops import enumerate_ops
+    from ..space import get_space, parse_resolutions
+
+    sp = get_space(space)
+    with option_value("--resolutions"):
+        res = parse_resolutions(resolutions, sp)
+    items = enumerate_ops(sp, res)
+    if as_json:
+        echo_json([{"key": op.key, "resolution": r, "kind": op.kind, "macs": op.macs(), "params": op.params()}
+                   for r, op in items])
+    else:
+        for r, op in items:
+            click.echo(f"{r}\t{op.key}")
+        click.echo(f"{len(items)} distinct ops over {len(res)} resolution(s) of {sp.name}", err=True)
+
+
+@main.command("measure")
+@click.option("--device", "device_name", required=True, help="device name (see `ofa-profile devices`) or spec file")
+@click.option("--space", type=SPACE_NAME, default=None,
+              help="space to measure [default: the device spec's]; " + space_help())
+@click.option("--resolutions", default="all", show_default=True, help="e.g. 160,224 or 128-224 or all")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="LUT file to write or extend [default: ./DEVICE.json, ./DEVICE-SPACE.json for another space]")
+@click.option("--batch-size", type=POSITIVE_INT, default=None, help="batch size [default: the device's first]")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the block weights and inputs")
+@click.option("--fresh", is_flag=True, help="discard a journal or LUT at --out and start over")
+@click.option("--limit", type=POSITIVE_INT, default=None, help="stop after N new measurements (rerun to continue)")
+@click.option("--passes", type=count_range(1, 1000), default=1, show_default=True,
+              help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
+                   "shared machine: a block is then only inflated if it was slow in every pass)")
+@click.option("--benchmark-binary", default=None, help="phones: path of a benchmark_model binary to push")
+@click.option("--serial", default=None, help="phones: adb serial of the device to use")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
+@WAIT_OPTION
+def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
+                limit: int | None, passes: int, benchmark_binary: str | None, serial: str | None, quiet: bool, as_json: bool) -> None:
+    """Measure a latency LUT: every block configuration of the space on one device.
+
+    Resumable: a killed run keeps every finished block in DEVICE.json.journal.jsonl and a
+    rerun of the same command carries on. An existing LUT at --out is extended. The LUT is locked
+    for the whole run: a second writer (measure, calibrate) is refused, or waits with --wait.
+
+    \b
+    Example:
+      ofa-profile measure --device cpu-ort --resolutions 160,224 --out cpu-ort.json
+      ofa-profile measure --device pixel --benchmark-binary ./benchmark_model
+      ofa-profile measure --device cpu-ort --passes 3 --fresh
+      ofa-profile measure --device cpu-ort --space ofa-proxyless-w1.3 --resolutions 160
+    """
+    from pathlib import Path
+
+    from ..devices import load_device
+    from ..measure import default_lut_stem, lut_space, measure_device
+    from ..space import parse_resolutions
+
+    dev = load_device(device_name)
+    sp_name = lut_space(dev, space)
+    with option_value("--resolutions"):
+        res = parse_resolutions(resolutions, sp_name)
+    out_path = Path(out or default_out(default_lut_stem(dev, sp_name, batch_size)))
+    if not out_path.parent.exists():
+        fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
+    hold_lock(out_path)          # the LUT and its journal: one writer for the whole run
+    run = measure_device(dev, out_path, res, space=sp_name, batch_size=batch_size, seed=seed, progress=not quiet,
+                         fresh=fresh, limit=limit, passes=passes, benchmark_binary=benchmark_binary, serial=serial)
+    r = run.result
+    if run.noise:
+        log(run.noise.describe())
+    if as_json:
+        echo_json(run.as_dict())
+    else:
+        state = "complete" if r.complete else "partial (rerun to continue)"
+        what = f"{r.measured} measurements ({passes} passes)" if passes > 1 else f"{r.measured} measured"
+        click.echo(f"{r.lut_path}: {what}, {r.reused} reused of {r.total} ops, {state}, {r.elapsed_s:.1f} s")
+
+
+@main.command("calibrate")
+@click.option("--device", "device_name", required=True, help="device name or spec file")
+@click.option("--lut", "lut_path", type=click.Path(dir_okay=False), default=None,
+              help="the device's LUT to calibrate [default: ./DEVICE.json]")
+@click.option("--samples", type=count_range(10, 100_000), default=100, show_default=True,
+              help="subnets measured to fit")
+@click.option("--test-samples", type=NON_NEGATIVE_INT, default=50, show_default=True,
+              help="further subnets measured only to report accuracy")
+@click.option("--resolutions", default=None, help="resolutions to sample [default: all of the LUT]")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--rounds", type=POSITIVE_INT, default=2, show_default=True,
+              help="passes over the subnets, minutes apart; each subnet's figure is the lowest of its medians")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@WAIT_OPTION
+def calibrate_cmd(device_name: str, lut_path: str | None, samples: int, test_samples: int, resolutions: str | None,
+                  seed: int, rounds: int, quiet: bool, as_json: bool) -> None:
+    """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
+
+    Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end, ROUNDS passes each, keeping
+    each subnet's lowest median (resumable), fits a ridge regression on the first SAMPLES, and
+    reports accuracy on the others.
+
+    \b
+    Example:
+      ofa-profile calibrate --device cpu-ort --lut cpu-ort.json --samples 100 --test-samples 50
+    """
+    from pathlib import Path
+
+    from ..calibrate import calibrate_on_device
+    from ..devices import load_device
+    from ..space import parse_resolutions
+
+    dev = load_device(device_name)
+    path = Path(lut_path or default_out(dev.lut_name()))
+    if not path.exists():
+        fail(f"LUT {path} does not exist; run `ofa-profile measure --device {dev.name} --out {path}` first")
+    hold_lock(path)          # the same lock as `measure`: no calibration while the LUT is being extended
+    with option_value("--resolutions"):
+        res = parse_resolutions(resolutions, dev.space) if resolutions else None
+    rep = calibrate_on_device(dev, path, samples, test_samples, seed=seed, resolutions=res, progress=not quiet,
+                              rounds=rounds)
+    if as_json:
+        echo_json(rep)
+        return
+    click.echo(f"calibrated {path} on {samples} subnets (seed {seed}); measured in {rep['measure_s']} s")
+    if rep["test_calibrated"]:
+        for name in ("test_lut_sum", "test_calibrated"):
+            t = rep[name]
+            click.echo(f"  {name:16s} n={t['n']}: within 2/3/5/10 %: {t['within_2pct']:.0%} / {t['within_3pct']:.0%} / "
+                       f"{t['within_5pct']:.0%} / {t['within_10pct']:.0%}; RMSE {t['rmse_ms']:.3f} ms; "
+                       f"MAPE {t['mape_pct']:.2f} %; Spearman "
+                       + (f"{t['spearman']:.4f}" if t["spearman"] is not None else "n/a (under 3 subnets)"))
+
+
+@main.command("devices")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def devices_cmd(as_json: bool) -> None:
+    """List the device specs and whether each can be measured from here now.
+
+    \b
+    Example:
+      ofa-profile devices
+      ofa-profile devices --json
+    """
+    from ..devices import device_table
+
+    rows = device_table()
+    if as_json:
+        echo_json(rows)
+        return
+    w = max(len(r["name"]) for r in rows) if rows else 4
+    for r in rows:
+        mark = "yes" if r["available"] else "no "
+        click.echo(f"{r['name']:{w}s}  {r['runtime']:16s} {r['transport']:6s} {mark}  {r['reason']}")

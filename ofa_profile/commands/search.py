@@ -1,0 +1,189 @@
+"""``ofa-profile pareto``: the best subnet under a latency budget and the frontier (:mod:`ofa_profile.pareto`), and
+what the commands that score with an accuracy predictor share (:data:`PREDICTOR_OPTIONS`, :func:`resolve_predictor`,
+:func:`predictor_block`, :func:`search_resolutions`)."""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import click
+
+from ..cliopts import NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, check_resolutions, count_range, option_value
+from ..pareto import OptionError
+from .base import WAIT_OPTION, checked_out_dir, echo_json, hold_lock, log, main, pct, with_options
+
+__all__ = ["PREDICTOR_OPTIONS", "usage_errors", "resolve_predictor", "predictor_block", "search_resolutions",
+           "pareto_cmd"]
+
+PREDICTOR_OPTIONS = [
+    click.option("--accuracy", type=click.Choice(["imagenet", "bundled"]), default=None,
+                 help="which accuracy to predict: imagenet = ImageNet top-1 of OFA's w1.0 supernet (the shipped "
+                      "predictor; the default), bundled = Imagenette top-1 of the bundled supernet"),
+    click.option("--predictor", default=None, type=click.Path(dir_okay=False),
+                 help="accuracy predictor instead: a JSON of `ofa-profile accuracy-predictor`, or OFA's official "
+                      "acc_predictor.pth (w1.2)"),
+    click.option("--accuracy-data", default=None, type=click.Path(dir_okay=False),
+                 help="accuracy CSV to fit a predictor on instead (cached)"),
+]
+
+
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """An :class:`~ofa_profile.pareto.OptionError` raised inside becomes click's usage error (exit 2)."""
+    try:
+        yield
+    except OptionError as exc:
+        if exc.param_hint is None:
+            raise click.UsageError(exc.message) from None
+        raise click.BadParameter(exc.message, param_hint=exc.param_hint) from None
+
+
+def resolve_predictor(predictor: str | None, accuracy_data: str | None, accuracy: str | None,
+                      space: str | None) -> tuple[Any, str]:
+    """The accuracy predictor of a command and why it is that one (:func:`ofa_profile.pareto.resolve_predictor`)."""
+    from .. import pareto
+    with usage_errors():
+        return pareto.resolve_predictor(predictor, accuracy_data, accuracy, space, log=log)
+
+
+def predictor_block(pred: Any, why: str, resolutions: Any) -> dict:
+    """``accuracy_predictor`` of a command's JSON (:func:`ofa_profile.pareto.predictor_block`), logging."""
+    from .. import pareto
+    return pareto.predictor_block(pred, why, resolutions, log=log)
+
+
+def search_resolutions(given: str | None, space: str, source_res: tuple, predictor: Any, lut: Any = None) -> tuple:
+    """The resolutions to search (:func:`ofa_profile.pareto.search_resolutions`), logging."""
+    from .. import pareto
+    with usage_errors():
+        return pareto.search_resolutions(given, space, source_res, predictor, lut, log=log)
+
+
+@main.command("pareto")
+@click.option("--budget", required=True, help="latency budget, e.g. 20ms, 20 (ms) or 0.02s")
+@click.option("--device", "device_name", default=None, help="device with a shipped LUT [default: cpu-ort]")
+@click.option("--lut", "lut_ref", default=None, help="a LUT file (instead of --device)")
+@click.option("--adapter", default=None, type=click.Path(dir_okay=False),
+              help="a few-shot latency adapter from `ofa-profile adapt` (instead of a LUT)")
+@click.option("--space", type=SPACE_NAME, default=None,
+              help="ofa-mbv3-w1.0 or compofa-mbv3-w1.0 [default: the LUT's space]")
+@click.option("--resolutions", default=None,
+              help="e.g. 160-192 [default: the LUT's, inside the accuracy predictor's trained range]")
+@with_options(PREDICTOR_OPTIONS)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the search (recorded in the output)")
+@click.option("--effort", type=click.Choice(["fast", "medium", "full"]), default="full", show_default=True,
+              help="search effort for the budget")
+@click.option("--n-budgets", type=count_range(1, 1000), default=20, show_default=True,
+              help="budgets spread over the frontier search")
+@click.option("--margin", default="0", show_default=True,
+              help="safety margin: search under budget x (1 - PCT/100); 'auto' takes the 90th percentile of the "
+                   "calibrated LUT's under-predictions on its held-out subnets")
+@click.option("--no-calibration", is_flag=True, help="use plain LUT sums even if the LUT is calibrated")
+@click.option("--refresh", type=count_range(0), default=0, show_default=True,
+              help="before searching, measure this many of the calibrated LUT's held-out subnets again on the "
+                   "device and scale the latency model by how much slower or faster it runs now than at "
+                   "calibration (0: off)")
+@click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="folder for pareto-<device>-<budget>ms.json and .png (made if its parent exists; the device "
+                   "name is reduced to a plain file name)")
+@click.option("--no-plot", is_flag=True, help="do not write the PNG")
+@click.option("--verify", is_flag=True,
+              help="measure the chosen subnet on the device and evaluate it with the bundled supernet")
+@click.option("--verify-device", default=None,
+              help="device to measure on for --verify and --refresh [default: --device, or the LUT's device]")
+@click.option("--verify-rounds", type=count_range(1), default=2, show_default=True,
+              help="--verify: passes over the chosen subnet; the measured figure is their lowest median, as "
+                   "calibration measures")
+@click.option("--supernet", default=None,
+              help="--verify: supernet weights [default: the bundled ofa_model/weights]; without --accuracy or "
+                   "--predictor, --verify scores with this supernet's own accuracy predictor")
+@click.option("--verify-images", type=NON_NEGATIVE_INT, default=1000, show_default=True,
+              help="--verify: val images to evaluate on (0: all)")
+@click.option("--verify-calib-images", type=POSITIVE_INT, default=2000, show_default=True,
+              help="--verify: training images for BN recalibration")
+@click.option("--train-data", default=None, help="--verify: training set [default: shared Imagenette]")
+@click.option("--val-data", default=None, help="--verify: validation set [default: shared Imagenette]")
+@click.option("--cache-dir", default=None, help="--verify: decoded-image cache")
+@click.option("--json", "as_json", is_flag=True, help="print {best, frontier, ...} as JSON")
+@WAIT_OPTION
+def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
+               resolutions: str | None, accuracy: str | None, predictor: str | None, accuracy_data: str | None,
+               seed: int, effort: str,
+               n_budgets: int, margin: str, no_calibration: bool, refresh: int, out_dir: str, no_plot: bool, verify: bool,
+               verify_device: str | None, verify_rounds: int, supernet: str | None, verify_images: int,
+               verify_calib_images: int, train_data: str | None, val_data: str | None, cache_dir: str | None, as_json: bool) -> None:
+    """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
+
+    Latency comes from a device's LUT (calibrated where it holds a calibration) or a few-shot adapter;
+    accuracy from an accuracy predictor: by default the ImageNet top-1 of OFA's own w1.0 supernet (what a
+    user deploys; --accuracy bundled: the bundled Imagenette supernet's; --predictor FILE: any other, e.g.
+    OFA's official acc_predictor.pth for the w1.2 space).  Every output names what the accuracy is.
+    Prints the best subnet (spec, predicted latency and accuracy, MACs, params) and the frontier; writes
+    the same as JSON, the best subnet alone (<stem>.best.json, readable by `--arch` of predict and export)
+    and a frontier plot to --out-dir.
+    A budget nothing meets is one error line naming the fastest latency.  --verify then measures the chosen
+    subnet end to end on the device (over any transport) and evaluates its top-1 with the supernet
+    (bundled weights, BN recalibrated, on the validation set it was trained for); without --accuracy or
+    --predictor it then searches with that supernet's own predictor, so predicted and measured compare.
+
+    \b
+    Example:
+      ofa-profile pareto --budget 20ms --device cpu-ort
+      ofa-profile pareto --budget 20ms --device cpu-ort --accuracy bundled
+      ofa-profile pareto --budget 30ms --lut note10-w1.2.json --predictor ofa-acc-predictor.pth
+      ofa-profile pareto --budget 15 --lut my-lut.json --space compofa-mbv3-w1.0 --json
+      ofa-profile pareto --budget 8ms --adapter titan.adapter.json --predictor acc.json
+      ofa-profile pareto --budget 20ms --device cpu-ort --verify
+      ofa-profile pareto --budget 20ms --device cpu-ort --margin auto --verify
+      ofa-profile pareto --budget 20ms --device cpu-ort --refresh 5 --margin auto --verify
+    """
+    from ..pareto import VERIFY_TOLERANCE, parse_margin, run_pareto
+    from ..search import parse_budget_ms
+
+    check_resolutions(resolutions)
+    with option_value("--budget"):
+        budget_ms = parse_budget_ms(budget)
+    with usage_errors():
+        margin_pct = parse_margin(margin)        # None: auto, from the latency source
+    out = checked_out_dir(out_dir)                   # writable, before any work
+    with usage_errors():
+        run = run_pareto(budget_ms, out, device=device_name, lut=lut_ref, adapter=adapter, space=space,
+                         resolutions=resolutions, accuracy=accuracy, predictor=predictor, accuracy_data=accuracy_data,
+                         seed=seed, effort=effort, n_budgets=n_budgets, margin_pct=margin_pct,
+                         no_calibration=no_calibration, refresh=refresh, plot=not no_plot, verify=verify,
+                         verify_device=verify_device, verify_rounds=verify_rounds, supernet=supernet,
+                         verify_images=verify_images, verify_calib_images=verify_calib_images, train_data=train_data,
+                         val_data=val_data, cache_dir=cache_dir, log=log, hold=hold_lock)
+    result = run.result
+    if as_json:
+        echo_json(result)
+        return
+    best, frontier, label = run.best, run.frontier, result["accuracy_predictor"]["label"]
+    click.echo(f"best under {result['budget_ms']:g} ms on {run.device} ({run.space}, seed {seed}"
+               + (f", {run.margin_pct:.1f} % margin: searched under {run.search_budget_ms:.3f} ms"
+                  if run.margin_pct else "")
+               + "):")
+    click.echo(f"  arch      {best.spec.short()}")
+    click.echo(f"  spec      {json.dumps(best.spec.canonical().to_ofa())}")
+    click.echo(f"  latency   {best.latency_ms:.3f} ms (predicted)")
+    click.echo(f"  accuracy  {pct(best.accuracy)} ({label}, predicted)")
+    click.echo(f"  MACs      {best.macs / 1e6:.1f} M    params {best.params / 1e6:.2f} M")
+    v = result.get("verify")
+    if v:
+        click.echo(f"  measured  {v['measured_latency_ms']:.3f} ms on {v['device']} (IQR {v['iqr_ms']:.3f} ms; "
+                   f"{v['error_pct']:+.1f} % vs predicted; "
+                   f"{'within' if v['within_budget_plus_3pct'] else 'OVER'} budget + {VERIFY_TOLERANCE * 100:g} %)")
+        if v.get("top1") is not None:
+            click.echo(f"  top-1     {pct(v['top1'])} on {v['n_val']} {v['dataset']} val images "
+                       f"(supernet {v['supernet']}, BN recalibrated)")
+        else:
+            click.echo(f"  top-1     not evaluated: {v['top1_error']}")
+    click.echo(f"frontier: {len(frontier)} subnets (search {run.search_s:.2f} s, frontier {run.frontier_s:.2f} s; "
+               f"accuracy: {label}, predicted)")
+    click.echo(f"  {'latency_ms':>10}  {'accuracy':>9}  {'MMACs':>7}  {'Mparams':>7}  arch")
+    step = max(1, len(frontier) // 25)
+    for p in frontier[::step]:
+        click.echo(f"  {p.latency_ms:10.3f}  {pct(p.accuracy):>9}  {p.macs / 1e6:7.1f}  {p.params / 1e6:7.2f}  "
+                   f"{p.spec.short()}")
+    click.echo("wrote " + ", ".join(result["files"].values()))

@@ -1,0 +1,201 @@
+"""Latency sources of the search: batched functions of subnets, from a LUT (calibrated or a plain sum), a few-shot
+adapter, a per-block table or a MACs stand-in, and :class:`LatencySource` (what a command's latencies come from:
+``--device``, ``--lut`` or ``--adapter``).
+
+A batched function takes ``list[SubnetSpec]`` and returns ``np.ndarray``; one that also has an
+``on_arrays(ArchArrays)`` method (:class:`BatchFn`) is called on integer arrays directly (:func:`call_batched`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from .encodings import ArchArrays, BlockTable, macs_table
+from .errors import OfaProfileError
+from .space import SubnetSpec, get_space
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = ["BatchFn", "call_batched", "table_latency_fn", "lut_latency_fn", "adapter_latency_fn", "LatencySource",
+           "resolve_latency_source", "latency_source_from_lut", "macs_latency_fn"]
+
+
+# -- batched functions ----------------------------------------------------------------------------------
+
+class BatchFn:
+    """A batched subnet function that also takes :class:`ArchArrays` (``on_arrays``), the fast path."""
+
+    def __init__(self, on_arrays: Callable[[ArchArrays], "np.ndarray"], name: str = "") -> None:
+        self._fn = on_arrays
+        self.name = name
+
+    def on_arrays(self, a: ArchArrays) -> "np.ndarray":
+        return self._fn(a)
+
+    def __call__(self, specs: Sequence[SubnetSpec]) -> "np.ndarray":
+        return self._fn(specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(list(specs)))
+
+    def __repr__(self) -> str:
+        return f"BatchFn({self.name or self._fn!r})"
+
+
+def table_latency_fn(table: BlockTable, scale: float = 1.0, offset_ms: float = 0.0, name: str = "") -> BatchFn:
+    """Latency (ms) as ``offset_ms + scale * table.total(subnet)``, vectorised."""
+    return BatchFn(lambda a: offset_ms + scale * table.total(a), name or f"table:{table.name}")
+
+
+def lut_latency_fn(lut: Any, calibrated: bool = True, resolutions: Sequence[int] | None = None,
+                   check: int = 8) -> BatchFn:
+    """Batched, vectorised ``lut.predict_ms`` (calibrated when the LUT holds a calibration and
+    ``calibrated``) or ``lut.lut_sum_ms``.  The fast path is checked against the LUT's own per-subnet
+    prediction on ``check`` seeded subnets; if they disagree (a calibration format this module does
+    not know), the exact per-subnet path is used instead, with a warning."""
+    import random
+    import warnings
+
+    import numpy as np
+    sp = get_space(lut.space)
+    table = BlockTable.from_lut(lut, resolutions)
+    cal = lut.calibration if calibrated else None
+    if cal:
+        from .calibrate import CALIBRATION_FORMAT
+        names = list(cal.get("feature_names", ()))
+        known = (["fixed_ms"] + [f"stage{i + 1}_ms" for i in range(sp.n_stages)] + ["n_blocks", "r_norm"])
+        if cal.get("format") != CALIBRATION_FORMAT or names != known:
+            raise OfaProfileError(f"LUT {lut.source} has a calibration this version cannot apply "
+                                  f"({cal.get('format')}); re-run `ofa-profile calibrate`")
+        mean = np.asarray(cal["feature_mean"], dtype=float)
+        scale = np.asarray(cal["feature_scale"], dtype=float)
+        coef = np.asarray(cal["coef"], dtype=float)
+        icpt = float(cal["intercept"])
+
+        def fast(a: ArchArrays) -> "np.ndarray":
+            X = np.concatenate([table.fixed_cost(a)[:, None], table.per_stage(a), a.d.sum(axis=1)[:, None],
+                                (a.r / 224.0)[:, None]], axis=1)
+            return icpt + ((X - mean) / scale) @ coef
+    else:
+        def fast(a: ArchArrays) -> "np.ndarray":
+            return table.total(a)
+    name = f"lut:{lut.device}{' calibrated' if cal else ' sum'}"
+    rng = random.Random(0)
+    probe = [sp.sample(rng, resolution=list(table.resolutions)) for _ in range(check)]
+    exact = np.array([lut.predict_ms(s, calibrated=bool(cal)) for s in probe])
+    if np.allclose(fast(ArchArrays.from_specs(probe)), exact, rtol=1e-9, atol=1e-9):
+        return BatchFn(fast, name)
+    warnings.warn(f"vectorised LUT prediction disagrees with {lut.source}'s own; using the (slower) exact path",
+                  stacklevel=2)
+    return BatchFn(lambda a: np.array([lut.predict_ms(s, calibrated=bool(cal)) for s in a.to_specs()]),
+                   name + " (exact path)")
+
+
+def adapter_latency_fn(adapter: Any, prior_fn: Any = None) -> BatchFn:
+    """Batched latency of a few-shot :class:`~ofa_profile.adapt.LatencyAdapter` (with its prior's function
+    when it was fitted with one, e.g. :func:`lut_latency_fn` of the same LUT)."""
+    if adapter.uses_prior and prior_fn is None:
+        raise OfaProfileError(f"adapter for {adapter.device} was fitted with a prior ({adapter.prior}); "
+                              f"pass the same LUT (--lut) to use it")
+
+    table = adapter.as_block_table()
+    if table is not None:
+        return BatchFn(table.total, f"adapter:{adapter.device}")
+
+    def fn(a: ArchArrays) -> "np.ndarray":
+        return adapter.predict_ms(a, call_batched(prior_fn, a) if adapter.uses_prior else None)
+    return BatchFn(fn, f"adapter:{adapter.device}")
+
+
+@dataclass(frozen=True)
+class LatencySource:
+    """Where a command's latencies come from."""
+    fn: Any
+    name: str           # device name for titles and file names
+    space: str
+    resolutions: tuple[int, ...]
+    description: str
+    # held-out calibration subnets (spec, measured ms) of a calibrated LUT: what --margin auto learns from
+    held_out: tuple = ()
+    lut: Any = None     # the loaded LUT behind it, if any (what --refresh re-measures against)
+
+    def auto_margin_pct(self, quantile: float = 0.9) -> float:
+        """The safety margin (percent of the budget) that covers ``quantile`` of the latency source's own
+        under-predictions on its held-out calibration subnets: the q-quantile of measured/predicted - 1,
+        at least 0.  Raises when the source holds no such subnets (an uncalibrated LUT, an adapter)."""
+        import numpy as np
+        if not self.held_out:
+            raise OfaProfileError("--margin auto needs a calibrated LUT (its held-out subnets set the margin); "
+                                  "give --margin PCT instead")
+        specs = [s for s, _ in self.held_out]
+        measured = np.array([m for _, m in self.held_out], dtype=float)
+        pred = np.asarray(self.fn(specs), dtype=float)
+        return float(max(0.0, np.quantile(measured / pred - 1.0, quantile) * 100.0))
+
+    def scaled(self, factor: float, why: str) -> "LatencySource":
+        """The same source with every latency multiplied by ``factor`` (e.g. the device's drift since
+        calibration, :func:`~ofa_profile.calibrate.measure_drift`).  Held-out figures are scaled too, so
+        ``--margin auto`` is unchanged."""
+        if not factor > 0:
+            raise OfaProfileError(f"a latency scale must be > 0, got {factor}")
+        inner = self.fn
+        fn = BatchFn(lambda a: factor * call_batched(inner, a), f"{getattr(inner, 'name', inner)} x {factor:.3f}")
+        return LatencySource(fn, self.name, self.space, self.resolutions, f"{self.description}, x {factor:.3f} ({why})",
+                             tuple((s, m * factor) for s, m in self.held_out), self.lut)
+
+
+def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
+                           calibrated: bool = True) -> LatencySource:
+    """``--device NAME`` (its shipped LUT), ``--lut FILE`` or ``--adapter FILE`` (with ``--lut`` for its prior)."""
+    from .lut import load_lut
+    if device and lut:
+        raise OfaProfileError("give either --device (a shipped LUT) or --lut FILE, not both")
+    ref = lut or device
+    if adapter is not None:
+        from .adapt import load_adapter
+        ad = load_adapter(adapter)
+        prior = None
+        if ad.uses_prior:
+            if ref is None:
+                raise OfaProfileError(f"adapter {adapter} was fitted with a prior ({ad.prior}); pass that LUT with --lut")
+            prior_lut = load_lut(ref)
+            prior = lut_latency_fn(prior_lut, calibrated=calibrated)
+            ad.check(adapter, prior_fn=prior, resolutions=prior_lut.resolutions)  # with its prior, now known
+        sp = get_space(ad.space)
+        return LatencySource(adapter_latency_fn(ad, prior), ad.device, sp.name, sp.resolutions,
+                             f"few-shot adapter {adapter} ({ad.info.get('n_fit', '?')} measured subnets)")
+    if ref is None:
+        raise OfaProfileError("no latency source: pass --device NAME (a shipped LUT), --lut FILE or --adapter FILE")
+    return latency_source_from_lut(load_lut(ref), calibrated=calibrated)
+
+
+def latency_source_from_lut(lt: Any, calibrated: bool = True) -> LatencySource:
+    """The latency source of a loaded LUT (its calibrated predictor unless ``calibrated`` is False)."""
+    fn = lut_latency_fn(lt, calibrated=calibrated)
+    how = "calibrated LUT" if (lt.calibration and calibrated) else "LUT sum"
+    held = ()
+    if lt.calibration and calibrated:
+        held = tuple((SubnetSpec.from_ofa(x["arch"], space=lt.space), float(x["measured_ms"]))
+                     for x in lt.calibration.get("samples", []) if x.get("split") == "test")
+    return LatencySource(fn, lt.device, lt.space, tuple(lt.resolutions), f"{how} {lt.source}", held, lt)
+
+
+def macs_latency_fn(space: str, ms_per_mmac: float = 0.05, ms_per_block: float = 0.1) -> BatchFn:
+    """A development stand-in for a device: ``ms_per_mmac * MMACs + ms_per_block * blocks``."""
+    t = macs_table(get_space(space).name)
+
+    def fn(a: ArchArrays) -> "np.ndarray":
+        return ms_per_mmac * t.total(a) / 1e6 + ms_per_block * a.d.sum(axis=1)
+    return BatchFn(fn, f"macs-proxy({ms_per_mmac} ms/MMAC, {ms_per_block} ms/block)")
+
+
+def call_batched(fn: Any, a: ArchArrays) -> "np.ndarray":
+    """``fn`` on a batch: its ``on_arrays`` fast path when it has one, else on specs; one finite float
+    per subnet, checked."""
+    import numpy as np
+    if len(a) == 0:
+        return np.zeros(0)
+    fast = getattr(fn, "on_arrays", None)
+    out = fast(a) if fast is not None else fn(a.to_specs())
+    out = np.asarray(out, dtype=float).reshape(-1)
+    if out.shape[0] != len(a):
+        raise OfaProfileError(f"a search function returned {out.shape[0]} values for {len(a)} subnets")
+    return out

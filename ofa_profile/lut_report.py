@@ -1,0 +1,135 @@
+"""What the LUT commands report, as data (the commands print it): a LUT's summary (``lut info``), the outcome of an
+OFA table import (``lut import-ofa``) and of a check (``lut validate``), and one subnet's prediction (``predict``).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import LutError, OfaProfileError
+from .jsonio import plain
+from .lut import FORMAT, OFA_YAML, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
+from .space import SubnetSpec
+
+__all__ = ["check_out_file", "ImportReport", "import_ofa_lut", "lut_summary", "Validation", "validate_lut_file",
+           "Prediction", "predict_subnet"]
+
+
+def check_out_file(out: str) -> None:
+    """Refuse (one line) an output file whose folder does not exist, or that is a folder."""
+    p = Path(out)
+    if not p.parent.is_dir():
+        raise OfaProfileError(f"output folder {p.parent} does not exist; create it or choose another --out")
+    if p.is_dir():
+        raise OfaProfileError(f"--out {p} is a folder; give a file path such as {p / 'lut.json'}")
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """An OFA table import written to ``out``; ``partial``: the missing keys of each partly covered resolution."""
+    lut: Lut
+    out: str
+    partial: Mapping[int, Sequence[str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        lut = self.lut
+        return {"lut": self.out, "space": lut.space, "device": lut.device, "resolutions": list(lut.resolutions),
+                "entries": len(lut.entries), "partial_resolutions": {str(r): len(m) for r, m in self.partial.items()}}
+
+
+def import_ofa_lut(src: str | Path, out: str, space: str | None = None, device: str = "imported",
+                   allow_partial: bool = False) -> ImportReport:
+    """Import OFA's YAML tables (:func:`ofa_profile.lut.import_ofa_yaml`) and save the LUT to ``out`` atomically."""
+    lut = import_ofa_yaml(src, space=space, device=device, allow_partial=allow_partial)
+    save_lut(lut, out)
+    return ImportReport(lut, out, {r: m for r, m in lut.gaps().items() if r not in lut.resolutions})
+
+
+def lut_summary(lut: Lut) -> dict[str, Any]:
+    """A LUT described as JSON-ready data: space, device, runtime, resolutions, entries, a short fingerprint,
+    calibration (with its test figures), how its blocks were timed, and coverage (missing and partial keys)."""
+    from .measure import timing_summary
+
+    fp = dict(lut.fingerprint)
+    keep = ("cpu_model", "machine", "logical_cpus", "num_threads", "os", "python", "runtime_versions", "ofa_profile",
+            "hardware", "device", "gpu")
+    fp_sum = {k: fp[k] for k in keep if k in fp} or {k: fp[k] for k in list(fp)[:6]}
+    cal = None
+    if lut.calibration:
+        c = lut.calibration
+        cal = {k: c[k] for k in ("format", "model", "n_fit", "seed", "alpha") if k in c}
+        rep = c.get("report") or {}
+        t = rep.get("test_calibrated") if isinstance(rep, Mapping) else None
+        if t and isinstance(t, Mapping):
+            cal["test"] = {k: t[k] for k in ("n", "mape_pct", "within_5pct", "rmse_ms") if k in t}
+    cov = lut.coverage()
+    missing = {r: keys for r, keys in cov.items() if r in lut.resolutions and keys}
+    partial = {r: len(keys) for r, keys in cov.items() if r not in lut.resolutions}
+    return plain({
+        "lut": lut.source, "space": lut.space, "device": lut.device, "runtime": lut.runtime,
+        "batch_size": lut.batch_size, "num_threads": lut.num_threads, "schema_version": lut.schema_version,
+        "created_utc": lut.created_utc, "resolutions": list(lut.resolutions), "entries": len(lut.entries),
+        "resolution_entries": sum(len(m) for m in lut.resolution_entries.values()),
+        "source": lut.provenance.get("source"), "tool": lut.provenance.get("tool"), "seed": lut.provenance.get("seed"),
+        "fingerprint": fp_sum, "calibration": cal, "timing": timing_summary(lut),
+        "coverage": {"complete": not missing,
+                     "missing_keys": sum(len(v) for v in missing.values()),
+                     "missing_by_resolution": {str(r): v for r, v in missing.items()},
+                     "partial_resolutions": {str(r): n for r, n in partial.items()}},
+    })
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A file that passed ``lut validate``: OFA YAML table(s) (``ofa_tables``) or an ofa-profile LUT whose listed
+    resolutions are complete; ``partial``: the missing keys of each partly covered resolution it does not list."""
+    path: Path
+    lut: Lut
+    ofa_tables: bool
+    partial: Mapping[int, Sequence[str]]
+
+
+def validate_lut_file(path: str | Path) -> Validation:
+    """Check a LUT file (or OFA YAML tables) against the format, schema and space, and its coverage: every
+    resolution it lists must have every key.  Raises :class:`LutError` (one line naming the missing keys)."""
+    p = Path(path)
+    fmt = FORMAT if p.is_dir() else detect_format(p)
+    if fmt == OFA_YAML or p.is_dir():
+        return Validation(p, import_ofa_yaml(p), True, {})
+    lut = load_lut(p)
+    gaps = lut.gaps()
+    listed = {r: m for r, m in gaps.items() if r in lut.resolutions}
+    if listed:
+        raise LutError(f"LUT {p} lists resolution(s) {','.join(map(str, listed))} but lacks keys there: "
+                       f"{lut.gaps_text(listed)}; measure them (`ofa-profile measure --device {lut.device} "
+                       f"--resolutions {','.join(map(str, listed))} --out {p}`) or drop those resolutions from "
+                       f"'resolutions'")
+    return Validation(p, lut, False, {r: m for r, m in gaps.items() if r not in lut.resolutions})
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One subnet's predicted latency: calibrated where the LUT holds a calibration and it is wanted."""
+    latency_ms: float
+    lut_sum_ms: float
+    calibrated: bool
+    spec: SubnetSpec
+    lut: Lut
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"latency_ms": round(self.latency_ms, 6), "lut_sum_ms": round(self.lut_sum_ms, 6),
+                "calibrated": self.calibrated, "arch": self.spec.to_ofa(), "resolution": self.spec.r,
+                "space": self.spec.space, "lut": self.lut.source, "device": self.lut.device}
+
+
+def predict_subnet(lut_ref: str, arch_path: str, space: str | None = None, resolution: int | None = None,
+                   calibrated: bool = True) -> Prediction:
+    """Load the LUT (a file or a device's shipped LUT) and the subnet (a spec JSON, of ``space`` or the LUT's, or a
+    net.config; ``resolution`` overrides its r) and predict its latency."""
+    lut = load_lut(lut_ref)
+    spec = SubnetSpec.load(arch_path, space=space or lut.space, r=resolution)
+    lut_sum = lut.lut_sum_ms(spec)
+    use_cal = bool(lut.calibration) and calibrated
+    return Prediction(lut.predict_ms(spec, calibrated=use_cal), lut_sum, use_cal, spec, lut)

@@ -1,0 +1,348 @@
+"""``ofa-profile pareto`` as one function: the most accurate subnet under a latency budget and the latency/accuracy
+frontier, with the policies around the search.
+
+:func:`run_pareto` resolves the latency source (``--device``/``--lut``/``--adapter``, scaled by the device's
+drift with ``--refresh``: :func:`refresh_drift`) and the accuracy predictor (:func:`resolve_predictor`,
+:func:`verify_predictor`), picks the resolutions (:func:`search_resolutions`), applies the safety margin
+(:func:`parse_margin`; ``auto``: the latency source's own under-predictions), searches, merges the best subnet into
+the frontier, optionally measures and evaluates the best subnet (:func:`verify_best`: within the budget plus
+:data:`VERIFY_TOLERANCE`), writes the JSON, the best subnet and the plot, and returns all of it as data
+(:class:`ParetoRun`); the command prints it.
+
+A wrong option value or combination found on the way is an :class:`OptionError`, which the command line reports as a
+usage error (exit 2); every other refusal an :class:`~ofa_profile.errors.OfaProfileError` (exit 1).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import OfaProfileError
+
+__all__ = ["OptionError", "ParetoRun", "VERIFY_TOLERANCE", "DEFAULT_DEVICE", "parse_margin", "search_resolutions",
+           "resolve_predictor", "verify_predictor", "predictor_block", "refresh_drift", "verify_best", "run_pareto"]
+
+VERIFY_TOLERANCE = 0.03    # --verify: a measured latency up to the budget + 3 % counts as meeting it
+DEFAULT_DEVICE = "cpu-ort"  # the latency source without --device, --lut or --adapter
+
+Log = Callable[[str], None]
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+class OptionError(OfaProfileError):
+    """A wrong option value (``param_hint`` names the option, as click writes it) or combination of options
+    (``param_hint`` None): the command line reports it as a usage error (exit 2)."""
+
+    def __init__(self, message: str, param_hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param_hint = param_hint
+
+
+def parse_margin(margin: str) -> float | None:
+    """``--margin``: a percentage of the budget (``5``, ``5%``; 0 <= PCT < 100), or None for ``auto`` (the 90th
+    percentile of the calibrated LUT's under-predictions on its held-out subnets)."""
+    if margin.strip().lower() == "auto":
+        return None
+    try:
+        pct = float(margin.strip().rstrip("%"))
+    except ValueError:
+        raise OptionError(f"{margin!r}; give a percentage such as 5 or 'auto'", "--margin") from None
+    if not 0 <= pct < 100:
+        raise OptionError(f"{margin!r}; need 0 <= PCT < 100", "--margin")
+    return pct
+
+
+def search_resolutions(given: str | None, space: str, source_res: tuple, predictor: Any, lut: Any = None,
+                       log: Log = _quiet) -> tuple:
+    """--resolutions, else the latency source's resolutions inside the predictor's trained range.  ``lut``
+    (the LUT behind the source, if any) lets a refusal name the keys a partly covered resolution lacks."""
+    from .space import parse_resolutions
+
+    def gaps(rs: Any) -> str:
+        g = lut.gaps([r for r in rs if r in lut.coverage()]) if lut is not None else {}
+        return f"; it lacks {lut.gaps_text(g)}" if g else ""
+
+    if given:
+        try:
+            res = parse_resolutions(given, space)
+        except (OfaProfileError, ValueError) as exc:
+            raise OptionError(" ".join(str(exc).split()), "'--resolutions'") from None
+        missing = [r for r in res if r not in source_res]
+        if missing:
+            raise OfaProfileError(f"the latency source does not cover resolution(s) {missing} (it covers "
+                                  f"{','.join(map(str, source_res)) or 'none'}{gaps(missing)}): measure them into "
+                                  f"the LUT or pick covered ones")
+        return res
+    res = tuple(source_res)
+    if not res:
+        raise OfaProfileError(f"the latency source covers no resolution completely"
+                              f"{gaps(lut.coverage() if lut is not None else ())}: measure one into the LUT")
+    tr = tuple(getattr(predictor, "trained_resolutions", ()) or ())
+    if tr:
+        inside = tuple(r for r in res if min(tr) <= r <= max(tr))
+        if not inside:
+            raise OfaProfileError(f"the latency source covers resolutions {res[0]}..{res[-1]} but the accuracy "
+                                  f"predictor was fitted on {min(tr)}..{max(tr)}; pass --resolutions to extrapolate, "
+                                  f"or use a predictor fitted there")
+        if inside != res:
+            log(f"searching resolutions {inside[0]}..{inside[-1]} (inside the predictor's trained range "
+                f"{min(tr)}..{max(tr)}; --resolutions overrides)")
+        res = inside
+    return res
+
+
+def resolve_predictor(predictor: str | None, accuracy_data: str | None, accuracy: str | None,
+                      space: str | None, log: Log = _quiet) -> tuple[Any, str]:
+    """The accuracy predictor of a command (``--accuracy``, ``--predictor`` or ``--accuracy-data``, at most one)
+    and why it is that one (recorded in the output)."""
+    from .accuracy import resolve_accuracy_predictor
+    given = [n for n, v in (("--accuracy", accuracy), ("--predictor", predictor), ("--accuracy-data", accuracy_data))
+             if v is not None]
+    if len(given) > 1:
+        raise OptionError(f"{' and '.join(given)} are alternatives: pass one")
+    why = given[0] if given else "default (--accuracy imagenet)"
+    pred = resolve_accuracy_predictor(predictor, accuracy_data, accuracy=accuracy, space=space, log=log)
+    if space is not None:
+        pred.check_space(space)
+    return pred, why
+
+
+def verify_predictor(supernet: str | None, log: Log = _quiet) -> Any:
+    """pareto --verify without --accuracy/--predictor: the predictor of the supernet it evaluates with (the
+    bundled one for the bundled weights); None (saying so) when those weights are absent."""
+    from ofa_model.bundle import bundled_weights_path, sha256_file
+
+    from .accuracy import own_supernet_predictor, predictor_label
+    w = Path(supernet) if supernet else bundled_weights_path()
+    if not w.is_file():
+        log(f"accuracy predictor: --verify has no supernet weights at {w}, so no predictor of its own: "
+            f"the default (--accuracy imagenet)")
+        return None
+    pred = own_supernet_predictor(w, sha256_file(w))
+    if pred is None:
+        raise OfaProfileError(f"--verify evaluates with {w}, which has no accuracy predictor of its own (an "
+                              f"accuracy_predictor.json beside it fitted for its sha256, by `ofa-profile "
+                              f"accuracy-predictor --supernet {w}`): pass --predictor FILE or --accuracy "
+                              f"imagenet|bundled")
+    log(f"accuracy predictor: {w.parent / 'accuracy_predictor.json'} ({predictor_label(pred).text}), the "
+        f"supernet --verify evaluates with")
+    return pred
+
+
+def predictor_block(pred: Any, why: str, resolutions: Any, log: Log = _quiet) -> dict:
+    """``accuracy_predictor`` of a command's JSON: what the accuracy is (dataset, the model it describes), how
+    it was chosen, and the resolutions asked outside those it was fitted on (logged as well)."""
+    from .accuracy import outside_trained_range, predictor_label
+    lab = predictor_label(pred)
+    outside = outside_trained_range(pred, resolutions)
+    if outside:
+        tr = pred.trained_resolutions
+        log(f"accuracy predictor: resolution(s) {','.join(map(str, outside))} lie outside those it was fitted on "
+            f"({min(tr)}..{max(tr)}): its figures there are extrapolations")
+    return {**dict(pred.info), "dataset": lab.dataset, "describes": lab.describes, "label": lab.text,
+            "chosen_by": why, "model": pred.model, "encoding": pred.encoding, "space": pred.space,
+            "trained_resolutions": list(pred.trained_resolutions), "outside_trained_range": outside}
+
+
+def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, device_ref: str,
+                  log: Log = _quiet) -> Any:
+    """pareto --refresh: the device's drift since its LUT was calibrated (measure_drift)."""
+    from .calibrate import measure_drift
+    from .devices import load_device
+    from .measure import make_profiler
+
+    if adapter is not None or no_calibration or src.lut is None:
+        raise OfaProfileError("--refresh needs a calibrated LUT (--device or --lut) without --adapter or "
+                              "--no-calibration: it re-measures the LUT's held-out calibration subnets")
+    lut = src.lut
+    if not lut.calibration:  # before resolving any device: an uncalibrated LUT has nothing to re-measure
+        raise OfaProfileError(f"LUT {lut.source} is not calibrated: --refresh re-measures its held-out calibration "
+                              f"subnets; run `ofa-profile calibrate --device {lut.device} --lut {lut.source}` first")
+    if not src.held_out:
+        raise OfaProfileError(f"LUT {lut.source}'s calibration holds no held-out subnets, which --refresh "
+                              f"re-measures; re-run `ofa-profile calibrate --device {lut.device} --lut "
+                              f"{lut.source}` with --test-samples > 0")
+    dev = load_device(device_ref)
+    log(f"refresh: measuring {min(n, len(src.held_out))} of {lut.source}'s held-out calibration subnets on "
+        f"{dev.name} again ...")
+    with make_profiler(dev) as prof:
+        d = measure_drift(lut, prof, n)
+    log(f"refresh: {dev.name} runs {d.factor:.3f} x its speed at calibration ({d.calibrated_utc}); "
+        f"predictions scaled by {d.factor:.3f}")
+    return d
+
+
+def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | None, n_val: int, n_calib: int,
+                seed: int, train_data: str | None, val_data: str | None, cache_dir: str | None,
+                rounds: int = 2, log: Log = _quiet) -> dict:
+    """pareto --verify: measure ``best`` end to end on ``device_ref`` (the lowest median of ``rounds``
+    passes, as calibration measures its subnets); evaluate it with the supernet.  Weights refused as unsafe or
+    damaged (:class:`~ofa_model.safeload.RefusedWeightsError`) fail the command, before any device work; other
+    reasons not to evaluate (no weights, no validation data) are recorded as ``top1_error``."""
+    from ofa_model.bundle import load_supernet
+    from ofa_model.safeload import RefusedWeightsError
+
+    from .devices import load_device
+    from .evaldata import default_data, supernet_caches
+    from .measure import make_profiler
+    from .replicates import per_item, run_passes
+
+    loaded, load_error = None, None
+    try:
+        loaded = load_supernet(supernet, space=best.spec.space)
+    except RefusedWeightsError:
+        raise
+    except OfaProfileError as exc:
+        load_error = str(exc)
+    dev = load_device(device_ref)
+    log(f"verify: measuring the chosen subnet on {dev.name} ...")
+    with make_profiler(dev) as prof:
+        reps = run_passes([best.spec], max(1, rounds), per_item(lambda spec, _p: prof.measure_subnet(spec, seed)),
+                          key=lambda _spec: 0)
+    m = reps.lowest[0]
+    med = m.median_ms
+    out: dict = {"device": dev.name, "measured_latency_ms": round(med, 4), "iqr_ms": round(m.iqr_ms, 4),
+                 "runs": m.count, "pass_medians_ms": [round(x, 4) for x in reps.medians(0)],
+                 "predicted_latency_ms": round(best.latency_ms, 4),
+                 "error_pct": round(100 * (best.latency_ms - med) / med, 3),
+                 "within_budget": med <= budget_ms,
+                 "within_budget_plus_3pct": med <= budget_ms * (1 + VERIFY_TOLERANCE), "top1": None}
+    try:
+        from ofa_model.evaluate import evaluate_spec
+
+        if loaded is None:
+            raise OfaProfileError(load_error or "")
+        model, info = loaded
+        if info.classes is None:
+            raise OfaProfileError("the supernet names no classes, so its validation set is unknown")
+        tr, va = supernet_caches(info, default_data("train", train_data), default_data("val", val_data), cache_dir)
+        log(f"verify: evaluating the chosen subnet with {info.path} ...")
+        tm: dict = {}
+        out["top1"] = round(evaluate_spec(model, best.spec, tr, va, n_val=n_val, n_calib=n_calib, timings=tm), 5)
+        out.update({"n_val": tm.get("n_val"), "dataset": (info.manifest or {}).get("dataset") or "validation",
+                    "supernet": info.path, "supernet_sha256": info.sha256})
+    except (OfaProfileError, SystemExit) as exc:
+        out["top1_error"] = str(exc) if str(exc) else "no validation data"
+        log(f"verify: top-1 not evaluated: {out['top1_error']}")
+    return out
+
+
+@dataclass(frozen=True)
+class ParetoRun:
+    """What :func:`run_pareto` found and wrote.  ``result`` is the JSON (written to ``result["files"]["json"]``,
+    printed by ``--json``); the rest are its unrounded figures and objects, for the text output."""
+    result: dict
+    best: Any                 # the best subnet (a search.SearchResult)
+    frontier: list            # the frontier, the best subnet merged in (SearchResults, ascending latency)
+    device: str               # the latency source's device name
+    space: str
+    margin_pct: float
+    search_budget_ms: float
+    search_s: float
+    frontier_s: float
+
+
+def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: str | None = None,
+               adapter: str | None = None, space: str | None = None, resolutions: str | None = None,
+               accuracy: str | None = None, predictor: str | None = None, accuracy_data: str | None = None,
+               seed: int = 0, effort: str = "full", n_budgets: int = 20, margin_pct: float | None = 0.0,
+               no_calibration: bool = False, refresh: int = 0, plot: bool = True, verify: bool = False,
+               verify_device: str | None = None, verify_rounds: int = 2, supernet: str | None = None,
+               verify_images: int = 1000, verify_calib_images: int = 2000, train_data: str | None = None,
+               val_data: str | None = None, cache_dir: str | None = None, log: Log = _quiet,
+               hold: Callable[[Path], Any] | None = None) -> ParetoRun:
+    """Search the best subnet under ``budget_ms`` and the frontier; write ``pareto-<device>-<budget>ms.json``,
+    ``.best.json`` (readable by ``--arch`` of predict and export) and, with ``plot``, ``.png`` into ``out`` (an
+    existing folder).  ``margin_pct`` None: ``--margin auto``.  ``hold(path)`` is called with the JSON's path once
+    it is known, before any long work (the command holds its output lock there)."""
+    import random
+
+    import numpy as np
+
+    from .atomic import write_json_atomic
+    from .encodings import same_macro_architecture
+    from .paths import safe_name
+    from .search import pareto_front, pareto_search, resolve_latency_source, search
+    from .space import get_space
+
+    if not (device or lut or adapter):
+        device = DEFAULT_DEVICE
+    src = resolve_latency_source(device, lut, adapter, calibrated=not no_calibration)
+    # the LUT's / adapter's device name is file contents: reduced to a plain name, so every file lands in `out`
+    stem = safe_name(f"pareto-{src.name}-{budget_ms:g}ms")
+    if hold is not None:
+        hold(out / f"{stem}.json")               # one writer of this stem's .json, .best.json and .png
+    drift = None
+    if refresh:
+        drift = refresh_drift(src, adapter, no_calibration, refresh, verify_device or device or src.name, log=log)
+        src = src.scaled(drift.factor, f"drift on {len(drift.specs)} subnets re-measured now")
+    log(f"latency: {src.description}")
+    sp = get_space(space or src.space)
+    if not same_macro_architecture(sp.name, src.space):
+        raise OfaProfileError(f"the latency source is for {src.space}; space {sp.name} has other channel widths: "
+                              f"use a LUT of {sp.name}")
+    pred = None
+    if verify and accuracy is None and predictor is None and accuracy_data is None:
+        pred = verify_predictor(supernet, log=log)
+        why = "--verify: the predictor of the supernet it evaluates with"
+    if pred is None:
+        pred, why = resolve_predictor(predictor, accuracy_data, accuracy, sp.name, log=log)
+    pred.check_space(sp.name)
+    res = search_resolutions(resolutions, sp.name, src.resolutions, pred, src.lut, log=log)
+    pblock = predictor_block(pred, why, res, log=log)
+    if margin_pct is None:
+        margin_pct = src.auto_margin_pct()
+        log(f"margin: {margin_pct:.1f} % (90th percentile of the LUT's under-predictions on its "
+            f"{len(src.held_out)} held-out calibration subnets)")
+    search_budget_ms = budget_ms * (1 - margin_pct / 100)
+    t0 = time.perf_counter()
+    try:
+        best = search(sp, src.fn, pred, search_budget_ms, seed=seed, resolutions=res, effort=effort)
+    except OfaProfileError as exc:
+        if margin_pct:
+            raise OfaProfileError(f"{exc} (with the {margin_pct:.1f} % margin the search budget is "
+                                  f"{search_budget_ms:.3f} ms of {budget_ms:g} ms)") from None
+        raise
+    t1 = time.perf_counter()
+    front = pareto_search(sp, src.fn, pred, n_budgets=n_budgets, seed=seed, resolutions=res, effort="fast")
+    t2 = time.perf_counter()
+    pts = list(front.frontier) + [best]       # the best subnet joins the frontier it may extend
+    keep = pareto_front(np.array([p.latency_ms for p in pts]), np.array([p.accuracy for p in pts]))
+    frontier = [pts[i] for i in keep]
+    files = {"json": str(out / f"{stem}.json")}
+    result = {"best": best.as_dict(), "frontier": [p.as_dict() for p in frontier], "budget_ms": budget_ms,
+              "margin_pct": round(margin_pct, 3), "search_budget_ms": round(search_budget_ms, 4), "space": sp.name,
+              "device": src.name, "latency_source": src.description,
+              "accuracy_predictor": pblock,
+              "resolutions": list(res), "seed": seed, "effort": effort,
+              "drift": drift.as_dict() if drift else None,
+              "seconds": {"search": round(t1 - t0, 3), "frontier": round(t2 - t1, 3)},
+              "n_evaluated_frontier": front.n_evaluated}
+    if plot:
+        from .plots import plot_frontier
+        rng = random.Random(seed)
+        cloud = [sp.sample(rng, resolution=list(res)) for _ in range(1000)]
+        files["png"] = str(plot_frontier(out / f"{stem}.png", {src.name: frontier},
+                                         {src.name: (src.fn(cloud), pred.predict(cloud))}, budget_ms=budget_ms,
+                                         best={src.name: best}, title=f"{sp.name}, seed {seed}",
+                                         accuracy_label=pblock["label"]))
+    if verify:
+        result["verify"] = verify_best(best, budget_ms, verify_device or device or src.name, supernet,
+                                       verify_images, verify_calib_images, seed, train_data, val_data, cache_dir,
+                                       rounds=verify_rounds, log=log)
+        vd = str(result["verify"].get("dataset") or "").lower()
+        if result["verify"].get("top1") is not None and vd and vd != pblock["dataset"]:
+            log(f"note: the predicted accuracy is {pblock['label']}; the measured top-1 is on {vd}: not comparable "
+                f"(without --accuracy/--predictor, --verify predicts with the supernet's own predictor)")
+    files["arch"] = str(out / f"{stem}.best.json")  # readable by --arch of predict / export
+    result["files"] = files
+    write_json_atomic(files["arch"], {**best.as_dict(), "budget_ms": budget_ms, "device": src.name, "seed": seed})
+    write_json_atomic(files["json"], result)
+    return ParetoRun(result=result, best=best, frontier=frontier, device=src.name, space=sp.name,
+                     margin_pct=margin_pct, search_budget_ms=search_budget_ms, search_s=t1 - t0, frontier_s=t2 - t1)
