@@ -163,13 +163,17 @@ def test_pareto_searches_the_family_with_a_users_accuracy_csv(lut128, tmp_path):
         assert SubnetSpec.from_ofa(row["arch"], space=SPACE).d[-1] == 1
 
 
-def test_calibrate_a_proxyless_lut(lut128, tmp_path):
+def test_calibrate_a_proxyless_lut(lut128, tmp_path, monkeypatch):
     import shutil
 
     from ofa_profile.lut import load_lut
-    lut_path = tmp_path / "cal.json"
+    monkeypatch.chdir(tmp_path)
+    dev = fast_device(tmp_path, "torch")
+    lut_path = tmp_path / f"fast-torch-{SPACE}.json"          # measure's default name for this space
     shutil.copy(lut128, lut_path)
-    res = run("calibrate", "--device", fast_device(tmp_path, "torch"), "--lut", lut_path, "--samples", "10",
+    res = run("calibrate", "--device", dev, "--space", "ofa-mbv3-w1.0", "--lut", lut_path, "--samples", "10")
+    assert res.exit_code == 2 and "is for space ofa-proxyless-w1.3, not ofa-mbv3-w1.0" in res.output
+    res = run("calibrate", "--device", dev, "--space", SPACE, "--samples", "10",
               "--test-samples", "3", "--rounds", "1", "--quiet", "--json")
     assert res.exit_code == 0, res.output
     lut = load_lut(lut_path)

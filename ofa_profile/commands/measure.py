@@ -100,8 +100,10 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 
 @main.command("calibrate")
 @click.option("--device", "device_name", required=True, help="device name or spec file")
+@click.option("--space", type=SPACE_NAME, default=None,
+              help="space of the LUT [default: the LUT's; without --lut it names ./DEVICE-SPACE.json]")
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False), default=None,
-              help="the device's LUT to calibrate [default: ./DEVICE.json]")
+              help="the device's LUT to calibrate [default: ./DEVICE.json, ./DEVICE-SPACE.json with --space]")
 @click.option("--samples", type=count_range(10, 100_000), default=100, show_default=True,
               help="subnets measured to fit")
 @click.option("--test-samples", type=NON_NEGATIVE_INT, default=50, show_default=True,
@@ -113,8 +115,8 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
-def calibrate_cmd(device_name: str, lut_path: str | None, samples: int, test_samples: int, resolutions: str | None,
-                  seed: int, rounds: int, quiet: bool, as_json: bool) -> None:
+def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, samples: int, test_samples: int,
+                  resolutions: str | None, seed: int, rounds: int, quiet: bool, as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
     Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end, ROUNDS passes each, keeping
@@ -124,17 +126,26 @@ def calibrate_cmd(device_name: str, lut_path: str | None, samples: int, test_sam
     \b
     Example:
       ofa-profile calibrate --device cpu-ort --lut cpu-ort.json --samples 100 --test-samples 50
+      ofa-profile calibrate --device cpu-ort --space ofa-proxyless-w1.3 --samples 100
     """
     from pathlib import Path
 
     from ..calibrate import calibrate_on_device
     from ..devices import load_device
+    from ..measure import default_lut_stem, lut_space
     from ..space import parse_resolutions
 
     dev = load_device(device_name)
-    path = Path(lut_path or default_out(dev.lut_name()))
+    path = Path(lut_path or default_out(default_lut_stem(dev, lut_space(dev, space))))
     if not path.exists():
-        fail(f"LUT {path} does not exist; run `ofa-profile measure --device {dev.name} --out {path}` first")
+        also = f" --space {space}" if space else ""
+        fail(f"LUT {path} does not exist; run `ofa-profile measure --device {dev.name}{also} --out {path}` first")
+    if space:
+        from ..lut import load_lut
+        from ..space import get_space
+        have = load_lut(path).space
+        if get_space(have).name != get_space(space).name:
+            raise click.BadParameter(f"LUT {path} is for space {have}, not {space}", param_hint="'--space'")
     hold_lock(path)          # the same lock as `measure`: no calibration while the LUT is being extended
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, dev.space) if resolutions else None
