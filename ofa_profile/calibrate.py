@@ -41,6 +41,24 @@ def _design(specs: Sequence[SubnetSpec], lut: "Lut"):
     return np.array([features(s, lut) for s in specs], dtype=float)
 
 
+def _extremes_design(lut: "Lut"):
+    """Features of the space's smallest and largest subnet at the LUT's smallest and largest resolution (those
+    the LUT covers); what :func:`ofa_profile.calibration.check_calibration` checks on save and load."""
+    import numpy as np
+    from .errors import LutMissError
+    if not lut.resolutions:
+        return np.zeros((0, len(feature_names(lut.space))))
+    sp = get_space(lut.space)
+    rows = []
+    for r in sorted({min(lut.resolutions), max(lut.resolutions)}):
+        for spec in (sp.smallest(r), sp.largest(r)):
+            try:
+                rows.append(features(spec, lut))
+            except LutMissError:
+                continue
+    return np.array(rows, dtype=float).reshape(len(rows), len(feature_names(lut.space)))
+
+
 def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], lut: "Lut",
                     seed: int = 0) -> dict[str, Any]:
     """Fit the calibration (ridge on standardised features, alpha by leave-one-out CV) -> plain dict."""
@@ -58,6 +76,17 @@ def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], l
     # relative error matters: weight each subnet by 1/y^2 (fit in relative terms)
     w = 1.0 / np.maximum(y, 1e-6) ** 2
     model = RidgeCV(alphas=np.logspace(-4, 2, 25)).fit(Z, y, sample_weight=w)
+    # a fit on few or noisy subnets may extrapolate to a non-positive latency at the space's extremes, which the
+    # LUT would then refuse to store: shrink harder (larger alpha) until it predicts a latency there; a large
+    # enough alpha leaves the (positive) weighted mean, so this ends
+    ext = _extremes_design(lut)
+    if len(ext):
+        alpha = float(model.alpha_)
+        from sklearn.linear_model import Ridge
+        while (model.predict((ext - mu) / sd) <= 0).any() and alpha < 1e12:
+            alpha *= 10.0
+            model = Ridge(alpha=alpha).fit(Z, y, sample_weight=w)
+            model.alpha_ = alpha
     return {
         "format": CALIBRATION_FORMAT,
         "model": "ridge",

@@ -131,3 +131,23 @@ def test_report_on_under_three_subnets_has_no_spearman_and_stays_json():
     assert r.spearman is None and r.n == 2 and r.within_10pct == 1.0
     json.dumps(r.as_dict(), allow_nan=False)
     assert evaluate([1.0, 2.0, 3.0], [1.1, 2.2, 2.9]).spearman == pytest.approx(1.0)
+
+
+def test_a_fit_never_extrapolates_to_a_non_positive_latency():
+    """Few noisy subnets can give a ridge fit whose line crosses zero inside the space (here measured figures
+    that fall as the LUT sum grows, as a shared machine can produce); the LUT would then refuse to store it.
+    The fit shrinks harder until every extreme subnet has a positive latency."""
+    import random
+
+    from ofa_profile.calibrate import apply_calibration, fit_calibration
+    from ofa_profile.space import get_space
+    lut = load_lut("cpu-ort")
+    sp = get_space(lut.space)
+    rng = random.Random(0)
+    specs = [sp.sample(rng, 160) for _ in range(12)]
+    sums = [lut.lut_sum_ms(s) for s in specs]
+    measured = [3 * max(sums) - 2.5 * v for v in sums]            # positive, and falling with the LUT sum
+    cal = fit_calibration(specs, measured, lut)
+    for r in (min(lut.resolutions), max(lut.resolutions)):
+        for spec in (sp.smallest(r), sp.largest(r)):
+            assert apply_calibration(cal, spec, lut) > 0
