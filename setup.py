@@ -18,7 +18,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # the top-level data folders travel inside the package in a wheel
-    packages=["ofa_profile", "ofa_profile.transports", "ofa_profile.families", "ofa_model",
+    packages=["ofa_profile", "ofa_profile.transports", "ofa_profile.families", "ofa_profile.commands", "ofa_model",
               "ofa_profile.device_specs", "ofa_profile.lut_data"],
     package_dir={"ofa_profile.device_specs": "device_specs", "ofa_profile.lut_data": "lut"},
     package_data={
