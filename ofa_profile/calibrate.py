@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, check_calibration, feature_names,
-                          features)
+from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, check_calibration, extreme_specs,
+                          feature_names, features)
 from .errors import OfaProfileError
 from .space import SubnetSpec, get_space
 
@@ -42,20 +42,15 @@ def _design(specs: Sequence[SubnetSpec], lut: "Lut"):
 
 
 def _extremes_design(lut: "Lut"):
-    """Features of the space's smallest and largest subnet at the LUT's smallest and largest resolution (those
-    the LUT covers); what :func:`ofa_profile.calibration.check_calibration` checks on save and load."""
+    """Features of the subnets :func:`ofa_profile.calibration.check_calibration` checks on save and load."""
     import numpy as np
     from .errors import LutMissError
-    if not lut.resolutions:
-        return np.zeros((0, len(feature_names(lut.space))))
-    sp = get_space(lut.space)
     rows = []
-    for r in sorted({min(lut.resolutions), max(lut.resolutions)}):
-        for spec in (sp.smallest(r), sp.largest(r)):
-            try:
-                rows.append(features(spec, lut))
-            except LutMissError:
-                continue
+    for _, spec in extreme_specs(lut):
+        try:
+            rows.append(features(spec, lut))
+        except LutMissError:
+            continue
     return np.array(rows, dtype=float).reshape(len(rows), len(feature_names(lut.space)))
 
 
@@ -79,14 +74,13 @@ def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], l
     # a fit on few or noisy subnets may extrapolate to a non-positive latency at the space's extremes, which the
     # LUT would then refuse to store: shrink harder (larger alpha) until it predicts a latency there; a large
     # enough alpha leaves the (positive) weighted mean, so this ends
+    alpha = float(model.alpha_)
     ext = _extremes_design(lut)
     if len(ext):
-        alpha = float(model.alpha_)
         from sklearn.linear_model import Ridge
         while (model.predict((ext - mu) / sd) <= 0).any() and alpha < 1e12:
             alpha *= 10.0
             model = Ridge(alpha=alpha).fit(Z, y, sample_weight=w)
-            model.alpha_ = alpha
     return {
         "format": CALIBRATION_FORMAT,
         "model": "ridge",
@@ -95,7 +89,7 @@ def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], l
         "feature_scale": [float(v) for v in sd],
         "coef": [float(v) for v in model.coef_],
         "intercept": float(model.intercept_),
-        "alpha": float(model.alpha_),
+        "alpha": alpha,
         "n_fit": int(len(specs)),
         "seed": seed,
         "sklearn_version": __import__("sklearn").__version__,

@@ -9,18 +9,27 @@ of active blocks, and the resolution.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Iterator, Mapping, Protocol
 
 from .errors import LutError, LutMissError, OfaProfileError
 from .jsonio import plain
 from .ops import split_ops, subnet_ops
 from .space import DEFAULT_SPACE, Space, SubnetSpec, get_space
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .lut import Lut
-
 __all__ = ["CALIBRATION_FORMAT", "FEATURE_NAMES", "feature_names", "features", "apply_calibration",
-           "check_calibration"]
+           "check_calibration", "extreme_specs", "LutView"]
+
+
+class LutView(Protocol):
+    """What the calibration reads of a LUT (:class:`ofa_profile.lut_format.Lut` is one).  Named here rather than
+    imported, so that this module stays below the LUT modules that apply and check it."""
+    space: str
+    source: str
+    resolutions: tuple[int, ...]
+    entries: Mapping[str, Any]
+    calibration: Mapping[str, Any] | None
+
+    def entry(self, key: str, r: int | None = None) -> Any: ...
 
 CALIBRATION_FORMAT = "ridge-v1"
 
@@ -34,7 +43,7 @@ def feature_names(space: "str | Space") -> tuple[str, ...]:
 FEATURE_NAMES = feature_names(DEFAULT_SPACE)     # MobileNetV3's (5 stages)
 
 
-def features(spec: SubnetSpec, lut: "Lut") -> list[float]:
+def features(spec: SubnetSpec, lut: "LutView") -> list[float]:
     """LUT-derived features of a subnet (see :func:`feature_names`); raises LutMissError on missing keys."""
     sp = get_space(spec.space)
     ops = subnet_ops(spec)
@@ -51,7 +60,7 @@ def features(spec: SubnetSpec, lut: "Lut") -> list[float]:
     return [fixed, *stage_ms, float(len(spec.active_blocks())), spec.r / 224.0]
 
 
-def apply_calibration(calibration: Mapping[str, Any], spec: SubnetSpec, lut: "Lut") -> float:
+def apply_calibration(calibration: Mapping[str, Any], spec: SubnetSpec, lut: "LutView") -> float:
     """Calibrated latency (ms) of ``spec``, from the stored plain parameters (no scikit-learn needed)."""
     if calibration.get("format") != CALIBRATION_FORMAT:
         raise OfaProfileError(f"LUT calibration format {calibration.get('format')!r} is not {CALIBRATION_FORMAT!r}; "
@@ -71,7 +80,7 @@ def _finite_list(v: Any, n: int) -> bool:
             and all(type(x) in (int, float) and math.isfinite(x) for x in v))
 
 
-def check_calibration(lut: "Lut") -> None:
+def check_calibration(lut: "LutView") -> None:
     """Refuse (one line, :class:`~ofa_profile.lut.LutError`) a LUT calibration that is malformed or predicts a
     latency that is not a positive finite number for the space's smallest or largest subnet at the smallest
     and largest resolution the LUT covers.  Run when a LUT is loaded and before one is saved."""
@@ -124,18 +133,25 @@ def check_calibration(lut: "Lut") -> None:
     icpt = cal.get("intercept")
     if type(icpt) not in (int, float) or not math.isfinite(icpt):
         raise bad(f"intercept={str(_plain(icpt))[:60]} is not a finite number")
+    for which, spec in extreme_specs(lut):
+        try:
+            y = apply_calibration(cal, spec, lut)
+        except LutMissError:
+            continue  # a listed resolution lacking keys: `lut validate` names them
+        if not (math.isfinite(y) and y > 0):
+            raise bad(f"predicts {y:.6g} ms for the space's {which} subnet at r={spec.r} (a latency must be a "
+                      f"positive finite number)")
+
+
+def extreme_specs(lut: "LutView") -> Iterator[tuple[str, SubnetSpec]]:
+    """``("smallest" | "largest", spec)`` of the space at the smallest and largest resolution the LUT covers:
+    where a calibration must still predict a positive latency (checked on load and save, kept so by the fit)."""
     if not lut.resolutions:
         return
     sp = get_space(lut.space)
     for r in sorted({min(lut.resolutions), max(lut.resolutions)}):
-        for which, spec in (("smallest", sp.smallest(r)), ("largest", sp.largest(r))):
-            try:
-                y = apply_calibration(cal, spec, lut)
-            except LutMissError:
-                continue  # a listed resolution lacking keys: `lut validate` names them
-            if not (math.isfinite(y) and y > 0):
-                raise bad(f"predicts {y:.6g} ms for the space's {which} subnet at r={r} (a latency must be a "
-                          f"positive finite number)")
+        yield "smallest", sp.smallest(r)
+        yield "largest", sp.largest(r)
 
 
 def _json_type(v: Any) -> str:
