@@ -38,9 +38,9 @@ class Op:
     """One LUT entry: a block of the network with its exact shapes.
 
     ``in_hw``/``out_hw`` are square feature-map sizes; ``out_hw`` is 0 for ``Logits`` (whose ``in_hw`` > 1
-    means the global pool is part of it).  MBConv fields (mid, kernel, stride, idskip, se, hs) are 0 for the
-    other kinds.  ``activation`` is empty for MobileNetV3 ops (h-swish for Conv/Conv_1/Conv_2, ``hs`` for
-    blocks) and names it otherwise (``relu6``); ``family`` picks the key grammar.
+    means the global pool is part of it).  MBConv fields (mid, kernel, stride, idskip, se) are 0 for the other
+    kinds.  ``activation`` names the op's activation (``relu``, ``relu6``, ``h_swish``; empty for the pool and the
+    classifier); ``family`` picks the key grammar.
     """
     kind: str
     in_hw: int
@@ -52,7 +52,6 @@ class Op:
     stride: int = 0
     idskip: int = 0
     se: int = 0
-    hs: int = 0
     activation: str = ""
     family: str = "mbv3"
 
@@ -62,11 +61,12 @@ class Op:
 
     @property
     def act(self) -> str:
-        if self.activation:
-            return self.activation
-        if self.kind in ("Conv", "Conv_1", "Conv_2"):
-            return "h_swish"
-        return "h_swish" if self.hs else "relu"
+        return self.activation
+
+    @property
+    def hs(self) -> int:
+        """1 for an h-swish op (the ``hs`` field of OFA's MobileNetV3 keys)."""
+        return int(self.activation == "h_swish")
 
     @property
     def has_expand_conv(self) -> bool:
@@ -171,16 +171,11 @@ def split_ops(spec: SubnetSpec, ops: Sequence[Op]) -> tuple[list[Op], list[Op]]:
 
 def _block(sp: Space, in_hw: int, in_ch: int, out_hw: int, out_ch: int, mid: int, kernel: int, stride: int,
            idskip: int, se: bool, act: str) -> Op:
-    if sp.family == "mbv3":
-        return Op("expanded_conv", in_hw, in_ch, out_hw, out_ch, mid=mid, kernel=kernel, stride=stride,
-                  idskip=idskip, se=int(se), hs=int(act == "h_swish"))
     return Op("expanded_conv", in_hw, in_ch, out_hw, out_ch, mid=mid, kernel=kernel, stride=stride, idskip=idskip,
               se=int(se), activation=act, family=sp.family)
 
 
 def _fixed(sp: Space, kind: str, in_hw: int, in_ch: int, out_hw: int, out_ch: int, act: str = "") -> Op:
-    if sp.family == "mbv3":
-        return Op(kind, in_hw, in_ch, out_hw, out_ch)
     return Op(kind, in_hw, in_ch, out_hw, out_ch, activation=act, family=sp.family)
 
 

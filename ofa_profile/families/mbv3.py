@@ -55,7 +55,7 @@ def parse(k: str) -> Op:
         check_square(k, g[0], g[1])
         check_square(k, g[3], g[4])
         return Op("expanded_conv", g[0], g[2], g[3], g[5], mid=g[6], kernel=g[7], stride=g[8], idskip=g[9],
-                  se=g[10], hs=g[11])
+                  se=g[10], activation="h_swish" if g[11] else "relu")
     m = _KEY_RE["Logits"].match(k)
     if m:
         g = [int(x) for x in m.groups()]
@@ -67,7 +67,8 @@ def parse(k: str) -> Op:
         g = [int(x) for x in m.groups()[1:]]
         check_square(k, g[0], g[1])
         check_square(k, g[3], g[4])
-        return Op(kind, g[0], g[2], g[3], g[5])
+        # the stem, the final expand and the feature mix are h-swish layers; the pool has no activation
+        return Op(kind, g[0], g[2], g[3], g[5], activation="" if kind == "AvgPool2D" else "h_swish")
     raise KeyError_(f"{k!r} is not an OFA MobileNetV3 LUT key (e.g. '{EXAMPLE}')")
 
 
