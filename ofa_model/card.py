@@ -156,10 +156,12 @@ class EvalCache:
 
     @staticmethod
     def key(sha: str, spec: SubnetSpec, n_calib: int, n_val: int, calib_seed: int, batch_size: int,
-            device_type: str) -> str:
+            device_type: str, subset: str = "") -> str:
         """Every setting the top-1 depends on: the BN statistics depend on the recalibration batch, and a GPU's
-        arithmetic differs from the CPU's in the last bits, so neither reuses the other's evaluations."""
-        return f"{sha[:16]}|{spec.short()}|calib{n_calib}s{calib_seed}b{batch_size}|val{n_val}|{device_type}"
+        arithmetic differs from the CPU's in the last bits, so neither reuses the other's evaluations.  ``subset``
+        names a val subset other than the seeded one (then ``n_val`` is its size)."""
+        val = f"val{n_val}" + (f"-{subset}" if subset else "")
+        return f"{sha[:16]}|{spec.short()}|calib{n_calib}s{calib_seed}b{batch_size}|{val}|{device_type}"
 
     def get(self, key: str) -> Mapping[str, Any] | None:
         return self.data.get(key)
@@ -482,7 +484,7 @@ def origin_check(model, sha: str, train_cache, val_cache, val_data: str, space, 
     for label, spec in (("largest", space.largest(r)), ("smallest", space.smallest(r))):
         row = {}
         for part, idx in (("imagenet_val", inside), ("imagenet_train", outside)):
-            key = f"origin:{sha}:{spec.short()}:{part}:{len(idx)}:{n_calib}:{batch_size}:{getattr(device, 'type', device)}"
+            key = EvalCache.key(sha, spec, n_calib, len(idx), 0, batch_size, _device_type(device), subset=part)
             hit = cache.get(key) if cache is not None else None
             if hit is None:
                 top1 = evaluate_spec(model, spec, train_cache, val_cache, n_calib=n_calib, batch_size=batch_size,

@@ -200,41 +200,43 @@ def _run_tflite(path: Path, x_nchw):
     return it.get_tensor(it.get_output_details()[0]["index"])
 
 
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise OfaProfileError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _write(sub, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, metadata: Mapping[str, Any], check: bool,
+           seed: int, n_recalibrated: int, in_blocks: bool = False) -> ExportResult:
+    """Write ``sub`` in ``fmt`` (ONNX with ``metadata`` and the arch; TFLite) and describe the file."""
+    meta = {"ofa_profile.arch": json.dumps({"space": spec.space, **spec.to_ofa()}),
+            **{k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}}
+    if fmt == "onnx":
+        p, d, rd = export_onnx(sub, spec, out, metadata=meta, check=check, seed=seed)
+        shape = (1, 3, spec.r, spec.r)
+    else:
+        p, d, rd = export_tflite(sub, spec, out, check=check, seed=seed, in_blocks=in_blocks)
+        shape = (1, spec.r, spec.r, 3)
+    return ExportResult(str(p), fmt, spec.short(), shape, d, rd, n_recalibrated)
+
+
 def export_random(spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, check: bool = True, seed: int = 0,
                   weights_seed: int = 0) -> ExportResult:
     """Write ``spec`` with seeded random weights (and BN statistics) from the layer library: the shapes a latency
     measurement needs, for a family without trained weights at hand.  Any registered space."""
     from ofa_profile import blocks
-    if fmt not in FORMATS:
-        raise OfaProfileError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    _check_format(fmt)
     sub = blocks.subnet_module(spec, seed=weights_seed)
-    meta = {"ofa_profile.arch": json.dumps({"space": spec.space, **spec.to_ofa()}),
-            "ofa_profile.weights": f"random (seed {weights_seed})"}
-    if fmt == "onnx":
-        p, d, rd = export_onnx(sub, spec, out, metadata=meta, check=check, seed=seed)
-        shape = (1, 3, spec.r, spec.r)
-    else:
-        p, d, rd = export_tflite(sub, spec, out, check=check, seed=seed, in_blocks=True)
-        shape = (1, spec.r, spec.r, 3)
-    return ExportResult(str(p), fmt, spec.short(), shape, d, rd, 0)
+    return _write(sub, spec, fmt, out, metadata={"ofa_profile.weights": f"random (seed {weights_seed})"},
+                  check=check, seed=seed, n_recalibrated=0, in_blocks=True)
 
 
 def export_subnet(model, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, calib: Iterable | None = None,
                   n_calib: int = 2000, check: bool = True, metadata: Mapping[str, Any] | None = None,
                   seed: int = 0) -> ExportResult:
     """Extract ``spec`` from supernet ``model`` (BN recalibrated on ``calib`` when given) and write it."""
-    if fmt not in FORMATS:
-        raise OfaProfileError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    _check_format(fmt)
     sub, n = extract_subnet(model, spec, calib, n_calib)
-    meta = {"ofa_profile.arch": json.dumps({"space": spec.space, **spec.to_ofa()}),
-            **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}}
-    if fmt == "onnx":
-        p, d, rd = export_onnx(sub, spec, out, metadata=meta, check=check, seed=seed)
-        shape = (1, 3, spec.r, spec.r)
-    else:
-        p, d, rd = export_tflite(sub, spec, out, check=check, seed=seed)
-        shape = (1, spec.r, spec.r, 3)
-    return ExportResult(str(p), fmt, spec.short(), shape, d, rd, n)
+    return _write(sub, spec, fmt, out, metadata=metadata or {}, check=check, seed=seed, n_recalibrated=n)
 
 
 def export_arch(arch: str | os.PathLike, fmt: str, out: str | os.PathLike, *, supernet: str | None = None,

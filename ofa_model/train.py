@@ -51,11 +51,6 @@ __all__ = ["PhaseDef", "TrainConfig", "recipe_phases", "sample_phase_spec", "pha
 CKPT_FORMAT = "ofa_model.train/1"
 
 
-def ckpt_path_exists(out: Path) -> bool:
-    """True when the run folder holds a checkpoint to resume (its weights replace any starting weights)."""
-    return (out / "ckpt-last.pt").exists()
-
-
 def hardware_info(device) -> dict[str, Any]:
     """What the run ran on (for the model card): CPU model, core count, GPU name/memory, torch version."""
     import platform
@@ -287,14 +282,14 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
             load_supernet_weights(model, init_weights)
         except WeightsError as exc:
             raise WeightsError(f"--init {cfg.init}: {exc}") from None
+    ckpt_path = out / "ckpt-last.pt"
     transfer_summary = None
-    if lite0_state is not None and not ckpt_path_exists(out):
+    if lite0_state is not None and not ckpt_path.exists():    # a resume takes the checkpoint's weights instead
         from .transfer import init_from_lite0
         transfer_summary = init_from_lite0(model, lite0_state)
         model.to(device, memory_format=mf)
     spe = len(train_cache) // (cfg.batch_size * world)
     phases = cfg.phases(spe)
-    ckpt_path = out / "ckpt-last.pt"
     state: dict[str, Any] = {"phase_index": 0, "step": 0, "reorganized": False, "teacher": None, "optimizer": None,
                              "phase_wall_s": 0.0, "phase_imgs": 0}
     if ckpt_path.exists():

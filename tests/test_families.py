@@ -92,13 +92,8 @@ def test_bad_keys_name_the_family():
 # -- ProxylessNAS against OFA's own code ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ofa_proxyless():
-    from test_ofa_compat import _shim_imports
-    _shim_imports()
-    try:
-        from ofa.imagenet_classification.elastic_nn.networks import OFAProxylessNASNets
-    except ImportError as exc:
-        pytest.skip(f"PyPI package 'ofa' not importable ({exc}); install: pip install --no-deps ofa")
-    return OFAProxylessNASNets(n_classes=1000, width_mult=1.3, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+    from test_ofa_compat import ofa_networks
+    return ofa_networks().OFAProxylessNASNets(n_classes=1000, width_mult=1.3, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
                                depth_list=[2, 3, 4])
 
 

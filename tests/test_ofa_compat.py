@@ -42,13 +42,19 @@ def _shim_imports() -> None:
             sys.modules["torch._six"] = six
 
 
-@pytest.fixture(scope="module")
-def ofa_net():
+def ofa_networks():
+    """OFA's ``elastic_nn.networks`` module (the test skips, naming the install, where ``ofa`` is absent)."""
     _shim_imports()
     try:
-        from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3 as TheirOFA
+        from ofa.imagenet_classification.elastic_nn import networks
     except ImportError as exc:
         pytest.skip(f"PyPI package 'ofa' not importable ({exc}); install: pip install --no-deps ofa")
+    return networks
+
+
+@pytest.fixture(scope="module")
+def ofa_net():
+    TheirOFA = ofa_networks().OFAMobileNetV3
     torch.manual_seed(0)
     net = TheirOFA(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
     # random, non-trivial BN statistics and kernel-transform matrices so that every tensor matters
