@@ -470,7 +470,7 @@ def _caches(run: RunSummary, train_data: str, val_data: str, cache_dir: str | No
 
 
 def origin_check(model, sha: str, train_cache, val_cache, val_data: str, space, *, n_calib: int, batch_size: int,
-                 device, cache: "EvalCache | None" = None) -> dict[str, Any] | None:
+                 device, cache: "EvalCache | None" = None, progress: bool = False) -> dict[str, Any] | None:
     """Top-1 at 224 of the largest and smallest subnet on the val images from ImageNet's validation set and on
     the others (see :func:`ofa_model.data.imagenet_val_origin`); None when the split has no such images."""
     from .data import imagenet_val_origin
@@ -487,11 +487,15 @@ def origin_check(model, sha: str, train_cache, val_cache, val_data: str, space, 
             key = EvalCache.key(sha, spec, n_calib, len(idx), 0, batch_size, _device_type(device), subset=part)
             hit = cache.get(key) if cache is not None else None
             if hit is None:
+                t0 = time.monotonic()
                 top1 = evaluate_spec(model, spec, train_cache, val_cache, n_calib=n_calib, batch_size=batch_size,
                                      device=device, val_indices=idx)
                 hit = {"top1": top1}
                 if cache is not None:
                     cache.put(key, hit)
+                if progress:       # the same progress lines as evaluate_table's
+                    print(f"[card] {label:10s} r={r} {part} ({len(idx)} images): top-1 {top1:.4f} "
+                          f"({time.monotonic() - t0:.1f} s)", file=sys.stderr, flush=True)
             row[part] = float(hit["top1"])
         rows[label] = row
     return {"n_imagenet_val": len(inside), "n_imagenet_train": len(outside), "resolution": r, "rows": rows}
@@ -542,7 +546,7 @@ def build_card(run_dir: str, train_data: str, val_data: str, out_dir: str, *, na
         table = evaluate_table(bundled, binfo.sha256, tr, va, specs, resolutions, n_calib=n_calib, n_val=n_val,
                                batch_size=batch_size, device=dev, cache=cache, progress=progress)
         origin = origin_check(bundled, binfo.sha256, tr, va, val_data, sp, n_calib=n_calib, batch_size=batch_size,
-                              device=dev, cache=cache) if run.config.get("init_from") else None
+                              device=dev, cache=cache, progress=progress) if run.config.get("init_from") else None
         pred_info = None
         pred_path = out / "weights" / "accuracy_predictor.json"
         if pred_path.exists():
