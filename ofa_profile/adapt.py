@@ -13,6 +13,12 @@ physical quantities of the subnet that need no LUT:
 plus optionally ``prior_ms``, the latency some *other* model predicts (a LUT of
 another runtime, or a model fitted on another device): see :func:`fit_adapter`.
 
+With a *source model* (:mod:`ofa_profile.latency_source`: additive latency models learned on other
+devices, one column per batch size), the features are instead that model's columns ``src:<name>``:
+the target device is fitted as a non-negative mix of what the source devices' latency looks like at
+batch 1 (overhead-bound) and at large batches (compute-bound) -- few-shot transfer in the manner of HELP.
+The source model travels inside the adapter's JSON, so an adapter file is self-contained.
+
 The fit is non-negative least squares on *relative* error with a robust
 re-weighting (IRLS towards least absolute relative deviation), so one noisy sample
 among ten cannot drag the fit; few parameters and sign constraints keep the variance
@@ -29,14 +35,17 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .accuracy_data import csv_records
-from .encodings import (ArchArrays, BlockTable, macs_table, op_cost_table,  # noqa: F401  (re-exported)
-                        params_table, same_macro_architecture)
+from .encodings import (ArchArrays, BlockTable, as_arrays, macs_table,  # noqa: F401  (re-exported)
+                        op_cost_table, params_table, same_macro_architecture)
 from .errors import OfaProfileError
+from .fewshot_score import AdaptScore, score_latency  # noqa: F401  (re-exported)
 from .jsonio import JsonInputError, loads_strict
 from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
+
+    from .latency_source import SourceModel
 
 __all__ = [
     "BlockTable", "op_cost_table", "macs_table", "params_table", "ARCH_FEATURES", "DEFAULT_FEATURES",
@@ -97,6 +106,7 @@ class LatencyAdapter:
     intercept_ms: float
     prior: str | None = None   # what ``prior_ms`` was (e.g. "lut:cpu-ort"), None when unused
     info: Mapping[str, Any] = field(default_factory=dict)
+    source: "SourceModel | None" = None   # the model behind the ``src:*`` features, None when unused
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
@@ -112,7 +122,7 @@ class LatencyAdapter:
         a = specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
         if not same_macro_architecture(a.space, self.space):
             raise OfaProfileError(f"adapter for {self.device} was fitted on {self.space}, not {a.space}")
-        X = _design(a, self.feature_names, prior_ms, self.prior)
+        X = _design(a, self.feature_names, prior_ms, self.prior, self.source)
         return X @ np.asarray(self.coef) + self.intercept_ms
 
     def as_block_table(self) -> BlockTable | None:
@@ -134,6 +144,10 @@ class LatencyAdapter:
                 block += c * se[None, :, None, None]
             elif name == "r":
                 fixed += c * res
+            elif name.startswith("src:") and self.source is not None:
+                t = self.source.block_table(name[4:], ones.resolutions)
+                fixed += c * t.fixed
+                block += c * t.block
             else:
                 parts = {"macs_m": [("macs", 1.0)], "pw_macs_m": [("macs", 1.0), ("dw_macs", -1.0)],
                          "dw_macs_m": [("dw_macs", 1.0)], "mid_act_m": [("mid_act", 1.0)],
@@ -147,7 +161,8 @@ class LatencyAdapter:
     def to_json(self) -> dict[str, Any]:
         return {"format": ADAPTER_FORMAT, "version": ADAPTER_VERSION, "device": self.device, "space": self.space,
                 "feature_names": list(self.feature_names), "coef": [float(c) for c in self.coef],
-                "intercept_ms": float(self.intercept_ms), "prior": self.prior, "info": dict(self.info)}
+                "intercept_ms": float(self.intercept_ms), "prior": self.prior, "info": dict(self.info),
+                "source": self.source.to_json() if self.source is not None else None}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "LatencyAdapter":
@@ -164,10 +179,20 @@ class LatencyAdapter:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
             raise OfaProfileError(f"latency adapter: 'feature_names' is {_short(names)}, not a list of distinct "
                                   f"feature names; refit it")
-        unknown = [n for n in names if n not in ARCH_FEATURES and n != "prior_ms"]
+        source = None
+        if obj.get("source") is not None:
+            from .latency_source import SourceModel
+            try:
+                source = SourceModel.from_json(obj["source"])
+            except OfaProfileError as exc:
+                raise OfaProfileError(f"latency adapter: its source model: {exc}; refit it") from None
+        known = set(source.names) if source is not None else set()
+        unknown = [n for n in names if n not in ARCH_FEATURES and n != "prior_ms" and
+                   not (n.startswith("src:") and n[4:] in known)]
         if unknown:
+            srcs = f", src:<{'|'.join(sorted(known))}>" if known else " (src:* features need a 'source' model)"
             raise OfaProfileError(f"latency adapter has unknown features {unknown[:3]} (known: "
-                                  f"{', '.join(ARCH_FEATURES)}, prior_ms); refit it")
+                                  f"{', '.join(ARCH_FEATURES)}, prior_ms{srcs}); refit it")
         if not _finite_numbers(coef) or len(coef) != len(names):
             raise OfaProfileError(f"latency adapter: 'coef' is {_short(coef)}, not a list of {len(names)} finite "
                                   f"numbers (one per feature); refit it")
@@ -179,8 +204,11 @@ class LatencyAdapter:
             raise OfaProfileError(f"latency adapter: 'prior' is {_short(prior)}, not a string or null; refit it")
         if not isinstance(info, Mapping):
             raise OfaProfileError(f"latency adapter: 'info' is {_short(info)}, not an object; refit it")
+        if source is not None and not same_macro_architecture(source.space, space):
+            raise OfaProfileError(f"latency adapter for {space} carries a source model of {source.space}; refit it")
         return cls(device=dev, space=get_space(space).name, feature_names=tuple(names),
-                   coef=tuple(float(c) for c in coef), intercept_ms=float(icpt), prior=prior, info=dict(info))
+                   coef=tuple(float(c) for c in coef), intercept_ms=float(icpt), prior=prior, info=dict(info),
+                   source=source)
 
     def check(self, source: str = "", prior_fn: Callable[[Sequence[SubnetSpec]], Any] | None = None,
               resolutions: Sequence[int] | None = None) -> None:
@@ -240,27 +268,36 @@ def load_adapter(path: str | Path) -> LatencyAdapter:
     return ad
 
 
-def _design(a: ArchArrays, names: Sequence[str], prior_ms: "Sequence[float] | None", prior: str | None
-            ) -> "np.ndarray":
+def _design(a: ArchArrays, names: Sequence[str], prior_ms: "Sequence[float] | None", prior: str | None,
+            source: "SourceModel | None" = None) -> "np.ndarray":
+    """The adapter's feature columns in the order of ``names``: architecture features, ``prior_ms`` and the
+    source model's ``src:<column>`` predictions."""
     import numpy as np
-    arch = [n for n in names if n != "prior_ms"]
-    X = arch_features(a, arch)
-    if "prior_ms" not in names:
-        return X
+    src = [n[4:] for n in names if n.startswith("src:")]
+    if src and source is None:
+        raise OfaProfileError("this adapter uses a source model's columns but carries no source model; refit it")
+    S = source.predict(a, src) if src else None
+    X = arch_features(a, [n for n in names if n != "prior_ms" and not n.startswith("src:")])
+    cols, ai, si = [], 0, 0
+    for n in names:
+        if n == "prior_ms":
+            cols.append(_prior_column(a, prior_ms, prior))
+        elif n.startswith("src:"):
+            cols.append(S[:, si]); si += 1
+        else:
+            cols.append(X[:, ai]); ai += 1
+    return np.stack(cols, axis=1) if cols else np.zeros((len(a), 0))
+
+
+def _prior_column(a: ArchArrays, prior_ms: "Sequence[float] | None", prior: str | None) -> "np.ndarray":
+    import numpy as np
     if prior_ms is None:
         raise OfaProfileError(f"this adapter uses a prior latency ({prior or 'prior_ms'}); pass its predictions "
                               f"(e.g. the same --lut it was fitted with)")
     pr = np.asarray(prior_ms, dtype=float).reshape(-1)
     if pr.shape[0] != len(a):
         raise OfaProfileError(f"got {pr.shape[0]} prior latencies for {len(a)} subnets")
-    cols = []
-    ai = 0
-    for n in names:
-        if n == "prior_ms":
-            cols.append(pr)
-        else:
-            cols.append(X[:, ai]); ai += 1
-    return np.stack(cols, axis=1)
+    return pr
 
 
 def _robust_nnls(X: "np.ndarray", y: "np.ndarray", iters: int = 10, floor: float = 0.02) -> "np.ndarray":
@@ -278,11 +315,13 @@ def _robust_nnls(X: "np.ndarray", y: "np.ndarray", iters: int = 10, floor: float
 
 
 def fit_adapter(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], device: str, *,
-                features: Sequence[str] = DEFAULT_FEATURES, prior_ms: "Sequence[float] | None" = None,
-                prior: str | None = None, robust: bool = True, seed: int | None = None) -> LatencyAdapter:
+                features: Sequence[str] | None = None, prior_ms: "Sequence[float] | None" = None,
+                prior: str | None = None, robust: bool = True, seed: int | None = None,
+                source: "SourceModel | None" = None) -> LatencyAdapter:
     """Fit a :class:`LatencyAdapter` from measured subnets of one device.
 
-    ``features`` may include ``"prior_ms"``; then ``prior_ms`` gives that column (e.g. a
+    ``features`` (default :data:`DEFAULT_FEATURES`, or with ``source`` every column of the source model as
+    ``src:<name>``) may include ``"prior_ms"``; then ``prior_ms`` gives that column (e.g. a
     LUT sum of another runtime) and ``prior`` names where it came from.  Passing
     ``prior_ms`` without naming it in ``features`` appends it.
     """
@@ -293,13 +332,17 @@ def fit_adapter(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequenc
         raise OfaProfileError(f"got {y.shape[0]} latencies for {len(a)} subnets")
     if not np.isfinite(y).all() or (y <= 0).any():
         raise OfaProfileError("measured latencies must be positive finite numbers (ms)")
+    if features is None:
+        features = tuple(f"src:{n}" for n in source.names) if source is not None else DEFAULT_FEATURES
     names = tuple(features)
+    if source is not None and not same_macro_architecture(source.space, a.space):
+        raise OfaProfileError(f"the latency source was fitted on {source.space}, not {a.space}; use --source none")
     if prior_ms is not None and "prior_ms" not in names:
         names = names + ("prior_ms",)
     min_k = 3
     if len(a) < min_k:
         raise OfaProfileError(f"few-shot adaptation needs at least {min_k} measured subnets, got {len(a)}")
-    X = _design(a, names, prior_ms, prior)
+    X = _design(a, names, prior_ms, prior, source)
     if not np.isfinite(X).all():
         raise OfaProfileError("the prior latencies are not all finite numbers; check the LUT passed as the prior")
     Xi = np.concatenate([np.ones((len(a), 1)), X], axis=1)
@@ -319,36 +362,13 @@ def fit_adapter(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequenc
     if seed is not None:
         info["seed"] = seed
     ad = LatencyAdapter(device=device, space=a.space, feature_names=names, coef=tuple(float(c) for c in coef[1:]),
-                        intercept_ms=float(coef[0]), prior=prior if "prior_ms" in names else None, info=info)
+                        intercept_ms=float(coef[0]), prior=prior if "prior_ms" in names else None, info=info,
+                        source=source if any(n.startswith("src:") for n in names) else None)
     ad.check()  # a fit that would be refused on load is refused now (an adapter with a prior: its fitted values)
     return ad
 
 
 # -- scoring -------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AdaptScore:
-    n: int
-    spearman: float
-    within_5pct: float
-    within_10pct: float
-    mape_pct: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def score_latency(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> AdaptScore:
-    import numpy as np
-    from scipy.stats import spearmanr
-    p = np.asarray(predicted_ms, dtype=float)
-    m = np.asarray(measured_ms, dtype=float)
-    rel = np.abs(p / m - 1.0)
-    defined = len(m) > 2 and np.ptp(p) > 0 and np.ptp(m) > 0  # a constant side has no rank correlation
-    return AdaptScore(n=int(len(m)), spearman=float(spearmanr(p, m).statistic) if defined else float("nan"),
-                      within_5pct=float((rel <= 0.05).mean()), within_10pct=float((rel <= 0.10).mean()),
-                      mape_pct=float(rel.mean() * 100))
-
 
 # -- measurement files ---------------------------------------------------------------------------------
 
@@ -438,30 +458,69 @@ def read_latency_csv(path: str | Path, space: str | None = None) -> LatencyData:
     return LatencyData(tuple(specs), {c: np.asarray(v, dtype=float) for c, v in vals.items()}, str(p))
 
 
-def evaluate_few_shot(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], k: int, seed: int,
-                      *, features: Sequence[str] = DEFAULT_FEATURES, prior_ms: "Sequence[float] | None" = None,
-                      prior: str | None = None, device: str = "target") -> tuple[LatencyAdapter, AdaptScore]:
-    """Fit on ``k`` seeded random subnets, score on all the others (never seen by the fit)."""
+def _candidates(source: "SourceModel | None") -> dict[str, tuple["SourceModel | None", tuple[str, ...]]]:
+    """The designs :func:`fit_chosen` picks from, simplest first: the source model's columns, the architecture
+    features, and both."""
+    if source is None:
+        return {"features": (None, DEFAULT_FEATURES)}
+    src = tuple(f"src:{n}" for n in source.names)
+    return {"transfer": (source, src), "features": (None, DEFAULT_FEATURES), "combined": (source, DEFAULT_FEATURES + src)}
+
+
+def fit_chosen(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], device: str, *,
+               source: "SourceModel | None" = None, choose: bool = False, prior_ms: "Sequence[float] | None" = None,
+               prior: str | None = None, seed: int | None = None, features: Sequence[str] | None = None
+               ) -> LatencyAdapter:
+    """:func:`fit_adapter` (``features`` as there) with the source model, or -- ``choose`` -- whichever design of
+    :func:`_candidates` predicts these measurements best under cross-validation (the lowest mean relative
+    error on rows left out; the simplest within 2 % of it; the source model's columns below 4 rows).  ``info["model"]``
+    names the pick ("transfer", "combined" or "features") and ``info["cv_mape_pct"]`` the errors."""
+    import dataclasses
     import numpy as np
-    a = specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
+    a = as_arrays(specs)
+    y = np.asarray(measured_ms, dtype=float)
+    if source is None or not choose or len(a) < 4:
+        ad = fit_adapter(a, y, device, prior_ms=prior_ms, prior=prior, seed=seed, source=source, features=features)
+        return dataclasses.replace(ad, info={**ad.info, "model": "transfer" if ad.source is not None else "features"})
+    errs: dict[str, float] = {}
+    cands = _candidates(source)
+    for name, (src, feats) in cands.items():
+        sc, _ = cross_validated(a, y, device, seed or 0, prior_ms=prior_ms, source=src, features=feats)
+        errs[name] = round(sc.mape_pct, 4)
+    best = min(errs.values())
+    pick = next(n for n in cands if errs[n] <= best * 1.02 + 1e-12)
+    src, feats = cands[pick]
+    ad = fit_adapter(a, y, device, prior_ms=prior_ms, prior=prior, seed=seed, source=src, features=feats)
+    return dataclasses.replace(ad, info={**ad.info, "model": pick, "cv_mape_pct": errs})
+
+
+def evaluate_few_shot(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], k: int, seed: int,
+                      *, prior_ms: "Sequence[float] | None" = None, prior: str | None = None, device: str = "target",
+                      source: "SourceModel | None" = None, choose: bool = False,
+                      features: Sequence[str] | None = None) -> tuple[LatencyAdapter, AdaptScore]:
+    """Fit on ``k`` seeded random subnets (:func:`fit_chosen`), score on all the others (never seen by the fit)."""
+    import numpy as np
+    a = as_arrays(specs)
     y = np.asarray(measured_ms, dtype=float)
     if not 0 < k < len(a):
         raise OfaProfileError(f"k={k} must be between 1 and {len(a) - 1} (the rest is the test set)")
     perm = np.random.default_rng(seed).permutation(len(a))
     fit_i, test_i = np.sort(perm[:k]), np.sort(perm[k:])
     pr = None if prior_ms is None else np.asarray(prior_ms, dtype=float)
-    ad = fit_adapter(a.take(fit_i), y[fit_i], device, features=features,
-                     prior_ms=None if pr is None else pr[fit_i], prior=prior, seed=seed)
+    ad = fit_chosen(a.take(fit_i), y[fit_i], device, prior_ms=None if pr is None else pr[fit_i], prior=prior,
+                    seed=seed, source=source, choose=choose, features=features)
     pred = ad.predict_ms(a.take(test_i), None if pr is None else pr[test_i])
     return ad, score_latency(pred, y[test_i])
 
 
 def cross_validated(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], device: str, seed: int,
-                    *, prior_ms: "Sequence[float] | None" = None, max_folds: int = 10) -> tuple[AdaptScore, int]:
-    """The score of :func:`fit_adapter` on subnets it did not see: ``min(n, max_folds)`` seeded folds, each
+                    *, prior_ms: "Sequence[float] | None" = None, max_folds: int = 10,
+                    source: "SourceModel | None" = None, choose: bool = False,
+                    features: Sequence[str] | None = None) -> tuple[AdaptScore, int]:
+    """The score of :func:`fit_chosen` on subnets it did not see: ``min(n, max_folds)`` seeded folds, each
     predicted by a fit on the others; returns the score and the number of folds."""
     import numpy as np
-    a = specs if isinstance(specs, ArchArrays) else ArchArrays.from_specs(specs)
+    a = as_arrays(specs)
     y = np.asarray(measured_ms, dtype=float)
     pr = None if prior_ms is None else np.asarray(prior_ms, dtype=float)
     n = len(y)
@@ -470,7 +529,8 @@ def cross_validated(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Seq
     cv = np.zeros(n)
     for f in np.unique(folds):
         tr, te = folds != f, folds == f
-        m = fit_adapter(a.take(tr), y[tr], device, prior_ms=None if pr is None else pr[tr])
+        m = fit_chosen(a.take(tr), y[tr], device, prior_ms=None if pr is None else pr[tr], source=source,
+                       choose=choose, seed=seed, features=features)
         cv[te] = m.predict_ms(a.take(te), None if pr is None else pr[te])
     return score_latency(cv, y), int(min(n, max_folds))
 
@@ -486,17 +546,24 @@ class AdaptRun:
 
 def adapt_device(measurements: str | Path, device: str, out: str | Path, *, column: str | None = None,
                  k: int | None = None, seed: int = 0,
-                 prior: "Callable[[], tuple[str, Callable[[ArchArrays], Any]]] | None" = None) -> AdaptRun:
+                 prior: "Callable[[], tuple[str, Callable[[ArchArrays], Any]]] | None" = None,
+                 source: "SourceModel | None" = None, choose: bool = False) -> AdaptRun:
     """Fit the adapter of ``device`` on the measured subnets of the CSV ``measurements`` and write it to ``out``.
 
     ``k``: fit on ``k`` seeded random rows and score on the others; None: fit on all rows, scored by
     :func:`cross_validated`.  ``prior``: called once the measurements are read, it returns the name and the
-    batched latency function (``fn(ArchArrays) -> ms``) of a model whose prediction joins the features."""
+    batched latency function (``fn(ArchArrays) -> ms``) of a model whose prediction joins the features.
+    ``source``: a latency model of other devices to transfer from (:mod:`ofa_profile.latency_source`);
+    ``choose``: fall back to the architecture features where they predict the measurements better."""
     import dataclasses
 
     data = read_latency_csv(measurements)
     y = data.column(column)
     a = ArchArrays.from_specs(list(data.specs))
+    if source is not None and not same_macro_architecture(source.space, a.space):
+        if not choose:
+            raise OfaProfileError(f"the latency source was fitted on {source.space}, not {a.space}; use --source none")
+        source = None                  # the default source does not fit this space: the architecture features
     prior_ms = prior_name = None
     if prior is not None:
         prior_name, fn = prior()
@@ -504,15 +571,17 @@ def adapt_device(measurements: str | Path, device: str, out: str | Path, *, colu
     report: dict[str, Any] = {"device": device, "measurements": str(measurements),
                               "column": column or data.columns[0], "n_rows": len(y), "prior": prior_name}
     if k is not None:
-        ad, sc = evaluate_few_shot(a, y, k, seed, prior_ms=prior_ms, prior=prior_name, device=device)
+        ad, sc = evaluate_few_shot(a, y, k, seed, prior_ms=prior_ms, prior=prior_name, device=device, source=source,
+                                   choose=choose)
         report.update({"k": k, "seed": seed, "held_out": sc.as_dict()})
         ad = dataclasses.replace(ad, info={**ad.info, "held_out": sc.as_dict()})
     else:
-        sc, n_folds = cross_validated(a, y, device, seed, prior_ms=prior_ms)
-        ad = fit_adapter(a, y, device, prior_ms=prior_ms, prior=prior_name, seed=seed)
+        sc, n_folds = cross_validated(a, y, device, seed, prior_ms=prior_ms, source=source, choose=choose)
+        ad = fit_chosen(a, y, device, prior_ms=prior_ms, prior=prior_name, seed=seed, source=source, choose=choose)
         ad = dataclasses.replace(ad, info={**ad.info, "cross_validated": sc.as_dict()})
         report.update({"cross_validated": sc.as_dict(), "folds": n_folds})
     path = ad.save(out)
-    report.update({"adapter": str(path), "features": list(ad.feature_names), "coef": list(ad.coef),
-                   "intercept_ms": ad.intercept_ms})
+    report.update({"adapter": str(path), "model": ad.info.get("model"), "cv_mape_pct": ad.info.get("cv_mape_pct"),
+                   "source": ad.source.info.get("name") if ad.source is not None else None,
+                   "features": list(ad.feature_names), "coef": list(ad.coef), "intercept_ms": ad.intercept_ms})
     return AdaptRun(ad, sc, report)

@@ -18,6 +18,10 @@ from .search import PREDICTOR_OPTIONS, predictor_block, resolve_predictor
 @click.option("--column", default=None, help="latency column [default: the CSV's only latency_ms/median_ms/lat_ms_*]")
 @click.option("--lut", "lut_ref", default=None,
               help="a LUT (file or device) whose prediction joins the features as a prior (optional)")
+@click.option("--source", "source_ref", default="auto", show_default=True,
+              help="latency model of other devices to transfer from: 'gpu' (shipped: two GPUs, batch 1/32/64), a "
+                   "JSON file from `adapt-source`, 'none', or 'auto' (the shipped one where it fits the space, kept "
+                   "only where it cross-validates better than the architecture features)")
 @click.option("--k", "k", type=POSITIVE_INT, default=None,
               help="fit on k seeded random rows and report on the others [default: fit on all, report cross-validated]")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the k-sample")
@@ -25,13 +29,15 @@ from .search import PREDICTOR_OPTIONS, predictor_block, resolve_predictor
               help="adapter JSON to write [default: <device>.adapter.json, the name reduced to a plain file name]")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
-def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: str | None, k: int | None, seed: int,
-              out: str | None, as_json: bool) -> None:
+def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: str | None, source_ref: str,
+              k: int | None, seed: int, out: str | None, as_json: bool) -> None:
     """Few-shot latency model of a device you cannot profile, from a few measured subnets.
 
-    Fits latency = non-negative mix of architecture features (blocks, SE blocks, 1x1 and depthwise MACs,
-    expanded activations; optionally a LUT's prediction) with a robust relative-error fit, writes it as
-    plain JSON, and reports Spearman and the share within +-5/10 % on subnets it did not see.
+    Fits latency = non-negative mix of what other devices' latency looks like (a source model learned on
+    them, --source) and/or architecture features (blocks, SE blocks, 1x1 and depthwise MACs, expanded
+    activations; optionally a LUT's prediction) with a robust relative-error fit, picking the mix that
+    cross-validates best on the measured subnets; writes it as plain JSON, and reports Spearman and the
+    share within +-5/10 % on subnets it did not see.
 
     \b
     Example:
@@ -52,19 +58,72 @@ def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: 
         lt = load_lut(lut_ref)
         return f"lut:{lt.device}", lut_latency_fn(lt).on_arrays
 
+    source, choose = None, False
+    if source_ref == "auto":
+        from ..latency_source import shipped_source
+        source, choose = (None, False) if lut_ref else (shipped_source(), True)
+    elif source_ref != "none":
+        from ..latency_source import load_source
+        source = load_source(source_ref)
     run = adapt_device(measurements, device_name, out, column=column, k=k, seed=seed,
-                       prior=lut_prior if lut_ref else None)
+                       prior=lut_prior if lut_ref else None, source=source, choose=choose)
     report, ad, sc = run.report, run.adapter, run.score
     if as_json:
         echo_json(report)
         return
     what = f"held out ({sc.n} subnets not used in the fit)" if k is not None else f"{report['folds']}-fold cross-validated"
-    click.echo(f"{device_name}: fitted on {ad.info['n_fit']} measured subnets; {what}:")
+    model = {"transfer": f"the source model's columns ({report['source']})",
+             "combined": f"the source model's columns ({report['source']}) and architecture features",
+             "features": "architecture features"}[ad.info.get("model", "features")]
+    click.echo(f"{device_name}: fitted on {ad.info['n_fit']} measured subnets with {model}; {what}:")
     click.echo(f"  Spearman {sc.spearman:.4f}   within +-5 % {sc.within_5pct * 100:.1f} %   "
                f"within +-10 % {sc.within_10pct * 100:.1f} %   mean abs error {sc.mape_pct:.2f} %")
     click.echo("  latency_ms = " + f"{ad.intercept_ms:.4g}" +
                "".join(f" + {c:.4g}*{n}" for n, c in zip(ad.feature_names, ad.coef)))
     click.echo(f"wrote {report['adapter']}")
+
+
+@main.command("adapt-source")
+@click.option("--measurements", required=True, type=click.Path(dir_okay=False),
+              help="CSV of measured whole subnets of several devices: arch or d, ks, e, r columns and latency columns "
+                   "named lat_ms_<device>_<batch> (one column per device and batch size)")
+@click.option("--column", "columns", multiple=True, help="latency column to use (repeat; default: all)")
+@click.option("--exclude-device", "exclude", multiple=True, help="leave this device's columns out (repeat)")
+@click.option("--name", default=None, help="name stored in the model [default: the devices joined by '+']")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="source model JSON to write")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@WAIT_OPTION
+def adapt_source_cmd(measurements: str, columns: tuple[str, ...], exclude: tuple[str, ...], name: str | None, out: str,
+                     as_json: bool) -> None:
+    """Fit a latency source model on devices you have measured, for `adapt --source FILE`.
+
+    One additive model per batch size (a per-block constant plus a per-block part growing with the pixels, per
+    stage, kernel and expand ratio), pooled over the devices; each device's fit is cross-validated (5 folds).
+    The shipped source `gpu` was made this way from the two GPUs of HELP's measurements.
+
+    \b
+    Example:
+      ofa-profile adapt-source --measurements ../shared/data/reference/help-ofa-gpu-latency.csv --out gpu.json
+      ofa-profile adapt --device my-gpu --measurements mine.csv --source gpu.json --k 10
+    """
+    from ..adapt import read_latency_csv
+    from ..latency_source import fit_source_model
+
+    hold_lock(out)
+    data = read_latency_csv(measurements)
+    model = fit_source_model(data, columns=list(columns) or None, exclude_devices=exclude, name=name)
+    model.save(out)
+    summary = {"out": out, "name": model.info["name"], "space": model.space,
+               "columns": [{"name": c.name, "batch_size": c.batch_size, "devices": list(c.devices),
+                            "cross_validated": dict(c.info["cross_validated"])} for c in model.columns]}
+    if as_json:
+        echo_json(summary)
+        return
+    for c in summary["columns"]:
+        cv = "; ".join(f"{d}: Spearman {v['spearman']:.3f}, within +-10 % {v['within_10pct']:.1%}"
+                       for d, v in c["cross_validated"].items())
+        click.echo(f"{c['name']}: {cv}")
+    click.echo(f"wrote {out}")
 
 
 @main.command("accuracy-predictor")
