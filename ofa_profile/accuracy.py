@@ -19,7 +19,6 @@ Datasets: :func:`~ofa_profile.accuracy_data.read_accuracy_csv` (re-exported here
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -31,7 +30,7 @@ from .accuracy_data import (AccuracyDataset, csv_records, load_subnets, read_acc
 from .encodings import (DEFAULT_ENCODING, ENCODINGS, ArchArrays, as_arrays, encode,  # noqa: F401  (re-exported)
                         same_macro_architecture)
 from .errors import OfaProfileError
-from .space import SubnetSpec, get_space
+from .space import SubnetSpec, full_space, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -481,7 +480,8 @@ def _bundled_predictor_mismatch(pred: "AccuracyPredictor") -> str | None:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ofa-profile" / "predictors"
+    from .paths import user_cache_dir
+    return user_cache_dir() / "predictors"
 
 
 def fit_cached(csv_path: str | Path, model: str = DEFAULT_MODEL, encoding: str = DEFAULT_ENCODING,
@@ -603,10 +603,9 @@ def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | 
         return pred
     if data is not None:
         say(f"accuracy predictor: {model} fitted on {data} (seed {seed})")
-        # rows without a 'space' column are read in the searched space's family (a compound space's rows are
-        # full-space subnets of the same macro-architecture)
-        row_space = space if space is not None and not get_space(space).compound \
-            and get_space(space).family != "mbv3" else None
+        # rows without a 'space' column are read in the searched space (a compound space's rows are subnets of
+        # the full space it is carved from)
+        row_space = full_space(space).name if space is not None else None
         return fit_cached(data, model=model, seed=seed, space=row_space)
     if accuracy == "bundled":
         b = bundled_predictor_path()

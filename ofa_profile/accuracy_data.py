@@ -88,7 +88,8 @@ def _json_list(text: str | None, field_name: str, row: int, path: Path) -> list[
 
 
 def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDataset:
-    """Read an accuracy CSV: columns d, ks, e (JSON lists), r or image_size, accuracy; optional space.
+    """Read an accuracy CSV: columns d, ks, e (JSON lists), r or image_size, accuracy; optional space (rows
+    without one are read in ``space``, default ``ofa-mbv3-w1.0``).
 
     Accuracies above 1 are read as percentages and divided by 100 (all rows must agree).
     """
@@ -110,7 +111,7 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
         acc: list[float] = []
         from .jsonio import JsonInputError, loads_strict
         for i, row in enumerate(reader, start=2):
-            sp_name = space or row.get("space") or DEFAULT_SPACE
+            sp_name = row.get("space") or space or DEFAULT_SPACE
             rv: Any = row[rcol]
             try:
                 rv = loads_strict(rv) if isinstance(rv, str) else rv

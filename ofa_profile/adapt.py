@@ -469,29 +469,47 @@ def _candidates(source: "SourceModel | None") -> dict[str, tuple["SourceModel | 
 
 def fit_chosen(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], device: str, *,
                source: "SourceModel | None" = None, choose: bool = False, prior_ms: "Sequence[float] | None" = None,
-               prior: str | None = None, seed: int | None = None, features: Sequence[str] | None = None
-               ) -> LatencyAdapter:
+               prior: str | None = None, seed: int | None = None, features: Sequence[str] | None = None,
+               margin: bool = True) -> LatencyAdapter:
     """:func:`fit_adapter` (``features`` as there) with the source model, or -- ``choose`` -- whichever design of
     :func:`_candidates` predicts these measurements best under cross-validation (the lowest mean relative
     error on rows left out; the simplest within 2 % of it; the source model's columns below 4 rows).  ``info["model"]``
-    names the pick ("transfer", "combined" or "features") and ``info["cv_mape_pct"]`` the errors."""
+    names the pick ("transfer", "combined" or "features") and ``info["cv_mape_pct"]`` the errors.
+
+    ``margin`` (4 rows or more): ``info["margin_p90_pct"]``, the 90th percentile of the cross-validated
+    under-predictions (measured / predicted - 1, at least 0) -- what ``pareto --margin auto`` takes off the
+    budget so that the search's pick, which favours under-predicted subnets, still fits."""
     import dataclasses
     import numpy as np
     a = as_arrays(specs)
     y = np.asarray(measured_ms, dtype=float)
+    pr = None if prior_ms is None else np.asarray(prior_ms, dtype=float)
     if source is None or not choose or len(a) < 4:
-        ad = fit_adapter(a, y, device, prior_ms=prior_ms, prior=prior, seed=seed, source=source, features=features)
-        return dataclasses.replace(ad, info={**ad.info, "model": "transfer" if ad.source is not None else "features"})
+        ad = fit_adapter(a, y, device, prior_ms=pr, prior=prior, seed=seed, source=source, features=features)
+        info: dict[str, Any] = {"model": "transfer" if ad.source is not None else "features"}
+        if margin and len(a) >= 4:
+            cv, _ = cv_predict(a, y, device, seed or 0, prior_ms=pr, source=source, features=features)
+            info["margin_p90_pct"] = _under_p90_pct(cv, y)
+        return dataclasses.replace(ad, info={**ad.info, **info})
     errs: dict[str, float] = {}
+    cvs = {}
     cands = _candidates(source)
     for name, (src, feats) in cands.items():
-        sc, _ = cross_validated(a, y, device, seed or 0, prior_ms=prior_ms, source=src, features=feats)
-        errs[name] = round(sc.mape_pct, 4)
+        cvs[name], _ = cv_predict(a, y, device, seed or 0, prior_ms=pr, source=src, features=feats)
+        errs[name] = round(float(np.mean(np.abs(cvs[name] / y - 1.0)) * 100), 4)
     best = min(errs.values())
     pick = next(n for n in cands if errs[n] <= best * 1.02 + 1e-12)
     src, feats = cands[pick]
-    ad = fit_adapter(a, y, device, prior_ms=prior_ms, prior=prior, seed=seed, source=src, features=feats)
-    return dataclasses.replace(ad, info={**ad.info, "model": pick, "cv_mape_pct": errs})
+    ad = fit_adapter(a, y, device, prior_ms=pr, prior=prior, seed=seed, source=src, features=feats)
+    info = {"model": pick, "cv_mape_pct": errs}
+    if margin:
+        info["margin_p90_pct"] = _under_p90_pct(cvs[pick], y)
+    return dataclasses.replace(ad, info={**ad.info, **info})
+
+
+def _under_p90_pct(predicted: "np.ndarray", measured: "np.ndarray") -> float:
+    import numpy as np
+    return round(float(max(0.0, np.quantile(measured / predicted - 1.0, 0.9) * 100.0)), 3)
 
 
 def evaluate_few_shot(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], k: int, seed: int,
@@ -513,12 +531,11 @@ def evaluate_few_shot(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: S
     return ad, score_latency(pred, y[test_i])
 
 
-def cross_validated(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], device: str, seed: int,
-                    *, prior_ms: "Sequence[float] | None" = None, max_folds: int = 10,
-                    source: "SourceModel | None" = None, choose: bool = False,
-                    features: Sequence[str] | None = None) -> tuple[AdaptScore, int]:
-    """The score of :func:`fit_chosen` on subnets it did not see: ``min(n, max_folds)`` seeded folds, each
-    predicted by a fit on the others; returns the score and the number of folds."""
+def cv_predict(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], device: str, seed: int,
+               *, prior_ms: "Sequence[float] | None" = None, max_folds: int = 10, source: "SourceModel | None" = None,
+               choose: bool = False, features: Sequence[str] | None = None) -> tuple["np.ndarray", int]:
+    """Each subnet's latency predicted by :func:`fit_chosen` fitted without it: ``min(n, max_folds)`` seeded
+    folds; returns the predictions and the number of folds."""
     import numpy as np
     a = as_arrays(specs)
     y = np.asarray(measured_ms, dtype=float)
@@ -530,9 +547,21 @@ def cross_validated(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Seq
     for f in np.unique(folds):
         tr, te = folds != f, folds == f
         m = fit_chosen(a.take(tr), y[tr], device, prior_ms=None if pr is None else pr[tr], source=source,
-                       choose=choose, seed=seed, features=features)
+                       choose=choose, seed=seed, features=features, margin=False)
         cv[te] = m.predict_ms(a.take(te), None if pr is None else pr[te])
-    return score_latency(cv, y), int(min(n, max_folds))
+    return cv, int(min(n, max_folds))
+
+
+def cross_validated(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence[float], device: str, seed: int,
+                    *, prior_ms: "Sequence[float] | None" = None, max_folds: int = 10,
+                    source: "SourceModel | None" = None, choose: bool = False,
+                    features: Sequence[str] | None = None) -> tuple[AdaptScore, int]:
+    """The score of :func:`fit_chosen` on subnets it did not see (:func:`cv_predict`); returns the score and the
+    number of folds."""
+    import numpy as np
+    cv, n_folds = cv_predict(specs, measured_ms, device, seed, prior_ms=prior_ms, max_folds=max_folds, source=source,
+                             choose=choose, features=features)
+    return score_latency(cv, np.asarray(measured_ms, dtype=float)), n_folds
 
 
 @dataclass(frozen=True, eq=False)

@@ -116,15 +116,20 @@ class LatencySource:
     # held-out calibration subnets (spec, measured ms) of a calibrated LUT: what --margin auto learns from
     held_out: tuple = ()
     lut: Any = None     # the loaded LUT behind it, if any (what --refresh re-measures against)
+    # an adapter's own cross-validated 90th percentile of under-predictions (percent): --margin auto without a LUT
+    margin_hint_pct: float | None = None
 
     def auto_margin_pct(self, quantile: float = 0.9) -> float:
         """The safety margin (percent of the budget) that covers ``quantile`` of the latency source's own
         under-predictions on its held-out calibration subnets: the q-quantile of measured/predicted - 1,
-        at least 0.  Raises when the source holds no such subnets (an uncalibrated LUT, an adapter)."""
+        at least 0; for a few-shot adapter, the same quantile of its cross-validated under-predictions on the
+        subnets it was fitted on (stored in the adapter).  Raises when the source holds neither."""
         import numpy as np
+        if not self.held_out and self.margin_hint_pct is not None and quantile == 0.9:
+            return float(self.margin_hint_pct)
         if not self.held_out:
-            raise OfaProfileError("--margin auto needs a calibrated LUT (its held-out subnets set the margin); "
-                                  "give --margin PCT instead")
+            raise OfaProfileError("--margin auto needs a calibrated LUT (its held-out subnets set the margin) or an "
+                                  "adapter fitted by this version (refit it); give --margin PCT instead")
         specs = [s for s, _ in self.held_out]
         measured = np.array([m for _, m in self.held_out], dtype=float)
         pred = np.asarray(self.fn(specs), dtype=float)
@@ -139,7 +144,7 @@ class LatencySource:
         inner = self.fn
         fn = BatchFn(lambda a: factor * call_batched(inner, a), f"{getattr(inner, 'name', inner)} x {factor:.3f}")
         return LatencySource(fn, self.name, self.space, self.resolutions, f"{self.description}, x {factor:.3f} ({why})",
-                             tuple((s, m * factor) for s, m in self.held_out), self.lut)
+                             tuple((s, m * factor) for s, m in self.held_out), self.lut, self.margin_hint_pct)
 
 
 def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
@@ -160,8 +165,10 @@ def resolve_latency_source(device: str | None = None, lut: str | None = None, ad
             prior = lut_latency_fn(prior_lut, calibrated=calibrated)
             ad.check(adapter, prior_fn=prior, resolutions=prior_lut.resolutions)  # with its prior, now known
         sp = get_space(ad.space)
+        hint = ad.info.get("margin_p90_pct")
         return LatencySource(adapter_latency_fn(ad, prior), ad.device, sp.name, sp.resolutions,
-                             f"few-shot adapter {adapter} ({ad.info.get('n_fit', '?')} measured subnets)")
+                             f"few-shot adapter {adapter} ({ad.info.get('n_fit', '?')} measured subnets)",
+                             margin_hint_pct=float(hint) if isinstance(hint, (int, float)) and hint >= 0 else None)
     if ref is None:
         raise OfaProfileError("no latency source: pass --device NAME (a shipped LUT), --lut FILE or --adapter FILE")
     return latency_source_from_lut(load_lut(ref), calibrated=calibrated)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import LutError, OfaProfileError
 from .jsonio import plain
@@ -48,13 +48,15 @@ def import_ofa_lut(src: str | Path, out: str, space: str | None = None, device: 
 
 
 def lut_summary(lut: Lut) -> dict[str, Any]:
-    """A LUT described as JSON-ready data: space, device, runtime, resolutions, entries, a short fingerprint,
+    """A LUT described as JSON-ready data: space, device, runtime, resolutions, entries, its fingerprint (the machine:
+    CPU, flags, caches, clock, memory, as far as the LUT recorded them; the software),
     calibration (with its test figures), how its blocks were timed, and coverage (missing and partial keys)."""
     from .measure import timing_summary
 
     fp = dict(lut.fingerprint)
-    keep = ("cpu_model", "machine", "logical_cpus", "num_threads", "os", "python", "runtime_versions", "ofa_profile",
-            "hardware", "device", "gpu")
+    keep = ("cpu_model", "cpu_vendor", "cpu_family", "cpu_model_number", "cpu_stepping", "cpu_max_mhz", "cpu_mhz",
+            "cache_kb", "mem_total_kb", "cpu_flags", "machine", "logical_cpus", "num_threads", "os", "python",
+            "runtime_versions", "ofa_profile", "hardware", "device", "gpu")
     fp_sum = {k: fp[k] for k in keep if k in fp} or {k: fp[k] for k in list(fp)[:6]}
     cal = None
     if lut.calibration:
@@ -111,25 +113,52 @@ def validate_lut_file(path: str | Path) -> Validation:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One subnet's predicted latency: calibrated where the LUT holds a calibration and it is wanted."""
+    """One subnet's predicted latency: calibrated where the LUT holds a calibration and it is wanted; ``latency_ms``
+    is scaled by ``scale`` (the speed check's factor, with ``--rescale``; 1 otherwise), ``lut_sum_ms`` is the
+    LUT's own sum."""
     latency_ms: float
     lut_sum_ms: float
     calibrated: bool
     spec: SubnetSpec
     lut: Lut
+    speed_check: Any = None          # a speedcheck.SpeedCheck where one ran (a shipped LUT on a local device)
+    scale: float = 1.0
+    rescaled: bool = False           # the figures are scaled by the check's factor (--rescale)
 
     def as_dict(self) -> dict[str, Any]:
+        chk = None if self.speed_check is None else {**self.speed_check.as_dict(), "applied": self.rescaled}
         return {"latency_ms": round(self.latency_ms, 6), "lut_sum_ms": round(self.lut_sum_ms, 6),
                 "calibrated": self.calibrated, "arch": self.spec.to_ofa(), "resolution": self.spec.r,
-                "space": self.spec.space, "lut": self.lut.source, "device": self.lut.device}
+                "space": self.spec.space, "lut": self.lut.source, "device": self.lut.device, "scale": self.scale,
+                "speed_check": chk}
 
 
 def predict_subnet(lut_ref: str, arch_path: str, space: str | None = None, resolution: int | None = None,
-                   calibrated: bool = True) -> Prediction:
+                   calibrated: bool = True, speed_check: bool = False, rescale: bool = False,
+                   log: Callable[[str], None] = lambda msg: None) -> Prediction:
     """Load the LUT (a file or a device's shipped LUT) and the subnet (a spec JSON, of ``space`` or the LUT's, or a
-    net.config; ``resolution`` overrides its r) and predict its latency."""
+    net.config; ``resolution`` overrides its r) and predict its latency.
+
+    ``speed_check``: where the LUT is a shipped one and its device runs here, time a few of its blocks first
+    (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached) and ``log`` one warning line when it is off by more
+    than 15 %; ``rescale`` multiplies the prediction by the check's factor."""
+    from .speedcheck import shipped_lut_check, speed_warning
+
     lut = load_lut(lut_ref)
     spec = SubnetSpec.load(arch_path, space=space or lut.space, r=resolution)
     lut_sum = lut.lut_sum_ms(spec)
     use_cal = bool(lut.calibration) and calibrated
-    return Prediction(lut.predict_ms(spec, calibrated=use_cal), lut_sum, use_cal, spec, lut)
+    pred = lut.predict_ms(spec, calibrated=use_cal)
+    chk = shipped_lut_check(lut, log=log) if speed_check else None
+    scale, applied = 1.0, False
+    if rescale:
+        if chk is None:
+            log(f"--rescale: no speed check ran (only a shipped LUT used on a device of this machine is checked); "
+                f"{lut.source} is used as it is")
+        else:
+            scale, applied = chk.factor, True
+    if chk is not None:
+        w = speed_warning(chk, applied=applied)
+        if w:
+            log(w)
+    return Prediction(pred * scale, lut_sum, use_cal, spec, lut, chk, scale, applied)

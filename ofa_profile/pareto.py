@@ -1,8 +1,9 @@
 """``ofa-profile pareto`` as one function: the most accurate subnet under a latency budget and the latency/accuracy
 frontier, with the policies around the search.
 
-:func:`run_pareto` resolves the latency source (``--device``/``--lut``/``--adapter``, scaled by the device's
-drift with ``--refresh``: :func:`refresh_drift`) and the accuracy predictor (:func:`resolve_predictor`,
+:func:`run_pareto` resolves the latency source (``--device``/``--lut``/``--adapter``; a shipped LUT used on a device
+of this machine is speed-checked, and scaled by the check with ``--rescale``: :func:`speed_check_source`; scaled by
+the device's drift with ``--refresh``: :func:`refresh_drift`) and the accuracy predictor (:func:`resolve_predictor`,
 :func:`verify_predictor`), picks the resolutions (:func:`search_resolutions`), applies the safety margin
 (:func:`parse_margin`; ``auto``: the latency source's own under-predictions), searches, merges the best subnet into
 the frontier, optionally measures and evaluates the best subnet (:func:`verify_best`: within the budget plus
@@ -22,7 +23,8 @@ from typing import Any, Callable
 from .errors import OfaProfileError
 
 __all__ = ["OptionError", "ParetoRun", "VERIFY_TOLERANCE", "DEFAULT_DEVICE", "parse_margin", "search_resolutions",
-           "resolve_predictor", "verify_predictor", "predictor_block", "refresh_drift", "verify_best", "run_pareto"]
+           "resolve_predictor", "verify_predictor", "predictor_block", "refresh_drift", "speed_check_source",
+           "verify_best", "run_pareto"]
 
 VERIFY_TOLERANCE = 0.03    # --verify: a measured latency up to the budget + 3 % counts as meeting it
 DEFAULT_DEVICE = "cpu-ort"  # the latency source without --device, --lut or --adapter
@@ -178,6 +180,26 @@ def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, d
     return d
 
 
+def speed_check_source(src: Any, device: str | None, enabled: bool, rescale: bool, log: Log = _quiet) -> tuple:
+    """The speed check of a shipped LUT behind ``src`` on a device of this machine
+    (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached), its one warning line when off by more than 15 %,
+    and with ``rescale`` the source scaled by its factor: ``(the JSON's speed_check or None, source)``."""
+    from .speedcheck import shipped_lut_check, speed_warning
+
+    chk = shipped_lut_check(src.lut, device, log=log) if enabled and src.lut is not None else None
+    if chk is None:
+        if rescale:
+            log("--rescale: no speed check ran (only a shipped LUT used on a device of this machine is checked); "
+                "the latency source is used as it is")
+        return None, src
+    if rescale:
+        src = src.scaled(chk.factor, f"speed check of {len(chk.blocks)} blocks on this machine")
+    w = speed_warning(chk, applied=rescale)
+    if w:
+        log(w)
+    return {**chk.as_dict(), "applied": rescale}, src
+
+
 def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | None, n_val: int, n_calib: int,
                 seed: int, train_data: str | None, val_data: str | None, cache_dir: str | None,
                 rounds: int = 2, log: Log = _quiet) -> dict:
@@ -255,12 +277,14 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
                no_calibration: bool = False, refresh: int = 0, plot: bool = True, verify: bool = False,
                verify_device: str | None = None, verify_rounds: int = 2, supernet: str | None = None,
                verify_images: int = 1000, verify_calib_images: int = 2000, train_data: str | None = None,
-               val_data: str | None = None, cache_dir: str | None = None, log: Log = _quiet,
-               hold: Callable[[Path], Any] | None = None) -> ParetoRun:
+               val_data: str | None = None, cache_dir: str | None = None, speed_check: bool = False,
+               rescale: bool = False, log: Log = _quiet, hold: Callable[[Path], Any] | None = None) -> ParetoRun:
     """Search the best subnet under ``budget_ms`` and the frontier; write ``pareto-<device>-<budget>ms.json``,
     ``.best.json`` (readable by ``--arch`` of predict and export) and, with ``plot``, ``.png`` into ``out`` (an
     existing folder).  ``margin_pct`` None: ``--margin auto``.  ``hold(path)`` is called with the JSON's path once
-    it is known, before any long work (the command holds its output lock there)."""
+    it is known, before any long work (the command holds its output lock there).  ``speed_check``: a shipped LUT
+    used on a device of this machine is speed-checked first (:func:`speed_check_source`); ``rescale`` scales the
+    latency model by the check's factor."""
     import random
 
     import numpy as np
@@ -271,6 +295,9 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     from .search import pareto_front, pareto_search, resolve_latency_source, search
     from .space import get_space
 
+    if rescale and (refresh or adapter is not None):
+        other = "--refresh scales by the drift it measures" if refresh else "--adapter has no LUT to check"
+        raise OptionError(f"--rescale scales a shipped LUT by its speed check; {other}: pass one")
     if not (device or lut or adapter):
         device = DEFAULT_DEVICE
     src = resolve_latency_source(device, lut, adapter, calibrated=not no_calibration)
@@ -278,6 +305,7 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     stem = safe_name(f"pareto-{src.name}-{budget_ms:g}ms")
     if hold is not None:
         hold(out / f"{stem}.json")               # one writer of this stem's .json, .best.json and .png
+    check, src = speed_check_source(src, device, speed_check and adapter is None, rescale, log=log)
     drift = None
     if refresh:
         drift = refresh_drift(src, adapter, no_calibration, refresh, verify_device or device or src.name, log=log)
@@ -298,8 +326,9 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     pblock = predictor_block(pred, why, res, log=log)
     if margin_pct is None:
         margin_pct = src.auto_margin_pct()
-        log(f"margin: {margin_pct:.1f} % (90th percentile of the LUT's under-predictions on its "
-            f"{len(src.held_out)} held-out calibration subnets)")
+        on = (f"the LUT's under-predictions on its {len(src.held_out)} held-out calibration subnets" if src.held_out
+              else "the adapter's cross-validated under-predictions on the subnets it was fitted on")
+        log(f"margin: {margin_pct:.1f} % (90th percentile of {on})")
     search_budget_ms = budget_ms * (1 - margin_pct / 100)
     t0 = time.perf_counter()
     try:
@@ -321,7 +350,7 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
               "device": src.name, "latency_source": src.description,
               "accuracy_predictor": pblock,
               "resolutions": list(res), "seed": seed, "effort": effort,
-              "drift": drift.as_dict() if drift else None,
+              "drift": drift.as_dict() if drift else None, "speed_check": check,
               "seconds": {"search": round(t1 - t0, 3), "frontier": round(t2 - t1, 3)},
               "n_evaluated_frontier": front.n_evaluated}
     if plot:

@@ -44,6 +44,14 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+def user_cache_dir() -> Path:
+    """The user's cache folder for ofa-profile (``$XDG_CACHE_HOME/ofa-profile``, else ``~/.cache/ofa-profile``);
+    not created here."""
+    import os
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ofa-profile"
+
+
 # -- output names and folders ----------------------------------------------------------------------
 
 _UNSAFE = re.compile(r"(?:[^A-Za-z0-9._-]|\.{2,})+")

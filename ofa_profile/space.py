@@ -219,6 +219,27 @@ def get_space(name: str | Space) -> Space:
     return SPACES[key]
 
 
+def _sibling(space: Space, compound: bool) -> Space:
+    if space.compound == compound:
+        return space
+    for s in SPACES.values():
+        if s.compound == compound and s.macro() == space.macro():
+            return s
+    kind = "compound" if compound else "full (non-compound)"
+    raise SpaceError(f"no registered {kind} space shares the macro-architecture of {space.name}")
+
+
+def full_space(space: str | Space) -> Space:
+    """The non-compound space with the same macro-architecture (a supernet's full choice set; the space itself
+    unless it is compound)."""
+    return _sibling(get_space(space), False)
+
+
+def compound_space(space: str | Space) -> Space:
+    """The CompOFA (compound) space with the same macro-architecture."""
+    return _sibling(get_space(space), True)
+
+
 def parse_resolutions(text: str | Sequence[int] | None, space: Space | str = DEFAULT_SPACE) -> tuple[int, ...]:
     """Parse ``"160,224"``, ``"128-224"`` (every step-4 value of the space between) or ``"all"``."""
     sp = get_space(space)

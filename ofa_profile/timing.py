@@ -26,9 +26,11 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-__all__ = ["TimingConfig", "Measurement", "Clock", "PerfCounterClock", "measure_callable", "stop_reason", "fix_malloc", "fingerprint", "set_threads"]
+__all__ = ["TimingConfig", "Measurement", "Clock", "PerfCounterClock", "measure_callable", "stop_reason", "fix_malloc",
+           "fingerprint", "machine_info", "set_threads"]
 
 
 @dataclass(frozen=True)
@@ -220,28 +222,150 @@ def set_threads(num_threads: int) -> None:
         pass
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+# where the machine tells what it is (module-level so that a test can point them elsewhere)
+_CPUINFO = "/proc/cpuinfo"
+_MEMINFO = "/proc/meminfo"
+_SYS_CPU0 = "/sys/devices/system/cpu/cpu0"
 
 
-def _cpu_flags() -> list[str]:
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "fma", "neon", "asimd")
+def _cpuinfo() -> dict[str, str]:
+    """The fields of the first processor in /proc/cpuinfo, plus machine-wide lines (ARM's ``Hardware``);
+    empty where it cannot be read."""
+    out: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(_CPUINFO) as f:
             for line in f:
-                if line.startswith(("flags", "Features")):
-                    have = set(line.split(":", 1)[1].split())
-                    return [w for w in wanted if w in have]
-    except OSError:
+                k, sep, v = line.partition(":")
+                if sep:
+                    out.setdefault(k.strip(), v.strip())
+    except (OSError, ValueError):   # unreadable, or not text
         pass
-    return []
+    return out
+
+
+def _cpu_model(info: Mapping[str, str] | None = None) -> str:
+    info = _cpuinfo() if info is None else info
+    return info.get("model name") or platform.processor() or platform.machine()
+
+
+def _cpu_flags(info: Mapping[str, str] | None = None) -> list[str]:
+    """The CPU's full flag set (x86 ``flags``, ARM ``Features``), sorted; empty where unknown."""
+    info = _cpuinfo() if info is None else info
+    return sorted(set((info.get("flags") or info.get("Features") or "").split()))
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024 ** 2, "MB": 1024 ** 2, "MIB": 1024 ** 2,
+               "G": 1024 ** 3, "GB": 1024 ** 3, "GIB": 1024 ** 3}
+
+
+def _size_kb(text: str) -> int | None:
+    """``32K``, ``1024K``, ``1M``, ``33554432`` (bytes) -> KiB; None where it is not a size."""
+    t = text.strip().upper().replace(" ", "")
+    num = t.rstrip("BGIKM")
+    unit = t[len(num):]
+    if not num.isdigit() or unit not in _SIZE_UNITS:
+        return None
+    return int(num) * _SIZE_UNITS[unit] // 1024
+
+
+def _cache_name(level: str, kind: str) -> str | None:
+    suffix = {"data": "d", "instruction": "i", "unified": ""}.get(kind.strip().lower())
+    return f"L{level.strip()}{suffix}" if level.strip().isdigit() and suffix is not None else None
+
+
+def _cache_sizes_kb() -> dict[str, int]:
+    """Per-core view of the caches of CPU 0 (``{"L1d": 32, "L1i": 32, "L2": 1024, "L3": 32768}``, KiB): from
+    /sys/devices/system/cpu/cpu0/cache, else ``lscpu``; empty where neither answers."""
+    out: dict[str, int] = {}
+    base = f"{_SYS_CPU0}/cache"
+    try:
+        indices = sorted(d for d in os.listdir(base) if d.startswith("index"))
+    except OSError:
+        indices = []
+    for d in indices:
+        try:
+            level, kind, size = (Path(base, d, f).read_text() for f in ("level", "type", "size"))
+        except (OSError, ValueError):
+            continue
+        name, kb = _cache_name(level, kind), _size_kb(size)
+        if name and kb:
+            out[name] = kb
+    if out:
+        return out
+    import shutil
+    import subprocess
+    exe = shutil.which("lscpu")
+    if not exe:
+        return out
+    try:
+        text = subprocess.run([exe, "-C=NAME,ONE-SIZE", "-B"], capture_output=True, text=True, timeout=2,
+                              env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return out
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[0][:1] == "L" and parts[0][1:2].isdigit():
+            kb = _size_kb(parts[1])
+            if kb:
+                out[parts[0]] = kb
+    return out
+
+
+def _cpu_mhz(info: Mapping[str, str]) -> dict[str, float]:
+    """``{"cpu_max_mhz": ...}`` from cpufreq (the rated maximum), else ``{"cpu_mhz": ...}`` (the clock
+    /proc/cpuinfo reports, as a VM's guest sees it); empty where neither is readable."""
+    try:
+        khz = int(Path(_SYS_CPU0, "cpufreq", "cpuinfo_max_freq").read_text().strip())
+        if khz > 0:
+            return {"cpu_max_mhz": round(khz / 1000, 1)}
+    except (OSError, ValueError):
+        pass
+    try:
+        mhz = float(info.get("cpu MHz", ""))
+        if mhz > 0 and math.isfinite(mhz):
+            return {"cpu_mhz": round(mhz, 1)}
+    except ValueError:
+        pass
+    return {}
+
+
+def _mem_total_kb() -> int | None:
+    try:
+        with open(_MEMINFO) as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """The hardware part of :func:`fingerprint`: CPU model, vendor/family/model/stepping, the full flag set,
+    cache sizes, clock and memory.  Whatever this machine does not tell (no /proc, no sysfs) is absent."""
+    try:
+        info = _cpuinfo()
+    except Exception:  # never a traceback for a fingerprint
+        info = {}
+    out: dict[str, Any] = {"cpu_model": _cpu_model(info), "cpu_flags": _cpu_flags(info)}
+    for field_, key in (("cpu_vendor", "vendor_id"), ("cpu_family", "cpu family"), ("cpu_model_number", "model"),
+                        ("cpu_stepping", "stepping")):
+        if info.get(key):
+            out[field_] = info[key]
+    try:  # an odd /sys, /proc or lscpu: the field is absent, never a traceback
+        caches = _cache_sizes_kb()
+    except Exception:
+        caches = {}
+    if caches:
+        out["cache_kb"] = caches
+    try:
+        out.update(_cpu_mhz(info))
+    except Exception:
+        pass
+    mem = _mem_total_kb()
+    if mem:
+        out["mem_total_kb"] = mem
+    return out
 
 
 def fingerprint(runtime_versions: Mapping[str, str] | None = None, num_threads: int | None = None,
@@ -249,9 +373,10 @@ def fingerprint(runtime_versions: Mapping[str, str] | None = None, num_threads: 
     """Hardware and software that a latency figure depends on (stored in every LUT)."""
     import numpy
     from . import __version__
+    hw = machine_info()
     fp: dict[str, Any] = {
-        "cpu_model": _cpu_model(),
-        "cpu_flags": _cpu_flags(),
+        "cpu_model": hw.pop("cpu_model"),
+        "cpu_flags": hw.pop("cpu_flags"),
         "machine": platform.machine(),
         "logical_cpus": os.cpu_count(),
         "affinity_cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -261,12 +386,8 @@ def fingerprint(runtime_versions: Mapping[str, str] | None = None, num_threads: 
         "ofa_profile": __version__,
         "num_threads": num_threads,
         "malloc_fix": _MALLOC_FIXED,
+        **hw,
     }
-    try:
-        with open("/proc/meminfo") as f:
-            fp["mem_total_kb"] = int(f.readline().split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
     if runtime_versions:
         fp["runtime_versions"] = dict(runtime_versions)
     if extra:

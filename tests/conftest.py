@@ -9,6 +9,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# predict/pareto speed-check a shipped LUT on this machine (a few seconds, cached in the user's cache): off for the
+# tests of other behaviour; tests/test_lut_check.py turns it on (with a cache folder of its own)
+os.environ.setdefault("OFA_PROFILE_NO_SPEED_CHECK", "1")
 
 
 @pytest.fixture(scope="session")

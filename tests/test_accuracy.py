@@ -252,3 +252,34 @@ def test_shipped_imagenet_predictor_loads_and_matches_ofa_measurements(shared_da
     assert big > small + 0.05
     assert resolve_accuracy_predictor().info == pred.info             # the default of pareto, bundled or not
     assert pred.info["dataset"] == "imagenet" and "w1.0" in pred.info["describes"]
+
+
+def _accuracy_csv(path, specs, acc, with_space):
+    import csv
+    import json
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow((["space"] if with_space else []) + ["d", "ks", "e", "r", "accuracy"])
+        for s, a in zip(specs, acc):
+            w.writerow(([s.space] if with_space else []) + [json.dumps(list(s.d)), json.dumps(list(s.ks)),
+                                                            json.dumps(list(s.e)), s.r, a])
+    return path
+
+
+def test_rows_without_a_space_are_read_in_the_searched_space_and_a_space_column_wins(tmp_path):
+    from ofa_profile.accuracy import resolve_accuracy_predictor
+    prox = synthetic_dataset(60, space="ofa-proxyless-w1.3")
+    bare = _accuracy_csv(tmp_path / "prox.csv", prox.specs, prox.accuracy, with_space=False)
+    assert {s.space for s in read_accuracy_csv(bare, "ofa-proxyless-w1.3").specs} == {"ofa-proxyless-w1.3"}
+    mb = synthetic_dataset(60)
+    labelled = _accuracy_csv(tmp_path / "mb.csv", mb.specs, mb.accuracy, with_space=True)
+    # the rows say what they are: a default for unlabelled rows does not relabel them
+    assert {s.space for s in read_accuracy_csv(labelled, "ofa-proxyless-w1.3").specs} == {"ofa-mbv3-w1.0"}
+    assert resolve_accuracy_predictor(data=bare, space="ofa-proxyless-w1.3", model="ridge").space == \
+        "ofa-proxyless-w1.3"
+    # a compound space's rows are subnets of the full space it is carved from
+    mb_bare = _accuracy_csv(tmp_path / "mb-bare.csv", mb.specs, mb.accuracy, with_space=False)
+    assert resolve_accuracy_predictor(data=mb_bare, space="compofa-mbv3-w1.0", model="ridge").space == "ofa-mbv3-w1.0"
+    w12 = synthetic_dataset(60, space="ofa-mbv3-w1.2")
+    w12_bare = _accuracy_csv(tmp_path / "w12.csv", w12.specs, w12.accuracy, with_space=False)
+    assert resolve_accuracy_predictor(data=w12_bare, space="ofa-mbv3-w1.2", model="ridge").space == "ofa-mbv3-w1.2"

@@ -222,3 +222,31 @@ def test_auto_source_falls_back_on_another_space(tmp_path):
     res = CliRunner().invoke(main, ["adapt", "--device", "p", "--measurements", str(m), "--source", "gpu",
                                     "--out", str(tmp_path / "q.json")])
     assert res.exit_code == 1 and "fitted on ofa-mbv3-w1.0, not ofa-proxyless-w1.3" in res.stderr
+
+
+def test_adapter_carries_its_margin_and_pareto_margin_auto_uses_it(tmp_path):
+    from click.testing import CliRunner
+
+    from ofa_profile.accuracy import fit_accuracy_predictor
+    from ofa_profile.cli import main
+    from test_accuracy import synthetic_dataset
+    src = _known_model()
+    specs = _specs(30)
+    y = 0.3 + 1.7 * src.predict(specs)[:, 1] * np.random.default_rng(1).normal(1, 0.04, 30)
+    ad = fit_chosen(specs, y, "gpu-m", source=src, choose=True)
+    # the 90th percentile of the cross-validated under-predictions, recomputed here from the same folds
+    from ofa_profile.adapt import _candidates, cv_predict
+    s, f = _candidates(src)[ad.info["model"]]
+    cv, _ = cv_predict(specs, y, "gpu-m", 0, source=s, features=f)
+    want = max(0.0, np.quantile(y / cv - 1, 0.9) * 100)
+    assert ad.info["margin_p90_pct"] == pytest.approx(want, abs=1e-3) and 1 < want < 20
+    path = ad.save(tmp_path / "gpu-m.json")
+    acc = fit_accuracy_predictor(synthetic_dataset(300), model="ridge").save(tmp_path / "acc.json")
+    res = CliRunner().invoke(main, ["pareto", "--budget", "40ms", "--adapter", str(path), "--predictor", str(acc),
+                                    "--margin", "auto", "--out-dir", str(tmp_path), "--no-plot", "--effort", "fast",
+                                    "--n-budgets", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["margin_pct"] == pytest.approx(ad.info["margin_p90_pct"], abs=1e-3)
+    assert obj["search_budget_ms"] == pytest.approx(40 * (1 - obj["margin_pct"] / 100), rel=1e-6)
+    assert "adapter's cross-validated under-predictions" in res.stderr

@@ -16,7 +16,7 @@ from ..errors import OfaProfileError
 from ..space import DEFAULT_SPACE
 
 __all__ = ["main", "echo_json", "fail", "SPACE_OPTION", "WAIT_OPTION", "space_help", "default_out", "hold_lock", "log",
-           "checked_out_dir", "pct", "with_options", "atomic_json"]
+           "checked_out_dir", "pct", "with_options", "atomic_json", "SPEED_CHECK_OPTIONS", "check_speed_options"]
 
 
 class _Command(NoEmptyValues, click.Command):
@@ -111,6 +111,22 @@ def checked_out_dir(path: str, option: str = "--out-dir") -> Any:
 
 def pct(x: float) -> str:
     return f"{x * 100:.2f} %"
+
+
+SPEED_CHECK_OPTIONS = [
+    click.option("--rescale", is_flag=True,
+                 help="scale the latencies by the speed check's factor (now/then on a few of the LUT's blocks; a "
+                      "shipped LUT used on a device of this machine is checked, once per machine)"),
+    click.option("--no-speed-check", is_flag=True,
+                 help="do not speed-check a shipped LUT on this machine (also: OFA_PROFILE_NO_SPEED_CHECK=1)"),
+]
+
+
+def check_speed_options(rescale: bool, no_speed_check: bool) -> None:
+    """--rescale needs the check that --no-speed-check skips: both at once is a usage error."""
+    if rescale and no_speed_check:
+        raise click.UsageError("--rescale applies the speed check's factor and --no-speed-check skips the check: "
+                               "pass one")
 
 
 def with_options(options: list) -> Any:

@@ -1,12 +1,14 @@
 """The commands on LUT files: ``predict`` (one subnet's latency) and the ``lut`` group (``import-ofa``,
-``export-ofa``, ``info``, ``validate``).  Each parses its options, calls one domain function
+``export-ofa``, ``info``, ``check``, ``validate``).  Each parses its options, calls one domain function
 (:mod:`ofa_profile.lut`, :mod:`ofa_profile.lut_report`) and prints."""
 from __future__ import annotations
 
 import click
 
-from ..cliopts import RESOLUTION, SPACE_NAME
-from .base import WAIT_OPTION, echo_json, hold_lock, main
+from ..cliopts import RESOLUTION, SPACE_NAME, count_range
+from ..speedcheck import DEFAULT_BLOCKS, MAX_BLOCKS
+from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, echo_json, hold_lock, log, main,
+                   with_options)
 
 
 @main.group("lut")
@@ -110,7 +112,12 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
     extra = f" (+{s['resolution_entries']} per-resolution)" if s["resolution_entries"] else ""
     click.echo(f"entries:      {s['entries']}{extra}")
     click.echo(f"created:      {s['created_utc']} by {s['tool']}; source: {s['source']}; seed: {s['seed']}")
-    click.echo("fingerprint:  " + "; ".join(f"{k}={v}" for k, v in s["fingerprint"].items()))
+    fp = s["fingerprint"]
+    click.echo("fingerprint:  " + "; ".join(f"{k}={v}" for k, v in fp.items() if k not in _MACHINE_KEYS))
+    if "cpu_model" in fp:
+        click.echo(f"machine:      {_machine_text(fp)}")
+    if isinstance(fp.get("cpu_flags"), list):
+        click.echo(f"cpu flags:    {_flags_text(fp['cpu_flags'])}")
     tm = s["timing"]
     if tm:
         st = tm["settings"] or {}
@@ -135,6 +142,89 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
         r0, n0 = next(iter(part.items()))
         click.echo(f"partly:       {len(part)} other resolution(s) partly covered, e.g. r={r0} "
                    f"({n0} key(s) missing; see --json)")
+
+
+_MACHINE_KEYS = ("cpu_model", "cpu_vendor", "cpu_family", "cpu_model_number", "cpu_stepping", "cpu_max_mhz", "cpu_mhz",
+                 "cache_kb", "mem_total_kb", "cpu_flags")
+_SIMD = ("sse4", "avx", "fma", "f16c", "amx", "neon", "asimd", "sve", "sme", "i8mm", "bf16")
+
+
+def _kib(kb: object) -> str:
+    if not isinstance(kb, (int, float)) or isinstance(kb, bool):
+        return str(kb)
+    for unit, size in (("GiB", 1024 ** 2), ("MiB", 1024)):
+        if kb >= size:
+            return f"{kb / size:.3g} {unit}"
+    return f"{kb:g} KiB"
+
+
+def _machine_text(fp: dict) -> str:
+    """``lut info``'s machine line: CPU (vendor, family, model, stepping), clock, caches, memory, as recorded."""
+    ids = [str(fp[k]) if k == "cpu_vendor" else f"{k.split('_')[1]} {fp[k]}"
+           for k in ("cpu_vendor", "cpu_family", "cpu_model_number", "cpu_stepping") if k in fp]
+    parts = [f"{fp['cpu_model']}" + (f" ({' '.join(ids)})" if ids else "")]
+    if "cpu_max_mhz" in fp:
+        parts.append(f"max {fp['cpu_max_mhz']} MHz")
+    elif "cpu_mhz" in fp:
+        parts.append(f"{fp['cpu_mhz']} MHz")
+    caches = fp.get("cache_kb")
+    if isinstance(caches, dict) and caches:
+        parts.append("caches " + ", ".join(f"{k} {_kib(v)}" for k, v in caches.items()))
+    if "mem_total_kb" in fp:
+        parts.append(f"memory {_kib(fp['mem_total_kb'])}")
+    if not ({"cache_kb", "cpu_max_mhz", "cpu_mhz"} & set(fp)):
+        parts.append("cache sizes and clock not recorded")
+    return "; ".join(parts)
+
+
+def _flags_text(flags: list) -> str:
+    """``lut info``'s flags line: all of a short list, else the count and the SIMD ones (all with --json)."""
+    if len(flags) <= 12:
+        full = {"fpu", "fp"} & set(flags)       # in every full x86 / ARM set: older LUTs kept a few SIMD flags only
+        return (" ".join(map(str, flags)) or "none recorded") + ("" if full or not flags else " (the SIMD ones only)")
+    simd = [f for f in map(str, flags) if f.startswith(_SIMD)]
+    return f"{len(flags)} flags; SIMD: {' '.join(simd) or 'none'} (all with --json)"
+
+
+@lut_group.command("check")
+@click.argument("lut_ref", metavar="FILE_OR_DEVICE")
+@click.option("--device", "device_name", required=True, help="device (name or spec file) to time the blocks on")
+@click.option("--blocks", "n_blocks", type=count_range(1, MAX_BLOCKS), default=DEFAULT_BLOCKS, show_default=True,
+              help="blocks to time, half at the LUT's smallest resolution and half at its largest")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, as_json: bool) -> None:
+    """Speed check: time a small fixed set of the LUT's blocks on a device now, the way `measure` timed them, and
+    compare with the LUT's figures.
+
+    The factor is the median over the blocks of now / then: above 1.15 or below 1/1.15 the LUT's latencies
+    are off on this machine; measure its own LUT then.  The blocks are fixed by a rule (small, medium and
+    large blocks at the LUT's smallest and largest resolution), so two checks compare the same ones.  The
+    result refreshes the cache that predict and pareto read (they check shipped LUTs on a device of this
+    machine once, then reuse it).
+
+    \b
+    Example:
+      ofa-profile lut check cpu-ort --device cpu-ort
+      ofa-profile lut check my-lut.json --device cpu-ort --blocks 12 --json
+    """
+    from ..devices import load_device
+    from ..lut import load_lut
+    from ..speedcheck import cached_speed_check, measure_hint
+
+    lut = load_lut(lut_ref)
+    dev = load_device(device_name)
+    chk = cached_speed_check(lut, dev, n_blocks, refresh=True, log=log)
+    if as_json:
+        echo_json(chk.as_dict())
+        return
+    click.echo(f"{lut.source} on {dev.name}: factor {chk.factor:.3f} (now/then, median of {len(chk.blocks)} blocks, "
+               f"lowest of {chk.passes} pass(es) each; {chk.seconds:.1f} s)")
+    verdict = (f"off by more than 15 %: measure this machine's own LUT, {measure_hint(dev.name)}" if chk.off
+               else "within 15 %")
+    click.echo(f"this machine runs its blocks {chk.describe()} the LUT says: {verdict}")
+    click.echo(f"  {'r':>4}  {'then_ms':>9}  {'now_ms':>9}  {'ratio':>6}  block")
+    for b in chk.blocks:
+        click.echo(f"  {b.resolution:>4}  {b.then_ms:9.4f}  {b.now_ms:9.4f}  {b.ratio:6.3f}  {b.key}")
 
 
 @lut_group.command("validate")
@@ -168,22 +258,32 @@ def lut_validate_cmd(path: str) -> None:
 @click.option("--space", type=SPACE_NAME, default=None, help="space of a plain spec JSON [default: the LUT's space]")
 @click.option("--resolution", type=RESOLUTION, default=None, help="input resolution (overrides the arch's r)")
 @click.option("--no-calibration", is_flag=True, help="report the plain LUT sum even if the LUT is calibrated")
+@with_options(SPEED_CHECK_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int | None, no_calibration: bool,
-                as_json: bool) -> None:
+                rescale: bool, no_speed_check: bool, as_json: bool) -> None:
     """Predict the latency of one subnet from a LUT (calibrated where the LUT holds a calibration).
+
+    A shipped LUT used on a device of this machine is speed-checked first (a few of its blocks timed, once
+    per machine; see `ofa-profile lut check`): one warning line on stderr when this machine runs them more
+    than 15 % faster or slower than the LUT says; --rescale then scales the prediction by that factor.
 
     \b
     Example:
       ofa-profile predict --lut cpu-ort --arch examples/arch-r160.json
+      ofa-profile predict --lut cpu-ort --arch examples/arch-r160.json --rescale
       ofa-profile predict --lut note10.json --arch net.config --json
     """
     from ..lut_report import predict_subnet
 
-    p = predict_subnet(lut_ref, arch_path, space=space, resolution=resolution, calibrated=not no_calibration)
+    check_speed_options(rescale, no_speed_check)
+    p = predict_subnet(lut_ref, arch_path, space=space, resolution=resolution, calibrated=not no_calibration,
+                       speed_check=not no_speed_check, rescale=rescale, log=log)
     if as_json:
         echo_json(p.as_dict())
     else:
         how = "calibrated" if p.calibrated else "LUT sum, uncalibrated"
+        if p.rescaled:
+            how += f", x {p.scale:.3f} by the speed check"
         click.echo(f"{p.latency_ms:.3f} ms ({how}; LUT sum {p.lut_sum_ms:.3f} ms) for {p.spec.short()} on "
                    f"{p.lut.device} [{p.lut.source}]")

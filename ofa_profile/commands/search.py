@@ -11,7 +11,8 @@ import click
 
 from ..cliopts import NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, check_resolutions, count_range, option_value
 from ..pareto import OptionError
-from .base import WAIT_OPTION, checked_out_dir, echo_json, hold_lock, log, main, pct, with_options
+from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, checked_out_dir, echo_json, hold_lock,
+                   log, main, pct, with_options)
 
 __all__ = ["PREDICTOR_OPTIONS", "usage_errors", "resolve_predictor", "predictor_block", "search_resolutions",
            "pareto_cmd"]
@@ -84,6 +85,7 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
               help="before searching, measure this many of the calibrated LUT's held-out subnets again on the "
                    "device and scale the latency model by how much slower or faster it runs now than at "
                    "calibration (0: off)")
+@with_options(SPEED_CHECK_OPTIONS)
 @click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="folder for pareto-<device>-<budget>ms.json and .png (made if its parent exists; the device "
                    "name is reduced to a plain file name)")
@@ -110,7 +112,8 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
                resolutions: str | None, accuracy: str | None, predictor: str | None, accuracy_data: str | None,
                seed: int, effort: str,
-               n_budgets: int, margin: str, no_calibration: bool, refresh: int, out_dir: str, no_plot: bool, verify: bool,
+               n_budgets: int, margin: str, no_calibration: bool, refresh: int, rescale: bool, no_speed_check: bool,
+               out_dir: str, no_plot: bool, verify: bool,
                verify_device: str | None, verify_rounds: int, supernet: str | None, verify_images: int,
                verify_calib_images: int, train_data: str | None, val_data: str | None, cache_dir: str | None, as_json: bool) -> None:
     """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
@@ -126,6 +129,9 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     subnet end to end on the device (over any transport) and evaluates its top-1 with the supernet
     (bundled weights, BN recalibrated, on the validation set it was trained for); without --accuracy or
     --predictor it then searches with that supernet's own predictor, so predicted and measured compare.
+    A shipped LUT used on a device of this machine is speed-checked first (a few of its blocks timed, once
+    per machine; see `ofa-profile lut check`): one warning line on stderr when this machine runs them more
+    than 15 % faster or slower than the LUT says; --rescale then scales the latency model by that factor.
 
     \b
     Example:
@@ -137,11 +143,13 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
       ofa-profile pareto --budget 20ms --device cpu-ort --verify
       ofa-profile pareto --budget 20ms --device cpu-ort --margin auto --verify
       ofa-profile pareto --budget 20ms --device cpu-ort --refresh 5 --margin auto --verify
+      ofa-profile pareto --budget 20ms --device cpu-ort --rescale
     """
     from ..pareto import VERIFY_TOLERANCE, parse_margin, run_pareto
     from ..search import parse_budget_ms
 
     check_resolutions(resolutions)
+    check_speed_options(rescale, no_speed_check)
     with option_value("--budget"):
         budget_ms = parse_budget_ms(budget)
     with usage_errors():
@@ -154,7 +162,8 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
                          no_calibration=no_calibration, refresh=refresh, plot=not no_plot, verify=verify,
                          verify_device=verify_device, verify_rounds=verify_rounds, supernet=supernet,
                          verify_images=verify_images, verify_calib_images=verify_calib_images, train_data=train_data,
-                         val_data=val_data, cache_dir=cache_dir, log=log, hold=hold_lock)
+                         val_data=val_data, cache_dir=cache_dir, speed_check=not no_speed_check, rescale=rescale,
+                         log=log, hold=hold_lock)
     result = run.result
     if as_json:
         echo_json(result)
@@ -166,7 +175,9 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
                + "):")
     click.echo(f"  arch      {best.spec.short()}")
     click.echo(f"  spec      {json.dumps(best.spec.canonical().to_ofa())}")
-    click.echo(f"  latency   {best.latency_ms:.3f} ms (predicted)")
+    sc = result.get("speed_check")
+    scaled = f", x {sc['factor']:.3f} by the speed check" if sc and sc.get("applied") else ""
+    click.echo(f"  latency   {best.latency_ms:.3f} ms (predicted{scaled})")
     click.echo(f"  accuracy  {pct(best.accuracy)} ({label}, predicted)")
     click.echo(f"  MACs      {best.macs / 1e6:.1f} M    params {best.params / 1e6:.2f} M")
     v = result.get("verify")
