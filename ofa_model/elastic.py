@@ -1,4 +1,4 @@
-"""Elastic (dynamic) layers of the OFA MobileNetV3 supernet and the static layers of an extracted subnet.
+"""Elastic (dynamic) layers of the OFA MobileNetV3 supernet.
 
 Module and parameter names follow OFA (``ofa.imagenet_classification.elastic_nn.modules``) exactly, so that
 OFA's checkpoints load strictly:
@@ -10,10 +10,12 @@ OFA's checkpoints load strictly:
 * :class:`DynamicBatchNorm2d` (``.bn``): BN over the first ``C`` channels of the full BN.
 * :class:`DynamicSE` (``.fc.reduce`` / ``.fc.expand``): squeeze-excite over a channel prefix.
 * :class:`DynamicMBConv`: ``inverted_bottleneck`` / ``depth_conv`` (+ ``se``) / ``point_linear``, with
-  :meth:`DynamicMBConv.re_organize_middle_weights` (elastic width: channels sorted by L1 importance).
+  :meth:`DynamicMBConv.re_organize_middle_weights` (elastic width: channels sorted by L1 importance) and
+  :meth:`DynamicMBConv.copy_active_weights` (the active kernel and width into a static MBConv).
+* :class:`ResidualBlock` (``.conv``): the identity shortcut around a :class:`DynamicMBConv`, no parameters.
 
-Static counterparts (:class:`ConvLayer`, :class:`MBConvLayer`, :class:`ResidualBlock`, :class:`LinearLayer`,
-:class:`SEModule`) use plain ``nn.Conv2d`` / ``nn.BatchNorm2d`` / ``nn.Hardswish`` and OFA's static names.
+There are no static layers here: the supernet's fixed layers and every extracted subnet are built by the
+layer library, :mod:`ofa_profile.blocks` (the modules the profiler measures and the ``.tflite`` writer takes).
 """
 from __future__ import annotations
 
@@ -24,21 +26,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ofa_profile.blocks import MBConv, build_act
+from ofa_profile.errors import OfaProfileError
+
 __all__ = [
-    "build_act", "sub_filter_start_end", "DynamicConv2d", "DynamicSeparableConv2d", "DynamicBatchNorm2d",
-    "DynamicSE", "DynamicMBConv", "ConvLayer", "LinearLayer", "SEModule", "MBConvLayer", "ResidualBlock",
+    "sub_filter_start_end", "DynamicConv2d", "DynamicSeparableConv2d", "DynamicBatchNorm2d", "DynamicSE",
+    "DynamicMBConv", "ResidualBlock",
 ]
-
-
-def build_act(name: str | None) -> nn.Module:
-    """``relu`` -> nn.ReLU, ``h_swish`` -> nn.Hardswish (x * relu6(x + 3) / 6, OFA's Hswish)."""
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    if name == "h_swish":
-        return nn.Hardswish(inplace=True)
-    if name is None:
-        return nn.Identity()
-    raise ValueError(f"unknown activation {name!r}")
 
 
 def sub_filter_start_end(kernel_size: int, sub_kernel_size: int) -> tuple[int, int]:
@@ -202,27 +196,35 @@ class DynamicMBConv(nn.Module):
         x = self.depth_conv(x)
         return self.point_linear(x)
 
-    def get_active_subnet(self) -> "MBConvLayer":
-        """A static :class:`MBConvLayer` with the active kernel/width and copied weights."""
+    @torch.no_grad()
+    def copy_active_weights(self, dst: MBConv) -> MBConv:
+        """Write the active kernel size and width into ``dst``, a static :class:`ofa_profile.blocks.MBConv` of
+        that shape (as :func:`ofa_profile.blocks.build_module` builds it for the subnet's op): the depthwise kernel
+        through :meth:`DynamicSeparableConv2d.get_active_filter`, every channel axis a prefix, BN statistics,
+        eps and momentum copied.  Returns ``dst``."""
         mid = self.active_middle_channel()
         k = self.active_kernel_size
-        sub = MBConvLayer(self.in_channels, self.out_channels, k, self.stride, mid, self.act_func, self.use_se,
-                          self.space.se_channels)
-        with torch.no_grad():
-            sub.inverted_bottleneck.conv.weight.copy_(self.inverted_bottleneck.conv.get_active_filter(mid, self.in_channels))
-            _copy_bn(sub.inverted_bottleneck.bn, self.inverted_bottleneck.bn.bn)
-            sub.depth_conv.conv.weight.copy_(self.depth_conv.conv.get_active_filter(mid, k))
-            _copy_bn(sub.depth_conv.bn, self.depth_conv.bn.bn)
-            if self.use_se:
-                se_mid = self.space.se_channels(mid)
-                src, dst = self.depth_conv.se.fc, sub.depth_conv.se.fc
-                dst.reduce.weight.copy_(src.reduce.weight[:se_mid, :mid])
-                dst.reduce.bias.copy_(src.reduce.bias[:se_mid])
-                dst.expand.weight.copy_(src.expand.weight[:mid, :se_mid])
-                dst.expand.bias.copy_(src.expand.bias[:mid])
-            sub.point_linear.conv.weight.copy_(self.point_linear.conv.get_active_filter(self.out_channels, mid))
-            _copy_bn(sub.point_linear.bn, self.point_linear.bn.bn)
-        return sub.to(self.point_linear.conv.conv.weight.device)
+        want = (self.in_channels, self.out_channels, mid, k, self.stride, self.use_se, True)
+        got = (dst.in_ch, dst.out_ch, dst.mid, dst.kernel, dst.stride, hasattr(dst.depth_conv, "se"),
+               dst.inverted_bottleneck is not None)
+        if got != want:
+            raise OfaProfileError(f"static MBConv (in, out, mid, kernel, stride, se, expand) = {got} does not fit the "
+                                  f"active elastic block {want} (a bug: report it)")
+        ib, dc, pl = dst.inverted_bottleneck, dst.depth_conv, dst.point_linear
+        ib.conv.weight.copy_(self.inverted_bottleneck.conv.get_active_filter(mid, self.in_channels))
+        _copy_bn(ib.bn, self.inverted_bottleneck.bn.bn)
+        dc.conv.weight.copy_(self.depth_conv.conv.get_active_filter(mid, k))
+        _copy_bn(dc.bn, self.depth_conv.bn.bn)
+        if self.use_se:
+            se_mid = self.space.se_channels(mid)
+            src, fc = self.depth_conv.se.fc, dc.se.fc
+            fc.reduce.weight.copy_(src.reduce.weight[:se_mid, :mid])
+            fc.reduce.bias.copy_(src.reduce.bias[:se_mid])
+            fc.expand.weight.copy_(src.expand.weight[:mid, :se_mid])
+            fc.expand.bias.copy_(src.expand.bias[:mid])
+        pl.conv.weight.copy_(self.point_linear.conv.get_active_filter(self.out_channels, mid))
+        _copy_bn(pl.bn, self.point_linear.bn.bn)
+        return dst
 
     @torch.no_grad()
     def re_organize_middle_weights(self, expand_ratio_stage: int = 0) -> None:
@@ -261,95 +263,8 @@ class DynamicMBConv(nn.Module):
             fc.reduce.bias.data = torch.index_select(fc.reduce.bias.data, 0, se_idx)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# static layers (an extracted subnet is built only from these and plain torch modules)
-# ---------------------------------------------------------------------------------------------------------
-class ConvLayer(nn.Module):
-    """conv -> (bn) -> act, OFA's ConvLayer names (``conv``, ``bn``, ``act``)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 use_bn: bool = True, act: str | None = "relu", bias: bool = False):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=bias)
-        if use_bn:
-            self.bn = nn.BatchNorm2d(out_channels)
-        self.act = build_act(act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        if hasattr(self, "bn"):
-            x = self.bn(x)
-        return self.act(x)
-
-
-class LinearLayer(nn.Module):
-    """dropout -> linear (OFA's LinearLayer: parameter ``linear.weight`` / ``linear.bias``)."""
-
-    def __init__(self, in_features: int, out_features: int, dropout_rate: float = 0.0):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else nn.Identity()
-        self.linear = nn.Linear(in_features, out_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(x))
-
-
-class SEModule(nn.Module):
-    """Squeeze-excite: global mean -> 1x1 reduce (bias) -> ReLU -> 1x1 expand (bias) -> hard sigmoid -> scale."""
-
-    def __init__(self, channel: int, mid: int):
-        super().__init__()
-        self.fc = nn.Sequential(OrderedDict([
-            ("reduce", nn.Conv2d(channel, mid, 1, 1, 0, bias=True)),
-            ("relu", nn.ReLU(inplace=True)),
-            ("expand", nn.Conv2d(mid, channel, 1, 1, 0, bias=True)),
-            ("h_sigmoid", nn.Hardsigmoid(inplace=True)),
-        ]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.fc(x.mean(3, keepdim=True).mean(2, keepdim=True))
-
-
-class MBConvLayer(nn.Module):
-    """Static MBConv: (1x1 expand, BN, act) -> depthwise kxk, BN, act, (SE) -> 1x1 project, BN.
-
-    ``mid_channels == in_channels`` with ``expand=False`` gives the expand-ratio-1 block (no 1x1 expand).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, mid_channels: int,
-                 act: str, use_se: bool, se_channels=None, expand: bool = True):
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.mid_channels = kernel_size, stride, mid_channels
-        self.act_func, self.use_se = act, use_se
-        if expand:
-            self.inverted_bottleneck = nn.Sequential(OrderedDict([
-                ("conv", nn.Conv2d(in_channels, mid_channels, 1, 1, 0, bias=False)),
-                ("bn", nn.BatchNorm2d(mid_channels)),
-                ("act", build_act(act)),
-            ]))
-        else:
-            self.inverted_bottleneck = None
-        dc = [("conv", nn.Conv2d(mid_channels, mid_channels, kernel_size, stride, kernel_size // 2,
-                                 groups=mid_channels, bias=False)),
-              ("bn", nn.BatchNorm2d(mid_channels)),
-              ("act", build_act(act))]
-        if use_se:
-            dc.append(("se", SEModule(mid_channels, se_channels(mid_channels))))
-        self.depth_conv = nn.Sequential(OrderedDict(dc))
-        self.point_linear = nn.Sequential(OrderedDict([
-            ("conv", nn.Conv2d(mid_channels, out_channels, 1, 1, 0, bias=False)),
-            ("bn", nn.BatchNorm2d(out_channels)),
-        ]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.inverted_bottleneck is not None:
-            x = self.inverted_bottleneck(x)
-        return self.point_linear(self.depth_conv(x))
-
-
 class ResidualBlock(nn.Module):
-    """``conv`` (an MBConv layer) plus an optional identity shortcut (no parameters, as in OFA)."""
+    """``conv`` (a :class:`DynamicMBConv`) plus an optional identity shortcut (no parameters, as in OFA)."""
 
     def __init__(self, conv: nn.Module, shortcut: bool):
         super().__init__()

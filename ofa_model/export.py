@@ -4,8 +4,7 @@
   (input ``input`` NCHW float32, output ``logits``; batch axis dynamic; the spec, classes and weights' sha256 in
   the model's metadata).
 * TFLite: the project's own flatbuffer writer (:func:`ofa_profile.tflite.write_tflite`), which works on modules
-  built from :mod:`ofa_profile.blocks`; :func:`to_blocks_module` copies the subnet's weights into
-  ``blocks.subnet_module(spec)`` (same outputs, tested).  The TFLite model takes NHWC input.
+  built from :mod:`ofa_profile.blocks`, as the extracted subnet is.  The TFLite model takes NHWC input.
 
 Every file is written atomically and, with ``check=True``, run once by its runtime (onnxruntime /
 ai_edge_litert) on a seeded input and compared with torch.
@@ -23,7 +22,7 @@ from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import SubnetSpec
 
-__all__ = ["FORMATS", "ExportResult", "extract_subnet", "to_blocks_module", "export_onnx", "export_tflite", "export_random",
+__all__ = ["FORMATS", "ExportResult", "extract_subnet", "export_onnx", "export_tflite", "export_random",
            "export_subnet", "example_input", "export_arch"]
 
 FORMATS = ("onnx", "tflite")
@@ -54,52 +53,6 @@ def extract_subnet(model, spec: SubnetSpec, calib: Iterable | None = None, n_cal
     sub = model.get_active_subnet().cpu().eval()
     n = recalibrate_bn(sub, calib, n_calib) if calib is not None else 0
     return sub.eval(), n
-
-
-def to_blocks_module(sub, spec: SubnetSpec):
-    """``ofa_profile.blocks.subnet_module(spec)`` holding the weights of ``sub`` (a MobileNetV3Subnet).
-
-    Both nets are built from the same space definition, so their parameters and buffers correspond one to one in
-    registration order; each pair must have the same shape (checked: a mismatch is a bug, reported as such).
-    The classifier is rebuilt for the subnet's class count (blocks builds the space's 1000)."""
-    import torch
-    from ofa_profile import blocks
-    dst = blocks.subnet_module(spec).eval()
-    n_classes = sub.classifier.linear.out_features
-    last = dst[len(dst) - 1]
-    if isinstance(last, blocks.Classifier) and last.linear.out_features != n_classes:
-        dst[len(dst) - 1] = blocks.Classifier(last.linear.in_features, n_classes).eval().requires_grad_(False)
-    src_t = [t for _, t in _tensors(sub)]
-    dst_named = list(_tensors(dst))
-    if len(src_t) != len(dst_named):
-        raise OfaProfileError(f"blocks.subnet_module has {len(dst_named)} weight tensors, the subnet "
-                              f"{len(src_t)}; the two builders disagree (a bug: report it)")
-    with torch.no_grad():
-        for (name, d), s in zip(dst_named, src_t):
-            if tuple(d.shape) != tuple(s.shape):
-                raise OfaProfileError(f"weight {name} has shape {tuple(d.shape)} in blocks.subnet_module, "
-                                      f"{tuple(s.shape)} in the subnet (a bug: report it)")
-            d.copy_(s)
-    for m_src, m_dst in zip(_bns(sub), _bns(dst)):
-        m_dst.eps = m_src.eps
-    return dst
-
-
-def _tensors(module) -> list[tuple[str, Any]]:
-    """Parameters and BN running statistics, in registration order (num_batches_tracked left out)."""
-    out = []
-    for mname, m in module.named_modules():
-        for pname, p in m.named_parameters(recurse=False):
-            out.append((f"{mname}.{pname}", p))
-        for bname, b in m.named_buffers(recurse=False):
-            if bname in ("running_mean", "running_var"):
-                out.append((f"{mname}.{bname}", b))
-    return out
-
-
-def _bns(module):
-    import torch.nn as nn
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def _check_out_folder(out: Path) -> None:
@@ -162,17 +115,16 @@ def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapp
 
 
 def export_tflite(sub, spec: SubnetSpec, out: str | os.PathLike, *, check: bool = True,
-                  seed: int = 0, in_blocks: bool = False) -> tuple[Path, float | None, float | None]:
-    """Write ``sub`` as TFLite (NHWC input) through :func:`ofa_profile.tflite.write_tflite`.  ``in_blocks``:
-    ``sub`` is already built from the layer library (:func:`ofa_profile.blocks.subnet_module`)."""
+                  seed: int = 0) -> tuple[Path, float | None, float | None]:
+    """Write ``sub`` (built from the layer library: an extracted subnet or :func:`ofa_profile.blocks.subnet_module`)
+    as TFLite (NHWC input) through :func:`ofa_profile.tflite.write_tflite`."""
     import torch
     from ofa_profile import tflite
     out = Path(out)
     _check_out_folder(out)
     x = example_input(spec, seed)
-    mod = sub if in_blocks else to_blocks_module(sub, spec)
     with atomic_path(out) as tmp:
-        tflite.write_tflite(mod, x, tmp)
+        tflite.write_tflite(sub, x, tmp)
         diff = (None, None)
         if check:
             got = _run_tflite(tmp, x)
@@ -206,7 +158,7 @@ def _check_format(fmt: str) -> None:
 
 
 def _write(sub, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, metadata: Mapping[str, Any], check: bool,
-           seed: int, n_recalibrated: int, in_blocks: bool = False) -> ExportResult:
+           seed: int, n_recalibrated: int) -> ExportResult:
     """Write ``sub`` in ``fmt`` (ONNX with ``metadata`` and the arch; TFLite) and describe the file."""
     meta = {"ofa_profile.arch": json.dumps({"space": spec.space, **spec.to_ofa()}),
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}}
@@ -214,7 +166,7 @@ def _write(sub, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, metadata:
         p, d, rd = export_onnx(sub, spec, out, metadata=meta, check=check, seed=seed)
         shape = (1, 3, spec.r, spec.r)
     else:
-        p, d, rd = export_tflite(sub, spec, out, check=check, seed=seed, in_blocks=in_blocks)
+        p, d, rd = export_tflite(sub, spec, out, check=check, seed=seed)
         shape = (1, spec.r, spec.r, 3)
     return ExportResult(str(p), fmt, spec.short(), shape, d, rd, n_recalibrated)
 
@@ -227,7 +179,7 @@ def export_random(spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, check: 
     _check_format(fmt)
     sub = blocks.subnet_module(spec, seed=weights_seed)
     return _write(sub, spec, fmt, out, metadata={"ofa_profile.weights": f"random (seed {weights_seed})"},
-                  check=check, seed=seed, n_recalibrated=0, in_blocks=True)
+                  check=check, seed=seed, n_recalibrated=0)
 
 
 def export_subnet(model, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, calib: Iterable | None = None,

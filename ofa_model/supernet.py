@@ -4,27 +4,37 @@ The macro-architecture comes from :mod:`ofa_profile.space` (one source of truth)
 shapes are those of OFA's ``OFAMobileNetV3`` (``ofa_mbv3_d234_e346_k357_w1.0`` for the default space), so
 an official checkpoint loads strictly with :func:`load_supernet_weights`.
 
+One layer library: the supernet's fixed layers (stem, first block, head) and every extracted subnet are the
+modules :func:`ofa_profile.blocks.build_module` builds for the subnet's ops (those the profiler measures and the
+``.tflite`` writer takes); only the elastic blocks are :mod:`ofa_model.elastic` layers, which write their active
+weights into the subnet's MBConvs themselves.
+
     >>> net = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=10)
     >>> spec = net.sample_active_subnet(0)           # seeded; also sets it active
-    >>> sub = net.get_active_subnet().eval()          # plain nn.Module with copied weights
+    >>> sub = net.get_active_subnet().eval()          # ofa_profile.blocks layers with copied weights
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 import random
-from typing import Any, Iterable, Mapping
+from collections import OrderedDict
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 
+from ofa_profile.blocks import MBConv, build_module, subnet_layers
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.space import DEFAULT_SPACE, Space, SpaceError, SubnetSpec, get_space, has_identity_skip
+from ofa_profile.families.mbv3 import FAMILY as MBV3_FAMILY
+from ofa_profile.ops import split_ops, subnet_ops
+from ofa_profile.space import (DEFAULT_SPACE, Space, SpaceError, SubnetSpec, compound_space,  # noqa: F401 (re-exported)
+                               full_space, get_space, has_identity_skip)
 
-from .elastic import ConvLayer, DynamicMBConv, LinearLayer, MBConvLayer, ResidualBlock
+from .elastic import DynamicMBConv, ResidualBlock
 
-__all__ = ["OFAMobileNetV3", "MobileNetV3Subnet", "recalibrate_bn", "load_supernet_weights", "WeightsError",
-           "same_macro", "full_space", "compound_space"]
+__all__ = ["OFAMobileNetV3", "MobileNetV3Subnet", "MBConvSlot", "recalibrate_bn", "load_supernet_weights",
+           "WeightsError", "same_macro", "full_space", "compound_space"]
 
 
 from .safeload import WeightsError  # noqa: E402 - re-exported: where callers have always imported it
@@ -35,61 +45,37 @@ def same_macro(a: Space, b: Space) -> bool:
     return a.macro() == b.macro()
 
 
-def _sibling(space: Space, compound: bool) -> Space:
-    from ofa_profile.space import SPACES
-    if space.compound == compound:
-        return space
-    for s in SPACES.values():
-        if s.compound == compound and same_macro(s, space):
-            return s
-    kind = "compound" if compound else "full (non-compound)"
-    raise SpaceError(f"no registered {kind} space shares the macro-architecture of {space.name}")
+class MBConvSlot(nn.Sequential):
+    """OFA's ``ResidualBlock`` level around a static :class:`ofa_profile.blocks.MBConv`: only the name ``conv``
+    (keys ``blocks.<i>.conv.*``, as in OFA's checkpoints), no parameters; the MBConv adds its own identity
+    shortcut (``idskip``).  A ``Sequential``, so the ``.tflite`` writer walks through it."""
+
+    def __init__(self, conv: MBConv):
+        super().__init__(OrderedDict([("conv", conv)]))
 
 
-def full_space(space: str | Space) -> Space:
-    """The non-compound space with the same macro-architecture (the supernet's full choice set)."""
-    return _sibling(get_space(space), False)
+class MobileNetV3Subnet(nn.Sequential):
+    """An extracted subnet: the layers :func:`ofa_profile.blocks.subnet_layers` builds for ``spec``, chained under
+    OFA's ``MobileNetV3`` names (``first_conv``, ``blocks.<i>.conv``, ``final_expand_layer``, ``pool``,
+    ``feature_mix_layer``, ``classifier``), so its state dict is that of OFA's extracted subnet and the ``.tflite``
+    writer takes it as it is.  ``spec`` records what it is."""
 
-
-def compound_space(space: str | Space) -> Space:
-    """The CompOFA (compound) space with the same macro-architecture."""
-    return _sibling(get_space(space), True)
-
-
-def _head(space: Space, n_classes: int, dropout_rate: float):
-    final_expand = ConvLayer(space.stages[-1].width, space.final_expand_ch, 1, act="h_swish")
-    feature_mix = ConvLayer(space.final_expand_ch, space.feature_mix_ch, 1, use_bn=False, act="h_swish")
-    classifier = LinearLayer(space.feature_mix_ch, n_classes, dropout_rate)
-    return final_expand, feature_mix, classifier
-
-
-def _first_block(space: Space) -> ResidualBlock:
-    c = space.stem_ch
-    conv = MBConvLayer(c, space.first_block_ch, 3, 1, c, space.first_block_act, False, expand=False)
-    return ResidualBlock(conv, has_identity_skip(1, c, space.first_block_ch))
-
-
-class MobileNetV3Subnet(nn.Module):
-    """A static subnet (OFA's ``MobileNetV3`` names).  ``spec`` records what it is."""
-
-    def __init__(self, first_conv: nn.Module, blocks: Iterable[nn.Module], final_expand_layer: nn.Module,
-                 feature_mix_layer: nn.Module, classifier: nn.Module, spec: SubnetSpec | None = None):
-        super().__init__()
-        self.first_conv = first_conv
-        self.blocks = nn.ModuleList(blocks)
-        self.final_expand_layer = final_expand_layer
-        self.feature_mix_layer = feature_mix_layer
-        self.classifier = classifier
+    def __init__(self, layers: Sequence[nn.Module], spec: SubnetSpec):
+        stem, *mbconvs, final_expand, pool, feature_mix, classifier = layers
+        super().__init__(OrderedDict([
+            ("first_conv", stem), ("blocks", nn.Sequential(*(MBConvSlot(b) for b in mbconvs))),
+            ("final_expand_layer", final_expand), ("pool", pool), ("feature_mix_layer", feature_mix),
+            ("classifier", classifier),
+        ]))
         self.spec = spec
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.first_conv(x)
-        for b in self.blocks:
-            x = b(x)
-        x = self.final_expand_layer(x)
-        x = x.mean(3, keepdim=True).mean(2, keepdim=True)
-        x = self.feature_mix_layer(x)
-        return self.classifier(torch.flatten(x, 1))
+
+def _copy_layer(dst: nn.Module, src: nn.Module) -> None:
+    """``src``'s tensors into ``dst`` (a layer of the same class and shapes), BN eps and momentum too."""
+    dst.load_state_dict(src.state_dict(), strict=True)
+    bns = [[m for m in mod.modules() if isinstance(m, nn.BatchNorm2d)] for mod in (dst, src)]
+    for d, s in zip(*bns):
+        d.eps, d.momentum = s.eps, s.momentum
 
 
 class OFAMobileNetV3(nn.Module):
@@ -99,9 +85,16 @@ class OFAMobileNetV3(nn.Module):
                  bn_momentum: float = 0.1, bn_eps: float = 1e-5):
         super().__init__()
         sp = get_space(space)
+        if sp.family != MBV3_FAMILY:
+            raise SpaceError(f"the supernet implements OFA's MobileNetV3 family; space {sp.name} is of family "
+                             f"{sp.family}")
         self.space, self.n_classes, self.dropout_rate = sp, int(n_classes), dropout_rate
-        self.first_conv = ConvLayer(3, sp.stem_ch, 3, 2, act="h_swish")
-        blocks: list[nn.Module] = [_first_block(sp)]
+        # the fixed layers are those of every subnet: built, in OFA's order, from the ops of one
+        smallest = sp.smallest()
+        stem_op, first_op, final_expand_op, _pool, feature_mix_op, logits_op = \
+            split_ops(smallest, subnet_ops(smallest))[0]
+        self.first_conv = build_module(stem_op)
+        blocks: list[nn.Module] = [MBConvSlot(build_module(first_op))]
         self.block_group_info: list[list[int]] = []
         feature = sp.first_block_ch
         for st in sp.stages:
@@ -112,7 +105,9 @@ class OFAMobileNetV3(nn.Module):
                 blocks.append(ResidualBlock(conv, has_identity_skip(stride, feature, st.width)))
                 feature = st.width
         self.blocks = nn.ModuleList(blocks)
-        self.final_expand_layer, self.feature_mix_layer, self.classifier = _head(sp, n_classes, dropout_rate)
+        self.final_expand_layer = build_module(final_expand_op)
+        self.feature_mix_layer = build_module(feature_mix_op)
+        self.classifier = build_module(dataclasses.replace(logits_op, out_ch=self.n_classes), dropout_rate)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum, m.eps = bn_momentum, bn_eps
@@ -162,15 +157,24 @@ class OFAMobileNetV3(nn.Module):
         return self.active_spec.r
 
     def get_active_subnet(self) -> MobileNetV3Subnet:
-        """The active subnet as a static :class:`MobileNetV3Subnet` with copied weights (same train/eval mode)."""
-        blocks = [copy.deepcopy(self.blocks[0])]
-        for s, idx in enumerate(self.block_group_info):
-            for i in idx[: self.runtime_depth[s]]:
-                blk = self.blocks[i]
-                blocks.append(ResidualBlock(blk.conv.get_active_subnet(), blk.shortcut))
-        sub = MobileNetV3Subnet(copy.deepcopy(self.first_conv), blocks, copy.deepcopy(self.final_expand_layer),
-                                copy.deepcopy(self.feature_mix_layer), copy.deepcopy(self.classifier),
-                                spec=self.active_spec)
+        """The active subnet, built by the layer library (:func:`ofa_profile.blocks.subnet_layers` of the active
+        spec, with this supernet's classes and dropout) with the active weights written in: the fixed layers
+        copied, each elastic block through :meth:`DynamicMBConv.copy_active_weights`.  Same device and train/eval
+        mode as the supernet; BN eps and momentum kept."""
+        spec = self.active_spec
+        dropout = self.classifier.dropout.p if self.classifier.dropout is not None else 0.0
+        w = self.classifier.linear.weight
+        sub = MobileNetV3Subnet(subnet_layers(spec, self.n_classes, dropout), spec).to(w.device, w.dtype)
+        active = [self.blocks[i] for s, idx in enumerate(self.block_group_info) for i in idx[: self.runtime_depth[s]]]
+        if len(active) != len(sub.blocks) - 1:
+            raise OfaProfileError(f"the active depths {self.runtime_depth} are not those of {spec.short()} (a bug)")
+        with torch.no_grad():
+            for dst, src in ((sub.first_conv, self.first_conv), (sub.blocks[0].conv, self.blocks[0].conv),
+                             (sub.final_expand_layer, self.final_expand_layer),
+                             (sub.feature_mix_layer, self.feature_mix_layer), (sub.classifier, self.classifier)):
+                _copy_layer(dst, src)
+            for slot, blk in zip(sub.blocks[1:], active):
+                blk.conv.copy_active_weights(slot.conv)
         return sub.train(self.training)
 
     def re_organize_middle_weights(self, expand_ratio_stage: int = 0) -> None:

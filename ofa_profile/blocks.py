@@ -33,6 +33,7 @@ Inputs are NCHW (``Logits`` takes ``(N, C, 1, 1)``, as the feature mix produces)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -51,8 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .space import SubnetSpec
 
 __all__ = ["ConvBNAct", "SqueezeExcite", "MBConv", "AvgPool", "FeatureMix", "Classifier", "build_act",
-           "op_module", "op_input", "subnet_module", "subnet_input", "fold_bn", "folded_conv_params",
-           "seeded_generator"]
+           "build_module", "op_module", "op_input", "subnet_layers", "subnet_module", "subnet_input", "fold_bn",
+           "folded_conv_params", "seeded_generator"]
 
 
 def build_act(name: str | None) -> nn.Module:
@@ -163,18 +164,23 @@ class AvgPool(nn.Module):
 
 
 class Classifier(nn.Module):
-    """[global average pool +] flatten + linear (``linear.weight``/``linear.bias``, OFA's ``LinearLayer``;
-    dropout is a no-op in eval).  ``pool``: the ProxylessNAS ``Logits`` op, which takes the un-pooled map."""
+    """[global average pool +] flatten + [dropout +] linear (``linear.weight``/``linear.bias``, OFA's
+    ``LinearLayer``).  ``pool``: the ProxylessNAS ``Logits`` op, which takes the un-pooled map.  ``dropout``: the
+    probability of :class:`nn.Dropout` before the linear layer (a training-time regulariser, a no-op in eval)."""
 
-    def __init__(self, in_features: int, out_features: int, pool: bool = False):
+    def __init__(self, in_features: int, out_features: int, pool: bool = False, dropout: float = 0.0):
         super().__init__()
         self.pool = AvgPool() if pool else None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
         self.linear = nn.Linear(in_features, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool is not None:
             x = self.pool(x)
-        return self.linear(torch.flatten(x, 1))
+        x = torch.flatten(x, 1)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.linear(x)
 
 
 # -- seeded construction --------------------------------------------------------------------------
@@ -205,7 +211,11 @@ def _init_weights(module: nn.Module, gen: torch.Generator) -> None:
                 m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
 
 
-def _build(op: Op) -> nn.Module:
+def build_module(op: Op, dropout: float = 0.0) -> nn.Module:
+    """The module of ``op``, freshly built (torch's default initialisation, train mode, weights trainable): the
+    one op -> module builder of the profiler (:func:`op_module`, :func:`subnet_module`), of the models the
+    ``.tflite`` writer takes and of the supernet (:mod:`ofa_model.supernet`).  ``dropout``: of a ``Logits`` op's
+    classifier (see :class:`Classifier`); ignored for the other kinds."""
     if op.kind == "Conv":
         return ConvBNAct(op.in_ch, op.out_ch, 3, 2, act=op.act)
     if op.kind == "expanded_conv":
@@ -217,14 +227,14 @@ def _build(op: Op) -> nn.Module:
     if op.kind == "Conv_2":
         return FeatureMix(op.in_ch, op.out_ch, act=op.act)
     if op.kind == "Logits":
-        return Classifier(op.in_ch, op.out_ch, pool=op.in_hw > 1)
+        return Classifier(op.in_ch, op.out_ch, pool=op.in_hw > 1, dropout=dropout)
     raise OfaProfileError(f"unknown op kind {op.kind!r}: expected one of Conv, expanded_conv, Conv_1, AvgPool2D, "
                           f"Conv_2, Logits")
 
 
 def op_module(op: Op, seed: int = 0) -> nn.Module:
     """The module of ``op`` in eval mode, weights and BN statistics drawn from ``seed``."""
-    m = _build(op)
+    m = build_module(op)
     _init_weights(m, seeded_generator("op-weights", int(seed)))
     for p in m.parameters():
         p.requires_grad_(False)
@@ -242,16 +252,23 @@ def op_input(op: Op, seed: int = 0, batch: int = 1) -> torch.Tensor:
     return torch.randn(op_input_shape(op, batch), generator=seeded_generator("op-input", int(seed)))
 
 
+def subnet_layers(spec: "SubnetSpec", n_classes: int | None = None, dropout: float = 0.0) -> list[nn.Module]:
+    """:func:`build_module` of every op of :func:`~ofa_profile.ops.subnet_ops`, in order (freshly built, train
+    mode).  ``n_classes``: the classifier's outputs (default: the space's); ``dropout``: the classifier's."""
+    ops = subnet_ops(spec)
+    if n_classes is not None:
+        ops[-1] = dataclasses.replace(ops[-1], out_ch=int(n_classes))
+    return [build_module(op, dropout) for op in ops]
+
+
 def subnet_module(spec: "SubnetSpec", seed: int = 0) -> nn.Sequential:
     """The ops of :func:`~ofa_profile.ops.subnet_ops` chained in order (``nn.Sequential``, eval mode).
 
     Op ``i`` is seeded from ``(seed, i)``.  Output: ``(N, n_classes)`` logits.
     """
-    mods = []
-    for i, op in enumerate(subnet_ops(spec)):
-        m = _build(op)
+    mods = subnet_layers(spec)
+    for i, m in enumerate(mods):
         _init_weights(m, seeded_generator("subnet-weights", int(seed), i))
-        mods.append(m)
     seq = nn.Sequential(*mods)
     for p in seq.parameters():
         p.requires_grad_(False)

@@ -5,7 +5,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from ofa_profile.blocks import (AvgPool, Classifier, ConvBNAct, FeatureMix, MBConv, fold_bn, op_input,  # noqa: E402
-                                op_module, subnet_input, subnet_module)
+                                op_module, subnet_input, subnet_layers, subnet_module)
 from ofa_profile.errors import OfaProfileError  # noqa: E402
 from ofa_profile.ops import ops_at_resolution, parse_key, subnet_ops  # noqa: E402
 from ofa_profile.space import Space, get_space  # noqa: E402
@@ -113,27 +113,73 @@ def test_fold_bn_equals_unfolded():
         assert _rel_err(fold_bn(m)(x), m(x)) < 1e-5
 
 
-def test_names_and_numbers_match_ofa_static_layers():
-    """Trained weights of an extracted OFA subnet load strictly into these modules and compute the same."""
+def _randomize(module, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("_matrix"):
+                p.copy_(torch.eye(p.shape[0]) + 0.05 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if name.endswith("bn.weight") else 0.0))
+        for name, b in module.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.2)
+            elif name.endswith("running_var"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=g))
+    return module
+
+
+def test_names_and_numbers_match_the_supernets_layers():
+    """The supernet is built from these modules (one layer library): its elastic blocks write their active
+    weights straight into an MBConv and compute the same; OFA's parameter names hold (``blocks.<i>.conv.*`` of
+    OFA's ``ResidualBlock`` level, ``conv``/``bn``, ``linear``), so trained weights load strictly."""
     elastic = pytest.importorskip("ofa_model.elastic")
-    for key in (SE_HS_S2, IDSKIP_SE, FIRST):
+    supernet = pytest.importorskip("ofa_model.supernet")
+    sp = get_space("ofa-mbv3-w1.0")
+    for key in (SE_HS_S2, IDSKIP_SE):
         op = parse_key(key)
-        ofa = elastic.ResidualBlock(
-            elastic.MBConvLayer(op.in_ch, op.out_ch, op.kernel, op.stride, op.mid, op.act, bool(op.se),
-                                se_channels=Space.se_channels, expand=op.has_expand_conv), bool(op.idskip))
+        dyn = elastic.DynamicMBConv(sp, op.in_ch, op.out_ch, op.stride, op.act, bool(op.se))
+        dyn.active_kernel_size, dyn.active_expand_ratio = op.kernel, op.mid // op.in_ch
+        assert dyn.active_middle_channel() == op.mid
+        ofa = _randomize(elastic.ResidualBlock(dyn, bool(op.idskip)), seed=2).eval()
         ours = op_module(op, seed=1)
-        sd = {k[len("conv."):]: v for k, v in ofa.state_dict().items()}
-        assert sd.keys() == ours.state_dict().keys()
-        ofa.load_state_dict({"conv." + k: v for k, v in ours.state_dict().items()}, strict=True)
-        ofa.eval()
+        assert dyn.copy_active_weights(ours) is ours
+        # OFA's static names are its dynamic ones without the inner .conv / .bn level (and the kernel transforms)
+        names = {k.replace(".conv.conv.", ".conv.").replace(".bn.bn.", ".bn.") for k in ofa.state_dict()
+                 if not k.endswith("_matrix")}
+        assert names == set(supernet.MBConvSlot(ours).state_dict())
         x = op_input(op, seed=1)
         with torch.inference_mode():
-            assert _rel_err(ours(x), ofa(x)) < 1e-6
-    stem = elastic.ConvLayer(3, 16, 3, 2, act="h_swish")
-    assert stem.state_dict().keys() == ConvBNAct(3, 16, 3, 2).state_dict().keys()
-    assert elastic.ConvLayer(960, 1280, 1, use_bn=False, act="h_swish").state_dict().keys() == \
-        FeatureMix(960, 1280).state_dict().keys()
-    assert elastic.LinearLayer(1280, 1000).state_dict().keys() == Classifier(1280, 1000).state_dict().keys()
+            assert _rel_err(ours(x), ofa(x)) < 1e-5, key
+        with pytest.raises(OfaProfileError, match="does not fit the active elastic block"):
+            dyn.copy_active_weights(op_module(parse_key(FIRST)))
+    net = supernet.OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=10)
+    kinds = [type(m) for m in (net.first_conv, net.blocks[0].conv, net.final_expand_layer, net.feature_mix_layer,
+                               net.classifier)]
+    assert kinds == [ConvBNAct, MBConv, ConvBNAct, FeatureMix, Classifier]
+    assert list(net.first_conv.state_dict()) == ["conv.weight", "bn.weight", "bn.bias", "bn.running_mean",
+                                                 "bn.running_var", "bn.num_batches_tracked"]
+    assert list(net.feature_mix_layer.state_dict()) == ["conv.weight"]
+    assert list(net.classifier.state_dict()) == ["linear.weight", "linear.bias"]
+    first = op_module(parse_key(FIRST), seed=1)
+    net.blocks[0].load_state_dict({"conv." + k: v for k, v in first.state_dict().items()}, strict=True)
+
+
+def test_classifier_dropout_and_class_count():
+    spec = get_space("ofa-mbv3-w1.0").sample(2, 128)
+    layers = subnet_layers(spec, n_classes=10, dropout=0.5)
+    assert [type(m) for m in layers] == [type(m) for m in subnet_module(spec)]
+    cls = layers[-1]
+    assert cls.linear.out_features == 10 and cls.dropout.p == 0.5 and cls.training
+    assert subnet_layers(spec)[-1].linear.out_features == 1000 and subnet_layers(spec)[-1].dropout is None
+    x = torch.randn(4, cls.linear.in_features, 1, 1)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = cls(x)
+        torch.manual_seed(1)
+        assert not torch.allclose(a, cls(x))              # train mode: dropout
+        cls.eval()
+        assert torch.equal(cls(x), cls.linear(x.flatten(1)))
 
 
 def test_bad_inputs_are_refused():

@@ -1,5 +1,5 @@
-"""Subnet export: ONNX (onnxruntime) and TFLite (the project's writer, ai_edge_litert) match torch; the
-MobileNetV3Subnet -> blocks.subnet_module weight mapping; the `ofa-profile export` command."""
+"""Subnet export: ONNX (onnxruntime) and TFLite (the project's writer, ai_edge_litert) match torch; the extracted
+subnet is built by the layer library (ofa_profile.blocks); the `ofa-profile export` command."""
 from __future__ import annotations
 
 import importlib.util
@@ -15,8 +15,9 @@ import torch
 import torch.nn as nn
 
 from ofa_model.bundle import save_bundle
-from ofa_model.export import example_input, export_subnet, to_blocks_module
+from ofa_model.export import example_input, export_subnet
 from ofa_model.supernet import OFAMobileNetV3
+from ofa_profile import blocks
 from ofa_profile.space import SpaceError, get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,12 +65,19 @@ def _subnet(model, spec):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"r{s.r}")
-def test_blocks_module_has_the_subnets_weights(supernet, spec):
+def test_extracted_subnet_is_the_layer_librarys(supernet, spec):
+    """What the exporters write is built by ofa_profile.blocks (the modules the profiler measures and the .tflite
+    writer takes, no weight mapping in between) and computes the supernet's logits."""
     sub = _subnet(supernet, spec)
-    mod = to_blocks_module(sub, spec)
+    layers = [sub.first_conv, *(b.conv for b in sub.blocks), sub.final_expand_layer, sub.pool, sub.feature_mix_layer,
+              sub.classifier]
+    lib = list(blocks.subnet_module(spec))
+    assert [type(m) for m in layers] == [type(m) for m in lib]
+    for a, b in zip(layers[:-1], lib):
+        assert [tuple(t.shape) for t in a.state_dict().values()] == [tuple(t.shape) for t in b.state_dict().values()]
     x = example_input(spec, seed=4, batch=2)
     with torch.no_grad():
-        ref, got = sub(x), mod(x)
+        ref, got = supernet(x), sub(x)
     assert ref.shape == (2, 10) and float(ref.std()) > 0.05      # not a constant output
     assert torch.allclose(ref, got, rtol=0, atol=1e-5)
 

@@ -1,6 +1,7 @@
 """The elastic supernet: mechanics, extraction, BN recalibration, weights loading."""
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
@@ -9,6 +10,7 @@ import torch.nn as nn
 
 from ofa_model.elastic import sub_filter_start_end
 from ofa_model.supernet import OFAMobileNetV3, WeightsError, load_supernet_weights, recalibrate_bn
+from ofa_profile.blocks import subnet_module
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SpaceError, SubnetSpec, get_space
 
@@ -70,16 +72,112 @@ def test_extracted_subnet_matches_supernet_and_op_counts(net):
         assert sum(p.numel() for p in sub.parameters()) == expect
 
 
-def test_subnet_is_plain_torch(net):
-    net.set_active_subnet(get_space("ofa-mbv3-w1.0").smallest(128))
+# sha256 (first 16 hex digits) of the ordered "key:shape" lines of the supernet's state dict (n_classes=1000) and of
+# its subnet space.sample(4, 160), recorded before the static layers moved to ofa_profile.blocks: bundled weights,
+# OFA's checkpoints and training checkpoints (the teacher subnet by key, the optimizer by parameter order) rely on them.
+STATE_DICT_DIGESTS = {"ofa-mbv3-w1.0": ("4fb2ec2247c7d080", "2c5367d8a5cad1b5"),
+                      "ofa-mbv3-w1.2": ("069ee33ee54aeb0c", "bc34eed97294edf4"),
+                      "compofa-mbv3-w1.0": ("4fb2ec2247c7d080", "aaebf5ed8ce4b827")}
+
+
+def _digest(module: nn.Module) -> str:
+    text = "\n".join(f"{k}:{tuple(v.shape)}" for k, v in module.state_dict().items())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", sorted(STATE_DICT_DIGESTS))
+def test_state_dict_names_shapes_and_order_are_fixed(name):
+    net = OFAMobileNetV3(name, n_classes=1000)
+    net.set_active_subnet(get_space(name).sample(4, 160))
+    sub = net.get_active_subnet()
+    assert (_digest(net), _digest(sub)) == STATE_DICT_DIGESTS[name]
+    assert [k for k, _ in net.named_parameters()] == [k for k, v in net.state_dict().items() if v.is_floating_point()
+                                                      and not k.endswith(("running_mean", "running_var"))]
+    for key in ("first_conv.bn.running_var", "blocks.0.conv.depth_conv.conv.weight",
+                "blocks.1.conv.depth_conv.conv.conv.weight", "final_expand_layer.conv.weight",
+                "feature_mix_layer.conv.weight", "classifier.linear.weight"):
+        assert key in net.state_dict()
+    for key in ("blocks.0.conv.depth_conv.conv.weight", "blocks.1.conv.depth_conv.conv.weight",
+                "classifier.linear.bias"):
+        assert key in sub.state_dict()
+
+
+def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Trained-like weights, logits of order 1 even for the deepest subnet (a fresh net's logits are about its
+    classifier bias, which would hide errors; BN scales above ~1.2 make random deep nets blow up)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("_matrix"):
+                p.copy_(torch.eye(p.shape[0]) + 0.05 * torch.randn(p.shape, generator=g))
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(0.4 + 0.7 * torch.rand(m.num_features, generator=g))
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(m.num_features, generator=g))
+            elif isinstance(m, nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 10 / m.in_features ** 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(STATE_DICT_DIGESTS))
+def test_active_subnet_computes_the_supernet(name):
+    """The extracted subnet is the supernet with that subnet active: the same logits in eval mode; in train mode
+    the same BN batch statistics, running-statistics update (eps/momentum kept) and dropout."""
+    net = _randomize(OFAMobileNetV3(name, n_classes=7, dropout_rate=0.3, bn_momentum=0.05, bn_eps=1e-3))
+    sp = get_space(name)
+    for spec in (sp.largest(128), sp.smallest(128), sp.sample(random.Random(3), 160)):
+        net.set_active_subnet(spec)
+        sub = net.eval().get_active_subnet()
+        assert not sub.training and sub.spec == spec
+        x = torch.randn(4, 3, spec.r, spec.r, generator=torch.Generator().manual_seed(spec.r))
+        with torch.no_grad():
+            ref = net(x)
+            assert float(ref.std()) > 0.05                     # not a constant output
+            assert (sub(x) - ref).abs().max().item() < 1e-5, spec.short()
+        assert {(m.eps, m.momentum) for m in sub.modules() if isinstance(m, nn.BatchNorm2d)} == {(1e-3, 0.05)}
+        sub = net.train().get_active_subnet()
+        assert sub.training
+        outs = []
+        for m in (sub, net):
+            torch.manual_seed(11)                              # the same dropout mask
+            with torch.no_grad():
+                outs.append(m(x))
+        assert (outs[0] - outs[1]).abs().max().item() < 1e-4, spec.short()
+        for a, b in ((sub.first_conv.bn, net.first_conv.bn), (sub.final_expand_layer.bn, net.final_expand_layer.bn),
+                     (sub.blocks[1].conv.depth_conv.bn, net.blocks[1].conv.depth_conv.bn.bn)):
+            c = a.num_features
+            assert torch.allclose(a.running_mean, b.running_mean[:c], atol=1e-6)
+            assert torch.allclose(a.running_var, b.running_var[:c], atol=1e-6)
+        torch.manual_seed(12)
+        with torch.no_grad():
+            assert (sub(x) - outs[0]).abs().max().item() > 1e-3      # dropout is active in train mode
+        net.eval()
+
+
+def test_subnet_is_plain_torch_from_the_layer_library(net):
+    spec = get_space("ofa-mbv3-w1.0").smallest(128)
+    net.set_active_subnet(spec)
     sub = net.get_active_subnet()
     allowed = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Hardswish, nn.Hardsigmoid, nn.Linear, nn.Dropout,
                nn.Identity, nn.Sequential, nn.ModuleList)
     for m in sub.modules():
-        if not m.__module__.startswith("ofa_model"):
+        if not m.__module__.startswith(("ofa_model", "ofa_profile.blocks")):
             assert isinstance(m, allowed), type(m)
     # no dynamic layer survives extraction
     assert not any(type(m).__name__.startswith("Dynamic") for m in sub.modules())
+    # the layers are those the profiler measures (blocks.subnet_module), in order, under OFA's names
+    ours = [sub.first_conv, *(b.conv for b in sub.blocks), sub.final_expand_layer, sub.pool, sub.feature_mix_layer,
+            sub.classifier]
+    assert [type(m) for m in ours] == [type(m) for m in subnet_module(spec)]
+    assert [tuple(v.shape) for v in sub.state_dict().values()] == \
+        [tuple(v.shape) for v in subnet_module(spec).state_dict().values()][:-2] + [(10, 1280), (10,)]
 
 
 def test_depth_and_expand_change_the_net(net):
