@@ -27,10 +27,14 @@ SPACE = get_space("ofa-mbv3-w1.0")
 SPECS = [SPACE.sample(s, resolution=r) for s, r in ((1, 128), (2, 160), (3, 224))]
 
 
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-like weights: scale-preserving convs, random BN affine + statistics, perturbed kernel transforms
-    (a freshly built supernet's logits are its classifier bias, which would hide any export error)."""
+def randomize(model: nn.Module, seed: int = 0, bn_scale: tuple[float, float] = (0.5, 1.5),
+              linear_gain: float = 1.0) -> nn.Module:
+    """Trained-like weights: scale-preserving convs, random BN affine (scales uniform in ``bn_scale``) + statistics,
+    perturbed kernel transforms (a freshly built supernet's logits are its classifier bias, which would hide any
+    export error).  BN scales above ~1.2 make the deepest random subnets' logits blow up; (0.4, 1.1) with
+    ``linear_gain=10`` keeps them of order 1."""
     g = torch.Generator().manual_seed(seed)
+    lo, hi = bn_scale
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("_matrix"):
@@ -43,12 +47,12 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
                     m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
             elif isinstance(m, nn.BatchNorm2d):
                 c = m.num_features
-                m.weight.copy_(0.5 + torch.rand(c, generator=g))
+                m.weight.copy_(lo + (hi - lo) * torch.rand(c, generator=g))
                 m.bias.copy_(torch.randn(c, generator=g) * 0.1)
                 m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
                 m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
             elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * linear_gain / m.in_features ** 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return model.eval()
 

@@ -103,27 +103,9 @@ def test_state_dict_names_shapes_and_order_are_fixed(name):
 
 
 def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-like weights, logits of order 1 even for the deepest subnet (a fresh net's logits are about its
-    classifier bias, which would hide errors; BN scales above ~1.2 make random deep nets blow up)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("_matrix"):
-                p.copy_(torch.eye(p.shape[0]) + 0.05 * torch.randn(p.shape, generator=g))
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(0.4 + 0.7 * torch.rand(m.num_features, generator=g))
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(m.num_features, generator=g))
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 10 / m.in_features ** 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model
+    """Trained-like weights with logits of order 1 even for the deepest subnet (see test_export.randomize)."""
+    from test_export import randomize
+    return randomize(model, seed, bn_scale=(0.4, 1.1), linear_gain=10.0)
 
 
 @pytest.mark.parametrize("name", sorted(STATE_DICT_DIGESTS))
