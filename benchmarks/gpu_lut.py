@@ -48,7 +48,8 @@ def _load_spec(name: str):
         return DeviceSpec(name=obj["name"], description=obj["description"], runtime=obj["runtime"],
                           transport=obj["transport"], space=obj.get("space", "ofa-mbv3-w1.0"),
                           num_threads=obj.get("num_threads", 1), batch_sizes=tuple(obj.get("batch_sizes", [1])),
-                          timing=TimingConfig.from_mapping(obj.get("timing")), cuda=obj.get("cuda", {}),
+                          timing=TimingConfig.from_mapping(obj.get("timing")),
+                          runtime_options=obj.get("runtime_options", obj.get("cuda", {})),
                           path=str(device_specs_dir() / f"{name}.json"))
 
 
@@ -58,7 +59,7 @@ def _profiler(dev, batch_size: int, cuda_graphs: bool | None):
     prof = LocalProfiler(dev, batch_size=batch_size)
     if dev.runtime == "torch-cuda":
         from ofa_profile.cuda import CudaRuntime
-        opts = dict(dev.cuda)
+        opts = dict(dev.runtime_options)
         if cuda_graphs is not None:
             opts["cuda_graphs"] = cuda_graphs
         prof.runtime = CudaRuntime.from_spec(opts)
@@ -196,7 +197,7 @@ def main() -> None:
     dev = _load_spec(args.device)
     if dev.runtime == "torch-cuda":
         from ofa_profile.cuda import cuda_status
-        ok, why = cuda_status(int(dev.cuda.get("device_index", 0)))
+        ok, why = cuda_status(int(dev.runtime_options.get("device_index", 0)))
         if not ok:
             sys.exit(f"error: {why}")
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from .errors import OfaProfileError
 __all__ = ["FiniteFloatRange", "POSITIVE_INT", "NON_NEGATIVE_INT", "INT_MAX", "count_range", "NoEmptyValues",
            "option_value", "RESOLUTION", "TORCH_DEVICE",
            "SPACE_NAME", "SEED", "require_torch_device",
-           "check_resolutions"]
+           "check_resolutions", "KEY_VALUE"]
 
 INT_MAX = 2**31 - 1   # a count above this overflows the C ints it reaches (torch, numpy): a usage error instead
 POSITIVE_INT = click.IntRange(min=1, max=INT_MAX)
@@ -109,6 +109,25 @@ class _SpaceName(click.ParamType):
 
 
 SPACE_NAME = _SpaceName()
+
+
+class _KeyValue(click.ParamType):
+    """``KEY=VALUE`` (:func:`ofa_profile.options.parse_assignment`) -> (KEY, VALUE); what KEY may be is the
+    command's to check (``--transport-option``: the device's transport's options)."""
+
+    name = "key=value"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, tuple):
+            return value
+        from .options import parse_assignment
+        try:
+            return parse_assignment(value)
+        except OfaProfileError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+KEY_VALUE = _KeyValue()
 
 
 class _TorchDevice(click.ParamType):

@@ -119,7 +119,8 @@ class CudaRuntime:
 
     @classmethod
     def from_spec(cls, cuda: Mapping[str, Any] | None) -> "CudaRuntime":
-        """From a device spec's ``cuda`` section (device_index, cuda_graphs, dtype)."""
+        """From a device spec's ``runtime_options`` (device_index, cuda_graphs, dtype: declared where
+        :mod:`ofa_profile.runtimes` registers ``torch-cuda``; the spec's ``cuda`` section is the older spelling)."""
         c = dict(cuda or {})
         return cls(c.get("device_index", 0), c.get("cuda_graphs", False), c.get("dtype", "float32"))
 

@@ -3,34 +3,49 @@
 A device = a *runtime* (what runs the model: one of :func:`ofa_profile.runtimes.list_runtimes`) reached
 through a *transport* (where: one of :func:`ofa_profile.transports.list_transports`), with its thread count,
 batch sizes and timing settings.  Specs are validated against ``ofa_profile/schemas/device.schema.json`` on
-load (its runtime and transport enums are the registries' names: tests/test_architecture.py) and against the
-runtime registry's pairings of runtime and transport.
+load (its runtime and transport enums are the registries' names: tests/test_architecture.py), against the
+runtime registry's pairings of runtime and transport, and the spec's ``runtime_options`` and
+``transport_options`` against the options that runtime and transport declare in their registry entries
+(:mod:`ofa_profile.options`; a plug-in's older named section, ``cuda``, ``adb`` or ``ssh``, is read the same way).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .devicespec import DeviceError, DeviceSpec
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, read_json_file
+from .options import Option, OptionError, check_options, option_from_text
 from .paths import device_specs_dir, schemas_dir
 from .runtimes import list_runtimes, runtime_info
 from .timing import TimingConfig
-from .transports import reachable
+from .transports import get_transport, list_transports, reachable
 
-__all__ = ["DeviceError", "DeviceSpec", "load_device", "list_devices", "device_status", "device_table"]
+__all__ = ["DeviceError", "DeviceSpec", "load_device", "list_devices", "device_status", "device_table",
+           "plugin_options", "with_transport_options", "transport_options_from_text"]
 
 
 _SCHEMA: dict | None = None
 
 
 def _schema() -> dict:
+    """The device schema with its ``runtime`` and ``transport`` enums set to the registries' names now, so that a
+    plug-in registered at run time is valid in a spec, and the plug-ins' named sections (``cuda``, ``adb``,
+    ``ssh``) left to the registries' checks (:func:`_spec_options`: one message for every plug-in).  The file
+    states the built-in names and options for readers; tests/test_architecture.py compares them with the
+    registries."""
     global _SCHEMA
     if _SCHEMA is None:
         _SCHEMA = json.loads((schemas_dir() / "device.schema.json").read_text())
-    return _SCHEMA
+    props = dict(_SCHEMA["properties"])
+    props["runtime"] = {**props["runtime"], "enum": list_runtimes()}
+    props["transport"] = {**props["transport"], "enum": list_transports()}
+    for section in _sections():
+        props[section] = {"type": "object"}
+    return {**_SCHEMA, "properties": props}
 
 
 def _as_int(v: Any) -> Any:
@@ -67,6 +82,50 @@ def _check_transport(runtime: str, transport: str, source: str) -> None:
                           + (f", and transport {transport} runs {', '.join(also)}" if also else ""))
 
 
+def plugin_options(kind: str, name: str) -> tuple[tuple[Option, ...], str | None]:
+    """(the options, the older named section) that runtime or transport ``name`` declares in its registry entry;
+    ``kind`` is ``runtime`` or ``transport``."""
+    entry = runtime_info(name) if kind == "runtime" else get_transport(name)
+    return entry.options, entry.section
+
+
+def _sections() -> dict[str, tuple[str, str]]:
+    """Every registered plug-in's older named section -> (kind, plug-in name)."""
+    out: dict[str, tuple[str, str]] = {}
+    for kind, names in (("runtime", list_runtimes()), ("transport", list_transports())):
+        for n in names:
+            section = plugin_options(kind, n)[1]
+            if section:
+                out[section] = (kind, n)
+    return out
+
+
+def _spec_options(obj: Mapping[str, Any], kind: str, source: str) -> dict[str, Any]:
+    """The spec's options of its runtime or transport (``kind``), from ``<kind>_options`` or the plug-in's named
+    section, checked against the registry's declaration, defaults filled in."""
+    name = obj[kind]
+    options, section = plugin_options(kind, name)
+    where = f"{kind}_options"
+    given = obj.get(where)
+    if section and section in obj:
+        if given is not None:
+            raise DeviceError(f"device spec {source} is invalid: give {kind} {name}'s options once, in {where} or "
+                              f"in {section}, not both")
+        where, given = section, obj[section]
+    try:
+        return check_options(f"{kind} {name}", options, given)
+    except OptionError as exc:
+        raise DeviceError(f"device spec {source} is invalid at {where}: {exc}") from None
+
+
+def _check_sections(obj: Mapping[str, Any], source: str) -> None:
+    """A plug-in's named section in a spec of another plug-in would be ignored: refused instead."""
+    for key, (kind, owner) in _sections().items():
+        if key in obj and obj[kind] != owner:
+            raise DeviceError(f"device spec {source} is invalid at {key}: it holds the options of {kind} {owner}, "
+                              f"and this spec's {kind} is {obj[kind]}; remove it, or set {kind}_options")
+
+
 def parse_device(obj: Any, source: str = "<spec>") -> DeviceSpec:
     """A :class:`DeviceSpec` from a spec's JSON value, validated against the schema and the rules between
     fields (``timing.min_runs <= timing.max_runs``, which runtime over which transport); every problem is one
@@ -91,11 +150,30 @@ def parse_device(obj: Any, source: str = "<spec>") -> DeviceSpec:
     timing = TimingConfig.from_mapping(given)
     _check_timing(timing, given, source)
     _check_transport(obj["runtime"], obj["transport"], source)
+    _check_sections(obj, source)
     return DeviceSpec(
         name=obj["name"], description=obj["description"], runtime=obj["runtime"], transport=obj["transport"],
         space=space, num_threads=obj.get("num_threads", 1), batch_sizes=tuple(obj.get("batch_sizes", [1])),
-        timing=timing, template=obj.get("template", False),
-        adb=dict(obj.get("adb", {})), ssh=dict(obj.get("ssh", {})), cuda=dict(obj.get("cuda", {})), path=source)
+        timing=timing, template=obj.get("template", False), runtime_options=_spec_options(obj, "runtime", source),
+        transport_options=_spec_options(obj, "transport", source), path=source)
+
+
+def transport_options_from_text(spec: DeviceSpec, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """``measure --transport-option KEY=VALUE`` pairs as values of ``spec``'s transport's declared options (text
+    parsed by type: :func:`ofa_profile.options.option_from_text`); an unknown key or a bad value raises
+    :class:`~ofa_profile.options.OptionError` naming the transport's options."""
+    options, _ = plugin_options("transport", spec.transport)
+    return {k: option_from_text(f"transport {spec.transport}", options, k, v) for k, v in pairs}
+
+
+def with_transport_options(spec: DeviceSpec, overrides: Mapping[str, Any]) -> DeviceSpec:
+    """``spec`` with some transport options replaced (the command line's ``--transport-option``, ``--serial``),
+    checked against the transport's declared options like a spec's (:class:`~ofa_profile.options.OptionError`)."""
+    if not overrides:
+        return spec
+    options, _ = plugin_options("transport", spec.transport)
+    merged = check_options(f"transport {spec.transport}", options, {**spec.transport_options, **overrides})
+    return dataclasses.replace(spec, transport_options=merged)
 
 
 def load_device(name_or_path: str | Path) -> DeviceSpec:

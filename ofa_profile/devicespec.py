@@ -31,9 +31,10 @@ class DeviceSpec:
     batch_sizes: tuple[int, ...] = (1,)
     timing: TimingConfig = TimingConfig()
     template: bool = False
-    adb: Mapping[str, Any] = field(default_factory=dict)
-    ssh: Mapping[str, Any] = field(default_factory=dict)
-    cuda: Mapping[str, Any] = field(default_factory=dict)
+    #: the runtime's options (:attr:`ofa_profile.runtimes.RuntimeInfo.options`), checked and with defaults
+    runtime_options: Mapping[str, Any] = field(default_factory=dict)
+    #: the transport's options (:attr:`ofa_profile.transports.Transport.options`), checked and with defaults
+    transport_options: Mapping[str, Any] = field(default_factory=dict)
     path: str = ""
 
     @property

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .devices import DeviceSpec
+from .devices import DeviceSpec, plugin_options, with_transport_options
 from .errors import OfaProfileError
 from .ops import Op, enumerate_ops
 from .replicates import run_passes
@@ -430,17 +430,25 @@ class DeviceMeasurement:
 
 def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *, space: str,
                    batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
-                   limit: int | None = None, passes: int = 1, benchmark_binary: str | None = None,
-                   serial: str | None = None) -> DeviceMeasurement:
-    """:func:`measure_lut` with the device's own profiler (opened and closed here; ``benchmark_binary`` and
-    ``serial`` for phones), and the noise of the blocks once the LUT is complete (:func:`block_noise`)."""
+                   limit: int | None = None, passes: int = 1, transport_options: Mapping[str, Any] | None = None,
+                   benchmark_binary: str | None = None, serial: str | None = None) -> DeviceMeasurement:
+    """:func:`measure_lut` with the device's own profiler (opened and closed here), and the noise of the blocks
+    once the LUT is complete (:func:`block_noise`).  ``transport_options`` replace some of the spec's (checked
+    against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
+    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a
+    transport that does not declare them gets them as before (the local one ignores them, ssh refuses them)."""
     from .lut import load_lut
 
+    opts = dict(transport_options or {})
+    declared = {o.name for o in plugin_options("transport", device.transport)[0]}
     kw = {}
-    if benchmark_binary:
-        kw["benchmark_binary"] = benchmark_binary
-    if serial:
-        kw["serial"] = serial
+    for key, value in (("benchmark_binary", benchmark_binary), ("serial", serial)):
+        if value:
+            if key in declared:
+                opts.setdefault(key, value)
+            else:
+                kw[key] = value
+    device = with_transport_options(device, opts)
     prof = make_profiler(device, batch_size=batch_size, **kw)
     try:
         r = measure_lut(device, out, resolutions, space=space, batch_size=batch_size, seed=seed, progress=progress,

@@ -39,7 +39,7 @@ def _device(req: Mapping[str, Any]):
     return DeviceSpec(name="ssh-worker", description="measurement worker on an SSH board", runtime=req["runtime"],
                       transport="local", num_threads=int(req.get("num_threads", 1)),
                       batch_sizes=(int(req.get("batch_size", 1)),), timing=TimingConfig.from_mapping(req.get("timing")),
-                      cuda=dict(req.get("cuda") or {}))
+                      runtime_options=dict(req.get("runtime_options") or {}))
 
 
 def hello(req: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def hello(req: Mapping[str, Any]) -> dict[str, Any]:
     rec: dict[str, Any] = {"type": "hello", "pid": os.getpid(), "python": sys.version.split()[0]}
     try:
         from .runtimes import get_runtime
-        rt = get_runtime(req["runtime"], req.get("cuda"))
+        rt = get_runtime(req["runtime"], req.get("runtime_options"))
         ok, why = rt.check()
         versions = rt.versions() if ok else {}
     except Exception as exc:  # a board without torch, an unknown runtime, ...
@@ -67,7 +67,7 @@ def _profiler(req: Mapping[str, Any]):
     """One LocalProfiler per (runtime, threads, batch, timing), kept for the session."""
     from .transports.local import LocalProfiler
     k = json.dumps([req["runtime"], req.get("num_threads", 1), req.get("batch_size", 1), req.get("timing"),
-                    req.get("cuda")], sort_keys=True)
+                    req.get("runtime_options")], sort_keys=True)
     if k not in _PROFILERS:
         _PROFILERS[k] = LocalProfiler(_device(req))
     return _PROFILERS[k]

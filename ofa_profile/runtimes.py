@@ -27,8 +27,10 @@ torch-cuda :class:`ofa_profile.cuda.CudaRuntime` (via :func:`get_runtime` only)
 A registry (:func:`register_runtime`, :func:`list_runtimes`, :func:`runtime_info`) names every runtime a device
 spec may use, with its factory and the transports that run it; :func:`get_runtime` is a lookup in it.  Adding a
 runtime is one module with its :class:`Runtime` subclass, one :func:`register_runtime` call at the end of this
-module (a factory that imports that module on first use, as ``torch-cuda``'s does), its name in the device
-schema's ``runtime`` enum (a test compares the two), a spec file and tests.
+module (a factory that imports that module on first use, as ``torch-cuda``'s does, and the
+:class:`~ofa_profile.options.Option` records of the options it takes: a spec's ``runtime_options`` are checked
+against them on load and passed to the factory), its name in the device schema's ``runtime`` enum (a test
+compares the two), a spec file and tests.
 
 Heavy packages are imported inside the methods, so this module imports where some are missing
 (no ai-edge-litert on the GPU machine); :meth:`Runtime.check` says so truthfully.
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import OfaProfileError
+from .options import Option
 
 __all__ = ["Runtime", "Compiled", "TorchRuntime", "OnnxRuntime", "LiteRTRuntime", "RUNTIMES", "get_runtime",
            "RuntimeInfo", "register_runtime", "list_runtimes", "runtime_info", "RuntimeUnavailable", "ONNX_OPSET"]
@@ -363,16 +366,21 @@ class LiteRTRuntime(Runtime):
 class RuntimeInfo:
     """One registered runtime.
 
-    ``factory(options)`` makes the :class:`Runtime` (``options``: the device spec's section for it, e.g.
-    ``cuda``, or None); None for a runtime that only a transport's own profiler runs (``tflite-benchmark``: the
-    phone's benchmark_model).  ``transports`` are the transports a device spec may pair it with (checked when a
-    spec loads); ``description`` is one line for listings and help texts.
+    ``factory(options)`` makes the :class:`Runtime` (``options``: the device spec's ``runtime_options``, checked
+    against ``options`` with their defaults filled in, or None); None for a runtime that only a transport's own
+    profiler runs (``tflite-benchmark``: the phone's benchmark_model).  ``transports`` are the transports a device
+    spec may pair it with (checked when a spec loads); ``description`` is one line for listings and help texts.
+    ``options`` are the options it takes (:class:`~ofa_profile.options.Option`: name, type, default, bounds);
+    ``section`` is the name of a spec section that may hold them instead of ``runtime_options`` (``cuda``: the
+    older spelling of ``torch-cuda``'s, still read), documented in the device schema (a test compares the two).
     """
 
     name: str
     factory: Callable[[Mapping[str, Any] | None], Runtime] | None
     transports: tuple[str, ...]
     description: str = ""
+    options: tuple[Option, ...] = ()
+    section: str | None = None
 
 
 _REGISTRY: dict[str, RuntimeInfo] = {}
@@ -380,12 +388,13 @@ _REGISTRY: dict[str, RuntimeInfo] = {}
 
 def register_runtime(name: str, factory: Callable[[Mapping[str, Any] | None], Runtime] | None, *,
                      transports: Sequence[str] = ("local", "ssh"), description: str = "",
+                     options: Sequence[Option] = (), section: str | None = None,
                      replace: bool = False) -> RuntimeInfo:
     """Add a runtime under ``name`` (see :class:`RuntimeInfo`); the device schema's ``runtime`` enum must name it
     (tests/test_architecture.py checks the shipped schema against this registry)."""
     if name in _REGISTRY and not replace:
         raise ValueError(f"runtime {name!r} is already registered")
-    info = RuntimeInfo(name, factory, tuple(transports), description)
+    info = RuntimeInfo(name, factory, tuple(transports), description, tuple(options), section)
     _REGISTRY[name] = info
     return info
 
@@ -404,7 +413,7 @@ def runtime_info(name: str) -> RuntimeInfo:
 
 
 def get_runtime(name: str, options: Mapping[str, Any] | None = None) -> Runtime:
-    """The runtime called ``name`` (``options`` = its section of a device spec, e.g. ``cuda``).  A name that is
+    """The runtime called ``name`` (``options`` = a device spec's ``runtime_options``).  A name that is
     not registered, or one that runs only through a device's own profiler, raises :class:`OfaProfileError`."""
     info = _REGISTRY.get(name)
     if info is None or info.factory is None:
@@ -430,5 +439,9 @@ for _rt in RUNTIMES.values():
 register_runtime("tflite-benchmark", None, transports=("adb",),
                  description="TFLite benchmark_model on an Android phone (ofa_profile.transports.adb)")
 register_runtime("torch-cuda", _cuda, transports=("local",),
-                 description="PyTorch on this machine's CUDA GPU, timed with CUDA events (ofa_profile.cuda)")
+                 description="PyTorch on this machine's CUDA GPU, timed with CUDA events (ofa_profile.cuda)",
+                 options=(Option("device_index", "integer", 0, "CUDA device ordinal", minimum=0),
+                          Option("cuda_graphs", "boolean", False, "replay captured CUDA graphs"),
+                          Option("dtype", "string", "float32", "weights and inputs", choices=("float32", "float16"))),
+                 section="cuda")
 del _rt

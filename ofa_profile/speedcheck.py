@@ -235,7 +235,7 @@ def machine_id(device: "DeviceSpec") -> str:
     hw = machine_info()
     hw.pop("cpu_mhz", None)
     try:
-        versions = get_runtime(device.runtime, device.cuda or None).versions()
+        versions = get_runtime(device.runtime, device.runtime_options or None).versions()
     except OfaProfileError:
         versions = {}
     obj = {"host": platform.node(), "os": f"{platform.system()} {platform.release()}", "python":

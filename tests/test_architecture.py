@@ -206,6 +206,35 @@ def test_device_schema_enums_are_the_registries():
     assert props["ssh"]["properties"]["remote_runtime"]["enum"] == list_runtimes("ssh")
 
 
+def _undocumented(schema: dict) -> dict:
+    """A JSON Schema without its descriptions (what the registries' options state is the rest)."""
+    return {k: _undocumented(v) if isinstance(v, dict) else v for k, v in schema.items() if k != "description"}
+
+
+def test_device_schema_sections_are_the_registries_options():
+    """The plug-ins' named sections of the schema (cuda, adb, ssh) state exactly the options their registry
+    entries declare (names, types, bounds, choices, required ones), which are what a spec is checked against."""
+    from ofa_profile.devices import plugin_options
+    from ofa_profile.runtimes import list_runtimes
+    from ofa_profile.transports import list_transports
+
+    props = _schema()["properties"]
+    assert props["runtime_options"]["type"] == props["transport_options"]["type"] == "object"
+    sections = {}
+    for kind, names in (("runtime", list_runtimes()), ("transport", list_transports())):
+        for name in names:
+            options, section = plugin_options(kind, name)
+            if section:
+                sections[section] = options
+    core = {"timing", "runtime_options", "transport_options"}
+    assert {k for k, v in props.items() if v.get("type") == "object"} - core == set(sections)
+    for section, options in sections.items():
+        doc = props[section]
+        assert doc["additionalProperties"] is False, section
+        assert _undocumented(doc["properties"]) == {o.name: o.schema() for o in options}, section
+        assert doc.get("required", []) == [o.name for o in options if o.required], section
+
+
 def test_every_runtime_runs_over_registered_transports_and_every_transport_runs_one():
     from ofa_profile.runtimes import list_runtimes, runtime_info
     from ofa_profile.transports import get_transport, list_transports

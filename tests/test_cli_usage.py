@@ -94,6 +94,15 @@ OFA_PROFILE_USAGE = [
     (["accuracy-predictor", "--data", "d.csv", "--out", "{tmp}/p.json", "--test-frac", "-0.1"], "--test-frac"),
     (["accuracy-predictor", "--data", "d.csv", "--out", "{tmp}/p.json", "--test-frac", "nan"], "--test-frac"),
     (["measure", "--device", "cpu-ort", "--no-such-option"], "--no-such-option"),
+    # --transport-option KEY=VALUE: malformed, or a key or value the device's transport does not declare
+    (["measure", "--device", "pixel", "--transport-option", "cores"], "--transport-option"),
+    (["measure", "--device", "pixel", "--transport-option", "=3"], "--transport-option"),
+    (["measure", "--device", "pixel", "--transport-option", "no_such=1"], "--transport-option"),
+    (["measure", "--device", "pixel", "--transport-option", "repeats=abc"], "--transport-option"),
+    (["measure", "--device", "pixel", "--transport-option", "repeats=0"], "--transport-option"),
+    (["measure", "--device", "pixel", "--transport-option", "cores=2,x"], "--transport-option"),
+    (["measure", "--device", "cpu-ort", "--transport-option", "serial=X"], "--transport-option"),
+    (["measure", "--device", "pixel", "--serial", "A", "--transport-option", "serial=B"], "--serial"),
     # huge counts: a usage error, not a numpy traceback, an out-of-memory kill or an endless loop
     (["pareto", "--budget", "20", "--n-budgets", "99999999999999999999999"], "--n-budgets"),
     (["plot", "frontier", "--device", "cpu-ort", "--out", "{tmp}/f.png", "--n-random", "1" + "0" * 20], "--n-random"),

@@ -117,7 +117,8 @@ def _local_spec(tmp_path, cores=None, repeats=2):
     cpu = sorted(os.sched_getaffinity(0))[-1] if hasattr(os, "sched_getaffinity") else 0
     d = load_device("android")
     return replace(d, name="local-bench", timing=TimingConfig(warmup_runs=2, min_runs=5, max_runs=5, max_time_s=1.0),
-                   adb={**d.adb, "cores": [cpu] if cores is None else cores, "repeats": repeats})
+                   transport_options={**d.transport_options, "cores": [cpu] if cores is None else cores,
+                                      "repeats": repeats})
 
 
 @needs_litert_benchmark

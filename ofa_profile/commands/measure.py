@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from ..cliopts import NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, count_range, option_value
+from ..cliopts import KEY_VALUE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, count_range, option_value
 from .base import SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock, log, main, space_help
 
 
@@ -51,13 +51,18 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @click.option("--passes", type=count_range(1, 1000), default=1, show_default=True,
               help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
                    "shared machine: a block is then only inflated if it was slow in every pass)")
-@click.option("--benchmark-binary", default=None, help="phones: path of a benchmark_model binary to push")
-@click.option("--serial", default=None, help="phones: adb serial of the device to use")
+@click.option("--transport-option", "transport_option", type=KEY_VALUE, multiple=True, metavar="KEY=VALUE",
+              help="set one of the device's transport options for this run (repeatable; those of the spec's "
+                   "transport_options, e.g. cores=2,3 or repeats=5 for adb)")
+@click.option("--benchmark-binary", default=None,
+              help="phones: path of a benchmark_model binary to push (--transport-option benchmark_binary=PATH)")
+@click.option("--serial", default=None, help="phones: adb serial of the device to use (--transport-option serial=S)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
-                limit: int | None, passes: int, benchmark_binary: str | None, serial: str | None, quiet: bool, as_json: bool) -> None:
+                limit: int | None, passes: int, transport_option: tuple[tuple[str, str], ...],
+                benchmark_binary: str | None, serial: str | None, quiet: bool, as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
 
     Resumable: a killed run keeps every finished block in DEVICE.json.journal.jsonl and a
@@ -68,16 +73,24 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
     Example:
       ofa-profile measure --device cpu-ort --resolutions 160,224 --out cpu-ort.json
       ofa-profile measure --device pixel --benchmark-binary ./benchmark_model
+      ofa-profile measure --device pixel --transport-option cores=7 --transport-option repeats=5
       ofa-profile measure --device cpu-ort --passes 3 --fresh
       ofa-profile measure --device cpu-ort --space ofa-proxyless-w1.3 --resolutions 160
     """
     from pathlib import Path
 
-    from ..devices import load_device
+    from ..devices import load_device, transport_options_from_text
     from ..measure import default_lut_stem, lut_space, measure_device
     from ..space import parse_resolutions
 
     dev = load_device(device_name)
+    with option_value("--transport-option"):
+        options = transport_options_from_text(dev, transport_option)
+    for flag, key, value in (("--serial", "serial", serial), ("--benchmark-binary", "benchmark_binary",
+                                                                benchmark_binary)):
+        if value and key in options and options[key] != value:
+            raise click.BadParameter(f"{flag} {value} and --transport-option {key}={options[key]} disagree; give one",
+                                     param_hint=f"'{flag}'")
     sp_name = lut_space(dev, space)
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, sp_name)
@@ -86,7 +99,8 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
         fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
     hold_lock(out_path)          # the LUT and its journal: one writer for the whole run
     run = measure_device(dev, out_path, res, space=sp_name, batch_size=batch_size, seed=seed, progress=not quiet,
-                         fresh=fresh, limit=limit, passes=passes, benchmark_binary=benchmark_binary, serial=serial)
+                         fresh=fresh, limit=limit, passes=passes, transport_options=options,
+                         benchmark_binary=benchmark_binary, serial=serial)
     r = run.result
     if run.noise:
         log(run.noise.describe())

@@ -11,7 +11,10 @@ The LUT format, the journal and resumption are the same over every transport
 ``transport`` up in the registry (:mod:`.base`: :func:`register_transport`, :func:`get_transport`,
 :func:`list_transports`).  Adding a transport is one module here ending with its :func:`register_transport` call,
 one import line below, its name in the device schema's ``transport`` enum (a test compares the two), the runtimes
-that run over it (:func:`ofa_profile.runtimes.register_runtime`), a spec file and tests.
+that run over it (:func:`ofa_profile.runtimes.register_runtime`), a spec file and tests.  The options a spec's
+``transport_options`` may set are declared in that same :func:`register_transport` call
+(:class:`~ofa_profile.options.Option` records); a spec is checked against them when it loads, and ``measure
+--transport-option KEY=VALUE`` sets them for one run (:func:`ofa_profile.devices.with_transport_options`).
 """
 from __future__ import annotations
 
@@ -44,7 +47,8 @@ def reachable(spec: DeviceSpec) -> tuple[bool, str]:
 
 def make_profiler(device: DeviceSpec, batch_size: int | None = None, **options: Any) -> Profiler:
     """A connected profiler for ``device`` over its transport (every reachability check happens here, before any
-    work); ``options`` are the transport's (``timing``; for adb ``serial``, ``benchmark_binary``, ``local``...)."""
+    work); ``options`` are the profiler's keyword arguments (``timing``; for adb ``serial``, ``benchmark_binary``,
+    ``local``...); the spec's own transport options are in ``device.transport_options``."""
     if device.template:
         raise DeviceError(f"device {device.name} is a template: copy {device.path} to a new file, fill it in, "
                           f"and pass that file's path as --device")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..benchmark_model import BenchmarkOutputError, BenchmarkRun, first_lines, parse_benchmark_output
 from ..devicespec import DeviceError, DeviceSpec
+from ..options import Option
 from ..timing import Measurement, TimingConfig
 from .base import Profiler, register_transport
 
@@ -92,7 +93,7 @@ def _model(details: str) -> str:
 
 def _hint_note(spec: DeviceSpec, devs: Sequence[tuple[str, str, str]], serial: str) -> str:
     """A warning when the attached phone's model does not match the spec's ``adb.model_hint``."""
-    hint = spec.adb.get("model_hint")
+    hint = spec.transport_options.get("model_hint")
     model = _model({d[0]: d[2] for d in devs}.get(serial, ""))
     if hint and model and hint.lower().replace(" ", "_") not in model.lower():
         return f" (model {model}, but this spec is for {hint!r}: its LUT would be mislabelled)"
@@ -100,7 +101,7 @@ def _hint_note(spec: DeviceSpec, devs: Sequence[tuple[str, str, str]], serial: s
 
 
 def _binary_note(spec: DeviceSpec) -> str:
-    return "" if spec.adb.get("benchmark_binary") else "; measuring needs --benchmark-binary PATH"
+    return "" if spec.transport_options.get("benchmark_binary") else "; measuring needs --benchmark-binary PATH"
 
 
 class AdbTarget:
@@ -267,7 +268,7 @@ class BenchmarkModelProfiler(Profiler):
         self.target = target
         self.batch_size = batch_size or device.batch_size
         self.timing = timing or device.timing
-        cfg = device.adb
+        cfg = device.transport_options
         self.cores = tuple(cfg.get("cores") or ())
         self.repeats = int(cfg.get("repeats", 3))
         self.use_xnnpack = bool(cfg.get("use_xnnpack", True))
@@ -430,7 +431,7 @@ def _reachable(spec: DeviceSpec) -> tuple[bool, str]:
         devs = adb_devices(adb)
     except DeviceError as exc:
         return False, str(exc)
-    serial = spec.adb.get("serial")
+    serial = spec.transport_options.get("serial")
     ready = [d for d in devs if d[1] == "device"]
     if serial:
         st = {d[0]: d[1] for d in devs}.get(serial)
@@ -449,16 +450,16 @@ def _reachable(spec: DeviceSpec) -> tuple[bool, str]:
 def _profiler(device: DeviceSpec, batch_size: int | None = None, *, benchmark_binary: str | None = None,
               serial: str | None = None, timing: TimingConfig | None = None, local: bool = False,
               target: Any = None, tool: str | None = None) -> Profiler:
-    """A connected profiler for a phone: ``serial`` (or ``adb.serial``) picks the phone, ``benchmark_binary`` (or
-    ``adb.benchmark_binary``) is the benchmark_model to push; ``local=True`` runs the same profiler on this machine
-    (:class:`LocalTarget`)."""
+    """A connected profiler for a phone: ``serial`` (or the spec's ``serial`` option) picks the phone,
+    ``benchmark_binary`` (or the spec's ``benchmark_binary``) is the benchmark_model to push; ``local=True`` runs
+    the same profiler on this machine (:class:`LocalTarget`)."""
     if target is None:
         if local:
             target = LocalTarget()
         else:
-            target = AdbTarget(serial or device.adb.get("serial"))
+            target = AdbTarget(serial or device.transport_options.get("serial"))
             target.connect()          # no phone -> one line listing the attached ones and how to connect
-    binary = benchmark_binary or device.adb.get("benchmark_binary")
+    binary = benchmark_binary or device.transport_options.get("benchmark_binary")
     if not binary:
         raise DeviceError(f"device {device.name} needs a TFLite benchmark_model binary for the phone's CPU: pass "
                           f"--benchmark-binary PATH (prebuilt: TensorFlow's 'TFLite Model Benchmark Tool' "
@@ -467,5 +468,18 @@ def _profiler(device: DeviceSpec, batch_size: int | None = None, *, benchmark_bi
                                   timing=timing, tool=tool)
 
 
-register_transport("adb", _profiler, _reachable,
+OPTIONS = (
+    Option("serial", "string", None, "adb serial of the phone (--serial); none: the one attached", nullable=True),
+    Option("cores", "array", (), "CPU cores benchmark_model is pinned to with taskset; none: no pinning",
+           items=Option("core", "integer", minimum=0)),
+    Option("benchmark_binary", "string", None, "benchmark_model built for the phone (--benchmark-binary)",
+           nullable=True),
+    Option("remote_dir", "string", DEFAULT_ADB_DIR, "folder on the phone for the binary and the block files"),
+    Option("use_xnnpack", "boolean", True, "benchmark_model --use_xnnpack"),
+    Option("repeats", "integer", 3, "benchmark_model invocations per block (each one raw_ms sample)",
+           minimum=1, maximum=100),
+    Option("model_hint", "string", description="part of the phone's model name (a warning if it differs)"),
+)
+
+register_transport("adb", _profiler, _reachable, options=OPTIONS, section="adb",
                    description="an Android phone over adb, timed by TFLite benchmark_model (runtime tflite-benchmark)")

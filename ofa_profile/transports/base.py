@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..devicespec import DeviceError, DeviceSpec
+from ..options import Option
 from ..timing import Measurement, fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,23 +64,31 @@ class Transport:
     own, e.g. ``serial``/``benchmark_binary`` for adb, and ``timing``; options it does not take are refused or
     ignored as that transport documents).  ``reachable(spec)`` is (can ``spec`` be measured from here now?,
     one-line reason), cheap: no measuring.  ``description`` is one line for listings and help texts.
+    ``options`` are the options a device spec's ``transport_options`` may set
+    (:class:`~ofa_profile.options.Option`: checked on load, defaults filled in, read by the profiler from
+    ``device.transport_options``; ``measure --transport-option KEY=VALUE`` sets them too); ``section`` is the
+    name of a spec section that may hold them instead (``adb``, ``ssh``: the older spelling, still read),
+    documented in the device schema (a test compares the two).
     """
 
     name: str
     profiler: Callable[..., Profiler]
     reachable: Callable[[DeviceSpec], "tuple[bool, str]"]
     description: str = ""
+    options: tuple[Option, ...] = ()
+    section: str | None = None
 
 
 _REGISTRY: dict[str, Transport] = {}
 
 
 def register_transport(name: str, profiler: Callable[..., Profiler], reachable: Callable[[DeviceSpec], Any], *,
-                       description: str = "", replace: bool = False) -> Transport:
+                       description: str = "", options: Sequence[Option] = (), section: str | None = None,
+                       replace: bool = False) -> Transport:
     """Add a transport under ``name`` (see :class:`Transport`)."""
     if name in _REGISTRY and not replace:
         raise ValueError(f"transport {name!r} is already registered")
-    t = Transport(name, profiler, reachable, description)
+    t = Transport(name, profiler, reachable, description, tuple(options), section)
     _REGISTRY[name] = t
     return t
 

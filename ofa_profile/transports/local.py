@@ -26,7 +26,7 @@ class LocalProfiler(Profiler):
         self.device = device
         self.batch_size = batch_size or device.batch_size
         self.timing = timing or device.timing
-        self.runtime = get_runtime(device.runtime, device.cuda or None)
+        self.runtime = get_runtime(device.runtime, device.runtime_options or None)
         ok, why = self.runtime.check()
         if not ok:
             raise DeviceError(f"device {device.name} cannot run here: {why}")
@@ -66,7 +66,7 @@ def _profiler(device: DeviceSpec, batch_size: int | None = None, *, timing: Timi
 
 def _reachable(spec: DeviceSpec) -> tuple[bool, str]:
     from ..runtimes import get_runtime
-    return get_runtime(spec.runtime, spec.cuda or None).check()
+    return get_runtime(spec.runtime, spec.runtime_options or None).check()
 
 
 register_transport("local", _profiler, _reachable, description="this machine, in this process")

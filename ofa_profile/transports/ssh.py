@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..devicespec import DeviceError, DeviceSpec
+from ..options import REQUIRED, Option
 from ..timing import Measurement, TimingConfig
 from .base import Profiler, register_transport
 
@@ -51,7 +52,7 @@ class SshTarget:
 
     @classmethod
     def from_spec(cls, spec: DeviceSpec) -> "SshTarget":
-        c = spec.ssh
+        c = spec.transport_options
         if not c.get("host"):
             raise DeviceError(f"device {spec.name} has no ssh.host; fill in the connection details")
         return cls(c["host"], c.get("port", 22), c.get("user"), c.get("identity_file"), c.get("options", ()))
@@ -142,7 +143,7 @@ class SshProfiler(Profiler):
         self._proc: subprocess.Popen | None = None
         self._dead: str | None = None
         self._next_id = 0
-        cfg = device.ssh
+        cfg = device.transport_options
         self.python = cfg.get("remote_python") or "python3"
         self.runtime = cfg.get("remote_runtime") or device.runtime
         ok, why = self.target.probe(timeout_s=min(10, self.target.connect_timeout_s))
@@ -204,7 +205,7 @@ class SshProfiler(Profiler):
     # -- requests ---------------------------------------------------------------------------
     def _base_request(self, seed: int = 0) -> dict[str, Any]:
         return {"runtime": self.runtime, "num_threads": self.device.num_threads, "batch_size": self.batch_size,
-                "seed": seed, "timing": self.timing.as_dict(), "cuda": dict(self.device.cuda)}
+                "seed": seed, "timing": self.timing.as_dict(), "runtime_options": dict(self.device.runtime_options)}
 
     def _call(self, req: Mapping[str, Any], handle: Callable[[dict], None], what: str,
               progress: Callable[[], str] = lambda: "") -> None:
@@ -362,5 +363,22 @@ def _profiler(device: DeviceSpec, batch_size: int | None = None, *, benchmark_bi
     return SshProfiler(device, batch_size=batch_size, timing=timing, target=target)
 
 
-register_transport("ssh", _profiler, _reachable,
+def _remote_runtimes() -> list[str]:
+    from ..runtimes import list_runtimes
+    return list_runtimes("ssh")
+
+
+OPTIONS = (
+    Option("host", "string", REQUIRED, "the board's host name or address", min_length=1),
+    Option("port", "integer", 22, "its SSH port", minimum=1, maximum=65535),
+    Option("user", "string", None, "login; none: ssh's default", nullable=True),
+    Option("identity_file", "string", None, "private key file; none: ssh's default", nullable=True),
+    Option("remote_python", "string", "python3", "the board's Python 3"),
+    Option("remote_dir", "string", DEFAULT_SSH_DIR, "folder on the board for the worker (relative: under home)"),
+    Option("remote_runtime", "string", description="the runtime the worker runs [default: the spec's]",
+           choices=_remote_runtimes),
+    Option("options", "array", (), "further ssh -o options", items=Option("option", "string")),
+)
+
+register_transport("ssh", _profiler, _reachable, options=OPTIONS, section="ssh",
                    description="a Linux board over SSH, running ofa_profile.remote_worker with its own runtime")
