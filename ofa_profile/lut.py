@@ -14,14 +14,15 @@ from pathlib import Path
 from .errors import LutError, LutMissError
 from .lut_format import (FORMAT, IQR_PER_STD, SCHEMA_VERSION, Lut, LutEntry, _atomic_write, _check_header,  # noqa: F401
                          _keys_at, _parse_json, _parse_yaml, _read_text, _space_keys, save_lut)
-from .lut_ofa import OFA_YAML, PROXYLESS_YAML, _classify_yaml, export_ofa_yaml, import_ofa_yaml  # noqa: F401
+from .lut_ofa import _classify_yaml, export_ofa_yaml, import_ofa_yaml  # noqa: F401
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "load_lut",
            "save_lut", "import_ofa_yaml", "export_ofa_yaml", "detect_format"]
 
 
 def detect_format(path: str | Path) -> str:
-    """``'ofa-profile-lut'``, ``'ofa-mbv3-yaml'`` or ``'proxylessnas-yaml'``; :class:`LutError` otherwise."""
+    """``'ofa-profile-lut'`` or the format id of an OFA latency table of a registered family (``'ofa-mbv3-yaml'``,
+    ``'proxylessnas-yaml'``: :attr:`ofa_profile.ops.KeyGrammar.table_format`); :class:`LutError` otherwise."""
     p = Path(path)
     text = _read_text(p, "file")
     if text.lstrip().startswith(("{", "[")):
@@ -29,7 +30,7 @@ def detect_format(path: str | Path) -> str:
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
             return FORMAT
         _check_header(obj, str(p))  # raises with the reason
-    return _classify_yaml(_parse_yaml(text, p), p)
+    return _classify_yaml(_parse_yaml(text, p), p).table_format
 
 
 def _looks_like_device_name(s: str) -> bool:

@@ -1,6 +1,7 @@
-"""OFA's own latency tables (one ``<r>_lookup_table.yaml`` per resolution, ``{count, mean, std}`` per key for
-MobileNetV3, ``{count, mean, var}`` for ProxylessNAS): recognising, importing and exporting them
-(:func:`import_ofa_yaml`, :func:`export_ofa_yaml`; both re-exported by :mod:`ofa_profile.lut`).
+"""OFA's own latency tables (one ``<r>_lookup_table.yaml`` per resolution, ``{count, mean, <spread>}`` per key,
+the spread statistic and the key grammar being the family's: :class:`ofa_profile.ops.KeyGrammar`): recognising,
+importing and exporting them (:func:`import_ofa_yaml`, :func:`export_ofa_yaml`; both re-exported by
+:mod:`ofa_profile.lut`).
 """
 from __future__ import annotations
 
@@ -13,39 +14,32 @@ from typing import Any, Mapping
 from .errors import LutError, LutMissError
 from .lut_format import (FORMAT, IQR_PER_STD, _MAX_KEYS_SHOWN, Lut, LutEntry, _atomic_write, _bad_key_message, _keys_at,
                          _parse_yaml, _read_text, _shorten, _space_keys, _tool)
+from .ops import KeyGrammar, grammar
 from .space import SpaceError, get_space
 
-__all__ = ["OFA_YAML", "PROXYLESS_YAML", "import_ofa_yaml", "export_ofa_yaml"]
-
-OFA_YAML = "ofa-mbv3-yaml"
-PROXYLESS_YAML = "proxylessnas-yaml"
-
-_PROXYLESS_KEY = re.compile(r"^expanded_conv-input:\d+x\d+x\d+-output:\d+x\d+x\d+-expand:\d+(\.\d+)?-kernel:\d+"
-                            r"-stride:\d+-idskip:[01]$")
+__all__ = ["import_ofa_yaml", "export_ofa_yaml"]
 
 
-def _classify_yaml(data: Any, p: Path) -> str:
+def _classify_yaml(data: Any, p: Path) -> KeyGrammar:
+    """The family (its key grammar, which describes OFA's table format of the family) of a parsed OFA latency
+    table: the first family that recognises the table by its marks, else the default space's family, whose keys
+    must then all parse."""
+    from .ops import list_grammars
+    from .space import DEFAULT_SPACE
     if not isinstance(data, dict) or not data:
         raise LutError(f"{p} is neither an ofa-profile LUT (JSON object) nor an OFA latency table (YAML mapping of "
                        f"LUT key -> {{count, mean, std}}); pass one of those")
-    vals = [v for v in data.values()]
-    keys = [str(k) for k in data]
-    if (any(isinstance(v, dict) and "var" in v for v in vals) or any(_PROXYLESS_KEY.match(k) for k in keys)
-            or any(k.startswith("Logits-input:") and not k.startswith("Logits-input:1x1x") for k in keys)):
-        return PROXYLESS_YAML
-    from .ops import parse_key
-    for k in keys:
+    for g in list_grammars():
+        if g.recognise is not None and g.recognise(data):
+            return g
+    g = grammar(get_space(DEFAULT_SPACE).family)
+    for k in data:
         try:
-            parse_key(k)
-        except SpaceError:
-            raise LutError(f"{p}: key {k!r} is not an OFA MobileNetV3 LUT key, so this is not an OFA MobileNetV3 "
-                           f"latency table; pass an OFA <r>_lookup_table.yaml or an ofa-profile LUT") from None
-    return OFA_YAML
-
-
-# OFA's table formats per family: the statistics each stores beside count and mean
-_OFA_STATS = {"mbv3": "std", "proxyless": "var"}
-_YAML_FAMILY = {OFA_YAML: "mbv3", PROXYLESS_YAML: "proxyless"}
+            g.parse(str(k))
+        except SpaceError as exc:
+            raise LutError(f"{p}: {exc}, so this is not an OFA latency table of a registered family; pass an OFA "
+                           f"<r>_lookup_table.yaml or an ofa-profile LUT") from None
+    return g
 
 
 # -- OFA YAML ----------------------------------------------------------------------------------
@@ -64,8 +58,8 @@ def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
             raise LutError(f"{p} is already an ofa-profile LUT (JSON), not an OFA YAML table; use it directly")
     data = _parse_yaml(text, p)
-    family = _YAML_FAMILY[_classify_yaml(data, p)]
-    stat = _OFA_STATS[family]
+    g = _classify_yaml(data, p)
+    family, stat = g.family, g.table_stat
     from .ops import KeyError_, parse_key
     out: dict[str, dict[str, Any]] = {}
     conv_r = None
@@ -164,8 +158,7 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
         for k in list(t):
             if k not in valid:
                 if not allow_partial:
-                    fmt = ", OFA's ProxylessNAS format" if family == "proxyless" else ""
-                    raise LutError(_bad_key_message(k, sp_name, f"{src} ({r}_lookup_table{fmt})")
+                    raise LutError(_bad_key_message(k, sp_name, f"{src} ({r}_lookup_table, {grammar(family).table_name})")
                                    + "; or pass --allow-partial to import the keys the space has and list the others")
                 ignored[k] = None          # a block of another search space (e.g. ProxylessNAS's own first block)
                 del t[k]
@@ -206,7 +199,7 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
         "notes": {
             "median_ms": "OFA stores no median: median_ms and mean_ms are OFA's mean",
             "iqr_ms": f"an estimate, {IQR_PER_STD} * OFA's std (the IQR of a normal distribution); OFA stores no quartiles",
-            "std_ms": "OFA's std" if family == "mbv3" else "the square root of the table's var",
+            "std_ms": "OFA's std" if grammar(family).table_stat == "std" else "the square root of the table's var",
             "count": "OFA's count",
             "shared_keys": (f"{shared} key(s) occur in several tables: 'entries' holds their count-weighted pooled "
                             f"mean and std, 'resolution_entries' each table's own figures (used at that resolution)"),
@@ -257,7 +250,7 @@ def export_ofa_yaml(lut: Lut, out_dir: str | Path, value: str = "median") -> lis
                 raise LutError(f"LUT {lut.source}: entry {k!r} has no mean_ms; export with value='median'")
             mean = e.median_ms if value == "median" else e.mean_ms
             std = e.std_ms if e.std_ms is not None else e.iqr_ms / IQR_PER_STD
-            if _OFA_STATS[get_space(lut.space).family] == "var":
+            if grammar(get_space(lut.space).family).table_stat == "var":
                 t[k] = {"count": e.count, "mean": mean, "var": std * std}
             else:
                 t[k] = {"count": e.count, "mean": mean, "std": std}

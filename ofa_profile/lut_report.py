@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import LutError, OfaProfileError
 from .jsonio import plain
-from .lut import FORMAT, OFA_YAML, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
+from .lut import FORMAT, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
 from .space import SubnetSpec
 
 __all__ = ["check_out_file", "ImportReport", "import_ofa_lut", "lut_summary", "Validation", "validate_lut_file",
@@ -98,7 +98,7 @@ def validate_lut_file(path: str | Path) -> Validation:
     resolution it lists must have every key.  Raises :class:`LutError` (one line naming the missing keys)."""
     p = Path(path)
     fmt = FORMAT if p.is_dir() else detect_format(p)
-    if fmt == OFA_YAML or p.is_dir():
+    if fmt != FORMAT or p.is_dir():           # OFA latency table(s) of some family
         return Validation(p, import_ofa_yaml(p), True, {})
     lut = load_lut(p)
     gaps = lut.gaps()

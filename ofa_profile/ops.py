@@ -19,7 +19,7 @@ expansion conv (the expand-ratio-1 first block).  The chain itself is built from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .space import Space, SpaceError, SubnetSpec, get_space, has_identity_skip
 
@@ -120,11 +120,18 @@ class Op:
 # -- key grammars: one per family, registered by the family module -----------------------------------------
 @dataclass(frozen=True)
 class KeyGrammar:
-    """A family's LUT key grammar: ``key(op)`` and its inverse ``parse(key)`` (raises :class:`KeyError_`)."""
+    """A family's LUT key grammar: ``key(op)`` and its inverse ``parse(key)`` (raises :class:`KeyError_`), and
+    OFA's YAML latency tables of the family: their format id (what ``detect_format`` names), the spread statistic
+    they store beside count and mean (``std`` or ``var``), how messages name the format, and ``recognise(table)``:
+    True for a parsed table that shows this family's marks (None: recognised by its keys parsing)."""
     family: str
     key: Callable[[Op], str]
     parse: Callable[[str], Op]
     example: str
+    table_format: str = ""
+    table_stat: str = "std"
+    table_name: str = ""
+    recognise: "Callable[[Mapping[str, Any]], bool] | None" = None
 
 
 _GRAMMARS: dict[str, KeyGrammar] = {}
@@ -134,6 +141,11 @@ def register_grammar(g: KeyGrammar) -> KeyGrammar:
     """Register a family's key grammar (called by the family module on import)."""
     _GRAMMARS[g.family] = g
     return g
+
+
+def list_grammars() -> list[KeyGrammar]:
+    """Every registered key grammar (one per family), in registration order."""
+    return list(_GRAMMARS.values())
 
 
 def grammar(family: str) -> KeyGrammar:

@@ -190,3 +190,27 @@ def test_shipped_mbv3_keys_are_unchanged():
     ops = subnet_ops(sp.largest(224))
     assert ops[1].key == "expanded_conv-input:112x112x16-output:112x112x16-expand:16-kernel:3-stride:1-idskip:1-se:0-hs:0"
     assert Path  # noqa: B018
+
+
+def test_ofa_table_formats_come_from_the_family_grammars(tmp_path):
+    """Which OFA table format a YAML file is, and the spread statistic it stores, are the family grammar's: a
+    grammar registered at run time with its own marks is recognised with no other change."""
+    from ofa_profile import ops
+    from ofa_profile.lut import detect_format
+    from ofa_profile.lut_ofa import _classify_yaml
+    assert {g.family: (g.table_format, g.table_stat) for g in ops.list_grammars()} == {
+        "mbv3": ("ofa-mbv3-yaml", "std"), "proxyless": ("proxylessnas-yaml", "var")}
+    fake = ops.KeyGrammar("fakefam", ops.grammar("mbv3").key, ops.grammar("mbv3").parse, "Fake-key",
+                          table_format="fake-yaml", table_stat="mad", table_name="a fake format",
+                          recognise=lambda t: "Fake-marker" in t)
+    ops.register_grammar(fake)
+    try:
+        f = tmp_path / "160_lookup_table.yaml"
+        f.write_text("Fake-marker: {count: 1, mean: 1.0, mad: 0.1}\n")
+        assert detect_format(f) == "fake-yaml"
+        assert _classify_yaml({"Fake-marker": {}}, f) is fake
+    finally:
+        del ops._GRAMMARS["fakefam"]
+    from ofa_profile.errors import LutError
+    with pytest.raises(LutError, match="not an OFA MobileNetV3 LUT key"):
+        detect_format(f)                                   # unregistered: no family claims the file

@@ -72,7 +72,8 @@ def parse(k: str) -> Op:
     raise KeyError_(f"{k!r} is not an OFA MobileNetV3 LUT key (e.g. '{EXAMPLE}')")
 
 
-GRAMMAR = register_grammar(KeyGrammar(FAMILY, key, parse, EXAMPLE))
+GRAMMAR = register_grammar(KeyGrammar(FAMILY, key, parse, EXAMPLE, table_format="ofa-mbv3-yaml", table_stat="std",
+                                      table_name="OFA's MobileNetV3 format"))
 for _sp in (mbv3_space("ofa-mbv3-w1.0", 1.0), mbv3_space("ofa-mbv3-w1.2", 1.2),
             mbv3_space("compofa-mbv3-w1.0", 1.0, compound=True)):
     register_space(_sp)

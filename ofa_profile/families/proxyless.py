@@ -21,6 +21,7 @@ Key grammar: OFA's ProxylessNAS tables (``proxylessnas-mobile_trim.yaml``): ``ex
 from __future__ import annotations
 
 import re
+from typing import Any, Mapping
 
 from ..ops import KeyError_, KeyGrammar, Op, check_square, register_grammar, shape_key
 from ..space import Space, StageDef, make_divisible, register_space
@@ -91,6 +92,20 @@ def parse(k: str) -> Op:
     raise KeyError_(f"{k!r} is not an OFA ProxylessNAS LUT key (e.g. '{EXAMPLE}')")
 
 
-GRAMMAR = register_grammar(KeyGrammar(FAMILY, key, parse, EXAMPLE))
+# OFA's ProxylessNAS tables store {count, mean, var}; their block keys carry the expand ratio (possibly written
+# as a float) and no se/hs fields, and their logits key names the pooled feature map
+_TABLE_BLOCK = re.compile(r"^expanded_conv-input:\d+x\d+x\d+-output:\d+x\d+x\d+-expand:\d+(\.\d+)?-kernel:\d+"
+                          r"-stride:\d+-idskip:[01]$")
+
+
+def recognise(table: Mapping[str, Any]) -> bool:
+    """True for a parsed OFA latency table in the ProxylessNAS format (by its statistics or its keys)."""
+    keys = [str(k) for k in table]
+    return (any(isinstance(v, dict) and "var" in v for v in table.values()) or any(_TABLE_BLOCK.match(k) for k in keys)
+            or any(k.startswith("Logits-input:") and not k.startswith("Logits-input:1x1x") for k in keys))
+
+
+GRAMMAR = register_grammar(KeyGrammar(FAMILY, key, parse, EXAMPLE, table_format="proxylessnas-yaml", table_stat="var",
+                                      table_name="OFA's ProxylessNAS format", recognise=recognise))
 for _sp in (proxyless_space("ofa-proxyless-w1.3", 1.3), proxyless_space("ofa-proxyless-w1.0", 1.0)):
     register_space(_sp)
