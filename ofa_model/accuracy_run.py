@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ofa_profile.evaldata import default_data, supernet_caches
+from ofa_profile.space import get_space, parse_resolutions
+from ofa_profile.timing import fix_malloc
+
+from .evaluate import accuracy_dataset, merge_shards
+
 __all__ = ["ShardPlan", "run_accuracy_dataset", "merge_accuracy_shards", "csv_rows"]
 
 
@@ -66,8 +72,6 @@ def csv_rows(path: str | os.PathLike) -> int:
 
 def merge_accuracy_shards(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict[str, Any]:
     """``accuracy-dataset --merge``: join shard CSVs into ``out``; ``{out, rows}``."""
-    from .evaluate import merge_shards
-
     merged = merge_shards(paths, out)
     return {"out": str(merged), "rows": csv_rows(merged)}
 
@@ -87,12 +91,7 @@ def run_accuracy_dataset(plan: ShardPlan, n_subnets: int, *, device: str, device
     Imagenette (:func:`ofa_profile.evaldata.default_data`).  The caller holds the locks of ``plan.writes``."""
     import time
 
-    from ofa_profile.evaldata import default_data, supernet_caches
-    from ofa_profile.space import get_space, parse_resolutions
-    from ofa_profile.timing import fix_malloc
-
     from .bundle import load_supernet
-    from .evaluate import accuracy_dataset, merge_shards
 
     fix_malloc()   # torch eager without it spends as long in the kernel (mmap/munmap) as in the convolutions
     dev = plan.torch_device(device, device_auto)

@@ -27,9 +27,10 @@ from typing import Any, Mapping, Sequence
 
 from ofa_profile.atomic import write_bytes_atomic, write_text_atomic
 from ofa_profile.jsonio import dumps_strict
-from ofa_profile.space import DEFAULT_SPACE
+from ofa_profile.paths import model_weights_dir
+from ofa_profile.space import DEFAULT_SPACE, get_space
 
-from .safeload import RefusedWeightsError
+from .safeload import RefusedWeightsError, load_torch_file
 from .supernet import WeightsError
 
 __all__ = ["BUNDLE_FORMAT", "DEFAULT_NAME", "weights_dir", "bundled_weights_path", "sha256_file", "SupernetInfo",
@@ -42,7 +43,6 @@ MANIFEST = "manifest.json"
 
 def weights_dir() -> Path:
     """``ofa_model/weights`` of this installation (checkout or wheel): :func:`ofa_profile.paths.model_weights_dir`."""
-    from ofa_profile.paths import model_weights_dir
     return model_weights_dir()
 
 
@@ -125,7 +125,6 @@ def _build_and_load(state: Mapping[str, Any], space: str, n_classes: int, device
 
 def _torch_load(p: Path) -> Any:
     """Safe load (:func:`~ofa_model.safeload.load_torch_file`: CRC-32, ``weights_only=True``, finite tensors)."""
-    from .safeload import load_torch_file
     return load_torch_file(p, "weights file", "pass a checkpoint saved by ofa-profile or a plain state dict "
                                               "(--supernet)")
 
@@ -136,8 +135,6 @@ def load_bundled_supernet(path: str | os.PathLike | None = None, *, space: str |
     its folder and match its sha256.  ``space``: refuse weights of a supernet with another macro-architecture.
     Returns ``(OFAMobileNetV3 in eval mode, fp32, SupernetInfo)``.  Every failure is one :class:`WeightsError`
     line."""
-    from ofa_profile.space import get_space
-
     from .supernet import same_macro
     default = path is None
     p = Path(path) if path is not None else bundled_weights_path()
@@ -180,8 +177,6 @@ def load_supernet(path: str | os.PathLike | None = None, *, space: str | None = 
     a phase checkpoint, OFA's official ``.pth``) -> loaded strictly, its space from its metadata or
     ``space`` (default ``ofa-mbv3-w1.0``), its class count from the classifier.
     Returns ``(model, SupernetInfo)``."""
-    from ofa_profile.space import get_space
-
     from .supernet import same_macro
     if path is None:
         return load_bundled_supernet(None, space=space, device=device)

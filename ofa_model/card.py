@@ -35,10 +35,18 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ofa_profile.atomic import remove_dead_temps, temp_tag, write_bytes_atomic, write_text_atomic
+from ofa_profile.clierrors import CliExitCodes, guarded
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.jsonio import dumps_strict
+from ofa_profile.jsonio import JsonInputError, dumps_strict, read_json_file
+from ofa_profile.lock import output_lock
 from ofa_profile.paths import safe_name
-from ofa_profile.space import Space, SubnetSpec, get_space
+from ofa_profile.space import Space, SubnetSpec, get_space, parse_resolutions
+from ofa_profile.timing import fix_malloc
+
+from .safeload import load_torch_file
+from .data import build_cache, check_splits, imagenet_val_origin
+from .evaluate import CSV_FIELDS, _read_rows, dataset_spec, evaluate_spec, subnet_macs_params, val_subset
+from .train import TrainConfig, standalone_spec
 
 __all__ = ["CARD_RESOLUTIONS", "TARGETS", "RunSummary", "read_run", "card_specs", "EvalCache", "evaluate_table",
            "dataset_check", "render_card", "build_card", "main"]
@@ -78,7 +86,6 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
     if not d.is_dir():
         raise OfaProfileError(f"run folder {d} does not exist; pass the --out folder of `python -m ofa_model.train`")
     weights = d / "supernet.pt"
-    from ofa_profile.jsonio import JsonInputError, read_json_file
 
     if not (d / "config.json").is_file() or not (d / "train_log.jsonl").is_file():
         missing = "config.json" if not (d / "config.json").is_file() else "train_log.jsonl"
@@ -107,14 +114,12 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
     starts = [r["run_start"] for r in recs if isinstance(r.get("run_start"), dict)]
     standalone = None
     if cfg.get("standalone"):
-        from .safeload import load_torch_file
         obj = load_torch_file(weights, "weights file")
         meta = obj.get("meta") if isinstance(obj, dict) else None
         meta = meta if isinstance(meta, dict) else {}
         if meta.get("standalone"):
             standalone = SubnetSpec.from_ofa(meta["standalone"], space=cfg["space"])
         else:
-            from .train import standalone_spec
             standalone = standalone_spec(cfg["standalone"], cfg["space"])
     return RunSummary(str(d), cfg, tuple(ends.values()), starts[-1] if starts else None, max(0, len(starts) - 1),
                       str(weights), standalone)
@@ -177,7 +182,6 @@ def evaluate_table(model, sha: str, train_cache, val_cache, specs: Sequence[tupl
                    device=None, calib_seed: int = 0, cache: EvalCache | None = None,
                    progress: bool = False) -> dict[tuple[str, int], Mapping[str, Any]]:
     """Top-1 of every (tag, resolution): ``{(tag, r): {top1, extract_s, calib_s, eval_s, n_val, n_calib}}``."""
-    from .evaluate import evaluate_spec, val_subset
     cache = cache or EvalCache(None)
     val_idx = val_subset(len(val_cache), n_val, calib_seed)
     dev_type = _device_type(device)
@@ -211,7 +215,6 @@ def dataset_check(model, sha: str, csv_path: str | os.PathLike, train_cache, val
     import torch
 
     from .bundle import sha256_file
-    from .evaluate import CSV_FIELDS, _read_rows, dataset_spec, evaluate_spec, val_subset
     path = Path(csv_path)
     try:
         rows = _read_rows(path)  # the accuracy-dataset command's own reader: its columns, or one line of error
@@ -273,7 +276,6 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
                 accuracy_data: Mapping[str, Any] | None = None, predictor: Mapping[str, Any] | None = None,
                 origin: Mapping[str, Any] | None = None) -> str:
     """The MODEL_CARD.md text (every figure comes from the arguments: nothing is typed in)."""
-    from .evaluate import subnet_macs_params
     cfg = run.config
     hw = run.hardware or {}
     n_classes = int(manifest["n_classes"])
@@ -434,7 +436,6 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
 def train_command(config: Mapping[str, Any], out: str = "RUN") -> str:
     """The ``python -m ofa_model.train`` line that reproduces a run's config.json (non-default settings),
     writing to ``out``."""
-    from .train import TrainConfig
     skip = {"train_data", "val_data", "out", "cache_dir", "device", "threads", "log_every", "ckpt_every",
             "ckpt_minutes"}
     parts = [f"python -m ofa_model.train --train-data TRAIN --val-data VAL --out {out}"]
@@ -458,7 +459,6 @@ def train_command(config: Mapping[str, Any], out: str = "RUN") -> str:
 
 
 def _caches(run: RunSummary, train_data: str, val_data: str, cache_dir: str | None):
-    from .data import build_cache, check_splits
     cfg = run.config
     root = Path(cache_dir) if cache_dir else Path(cfg.get("cache_dir") or Path(run.path) / "cache")
     size = int(cfg.get("image_size") or 224)
@@ -473,8 +473,6 @@ def origin_check(model, sha: str, train_cache, val_cache, val_data: str, space, 
                  device, cache: "EvalCache | None" = None, progress: bool = False) -> dict[str, Any] | None:
     """Top-1 at 224 of the largest and smallest subnet on the val images from ImageNet's validation set and on
     the others (see :func:`ofa_model.data.imagenet_val_origin`); None when the split has no such images."""
-    from .data import imagenet_val_origin
-    from .evaluate import evaluate_spec
     inside = imagenet_val_origin(val_data)
     if not inside or len(inside) == len(val_cache):
         return None
@@ -595,7 +593,6 @@ def _card_locks(run_dir: str, standalone_dirs: Sequence[str], out_dir: str, wait
     (``card_eval.json``; the same lock as a training run into them) and ``OUT/MODEL_CARD.md``."""
     import contextlib
 
-    from ofa_profile.lock import output_lock
     stack = contextlib.ExitStack()
     try:
         for d in (run_dir, *standalone_dirs):
@@ -630,15 +627,12 @@ _INTERRUPTED = ("the finished evaluations are kept in RUN/card_eval.json and the
 def main(argv: Sequence[str] | None = None) -> int:
     """The card's command line (``python -m ofa_model.card``); returns the exit code: 0, 1 (an error, one line),
     2 (a usage error, one line), 128 + a signal (see ofa_profile.clierrors)."""
-    from ofa_profile.clierrors import guarded
-
     return guarded(lambda: _main(argv), _INTERRUPTED)   # the signal handlers before click's import
 
 
 def _main(argv: Sequence[str] | None) -> int:
     import click
 
-    from ofa_profile.clierrors import CliExitCodes
     from ofa_profile.cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, TORCH_DEVICE, NoEmptyValues, count_range,
                                      option_value, require_torch_device)
 
@@ -677,8 +671,6 @@ def _main(argv: Sequence[str] | None) -> int:
               --val-data ../shared/data/imagenette2-224/val.tar --out ofa_model/ \\
               --standalone runs/alone-largest --standalone runs/alone-smallest
         """
-        from ofa_profile.space import parse_resolutions
-        from ofa_profile.timing import fix_malloc
         fix_malloc()
         with option_value("--resolutions"):
             res = parse_resolutions(resolutions)

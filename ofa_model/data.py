@@ -18,13 +18,14 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ofa_profile.atomic import atomic_path, remove_dead_temps, write_text_atomic
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.jsonio import dumps_strict
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 __all__ = ["DataError", "ImageCache", "IMG_EXTS", "scan_source", "build_cache", "open_cache", "default_cache_dir",
            "epoch_batches",
@@ -114,6 +115,7 @@ def scan_source(src: str | os.PathLike) -> tuple[tuple[str, ...], list[tuple[str
 
 
 def _decode(data: bytes | str, size: int, name: str) -> np.ndarray:
+    import numpy as np
     from PIL import Image
     try:
         im = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
@@ -149,6 +151,7 @@ def default_cache_dir(src: str | os.PathLike, size: int) -> Path:
 
 
 def open_cache(cache_dir: str | os.PathLike) -> ImageCache:
+    import numpy as np
     d = Path(cache_dir)
     try:
         meta = json.loads((d / "meta.json").read_text())
@@ -201,6 +204,7 @@ def build_cache(src: str | os.PathLike, cache_dir: str | os.PathLike, size: int 
     ``classes``: the training split's classes; a val split must have exactly these.
     ``limit_per_class``: keep only the first N images of each class (small recipes, tests).
     """
+    import numpy as np
     src_p = Path(src)
     found, items = listing if listing is not None else scan_source(src_p)
     if classes is not None:
@@ -260,6 +264,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
                   shuffle: bool = True, drop_last: bool = True) -> list[np.ndarray]:
     """Index batches of one epoch for one rank (seeded permutation, split across ranks like
     DistributedSampler: every rank gets the same number of batches)."""
+    import numpy as np
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
     per_rank = n // world
     mine = order[rank * per_rank:(rank + 1) * per_rank] if world > 1 else order
@@ -298,6 +303,7 @@ def train_batch(cache: ImageCache, idx: np.ndarray, r: int, gen, scale: tuple[fl
                 ratio: tuple[float, float] = (3 / 4, 4 / 3), device=None):
     """Augmented float batch (B,3,r,r) and labels for indices ``idx``; ``gen`` a (CPU) torch.Generator, so
     the crops are the same wherever the resampling runs (``device``: see :func:`_crop_resize`)."""
+    import numpy as np
     import math
     import torch
     u8 = torch.from_numpy(np.ascontiguousarray(cache.images[idx]))
@@ -316,6 +322,7 @@ def train_batch(cache: ImageCache, idx: np.ndarray, r: int, gen, scale: tuple[fl
 
 def center_crop_batch(cache: ImageCache, idx: np.ndarray, r: int, crop_frac: float = 0.875):
     """OFA's eval transform (resize to r/0.875, centre-crop r) on cached images, batched."""
+    import numpy as np
     import torch
     u8 = torch.from_numpy(np.ascontiguousarray(cache.images[idx]))
     b = u8.size(0)
@@ -327,6 +334,7 @@ def center_crop_batch(cache: ImageCache, idx: np.ndarray, r: int, crop_frac: flo
 def eval_batches(cache: ImageCache, r: int, batch_size: int = 100,
                  indices: Sequence[int] | None = None) -> Iterator[tuple]:
     """Centre-crop batches over ``indices`` (default: all) in order."""
+    import numpy as np
     idx = np.arange(len(cache)) if indices is None else np.asarray(indices)
     for i in range(0, len(idx), batch_size):
         yield center_crop_batch(cache, idx[i:i + batch_size], r)

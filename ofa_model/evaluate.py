@@ -21,8 +21,15 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from ofa_profile.atomic import atomic_path
+from ofa_profile.errors import OfaProfileError
+from ofa_profile.evaldata import default_data, supernet_caches
+from ofa_profile.jsonio import loads_strict
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
+
+from .data import eval_batches, train_batch
+from .export import onnx_export
 
 __all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
            "CSV_FIELDS", "PARTIAL_SUFFIX", "evaluate_arch"]
@@ -66,7 +73,6 @@ def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 
     import numpy as np
     import torch
 
-    from .data import eval_batches, train_batch
     from .supernet import recalibrate_bn
 
     r = resolution or spec.r
@@ -112,7 +118,6 @@ ENGINES = ("auto", "torch", "onnxruntime")
 
 
 def _use_ort(engine: str, dev_type: str) -> bool:
-    from ofa_profile.errors import OfaProfileError
     if engine not in ENGINES:
         raise OfaProfileError(f"unknown evaluation engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "torch" or (engine == "auto" and dev_type != "cpu"):
@@ -136,8 +141,6 @@ def _ort_runner(sub, r: int):
     import onnxruntime as ort
     import torch
 
-    from .export import onnx_export
-
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -155,7 +158,6 @@ def _ort_runner(sub, r: int):
 
 
 def _write_csv_atomic(rows: list[dict], path: Path) -> None:
-    from ofa_profile.atomic import atomic_path
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
@@ -180,7 +182,6 @@ def _read_rows(path: Path) -> list[dict]:
         lines = lines[:-1]
     reader = csv.DictReader(lines)
     if tuple(reader.fieldnames or ()) != CSV_FIELDS:
-        from ofa_profile.errors import OfaProfileError
         raise OfaProfileError(f"{path} exists but is not an accuracy-dataset CSV of this version (columns "
                               f"{','.join(CSV_FIELDS)}); choose another --out or delete it")
     return [r for r in reader if all(r.get(k) not in (None, "") for k in CSV_FIELDS)]
@@ -194,7 +195,6 @@ def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, 
     """Evaluate ``n_subnets`` seeded random subnets and write the CSV (``CSV_FIELDS``) atomically.
     Returns the CSV path.  ``space`` defaults to the supernet's space.  With ``resume`` rows already in the
     output or its partial file are kept, not re-evaluated."""
-    from ofa_profile.errors import OfaProfileError
     sp = get_space(space or model.space.name)
     res = tuple(resolutions or sp.resolutions)
     k, n = shard
@@ -257,9 +257,6 @@ def _shard_row(row: dict, where: str) -> int:
     """Check one row of a shard CSV (the types ``accuracy_dataset`` writes); return its index."""
     import math
 
-    from ofa_profile.errors import OfaProfileError
-    from ofa_profile.jsonio import loads_strict
-
     if None in row or any(row.get(k) in (None, "") for k in CSV_FIELDS):
         raise OfaProfileError(f"{where} has {'more' if None in row else 'fewer'} fields than the columns "
                               f"{','.join(CSV_FIELDS)}")
@@ -286,8 +283,6 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike)
     """Join shard CSVs (sorted by index, duplicates refused) into one CSV, atomically.  Every shard is checked
     first (its columns, each row's types, one run's seed/space/n_val/n_calib): a malformed shard is one
     :class:`~ofa_profile.errors.OfaProfileError` naming the file and line, and ``out_csv`` is left as it was."""
-    from ofa_profile.errors import OfaProfileError
-
     rows: dict[int, dict] = {}
     run: tuple | None = None
     for p in paths:
@@ -332,9 +327,6 @@ def evaluate_arch(arch: str | os.PathLike, *, device: str, supernet: str | None 
     on ``n_calib`` seeded training images, on a fixed seeded subset of ``n_val`` val images of its dataset
     (``train_data``/``val_data`` default to the shared Imagenette).  Returns the JSON summary; ``log(str)`` is
     told what is evaluated."""
-    from ofa_profile.errors import OfaProfileError
-    from ofa_profile.evaldata import default_data, supernet_caches
-
     from .bundle import load_supernet
 
     model, info = load_supernet(supernet, device=device)

@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ofa_profile import tflite
 from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.space import SubnetSpec
+from ofa_profile.evaldata import supernet_caches
+from ofa_profile.runtimes import torch_to_onnx
+from ofa_profile.space import DEFAULT_SPACE, SubnetSpec
+
+from .data import train_batch
 
 __all__ = ["FORMATS", "ExportResult", "extract_subnet", "export_onnx", "export_tflite", "export_random",
            "export_subnet", "example_input", "export_arch"]
@@ -83,7 +88,6 @@ def _diffs(ref, got, what: str = "exported model") -> tuple[float, float]:
 def onnx_export(sub, x, target, opset: int = 17) -> None:
     """A subnet as this module writes it (input ``input`` NCHW, output ``logits``, batch axis dynamic) to
     ``target``: a path or a binary file object; the project's one exporter (:func:`ofa_profile.runtimes.torch_to_onnx`)."""
-    from ofa_profile.runtimes import torch_to_onnx
     torch_to_onnx(sub, x, target, opset=opset, output_name="logits", dynamic_batch=True)
 
 
@@ -119,7 +123,6 @@ def export_tflite(sub, spec: SubnetSpec, out: str | os.PathLike, *, check: bool 
     """Write ``sub`` (built from the layer library: an extracted subnet or :func:`ofa_profile.blocks.subnet_module`)
     as TFLite (NHWC input) through :func:`ofa_profile.tflite.write_tflite`."""
     import torch
-    from ofa_profile import tflite
     out = Path(out)
     _check_out_folder(out)
     x = example_input(spec, seed)
@@ -204,8 +207,6 @@ def export_arch(arch: str | os.PathLike, fmt: str, out: str | os.PathLike, *, su
     (``supernet`` None, ``weights`` naming the seed)."""
     import dataclasses
 
-    from ofa_profile.space import DEFAULT_SPACE
-
     if random_weights:
         spec = SubnetSpec.load(arch, space=space or DEFAULT_SPACE)
         res = export_random(spec, fmt, out, check=check, weights_seed=weights_seed)
@@ -219,10 +220,6 @@ def export_arch(arch: str | os.PathLike, fmt: str, out: str | os.PathLike, *, su
     if calib_data:
         import numpy as np
         import torch
-
-        from ofa_profile.evaldata import supernet_caches
-
-        from .data import train_batch
 
         tr, _ = supernet_caches(info, calib_data, None, cache_dir)
         order = np.random.default_rng(0).permutation(len(tr))[:max(1, n_calib)]

@@ -32,6 +32,7 @@ from ofa_profile.space import (DEFAULT_SPACE, Space, SpaceError, SubnetSpec, com
                                full_space, get_space, has_identity_skip)
 
 from .elastic import DynamicMBConv, ResidualBlock
+from .safeload import check_finite, load_torch_file
 
 __all__ = ["OFAMobileNetV3", "MobileNetV3Subnet", "MBConvSlot", "recalibrate_bn", "load_supernet_weights",
            "WeightsError", "same_macro", "full_space", "compound_space"]
@@ -206,7 +207,6 @@ def load_supernet_weights(model: nn.Module, src: str | os.PathLike | Mapping[str
     or a state dict.  A path is read safely (:func:`ofa_model.safeload.load_torch_file`: ``weights_only=True``,
     CRC-32 checked); non-finite tensors are refused either way.  Raises :class:`WeightsError` (one line) when it
     does not fit."""
-    from .safeload import check_finite, load_torch_file
     if isinstance(src, (str, os.PathLike)):
         obj = load_torch_file(src, "weights file")
     else:

@@ -38,12 +38,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ofa_profile.atomic import atomic_path, write_text_atomic
+from ofa_profile.clierrors import CliExitCodes, guarded
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.jsonio import dumps_strict
+from ofa_profile.lock import output_lock
 from ofa_profile.space import DEFAULT_SPACE, SpaceError, get_space, parse_resolutions
+from ofa_profile.timing import fix_malloc
 
 from .recipes import (OFA_EPOCHS, PhaseDef, TrainConfig, phase_steps,  # noqa: F401  (re-exported)
                       recipe_phases, sample_phase_spec, standalone_spec)
+from .safeload import load_torch_file
+from .data import build_cache, check_splits, epoch_batches, open_cache, train_batch
+from .evaluate import evaluate_spec
+from .transfer import TRANSFER_SOURCES, init_from_lite0, load_lite0_state
 
 __all__ = ["PhaseDef", "TrainConfig", "recipe_phases", "sample_phase_spec", "phase_steps", "standalone_spec",
            "hardware_info", "train", "main", "CKPT_FORMAT"]
@@ -138,7 +145,6 @@ def _param_groups(model, wd: float):
 
 
 def _evaluate_quick(model, specs, train_cache, val_cache, cfg: TrainConfig, device, r: int) -> dict[str, float]:
-    from .evaluate import evaluate_spec
     return {tag: round(evaluate_spec(model, spec, train_cache, val_cache, n_val=cfg.eval_images,
                                      n_calib=cfg.calib_images, batch_size=max(cfg.batch_size, 50), device=device,
                                      resolution=r), 4)
@@ -198,8 +204,6 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
     import torch.distributed as dist
     import torch.nn.functional as F
 
-    from .data import build_cache, check_splits, epoch_batches, open_cache, train_batch
-    from .safeload import load_torch_file
     from .supernet import OFAMobileNetV3, WeightsError, load_supernet_weights
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -211,7 +215,6 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
         device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{local_rank}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    from ofa_profile.timing import fix_malloc
     fix_malloc()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -240,7 +243,6 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
         raise OfaProfileError("--init and --init-from both name starting weights; pass one")
     lite0_state = None
     if cfg.init_from:
-        from .transfer import TRANSFER_SOURCES, load_lite0_state
         if cfg.init_from not in TRANSFER_SOURCES:
             raise OfaProfileError(f"--init-from {cfg.init_from!r}: use one of {', '.join(TRANSFER_SOURCES)}")
         lite0_state = load_lite0_state()     # a missing extra fails here, before anything is written
@@ -285,7 +287,6 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
     ckpt_path = out / "ckpt-last.pt"
     transfer_summary = None
     if lite0_state is not None and not ckpt_path.exists():    # a resume takes the checkpoint's weights instead
-        from .transfer import init_from_lite0
         transfer_summary = init_from_lite0(model, lite0_state)
         model.to(device, memory_format=mf)
     spe = len(train_cache) // (cfg.batch_size * world)
@@ -520,7 +521,6 @@ def _run_lock(out: str, wait: bool):
     (or a model card) into the same folder is refused in one line naming this process, or waits with --wait."""
     import contextlib
 
-    from ofa_profile.lock import output_lock
     if int(os.environ.get("RANK", "0")) != 0:
         return contextlib.nullcontext()
     d = Path(out)
@@ -546,15 +546,12 @@ _INTERRUPTED = "finished work (decoded images, the last checkpoint) is kept; rer
 def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int:
     """The training command line (``python -m ofa_model.train`` / ``ofa-profile train``); returns the exit code:
     0, 1 (an error, one line), 2 (a usage error, one line), 128 + a signal (a stop: see ofa_profile.clierrors)."""
-    from ofa_profile.clierrors import guarded
-
     return guarded(lambda: _main(argv, prog_name), _INTERRUPTED)   # the signal handlers before click's import
 
 
 def _main(argv: Sequence[str] | None, prog_name: str | None) -> int:
     import click
 
-    from ofa_profile.clierrors import CliExitCodes
     from ofa_profile.cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, TORCH_DEVICE, FiniteFloatRange,
                                      NoEmptyValues, count_range, option_value, require_torch_device)
 

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ofa_model.data import IMAGENET_MEAN, IMAGENET_STD
 from ofa_profile.errors import OfaProfileError
+
+from .safeload import load_torch_file
 
 __all__ = ["TeacherMissing", "LITE0_EXTRA", "lite0_weights_path", "load_lite0_state", "init_from_lite0",
            "TRANSFER_SOURCES"]
@@ -48,7 +51,6 @@ def lite0_weights_path() -> str:
 
 def load_lite0_state(path: str | None = None) -> dict:
     """Lite0's state dict, read safely (``weights_only=True``, CRC-checked, finite) and checked for its layout."""
-    from .safeload import load_torch_file
     sd = load_torch_file(path or lite0_weights_path(), "EfficientNet-Lite0 weights")
     need = ["_conv_stem.weight", "_blocks.0._project_conv.weight", "_blocks.15._expand_conv.weight"]
     if not isinstance(sd, Mapping) or any(k not in sd for k in need):
@@ -85,7 +87,6 @@ def init_from_lite0(model, sd: Mapping[str, Any] | None = None) -> dict[str, Any
     copied (for the run log and the model card).  Raises :class:`OfaProfileError` for another macro-architecture."""
     import torch
 
-    from ofa_model.data import IMAGENET_MEAN, IMAGENET_STD
     sp = model.space
     widths = [st.width for st in sp.stages]
     if (sp.stem_ch, sp.first_block_ch, widths[:4], sp.max_depth, max(sp.expands), max(sp.kernels)) != \

@@ -27,9 +27,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from .accuracy_components import PREDICT, component_from_json, component_to_json, linear_predict, n_features
 from .accuracy_data import (AccuracyDataset, csv_records, load_subnets, read_accuracy_csv,  # noqa: F401
                             read_specs_csv, short_value, split_dataset)   # (re-exported)
+from .atomic import write_json_atomic
 from .encodings import (DEFAULT_ENCODING, ENCODINGS, ArchArrays, as_arrays, encode,  # noqa: F401  (re-exported)
                         same_macro_architecture)
 from .errors import OfaProfileError
+from .jsonio import JsonInputError, loads_strict, read_json_file
+from .paths import model_weights_dir, shared_data_dir, user_cache_dir
 from .space import SubnetSpec, full_space, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -154,14 +157,12 @@ class AccuracyPredictor:
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor as JSON, atomically."""
-        from .atomic import write_json_atomic
         return write_json_atomic(path, self.to_json(), indent=None)
 
 
 def load_accuracy_predictor(path: str | Path) -> AccuracyPredictor:
     """Read and check a predictor file: strict JSON, every field and array shape checked, and its predictions
     on the space's smallest and largest subnets fractions in [0, 1] (one-line :class:`OfaProfileError`)."""
-    from .jsonio import JsonInputError, read_json_file
     p = Path(path)
     try:
         obj = read_json_file(p, "accuracy predictor")
@@ -448,7 +449,6 @@ BUNDLED_PREDICTOR = "accuracy_predictor.json"  # in ofa_model/weights/, beside t
 
 def bundled_predictor_path() -> Path:
     """Where the bundled accuracy predictor lives (``ofa_model/weights/accuracy_predictor.json``)."""
-    from .paths import model_weights_dir
     return model_weights_dir() / BUNDLED_PREDICTOR
 
 
@@ -468,7 +468,6 @@ def _bundled_predictor_mismatch(pred: "AccuracyPredictor") -> str | None:
     if not want:
         return "it records no supernet sha256"
     man = bundled_predictor_path().parent / "manifest.json"
-    from .jsonio import loads_strict
     try:
         have = loads_strict(man.read_bytes()).get("sha256")
     except (OSError, ValueError, AttributeError):
@@ -480,7 +479,6 @@ def _bundled_predictor_mismatch(pred: "AccuracyPredictor") -> str | None:
 
 
 def _cache_dir() -> Path:
-    from .paths import user_cache_dir
     return user_cache_dir() / "predictors"
 
 
@@ -542,7 +540,6 @@ def predictor_label(pred: AccuracyPredictor) -> PredictorLabel:
 def supernet_label(weights: str | Path, sha256: str) -> dict[str, str]:
     """``{dataset, describes, label}`` for a predictor fitted on the accuracy dataset of supernet ``weights``:
     the dataset from the ``manifest.json`` beside it (when that manifest names this file and sha256)."""
-    from .jsonio import loads_strict
     w = Path(weights)
     dataset = None
     try:
@@ -629,7 +626,6 @@ def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | 
         say(f"accuracy predictor: {shipped.name} ({predictor_label(pred).text}: fitted on OFA's measured ImageNet "
             f"top-1 of 2,610 subnets at resolutions 128/160/192)")
         return pred
-    from .paths import shared_data_dir
     sd = shared_data_dir()
     ref = sd / "reference" / "ofa-w1.0-imagenet-accuracy.csv" if sd else None
     if ref is not None and ref.exists():

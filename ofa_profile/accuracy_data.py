@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .encodings import same_macro_architecture
 from .errors import OfaProfileError
-from .space import DEFAULT_SPACE, SpaceError, SubnetSpec
+from .jsonio import JsonInputError, loads_strict
+from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -76,7 +77,6 @@ def csv_records(fh: Any, path: Path) -> tuple[list[str], Any]:
 
 
 def _json_list(text: str | None, field_name: str, row: int, path: Path) -> list[int]:
-    from .jsonio import JsonInputError, loads_strict
     try:
         v = loads_strict(text) if isinstance(text, str) else None
     except JsonInputError:
@@ -109,7 +109,6 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
                                   f"an accuracy CSV needs d, ks, e, r (or image_size) and accuracy")
         specs: list[SubnetSpec] = []
         acc: list[float] = []
-        from .jsonio import JsonInputError, loads_strict
         for i, row in enumerate(reader, start=2):
             sp_name = row.get("space") or space or DEFAULT_SPACE
             rv: Any = row[rcol]
@@ -162,7 +161,6 @@ def split_dataset(ds: AccuracyDataset, test_frac: float = 0.2, seed: int = 0
 def read_specs_csv(path: str | Path, space: str | None = None) -> list[SubnetSpec]:
     """Subnets of a CSV: an ``arch`` column (a JSON spec, optionally with its space) or ``d, ks, e`` (JSON
     lists) and ``r`` (or ``image_size``) columns, optional ``space``; other columns are ignored."""
-    from .jsonio import JsonInputError, loads_strict
     p = Path(path)
     try:
         fh = open(p, newline="", encoding="utf-8-sig")  # a leading BOM (Excel) is not data
@@ -205,8 +203,6 @@ def load_subnets(archs: Sequence[str | Path] = (), csv_path: str | Path | None =
     at ``resolution`` if given, and their one space (subnets of several spaces are refused).  ``space``: of specs
     that name none (default: ofa-mbv3-w1.0)."""
     import dataclasses
-
-    from .space import get_space
 
     specs = [SubnetSpec.load(a, space=space or DEFAULT_SPACE, r=resolution) for a in archs]
     if csv_path is not None:

@@ -35,17 +35,18 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .accuracy_data import csv_records
+from .atomic import write_json_atomic
 from .encodings import (ArchArrays, BlockTable, as_arrays, macs_table,  # noqa: F401  (re-exported)
                         op_cost_table, params_table, same_macro_architecture)
 from .errors import OfaProfileError
 from .fewshot_score import AdaptScore, score_latency  # noqa: F401  (re-exported)
-from .jsonio import JsonInputError, loads_strict
+from .jsonio import JsonInputError, loads_strict, read_json_file
+from .latency_source import SourceModel
 from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from .latency_source import SourceModel
 
 __all__ = [
     "BlockTable", "op_cost_table", "macs_table", "params_table", "ARCH_FEATURES", "DEFAULT_FEATURES",
@@ -181,7 +182,6 @@ class LatencyAdapter:
                                   f"feature names; refit it")
         source = None
         if obj.get("source") is not None:
-            from .latency_source import SourceModel
             try:
                 source = SourceModel.from_json(obj["source"])
             except OfaProfileError as exc:
@@ -233,7 +233,6 @@ class LatencyAdapter:
                                       f"latency must be a positive finite number); refit it with `ofa-profile adapt`")
 
     def save(self, path: str | Path) -> Path:
-        from .atomic import write_json_atomic
         return write_json_atomic(path, self.to_json(), indent=2)
 
 
@@ -252,7 +251,6 @@ def _finite_numbers(v: Any) -> bool:
 def load_adapter(path: str | Path) -> LatencyAdapter:
     """Read and check an adapter file: strict JSON, every field checked, and its predictions on the space's
     smallest and largest subnets positive and finite (one-line :class:`OfaProfileError` otherwise)."""
-    from .jsonio import JsonInputError, read_json_file
     p = Path(path)
     try:
         obj = read_json_file(p, "latency adapter")

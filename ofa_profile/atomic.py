@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import OfaProfileError
+from .jsonio import dumps_strict
+
 __all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "temp_tag",
            "remove_dead_temps", "write_target"]
 
@@ -32,7 +35,6 @@ def _refuse_special(target: Path, given: Path) -> None:
     FIFO, a socket): renaming a temporary file onto it would replace it (as root, /dev/null itself)."""
     import stat
 
-    from .errors import OfaProfileError
     try:
         mode = os.stat(target).st_mode
     except OSError:
@@ -115,6 +117,5 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     """Strict JSON (``indent=None``: compact) with a final newline: never ``NaN``/``Infinity``, an undefined
     figure is written as ``null`` (:func:`ofa_profile.jsonio.dumps_strict`)."""
-    from .jsonio import dumps_strict
     sep = (",", ":") if indent is None else None
     return write_text_atomic(path, dumps_strict(obj, indent=indent, separators=sep) + "\n")

@@ -22,8 +22,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, check_calibration, extreme_specs,
                           feature_names, features)
-from .errors import OfaProfileError
+from .errors import LutMissError, OfaProfileError
+from .jsonio import loads_strict
+from .lut import load_lut, save_lut
+from .measure import _Journal, _progress, make_profiler, read_journal
+from .replicates import per_item, run_passes
 from .space import SubnetSpec, get_space
+from .timing import fingerprint_mismatch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .devicespec import DeviceSpec
@@ -44,7 +49,6 @@ def _design(specs: Sequence[SubnetSpec], lut: "Lut"):
 def _extremes_design(lut: "Lut"):
     """Features of the subnets :func:`ofa_profile.calibration.check_calibration` checks on save and load."""
     import numpy as np
-    from .errors import LutMissError
     rows = []
     for _, spec in extreme_specs(lut):
         try:
@@ -140,9 +144,6 @@ def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: 
     the specs (minutes apart; odd passes in reverse order: :func:`ofa_profile.replicates.run_passes`), so that
     a burst of load from elsewhere on the machine, which only ever slows a run down, does not decide a figure.
     Every finished (spec, pass) is journaled (fsync) and reused on rerun."""
-    from .measure import _Journal, _progress, read_journal
-    from .replicates import per_item, run_passes
-
     # a torn last line is dropped; any other bad line is one error (journal code shared with `measure`)
     done: dict[tuple[str, int], float] = dict(read_journal(
         journal, _calib_record, f"delete it (rm {journal}) to measure the subnets again"))
@@ -174,8 +175,6 @@ def _calib_record(raw: bytes) -> tuple[tuple[str, int], float]:
     """``((arch key, round), median_ms)`` of one calibration-journal line; ``ValueError`` if it is not one."""
     import math
 
-    from .jsonio import loads_strict
-
     rec = loads_strict(raw)
     if not isinstance(rec, dict):
         raise ValueError(f"a JSON {type(rec).__name__}, not a record")
@@ -196,10 +195,6 @@ def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: i
                      rounds: int = 2) -> dict[str, Any]:
     """Measure ``n_fit + n_test`` seeded random subnets, fit on the first ``n_fit``, report on the rest,
     store the calibration in the LUT (atomically) and return the report dict."""
-    from .lut import load_lut, save_lut
-
-    from .timing import fingerprint_mismatch
-
     lut = load_lut(lut_path)
     bad = fingerprint_mismatch(lut.fingerprint, profiler.fingerprint())
     if bad:
@@ -241,8 +236,6 @@ def calibrate_on_device(device: "DeviceSpec", lut_path: Path, n_fit: int, n_test
                         rounds: int = 2) -> dict[str, Any]:
     """:func:`calibrate_device` with the device's own profiler (opened and closed here); the report without its
     per-subnet samples (those are stored in the LUT's calibration)."""
-    from .measure import make_profiler
-
     with make_profiler(device) as prof:
         rep = calibrate_device(lut_path, prof, n_fit, n_test, seed=seed, resolutions=resolutions, progress=progress,
                                rounds=rounds)
@@ -272,8 +265,6 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     faster (< 1) than at calibration time (thermal state, other load, a busier host).  Multiplying the
     calibrated prediction by it re-anchors the latency model to the device as it is now without re-measuring
     the LUT.  The profiler must be the setup that calibrated the LUT (checked by fingerprint)."""
-    from .timing import fingerprint_mismatch
-
     if n < 1:
         raise OfaProfileError(f"--refresh needs at least 1 subnet, got {n}")
     cal = lut.calibration
@@ -291,10 +282,8 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     held = held[:n]
     specs = [SubnetSpec.from_ofa(x["arch"], space=lut.space) for x in held]
     seed = int((cal.get("report") or {}).get("seed", 0))
-    from .measure import _progress
     rounds = max(1, int(rounds))
     bar = _progress(len(specs) * rounds, 0, "drift", progress, unit="subnet")
-    from .replicates import per_item, run_passes
 
     def one(i: int, r: int) -> float:
         ms = profiler.measure_subnet(specs[i], seed).median_ms

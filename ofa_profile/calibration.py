@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, Protocol
 from .errors import LutError, LutMissError, OfaProfileError
 from .jsonio import plain
 from .ops import split_ops, subnet_ops
-from .space import DEFAULT_SPACE, Space, SubnetSpec, get_space
+from .space import DEFAULT_SPACE, Space, SpaceError, SubnetSpec, get_space
 
 __all__ = ["CALIBRATION_FORMAT", "FEATURE_NAMES", "feature_names", "features", "apply_calibration",
            "check_calibration", "extreme_specs", "LutView"]
@@ -86,7 +86,6 @@ def check_calibration(lut: "LutView") -> None:
     and largest resolution the LUT covers.  Run when a LUT is loaded and before one is saved."""
     import math
 
-    from .space import SpaceError
     cal = lut.calibration
     if not cal:
         return

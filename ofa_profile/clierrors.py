@@ -33,6 +33,8 @@ import os
 import signal
 import sys
 
+from .errors import OfaProfileError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # annotations only: typing costs milliseconds before the handlers are in place
     from typing import Any, Callable
@@ -228,7 +230,6 @@ def report(exc: BaseException, interrupted: str = INTERRUPTED) -> int:
             return exc.code or 0
         _echo(f"error: {_one_line(exc.code)}")
         return EXIT_ERROR
-    from .errors import OfaProfileError
 
     code = getattr(exc, "exit_code", None)
     if isinstance(exc, OfaProfileError) and isinstance(code, int):

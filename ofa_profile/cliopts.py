@@ -15,6 +15,8 @@ from typing import Any, Iterator
 import click
 
 from .errors import OfaProfileError
+from .options import parse_assignment
+from .space import RESOLUTIONS, get_space, parse_resolutions
 
 __all__ = ["FiniteFloatRange", "POSITIVE_INT", "NON_NEGATIVE_INT", "INT_MAX", "count_range", "NoEmptyValues",
            "option_value", "RESOLUTION", "TORCH_DEVICE",
@@ -78,8 +80,6 @@ class _Resolution(click.ParamType):
     name = "resolution"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        from .space import RESOLUTIONS
-
         try:
             v = int(str(value).strip())
         except ValueError:
@@ -99,8 +99,6 @@ class _SpaceName(click.ParamType):
     name = "space"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        from .space import get_space
-
         try:
             get_space(value)
         except OfaProfileError as exc:
@@ -120,7 +118,6 @@ class _KeyValue(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         if isinstance(value, tuple):
             return value
-        from .options import parse_assignment
         try:
             return parse_assignment(value)
         except OfaProfileError as exc:
@@ -165,7 +162,5 @@ def check_resolutions(text: str | None, option: str = "--resolutions") -> None:
     """Refuse a malformed resolution list before any work (every space has the same resolutions, so the
     check needs no space; the command parses it again against its space)."""
     if text:
-        from .space import parse_resolutions
-
         with option_value(option):
             parse_resolutions(text)

@@ -21,6 +21,7 @@ from .jsonio import JsonInputError, read_json_file
 from .options import Option, OptionError, check_options, option_from_text
 from .paths import device_specs_dir, schemas_dir
 from .runtimes import list_runtimes, runtime_info
+from .space import DEFAULT_SPACE, get_space
 from .timing import TimingConfig
 from .transports import get_transport, list_transports, reachable
 
@@ -139,7 +140,6 @@ def parse_device(obj: Any, source: str = "<spec>") -> DeviceSpec:
         msg = " ".join(exc.message.split())
         raise DeviceError(f"device spec {source} is invalid at {where}: "
                           f"{msg if len(msg) <= 200 else msg[:200] + '...'}") from None
-    from .space import DEFAULT_SPACE, get_space
     obj = _ints(obj)
     space = obj.get("space", DEFAULT_SPACE)
     try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ofa_model.data import build_cache, check_splits, check_val_classes, default_cache_dir
+
 from .errors import OfaProfileError
+from .paths import shared_data_dir
 
 __all__ = ["default_data", "supernet_caches"]
 
@@ -13,7 +16,6 @@ def default_data(kind: str, given: str | None) -> str:
     """--train-data / --val-data, defaulting to ../shared/data/imagenette2-224/{train,val}.tar when present."""
     if given:
         return given
-    from .paths import shared_data_dir
 
     d = shared_data_dir()
     cand = d / "imagenette2-224" / f"{kind}.tar" if d is not None else None
@@ -27,8 +29,6 @@ def supernet_caches(info: Any, train_data: str, val_data: str | None, cache_dir:
     """The decoded caches (train, val or None) of a supernet's datasets; a dataset with other classes than the
     supernet ``info`` names is refused before any image is decoded."""
     from pathlib import Path
-
-    from ofa_model.data import build_cache, check_splits, check_val_classes, default_cache_dir
 
     def where(src: str, split: str) -> Path:
         return Path(cache_dir) / split if cache_dir else default_cache_dir(src, size)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .adapt import read_latency_csv, score_latency
+from .encodings import ArchArrays, BlockTable
 from .errors import OfaProfileError
+from .latency import lut_latency_fn
+from .lut import load_lut
+from .pareto import predictor_block, resolve_predictor, search_resolutions
+from .plots import plot_frontier, plot_lut_heatmap, plot_predicted_vs_measured, plot_rank_comparison
+from .search import pareto_search, resolve_latency_source
+from .space import get_space
 
 __all__ = ["frontier_figure", "predicted_figure", "heatmap_figure", "ranks_figure"]
 
@@ -22,11 +30,6 @@ def frontier_figure(out: str, refs: Sequence[tuple[str | None, str | None]], bud
     ``(device, None)`` or ``(None, lut_file)`` per source; with ``budget_ms``, the budget and the best subnet
     under it."""
     import random
-
-    from .pareto import predictor_block, resolve_predictor, search_resolutions
-    from .plots import plot_frontier
-    from .search import pareto_search, resolve_latency_source
-    from .space import get_space
 
     fronts, clouds, best = {}, {}, {}
     pred = None
@@ -51,11 +54,6 @@ def predicted_figure(out: str, measurements: str, column: str | None = None, lut
                      adapter: str | None = None, band: float = 0.05, calibrated: bool = True) -> Path:
     """Predicted (by a LUT or a few-shot adapter) vs measured latency of the subnets of a CSV, with the
     relative ``band`` around y = x; the title gives the share within +-5 % and Spearman."""
-    from .adapt import read_latency_csv, score_latency
-    from .encodings import ArchArrays
-    from .plots import plot_predicted_vs_measured
-    from .search import resolve_latency_source
-
     data = read_latency_csv(measurements)
     y = data.column(column)
     src = resolve_latency_source(None, lut, adapter, calibrated=calibrated)
@@ -68,10 +66,6 @@ def predicted_figure(out: str, measurements: str, column: str | None = None, lut
 
 def heatmap_figure(out: str, lut_refs: Sequence[str], resolution: int | None = None) -> Path:
     """A heat map of each LUT (file or device) at ``resolution`` [default: the largest all of them cover]."""
-    from .encodings import BlockTable
-    from .lut import load_lut
-    from .plots import plot_lut_heatmap
-
     lut_list = [load_lut(x) for x in lut_refs]
     if not lut_list:
         raise OfaProfileError("give at least one --device or --lut")
@@ -92,11 +86,6 @@ def ranks_figure(out: str, lut_refs: Sequence[str], n_subnets: int = 25, resolut
     """The same ``n_subnets`` seeded random subnets ranked by latency on each LUT (at least two), at
     ``resolution`` [default: random among those all of them cover]."""
     import random
-
-    from .latency import lut_latency_fn
-    from .lut import load_lut
-    from .plots import plot_rank_comparison
-    from .space import get_space
 
     lut_list = [load_lut(x) for x in lut_refs]
     if len(lut_list) < 2:

@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from .adapt import load_adapter
+from .calibrate import CALIBRATION_FORMAT
 from .encodings import ArchArrays, BlockTable, macs_table
 from .errors import OfaProfileError
+from .lut import load_lut
 from .space import SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,7 +62,6 @@ def lut_latency_fn(lut: Any, calibrated: bool = True, resolutions: Sequence[int]
     table = BlockTable.from_lut(lut, resolutions)
     cal = lut.calibration if calibrated else None
     if cal:
-        from .calibrate import CALIBRATION_FORMAT
         names = list(cal.get("feature_names", ()))
         known = (["fixed_ms"] + [f"stage{i + 1}_ms" for i in range(sp.n_stages)] + ["n_blocks", "r_norm"])
         if cal.get("format") != CALIBRATION_FORMAT or names != known:
@@ -150,12 +152,10 @@ class LatencySource:
 def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
                            calibrated: bool = True) -> LatencySource:
     """``--device NAME`` (its shipped LUT), ``--lut FILE`` or ``--adapter FILE`` (with ``--lut`` for its prior)."""
-    from .lut import load_lut
     if device and lut:
         raise OfaProfileError("give either --device (a shipped LUT) or --lut FILE, not both")
     ref = lut or device
     if adapter is not None:
-        from .adapt import load_adapter
         ad = load_adapter(adapter)
         prior = None
         if ad.uses_prior:

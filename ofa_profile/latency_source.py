@@ -24,8 +24,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from .atomic import write_json_atomic
 from .encodings import ArchArrays, BlockTable, as_arrays, same_macro_architecture
 from .errors import OfaProfileError
+from .fewshot_score import score_latency
+from .jsonio import JsonInputError, read_json_file
 from .space import SpaceError, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -172,7 +175,6 @@ class SourceModel:
         return cls(sp.name, r_ref, tuple(out), dict(info))
 
     def save(self, path: str | Path) -> Path:
-        from .atomic import write_json_atomic
         return write_json_atomic(path, self.to_json(), indent=1)
 
 
@@ -253,7 +255,6 @@ def fit_source_model(data: Any, *, columns: Sequence[str] | None = None, exclude
     (Spearman, share within +-10 %) and the scores are stored in the column's ``info``."""
     import numpy as np
 
-    from .fewshot_score import score_latency
     cols = list(columns) if columns is not None else list(data.columns)
     a = ArchArrays.from_specs(list(data.specs))
     sp = get_space(a.space)
@@ -298,7 +299,6 @@ def fit_source_model(data: Any, *, columns: Sequence[str] | None = None, exclude
 
 def load_source(ref: str | Path) -> SourceModel:
     """A source model by name (``gpu``: the shipped one) or JSON file; checked on load."""
-    from .jsonio import JsonInputError, read_json_file
     if str(ref) == SHIPPED_SOURCE:
         return shipped_source()
     p = Path(ref)

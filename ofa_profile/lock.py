@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .atomic import write_target
 from .errors import OfaProfileError
 
 __all__ = ["LockBusy", "output_lock", "lock_file_for", "holder_of"]
@@ -43,7 +44,6 @@ _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 def _target(path: str | os.PathLike) -> Path:
     """The file a write to ``path`` lands in: a symlink's target (followed to the end), else ``path``; a device,
     FIFO or socket there is refused (:func:`ofa_profile.atomic.write_target`) before a lock file is made beside it."""
-    from .atomic import write_target
     return write_target(path)
 
 

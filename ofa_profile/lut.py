@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import paths
 from .errors import LutError, LutMissError
 from .lut_format import (FORMAT, IQR_PER_STD, SCHEMA_VERSION, Lut, LutEntry, _atomic_write, _check_header,  # noqa: F401
                          _keys_at, _parse_json, _parse_yaml, _read_text, _space_keys, save_lut)
@@ -41,10 +42,9 @@ def load_lut(path_or_device: str | Path) -> Lut:
     """Load and validate a LUT file, or the shipped LUT of a device name (``lut/<device>.json``)."""
     p = Path(path_or_device)
     if isinstance(path_or_device, str) and not p.exists() and _looks_like_device_name(path_or_device):
-        from .paths import lut_dir
-        cand = lut_dir() / f"{path_or_device}.json"
+        cand = paths.lut_dir() / f"{path_or_device}.json"
         if not cand.exists():
-            shipped = sorted(q.stem for q in lut_dir().glob("*.json")) if lut_dir().is_dir() else []
+            shipped = sorted(q.stem for q in paths.lut_dir().glob("*.json")) if paths.lut_dir().is_dir() else []
             raise LutError(f"{path_or_device!r} is neither a LUT file nor a device with a shipped LUT (shipped: "
                            f"{', '.join(shipped) or 'none'}); pass a LUT path or build one with "
                            f"`ofa-profile measure --device {path_or_device}`")

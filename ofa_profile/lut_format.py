@@ -35,9 +35,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from . import __version__
+from .atomic import write_target
+from .calibration import apply_calibration, check_calibration
 from .errors import LutError, LutMissError  # defined in errors: the calibration model below lut raises them too
-from .jsonio import plain
-from .space import SpaceError, SubnetSpec, get_space
+from .jsonio import JsonInputError, loads_strict, plain
+from .ops import enumerate_ops, grammar, ops_at_resolution, parse_key, subnet_ops
+from .paths import schemas_dir
+from .space import SPACES, SpaceError, SubnetSpec, get_space
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "save_lut"]
 
@@ -53,7 +58,6 @@ def _utc_now() -> str:
 
 
 def _tool() -> str:
-    from . import __version__
     return f"ofa-profile {__version__}"
 
 
@@ -106,20 +110,16 @@ class LutEntry:
 
 @lru_cache(maxsize=None)
 def _space_keys(space: str) -> frozenset[str]:
-    from .ops import enumerate_ops
     return frozenset(op.key for _, op in enumerate_ops(space))
 
 
 @lru_cache(maxsize=None)
 def _keys_at(space: str, r: int) -> tuple[str, ...]:
-    from .ops import ops_at_resolution
     return tuple(op.key for op in ops_at_resolution(space, r))
 
 
 def _bad_key_message(key: str, space: str, where: str) -> str:
     """Why ``key`` is not an op of ``space`` (one line)."""
-    from .ops import grammar, parse_key
-    from .space import SPACES
     fam = get_space(space).family
     try:
         parse_key(key, fam)
@@ -251,7 +251,6 @@ class Lut:
 
     def missing_keys(self, spec_or_specs: SubnetSpec | Iterable[SubnetSpec]) -> list[str]:
         """Keys the subnet(s) need that the LUT lacks (unique, first-seen order)."""
-        from .ops import subnet_ops
         specs = [spec_or_specs] if isinstance(spec_or_specs, SubnetSpec) else list(spec_or_specs)
         out: dict[str, None] = {}
         for s in specs:
@@ -263,7 +262,6 @@ class Lut:
 
     def lut_sum_ms(self, spec: SubnetSpec) -> float:
         """OFA's LUT sum: the median_ms of every op of the subnet (raises :class:`LutMissError` on a miss)."""
-        from .ops import subnet_ops
         self._check_space(spec)
         ops = subnet_ops(spec)
         missing = list(dict.fromkeys(op.key for op in ops if op.key not in self.entries))
@@ -276,7 +274,6 @@ class Lut:
         """Refuse (one line) a LUT whose plain sum for the space's smallest subnet, at the smallest and largest
         resolution it lists, is not a positive finite latency (every median 0, or ones summing to infinity): it
         would rank every subnet as free, and a search would pick the largest under any budget."""
-        from .space import get_space
         if not self.resolutions:
             return
         sp = get_space(self.space)
@@ -294,7 +291,6 @@ class Lut:
         """Predicted latency: the stored calibration applied to the subnet if any (and wanted), else the LUT sum."""
         s = self.lut_sum_ms(spec)  # checks space and coverage with the clearest message
         if calibrated and self.calibration:
-            from .calibration import apply_calibration
             return float(apply_calibration(self.calibration, spec, self))
         return s
 
@@ -377,7 +373,6 @@ class Lut:
             raise LutError(msg if source in msg else f"LUT {source}: {msg}") from None
         lut._check_sums()
         if lut.calibration:
-            from .calibration import check_calibration
             check_calibration(lut)  # a calibration predicting a negative or non-finite latency is refused
         return lut
 
@@ -409,7 +404,6 @@ def _check_header(obj: Any, source: str) -> None:
 def _validator() -> Any:
     from jsonschema import Draft202012Validator
 
-    from .paths import schemas_dir
     schema = json.loads((schemas_dir() / "lut.schema.json").read_text(encoding="utf-8"))
     return Draft202012Validator(schema)
 
@@ -482,7 +476,6 @@ def _read_text(p: Path, what: str = "LUT file") -> str:
 def _parse_json(text: str, p: Path) -> Any:
     """Strict JSON (:func:`ofa_profile.jsonio.loads_strict`: no NaN/Infinity/overflow, no nesting deep enough to
     exhaust the stack), with a LUT's own wording for a truncated file."""
-    from .jsonio import JsonInputError, loads_strict
     try:
         return loads_strict(text)
     except JsonInputError as exc:
@@ -551,7 +544,6 @@ def _dumps(obj: Mapping[str, Any]) -> str:
 
 
 def _atomic_write(path: Path, data: bytes, what: str) -> None:
-    from .atomic import write_target
     path = write_target(path)      # a symlinked --out is written through: its target is replaced, the link stays
     parent = path.parent
     if not parent.is_dir():
@@ -588,7 +580,6 @@ def save_lut(lut: Lut, path: str | Path) -> None:
     """Validate and write the LUT atomically: a reader sees the old file or the new one, never a partial one."""
     path = Path(path)
     if lut.calibration:
-        from .calibration import check_calibration
         check_calibration(lut)  # refused instead of saved: it would be refused on load
     obj = lut.to_json()
     _check_header(obj, str(path))

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import LutError, LutMissError
+from .jsonio import JsonInputError, loads_strict
 from .lut_format import (FORMAT, IQR_PER_STD, _MAX_KEYS_SHOWN, Lut, LutEntry, _atomic_write, _bad_key_message, _keys_at,
                          _parse_yaml, _read_text, _shorten, _space_keys, _tool)
-from .ops import KeyGrammar, grammar
-from .space import SpaceError, get_space
+from .ops import KeyError_, KeyGrammar, grammar, list_grammars, parse_key
+from .space import DEFAULT_SPACE, SPACES, SpaceError, get_space
 
 __all__ = ["import_ofa_yaml", "export_ofa_yaml"]
 
@@ -24,8 +25,6 @@ def _classify_yaml(data: Any, p: Path) -> KeyGrammar:
     """The family (its key grammar, which describes OFA's table format of the family) of a parsed OFA latency
     table: the first family that recognises the table by its marks, else the default space's family, whose keys
     must then all parse."""
-    from .ops import list_grammars
-    from .space import DEFAULT_SPACE
     if not isinstance(data, dict) or not data:
         raise LutError(f"{p} is neither an ofa-profile LUT (JSON object) nor an OFA latency table (YAML mapping of "
                        f"LUT key -> {{count, mean, std}}); pass one of those")
@@ -50,7 +49,6 @@ _OFA_NAME = re.compile(r"^(\d+)_lookup_table$")
 def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
     text = _read_text(p, "OFA table")
     if text.lstrip().startswith("{"):
-        from .jsonio import JsonInputError, loads_strict
         try:
             obj = loads_strict(text)
         except JsonInputError:
@@ -60,7 +58,6 @@ def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
     data = _parse_yaml(text, p)
     g = _classify_yaml(data, p)
     family, stat = g.family, g.table_stat
-    from .ops import KeyError_, parse_key
     out: dict[str, dict[str, Any]] = {}
     conv_r = None
     for k, v in data.items():
@@ -95,8 +92,6 @@ def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
 
 
 def _infer_space(tables: Mapping[int, Mapping[str, Any]], src: Path, family: str) -> str:
-    from .ops import parse_key
-    from .space import SPACES
     for t in tables.values():
         for k in t:
             op = parse_key(k, family)

@@ -11,7 +11,9 @@ from typing import Any, Callable, Sequence
 from .errors import LutError, OfaProfileError
 from .jsonio import plain
 from .lut import FORMAT, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
+from .measure import timing_summary
 from .space import SubnetSpec
+from .speedcheck import shipped_lut_check, speed_warning
 
 __all__ = ["check_out_file", "ImportReport", "import_ofa_lut", "lut_summary", "Validation", "validate_lut_file",
            "Prediction", "predict_subnet"]
@@ -51,8 +53,6 @@ def lut_summary(lut: Lut) -> dict[str, Any]:
     """A LUT described as JSON-ready data: space, device, runtime, resolutions, entries, its fingerprint (the machine:
     CPU, flags, caches, clock, memory, as far as the LUT recorded them; the software),
     calibration (with its test figures), how its blocks were timed, and coverage (missing and partial keys)."""
-    from .measure import timing_summary
-
     fp = dict(lut.fingerprint)
     keep = ("cpu_model", "cpu_vendor", "cpu_family", "cpu_model_number", "cpu_stepping", "cpu_max_mhz", "cpu_mhz",
             "cache_kb", "mem_total_kb", "cpu_flags", "machine", "logical_cpus", "num_threads", "os", "python",
@@ -142,8 +142,6 @@ def predict_subnet(lut_ref: str, arch_path: str, space: str | None = None, resol
     ``speed_check``: where the LUT is a shipped one and its device runs here, time a few of its blocks first
     (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached) and ``log`` one warning line when it is off by more
     than 15 %; ``rescale`` multiplies the prediction by the check's factor."""
-    from .speedcheck import shipped_lut_check, speed_warning
-
     lut = load_lut(lut_ref)
     spec = SubnetSpec.load(arch_path, space=space or lut.space, r=resolution)
     lut_sum = lut.lut_sum_ms(spec)

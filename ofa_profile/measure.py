@@ -28,7 +28,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .devices import DeviceSpec, plugin_options, with_transport_options
 from .errors import OfaProfileError
-from .ops import Op, enumerate_ops
+from .jsonio import loads_strict
+from .lut import Lut, LutEntry, LutError, load_lut, save_lut
+from .ops import Op, enumerate_ops, ops_at_resolution
 from .replicates import run_passes
 from .space import get_space
 from .timing import Measurement, TimingConfig, fingerprint_mismatch
@@ -57,9 +59,6 @@ _ENTRY_FIELDS = ("median_ms", "iqr_ms", "count", "mean_ms", "std_ms", "raw_ms")
 def _journal_record(raw: bytes) -> tuple[str, Any]:
     """``("header", rec)`` or ``("entry", (key, pass, entry))`` of one journal line; ``ValueError`` with the
     reason when the line is not a record this module writes (strict JSON, the fields and types it writes)."""
-    from .jsonio import loads_strict
-    from .lut import LutEntry
-
     rec = loads_strict(raw)
     if not isinstance(rec, dict):
         raise ValueError(f"a JSON {type(rec).__name__}, not a record")
@@ -215,8 +214,6 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
     ``limit`` stops after that many new measurements (the journal keeps them; a rerun goes on).
     ``passes``: measure each missing op that many times, in passes over the list; keep the lowest median.
     """
-    from .lut import Lut, LutEntry, LutError, load_lut, save_lut
-
     t0 = time.perf_counter()
     if passes < 1:
         raise OfaProfileError(f"passes must be >= 1, got {passes}")
@@ -321,7 +318,6 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
 
 
 def _ops_at(sp: Any, r: int) -> list[Op]:
-    from .ops import ops_at_resolution
     return ops_at_resolution(sp, r)
 
 
@@ -437,8 +433,6 @@ def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *,
     against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
     ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a
     transport that does not declare them gets them as before (the local one ignores them, ssh refuses them)."""
-    from .lut import load_lut
-
     opts = dict(transport_options or {})
     declared = {o.name for o in plugin_options("transport", device.transport)[0]}
     kw = {}

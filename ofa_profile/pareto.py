@@ -20,7 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ofa_model.evaluate import evaluate_spec
+from ofa_model.safeload import RefusedWeightsError
+
+from .accuracy import outside_trained_range, own_supernet_predictor, predictor_label, resolve_accuracy_predictor
+from .atomic import write_json_atomic
+from .calibrate import measure_drift
+from .devices import load_device
+from .encodings import same_macro_architecture
 from .errors import OfaProfileError
+from .evaldata import default_data, supernet_caches
+from .measure import make_profiler
+from .paths import safe_name
+from .plots import plot_frontier
+from .replicates import per_item, run_passes
+from .search import pareto_front, pareto_search, resolve_latency_source, search
+from .space import get_space, parse_resolutions
+from .speedcheck import shipped_lut_check, speed_warning
 
 __all__ = ["OptionError", "ParetoRun", "VERIFY_TOLERANCE", "DEFAULT_DEVICE", "parse_margin", "search_resolutions",
            "resolve_predictor", "verify_predictor", "predictor_block", "refresh_drift", "speed_check_source",
@@ -64,8 +80,6 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
                        log: Log = _quiet) -> tuple:
     """--resolutions, else the latency source's resolutions inside the predictor's trained range.  ``lut``
     (the LUT behind the source, if any) lets a refusal name the keys a partly covered resolution lacks."""
-    from .space import parse_resolutions
-
     def gaps(rs: Any) -> str:
         g = lut.gaps([r for r in rs if r in lut.coverage()]) if lut is not None else {}
         return f"; it lacks {lut.gaps_text(g)}" if g else ""
@@ -103,7 +117,6 @@ def resolve_predictor(predictor: str | None, accuracy_data: str | None, accuracy
                       space: str | None, log: Log = _quiet) -> tuple[Any, str]:
     """The accuracy predictor of a command (``--accuracy``, ``--predictor`` or ``--accuracy-data``, at most one)
     and why it is that one (recorded in the output)."""
-    from .accuracy import resolve_accuracy_predictor
     given = [n for n, v in (("--accuracy", accuracy), ("--predictor", predictor), ("--accuracy-data", accuracy_data))
              if v is not None]
     if len(given) > 1:
@@ -120,7 +133,6 @@ def verify_predictor(supernet: str | None, log: Log = _quiet) -> Any:
     bundled one for the bundled weights); None (saying so) when those weights are absent."""
     from ofa_model.bundle import bundled_weights_path, sha256_file
 
-    from .accuracy import own_supernet_predictor, predictor_label
     w = Path(supernet) if supernet else bundled_weights_path()
     if not w.is_file():
         log(f"accuracy predictor: --verify has no supernet weights at {w}, so no predictor of its own: "
@@ -140,7 +152,6 @@ def verify_predictor(supernet: str | None, log: Log = _quiet) -> Any:
 def predictor_block(pred: Any, why: str, resolutions: Any, log: Log = _quiet) -> dict:
     """``accuracy_predictor`` of a command's JSON: what the accuracy is (dataset, the model it describes), how
     it was chosen, and the resolutions asked outside those it was fitted on (logged as well)."""
-    from .accuracy import outside_trained_range, predictor_label
     lab = predictor_label(pred)
     outside = outside_trained_range(pred, resolutions)
     if outside:
@@ -155,10 +166,6 @@ def predictor_block(pred: Any, why: str, resolutions: Any, log: Log = _quiet) ->
 def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, device_ref: str,
                   log: Log = _quiet) -> Any:
     """pareto --refresh: the device's drift since its LUT was calibrated (measure_drift)."""
-    from .calibrate import measure_drift
-    from .devices import load_device
-    from .measure import make_profiler
-
     if adapter is not None or no_calibration or src.lut is None:
         raise OfaProfileError("--refresh needs a calibrated LUT (--device or --lut) without --adapter or "
                               "--no-calibration: it re-measures the LUT's held-out calibration subnets")
@@ -184,8 +191,6 @@ def speed_check_source(src: Any, device: str | None, enabled: bool, rescale: boo
     """The speed check of a shipped LUT behind ``src`` on a device of this machine
     (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached), its one warning line when off by more than 15 %,
     and with ``rescale`` the source scaled by its factor: ``(the JSON's speed_check or None, source)``."""
-    from .speedcheck import shipped_lut_check, speed_warning
-
     chk = shipped_lut_check(src.lut, device, log=log) if enabled and src.lut is not None else None
     if chk is None:
         if rescale:
@@ -208,12 +213,6 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
     damaged (:class:`~ofa_model.safeload.RefusedWeightsError`) fail the command, before any device work; other
     reasons not to evaluate (no weights, no validation data) are recorded as ``top1_error``."""
     from ofa_model.bundle import load_supernet
-    from ofa_model.safeload import RefusedWeightsError
-
-    from .devices import load_device
-    from .evaldata import default_data, supernet_caches
-    from .measure import make_profiler
-    from .replicates import per_item, run_passes
 
     loaded, load_error = None, None
     try:
@@ -236,8 +235,6 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
                  "within_budget": med <= budget_ms,
                  "within_budget_plus_3pct": med <= budget_ms * (1 + VERIFY_TOLERANCE), "top1": None}
     try:
-        from ofa_model.evaluate import evaluate_spec
-
         if loaded is None:
             raise OfaProfileError(load_error or "")
         model, info = loaded
@@ -288,12 +285,6 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     import random
 
     import numpy as np
-
-    from .atomic import write_json_atomic
-    from .encodings import same_macro_architecture
-    from .paths import safe_name
-    from .search import pareto_front, pareto_search, resolve_latency_source, search
-    from .space import get_space
 
     if rescale and (refresh or adapter is not None):
         other = "--refresh scales by the drift it measures" if refresh else "--adapter has no LUT to check"
@@ -354,7 +345,6 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
               "seconds": {"search": round(t1 - t0, 3), "frontier": round(t2 - t1, 3)},
               "n_evaluated_frontier": front.n_evaluated}
     if plot:
-        from .plots import plot_frontier
         rng = random.Random(seed)
         cloud = [sp.sample(rng, resolution=list(res)) for _ in range(1000)]
         files["png"] = str(plot_frontier(out / f"{stem}.png", {src.name: frontier},

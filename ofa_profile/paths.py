@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .errors import OfaProfileError
+
 _PKG = Path(__file__).resolve().parent
 
 
@@ -73,8 +75,6 @@ def check_out_dir(path: str, option: str = "--out-dir") -> tuple[Path, bool]:
     read-only mounts, quotas).  Returns ``(folder, created)``; raises :class:`OfaProfileError` (one line)."""
     import os
     import tempfile
-
-    from .errors import OfaProfileError
 
     d = Path(path)
     created = False

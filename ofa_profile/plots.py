@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .atomic import atomic_path
 from .errors import OfaProfileError
+from .space import get_space
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -130,7 +131,6 @@ def plot_lut_heatmap(path: str | Path, tables: Mapping[str, "BlockTable"], resol
     """One heat map per runtime: rows = stage x (first block | later blocks), columns = kernel x expand,
     cell = block latency (``unit``) at ``resolution`` (default: the largest the table holds)."""
     import numpy as np
-    from .space import get_space
     plt = _plt()
     if not tables:
         raise OfaProfileError("plot_lut_heatmap needs at least one runtime's table")

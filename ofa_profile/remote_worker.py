@@ -21,6 +21,13 @@ import os
 import sys
 from typing import Any, Mapping
 
+from .devices import DeviceSpec
+from .ops import Op
+from .runtimes import get_runtime
+from .space import DEFAULT_SPACE, SubnetSpec
+from .timing import TimingConfig, fingerprint, fix_malloc, set_threads
+from .transports.local import LocalProfiler
+
 PREFIX = "@@ofa "
 
 
@@ -34,8 +41,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _device(req: Mapping[str, Any]):
-    from .devices import DeviceSpec
-    from .timing import TimingConfig
     return DeviceSpec(name="ssh-worker", description="measurement worker on an SSH board", runtime=req["runtime"],
                       transport="local", num_threads=int(req.get("num_threads", 1)),
                       batch_sizes=(int(req.get("batch_size", 1)),), timing=TimingConfig.from_mapping(req.get("timing")),
@@ -43,17 +48,14 @@ def _device(req: Mapping[str, Any]):
 
 
 def hello(req: Mapping[str, Any]) -> dict[str, Any]:
-    from .timing import fingerprint, set_threads
     set_threads(int(req.get("num_threads", 1)))
     rec: dict[str, Any] = {"type": "hello", "pid": os.getpid(), "python": sys.version.split()[0]}
     try:
-        from .runtimes import get_runtime
         rt = get_runtime(req["runtime"], req.get("runtime_options"))
         ok, why = rt.check()
         versions = rt.versions() if ok else {}
     except Exception as exc:  # a board without torch, an unknown runtime, ...
         ok, why, versions = False, _one_line(exc), {}
-    from .timing import fix_malloc
     fix_malloc()
     rec.update(ok=ok, reason=why, versions=versions,
                fingerprint=fingerprint(versions, num_threads=int(req.get("num_threads", 1))))
@@ -65,7 +67,6 @@ _PROFILERS: dict[str, Any] = {}
 
 def _profiler(req: Mapping[str, Any]):
     """One LocalProfiler per (runtime, threads, batch, timing), kept for the session."""
-    from .transports.local import LocalProfiler
     k = json.dumps([req["runtime"], req.get("num_threads", 1), req.get("batch_size", 1), req.get("timing"),
                     req.get("runtime_options")], sort_keys=True)
     if k not in _PROFILERS:
@@ -87,7 +88,6 @@ def run(req: Mapping[str, Any]) -> None:
         if cmd == "hello":
             emit({"id": rid, **hello(req)})
         elif cmd == "ops":
-            from .ops import Op
             prof = _profiler(req)
             seed = int(req.get("seed", 0))
             for d in req["ops"]:
@@ -95,7 +95,6 @@ def run(req: Mapping[str, Any]) -> None:
                 key = op.key
                 emit(_result(rid, key, prof.measure_op(op, seed)))
         elif cmd == "subnet":
-            from .space import DEFAULT_SPACE, SubnetSpec
             prof = _profiler(req)
             spec = SubnetSpec.from_ofa(req["subnet"], space=req.get("space", DEFAULT_SPACE))
             key = "subnet"

@@ -46,8 +46,11 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from .atomic import atomic_path
+from .cuda import CudaRuntime
 from .errors import OfaProfileError
 from .options import Option
+from .tflite import WRITER_VERSION, write_tflite
 
 __all__ = ["Runtime", "Compiled", "TorchRuntime", "OnnxRuntime", "LiteRTRuntime", "RUNTIMES", "get_runtime",
            "RuntimeInfo", "register_runtime", "list_runtimes", "runtime_info", "RuntimeUnavailable", "ONNX_OPSET"]
@@ -217,7 +220,6 @@ def torch_to_onnx(module: Any, example: Any, target: Any, *, opset: int = ONNX_O
 
 def export_onnx(module: Any, example: Any, path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
     """:func:`torch_to_onnx` to ``path``, written atomically (the profiler's block and subnet models)."""
-    from .atomic import atomic_path
     path = Path(path)
     with atomic_path(path) as tmp:
         torch_to_onnx(module, example, str(tmp), opset=opset)
@@ -340,7 +342,6 @@ class LiteRTRuntime(Runtime):
     requires = (("torch", "torch"), ("ai_edge_litert.interpreter", "ai-edge-litert"))
 
     def versions(self) -> dict[str, str]:
-        from .tflite import WRITER_VERSION
         v = super().versions()
         v["tflite_writer"] = WRITER_VERSION
         return v
@@ -349,7 +350,6 @@ class LiteRTRuntime(Runtime):
         self._require()
         import torch
 
-        from .tflite import write_tflite
         path, own = _workfile(workdir, ".tflite")
         try:
             with torch.inference_mode():
@@ -426,7 +426,6 @@ def get_runtime(name: str, options: Mapping[str, Any] | None = None) -> Runtime:
 
 
 def _cuda(options: Mapping[str, Any] | None) -> Runtime:
-    from .cuda import CudaRuntime
     return CudaRuntime.from_spec(options)
 
 

@@ -44,7 +44,7 @@ from .knapsack import AdditiveModel
 from .latency import (BatchFn, LatencySource, adapter_latency_fn, call_batched,  # noqa: F401  (re-exported)
                       latency_source_from_lut, lut_latency_fn, macs_latency_fn, resolve_latency_source,
                       table_latency_fn)
-from .space import Space, SubnetSpec, get_space
+from .space import Space, SubnetSpec, get_space, parse_resolutions
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -144,7 +144,6 @@ def pareto_front(latency_ms: "np.ndarray", accuracy: "np.ndarray") -> "np.ndarra
 
 
 def _resolutions(space: Space, resolutions: Iterable[int] | None) -> tuple[int, ...]:
-    from .space import parse_resolutions
     if resolutions is None:
         return space.resolutions
     return parse_resolutions(list(resolutions), space)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .jsonio import JsonInputError, read_json_file
+
 __all__ = [
     "SpaceError", "StageDef", "Space", "SubnetSpec", "SPACES", "get_space", "register_space",
     "make_divisible", "parse_resolutions", "has_identity_skip",
@@ -446,8 +448,6 @@ class SubnetSpec:
         """Load a spec JSON file or a net.config (a sibling run.config supplies the image size).  The file is
         read as strict JSON (:mod:`ofa_profile.jsonio`: no NaN/Infinity, no overflowing numbers, bounded
         nesting); every problem is one :class:`SpaceError`."""
-        from .jsonio import JsonInputError, read_json_file
-
         p = Path(path)
         try:
             obj = read_json_file(p, "arch file")

@@ -23,7 +23,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import __version__, paths
+from .atomic import write_json_atomic
+from .devices import list_devices, load_device
 from .errors import OfaProfileError
+from .jsonio import JsonInputError, read_json_file
+from .ops import ops_at_resolution
+from .paths import safe_name, user_cache_dir
+from .replicates import run_passes
+from .runtimes import get_runtime
+from .timing import TimingConfig, machine_info
+from .transports import make_profiler
 
 if TYPE_CHECKING:  # pragma: no cover
     from .devicespec import DeviceSpec
@@ -124,8 +134,6 @@ def select_blocks(lut: "Lut", n: int = DEFAULT_BLOCKS) -> list[tuple[int, "Op"]]
     them (the largest resolution takes the odd one; a block both share counts at the smaller one only): small,
     medium and large blocks at both ends.  Fewer where the LUT holds fewer; a LUT with none is refused (one
     line)."""
-    from .ops import ops_at_resolution
-
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_BLOCKS:
         raise OfaProfileError(f"the number of blocks to check must be 1..{MAX_BLOCKS}, got {n!r}")
     res = tuple(lut.resolutions) or tuple(sorted(lut.coverage()))
@@ -152,7 +160,6 @@ def select_blocks(lut: "Lut", n: int = DEFAULT_BLOCKS) -> list[tuple[int, "Op"]]
 def check_device(lut: "Lut", device: "DeviceSpec") -> None:
     """Refuse (one line) a device that cannot re-measure the LUT's figures: another runtime or thread count."""
     if device.runtime != lut.runtime:
-        from .devices import list_devices
         same = [d.name for d in list_devices() if d.runtime == lut.runtime and not d.template]
         raise OfaProfileError(f"device {device.name} runs {device.runtime} but LUT {lut.source} was measured with "
                               f"{lut.runtime}: check it with a device of that runtime"
@@ -166,7 +173,6 @@ def _timing(lut: "Lut") -> Any:
     """The LUT's own timing settings (a :class:`~ofa_profile.timing.TimingConfig`; its time cap per block at most
     :data:`MAX_BLOCK_S`, so a check stays a few seconds), None where it recorded none usable (the device's are
     used then)."""
-    from .timing import TimingConfig
     t = lut.provenance.get("timing")
     if not isinstance(t, Mapping):
         return None
@@ -187,9 +193,6 @@ def speed_check(lut: "Lut", device: "DeviceSpec", n_blocks: int = DEFAULT_BLOCKS
     """Time :func:`select_blocks` of ``lut`` on ``device`` as ``measure`` timed them (the LUT's timing settings,
     seed, batch size and passes, at most :data:`MAX_PASSES`; each block's lowest median) and compare with the
     LUT's figures.  ``profiler``: one already open for ``device`` (else one is opened and closed here)."""
-    from .replicates import run_passes
-    from .transports import make_profiler
-
     check_device(lut, device)
     blocks = select_blocks(lut, n_blocks)
     then = {op.key: lut.entry(op.key, r).median_ms for r, op in blocks}
@@ -228,10 +231,6 @@ def machine_id(device: "DeviceSpec") -> str:
     import json
     import platform
 
-    from . import __version__
-    from .runtimes import get_runtime
-    from .timing import machine_info
-
     hw = machine_info()
     hw.pop("cpu_mhz", None)
     try:
@@ -257,14 +256,12 @@ def cache_path(lut: "Lut", device: "DeviceSpec", n_blocks: int = DEFAULT_BLOCKS)
     """(the cache file of this LUT, machine, device and number of blocks; its key)."""
     import hashlib
 
-    from .paths import safe_name, user_cache_dir
     key = hashlib.sha256(f"{_lut_sha256(lut)}|{machine_id(device)}|{device.name}|{n_blocks}".encode()).hexdigest()
     stem = safe_name(Path(lut.source).stem, max_len=40, default="lut")
     return user_cache_dir() / "speed-check" / f"{stem}-{key[:24]}.json", key
 
 
 def _read_cache(path: Path, key: str) -> SpeedCheck | None:
-    from .jsonio import JsonInputError, read_json_file
     try:
         obj = read_json_file(path, "speed-check cache")
         if not isinstance(obj, dict) or obj.get("format") != CACHE_FORMAT or obj.get("version") != CACHE_VERSION \
@@ -276,7 +273,6 @@ def _read_cache(path: Path, key: str) -> SpeedCheck | None:
 
 
 def _write_cache(path: Path, key: str, chk: SpeedCheck, log: Log) -> None:
-    from .atomic import write_json_atomic
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, {"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": key,
@@ -308,9 +304,8 @@ def cached_speed_check(lut: "Lut", device: "DeviceSpec", n_blocks: int = DEFAULT
 
 def is_shipped(lut: "Lut") -> bool:
     """The LUT was loaded from the package's ``lut/`` folder (``--device cpu-ort``, ``--lut cpu-ort``)."""
-    from .paths import lut_dir
     try:
-        return Path(lut.source).resolve().parent == lut_dir().resolve()
+        return Path(lut.source).resolve().parent == paths.lut_dir().resolve()   # paths.: tests point it elsewhere
     except (OSError, RuntimeError, ValueError):
         return False
 
@@ -324,8 +319,6 @@ def shipped_lut_check(lut: "Lut", device_ref: str | None = None, *, log: Log = _
     (``device_ref``, else the device spec the LUT was measured with) runs on this machine (transport ``local``);
     None otherwise, with ``OFA_PROFILE_NO_SPEED_CHECK`` set, or where the check cannot run here (said in one line:
     e.g. the runtime is not installed)."""
-    from .devices import load_device
-
     if _disabled() or not is_shipped(lut):
         return None
     spec = lut.provenance.get("device_spec")

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
+from . import __version__
+
 __all__ = ["TimingConfig", "Measurement", "Clock", "PerfCounterClock", "measure_callable", "stop_reason", "fix_malloc",
            "fingerprint", "machine_info", "set_threads"]
 
@@ -372,7 +374,6 @@ def fingerprint(runtime_versions: Mapping[str, str] | None = None, num_threads: 
                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Hardware and software that a latency figure depends on (stored in every LUT)."""
     import numpy
-    from . import __version__
     hw = machine_info()
     fp: dict[str, Any] = {
         "cpu_model": hw.pop("cpu_model"),

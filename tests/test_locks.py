@@ -33,8 +33,9 @@ def _cli(*args, cmd=("-m", "ofa_profile.cli"), timeout=300, **kw):
 
 
 def _popen(*args, cmd=("-m", "ofa_profile.cli")):
+    from test_signals import sigint_default          # these runs get Ctrl-C on purpose
     return subprocess.Popen([sys.executable, *cmd, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+                            text=True, env=ENV, preexec_fn=sigint_default)
 
 
 def _hold(path, seconds=60.0, folder=False):

@@ -30,6 +30,13 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
+def sigint_default() -> None:
+    """In the child before exec: Ctrl-C back to its default. A suite started in the background by a
+    non-interactive shell inherits SIGINT *ignored*, which the command lines rightly keep ignoring (as Python
+    does); these tests send Ctrl-C on purpose."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _handlers_installed(pid: int, timeout: float = 60.0) -> bool:
     """Wait until the process catches SIGTERM (Python alone does not: only our handlers do)."""
     deadline = time.time() + timeout
@@ -65,7 +72,8 @@ class _Run(threading.Thread):
         self.err = ""
 
     def run(self) -> None:
-        p = subprocess.Popen(self.cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(self.cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=sigint_default)
         try:
             if _handlers_installed(p.pid, self.wait_s) or p.poll() is None:
                 deadline = time.time() + 120

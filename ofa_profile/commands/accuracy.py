@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import click
 
+from ..accuracy import fit_with_held_out, load_subnets, predicted_rows, predictor_name
+from ..adapt import adapt_device, read_latency_csv
 from ..cliopts import POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, FiniteFloatRange
+from ..latency import lut_latency_fn
+from ..latency_source import fit_source_model, load_source, shipped_source
+from ..lut import load_lut
+from ..paths import safe_name
 from .base import WAIT_OPTION, echo_json, hold_lock, main, pct, with_options
 from .search import PREDICTOR_OPTIONS, predictor_block, resolve_predictor
 
@@ -45,25 +51,17 @@ def adapt_cmd(device_name: str, measurements: str, column: str | None, lut_ref: 
       ofa-profile pareto --budget 10ms --adapter titan-rtx-b64.adapter.json
     """
 
-    from ..adapt import adapt_device
-    from ..paths import safe_name
-
     out = out or f"{safe_name(device_name)}.adapter.json"     # --device is free text: no path in the default name
     hold_lock(out)
 
     def lut_prior():        # the LUT's prediction as a feature, loaded once the measurements are read
-        from ..latency import lut_latency_fn
-        from ..lut import load_lut
-
         lt = load_lut(lut_ref)
         return f"lut:{lt.device}", lut_latency_fn(lt).on_arrays
 
     source, choose = None, False
     if source_ref == "auto":
-        from ..latency_source import shipped_source
         source, choose = (None, False) if lut_ref else (shipped_source(), True)
     elif source_ref != "none":
-        from ..latency_source import load_source
         source = load_source(source_ref)
     run = adapt_device(measurements, device_name, out, column=column, k=k, seed=seed,
                        prior=lut_prior if lut_ref else None, source=source, choose=choose)
@@ -106,9 +104,6 @@ def adapt_source_cmd(measurements: str, columns: tuple[str, ...], exclude: tuple
       ofa-profile adapt-source --measurements ../shared/data/reference/help-ofa-gpu-latency.csv --out gpu.json
       ofa-profile adapt --device my-gpu --measurements mine.csv --source gpu.json --k 10
     """
-    from ..adapt import read_latency_csv
-    from ..latency_source import fit_source_model
-
     hold_lock(out)
     data = read_latency_csv(measurements)
     model = fit_source_model(data, columns=list(columns) or None, exclude_devices=exclude, name=name)
@@ -157,8 +152,6 @@ def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_
           --out ofa_model/weights/accuracy_predictor.json
     """
 
-    from ..accuracy import fit_with_held_out
-
     hold_lock(out)
     pred, report = fit_with_held_out(data, model, encoding, test_frac=test_frac, seed=seed, official=official,
                                      supernet=supernet)
@@ -202,8 +195,6 @@ def predict_accuracy_cmd(archs: tuple, csv_path: str | None, space: str | None, 
       ofa-profile predict-accuracy --arch net.config --accuracy bundled --json
       ofa-profile predict-accuracy --csv subnets.csv --predictor ofa-acc-predictor.pth --space ofa-mbv3-w1.2
     """
-
-    from ..accuracy import load_subnets, predicted_rows, predictor_name
 
     if not archs and csv_path is None:
         raise click.UsageError("give the subnets: --arch FILE (repeatable) or --csv FILE")

@@ -10,10 +10,14 @@ from typing import Any
 
 import click
 
+from ..atomic import write_json_atomic
 from ..clierrors import CliExitCodes
 from ..cliopts import SPACE_NAME, NoEmptyValues
 from ..errors import OfaProfileError
-from ..space import DEFAULT_SPACE
+from ..jsonio import dumps_strict
+from ..lock import output_lock
+from ..paths import check_out_dir, safe_name
+from ..space import DEFAULT_SPACE, SPACES
 
 __all__ = ["main", "echo_json", "fail", "SPACE_OPTION", "WAIT_OPTION", "space_help", "default_out", "hold_lock", "log",
            "checked_out_dir", "pct", "with_options", "atomic_json", "SPEED_CHECK_OPTIONS", "check_speed_options"]
@@ -45,7 +49,6 @@ def main() -> None:
 
 def echo_json(obj: Any) -> None:
     """Print strict JSON: never NaN/Infinity (an undefined figure is null)."""
-    from ..jsonio import dumps_strict
     click.echo(dumps_strict(obj, indent=2, sort_keys=False))
 
 
@@ -54,7 +57,6 @@ def fail(msg: str) -> None:
 
 
 def space_help() -> str:
-    from ..space import SPACES
     return "search space: " + ", ".join(SPACES)
 
 
@@ -63,7 +65,6 @@ SPACE_OPTION = click.option("--space", type=SPACE_NAME, default=DEFAULT_SPACE, s
 
 
 def default_out(device_name: str) -> str:
-    from ..paths import safe_name
     return f"{safe_name(device_name)}.json"
 
 
@@ -78,13 +79,11 @@ WAIT_OPTION = click.option("--wait", is_flag=True, expose_value=False, callback=
 def hold_lock(path: Any, folder: bool = False) -> Any:
     """Hold the output lock of ``path`` (ofa_profile.lock) until this command ends, on every exit path; a second
     writer is refused in one line naming this process, or waits with the command's --wait (WAIT_OPTION)."""
-    from ..lock import output_lock
     ctx = click.get_current_context()
     return ctx.with_resource(output_lock(path, wait=bool(ctx.meta.get("ofa_profile.wait")), folder=folder))
 
 
 def atomic_json(path: Any, obj: Any) -> None:
-    from ..atomic import write_json_atomic
     write_json_atomic(path, obj)
 
 
@@ -97,7 +96,6 @@ def checked_out_dir(path: str, option: str = "--out-dir") -> Any:
     writable); one this command made is removed again if the command ends without writing into it."""
     import os
 
-    from ..paths import check_out_dir
     d, created = check_out_dir(path, option)
     if created:
         def rmdir_if_empty() -> None:

@@ -6,7 +6,11 @@ from __future__ import annotations
 import click
 
 from ..cliopts import RESOLUTION, SPACE_NAME, count_range
-from ..speedcheck import DEFAULT_BLOCKS, MAX_BLOCKS
+from ..devices import load_device
+from ..lut import export_ofa_yaml, load_lut
+from ..lut_report import check_out_file, import_ofa_lut, lut_summary, predict_subnet, validate_lut_file
+from ..paths import check_out_dir
+from ..speedcheck import DEFAULT_BLOCKS, MAX_BLOCKS, cached_speed_check, measure_hint
 from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, echo_json, hold_lock, log, main,
                    with_options)
 
@@ -44,8 +48,6 @@ def lut_import_ofa_cmd(src: str, out: str, space: str | None, device_name: str, 
     Example:
       ofa-profile lut import-ofa ../shared/data/reference/ofa-note10-lut-w1.2 --out note10.json --device note10
     """
-    from ..lut_report import check_out_file, import_ofa_lut
-
     check_out_file(out)
     hold_lock(out)
     rep = import_ofa_lut(src, out, space=space, device=device_name, allow_partial=allow_partial)
@@ -72,9 +74,6 @@ def lut_export_ofa_cmd(lut_ref: str, out: str, value: str, as_json: bool) -> Non
     Example:
       ofa-profile lut export-ofa cpu-ort.json --out ofa-tables/
     """
-    from ..lut import export_ofa_yaml, load_lut
-    from ..paths import check_out_dir
-
     lut = load_lut(lut_ref)
     d, _ = check_out_dir(out, "--out")      # a folder, made if its parent exists, and writable
     hold_lock(d, folder=True)
@@ -97,9 +96,6 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
       ofa-profile lut info cpu-ort
       ofa-profile lut info note10.json --json
     """
-    from ..lut import load_lut
-    from ..lut_report import lut_summary
-
     s = lut_summary(load_lut(lut_ref))
     if as_json:
         echo_json(s)
@@ -207,10 +203,6 @@ def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, as_json: bool) 
       ofa-profile lut check cpu-ort --device cpu-ort
       ofa-profile lut check my-lut.json --device cpu-ort --blocks 12 --json
     """
-    from ..devices import load_device
-    from ..lut import load_lut
-    from ..speedcheck import cached_speed_check, measure_hint
-
     lut = load_lut(lut_ref)
     dev = load_device(device_name)
     chk = cached_speed_check(lut, dev, n_blocks, refresh=True, log=log)
@@ -239,8 +231,6 @@ def lut_validate_cmd(path: str) -> None:
     Example:
       ofa-profile lut validate cpu-ort.json
     """
-    from ..lut_report import validate_lut_file
-
     v = validate_lut_file(path)
     p, lut, part = v.path, v.lut, v.partial
     if v.ofa_tables:
@@ -274,8 +264,6 @@ def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int
       ofa-profile predict --lut cpu-ort --arch examples/arch-r160.json --rescale
       ofa-profile predict --lut note10.json --arch net.config --json
     """
-    from ..lut_report import predict_subnet
-
     check_speed_options(rescale, no_speed_check)
     p = predict_subnet(lut_ref, arch_path, space=space, resolution=resolution, calibrated=not no_calibration,
                        speed_check=not no_speed_check, rescale=rescale, log=log)

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import click
 
+from ..calibrate import calibrate_on_device
 from ..cliopts import KEY_VALUE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, count_range, option_value
+from ..devices import device_table, load_device, transport_options_from_text
+from ..lut import load_lut
+from ..measure import default_lut_stem, lut_space, measure_device
+from ..ops import enumerate_ops
+from ..space import get_space, parse_resolutions
 from .base import SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock, log, main, space_help
 
 
@@ -21,9 +27,6 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
     Example:
       ofa-profile enumerate --space ofa-mbv3-w1.0 --resolutions 128-224 --json
     """
-    from ..ops import enumerate_ops
-    from ..space import get_space, parse_resolutions
-
     sp = get_space(space)
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, sp)
@@ -78,10 +81,6 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
       ofa-profile measure --device cpu-ort --space ofa-proxyless-w1.3 --resolutions 160
     """
     from pathlib import Path
-
-    from ..devices import load_device, transport_options_from_text
-    from ..measure import default_lut_stem, lut_space, measure_device
-    from ..space import parse_resolutions
 
     dev = load_device(device_name)
     with option_value("--transport-option"):
@@ -144,19 +143,12 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
     """
     from pathlib import Path
 
-    from ..calibrate import calibrate_on_device
-    from ..devices import load_device
-    from ..measure import default_lut_stem, lut_space
-    from ..space import parse_resolutions
-
     dev = load_device(device_name)
     path = Path(lut_path or default_out(default_lut_stem(dev, lut_space(dev, space))))
     if not path.exists():
         also = f" --space {space}" if space else ""
         fail(f"LUT {path} does not exist; run `ofa-profile measure --device {dev.name}{also} --out {path}` first")
     if space:
-        from ..lut import load_lut
-        from ..space import get_space
         have = load_lut(path).space
         if get_space(have).name != get_space(space).name:
             raise click.BadParameter(f"LUT {path} is for space {have}, not {space}", param_hint="'--space'")
@@ -188,8 +180,6 @@ def devices_cmd(as_json: bool) -> None:
       ofa-profile devices
       ofa-profile devices --json
     """
-    from ..devices import device_table
-
     rows = device_table()
     if as_json:
         echo_json(rows)

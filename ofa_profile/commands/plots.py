@@ -4,6 +4,8 @@ from __future__ import annotations
 import click
 
 from ..cliopts import RESOLUTION, SEED, SPACE_NAME, FiniteFloatRange, check_resolutions, count_range, option_value
+from ..figures import frontier_figure, heatmap_figure, predicted_figure, ranks_figure
+from ..search import parse_budget_ms
 from .base import fail, log, main, with_options
 from .search import PREDICTOR_OPTIONS, usage_errors
 
@@ -41,9 +43,6 @@ def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: st
     Example:
       ofa-profile plot frontier --device cpu-ort --device cpu-tflite --budget 20ms --out frontier.png
     """
-    from ..figures import frontier_figure
-    from ..search import parse_budget_ms
-
     refs = [(d, None) for d in devices] + [(None, f) for f in luts]
     if not refs:
         fail("give at least one --device or --lut")
@@ -74,8 +73,6 @@ def plot_predicted_cmd(measurements: str, column: str | None, lut_ref: str | Non
     Example:
       ofa-profile plot predicted --lut cpu-ort --measurements measured.csv --out pvm.png
     """
-    from ..figures import predicted_figure
-
     click.echo(str(predicted_figure(out, measurements, column, lut_ref, adapter, band=band,
                                     calibrated=not no_calibration)))
 
@@ -92,8 +89,6 @@ def plot_heatmap_cmd(devices: tuple, luts: tuple, resolution: int | None, out: s
     Example:
       ofa-profile plot heatmap --device cpu-ort --device cpu-tflite --resolution 224 --out heat.png
     """
-    from ..figures import heatmap_figure
-
     click.echo(str(heatmap_figure(out, (*devices, *luts), resolution)))
 
 
@@ -114,7 +109,5 @@ def plot_ranks_cmd(devices: tuple, luts: tuple, n_subnets: int, resolution: int 
     Example:
       ofa-profile plot ranks --device cpu-ort --device cpu-tflite --device cpu-torch --out ranks.png
     """
-    from ..figures import ranks_figure
-
     click.echo(str(ranks_figure(out, (*devices, *luts), n_subnets, resolution, seed,
                                 calibrated=not no_calibration)))

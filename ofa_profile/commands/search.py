@@ -9,8 +9,10 @@ from typing import Any, Iterator
 
 import click
 
+from .. import pareto
 from ..cliopts import NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, check_resolutions, count_range, option_value
-from ..pareto import OptionError
+from ..pareto import VERIFY_TOLERANCE, OptionError, parse_margin, run_pareto
+from ..search import parse_budget_ms
 from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, checked_out_dir, echo_json, hold_lock,
                    log, main, pct, with_options)
 
@@ -43,20 +45,17 @@ def usage_errors() -> Iterator[None]:
 def resolve_predictor(predictor: str | None, accuracy_data: str | None, accuracy: str | None,
                       space: str | None) -> tuple[Any, str]:
     """The accuracy predictor of a command and why it is that one (:func:`ofa_profile.pareto.resolve_predictor`)."""
-    from .. import pareto
     with usage_errors():
         return pareto.resolve_predictor(predictor, accuracy_data, accuracy, space, log=log)
 
 
 def predictor_block(pred: Any, why: str, resolutions: Any) -> dict:
     """``accuracy_predictor`` of a command's JSON (:func:`ofa_profile.pareto.predictor_block`), logging."""
-    from .. import pareto
     return pareto.predictor_block(pred, why, resolutions, log=log)
 
 
 def search_resolutions(given: str | None, space: str, source_res: tuple, predictor: Any, lut: Any = None) -> tuple:
     """The resolutions to search (:func:`ofa_profile.pareto.search_resolutions`), logging."""
-    from .. import pareto
     with usage_errors():
         return pareto.search_resolutions(given, space, source_res, predictor, lut, log=log)
 
@@ -145,9 +144,6 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
       ofa-profile pareto --budget 20ms --device cpu-ort --refresh 5 --margin auto --verify
       ofa-profile pareto --budget 20ms --device cpu-ort --rescale
     """
-    from ..pareto import VERIFY_TOLERANCE, parse_margin, run_pareto
-    from ..search import parse_budget_ms
-
     check_resolutions(resolutions)
     check_speed_options(rescale, no_speed_check)
     with option_value("--budget"):

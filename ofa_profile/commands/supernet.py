@@ -9,8 +9,13 @@ from pathlib import Path
 
 import click
 
+from ofa_model.accuracy_run import ShardPlan, merge_accuracy_shards, run_accuracy_dataset
+from ofa_model.evaluate import evaluate_arch
+from ofa_model.export import export_arch
+from ofa_model.train import main as train_main
+
 from ..cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, TORCH_DEVICE, check_resolutions,
-                       count_range)
+                       count_range, require_torch_device)
 from .base import WAIT_OPTION, echo_json, fail, hold_lock, log, main, pct
 
 
@@ -30,8 +35,6 @@ def train_cmd(ctx: click.Context) -> None:
       ofa-profile train --help
     """
 
-    from ofa_model.train import main as train_main
-
     ctx.exit(train_main(list(ctx.args), prog_name="ofa-profile train"))
 
 
@@ -50,8 +53,6 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
 def _torch_device(name: str) -> str:
     """``--device``: ``auto`` (cuda if present), else a device this machine has (one line and exit 1 if not)."""
     import torch
-
-    from ..cliopts import require_torch_device
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -119,8 +120,6 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
     out_path = Path(out)
     _check_out_parent(out_path)
     if merge:
-        from ofa_model.accuracy_run import merge_accuracy_shards
-
         for p in merge:
             if not Path(p).exists():
                 fail(f"shard CSV {p} does not exist")
@@ -133,7 +132,6 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
         return
     if n_subnets is None or n_subnets < 1:
         raise click.UsageError("--n N (>= 1) is required unless --merge is given")
-    from ofa_model.accuracy_run import ShardPlan, run_accuracy_dataset
 
     plan = ShardPlan.of(out_path, None if shard == "auto" else _parse_shard(shard))
     for p in plan.writes:       # one writer per CSV (and its .partial.csv)
@@ -188,8 +186,6 @@ def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str |
           --format onnx --out cpu10.onnx --random-weights
     """
 
-    from ofa_model.export import export_arch
-
     out_path = Path(out)
     _check_out_parent(out_path)
     if random_weights and (supernet or calib_data):
@@ -239,8 +235,6 @@ def evaluate_cmd(arch: str, supernet: str | None, resolution: int | None, val_im
       ofa-profile evaluate --arch examples/arch-r160.json
       ofa-profile evaluate --arch pareto-cpu-ort-20ms.best.json --val-images 0 --json
     """
-
-    from ofa_model.evaluate import evaluate_arch
 
     out = evaluate_arch(arch, device=_torch_device(device), supernet=supernet, resolution=resolution,
                         n_val=val_images, n_calib=calib_images, train_data=train_data, val_data=val_data,

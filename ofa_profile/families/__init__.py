@@ -16,16 +16,16 @@ import line below.  The tests loop over :func:`list_families` / :data:`~ofa_prof
 """
 from __future__ import annotations
 
+from ..ops import _GRAMMARS
+from ..space import SPACES
 from . import mbv3, proxyless  # noqa: F401  (registration)
 
 __all__ = ["list_families", "family_spaces"]
 
 
 def list_families() -> list[str]:
-    from ..ops import _GRAMMARS
     return sorted(_GRAMMARS)
 
 
 def family_spaces(family: str) -> list[str]:
-    from ..space import SPACES
     return [n for n, s in SPACES.items() if s.family == family]

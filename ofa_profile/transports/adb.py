@@ -23,10 +23,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from .. import __version__
 from ..benchmark_model import BenchmarkOutputError, BenchmarkRun, first_lines, parse_benchmark_output
 from ..devicespec import DeviceError, DeviceSpec
 from ..options import Option
-from ..timing import Measurement, TimingConfig
+from ..tflite import write_tflite
+from ..timing import Measurement, TimingConfig, fingerprint
 from .base import Profiler, register_transport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -238,7 +240,6 @@ class LocalTarget:
         return None
 
     def info(self) -> dict[str, Any]:
-        from ..timing import fingerprint
         fp = fingerprint()
         return {k: fp[k] for k in ("cpu_model", "machine", "os", "cpu_flags", "logical_cpus") if k in fp}
 
@@ -293,7 +294,6 @@ class BenchmarkModelProfiler(Profiler):
         return {self.tool: f"sha256:{self._binary_sha[:16]}"}
 
     def fingerprint(self) -> dict[str, Any]:
-        from .. import __version__
         fp = dict(self._info)
         fp.update({"num_threads": self.device.num_threads, "ofa_profile": __version__,
                    "transport": self.target.kind, "cores": list(self.cores), "use_xnnpack": self.use_xnnpack,
@@ -346,7 +346,6 @@ class BenchmarkModelProfiler(Profiler):
     def _write(self, module_and_input: tuple[Any, Any], path: Path) -> None:
         import torch
 
-        from ..tflite import write_tflite
         module, example = module_and_input
         with torch.inference_mode():
             write_tflite(module, example, path)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..devicespec import DeviceError, DeviceSpec
+from ..runtimes import get_runtime
 from ..timing import Measurement, TimingConfig, fix_malloc, measure_callable, set_threads
 from .base import Profiler, register_transport
 
@@ -21,8 +22,6 @@ class LocalProfiler(Profiler):
     """Ops as real modules of exact shape, compiled by a runtime of this machine."""
 
     def __init__(self, device: DeviceSpec, batch_size: int | None = None, timing: TimingConfig | None = None):
-        from ..runtimes import get_runtime
-
         self.device = device
         self.batch_size = batch_size or device.batch_size
         self.timing = timing or device.timing
@@ -65,7 +64,6 @@ def _profiler(device: DeviceSpec, batch_size: int | None = None, *, timing: Timi
 
 
 def _reachable(spec: DeviceSpec) -> tuple[bool, str]:
-    from ..runtimes import get_runtime
     return get_runtime(spec.runtime, spec.runtime_options or None).check()
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..devicespec import DeviceError, DeviceSpec
 from ..options import REQUIRED, Option
+from ..runtimes import list_runtimes
 from ..timing import Measurement, TimingConfig
 from .base import Profiler, register_transport
 
@@ -364,7 +365,6 @@ def _profiler(device: DeviceSpec, batch_size: int | None = None, *, benchmark_bi
 
 
 def _remote_runtimes() -> list[str]:
-    from ..runtimes import list_runtimes
     return list_runtimes("ssh")
 
 
