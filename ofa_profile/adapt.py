@@ -494,7 +494,7 @@ def fit_chosen(specs: "Sequence[SubnetSpec] | ArchArrays", measured_ms: Sequence
     cands = _candidates(source)
     for name, (src, feats) in cands.items():
         cvs[name], _ = cv_predict(a, y, device, seed or 0, prior_ms=pr, source=src, features=feats)
-        errs[name] = round(float(np.mean(np.abs(cvs[name] / y - 1.0)) * 100), 4)
+        errs[name] = round(score_latency(cvs[name], y).mape_pct, 4)
     best = min(errs.values())
     pick = next(n for n in cands if errs[n] <= best * 1.02 + 1e-12)
     src, feats = cands[pick]

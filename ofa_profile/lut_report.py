@@ -13,7 +13,7 @@ from .jsonio import plain
 from .lut import FORMAT, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
 from .measure import timing_summary
 from .space import SubnetSpec
-from .speedcheck import shipped_lut_check, speed_warning
+from .speedcheck import check_for_command
 
 __all__ = ["check_out_file", "ImportReport", "import_ofa_lut", "lut_summary", "Validation", "validate_lut_file",
            "Prediction", "predict_subnet"]
@@ -147,16 +147,7 @@ def predict_subnet(lut_ref: str, arch_path: str, space: str | None = None, resol
     lut_sum = lut.lut_sum_ms(spec)
     use_cal = bool(lut.calibration) and calibrated
     pred = lut.predict_ms(spec, calibrated=use_cal)
-    chk = shipped_lut_check(lut, log=log) if speed_check else None
-    scale, applied = 1.0, False
-    if rescale:
-        if chk is None:
-            log(f"--rescale: no speed check ran (only a shipped LUT used on a device of this machine is checked); "
-                f"{lut.source} is used as it is")
-        else:
-            scale, applied = chk.factor, True
-    if chk is not None:
-        w = speed_warning(chk, applied=applied)
-        if w:
-            log(w)
+    chk = check_for_command(lut, None, enabled=speed_check, rescale=rescale, what=lut.source, log=log)
+    applied = rescale and chk is not None
+    scale = chk.factor if applied else 1.0
     return Prediction(pred * scale, lut_sum, use_cal, spec, lut, chk, scale, applied)

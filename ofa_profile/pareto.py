@@ -36,7 +36,7 @@ from .plots import plot_frontier
 from .replicates import per_item, run_passes
 from .search import pareto_front, pareto_search, resolve_latency_source, search
 from .space import get_space, parse_resolutions
-from .speedcheck import shipped_lut_check, speed_warning
+from .speedcheck import check_for_command
 
 __all__ = ["OptionError", "ParetoRun", "VERIFY_TOLERANCE", "DEFAULT_DEVICE", "parse_margin", "search_resolutions",
            "resolve_predictor", "verify_predictor", "predictor_block", "refresh_drift", "speed_check_source",
@@ -191,17 +191,11 @@ def speed_check_source(src: Any, device: str | None, enabled: bool, rescale: boo
     """The speed check of a shipped LUT behind ``src`` on a device of this machine
     (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached), its one warning line when off by more than 15 %,
     and with ``rescale`` the source scaled by its factor: ``(the JSON's speed_check or None, source)``."""
-    chk = shipped_lut_check(src.lut, device, log=log) if enabled and src.lut is not None else None
+    chk = check_for_command(src.lut, device, enabled=enabled, rescale=rescale, what="the latency source", log=log)
     if chk is None:
-        if rescale:
-            log("--rescale: no speed check ran (only a shipped LUT used on a device of this machine is checked); "
-                "the latency source is used as it is")
         return None, src
     if rescale:
         src = src.scaled(chk.factor, f"speed check of {len(chk.blocks)} blocks on this machine")
-    w = speed_warning(chk, applied=rescale)
-    if w:
-        log(w)
     return {**chk.as_dict(), "applied": rescale}, src
 
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["TOLERANCE", "DEFAULT_BLOCKS", "MAX_BLOCKS", "NO_CHECK_ENV", "BlockRatio", "SpeedCheck", "select_blocks",
            "check_device", "speed_check", "machine_id", "cache_path", "cached_speed_check", "is_shipped",
-           "shipped_lut_check", "speed_warning", "measure_hint"]
+           "shipped_lut_check", "speed_warning", "measure_hint", "check_for_command"]
 
 TOLERANCE = 0.15              # a factor above 1.15 or below 1/1.15 means the LUT is off on this machine
 DEFAULT_BLOCKS = 8            # 4 at the LUT's smallest resolution, 4 at its largest
@@ -334,6 +334,24 @@ def shipped_lut_check(lut: "Lut", device_ref: str | None = None, *, log: Log = _
     except (OfaProfileError, OSError) as exc:
         log(f"speed check of {lut.source} on {dev.name} not run: {' '.join(str(exc).split())[:200]}")
         return None
+
+
+def check_for_command(lut: "Lut | None", device_ref: str | None, *, enabled: bool, rescale: bool, what: str,
+                      log: Log = _quiet) -> SpeedCheck | None:
+    """What ``predict`` and ``pareto`` do with the speed check: run it where ``enabled`` and :func:`shipped_lut_check`
+    applies, log its one warning line when it is off (saying whether ``rescale`` applies its factor), and with
+    ``rescale`` but no check say in one line that ``what`` (the latencies the command uses) stays as it is.  The
+    caller scales by the returned check's ``factor`` when ``rescale``."""
+    chk = shipped_lut_check(lut, device_ref, log=log) if enabled and lut is not None else None
+    if chk is None:
+        if rescale:
+            log(f"--rescale: no speed check ran (only a shipped LUT used on a device of this machine is checked); "
+                f"{what} is used as it is")
+        return None
+    w = speed_warning(chk, applied=rescale)
+    if w:
+        log(w)
+    return chk
 
 
 def measure_hint(device: str) -> str:
