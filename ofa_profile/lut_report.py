@@ -72,6 +72,7 @@ def lut_summary(lut: Lut) -> dict[str, Any]:
     return plain({
         "lut": lut.source, "space": lut.space, "device": lut.device, "runtime": lut.runtime,
         "batch_size": lut.batch_size, "num_threads": lut.num_threads, "schema_version": lut.schema_version,
+        "timed": lut.timed.to_json(), "timed_label": lut.timed.label(lut.runtime),
         "created_utc": lut.created_utc, "resolutions": list(lut.resolutions), "entries": len(lut.entries),
         "resolution_entries": sum(len(m) for m in lut.resolution_entries.values()),
         "source": lut.provenance.get("source"), "tool": lut.provenance.get("tool"), "seed": lut.provenance.get("seed"),
@@ -130,6 +131,7 @@ class Prediction:
         return {"latency_ms": round(self.latency_ms, 6), "lut_sum_ms": round(self.lut_sum_ms, 6),
                 "calibrated": self.calibrated, "arch": self.spec.to_ofa(), "resolution": self.spec.r,
                 "space": self.spec.space, "lut": self.lut.source, "device": self.lut.device, "scale": self.scale,
+                "timed": self.lut.timed.to_json(), "timed_label": self.lut.timed.label(self.lut.runtime),
                 "speed_check": chk}
 
 

@@ -333,6 +333,8 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     result = {"best": best.as_dict(), "frontier": [p.as_dict() for p in frontier], "budget_ms": budget_ms,
               "margin_pct": round(margin_pct, 3), "search_budget_ms": round(search_budget_ms, 4), "space": sp.name,
               "device": src.name, "latency_source": src.description,
+              "timed": src.lut.timed.to_json() if src.lut is not None else None,
+              "timed_label": src.lut.timed.label(src.lut.runtime) if src.lut is not None else None,
               "accuracy_predictor": pblock,
               "resolutions": list(res), "seed": seed, "effort": effort,
               "drift": drift.as_dict() if drift else None, "speed_check": check,

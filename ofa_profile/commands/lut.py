@@ -104,6 +104,7 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
     click.echo(f"space:        {s['space']}")
     click.echo(f"device:       {s['device']} (runtime {s['runtime']}, batch {s['batch_size']}, "
                f"threads {s['num_threads'] if s['num_threads'] is not None else 'unknown'})")
+    click.echo(f"timed:        {s['timed_label']}")
     click.echo(f"resolutions:  {','.join(map(str, s['resolutions'])) or 'none complete'}")
     extra = f" (+{s['resolution_entries']} per-resolution)" if s["resolution_entries"] else ""
     click.echo(f"entries:      {s['entries']}{extra}")
@@ -275,3 +276,4 @@ def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int
             how += f", x {p.scale:.3f} by the speed check"
         click.echo(f"{p.latency_ms:.3f} ms ({how}; LUT sum {p.lut_sum_ms:.3f} ms) for {p.spec.short()} on "
                    f"{p.lut.device} [{p.lut.source}]")
+        click.echo(f"timed: {p.lut.timed.label(p.lut.runtime)}")
