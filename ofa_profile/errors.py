@@ -14,3 +14,11 @@ class LutError(OfaProfileError):
 
 class LutMissError(LutError):
     """The LUT lacks keys a subnet needs (the message names them and says what to measure)."""
+
+
+class UnsafeInputError(OfaProfileError):
+    """A value that would reach another program's command line as something other than data (an ssh option in a
+    login name, an ssh option that runs a command on this machine): refused as a usage error, exit 2
+    (:mod:`ofa_profile.argsafety`)."""
+
+    exit_code = 2
