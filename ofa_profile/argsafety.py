@@ -15,7 +15,8 @@ import re
 from typing import Any, Iterable
 
 __all__ = ["SAFE_SSH_OPTIONS", "COMMAND_SSH_OPTIONS", "user_problem", "host_problem", "path_problem",
-           "serial_problem", "ssh_option_syntax_problem", "ssh_option_name", "ssh_option_refusal"]
+           "serial_problem", "ssh_option_syntax_problem", "ssh_option_name", "ssh_option_refusal",
+           "shell_command"]
 
 #: ssh ``-o`` options a device spec may set: connection, host-key, time-out, keep-alive, cipher and
 #: authentication settings.  None of them runs a program, reads a command, or opens a socket for others.
@@ -132,3 +133,11 @@ def ssh_option_refusal(value: str, allowed: Iterable[str] = (), where: str = "ss
                 f"--allow-ssh-option {name} on the command line to use it (see docs/safety.md)")
     return (f"{where}: ssh option {raw_name} is not one a device spec may set ({', '.join(SAFE_SSH_OPTIONS)}); pass "
             f"--allow-ssh-option {raw_name} on the command line to use it (see docs/safety.md)")
+
+
+def shell_command(*words: Any) -> str:
+    """A command for a user to paste into a shell, each word quoted (:func:`shlex.quote`): a file name or a device
+    name read from a file (``$(...)``, ``;``) stays one word and runs nothing when pasted."""
+    import shlex
+
+    return " ".join(shlex.quote(str(w)) for w in words)

@@ -8,6 +8,11 @@ class OfaProfileError(Exception):
     """A user-facing error: its message is one line naming the problem and the fix."""
 
 
+class SpaceError(OfaProfileError, ValueError):
+    """A spec, space name or resolution that does not fit a space (one-line message; raised by
+    :mod:`ofa_profile.space` and by the net.config check below it, :mod:`ofa_profile.netconfig`)."""
+
+
 class LutError(OfaProfileError):
     """A LUT that cannot be read, written or used (one-line message naming the file and the fix)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import click
 
+from ..argsafety import shell_command
 from ..calibrate import calibrate_on_device
 from ..cliopts import KEY_VALUE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, count_range, option_value
 from ..devices import device_table, transport_options_from_text
@@ -151,8 +152,9 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
     dev = load_device_cli(device_name, allow_ssh_option)
     path = Path(lut_path or default_out(default_lut_stem(dev, lut_space(dev, space))))
     if not path.exists():
-        also = f" --space {space}" if space else ""
-        fail(f"LUT {path} does not exist; run `ofa-profile measure --device {dev.name}{also} --out {path}` first")
+        also = ("--space", space) if space else ()
+        cmd = shell_command("ofa-profile", "measure", "--device", dev.name, *also, "--out", path)
+        fail(f"LUT {path} does not exist; run `{cmd}` first")
     if space:
         have = load_lut(path).space
         if get_space(have).name != get_space(space).name:
