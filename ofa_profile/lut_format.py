@@ -40,9 +40,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import __version__
+from .argsafety import shell_command
 from .atomic import write_target
 from .calibration import apply_calibration, check_calibration
 from .errors import LutError, LutMissError  # defined in errors: the calibration model below lut raises them too
+from .inputs import MAX_BYTES, InputFileError, read_input
 from .jsonio import JsonInputError, loads_strict, plain
 from .ops import enumerate_ops, grammar, ops_at_resolution, parse_key, subnet_ops
 from .paths import schemas_dir
@@ -262,10 +264,10 @@ class Lut:
         res = sorted(set(resolutions))
         rtxt = ",".join(map(str, res)) if res else "the needed resolution(s)"
         have = ",".join(map(str, self.resolutions)) or "none completely"
-        out = "" if self.source.startswith("<") else f" --out {self.source}"
+        out = () if self.source.startswith("<") else ("--out", self.source)
         return (f"LUT {self.source} ({self.space}, device {self.device}) lacks {len(missing)} key(s) at r={rtxt}: "
                 f"{_shorten(list(missing))}; it covers resolutions {have}: measure the missing ones, e.g. "
-                f"`ofa-profile measure --device {self.device} --resolutions {rtxt}{out}`")
+                f"`{shell_command('ofa-profile', 'measure', '--device', self.device, '--resolutions', rtxt, *out)}`")
 
     def missing_keys(self, spec_or_specs: SubnetSpec | Iterable[SubnetSpec]) -> list[str]:
         """Keys the subnet(s) need that the LUT lacks (unique, first-seen order)."""
@@ -479,14 +481,15 @@ def _schema_validate(obj: Any, source: str) -> None:
 def _read_text(p: Path, what: str = "LUT file") -> str:
     if not p.exists():
         raise LutError(f"{what} {p} does not exist; check the path (build a LUT with `ofa-profile measure "
-                       f"--device NAME --out {p.name}`)")
+                       f"--device NAME --out {shell_command(p.name)}`)")
     if p.is_dir():
         raise LutError(f"{what} {p} is a folder, not a file; pass a LUT .json file (folders of OFA YAML tables: "
-                       f"`ofa-profile lut import-ofa {p} --out LUT.json`)")
+                       f"`{shell_command('ofa-profile', 'lut', 'import-ofa', p)} --out LUT.json`)")
     try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise LutError(f"cannot read {what} {p}: {exc.strerror}; check its permissions") from None
+        data = read_input(p, what, MAX_BYTES["yaml" if what == "OFA table" else "lut"])
+    except InputFileError as exc:
+        raise LutError(f"{exc}; pass a LUT .json file" + ("" if "cannot read" not in str(exc) else
+                                                          " (check its permissions)")) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

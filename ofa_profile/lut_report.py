@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .argsafety import shell_command
 from .errors import LutError, OfaProfileError
 from .jsonio import plain
 from .lut import FORMAT, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
@@ -105,9 +106,10 @@ def validate_lut_file(path: str | Path) -> Validation:
     gaps = lut.gaps()
     listed = {r: m for r, m in gaps.items() if r in lut.resolutions}
     if listed:
+        cmd = shell_command("ofa-profile", "measure", "--device", lut.device, "--resolutions",
+                            ",".join(map(str, listed)), "--out", p)
         raise LutError(f"LUT {p} lists resolution(s) {','.join(map(str, listed))} but lacks keys there: "
-                       f"{lut.gaps_text(listed)}; measure them (`ofa-profile measure --device {lut.device} "
-                       f"--resolutions {','.join(map(str, listed))} --out {p}`) or drop those resolutions from "
+                       f"{lut.gaps_text(listed)}; measure them (`{cmd}`) or drop those resolutions from "
                        f"'resolutions'")
     return Validation(p, lut, False, {r: m for r, m in gaps.items() if r not in lut.resolutions})
 

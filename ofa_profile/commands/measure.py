@@ -8,17 +8,18 @@ from typing import Any
 
 import click
 
+from ..argsafety import shell_command
 from ..calibrate import calibrate_on_device
 from ..cliopts import KEY_VALUE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, count_range, option_value
-from ..devices import device_table, load_device, transport_options_from_text
+from ..devices import device_table, transport_options_from_text
 from ..lut import load_lut
 from ..bench import bench_model
 from ..measure import default_lut_stem, device_with_options, lut_space, measure_device
 from ..ops import enumerate_ops
 from ..space import get_space, parse_resolutions
 from ..timed import GRAPHS
-from .base import (SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock, log, main, space_help,
-                   with_options)
+from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
+                   load_device_cli, log, main, space_help, with_options)
 
 
 def _transport_options(dev: Any, transport_option: tuple[tuple[str, str], ...], benchmark_binary: str | None,
@@ -83,12 +84,14 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
               help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
                    "shared machine: a block is then only inflated if it was slow in every pass)")
 @with_options(TRANSPORT_OPTIONS)
+@ALLOW_SSH_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
                 limit: int | None, passes: int, transport_option: tuple[tuple[str, str], ...],
-                benchmark_binary: str | None, serial: str | None, quiet: bool, as_json: bool) -> None:
+                benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], quiet: bool,
+                as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
 
     Resumable: a killed run keeps every finished block in DEVICE.json.journal.jsonl and a
@@ -105,7 +108,7 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
     """
     from pathlib import Path
 
-    dev = load_device(device_name)
+    dev = load_device_cli(device_name, allow_ssh_option)
     options = _transport_options(dev, transport_option, benchmark_binary, serial)
     sp_name = lut_space(dev, space)
     with option_value("--resolutions"):
@@ -146,10 +149,12 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 @click.option("--batch-size", type=POSITIVE_INT, default=None,
               help="batch of a model with a free batch dimension [default: the device's first]")
 @with_options(TRANSPORT_OPTIONS)
+@ALLOW_SSH_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str | None, classes: int | None,
               graph: str, rounds: int, seed: int, batch_size: int | None, transport_option: tuple[tuple[str, str], ...],
-              benchmark_binary: str | None, serial: str | None, as_json: bool) -> None:
+              benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...],
+              as_json: bool) -> None:
     """End-to-end latency of a model file (.onnx, .tflite) or a subnet on a device, as the device runs it.
 
     The device's own profiler times it (a runtime of this machine, a phone over adb, a board over ssh) with
@@ -167,7 +172,7 @@ def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str 
     if model is not None and (classes is not None or graph != "ofa-profile" or space is not None):
         raise click.UsageError("--classes, --graph and --space describe a subnet built from --arch; a MODEL file is "
                                "timed as it is")
-    dev = load_device(device_name)
+    dev = load_device_cli(device_name, allow_ssh_option)
     options = _transport_options(dev, transport_option, benchmark_binary, serial)
     dev, kw = device_with_options(dev, options, benchmark_binary, serial)
     res = bench_model(dev, model, arch=arch, space=space, classes=classes, graph=graph, rounds=rounds, seed=seed,
@@ -193,11 +198,13 @@ def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str 
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--rounds", type=POSITIVE_INT, default=2, show_default=True,
               help="passes over the subnets, minutes apart; each subnet's figure is the lowest of its medians")
+@ALLOW_SSH_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
 def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, samples: int, test_samples: int,
-                  resolutions: str | None, seed: int, rounds: int, quiet: bool, as_json: bool) -> None:
+                  resolutions: str | None, seed: int, rounds: int, allow_ssh_option: tuple[str, ...], quiet: bool,
+                  as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
     Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end, ROUNDS passes each, keeping
@@ -211,11 +218,12 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
     """
     from pathlib import Path
 
-    dev = load_device(device_name)
+    dev = load_device_cli(device_name, allow_ssh_option)
     path = Path(lut_path or default_out(default_lut_stem(dev, lut_space(dev, space))))
     if not path.exists():
-        also = f" --space {space}" if space else ""
-        fail(f"LUT {path} does not exist; run `ofa-profile measure --device {dev.name}{also} --out {path}` first")
+        also = ("--space", space) if space else ()
+        cmd = shell_command("ofa-profile", "measure", "--device", dev.name, *also, "--out", path)
+        fail(f"LUT {path} does not exist; run `{cmd}` first")
     if space:
         have = load_lut(path).space
         if get_space(have).name != get_space(space).name:
