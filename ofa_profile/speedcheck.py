@@ -211,9 +211,7 @@ def _timing(lut: "Lut") -> Any:
     if not isinstance(t, Mapping):
         return None
     cfg = TimingConfig.from_mapping(t)
-    vals = cfg.as_dict().values()
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in vals) or \
-            cfg.min_runs < 1 or cfg.min_runs > cfg.max_runs:
+    if cfg.problem():
         return None
     return replace(cfg, max_time_s=min(cfg.max_time_s, MAX_BLOCK_S))
 
