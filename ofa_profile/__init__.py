@@ -27,7 +27,6 @@ Modules, one owner per fact:
   search     constrained evolutionary and multi-objective (frontier) search (genomes, evolution, knapsack)
   pareto     one pareto run as data (margins, verify tolerance, drift refresh)
   figures    what each figure shows; plots draws it (headless matplotlib)
-  evaldata   the default Imagenette data of the supernet commands
   cli        the ``ofa-profile`` group; commands/ holds the commands, one module per area
   clierrors  how the three command lines end: exit codes 0/1/2/128+signal, one line, Ctrl-C/SIGTERM handling
   console    the ``ofa-profile`` console script (signal handlers first, then cli)

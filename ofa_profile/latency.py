@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .adapt import load_adapter
-from .calibrate import CALIBRATION_FORMAT
+from .calibration import CALIBRATION_FORMAT
 from .encodings import ArchArrays, BlockTable, macs_table
 from .errors import OfaProfileError
 from .lut import load_lut

@@ -20,23 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ofa_model.evaldata import default_data, supernet_caches
 from ofa_model.evaluate import evaluate_spec
 from ofa_model.safeload import RefusedWeightsError
 
 from .accuracy import outside_trained_range, own_supernet_predictor, predictor_label, resolve_accuracy_predictor
 from .atomic import write_json_atomic
-from .calibrate import measure_drift
-from .devices import load_device
 from .encodings import same_macro_architecture
 from .errors import OfaProfileError
-from .evaldata import default_data, supernet_caches
-from .measure import make_profiler
 from .paths import safe_name
 from .plots import plot_frontier
 from .replicates import per_item, run_passes
 from .search import pareto_front, pareto_search, resolve_latency_source, search
 from .space import get_space, parse_resolutions
-from .speedcheck import check_for_command
 
 __all__ = ["OptionError", "ParetoRun", "VERIFY_TOLERANCE", "DEFAULT_DEVICE", "parse_margin", "search_resolutions",
            "resolve_predictor", "verify_predictor", "predictor_block", "refresh_drift", "speed_check_source",
@@ -166,6 +162,10 @@ def predictor_block(pred: Any, why: str, resolutions: Any, log: Log = _quiet) ->
 def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, device_ref: str,
                   log: Log = _quiet) -> Any:
     """pareto --refresh: the device's drift since its LUT was calibrated (measure_drift)."""
+    from .calibrate import measure_drift        # the device stack (measure, devices, transports): only here
+    from .devices import load_device
+    from .measure import make_profiler
+
     if adapter is not None or no_calibration or src.lut is None:
         raise OfaProfileError("--refresh needs a calibrated LUT (--device or --lut) without --adapter or "
                               "--no-calibration: it re-measures the LUT's held-out calibration subnets")
@@ -191,6 +191,8 @@ def speed_check_source(src: Any, device: str | None, enabled: bool, rescale: boo
     """The speed check of a shipped LUT behind ``src`` on a device of this machine
     (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached), its one warning line when off by more than 15 %,
     and with ``rescale`` the source scaled by its factor: ``(the JSON's speed_check or None, source)``."""
+    from .speedcheck import check_for_command   # the device stack: loaded when a check may run
+
     chk = check_for_command(src.lut, device, enabled=enabled, rescale=rescale, what="the latency source", log=log)
     if chk is None:
         return None, src
@@ -207,6 +209,9 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
     damaged (:class:`~ofa_model.safeload.RefusedWeightsError`) fail the command, before any device work; other
     reasons not to evaluate (no weights, no validation data) are recorded as ``top1_error``."""
     from ofa_model.bundle import load_supernet
+
+    from .devices import load_device            # the device stack: only for --verify
+    from .measure import make_profiler
 
     loaded, load_error = None, None
     try:
