@@ -64,14 +64,15 @@ def plot_frontier(path: str | Path, frontiers: Mapping[str, Sequence["SearchResu
                   clouds: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None, *,
                   budget_ms: float | None = None, best: Mapping[str, "SearchResult | None"] | None = None,
                   title: str = "", accuracy_label: str = "top-1 accuracy") -> Path:
-    """One panel per device: random subnets (grey), the Pareto frontier (line), budget and best subnet.
+    """One panel per latency source (the keys name them: device and LUT file): random subnets (grey), the Pareto
+    frontier (line), budget and best subnet.  The panels share one accuracy scale, so devices compare at a glance.
     ``accuracy_label`` names the accuracy on the y axis (e.g. "ImageNet top-1 of OFA's w1.0 supernet")."""
     import numpy as np
     plt = _plt()
     if not frontiers:
         raise OfaProfileError("plot_frontier needs at least one device's frontier")
     n = len(frontiers)
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), squeeze=False, sharey=True)
     for ax, (dev, front) in zip(axes[0], frontiers.items()):
         if clouds and dev in clouds:
             lat, acc = (np.asarray(v, dtype=float) for v in clouds[dev])
@@ -90,7 +91,7 @@ def plot_frontier(path: str | Path, frontiers: Mapping[str, Sequence["SearchResu
                     label=f"best: {b.accuracy * 100:.2f} % @ {b.latency_ms:.2f} ms")
         ax.set_xlabel("predicted latency (ms)")
         ax.set_ylabel(f"predicted {accuracy_label} (%)", fontsize=8 if len(accuracy_label) > 30 else None)
-        ax.set_title(dev)
+        ax.set_title(dev, fontsize=9 if len(dev) > 40 else None)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     if title:
