@@ -7,6 +7,7 @@ A LUT holds one latency figure per block configuration (LUT key, OFA's grammar: 
     {"format": "ofa-profile-lut", "schema_version": 1, "space": "ofa-mbv3-w1.0",
      "device": "cpu-ort", "runtime": "onnxruntime", "batch_size": 1, "num_threads": 1,
      "resolutions": [160, 224], "created_utc": "2026-01-01T00:00:00Z",
+     "timed": {"graph": "ofa-profile", "classes": 1000, "precision": "fp32", "threads": 1},
      "fingerprint": {...}, "provenance": {"tool": "ofa-profile 0.1.0", "seed": 0,
      "timing": {...}, "source": "measured"}, "calibration": null | {...},
      "entries": {KEY: {"median_ms": .., "iqr_ms": .., "count": .., "mean_ms"?, "std_ms"?, "raw_ms"?}},
@@ -15,7 +16,10 @@ A LUT holds one latency figure per block configuration (LUT key, OFA's grammar: 
 validated on load against ``schemas/lut.schema.json`` (JSON Schema 2020-12) and
 against the space: every key must parse (:func:`ofa_profile.ops.parse_key`) and be an
 op of the declared space.  ``resolution_entries`` is optional: figures that apply at
-one resolution only.  OFA's own tables (one YAML file per resolution) measured an op
+one resolution only.  ``timed`` (:class:`ofa_profile.timed.Timed`: graph flavour, classifier head, precision,
+threads) says what the figures time; a LUT without it reads as the defaults (the project's graph, the space's
+head, fp32, ``num_threads``; OFA's graph for an imported OFA table), and its ``threads`` must equal
+``num_threads``.  OFA's own tables (one YAML file per resolution) measured an op
 shared by several resolutions once per file; an import keeps each file's figure there
 (so OFA's per-resolution sums and a YAML re-export are exact) and the count-weighted
 pooled figure in ``entries``.  A measured LUT has none.
@@ -45,6 +49,7 @@ from .jsonio import JsonInputError, loads_strict, plain
 from .ops import enumerate_ops, grammar, ops_at_resolution, parse_key, subnet_ops
 from .paths import schemas_dir
 from .space import SPACES, SpaceError, SubnetSpec, get_space
+from .timed import Timed, TimedError
 from .timing import MAX_BATCH_SIZE, MAX_COUNT
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "save_lut"]
@@ -175,6 +180,7 @@ class Lut:
     created_utc: str = field(default_factory=_utc_now)
     schema_version: int = SCHEMA_VERSION
     resolution_entries: Mapping[int, Mapping[str, LutEntry]] = field(default_factory=dict)
+    timed: Timed | None = None       # None: the defaults of the space and num_threads (see the module's text)
     source: str = field(default="<memory>", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -222,6 +228,18 @@ class Lut:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or \
                 not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise LutError(f"{src}: batch_size={str(self.batch_size)[:40]} must be an integer in 1..{MAX_BATCH_SIZE}")
+        if self.timed is None:
+            imported = str(self.provenance.get("source", "")).startswith("imported from OFA")
+            try:
+                object.__setattr__(self, "timed", Timed.default_for(sp.name, threads=self.num_threads,
+                                                                    graph="ofa" if imported else "ofa-profile"))
+            except TimedError as exc:
+                raise LutError(f"{src}: num_threads: {exc}") from None
+        elif not isinstance(self.timed, Timed):
+            raise LutError(f"{src}: timed must be a Timed record, not {type(self.timed).__name__}")
+        elif self.timed.threads != self.num_threads:
+            raise LutError(f"{src}: num_threads {self.num_threads} and timed.threads {self.timed.threads} disagree; "
+                           f"they name the same setting: make them equal")
 
     # -- lookups ----------------------------------------------------------------------------
     def entry(self, key: str, r: int | None = None) -> LutEntry:
@@ -348,6 +366,7 @@ class Lut:
             "format": FORMAT, "schema_version": self.schema_version, "space": self.space, "device": self.device,
             "runtime": self.runtime, "batch_size": self.batch_size, "num_threads": self.num_threads,
             "resolutions": list(self.resolutions), "created_utc": self.created_utc,
+            "timed": self.timed.to_json() if self.timed is not None else None,
             "fingerprint": _plain(self.fingerprint), "provenance": prov,
             "calibration": _plain(self.calibration) if self.calibration is not None else None,
             "entries": {k: e.to_json() for k, e in self.entries.items()},
@@ -363,6 +382,10 @@ class Lut:
         _check_header(obj, source)
         _schema_validate(obj, source)
         try:
+            timed = Timed.from_json(obj["timed"], "timed") if "timed" in obj else None
+        except TimedError as exc:
+            raise LutError(f"LUT {source}: {exc}; fix that field or re-create the LUT") from None
+        try:
             lut = cls(space=obj["space"], device=obj["device"], runtime=obj["runtime"],
                        entries={k: LutEntry.from_json(e) for k, e in obj["entries"].items()},
                        resolutions=tuple(obj["resolutions"]), batch_size=obj["batch_size"],
@@ -371,7 +394,7 @@ class Lut:
                        schema_version=obj["schema_version"],
                        resolution_entries={int(r): {k: LutEntry.from_json(e) for k, e in m.items()}
                                            for r, m in obj.get("resolution_entries", {}).items()},
-                       source=source)
+                       timed=timed, source=source)
         except LutError as exc:
             msg = str(exc)
             raise LutError(msg if source in msg else f"LUT {source}: {msg}") from None

@@ -170,6 +170,7 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
         echo_json(rep)
         return
     click.echo(f"calibrated {path} on {samples} subnets (seed {seed}); measured in {rep['measure_s']} s")
+    click.echo(f"  timed: {rep['timed_label']}")
     if rep["test_calibrated"]:
         for name in ("test_lut_sum", "test_calibrated"):
             t = rep[name]
