@@ -10,7 +10,8 @@ from ofa_profile.calibrate import FEATURE_NAMES, _arch_key, measure_subnets, sam
 from ofa_profile.devices import load_device
 from ofa_profile.lut import load_lut
 from ofa_profile.measure import make_profiler, measure_lut
-from test_measure import fast_spec
+from ofa_profile.space import SubnetSpec
+from helpers import fast_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,9 +30,16 @@ def test_calibrate_command_stores_a_plain_fit_and_reports_on_unseen_subnets(tmp_
     rep = json.loads(r.stdout)
     assert rep["n_fit"] == 10 and rep["n_test"] == 4 and rep["rounds"] == 2
     c = rep["test_calibrated"]
-    assert c["n"] == 4 and 0 <= c["within_5pct"] <= 1 and c["rmse_ms"] > 0
     lut = load_lut(lut_path)
     cal = lut.calibration
+    # the held-out figures, by hand from the stored samples (their measured times) and the stored fit
+    held = [s for s in cal["samples"] if s["split"] == "test"]
+    pred = [lut.predict_ms(SubnetSpec.from_ofa(s["arch"], space=lut.space)) for s in held]
+    meas = [s["measured_ms"] for s in held]
+    within = sum(abs(p / m - 1) <= 0.05 for p, m in zip(pred, meas)) / len(held)
+    rmse = (sum((p - m) ** 2 for p, m in zip(pred, meas)) / len(held)) ** 0.5
+    assert c["n"] == len(held) == 4 and c["within_5pct"] == pytest.approx(within)
+    assert c["rmse_ms"] == pytest.approx(rmse, rel=1e-6) and rmse > 0
     assert list(cal["feature_names"]) == list(FEATURE_NAMES) and len(cal["coef"]) == len(FEATURE_NAMES)
     assert all(isinstance(v, float) for v in cal["coef"])          # plain numbers, no pickle
     assert len(cal["samples"]) == 14 and {s["split"] for s in cal["samples"]} == {"fit", "test"}

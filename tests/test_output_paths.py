@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_measure import fast_spec
+from helpers import fast_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

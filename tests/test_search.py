@@ -11,7 +11,7 @@ from ofa_profile.search import (BatchFn, NoFeasibleSubnet, fastest_latency_ms, m
                                 pareto_front, pareto_search, parse_budget_ms, random_search, search)
 from ofa_profile.space import get_space
 
-from test_accuracy import synthetic_dataset
+from helpers import lut_from_ops as _lut_from_ops, synthetic_dataset, write_fake_lut
 
 RES = (128, 144, 160, 176, 192)
 
@@ -124,24 +124,6 @@ def test_batchfn_accepts_specs_and_arrays(lat):
     assert isinstance(lat, BatchFn)
 
 
-def _lut_from_ops(resolutions=(160, 176), device="fake-cpu", ms_per_mac=5e-8, ms_per_kernel=0.01):
-    from ofa_profile.lut import Lut, LutEntry
-    from ofa_profile.ops import ops_at_resolution
-    entries = {}
-    for r in resolutions:
-        for op in ops_at_resolution("ofa-mbv3-w1.0", r):
-            entries[op.key] = LutEntry(median_ms=0.02 + op.macs() * ms_per_mac + ms_per_kernel * op.kernel,
-                                       iqr_ms=0.0, count=5)
-    return Lut(space="ofa-mbv3-w1.0", device=device, runtime="fake", entries=entries, resolutions=resolutions,
-               provenance={"tool": "ofa-profile", "seed": 0, "timing": None, "source": "synthetic test LUT"})
-
-
-def write_fake_lut(path, device="fake-cpu", resolutions=(160, 176, 192), **kw):
-    from ofa_profile.lut import save_lut
-    save_lut(_lut_from_ops(tuple(resolutions), device, **kw), path)
-    return path
-
-
 def test_lut_latency_fn_matches_lut_sum_and_calibration():
     from ofa_profile.calibrate import fit_calibration
     from ofa_profile.search import lut_latency_fn
@@ -171,7 +153,7 @@ def test_lut_latency_fn_on_ofa_note10_tables(shared_data):
     from ofa_profile.lut import import_ofa_yaml
     from ofa_profile.search import lut_latency_fn
     from ofa_profile.space import SubnetSpec
-    from test_accuracy import TUTORIAL
+    from helpers import TUTORIAL
     lut = import_ofa_yaml(shared_data / "reference" / "ofa-note10-lut-w1.2")
     fn = lut_latency_fn(lut)
     spec = SubnetSpec.from_ofa(TUTORIAL, space="ofa-mbv3-w1.2")
@@ -275,7 +257,7 @@ def test_pareto_verify_measures_on_the_device_and_evaluates_with_the_supernet(cl
     from ofa_model.bundle import save_bundle
     from ofa_model.supernet import OFAMobileNetV3
     from ofa_profile.cli import main
-    from test_train import make_folder
+    from helpers import make_folder
 
     tr, va = make_folder(tmp_path / "train", 6), make_folder(tmp_path / "val", 3, seed=1)
     torch.manual_seed(0)

@@ -104,7 +104,7 @@ def test_state_dict_names_shapes_and_order_are_fixed(name):
 
 def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     """Trained-like weights with logits of order 1 even for the deepest subnet (see test_export.randomize)."""
-    from test_export import randomize
+    from helpers import randomize
     return randomize(model, seed, bn_scale=(0.4, 1.1), linear_gain=10.0)
 
 
