@@ -140,6 +140,43 @@ def sigint_default() -> None:
 
 
 
+def mount_tmpfs(where: Path, size: str) -> bool:
+    """Mount a real tmpfs of ``size`` (e.g. "512k") on the new folder ``where``; False where that needs a root this
+    process is not (the caller skips). Unmount with ``umount``."""
+    import subprocess
+    import uuid
+    where.mkdir()
+    if os.geteuid() != 0:
+        return False
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", f"ofa-test-{uuid.uuid4().hex[:8]}", str(where)],
+                       capture_output=True, text=True)
+    return r.returncode == 0
+
+
+@contextlib.contextmanager
+def read_only_dir(where: Path):
+    """``where`` (an existing folder) made unwritable for this process for the ``with`` block: as root, a read-only
+    bind mount of it (a chmod does not stop root); otherwise chmod 555. Skips where neither can be done."""
+    import subprocess
+    if os.geteuid() != 0:
+        where.chmod(0o555)
+        try:
+            yield where
+        finally:
+            where.chmod(0o755)
+        return
+    r = subprocess.run(["mount", "--bind", str(where), str(where)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"a read-only bind mount is not possible here: {r.stderr.strip()}")
+    try:
+        r = subprocess.run(["mount", "-o", "remount,bind,ro", str(where)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"a read-only bind mount is not possible here: {r.stderr.strip()}")
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], capture_output=True)
+
+
 def accuracy_row(index: int) -> dict:
     """Row ``index`` of the bundled accuracy dataset (ofa_model/weights/accuracy-dataset.csv), as read by csv."""
     import csv
