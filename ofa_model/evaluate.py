@@ -23,12 +23,12 @@ from typing import Sequence
 
 from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.evaldata import default_data, supernet_caches
 from ofa_profile.jsonio import loads_strict
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
 
 from .data import eval_batches, train_batch
+from .evaldata import default_data, supernet_caches
 from .export import onnx_export
 
 __all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",

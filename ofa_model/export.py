@@ -21,11 +21,11 @@ from typing import Any, Iterable, Mapping
 from ofa_profile import tflite
 from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.evaldata import supernet_caches
 from ofa_profile.runtimes import torch_to_onnx
 from ofa_profile.space import DEFAULT_SPACE, SubnetSpec
 
 from .data import train_batch
+from .evaldata import supernet_caches
 
 __all__ = ["FORMATS", "ExportResult", "extract_subnet", "export_onnx", "export_tflite", "export_random",
            "export_subnet", "example_input", "export_arch"]

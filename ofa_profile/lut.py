@@ -12,13 +12,19 @@ import os
 from pathlib import Path
 
 from . import paths
+from .argsafety import shell_command
 from .errors import LutError, LutMissError
 from .lut_format import (FORMAT, IQR_PER_STD, SCHEMA_VERSION, Lut, LutEntry, _atomic_write, _check_header,  # noqa: F401
                          _keys_at, _parse_json, _parse_yaml, _read_text, _space_keys, save_lut)
 from .lut_ofa import _classify_yaml, export_ofa_yaml, import_ofa_yaml  # noqa: F401
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "load_lut",
-           "save_lut", "import_ofa_yaml", "export_ofa_yaml", "detect_format"]
+           "save_lut", "import_ofa_yaml", "export_ofa_yaml", "detect_format", "is_shipped", "lut_sha256",
+           "lut_identity", "FLOAT32_RUNTIMES"]
+
+# runtimes that time float32 only in this version (the CPU runtimes, and TFLite's benchmark_model on the .tflite
+# files the project writes): a LUT of theirs that records no precision was timed in float32
+FLOAT32_RUNTIMES = ("torch", "onnxruntime", "litert", "tflite-benchmark")
 
 
 def detect_format(path: str | Path) -> str:
@@ -38,20 +44,86 @@ def _looks_like_device_name(s: str) -> bool:
     return "/" not in s and os.sep not in s and not s.endswith((".json", ".yaml", ".yml"))
 
 
+def _missing_lut_hint(name: str) -> str:
+    """What to do about a LUT name that is neither a file nor a shipped LUT: the file ``NAME.json`` when it lies
+    here, else the nearest shipped LUT's name, else how to build one (``measure`` of a known device)."""
+    import difflib
+
+    shipped = sorted(q.stem for q in paths.lut_dir().glob("*.json")) if paths.lut_dir().is_dir() else []
+    devices = sorted(q.stem for q in paths.device_specs_dir().glob("*.json")) if paths.device_specs_dir().is_dir() \
+        else []
+    listing = f"(shipped: {', '.join(shipped) or 'none'})"
+    for cand in (Path(f"{name}.json"), Path(f"{name}.yaml")):
+        if cand.is_file():
+            return f"{shell_command(str(cand))} lies here: pass it as the LUT"
+    near = difflib.get_close_matches(name, shipped, n=1, cutoff=0.6)
+    if near:
+        return f"did you mean {near[0]}? {listing}"
+    if name in devices:
+        return f"build one with `{shell_command('ofa-profile', 'measure', '--device', name)}` {listing}"
+    near_dev = difflib.get_close_matches(name, devices, n=1, cutoff=0.6)
+    how = (f"`{shell_command('ofa-profile', 'measure', '--device', near_dev[0])}`" if near_dev
+           else "`ofa-profile measure --device DEVICE` (`ofa-profile devices` lists the devices)")
+    return f"pass a LUT path or build one with {how} {listing}"
+
+
 def load_lut(path_or_device: str | Path) -> Lut:
     """Load and validate a LUT file, or the shipped LUT of a device name (``lut/<device>.json``)."""
     p = Path(path_or_device)
     if isinstance(path_or_device, str) and not p.exists() and _looks_like_device_name(path_or_device):
         cand = paths.lut_dir() / f"{path_or_device}.json"
         if not cand.exists():
-            shipped = sorted(q.stem for q in paths.lut_dir().glob("*.json")) if paths.lut_dir().is_dir() else []
-            raise LutError(f"{path_or_device!r} is neither a LUT file nor a device with a shipped LUT (shipped: "
-                           f"{', '.join(shipped) or 'none'}); pass a LUT path or build one with "
-                           f"`ofa-profile measure --device {path_or_device}`")
+            raise LutError(f"{path_or_device!r} is neither a LUT file nor a device with a shipped LUT; "
+                           f"{_missing_lut_hint(path_or_device)}")
         p = cand
     text = _read_text(p)
     if not text.lstrip().startswith(("{", "[")):
         _classify_yaml(_parse_yaml(text, p), p)
         raise LutError(f"{p} is an OFA YAML latency table, not an ofa-profile LUT; convert it first: "
-                       f"`ofa-profile lut import-ofa {p} --out {p.stem}.json`")
+                       f"`{shell_command('ofa-profile', 'lut', 'import-ofa', p, '--out', p.stem + '.json')}`")
     return Lut.from_json(_parse_json(text, p), source=str(p))
+
+
+def is_shipped(lut: Lut) -> bool:
+    """The LUT was loaded from the package's ``lut/`` folder (``--device cpu-ort``, ``--lut cpu-ort``)."""
+    try:
+        return Path(lut.source).resolve().parent == paths.lut_dir().resolve()   # paths.: tests point it elsewhere
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def lut_sha256(lut: Lut) -> str:
+    """The sha256 of the LUT's file (of its contents, where it is not, or no longer, a file)."""
+    import hashlib
+    import json
+    try:
+        return hashlib.sha256(Path(lut.source).read_bytes()).hexdigest()
+    except OSError:
+        return hashlib.sha256(json.dumps(lut.to_json(), sort_keys=True).encode()).hexdigest()
+
+
+def _head_classes(lut: Lut) -> list[int]:
+    """The classifier widths among the LUT's keys (``Logits-...-output:N``): the head that was timed."""
+    import re
+    out = set()
+    for k in lut.entries:
+        m = re.match(r"Logits-.*-output:(\d+)$", k)
+        if m:
+            out.add(int(m.group(1)))
+    return sorted(out)
+
+
+def lut_identity(lut: Lut) -> dict:
+    """What an output names as its latency source: the LUT file, its sha256, whether it is a shipped one, and what
+    was timed (space, device, runtime, batch size, threads, precision, head).  ``precision`` is the LUT's own
+    record, else ``float32`` for the runtimes that time nothing else (:data:`FLOAT32_RUNTIMES`), else None (not
+    recorded)."""
+    classes = _head_classes(lut)
+    prec = lut.provenance.get("precision")
+    if not isinstance(prec, str):
+        prec = "float32" if lut.runtime in FLOAT32_RUNTIMES else None
+    return {"path": str(lut.source), "sha256": lut_sha256(lut), "shipped": is_shipped(lut), "space": lut.space,
+            "device": lut.device, "runtime": lut.runtime, "batch_size": lut.batch_size,
+            "num_threads": lut.num_threads, "precision": prec,
+            "head_classes": classes[0] if len(classes) == 1 else (classes or None),
+            "calibrated": bool(lut.calibration)}

@@ -38,7 +38,7 @@ def test_pareto_defaults_to_the_imagenet_predictor_and_names_it(tmp_path):
     assert a["label"] == "ImageNet top-1 of OFA's w1.0 supernet" and a["chosen_by"].startswith("default")
     assert a["trained_resolutions"] == [128, 160, 192] and a["outside_trained_range"] == []
     assert set(obj["resolutions"]) <= set(range(128, 193))       # the search stays where it was fitted
-    assert json.loads((tmp_path / "pareto-cpu-ort-20ms.json").read_text())["accuracy_predictor"] == a
+    assert json.loads((tmp_path / "pareto-cpu-ort-shipped-20ms.json").read_text())["accuracy_predictor"] == a
     text = run(["pareto", "--budget", "20ms", "--out-dir", str(tmp_path), *FAST])
     assert text.exit_code == 0, text.output
     assert "(ImageNet top-1 of OFA's w1.0 supernet, predicted)" in text.stdout

@@ -215,7 +215,7 @@ def test_other_writers_are_refused_while_their_output_is_locked(tmp_path, cmd, s
         "lut-export": ["lut", "export-ofa", SHIPPED_LUT, "--out", tmp_path],
         "pareto": ["pareto", "--budget", "20ms", "--device", "cpu-ort", "--out-dir", tmp_path, "--no-plot"],
     }[cmd]
-    target = {"lut-export": tmp_path, "pareto": tmp_path / "pareto-cpu-ort-20ms.json"}.get(cmd, out)
+    target = {"lut-export": tmp_path, "pareto": tmp_path / "pareto-cpu-ort-shipped-20ms.json"}.get(cmd, out)
     out.write_text("old\n")
     h = _hold(target, folder=cmd == "lut-export")
     try:

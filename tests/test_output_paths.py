@@ -55,7 +55,7 @@ def test_a_hijacking_device_name_in_a_lut_writes_only_under_out_dir(tmp_path):
     out.mkdir(parents=True)
     r = _cli("pareto", "--budget", "20ms", "--lut", src, "--out-dir", out, "--effort", "fast", "--n-budgets", "3")
     assert r.returncode == 0, r.stderr
-    stem = "pareto-x-elsewhere-hijacked-20ms"
+    stem = "pareto-hijack-20ms"        # named by the LUT file, not its device field
     assert _files(tmp_path) == {"in/hijack.json"} | {f"a/b/c/{stem}{ext}" for ext in (".json", ".best.json", ".png")}
     assert [p.name for p in out.iterdir() if p.is_dir()] == []
     assert json.loads((out / f"{stem}.json").read_text())["device"] == HIJACK     # the data keeps the name
@@ -96,7 +96,8 @@ def test_an_unusable_out_dir_fails_in_one_line_before_the_search(tmp_path):
     assert r.returncode == 1 and "meets 1 ms" in r.stderr and not (tmp_path / "new").exists()
     r = _cli(*base[:2], "20ms", *base[3:], "--n-budgets", 3, "--out-dir", tmp_path / "new")
     assert r.returncode == 0, r.stderr
-    assert _files(tmp_path) == {"file.txt", "new/pareto-cpu-ort-20ms.json", "new/pareto-cpu-ort-20ms.best.json"}
+    assert _files(tmp_path) == {"file.txt", "new/pareto-cpu-ort-shipped-20ms.json",
+                                "new/pareto-cpu-ort-shipped-20ms.best.json"}
 
 
 def test_a_read_only_out_dir_fails_in_one_line_before_the_search(tmp_path):

@@ -150,7 +150,7 @@ def test_pareto_verify_fails_on_a_refused_supernet(tmp_path, sd3, data):
                               "--verify-calib-images", 3])
     refused(code, err, only_line=False)       # the search logs its margin before the verification
     assert not marker.exists()
-    assert not (tmp_path / "out" / "pareto-fake-a-9ms.json").exists()
+    assert not (tmp_path / "out" / "pareto-lut-a-9ms.json").exists()
 
 
 def _train_args(tr, va, out, *extra):

@@ -184,15 +184,17 @@ def test_pareto_command_json_and_files(cli_files):
     assert res.exit_code == 0, res.output
     obj = json.loads(res.stdout)
     assert obj["budget_ms"] == 9.0 and obj["seed"] == 2 and obj["resolutions"] == [160, 176, 192]
+    assert obj["timed"] == {"graph": "ofa-profile", "classes": 1000, "precision": "fp32", "threads": 1}
     assert obj["best"]["latency_ms"] <= 9.0 and set(obj["best"]) >= {"arch", "latency_ms", "accuracy", "macs", "params"}
     assert obj["frontier"] and obj["best"]["arch"] in [f["arch"] for f in obj["frontier"]]
-    assert json.loads((out / "pareto-fake-a-9ms.json").read_text())["best"] == obj["best"]
-    assert (out / "pareto-fake-a-9ms.png").stat().st_size > 10_000
+    assert json.loads((out / "pareto-lut-a-9ms.json").read_text())["best"] == obj["best"]
+    assert (out / "pareto-lut-a-9ms.png").stat().st_size > 10_000
     from ofa_profile.space import SubnetSpec
-    spec = SubnetSpec.load(out / "pareto-fake-a-9ms.best.json")
+    spec = SubnetSpec.load(out / "pareto-lut-a-9ms.best.json")
     assert spec.canonical().to_ofa() == {k: v for k, v in obj["best"]["arch"].items() if k != "space"}
     text = CliRunner().invoke(main, args + ["--no-plot"])
     assert text.exit_code == 0 and "best under 9 ms on fake-a" in text.stdout and "frontier:" in text.stdout
+    assert "  timed     fake fp32, 1 thread, ofa-profile graph, 1000-class head" in text.stdout.splitlines()
 
 
 def test_pareto_command_errors_are_one_line(cli_files):
@@ -286,7 +288,7 @@ def test_pareto_verify_measures_on_the_device_and_evaluates_with_the_supernet(cl
     assert v["within_budget_plus_3pct"] == (v["measured_latency_ms"] <= 9 * 1.03)
     assert v["predicted_latency_ms"] == pytest.approx(obj["best"]["latency_ms"], abs=1e-3)
     assert 0.0 <= v["top1"] <= 1.0 and v["n_val"] == 9 and v["dataset"] == "Synthetic"
-    assert json.loads((tmp_path / "out" / "pareto-fake-a-9ms.json").read_text())["verify"] == v
+    assert json.loads((tmp_path / "out" / "pareto-lut-a-9ms.json").read_text())["verify"] == v
     # without weights: the latency is still verified, the missing accuracy is named
     res = CliRunner().invoke(main, args[:-12] + ["--supernet", str(tmp_path / "none.pt"), "--verify-images", "0"])
     assert res.exit_code == 0, res.output
