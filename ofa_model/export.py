@@ -175,12 +175,13 @@ def _write(sub, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, metadata:
 
 
 def export_random(spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, check: bool = True, seed: int = 0,
-                  weights_seed: int = 0) -> ExportResult:
+                  weights_seed: int = 0, n_classes: int | None = None) -> ExportResult:
     """Write ``spec`` with seeded random weights (and BN statistics) from the layer library: the shapes a latency
-    measurement needs, for a family without trained weights at hand.  Any registered space."""
+    measurement needs, for a family without trained weights at hand.  Any registered space.  ``n_classes``: the
+    classifier head's outputs (default: the space's)."""
     from ofa_profile import blocks
     _check_format(fmt)
-    sub = blocks.subnet_module(spec, seed=weights_seed)
+    sub = blocks.subnet_module(spec, seed=weights_seed, n_classes=n_classes)
     return _write(sub, spec, fmt, out, metadata={"ofa_profile.weights": f"random (seed {weights_seed})"},
                   check=check, seed=seed, n_recalibrated=0)
 
