@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from . import paths
+from .argsafety import shell_command
 from .errors import LutError, LutMissError
 from .lut_format import (FORMAT, IQR_PER_STD, SCHEMA_VERSION, Lut, LutEntry, _atomic_write, _check_header,  # noqa: F401
                          _keys_at, _parse_json, _parse_yaml, _read_text, _space_keys, save_lut)
@@ -19,11 +20,7 @@ from .lut_ofa import _classify_yaml, export_ofa_yaml, import_ofa_yaml  # noqa: F
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "load_lut",
            "save_lut", "import_ofa_yaml", "export_ofa_yaml", "detect_format", "is_shipped", "lut_sha256",
-           "lut_identity", "FLOAT32_RUNTIMES"]
-
-# runtimes that time float32 only in this version (the CPU runtimes, and TFLite's benchmark_model on the .tflite
-# files the project writes): a LUT of theirs that records no precision was timed in float32
-FLOAT32_RUNTIMES = ("torch", "onnxruntime", "litert", "tflite-benchmark")
+           "lut_identity"]
 
 
 def detect_format(path: str | Path) -> str:
@@ -59,9 +56,9 @@ def _missing_lut_hint(name: str) -> str:
     if near:
         return f"did you mean {near[0]}? {listing}"
     if name in devices:
-        return f"build one with `ofa-profile measure --device {name}` {listing}"
+        return f"build one with `{shell_command('ofa-profile', 'measure', '--device', name)}` {listing}"
     near_dev = difflib.get_close_matches(name, devices, n=1, cutoff=0.6)
-    how = (f"`ofa-profile measure --device {near_dev[0]}`" if near_dev
+    how = (f"`{shell_command('ofa-profile', 'measure', '--device', near_dev[0])}`" if near_dev
            else "`ofa-profile measure --device DEVICE` (`ofa-profile devices` lists the devices)")
     return f"pass a LUT path or build one with {how} {listing}"
 
@@ -79,7 +76,7 @@ def load_lut(path_or_device: str | Path) -> Lut:
     if not text.lstrip().startswith(("{", "[")):
         _classify_yaml(_parse_yaml(text, p), p)
         raise LutError(f"{p} is an OFA YAML latency table, not an ofa-profile LUT; convert it first: "
-                       f"`ofa-profile lut import-ofa {p} --out {p.stem}.json`")
+                       f"`{shell_command('ofa-profile', 'lut', 'import-ofa', p, '--out', p.stem + '.json')}`")
     return Lut.from_json(_parse_json(text, p), source=str(p))
 
 
@@ -101,28 +98,11 @@ def lut_sha256(lut: Lut) -> str:
         return hashlib.sha256(json.dumps(lut.to_json(), sort_keys=True).encode()).hexdigest()
 
 
-def _head_classes(lut: Lut) -> list[int]:
-    """The classifier widths among the LUT's keys (``Logits-...-output:N``): the head that was timed."""
-    import re
-    out = set()
-    for k in lut.entries:
-        m = re.match(r"Logits-.*-output:(\d+)$", k)
-        if m:
-            out.add(int(m.group(1)))
-    return sorted(out)
-
-
 def lut_identity(lut: Lut) -> dict:
     """What an output names as its latency source: the LUT file, its sha256, whether it is a shipped one, and what
-    was timed (space, device, runtime, batch size, threads, precision, head).  ``precision`` is the LUT's own
-    record, else ``float32`` for the runtimes that time nothing else (:data:`FLOAT32_RUNTIMES`), else None (not
-    recorded)."""
-    classes = _head_classes(lut)
-    prec = lut.provenance.get("precision")
-    if not isinstance(prec, str):
-        prec = "float32" if lut.runtime in FLOAT32_RUNTIMES else None
+    was timed (space, device, runtime, batch size, and the LUT's "what was timed" record: graph flavour, classifier
+    head, precision, threads)."""
     return {"path": str(lut.source), "sha256": lut_sha256(lut), "shipped": is_shipped(lut), "space": lut.space,
             "device": lut.device, "runtime": lut.runtime, "batch_size": lut.batch_size,
-            "num_threads": lut.num_threads, "precision": prec,
-            "head_classes": classes[0] if len(classes) == 1 else (classes or None),
+            "timed": lut.timed.to_json(), "timed_label": lut.timed.label(lut.runtime),
             "calibrated": bool(lut.calibration)}

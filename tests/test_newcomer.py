@@ -134,8 +134,9 @@ def test_best_json_names_the_lut_the_predictor_and_what_was_timed(two_luts):
         lut = best["lut"]
         assert Path(lut["path"]).resolve() == path.resolve() and lut["shipped"] is shipped
         assert lut["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert (lut["runtime"], lut["precision"], lut["head_classes"], lut["batch_size"], lut["num_threads"]) == \
-            ("onnxruntime", "float32", 1000, 1, 1)
+        assert (lut["runtime"], lut["batch_size"]) == ("onnxruntime", 1)
+        assert lut["timed"] == {"graph": "ofa-profile", "classes": 1000, "precision": "fp32", "threads": 1}
+        assert lut["timed_label"] == "onnxruntime fp32, 1 thread, ofa-profile graph, 1000-class head"
         pred = best["accuracy_predictor"]
         assert pred["dataset"] == "imagenet" and "w1.0" in pred["label"] and Path(pred["file"]).is_file()
         assert pred["fitted_on"] and pred["n_train"] > 0
