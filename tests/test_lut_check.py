@@ -315,6 +315,18 @@ def test_predict_warns_once_for_the_halved_shipped_lut_and_caches(halved_shipped
     assert scaled["latency_ms"] == pytest.approx(out["lut_sum_ms"] * sc["factor"], rel=1e-4)
 
 
+def test_plot_frontier_warns_for_the_halved_shipped_lut(halved_shipped, tmp_path):
+    """plot frontier speed-checks a shipped LUT as pareto does: one warning line naming the measure command; none
+    with --no-speed-check."""
+    base = ["plot", "frontier", "--device", "cpu-ort", "--resolutions", "160", "--n-random", "50"]
+    res = cli(*base, "--out", tmp_path / "f.png")
+    assert res.exit_code == 0, res.output
+    w = warnings_of(res.stderr)
+    assert len(w) == 1 and "`ofa-profile measure --device cpu-ort`" in w[0] and "slower than" in w[0], res.stderr
+    off = cli(*base, "--no-speed-check", "--out", tmp_path / "g.png")
+    assert off.exit_code == 0 and not warnings_of(off.stderr), off.output
+
+
 def test_pareto_warns_and_rescales(halved_shipped, tmp_path):
     base = ["pareto", "--budget", "20ms", "--device", "cpu-ort", "--effort", "fast", "--n-budgets", "3", "--no-plot",
             "--resolutions", "160", "--out-dir", tmp_path, "--json"]
