@@ -140,3 +140,72 @@ def test_int8_recipe_names_quantizer_and_inputs():
     assert "ai-edge-quantizer" in int8_recipe("litert")["quantizer"]
     with pytest.raises(OfaProfileError, match="int8 is available for"):
         int8_recipe("torch")
+
+
+# -- int8 subnets: export and accuracy --------------------------------------------------------------------------
+
+def test_evaluate_precisions_fp32_is_the_ort_figure_and_int8_runs(tmp_path):
+    """fp32 and int8 top-1 on the same val images after one BN recalibration: the fp32 figure is
+    evaluate_spec's ONNX Runtime one; the int8 runner is a different (quantized) model whose logits track fp32."""
+    from ofa_model.data import build_cache
+    from ofa_model.evaluate import _ort_runner, evaluate_precisions, evaluate_spec, int8_calibration_images
+    from ofa_model.supernet import OFAMobileNetV3
+    from ofa_profile.space import get_space
+    from test_train import make_folder
+
+    tr = build_cache(make_folder(tmp_path / "train", 4), tmp_path / "ctr", size=40)
+    va = build_cache(make_folder(tmp_path / "val", 3, seed=2), tmp_path / "cva", size=40, classes=tr.classes)
+    torch.manual_seed(0)
+    model = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=3).eval()
+    spec = get_space("ofa-mbv3-w1.0").sample(4, resolution=128)
+    tm = {}
+    got = evaluate_precisions(model, spec, tr, va, n_calib=8, n_int8_calib=6, batch_size=8, timings=tm)
+    assert set(got) == {"fp32", "int8"} and all(0.0 <= v <= 1.0 for v in got.values()) and tm["n_val"] == 9
+    assert got["fp32"] == evaluate_spec(model, spec, tr, va, n_calib=8, batch_size=8, engine="onnxruntime")
+    cal = int8_calibration_images(tr, 128, 6, chunk=4)
+    assert [c.shape for c in cal] == [(4, 3, 128, 128), (2, 3, 128, 128)]
+    assert all(np.array_equal(a, b) for a, b in zip(cal, int8_calibration_images(tr, 128, 6, chunk=4)))
+    model.set_active_subnet(spec)
+    sub = model.get_active_subnet().eval()
+    x = cal[0]
+    f, q = _ort_runner(sub, 128)(x), _ort_runner(sub, 128, calibration=cal)(x)
+    assert not np.array_equal(f, q) and _mean_rel_err(q, f) < 0.25
+    with pytest.raises(OfaProfileError, match="precision"):
+        evaluate_precisions(model, spec, tr, va, ("fp16",))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_export_int8_random_weights_cli(tmp_path, fmt):
+    """`export --precision int8` writes a quantized model that its runtime runs (the check), says so in its JSON
+    and (ONNX) in the model's metadata."""
+    import json
+    import subprocess
+    import sys
+    if fmt == "tflite":
+        pytest.importorskip("ai_edge_quantizer")
+    out = tmp_path / f"net.{fmt}"
+    arch = tmp_path / "a.json"
+    arch.write_text(json.dumps({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 128}))
+    p = subprocess.run([sys.executable, "-m", "ofa_profile", "export", "--arch", str(arch), "--format", fmt,
+                        "--random-weights", "--precision", "int8", "--out", str(out), "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["precision"] == "int8" and "seeded" in s["int8"]["calibration_inputs"] and out.exists()
+    assert 0 < s["max_rel_diff"] < 1        # quantization error: there, and bounded
+    if fmt == "onnx":
+        import onnx
+        m = onnx.load(str(out))
+        meta = {p.key: p.value for p in m.metadata_props}
+        assert meta["ofa_profile.precision"] == "int8"
+        assert any(n.op_type == "DequantizeLinear" for n in m.graph.node)
+    else:
+        from ofa_profile.tflite import load_schema
+        s_ = load_schema()
+        model = s_.ModelT.InitFromObj(s_.Model.GetRootAs(out.read_bytes(), 0))
+        assert model.subgraphs[0].tensors[model.subgraphs[0].inputs[0]].type == s_.TensorType.INT8
+    # --int8-calib-images without int8 is a usage error (exit 2, one line)
+    p = subprocess.run([sys.executable, "-m", "ofa_profile", "export", "--arch", str(arch), "--format", fmt,
+                        "--random-weights", "--int8-calib-images", "5", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "--precision int8" in p.stderr
