@@ -15,18 +15,18 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .devicespec import DeviceError, DeviceSpec
+from .devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, read_json_file
-from .options import Option, OptionError, check_options, option_from_text
+from .options import Option, OptionError, UnsafeOptionError, check_options, option_from_text
 from .paths import device_specs_dir, schemas_dir
 from .runtimes import RUNTIMES, list_runtimes, runtime_info
 from .space import DEFAULT_SPACE, get_space
 from .timing import TimingConfig
 from .transports import get_transport, list_transports, reachable
 
-__all__ = ["DeviceError", "DeviceSpec", "load_device", "list_devices", "device_status", "device_table",
-           "plugin_options", "with_transport_options", "transport_options_from_text"]
+__all__ = ["DeviceError", "UnsafeDeviceError", "DeviceSpec", "load_device", "allow_ssh_options", "list_devices", "device_status", "device_table",
+           "plugin_options", "with_transport_options", "transport_options_from_text", "with_threads"]
 
 
 _SCHEMA: dict | None = None
@@ -115,6 +115,8 @@ def _spec_options(obj: Mapping[str, Any], kind: str, source: str) -> dict[str, A
         where, given = section, obj[section]
     try:
         return check_options(f"{kind} {name}", options, given)
+    except UnsafeOptionError as exc:
+        raise UnsafeDeviceError(f"device spec {source} is invalid at {where}: {exc}") from None
     except OptionError as exc:
         raise DeviceError(f"device spec {source} is invalid at {where}: {exc}") from None
 
@@ -192,6 +194,20 @@ def with_threads(spec: DeviceSpec, threads: int | None) -> DeviceSpec:
                           f"{spec.name} runs {spec.runtime} over {spec.transport}: set num_threads in a copy of its "
                           f"spec file instead")
     return dataclasses.replace(spec, num_threads=int(threads))
+
+
+def allow_ssh_options(spec: DeviceSpec, names: Sequence[str]) -> DeviceSpec:
+    """``spec`` with the ssh ``-o`` options ``names`` allowed beyond the safe ones (the command line's
+    ``--allow-ssh-option NAME``: :mod:`ofa_profile.argsafety`); a name that is no option name is refused."""
+    if not names:
+        return spec
+    for n in names:
+        if not n or not n.isalnum() or not n[0].isalpha():
+            raise UnsafeDeviceError(f"--allow-ssh-option {n!r} is not an ssh option name (e.g. ProxyCommand)")
+    if spec.transport != "ssh":
+        raise UnsafeDeviceError(f"--allow-ssh-option applies to ssh boards, and device {spec.name}'s transport is "
+                                f"{spec.transport}")
+    return dataclasses.replace(spec, allow_ssh_options=tuple(names))
 
 
 def load_device(name_or_path: str | Path) -> DeviceSpec:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from . import paths
+from .argsafety import shell_command
 from .errors import LutError, LutMissError
 from .lut_format import (FORMAT, IQR_PER_STD, SCHEMA_VERSION, Lut, LutEntry, _atomic_write, _check_header,  # noqa: F401
                          _keys_at, _parse_json, _parse_yaml, _read_text, _space_keys, save_lut)
@@ -47,11 +48,11 @@ def load_lut(path_or_device: str | Path) -> Lut:
             shipped = sorted(q.stem for q in paths.lut_dir().glob("*.json")) if paths.lut_dir().is_dir() else []
             raise LutError(f"{path_or_device!r} is neither a LUT file nor a device with a shipped LUT (shipped: "
                            f"{', '.join(shipped) or 'none'}); pass a LUT path or build one with "
-                           f"`ofa-profile measure --device {path_or_device}`")
+                           f"`{shell_command('ofa-profile', 'measure', '--device', path_or_device)}`")
         p = cand
     text = _read_text(p)
     if not text.lstrip().startswith(("{", "[")):
         _classify_yaml(_parse_yaml(text, p), p)
         raise LutError(f"{p} is an OFA YAML latency table, not an ofa-profile LUT; convert it first: "
-                       f"`ofa-profile lut import-ofa {p} --out {p.stem}.json`")
+                       f"`{shell_command('ofa-profile', 'lut', 'import-ofa', p, '--out', p.stem + '.json')}`")
     return Lut.from_json(_parse_json(text, p), source=str(p))

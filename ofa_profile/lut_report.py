@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .argsafety import shell_command
 from .errors import LutError, OfaProfileError
 from .jsonio import plain
 from .lut import FORMAT, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
@@ -72,6 +73,7 @@ def lut_summary(lut: Lut) -> dict[str, Any]:
     return plain({
         "lut": lut.source, "space": lut.space, "device": lut.device, "runtime": lut.runtime,
         "batch_size": lut.batch_size, "num_threads": lut.num_threads, "schema_version": lut.schema_version,
+        "timed": lut.timed.to_json(), "timed_label": lut.timed.label(lut.runtime),
         "created_utc": lut.created_utc, "resolutions": list(lut.resolutions), "entries": len(lut.entries),
         "resolution_entries": sum(len(m) for m in lut.resolution_entries.values()),
         "source": lut.provenance.get("source"), "tool": lut.provenance.get("tool"), "seed": lut.provenance.get("seed"),
@@ -104,9 +106,10 @@ def validate_lut_file(path: str | Path) -> Validation:
     gaps = lut.gaps()
     listed = {r: m for r, m in gaps.items() if r in lut.resolutions}
     if listed:
+        cmd = shell_command("ofa-profile", "measure", "--device", lut.device, "--resolutions",
+                            ",".join(map(str, listed)), "--out", p)
         raise LutError(f"LUT {p} lists resolution(s) {','.join(map(str, listed))} but lacks keys there: "
-                       f"{lut.gaps_text(listed)}; measure them (`ofa-profile measure --device {lut.device} "
-                       f"--resolutions {','.join(map(str, listed))} --out {p}`) or drop those resolutions from "
+                       f"{lut.gaps_text(listed)}; measure them (`{cmd}`) or drop those resolutions from "
                        f"'resolutions'")
     return Validation(p, lut, False, {r: m for r, m in gaps.items() if r not in lut.resolutions})
 
@@ -130,6 +133,7 @@ class Prediction:
         return {"latency_ms": round(self.latency_ms, 6), "lut_sum_ms": round(self.lut_sum_ms, 6),
                 "calibrated": self.calibrated, "arch": self.spec.to_ofa(), "resolution": self.spec.r,
                 "space": self.spec.space, "lut": self.lut.source, "device": self.lut.device, "scale": self.scale,
+                "timed": self.lut.timed.to_json(), "timed_label": self.lut.timed.label(self.lut.runtime),
                 "speed_check": chk}
 
 

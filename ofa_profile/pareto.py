@@ -24,6 +24,7 @@ from ofa_model.evaluate import evaluate_spec
 from ofa_model.safeload import RefusedWeightsError
 
 from .accuracy import outside_trained_range, own_supernet_predictor, predictor_label, resolve_accuracy_predictor
+from .argsafety import shell_command
 from .atomic import write_json_atomic
 from .calibrate import measure_drift
 from .devices import load_device
@@ -170,13 +171,13 @@ def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, d
         raise OfaProfileError("--refresh needs a calibrated LUT (--device or --lut) without --adapter or "
                               "--no-calibration: it re-measures the LUT's held-out calibration subnets")
     lut = src.lut
+    cmd = shell_command("ofa-profile", "calibrate", "--device", lut.device, "--lut", lut.source)
     if not lut.calibration:  # before resolving any device: an uncalibrated LUT has nothing to re-measure
         raise OfaProfileError(f"LUT {lut.source} is not calibrated: --refresh re-measures its held-out calibration "
-                              f"subnets; run `ofa-profile calibrate --device {lut.device} --lut {lut.source}` first")
+                              f"subnets; run `{cmd}` first")
     if not src.held_out:
         raise OfaProfileError(f"LUT {lut.source}'s calibration holds no held-out subnets, which --refresh "
-                              f"re-measures; re-run `ofa-profile calibrate --device {lut.device} --lut "
-                              f"{lut.source}` with --test-samples > 0")
+                              f"re-measures; re-run `{cmd}` with --test-samples > 0")
     dev = load_device(device_ref)
     log(f"refresh: measuring {min(n, len(src.held_out))} of {lut.source}'s held-out calibration subnets on "
         f"{dev.name} again ...")
@@ -333,6 +334,8 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     result = {"best": best.as_dict(), "frontier": [p.as_dict() for p in frontier], "budget_ms": budget_ms,
               "margin_pct": round(margin_pct, 3), "search_budget_ms": round(search_budget_ms, 4), "space": sp.name,
               "device": src.name, "latency_source": src.description,
+              "timed": src.lut.timed.to_json() if src.lut is not None else None,
+              "timed_label": src.lut.timed.label(src.lut.runtime) if src.lut is not None else None,
               "accuracy_predictor": pblock,
               "resolutions": list(res), "seed": seed, "effort": effort,
               "drift": drift.as_dict() if drift else None, "speed_check": check,

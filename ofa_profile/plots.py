@@ -164,9 +164,9 @@ def plot_lut_heatmap(path: str | Path, tables: Mapping[str, "BlockTable"], resol
 
 
 def plot_rank_comparison(path: str | Path, latencies_ms: Mapping[str, Sequence[float]], *,
-                         labels: Sequence[str] | None = None, title: str = "") -> Path:
+                         labels: Sequence[str] | None = None, title: str = "", note: str = "") -> Path:
     """Slope chart: each line is one subnet, its rank (1 = fastest) on each runtime; the title gives the
-    Kendall tau between neighbouring runtimes."""
+    Kendall tau between neighbouring runtimes; ``note`` (e.g. what each runtime's figures time) goes above it."""
     import numpy as np
     from scipy.stats import kendalltau
     plt = _plt()
@@ -189,5 +189,7 @@ def plot_rank_comparison(path: str | Path, latencies_ms: Mapping[str, Sequence[f
     ax.invert_yaxis()
     taus = [f"{names[i]}-{names[i + 1]}: {kendalltau(L[i], L[i + 1]).statistic:.2f}" for i in range(len(names) - 1)]
     ax.set_title(title or "Kendall tau " + ", ".join(taus), fontsize=9)
+    if note:
+        fig.suptitle(note, fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)

@@ -23,24 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .errors import SpaceError
 from .jsonio import JsonInputError, read_json_file
+from .netconfig import check_net_config, has_identity_skip
 
 __all__ = [
     "SpaceError", "StageDef", "Space", "SubnetSpec", "SPACES", "get_space", "register_space",
     "make_divisible", "parse_resolutions", "has_identity_skip",
 ]
-
-
-from .errors import OfaProfileError
-
-
-class SpaceError(OfaProfileError, ValueError):
-    """A spec, space name or resolution that does not fit a space (one-line message)."""
-
-
-def has_identity_skip(stride: int, in_ch: int, out_ch: int) -> bool:
-    """OFA's rule for an MBConv block's identity shortcut: stride 1 and the same width in and out."""
-    return stride == 1 and in_ch == out_ch
 
 
 def make_divisible(v: float, divisor: int = 8, min_val: int | None = None) -> int:
@@ -441,7 +431,9 @@ class SubnetSpec:
                 else:
                     ks.append(min(sp.kernels))
                     e.append(min(sp.expands))
-        return cls(sp.name, tuple(ks), tuple(e), tuple(d), r).validated()
+        spec = cls(sp.name, tuple(ks), tuple(e), tuple(d), r).validated()
+        check_net_config(cfg, spec)        # every other field: the network the space builds for these choices
+        return spec
 
     @classmethod
     def load(cls, path: str | Path, space: str | Space = DEFAULT_SPACE, r: int | None = None) -> "SubnetSpec":

@@ -415,3 +415,82 @@ def test_rescale_option_conflicts_are_usage_errors(tmp_path):
                  ["pareto", "--budget", "20ms", "--rescale", "--adapter", tmp_path / "a.json", "--out-dir", tmp_path]):
         res = cli(*args)
         assert res.exit_code == 2 and "--rescale" in res.stderr and "Traceback" not in res.output, (args, res.output)
+
+
+# -- a poisoned cache (issue 24) ---------------------------------------------------------------------------------
+
+@pytest.fixture()
+def genuine_cache(tmp_path, monkeypatch):
+    """A cache entry written by a real check (a stand-in profiler at 1.3x) of the shipped LUT on cpu-ort."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    lut, dev = _shipped(), load_device("cpu-ort")
+    prof = _Slower(dev, lut, 1.3)
+    try:
+        chk = speed_check(lut, dev, speedcheck.DEFAULT_BLOCKS, profiler=prof)
+    finally:
+        prof.close()
+    path, key = speedcheck.cache_path(lut, dev)
+    speedcheck._write_cache(path, key, chk, print)
+    return SimpleNamespace(lut=lut, dev=dev, path=path, key=key, obj=json.loads(path.read_text()))
+
+
+def _poison(c, **check):
+    obj = json.loads(json.dumps(c.obj))
+    obj["check"].update(check)
+    c.path.write_text(json.dumps(obj))
+    return speedcheck._read_cache(c.path, c.key, c.lut, c.dev)
+
+
+def test_a_genuine_cache_entry_is_read(genuine_cache):
+    c = genuine_cache
+    hit = speedcheck._read_cache(c.path, c.key, c.lut, c.dev)
+    assert hit is not None and hit.factor == pytest.approx(1.3) and hit.lut == c.lut.source
+
+
+def _blocks_times(c, k):
+    return [{**b, "then_ms": b["then_ms"] * k, "now_ms": b["now_ms"] * k} for b in c.obj["check"]["per_block"]]
+
+
+@pytest.mark.parametrize("change", [
+    {"factor": 1e300}, {"factor": 1e-300}, {"factor": "1.3"}, {"factor": True}, {"factor": 2.0},
+    {"passes": "3"}, {"passes": 10 ** 9}, {"device": "$(touch /tmp/x)"}, {"device": "cpu-torch"},
+    "per-block-rescaled", "then-not-the-luts", "ratios-huge", "resolution-as-string"])
+def test_a_poisoned_cache_entry_is_discarded(genuine_cache, change):
+    c = genuine_cache
+    blocks = c.obj["check"]["per_block"]
+    if change == "per-block-rescaled":     # consistent with its own ratios, but not the LUT's figures
+        change = {"per_block": _blocks_times(c, 2.0)}
+    elif change == "then-not-the-luts":
+        change = {"per_block": [{**b, "then_ms": b["then_ms"] * 1.01} for b in blocks]}
+    elif change == "ratios-huge":          # factor and ratios agree, and are absurd
+        change = {"per_block": [{**b, "now_ms": b["then_ms"] * 1e6, "ratio": 1e6} for b in blocks], "factor": 1e6}
+    elif change == "resolution-as-string":
+        change = {"per_block": [{**b, "resolution": str(b["resolution"])} for b in blocks]}
+    assert _poison(c, **change) is None
+
+
+def test_a_poisoned_cache_is_measured_again_and_replaced(genuine_cache, monkeypatch):
+    c = genuine_cache
+    _poison(c, factor=1e300)
+    calls = []
+    real = speedcheck.speed_check
+
+    def counted(lut, dev, n, **kw):
+        calls.append(n)
+        prof = _Slower(dev, lut, 1.1)
+        try:
+            return real(lut, dev, n, profiler=prof)
+        finally:
+            prof.close()
+    monkeypatch.setattr(speedcheck, "speed_check", counted)
+    chk = speedcheck.cached_speed_check(c.lut, c.dev)
+    assert calls == [speedcheck.DEFAULT_BLOCKS] and chk.factor == pytest.approx(1.1) and not chk.cached
+    assert json.loads(c.path.read_text())["check"]["factor"] == pytest.approx(1.1)   # rewritten
+
+
+def test_the_lut_and_device_of_a_cache_never_reach_a_printed_command(genuine_cache):
+    c = genuine_cache
+    hit = _poison(c, lut="$(touch /tmp/pwned)")
+    assert hit is not None and hit.lut == c.lut.source                # the file's string is not used
+    assert speedcheck.measure_hint("a b;$(touch x)") == "`ofa-profile measure --device 'a b;$(touch x)'` (then " \
+                                                        "--lut a-b-touch-x.json)"

@@ -202,6 +202,7 @@ def test_pareto_command_json_and_files(cli_files):
     assert res.exit_code == 0, res.output
     obj = json.loads(res.stdout)
     assert obj["budget_ms"] == 9.0 and obj["seed"] == 2 and obj["resolutions"] == [160, 176, 192]
+    assert obj["timed"] == {"graph": "ofa-profile", "classes": 1000, "precision": "fp32", "threads": 1}
     assert obj["best"]["latency_ms"] <= 9.0 and set(obj["best"]) >= {"arch", "latency_ms", "accuracy", "macs", "params"}
     assert obj["frontier"] and obj["best"]["arch"] in [f["arch"] for f in obj["frontier"]]
     assert json.loads((out / "pareto-fake-a-9ms.json").read_text())["best"] == obj["best"]
@@ -211,6 +212,7 @@ def test_pareto_command_json_and_files(cli_files):
     assert spec.canonical().to_ofa() == {k: v for k, v in obj["best"]["arch"].items() if k != "space"}
     text = CliRunner().invoke(main, args + ["--no-plot"])
     assert text.exit_code == 0 and "best under 9 ms on fake-a" in text.stdout and "frontier:" in text.stdout
+    assert "  timed     fake fp32, 1 thread, ofa-profile graph, 1000-class head" in text.stdout.splitlines()
 
 
 def test_pareto_command_errors_are_one_line(cli_files):

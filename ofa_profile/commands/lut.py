@@ -6,13 +6,12 @@ from __future__ import annotations
 import click
 
 from ..cliopts import RESOLUTION, SPACE_NAME, count_range
-from ..devices import load_device
 from ..lut import export_ofa_yaml, load_lut
 from ..lut_report import check_out_file, import_ofa_lut, lut_summary, predict_subnet, validate_lut_file
 from ..paths import check_out_dir
 from ..speedcheck import DEFAULT_BLOCKS, MAX_BLOCKS, cached_speed_check, measure_hint
-from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, echo_json, hold_lock, log, main,
-                   with_options)
+from .base import (ALLOW_SSH_OPTION, SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, echo_json, hold_lock,
+                   load_device_cli, log, main, with_options)
 
 
 @main.group("lut")
@@ -104,6 +103,7 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
     click.echo(f"space:        {s['space']}")
     click.echo(f"device:       {s['device']} (runtime {s['runtime']}, batch {s['batch_size']}, "
                f"threads {s['num_threads'] if s['num_threads'] is not None else 'unknown'})")
+    click.echo(f"timed:        {s['timed_label']}")
     click.echo(f"resolutions:  {','.join(map(str, s['resolutions'])) or 'none complete'}")
     extra = f" (+{s['resolution_entries']} per-resolution)" if s["resolution_entries"] else ""
     click.echo(f"entries:      {s['entries']}{extra}")
@@ -187,8 +187,10 @@ def _flags_text(flags: list) -> str:
 @click.option("--device", "device_name", required=True, help="device (name or spec file) to time the blocks on")
 @click.option("--blocks", "n_blocks", type=count_range(1, MAX_BLOCKS), default=DEFAULT_BLOCKS, show_default=True,
               help="blocks to time, half at the LUT's smallest resolution and half at its largest")
+@ALLOW_SSH_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, as_json: bool) -> None:
+def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, allow_ssh_option: tuple[str, ...],
+                  as_json: bool) -> None:
     """Speed check: time a small fixed set of the LUT's blocks on a device now, the way `measure` timed them, and
     compare with the LUT's figures.
 
@@ -204,7 +206,7 @@ def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, as_json: bool) 
       ofa-profile lut check my-lut.json --device cpu-ort --blocks 12 --json
     """
     lut = load_lut(lut_ref)
-    dev = load_device(device_name)
+    dev = load_device_cli(device_name, allow_ssh_option)
     chk = cached_speed_check(lut, dev, n_blocks, refresh=True, log=log)
     if as_json:
         echo_json(chk.as_dict())
@@ -275,3 +277,4 @@ def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int
             how += f", x {p.scale:.3f} by the speed check"
         click.echo(f"{p.latency_ms:.3f} ms ({how}; LUT sum {p.lut_sum_ms:.3f} ms) for {p.spec.short()} on "
                    f"{p.lut.device} [{p.lut.source}]")
+        click.echo(f"timed: {p.lut.timed.label(p.lut.runtime)}")

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import click
 
+from ..argsafety import shell_command
 from ..calibrate import calibrate_on_device
 from ..cliopts import KEY_VALUE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, count_range, option_value
-from ..devices import device_table, load_device, transport_options_from_text
+from ..devices import device_table, transport_options_from_text
 from ..lut import load_lut
 from ..measure import default_lut_stem, lut_space, measure_device
 from ..ops import enumerate_ops
 from ..space import get_space, parse_resolutions
-from .base import SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock, log, main, space_help
+from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
+                   load_device_cli, log, main, space_help)
 
 
 @main.command("enumerate")
@@ -60,12 +62,14 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @click.option("--benchmark-binary", default=None,
               help="phones: path of a benchmark_model binary to push (--transport-option benchmark_binary=PATH)")
 @click.option("--serial", default=None, help="phones: adb serial of the device to use (--transport-option serial=S)")
+@ALLOW_SSH_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
                 limit: int | None, passes: int, transport_option: tuple[tuple[str, str], ...],
-                benchmark_binary: str | None, serial: str | None, quiet: bool, as_json: bool) -> None:
+                benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], quiet: bool,
+                as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
 
     Resumable: a killed run keeps every finished block in DEVICE.json.journal.jsonl and a
@@ -82,7 +86,7 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
     """
     from pathlib import Path
 
-    dev = load_device(device_name)
+    dev = load_device_cli(device_name, allow_ssh_option)
     with option_value("--transport-option"):
         options = transport_options_from_text(dev, transport_option)
     for flag, key, value in (("--serial", "serial", serial), ("--benchmark-binary", "benchmark_binary",
@@ -125,11 +129,13 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--rounds", type=POSITIVE_INT, default=2, show_default=True,
               help="passes over the subnets, minutes apart; each subnet's figure is the lowest of its medians")
+@ALLOW_SSH_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
 def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, samples: int, test_samples: int,
-                  resolutions: str | None, seed: int, rounds: int, quiet: bool, as_json: bool) -> None:
+                  resolutions: str | None, seed: int, rounds: int, allow_ssh_option: tuple[str, ...], quiet: bool,
+                  as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
     Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end, ROUNDS passes each, keeping
@@ -143,11 +149,12 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
     """
     from pathlib import Path
 
-    dev = load_device(device_name)
+    dev = load_device_cli(device_name, allow_ssh_option)
     path = Path(lut_path or default_out(default_lut_stem(dev, lut_space(dev, space))))
     if not path.exists():
-        also = f" --space {space}" if space else ""
-        fail(f"LUT {path} does not exist; run `ofa-profile measure --device {dev.name}{also} --out {path}` first")
+        also = ("--space", space) if space else ()
+        cmd = shell_command("ofa-profile", "measure", "--device", dev.name, *also, "--out", path)
+        fail(f"LUT {path} does not exist; run `{cmd}` first")
     if space:
         have = load_lut(path).space
         if get_space(have).name != get_space(space).name:
@@ -161,6 +168,7 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
         echo_json(rep)
         return
     click.echo(f"calibrated {path} on {samples} subnets (seed {seed}); measured in {rep['measure_s']} s")
+    click.echo(f"  timed: {rep['timed_label']}")
     if rep["test_calibrated"]:
         for name in ("test_lut_sum", "test_calibrated"):
             t = rep[name]

@@ -174,6 +174,8 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     sc = result.get("speed_check")
     scaled = f", x {sc['factor']:.3f} by the speed check" if sc and sc.get("applied") else ""
     click.echo(f"  latency   {best.latency_ms:.3f} ms (predicted{scaled})")
+    if result.get("timed_label"):
+        click.echo(f"  timed     {result['timed_label']}")
     click.echo(f"  accuracy  {pct(best.accuracy)} ({label}, predicted)")
     click.echo(f"  MACs      {best.macs / 1e6:.1f} M    params {best.params / 1e6:.2f} M")
     v = result.get("verify")

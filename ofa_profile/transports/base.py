@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..devicespec import DeviceError, DeviceSpec
 from ..options import Option
+from ..timed import Timed
 from ..timing import Measurement, fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,6 +34,11 @@ class Profiler:
 
     def fingerprint(self) -> dict[str, Any]:
         return fingerprint(self.versions(), num_threads=self.device.num_threads)
+
+    def timed(self, space: str) -> Timed:
+        """What :meth:`measure_op` and :meth:`measure_subnet` time for ``space`` (graph flavour, head, precision,
+        threads): the project's graph, the space's head, fp32, the device's threads."""
+        return Timed.default_for(space, threads=self.device.num_threads)
 
     def measure_op(self, op: Op, seed: int) -> Measurement:
         raise NotImplementedError
