@@ -30,6 +30,7 @@ from .devices import DeviceSpec, plugin_options, with_transport_options
 from .errors import OfaProfileError
 from .jsonio import loads_strict
 from .lut import Lut, LutEntry, LutError, load_lut, save_lut
+from .lut_format import _space_keys
 from .ops import Op, enumerate_ops, ops_at_resolution
 from .replicates import run_passes
 from .space import get_space
@@ -266,6 +267,11 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
                   "batch_size": prof.batch_size, "num_threads": device.num_threads, "fingerprint": fp,
                   "timing": device.timing.as_dict(), "timed": timed.to_json()}
         jheader, jentries = _read_journal(jpath)
+        foreign = sorted(set(jentries) - _space_keys(sp.name))
+        if foreign:
+            raise JournalError(f"journal {jpath} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} whose "
+                               f"key is no block of space {sp.name} (e.g. {foreign[0][:80]!r}); pass --fresh to "
+                               f"discard the journal and measure again")
         if jheader is not None:
             bad = [k for k in ("device", "runtime", "space", "seed", "batch_size", "num_threads")
                    if jheader.get(k) != header[k]]

@@ -17,6 +17,7 @@ from ..bench import bench_model
 from ..measure import default_lut_stem, device_with_options, lut_space, measure_device
 from ..ops import enumerate_ops
 from ..space import get_space, parse_resolutions
+from ..timing import MAX_BATCH_SIZE
 from ..timed import GRAPHS
 from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
                    load_device_cli, log, main, space_help, with_options)
@@ -76,7 +77,8 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @click.option("--resolutions", default="all", show_default=True, help="e.g. 160,224 or 128-224 or all")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="LUT file to write or extend [default: ./DEVICE.json, ./DEVICE-SPACE.json for another space]")
-@click.option("--batch-size", type=POSITIVE_INT, default=None, help="batch size [default: the device's first]")
+@click.option("--batch-size", type=count_range(1, MAX_BATCH_SIZE), default=None,
+              help="batch size [default: the device's first]")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the block weights and inputs")
 @click.option("--fresh", is_flag=True, help="discard a journal or LUT at --out and start over")
 @click.option("--limit", type=POSITIVE_INT, default=None, help="stop after N new measurements (rerun to continue)")
