@@ -80,6 +80,7 @@ def lut_summary(lut: Lut) -> dict[str, Any]:
         "lut": lut.source, "space": lut.space, "device": lut.device, "runtime": lut.runtime,
         "batch_size": lut.batch_size, "num_threads": lut.num_threads, "schema_version": lut.schema_version,
         "timed": lut.timed.to_json(), "timed_label": lut.timed.label(lut.runtime),
+        "heads_classes": lut.head_classes(),
         "created_utc": lut.created_utc, "resolutions": list(lut.resolutions), "entries": len(lut.entries),
         "resolution_entries": sum(len(m) for m in lut.resolution_entries.values()),
         "source": lut.provenance.get("source"), "tool": lut.provenance.get("tool"), "seed": lut.provenance.get("seed"),

@@ -51,6 +51,8 @@ def test_ops_take_the_head_size():
 def test_another_head_predicts_by_the_heads_difference_calibrated_or_not():
     lut = with_head_10(load_lut("cpu-ort"))
     assert lut.head_classes() == [1000, 10] and lut.timed.classes == 1000
+    from ofa_profile.lut_report import lut_summary
+    assert lut_summary(lut)["heads_classes"] == [1000, 10]
     ten = lut.with_classes(10)
     assert ten.timed.classes == 10 and ten.timed.graph == lut.timed.graph
     diff = lut.entries[HEAD_1000].median_ms - 0.01

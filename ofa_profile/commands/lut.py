@@ -104,6 +104,9 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
     click.echo(f"device:       {s['device']} (runtime {s['runtime']}, batch {s['batch_size']}, "
                f"threads {s['num_threads'] if s['num_threads'] is not None else 'unknown'})")
     click.echo(f"timed:        {s['timed_label']}")
+    if len(s["heads_classes"]) > 1:
+        click.echo(f"heads:        classifier heads of {', '.join(map(str, s['heads_classes']))} classes "
+                   f"(predict/pareto --classes N)")
     click.echo(f"resolutions:  {','.join(map(str, s['resolutions'])) or 'none complete'}")
     extra = f" (+{s['resolution_entries']} per-resolution)" if s["resolution_entries"] else ""
     click.echo(f"entries:      {s['entries']}{extra}")
