@@ -10,7 +10,7 @@ $(BIN)/.installed: setup.py requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[teacher]' -r requirements-test.txt
+	$(BIN)/pip install -q -e '.[teacher,int8]' -r requirements-test.txt
 	$(BIN)/pip install -q --no-deps ofa==0.1.0.post202307202001
 	touch $@
 

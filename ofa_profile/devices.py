@@ -20,13 +20,13 @@ from .errors import OfaProfileError
 from .jsonio import JsonInputError, read_json_file
 from .options import Option, OptionError, UnsafeOptionError, check_options, option_from_text
 from .paths import device_specs_dir, schemas_dir
-from .runtimes import list_runtimes, runtime_info
+from .runtimes import RUNTIMES, list_runtimes, runtime_info
 from .space import DEFAULT_SPACE, get_space
 from .timing import TimingConfig
 from .transports import get_transport, list_transports, reachable
 
 __all__ = ["DeviceError", "UnsafeDeviceError", "DeviceSpec", "load_device", "allow_ssh_options", "list_devices", "device_status", "device_table",
-           "plugin_options", "with_transport_options", "transport_options_from_text"]
+           "plugin_options", "with_transport_options", "transport_options_from_text", "with_threads"]
 
 
 _SCHEMA: dict | None = None
@@ -176,6 +176,24 @@ def with_transport_options(spec: DeviceSpec, overrides: Mapping[str, Any]) -> De
     options, _ = plugin_options("transport", spec.transport)
     merged = check_options(f"transport {spec.transport}", options, {**spec.transport_options, **overrides})
     return dataclasses.replace(spec, transport_options=merged)
+
+
+MAX_THREADS = 256     # the device schema's num_threads maximum
+
+
+def with_threads(spec: DeviceSpec, threads: int | None) -> DeviceSpec:
+    """``spec`` run with ``threads`` intra-op threads (the command line's ``--threads``; None: as the spec says).
+    Only this machine's CPU runtimes (transport ``local``, runtime torch/onnxruntime/litert) take it: a phone's
+    or a board's threads are set in its spec file (:class:`DeviceError` otherwise, one line)."""
+    if threads is None or threads == spec.num_threads:
+        return spec
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise DeviceError(f"threads must be an integer from 1 to {MAX_THREADS}, not {threads!r}")
+    if spec.transport != "local" or spec.runtime not in RUNTIMES:
+        raise DeviceError(f"--threads applies to this machine's CPU runtimes ({', '.join(RUNTIMES)}); device "
+                          f"{spec.name} runs {spec.runtime} over {spec.transport}: set num_threads in a copy of its "
+                          f"spec file instead")
+    return dataclasses.replace(spec, num_threads=int(threads))
 
 
 def allow_ssh_options(spec: DeviceSpec, names: Sequence[str]) -> DeviceSpec:

@@ -51,7 +51,7 @@ def _missing_lut_hint(name: str) -> str:
     listing = f"(shipped: {', '.join(shipped) or 'none'})"
     for cand in (Path(f"{name}.json"), Path(f"{name}.yaml")):
         if cand.is_file():
-            return f"{cand} lies here: pass {cand}"
+            return f"{shell_command(str(cand))} lies here: pass it as the LUT"
     near = difflib.get_close_matches(name, shipped, n=1, cutoff=0.6)
     if near:
         return f"did you mean {near[0]}? {listing}"

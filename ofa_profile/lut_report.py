@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .argsafety import shell_command
+from .calibration import CALIBRATION_FORMAT
 from .errors import LutError, OfaProfileError
 from .jsonio import plain
 from .lut import FORMAT, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
@@ -99,6 +100,17 @@ class Validation:
     partial: Mapping[int, Sequence[str]]
 
 
+def require_a_resolution(lut: Lut) -> None:
+    """Refuse (one line) a LUT that lists no resolution it covers completely (``"resolutions": []``: a measurement
+    stopped early, or a table of partial resolutions only): its figures are no LUT of the space yet."""
+    if not lut.resolutions:
+        part = sorted(lut.coverage())
+        cmd = shell_command("ofa-profile", "measure", "--device", lut.device, "--out", lut.source)
+        raise LutError(f"LUT {lut.source} lists no resolution it covers completely (resolutions: [])"
+                       + (f"; it holds part of r={','.join(map(str, part[:6]))}" if part else "")
+                       + f": finish it (`{cmd}`) or list the resolutions it covers")
+
+
 def validate_lut_file(path: str | Path) -> Validation:
     """Check a LUT file (or OFA YAML tables) against the format, schema and space, and its coverage: every
     resolution it lists must have every key.  Raises :class:`LutError` (one line naming the missing keys)."""
@@ -107,6 +119,12 @@ def validate_lut_file(path: str | Path) -> Validation:
     if fmt != FORMAT or p.is_dir():           # OFA latency table(s) of some family
         return Validation(p, import_ofa_yaml(p), True, {})
     lut = load_lut(p)
+    require_a_resolution(lut)
+    cal = lut.calibration
+    if cal and cal.get("format") != CALIBRATION_FORMAT:
+        raise LutError(f"LUT {p}: its calibration's format {str(cal.get('format'))[:40]!r} is not "
+                       f"{CALIBRATION_FORMAT!r}, so predict cannot apply it; re-run "
+                       f"`{shell_command('ofa-profile', 'calibrate', '--lut', p)}` (or remove its 'calibration')")
     gaps = lut.gaps()
     listed = {r: m for r, m in gaps.items() if r in lut.resolutions}
     if listed:
@@ -151,6 +169,7 @@ def predict_subnet(lut_ref: str, arch_path: str, space: str | None = None, resol
     (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached) and ``log`` one warning line when it is off by more
     than 15 %; ``rescale`` multiplies the prediction by the check's factor."""
     lut = load_lut(lut_ref)
+    require_a_resolution(lut)
     spec = SubnetSpec.load(arch_path, space=space or lut.space, r=resolution)
     lut_sum = lut.lut_sum_ms(spec)
     use_cal = bool(lut.calibration) and calibrated

@@ -30,6 +30,7 @@ from .devices import DeviceSpec, plugin_options, with_transport_options
 from .errors import OfaProfileError
 from .jsonio import loads_strict
 from .lut import Lut, LutEntry, LutError, load_lut, save_lut
+from .lut_format import _space_keys
 from .ops import Op, enumerate_ops, ops_at_resolution
 from .replicates import run_passes
 from .space import get_space
@@ -39,7 +40,8 @@ from .timing import Measurement, TimingConfig, fingerprint_mismatch
 from .transports import LocalProfiler, Profiler, make_profiler
 
 __all__ = ["Profiler", "LocalProfiler", "make_profiler", "measure_lut", "JOURNAL_SUFFIX", "BlockNoise", "block_noise",
-           "timing_summary", "NOISY_IQR_REL", "lut_space", "default_lut_stem", "DeviceMeasurement", "measure_device"]
+           "timing_summary", "NOISY_IQR_REL", "lut_space", "default_lut_stem", "DeviceMeasurement", "measure_device",
+           "device_with_options"]
 
 JOURNAL_SUFFIX = ".journal.jsonl"
 
@@ -254,6 +256,11 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
                   "batch_size": prof.batch_size, "num_threads": device.num_threads, "fingerprint": fp,
                   "timing": device.timing.as_dict(), "timed": timed.to_json()}
         jheader, jentries = _read_journal(jpath)
+        foreign = sorted(set(jentries) - _space_keys(sp.name))
+        if foreign:
+            raise JournalError(f"journal {jpath} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} whose "
+                               f"key is no block of space {sp.name} (e.g. {foreign[0][:80]!r}); pass --fresh to "
+                               f"discard the journal and measure again")
         if jheader is not None:
             bad = [k for k in ("device", "runtime", "space", "seed", "batch_size", "num_threads")
                    if jheader.get(k) != header[k]]
@@ -445,15 +452,13 @@ class DeviceMeasurement:
                 "noise": self.noise.as_dict() if self.noise else None}
 
 
-def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *, space: str,
-                   batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
-                   limit: int | None = None, passes: int = 1, transport_options: Mapping[str, Any] | None = None,
-                   benchmark_binary: str | None = None, serial: str | None = None) -> DeviceMeasurement:
-    """:func:`measure_lut` with the device's own profiler (opened and closed here), and the noise of the blocks
-    once the LUT is complete (:func:`block_noise`).  ``transport_options`` replace some of the spec's (checked
-    against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
-    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a
-    transport that does not declare them gets them as before (the local one ignores them, ssh refuses them)."""
+def device_with_options(device: DeviceSpec, transport_options: Mapping[str, Any] | None = None,
+                        benchmark_binary: str | None = None, serial: str | None = None
+                        ) -> tuple[DeviceSpec, dict[str, Any]]:
+    """``(device, profiler keyword arguments)`` for a run with ``transport_options`` replacing some of the spec's
+    (checked against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
+    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a transport
+    that does not declare them gets them as keyword arguments (the local one ignores them, ssh refuses them)."""
     opts = dict(transport_options or {})
     declared = {o.name for o in plugin_options("transport", device.transport)[0]}
     kw = {}
@@ -463,7 +468,19 @@ def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *,
                 opts.setdefault(key, value)
             else:
                 kw[key] = value
-    device = with_transport_options(device, opts)
+    return with_transport_options(device, opts), kw
+
+
+def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *, space: str,
+                   batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
+                   limit: int | None = None, passes: int = 1, transport_options: Mapping[str, Any] | None = None,
+                   benchmark_binary: str | None = None, serial: str | None = None) -> DeviceMeasurement:
+    """:func:`measure_lut` with the device's own profiler (opened and closed here), and the noise of the blocks
+    once the LUT is complete (:func:`block_noise`).  ``transport_options`` replace some of the spec's (checked
+    against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
+    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a
+    transport that does not declare them gets them as before (the local one ignores them, ssh refuses them)."""
+    device, kw = device_with_options(device, transport_options, benchmark_binary, serial)
     prof = make_profiler(device, batch_size=batch_size, **kw)
     try:
         r = measure_lut(device, out, resolutions, space=space, batch_size=batch_size, seed=seed, progress=progress,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import __version__
+from . import __version__, paths
 from .argsafety import shell_command
 from .atomic import write_json_atomic
 from .devices import list_devices, load_device
@@ -212,9 +212,7 @@ def _timing(lut: "Lut") -> Any:
     if not isinstance(t, Mapping):
         return None
     cfg = TimingConfig.from_mapping(t)
-    vals = cfg.as_dict().values()
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in vals) or \
-            cfg.min_runs < 1 or cfg.min_runs > cfg.max_runs:
+    if cfg.problem():
         return None
     return replace(cfg, max_time_s=min(cfg.max_time_s, MAX_BLOCK_S))
 

@@ -15,7 +15,7 @@ from ofa_profile.cli import main
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
 
-from test_measure import FAST_TIMING
+from helpers import FAST_TIMING
 
 SPACE = "ofa-proxyless-w1.3"
 
