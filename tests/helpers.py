@@ -73,9 +73,14 @@ def make_folder(root: Path, n_per_class: int, n_classes: int = 3, seed: int = 0)
 
 # the trainer's command line on a tiny folder
 def train_cli(train_dir, val_dir, out, *extra):
+    """The trainer's command line on a tiny folder; an option given in ``extra`` replaces the default one (the
+    trainer refuses an option given twice)."""
+    defaults = {"--image-size": "48", "--resolutions": "48", "--batch-size": "4", "--eval-images": "6",
+                "--calib-images": "8", "--threads": "1", "--log-every": "1"}
+    given = {a for a in map(str, extra) if a.startswith("--")}
+    opts = [x for k, v in defaults.items() if k not in given for x in (k, v)]
     return [PY, "-m", "ofa_model.train", "--train-data", str(train_dir), "--val-data", str(val_dir), "--out", str(out),
-            "--image-size", "48", "--resolutions", "48", "--batch-size", "4", "--eval-images", "6",
-            "--calib-images", "8", "--threads", "1", "--log-every", "1", *extra]
+            *opts, *extra]
 
 
 def train_env():
@@ -138,6 +143,22 @@ def sigint_default() -> None:
     does); these tests send Ctrl-C on purpose."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
+
+
+def run_cli(*args, env: dict | None = None):
+    """``ofa-profile ARGS`` run in this process (click's runner) and returned as a subprocess would be
+    (``returncode``, ``stdout``, ``stderr``), without the 2-3 s of CPU a fresh interpreter spends importing torch.
+    An exception the command did not turn into an exit status is re-raised here: where a process would have printed
+    a traceback, the test fails with it."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from ofa_profile.cli import main
+    res = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return subprocess.CompletedProcess(["ofa-profile", *map(str, args)], res.exit_code, res.stdout, res.stderr)
 
 
 def mount_tmpfs(where: Path, size: str) -> bool:
