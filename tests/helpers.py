@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import types
@@ -159,6 +160,45 @@ def run_cli(*args, env: dict | None = None):
     if res.exception is not None and not isinstance(res.exception, SystemExit):
         raise res.exception
     return subprocess.CompletedProcess(["ofa-profile", *map(str, args)], res.exit_code, res.stdout, res.stderr)
+
+
+# a real OpenSSH server on loopback (the ``sshd`` fixture of conftest.py) as a Linux board
+SSHD = "/usr/sbin/sshd"
+HAVE_SSH = bool(Path(SSHD).exists() and shutil.which("ssh") and shutil.which("ssh-keygen"))
+NO_SSH = "OpenSSH server/client not installed (apt-get install openssh-server openssh-client)"
+RUNTIME = "onnxruntime"
+
+
+def needs_sshd(f):
+    """The real OpenSSH server and client (a device marker)."""
+    return pytest.mark.device(pytest.mark.skipif(not HAVE_SSH, reason=NO_SSH)(f))
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def board_spec(sshd, tmp_path, port=None, host="127.0.0.1", **over):
+    obj = {
+        "format": "ofa-profile-device", "schema_version": 1, "name": "loopback-board",
+        "description": "this machine as an SSH board (test)", "runtime": RUNTIME, "transport": "ssh",
+        "num_threads": 1, "batch_sizes": [1],
+        "timing": {"warmup_runs": 2, "min_runs": 5, "max_runs": 8, "max_time_s": 0.5, "target_iqr_rel": 0.5},
+        "ssh": {"host": host, "port": port or sshd["port"], "user": os.environ.get("USER") or None,
+                "identity_file": sshd["key"], "remote_python": sys.executable,
+                "remote_dir": str(tmp_path / "board"),
+                "options": [f"UserKnownHostsFile={sshd['known_hosts']}", "StrictHostKeyChecking=no"]},
+    }
+    obj["ssh"].update(over)
+    if obj["ssh"]["user"] is None:
+        del obj["ssh"]["user"]
+    path = tmp_path / "loopback-board.json"
+    path.write_text(json.dumps(obj))
+    from ofa_profile.devices import parse_device
+    return parse_device(obj, str(path)), path
 
 
 def mount_tmpfs(where: Path, size: str) -> bool:

@@ -109,6 +109,7 @@ def _cli(*args):
                           env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_export_command(supernet, tmp_path):
     """(run_cli re-raises any exception a command leaks, so "no traceback" holds for the in-process runs too.)"""
     save_bundle(supernet, tmp_path / "w", "tiny")           # a verified bundle (fp16) as --supernet

@@ -134,6 +134,7 @@ def test_train_command_reproduces_flags():
     assert "--batch-size" not in line and "--channels-last" not in train_command({"channels_last": True})
 
 
+@pytest.mark.slow
 def test_model_card_from_a_run(runs, tmp_path):
     base, tr, va, ps, alone = runs
     out = tmp_path / "pkg"
@@ -175,6 +176,7 @@ def test_model_card_from_a_run(runs, tmp_path):
     assert r.returncode == 1 and "is a --standalone run" in r.stderr and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_model_card_checks_the_accuracy_dataset(runs, tmp_path):
     """With OUT/weights/accuracy-dataset.csv beside the bundle, the card describes it and evaluates its first rows
     again with the rows' own settings: the same weights give the same top-1; an edited row shows as a difference."""
@@ -225,6 +227,7 @@ def test_model_card_checks_the_accuracy_dataset(runs, tmp_path):
     assert (out / "MODEL_CARD.md").read_text() == text
 
 
+@pytest.mark.slow
 def test_accuracy_dataset_resumes(runs, tmp_path):
     base, _, _, ps, _ = runs
     model, info = load_supernet(ps)
@@ -263,6 +266,7 @@ def test_accuracy_dataset_resumes(runs, tmp_path):
     assert list(csv.DictReader(open(out))) == got
 
 
+@pytest.mark.slow
 def test_cli_train_help_accuracy_dataset_and_errors(runs, tmp_path):
     base, tr, va, ps, _ = runs
     r = _cli("train", "--help")                       # a real process; the runs below in this one (faster)

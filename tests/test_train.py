@@ -197,6 +197,7 @@ def test_channels_last_same_training(data, tmp_path):
     assert "--no-channels-last" in r.stdout
 
 
+@pytest.mark.slow
 def test_kill_and_resume(data, tmp_path):
     out = tmp_path / "run"
     cmd = _cli(data[0], data[1], out, "--max-steps-per-phase", "3", "--ckpt-every", "1", "--eval-images", "0")
@@ -241,6 +242,7 @@ def _stop_with(sig, cmd, log: Path, phase: str, after: int):
     return p.returncode, err
 
 
+@pytest.mark.slow
 def test_sigint_and_sigterm_stop_after_a_step_with_a_checkpoint(data, tmp_path):
     """Ctrl-C or a preemption's SIGTERM: the step in flight finishes, a checkpoint is written, exit 128 + signal in
     one line; the rerun resumes from exactly that step, so no step is lost or done twice (a SIGKILL repeats the
@@ -266,6 +268,7 @@ def test_sigint_and_sigterm_stop_after_a_step_with_a_checkpoint(data, tmp_path):
         assert [st for ph, st in steps if ph == phase] == list(range(1, n + 1)), phase
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_stay_in_sync(data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ofa_model.train",
