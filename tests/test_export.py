@@ -118,7 +118,8 @@ def test_export_command(supernet, tmp_path):
     fmts = ["onnx"] + (["tflite"] if HAVE_LITERT else [])
     for fmt in fmts:            # the first through a real process (the entry point), the rest in this one (faster)
         out = tmp_path / f"net.{fmt}"
-        r = (_cli if fmt == "onnx" else run_cli)("export", "--arch", arch, "--format", fmt, "--out", out, "--supernet", tmp_path / "w" / "tiny.pt",
+        run = _cli if fmt == "onnx" else run_cli
+        r = run("export", "--arch", arch, "--format", fmt, "--out", out, "--supernet", tmp_path / "w" / "tiny.pt",
                  "--json")
         assert r.returncode == 0, r.stderr[-2000:]
         s = json.loads(r.stdout)
