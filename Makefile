@@ -24,7 +24,7 @@ sysdeps:
 	fi
 
 test: setup sysdeps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # the README's main job on this CPU, in $(OUT): one resolution and a smaller calibration, so it takes minutes
 DEMO = cd $(OUT) && $(abspath $(BIN))/ofa-profile

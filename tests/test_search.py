@@ -257,6 +257,7 @@ def test_pareto_margin_fixed_and_auto(cli_files):
         assert res.exit_code == 2 and "--margin" in res.stderr
 
 
+@pytest.mark.slow
 def test_pareto_verify_measures_on_the_device_and_evaluates_with_the_supernet(cli_files, tmp_path):
     """--verify: a real end-to-end ONNX Runtime measurement and a real evaluation of the chosen subnet."""
     import json
