@@ -206,7 +206,7 @@ def speed_check_source(src: Any, device: str | None, enabled: bool, rescale: boo
 
 def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | None, n_val: int, n_calib: int,
                 seed: int, train_data: str | None, val_data: str | None, cache_dir: str | None,
-                rounds: int = 2, log: Log = _quiet) -> dict:
+                rounds: int = 2, log: Log = _quiet, timed: Any = None) -> dict:
     """pareto --verify: measure ``best`` end to end on ``device_ref`` (the lowest median of ``rounds``
     passes, as calibration measures its subnets); evaluate it with the supernet.  Weights refused as unsafe or
     damaged (:class:`~ofa_model.safeload.RefusedWeightsError`) fail the command, before any device work; other
@@ -226,8 +226,13 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
     dev = load_device(device_ref)
     log(f"verify: measuring the chosen subnet on {dev.name} ...")
     with make_profiler(dev) as prof:
-        reps = run_passes([best.spec], max(1, rounds), per_item(lambda spec, _p: prof.measure_subnet(spec, seed)),
-                          key=lambda _spec: 0)
+        head = None                      # what the prediction is for (``timed``: the LUT's graph and head)
+        if timed is not None:
+            prof.use_graph(timed.graph)
+            head = None if timed.classes == get_space(best.spec.space).n_classes else timed.classes
+        reps = run_passes([best.spec], max(1, rounds),
+                          per_item(lambda spec, _p: prof.measure_subnet(spec, seed) if head is None
+                                   else prof.measure_subnet(spec, seed, head)), key=lambda _spec: 0)
     m = reps.lowest[0]
     med = m.median_ms
     out: dict = {"device": dev.name, "measured_latency_ms": round(med, 4), "iqr_ms": round(m.iqr_ms, 4),
@@ -305,7 +310,8 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
                verify_device: str | None = None, verify_rounds: int = 2, supernet: str | None = None,
                verify_images: int = 1000, verify_calib_images: int = 2000, train_data: str | None = None,
                val_data: str | None = None, cache_dir: str | None = None, speed_check: bool = False,
-               rescale: bool = False, log: Log = _quiet, hold: Callable[[Path], Any] | None = None) -> ParetoRun:
+               rescale: bool = False, log: Log = _quiet, hold: Callable[[Path], Any] | None = None,
+               classes: int | None = None) -> ParetoRun:
     """Search the best subnet under ``budget_ms`` and the frontier; write ``pareto-<device>-<budget>ms.json``,
     ``.best.json`` (readable by ``--arch`` of predict and export) and, with ``plot``, ``.png`` into ``out`` (an
     existing folder).  ``margin_pct`` None: ``--margin auto``.  ``hold(path)`` is called with the JSON's path once
@@ -321,7 +327,7 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
         raise OptionError(f"--rescale scales a shipped LUT by its speed check; {other}: pass one")
     if not (device or lut or adapter):
         device = DEFAULT_DEVICE
-    src = resolve_latency_source(device, lut, adapter, calibrated=not no_calibration)
+    src = resolve_latency_source(device, lut, adapter, calibrated=not no_calibration, classes=classes)
     # named by the LUT (or adapter) file, so that runs on different LUTs of one device never replace each other's
     # files; reduced to a plain name, so every file lands in `out`
     stem = safe_name(f"pareto-{src.file_id}-{budget_ms:g}ms")
@@ -396,7 +402,8 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     if verify:
         result["verify"] = verify_best(best, budget_ms, verify_device or device or src.name, supernet,
                                        verify_images, verify_calib_images, seed, train_data, val_data, cache_dir,
-                                       rounds=verify_rounds, log=log)
+                                       rounds=verify_rounds, log=log,
+                                       timed=src.lut.timed if src.lut is not None else None)
         vd = str(result["verify"].get("dataset") or "").lower()
         if result["verify"].get("top1") is not None and vd and vd != pblock["dataset"]:
             log(f"note: the predicted accuracy is {pblock['label']}; the measured top-1 is on {vd}: not comparable "
