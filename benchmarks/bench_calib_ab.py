@@ -15,7 +15,7 @@ then fits the calibration on each fit set (A: uniform, B: stratified, C: stratif
 held-out subnets per size tercile (by LUT sum) and on the extremes (held out for A and B; fitted for C).
 
     flock /work/bench.lock python benchmarks/bench_calib_ab.py --lut cpu-ort.json [--device cpu-ort]
-        [--n-fit 40] [--n-test 30] [--rounds 3] [--max-time-s 0.6] [--json FILE]
+        [--n-fit 40] [--n-test 30] [--rounds 3] [--max-time-s 0.6] [--clock thread-cpu] [--json FILE]
 
 Pinned to one core at raised priority where permitted: run it alone.
 """
@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--max-time-s", type=float, default=0.6, help="timing per subnet and pass (device default 2 s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cpu", type=int, default=None)
+    ap.add_argument("--clock", default="wall", help="wall | thread-cpu (an oversubscribed machine: see _clock.py)")
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
 
@@ -69,7 +70,6 @@ def main() -> None:
                                        measure_subnets, sample_specs, sample_stratified)
     from ofa_profile.devices import load_device
     from ofa_profile.lut import load_lut
-    from ofa_profile.measure import make_profiler
 
     lut = load_lut(args.lut)
     res = list(lut.resolutions)
@@ -89,7 +89,8 @@ def main() -> None:
     dev = load_device(args.device)
     timing = dataclasses.replace(dev.timing, max_time_s=args.max_time_s)
     t0 = time.time()
-    with tempfile.TemporaryDirectory() as tmp, make_profiler(dev, timing=timing) as prof:
+    from _clock import make_profiler_with_clock
+    with tempfile.TemporaryDirectory() as tmp, make_profiler_with_clock(dev, args.clock, timing=timing) as prof:
         got = measure_subnets(prof, [allspecs[i] for i in order], Path(tmp) / "j.jsonl", args.seed, progress=False,
                               rounds=args.rounds)
     ms = {_arch_key(allspecs[i]): got[j] for j, i in enumerate(order)}
@@ -98,7 +99,7 @@ def main() -> None:
     held = test + ext_specs
     size = [lut.lut_sum_ms(s) for s in held]
 
-    out = {"lut": args.lut, "n_fit": args.n_fit, "n_test": args.n_test, "rounds": args.rounds,
+    out = {"lut": args.lut, "clock": args.clock, "n_fit": args.n_fit, "n_test": args.n_test, "rounds": args.rounds,
            "max_time_s": args.max_time_s, "seconds": round(secs, 1), "loadavg_after": os.getloadavg(), "fits": []}
 
     def report(name, predict, note=""):
@@ -141,7 +142,7 @@ def main() -> None:
     coef, *_ = np.linalg.lstsq(A, np.ones(len(y)), rcond=None)
     report("E a*LUTsum + b*blocks + c, strat+extremes", lambda s: float(np.dot(f3(s), coef)),
            f"(extremes fitted; a={coef[0]:.3f} b={coef[1]:.4f} c={coef[2]:.4f})")
-    print(f"{len(allspecs)} subnets x {args.rounds} passes in {secs:.0f} s; load average after "
+    print(f"{args.clock} clock; {len(allspecs)} subnets x {args.rounds} passes in {secs:.0f} s; load average after "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(out, indent=1))

@@ -25,6 +25,8 @@ follows it directly.
     flock /work/bench.lock python benchmarks/bench_deploy_fidelity.py --lut cpu-ort.json --calibrate \\
         [--samples 100 --test-samples 50] [--n 60] [--ways export,export10,ofa] [--json FILE]
     ... --n 12 --ways export --max-time-s 0.5          # a quick run
+    ... --measure-lut 160,224 --calibrate --clock thread-cpu  # an oversubscribed machine: LUT, calibration
+                                                              # and models all timed by thread CPU time
 
 Pinned to one core at raised priority where permitted: run it alone.
 """
@@ -147,7 +149,12 @@ def main() -> None:
     ap.add_argument("--lut10", default=None, help="a 10-class LUT to predict export10 with")
     ap.add_argument("--lut-ofa", default=None, help="an OFA-graph LUT to predict ofa with")
     ap.add_argument("--device", default="cpu-ort")
+    ap.add_argument("--measure-lut", default=None, metavar="RES",
+                    help="first measure --lut (fresh) at these resolutions, e.g. 160,224, on --device")
     ap.add_argument("--calibrate", action="store_true", help="calibrate --lut first (on --device)")
+    ap.add_argument("--clock", default="wall",
+                    help="wall | thread-cpu: what times the LUT, the calibration and the models (thread-cpu: an "
+                         "oversubscribed machine, see _clock.py)")
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--test-samples", type=int, default=50)
     ap.add_argument("--calib-rounds", type=int, default=2)
@@ -172,15 +179,23 @@ def main() -> None:
     from ofa_profile.calibrate import _arch_key, calibrate_device, extreme_specs_at, sample_stratified
     from ofa_profile.devices import load_device
     from ofa_profile.lut import load_lut
-    from ofa_profile.measure import make_profiler
     from ofa_profile.space import SubnetSpec
     from ofa_profile.timing import fix_malloc, measure_callable, set_threads
 
+    from _clock import make_clock, make_profiler_with_clock
+    clock = make_clock(args.clock)
     dev = load_device(args.device)
     t_start = time.time()
     calib = None
+    if args.measure_lut:
+        from ofa_profile.measure import measure_lut
+        from ofa_profile.space import parse_resolutions
+        with make_profiler_with_clock(dev, args.clock) as prof:
+            m = measure_lut(dev, Path(args.lut), parse_resolutions(args.measure_lut, dev.space), profiler=prof,
+                            fresh=True, progress=not args.quiet)
+        print(f"measured {args.lut} at {args.measure_lut} ({args.clock} clock): {m}", flush=True)
     if args.calibrate:
-        with make_profiler(dev) as prof:
+        with make_profiler_with_clock(dev, args.clock) as prof:
             calib = calibrate_device(Path(args.lut), prof, args.samples, args.test_samples, seed=args.seed,
                                      progress=not args.quiet, rounds=args.calib_rounds)
         calib = {k: v for k, v in calib.items() if k != "samples"}
@@ -242,7 +257,7 @@ def main() -> None:
             rng.shuffle(order)
             for k, (i, w) in enumerate(order):
                 sess, call = plain_session(files[(i, w)], subnets[i][1].r, args.seed)
-                medians[(i, w)].append(measure_callable(call, timing).median_ms)
+                medians[(i, w)].append(measure_callable(call, timing, clock=clock).median_ms)
                 del sess, call
                 if not args.quiet and k % 50 == 0:
                     print(f"  pass {p + 1}: {k}/{len(order)}", file=sys.stderr, flush=True)
@@ -296,12 +311,12 @@ def main() -> None:
                        zip([r_ for r_ in rows if r_["way"] == w], [r_ for r_ in rows if r_["way"] == "export"])]
                 print(f"measured {w} / export: median {np.median(rat):.3f} (range {min(rat):.3f}..{max(rat):.3f})")
     load = os.getloadavg()
-    print(f"timing {t_time:.0f} s, building {t_build:.0f} s; total {time.time() - t_start:.0f} s; load average after: "
+    print(f"{args.clock} clock; timing {t_time:.0f} s, building {t_build:.0f} s; total {time.time() - t_start:.0f} s; load average after: "
           f"{', '.join(f'{v:.2f}' for v in load)}")
     if skipped:
         print(f"skipped: {'; '.join(skipped)}")
     if args.json_out:
-        out = {"lut": args.lut, "luts": {w: luts[w][1] for w in ways}, "device": dev.name, "ways": ways,
+        out = {"lut": args.lut, "clock": args.clock, "luts": {w: luts[w][1] for w in ways}, "device": dev.name, "ways": ways,
                "n_random": args.n, "seed": args.seed, "timing": timing.as_dict(), "calibration": calib,
                "lut_calibrated_utc": (lut.calibration or {}).get("calibrated_utc"), "summary": summary,
                "rows": rows, "skipped": skipped, "seconds": {"timing": round(t_time, 1), "build": round(t_build, 1)},
