@@ -18,6 +18,8 @@ Datasets: :func:`~ofa_profile.accuracy_data.read_accuracy_csv` (re-exported here
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from .atomic import write_json_atomic
 from .encodings import (DEFAULT_ENCODING, ENCODINGS, ArchArrays, as_arrays, encode,  # noqa: F401  (re-exported)
                         same_macro_architecture)
 from .errors import OfaProfileError
+from .inputs import MAX_BYTES, read_input
 from .jsonio import JsonInputError, loads_strict, read_json_file
 from .paths import model_weights_dir, shared_data_dir, user_cache_dir
 from .space import SubnetSpec, full_space, get_space
@@ -163,12 +166,12 @@ class AccuracyPredictor:
         return write_json_atomic(path, self.to_json(), indent=None)
 
 
-def load_accuracy_predictor(path: str | Path) -> AccuracyPredictor:
+def load_accuracy_predictor(path: str | Path, *, follow_symlinks: bool = True) -> AccuracyPredictor:
     """Read and check a predictor file: strict JSON, every field and array shape checked, and its predictions
     on the space's smallest and largest subnets fractions in [0, 1] (one-line :class:`OfaProfileError`)."""
     p = Path(path)
     try:
-        obj = read_json_file(p, "accuracy predictor")
+        obj = read_json_file(p, "accuracy predictor", follow_symlinks=follow_symlinks)
     except JsonInputError as exc:
         raise OfaProfileError(str(exc)) from None
     try:
@@ -352,8 +355,9 @@ def load_official_predictor(path: str | Path, space: str = "ofa-mbv3-w1.2") -> A
     p = Path(path)
     if not p.exists():
         raise OfaProfileError(f"official OFA predictor {p} does not exist")
+    data = read_input(p, "official OFA predictor", MAX_BYTES["predictor"])
     try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
+        sd = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types here
         raise OfaProfileError(f"{p} is not a loadable torch state dict ({type(exc).__name__})") from None
     if isinstance(sd, Mapping) and "state_dict" in sd:
@@ -373,6 +377,11 @@ def load_official_predictor(path: str | Path, space: str = "ofa-mbv3-w1.2") -> A
     if layers[0][0].shape[0] != 128 or layers[-1][0].shape[1] != 1:
         raise OfaProfileError(f"{p}: expected an MLP from 128 OFA features to 1 output, got "
                               f"{layers[0][0].shape[0]} -> {layers[-1][0].shape[1]}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != OFFICIAL_PREDICTOR_SHA256:     # its legacy torch format carries no checksum of its own
+        raise OfaProfileError(f"{p} has the layout of OFA's acc_predictor.pth but not its content: sha256 "
+                              f"{digest[:16]}..., the official file's is {OFFICIAL_PREDICTOR_SHA256[:16]}... (a "
+                              f"damaged or changed copy); refused: download it again from OFA's release")
     comp = {"type": "mlp", "activation": "relu", "layers": layers, "x_mean": np.zeros(128), "x_scale": np.ones(128),
             "y_mean": 0.0, "y_scale": 1.0}
     pred = AccuracyPredictor(space=get_space(space).name, encoding="ofa-onehot", model="ofa-official-mlp",
@@ -473,7 +482,6 @@ def fit_with_held_out(data: "str | Path | Sequence[str | Path]", model: str = DE
     reference files); recorded as the predictor's label.  ``made_by``: the command line, recorded.
     ``fit_options``: :data:`FIT_OPTIONS` of :func:`fit_accuracy_predictor`."""
     import dataclasses
-    import hashlib
     import time
 
     bad = sorted(set(fit_options) - set(FIT_OPTIONS))
@@ -510,7 +518,7 @@ def fit_with_held_out(data: "str | Path | Sequence[str | Path]", model: str = DE
         cv.pop("predicted")
         report["cross_validated"] = cv
     pred = fit_accuracy_predictor(ds, model=model, encoding=encoding, seed=seed, **fit_options)
-    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+    digests = [hashlib.sha256(read_input(p, "accuracy CSV", MAX_BYTES["csv"])).hexdigest() for p in paths]
     extra: dict[str, Any] = {"source_sha256": digests[0] if len(paths) == 1 else digests}
     if supernet_sha:
         extra["supernet_sha256"] = supernet_sha
@@ -584,6 +592,10 @@ def _bundled_predictor_mismatch(pred: "AccuracyPredictor") -> str | None:
     return None
 
 
+#: sha256 of OFA's official ``acc_predictor.pth`` (1,492,497 bytes; the w1.2 tutorial's predictor)
+OFFICIAL_PREDICTOR_SHA256 = "48685122a3540636b06699af66cd816456b25f29b69563e2fda9bed4018eeba0"
+
+
 def _cache_dir() -> Path:
     return user_cache_dir() / "predictors"
 
@@ -591,23 +603,20 @@ def _cache_dir() -> Path:
 def fit_cached(csv_path: str | Path, model: str = DEFAULT_MODEL, encoding: str = DEFAULT_ENCODING,
                seed: int = 0, space: str | None = None) -> AccuracyPredictor:
     """:func:`fit_accuracy_predictor` on a CSV, cached by the CSV's sha256 (plain JSON, never a pickle)."""
-    import hashlib
     p = Path(csv_path)
-    try:
-        digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-    except FileNotFoundError:
-        raise OfaProfileError(f"accuracy CSV {p} does not exist") from None
+    digest = hashlib.sha256(read_input(p, "accuracy CSV", MAX_BYTES["csv"])).hexdigest()[:16]
     tag = "" if space is None else f"-{get_space(space).name}"
     cache = _cache_dir() / f"{p.stem}-{digest}-{model.replace('+', '_')}-{encoding}-s{seed}{tag}.json"
-    if cache.exists():
+    if cache.exists() or cache.is_symlink():
         try:
-            return load_accuracy_predictor(cache)
+            return load_accuracy_predictor(cache, follow_symlinks=False)
         except OfaProfileError:
-            pass  # a stale or foreign file: refit below
+            pass  # a stale or foreign file, or a planted symlink: refit below (and replace it)
     pred = fit_accuracy_predictor(p, model=model, encoding=encoding, seed=seed, space=space)
     try:
-        pred.save(cache)
-    except OSError:
+        if not cache.parent.is_symlink():
+            write_json_atomic(cache, pred.to_json(), indent=None, follow_symlinks=False)
+    except (OSError, OfaProfileError):
         pass  # a read-only home: the fit is still returned
     return pred
 
@@ -704,12 +713,22 @@ def outside_trained_range(pred: AccuracyPredictor, resolutions: Sequence[int]) -
     return sorted({int(r) for r in resolutions if not min(tr) <= int(r) <= max(tr)})
 
 
+ACCURACY_CSV_HELP = ("columns r, d, ks, e (the subnet in OFA's spec format, lists as JSON) and accuracy (top-1, a "
+                     "fraction or a percentage), one measured subnet per row: docs/search-spaces.md")
+
+
 def _refuse_for_space(space: str, what: str) -> None:
-    official = " (OFA's official w1.2 predictor, e.g. ../shared/data/reference/ofa-acc-predictor.pth)" \
-        if get_space(space).name == "ofa-mbv3-w1.2" else ""
-    raise OfaProfileError(f"{what} describes OFA's w1.0 supernet, not {space}: pass --predictor "
-                          f"ofa-acc-predictor.pth{official}, or --predictor FILE.json / --accuracy-data FILE.csv "
-                          f"fitted on {space} accuracies")
+    """No shipped predictor describes ``space``: the options that work there.  OFA's official ``.pth`` is named
+    only for the w1.2 space it describes (a predictor of one space is refused for another)."""
+    if get_space(space).name == "ofa-mbv3-w1.2":
+        raise OfaProfileError(f"{what} describes OFA's w1.0 supernet, not {space}: pass --predictor "
+                              f"ofa-acc-predictor.pth (OFA's official w1.2 predictor, e.g. "
+                              f"../shared/data/reference/ofa-acc-predictor.pth), or --accuracy-data FILE.csv of "
+                              f"measured {space} subnets ({ACCURACY_CSV_HELP})")
+    raise OfaProfileError(f"{what} describes OFA's w1.0 MobileNetV3 supernet, not {space}, and no accuracy "
+                          f"predictor ships for {space}: pass --accuracy-data FILE.csv of measured {space} subnets "
+                          f"({ACCURACY_CSV_HELP}), or --predictor FILE.json fitted on one (with a column "
+                          f"space={space}) by `ofa-profile accuracy-predictor --data FILE.csv --out FILE.json`")
 
 
 def load_predictor_file(path: str | Path, space: str | None = None) -> AccuracyPredictor:

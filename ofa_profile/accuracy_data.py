@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .encodings import same_macro_architecture
 from .errors import OfaProfileError
+from .inputs import MAX_BYTES, open_input_text
 from .jsonio import JsonInputError, loads_strict
 from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 
@@ -95,10 +96,8 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
     """
     import numpy as np
     p = Path(path)
-    try:
-        fh = open(p, newline="", encoding="utf-8-sig")  # a leading BOM (Excel) is no part of the first column name
-    except FileNotFoundError:
-        raise OfaProfileError(f"accuracy CSV {p} does not exist") from None
+    # a leading BOM (Excel) is no part of the first column name; a FIFO or a device is refused at once
+    fh = open_input_text(p, "accuracy CSV", MAX_BYTES["csv"])
     with fh:
         colnames, reader = csv_records(fh, p)
         cols = set(colnames)
@@ -207,10 +206,7 @@ def read_specs_csv(path: str | Path, space: str | None = None) -> list[SubnetSpe
     """Subnets of a CSV: an ``arch`` column (a JSON spec, optionally with its space) or ``d, ks, e`` (JSON
     lists) and ``r`` (or ``image_size``) columns, optional ``space``; other columns are ignored."""
     p = Path(path)
-    try:
-        fh = open(p, newline="", encoding="utf-8-sig")  # a leading BOM (Excel) is not data
-    except FileNotFoundError:
-        raise OfaProfileError(f"CSV {p} does not exist") from None
+    fh = open_input_text(p, "CSV", MAX_BYTES["csv"])   # a leading BOM (Excel) is not data
     specs: list[SubnetSpec] = []
     with fh:
         cols, reader = csv_records(fh, p)

@@ -39,6 +39,7 @@ from .atomic import write_json_atomic
 from .encodings import (ArchArrays, BlockTable, as_arrays, macs_table,  # noqa: F401  (re-exported)
                         op_cost_table, params_table, same_macro_architecture)
 from .errors import OfaProfileError
+from .inputs import MAX_BYTES, open_input_text
 from .fewshot_score import AdaptScore, score_latency  # noqa: F401  (re-exported)
 from .jsonio import JsonInputError, loads_strict, read_json_file
 from .latency_source import SourceModel
@@ -412,10 +413,7 @@ def read_latency_csv(path: str | Path, space: str | None = None) -> LatencyData:
     """
     import numpy as np
     p = Path(path)
-    try:
-        fh = open(p, newline="", encoding="utf-8-sig")  # a leading BOM (Excel) is not data
-    except FileNotFoundError:
-        raise OfaProfileError(f"measurements file {p} does not exist") from None
+    fh = open_input_text(p, "measurements file", MAX_BYTES["csv"])   # a leading BOM (Excel) is not data
     with fh:
         cols, reader = csv_records(fh, p)
         lat_cols = [c for c in cols if c in _LAT_NAMES or c.startswith("lat_ms")]

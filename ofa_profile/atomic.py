@@ -83,11 +83,13 @@ def remove_dead_temps(folder: str | os.PathLike, name: str) -> int:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", *, follow_symlinks: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds it becomes ``path`` (mode 0644),
     when it raises the temporary file is removed and ``path`` is untouched.  A symlinked ``path`` is written
-    through: the temporary file goes beside the link's target and replaces it (:func:`write_target`)."""
-    p = write_target(path)
+    through: the temporary file goes beside the link's target and replaces it (:func:`write_target`);
+    ``follow_symlinks=False`` (the user cache) replaces whatever entry is at ``path`` (a link, not its target; a
+    FIFO) with the new file."""
+    p = write_target(path) if follow_symlinks else Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.{temp_tag()}.", suffix=suffix)
     os.close(fd)
@@ -100,9 +102,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
             os.unlink(tmp)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes | Any) -> Path:
-    """Write ``data`` (bytes or a buffer such as a uint8 numpy array) to ``path`` atomically, fsynced."""
-    with atomic_path(path) as tmp:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes | Any, *, follow_symlinks: bool = True) -> Path:
+    """Write ``data`` (bytes or a buffer such as a uint8 numpy array) to ``path`` atomically, fsynced
+    (``follow_symlinks``: :func:`atomic_path`)."""
+    with atomic_path(path, follow_symlinks=follow_symlinks) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -110,12 +113,15 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes | Any) -> Path:
     return Path(path)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: str | os.PathLike, text: str, *, follow_symlinks: bool = True) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"), follow_symlinks=follow_symlinks)
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2, *,
+                      follow_symlinks: bool = True) -> Path:
     """Strict JSON (``indent=None``: compact) with a final newline: never ``NaN``/``Infinity``, an undefined
-    figure is written as ``null`` (:func:`ofa_profile.jsonio.dumps_strict`)."""
+    figure is written as ``null`` (:func:`ofa_profile.jsonio.dumps_strict`); ``follow_symlinks=False``: a
+    symlink at ``path`` is replaced, not written through (:func:`atomic_path`)."""
     sep = (",", ":") if indent is None else None
-    return write_text_atomic(path, dumps_strict(obj, indent=indent, separators=sep) + "\n")
+    return write_text_atomic(path, dumps_strict(obj, indent=indent, separators=sep) + "\n",
+                             follow_symlinks=follow_symlinks)

@@ -200,6 +200,8 @@ def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: i
     if bad:
         raise OfaProfileError(f"LUT {lut_path} was measured on another setup ({'; '.join(bad)}); "
                               f"calibrate on the machine and runtime that built it")
+    lut.timed.require_same(profiler.timed(lut.space), f"LUT {lut_path}", "the subnets calibration measures",
+                           "calibrate it with a device spec and options that time what the LUT timed")
     res = tuple(resolutions) if resolutions else lut.resolutions
     miss = [r for r in res if r not in lut.resolutions]
     if miss:
@@ -215,6 +217,7 @@ def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: i
     cal_pred = [apply_calibration(cal, s, lut) for s in test_specs]
     report = {
         "n_fit": n_fit, "n_test": n_test, "seed": seed, "resolutions": list(res), "rounds": rounds,
+        "timed": lut.timed.to_json(), "timed_label": lut.timed.label(lut.runtime),
         "test_calibrated": evaluate(cal_pred, measured[n_fit:]).as_dict() if n_test else None,
         "test_lut_sum": evaluate(lut_sum, measured[n_fit:]).as_dict() if n_test else None,
         "ratio_lut_sum_to_measured_mean": float(sum(a / b for a, b in zip(lut_sum, measured[n_fit:])) / max(1, n_test)),
@@ -279,6 +282,8 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     if bad:
         raise OfaProfileError(f"LUT {lut.source} was measured on another setup ({'; '.join(bad)}): its drift "
                               f"cannot be measured here")
+    lut.timed.require_same(profiler.timed(lut.space), f"LUT {lut.source}", "the subnets measured now",
+                           "measure the drift with a device spec that times what the LUT timed")
     held = held[:n]
     specs = [SubnetSpec.from_ofa(x["arch"], space=lut.space) for x in held]
     seed = int((cal.get("report") or {}).get("seed", 0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping, Protocol
 
+from .argsafety import shell_command
 from .errors import LutError, LutMissError, OfaProfileError
 from .jsonio import plain
 from .ops import split_ops, subnet_ops
@@ -89,7 +90,7 @@ def check_calibration(lut: "LutView") -> None:
     cal = lut.calibration
     if not cal:
         return
-    fix = f"re-run `ofa-profile calibrate --lut {lut.source}` (or remove its 'calibration')"
+    fix = f"re-run `{shell_command('ofa-profile', 'calibrate', '--lut', lut.source)}` (or remove its 'calibration')"
 
     def bad(what: str) -> LutError:
         return LutError(f"LUT {lut.source}: its calibration {what}; {fix}")

@@ -235,7 +235,7 @@ def report(exc: BaseException, interrupted: str = INTERRUPTED) -> int:
     if isinstance(exc, OfaProfileError) and isinstance(code, int):
         # an error that carries its own code: the trainer's clean stop (checkpoint written, 128 + signal)
         if _rank0():
-            _echo(_one_line(str(exc)))
+            _echo(("error: " if code == EXIT_USAGE else "") + _one_line(str(exc)))
         return code
     if _state.signum:          # whatever the signal turned into where it arrived
         return _interrupted(_state.signum, interrupted)

@@ -15,18 +15,18 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .devicespec import DeviceError, DeviceSpec
+from .devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, read_json_file
-from .options import Option, OptionError, check_options, option_from_text
+from .options import Option, OptionError, UnsafeOptionError, check_options, option_from_text
 from .paths import device_specs_dir, schemas_dir
-from .runtimes import list_runtimes, runtime_info
+from .runtimes import RUNTIMES, list_runtimes, runtime_info
 from .space import DEFAULT_SPACE, get_space
 from .timing import TimingConfig
 from .transports import get_transport, list_transports, reachable
 
-__all__ = ["DeviceError", "DeviceSpec", "load_device", "list_devices", "device_status", "device_table",
-           "plugin_options", "with_transport_options", "transport_options_from_text"]
+__all__ = ["DeviceError", "UnsafeDeviceError", "DeviceSpec", "load_device", "allow_ssh_options", "list_devices", "device_status", "device_table",
+           "plugin_options", "with_transport_options", "transport_options_from_text", "with_threads"]
 
 
 _SCHEMA: dict | None = None
@@ -115,6 +115,8 @@ def _spec_options(obj: Mapping[str, Any], kind: str, source: str) -> dict[str, A
         where, given = section, obj[section]
     try:
         return check_options(f"{kind} {name}", options, given)
+    except UnsafeOptionError as exc:
+        raise UnsafeDeviceError(f"device spec {source} is invalid at {where}: {exc}") from None
     except OptionError as exc:
         raise DeviceError(f"device spec {source} is invalid at {where}: {exc}") from None
 
@@ -176,6 +178,38 @@ def with_transport_options(spec: DeviceSpec, overrides: Mapping[str, Any]) -> De
     return dataclasses.replace(spec, transport_options=merged)
 
 
+MAX_THREADS = 256     # the device schema's num_threads maximum
+
+
+def with_threads(spec: DeviceSpec, threads: int | None) -> DeviceSpec:
+    """``spec`` run with ``threads`` intra-op threads (the command line's ``--threads``; None: as the spec says).
+    Only this machine's CPU runtimes (transport ``local``, runtime torch/onnxruntime/litert) take it: a phone's
+    or a board's threads are set in its spec file (:class:`DeviceError` otherwise, one line)."""
+    if threads is None or threads == spec.num_threads:
+        return spec
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise DeviceError(f"threads must be an integer from 1 to {MAX_THREADS}, not {threads!r}")
+    if spec.transport != "local" or spec.runtime not in RUNTIMES:
+        raise DeviceError(f"--threads applies to this machine's CPU runtimes ({', '.join(RUNTIMES)}); device "
+                          f"{spec.name} runs {spec.runtime} over {spec.transport}: set num_threads in a copy of its "
+                          f"spec file instead")
+    return dataclasses.replace(spec, num_threads=int(threads))
+
+
+def allow_ssh_options(spec: DeviceSpec, names: Sequence[str]) -> DeviceSpec:
+    """``spec`` with the ssh ``-o`` options ``names`` allowed beyond the safe ones (the command line's
+    ``--allow-ssh-option NAME``: :mod:`ofa_profile.argsafety`); a name that is no option name is refused."""
+    if not names:
+        return spec
+    for n in names:
+        if not n or not n.isalnum() or not n[0].isalpha():
+            raise UnsafeDeviceError(f"--allow-ssh-option {n!r} is not an ssh option name (e.g. ProxyCommand)")
+    if spec.transport != "ssh":
+        raise UnsafeDeviceError(f"--allow-ssh-option applies to ssh boards, and device {spec.name}'s transport is "
+                                f"{spec.transport}")
+    return dataclasses.replace(spec, allow_ssh_options=tuple(names))
+
+
 def load_device(name_or_path: str | Path) -> DeviceSpec:
     """A device by name (``device_specs/NAME.json``) or a path to a spec file."""
     p = Path(name_or_path)
@@ -184,14 +218,26 @@ def load_device(name_or_path: str | Path) -> DeviceSpec:
     else:
         path = device_specs_dir() / f"{name_or_path}.json"
         if not path.exists():
-            names = ", ".join(s.name for s in list_devices())
-            raise DeviceError(f"unknown device {str(name_or_path)!r}; known devices: {names} "
-                              f"(or pass a spec file path)")
+            raise DeviceError(f"unknown device {str(name_or_path)!r}; {_device_hint(str(name_or_path))}")
     try:
         obj = read_json_file(path, "device spec")
     except JsonInputError as exc:
         raise DeviceError(f"{exc}; fix or restore the file") from None
     return parse_device(obj, str(path))
+
+
+def _device_hint(name: str) -> str:
+    """What to do about an unknown device name: the spec file ``NAME.json`` beside it, or the nearest known name,
+    and the known ones."""
+    import difflib
+
+    names = [s.name for s in list_devices()]
+    known = f"known devices: {', '.join(names)}"
+    own = Path(f"{name}.json")
+    if own.is_file():
+        return f"{own} lies here: pass {own} (a spec file path); {known}"
+    near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return (f"did you mean {near[0]}? " if near else "") + f"{known} (or pass a spec file path)"
 
 
 def list_devices() -> list[DeviceSpec]:

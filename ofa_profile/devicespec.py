@@ -9,15 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import OfaProfileError
+from .errors import OfaProfileError, UnsafeInputError
 from .space import DEFAULT_SPACE
 from .timing import TimingConfig
 
-__all__ = ["DeviceError", "DeviceSpec"]
+__all__ = ["DeviceError", "UnsafeDeviceError", "DeviceSpec"]
 
 
 class DeviceError(OfaProfileError):
     """Unknown device, malformed spec, or a device that cannot be reached."""
+
+
+class UnsafeDeviceError(DeviceError, UnsafeInputError):
+    """A device spec value that would reach a command line on this machine as something other than data, or an
+    ssh option that the command line did not allow (:mod:`ofa_profile.argsafety`): exit 2."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,9 @@ class DeviceSpec:
     #: the transport's options (:attr:`ofa_profile.transports.Transport.options`), checked and with defaults
     transport_options: Mapping[str, Any] = field(default_factory=dict)
     path: str = ""
+    #: ssh ``-o`` options beyond :data:`ofa_profile.argsafety.SAFE_SSH_OPTIONS` that the command line allowed
+    #: (``--allow-ssh-option``); never read from a spec file
+    allow_ssh_options: tuple[str, ...] = ()
 
     @property
     def batch_size(self) -> int:

@@ -8,9 +8,22 @@ class OfaProfileError(Exception):
     """A user-facing error: its message is one line naming the problem and the fix."""
 
 
+class SpaceError(OfaProfileError, ValueError):
+    """A spec, space name or resolution that does not fit a space (one-line message; raised by
+    :mod:`ofa_profile.space` and by the net.config check below it, :mod:`ofa_profile.netconfig`)."""
+
+
 class LutError(OfaProfileError):
     """A LUT that cannot be read, written or used (one-line message naming the file and the fix)."""
 
 
 class LutMissError(LutError):
     """The LUT lacks keys a subnet needs (the message names them and says what to measure)."""
+
+
+class UnsafeInputError(OfaProfileError):
+    """A value that would reach another program's command line as something other than data (an ssh option in a
+    login name, an ssh option that runs a command on this machine): refused as a usage error, exit 2
+    (:mod:`ofa_profile.argsafety`)."""
+
+    exit_code = 2

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from .inputs import MAX_BYTES, InputFileError, read_input
+
 __all__ = ["JsonInputError", "MAX_DEPTH", "loads_strict", "read_json_file", "to_strict", "dumps_strict", "plain"]
 
 MAX_DEPTH = 64   # no file of ours nests deeper than ~6; a deeper one is not ours (and would exhaust the stack)
@@ -100,22 +102,26 @@ def loads_strict(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
         raise JsonInputError(f"is not usable JSON ({str(exc).splitlines()[0][:120]})") from None
 
 
-def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
+def read_json_file(path: str | Path, what: str = "JSON file", *, max_bytes: int | None = None,
+                   follow_symlinks: bool = True) -> Any:
     """Read ``path`` as strict JSON; every failure is one :class:`JsonInputError` line naming ``what`` and
-    the path (missing file, folder, unreadable, not UTF-8, malformed, NaN, too deep)."""
+    the path (missing file, folder, FIFO or device, over ``max_bytes`` [default: the cap of its kind,
+    :data:`ofa_profile.inputs.MAX_BYTES`], unreadable, not UTF-8, malformed, NaN, too deep); nothing blocks
+    (:func:`ofa_profile.inputs.read_input`).  ``follow_symlinks=False``: a symlink is refused (the user cache)."""
     p = Path(path)
+    cap = max_bytes if max_bytes is not None else MAX_BYTES.get(_KINDS.get(what, "json"), MAX_BYTES["json"])
     try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise JsonInputError(f"{what} {p} does not exist") from None
-    except IsADirectoryError:
-        raise JsonInputError(f"{what} {p} is a folder, not a file") from None
-    except OSError as exc:
-        raise JsonInputError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+        raw = read_input(p, what, cap, follow_symlinks=follow_symlinks)
+    except InputFileError as exc:
+        raise JsonInputError(str(exc)) from None
     try:
         return loads_strict(raw)
     except JsonInputError as exc:
         raise JsonInputError(f"{what} {p} {exc}") from None
+
+
+_KINDS = {"device spec": "device", "arch file": "arch", "run.config": "arch", "accuracy predictor": "predictor",
+          "latency adapter": "adapter", "latency source": "adapter", "speed-check cache": "cache"}
 
 
 def plain(obj: Any) -> Any:

@@ -7,6 +7,7 @@ A LUT holds one latency figure per block configuration (LUT key, OFA's grammar: 
     {"format": "ofa-profile-lut", "schema_version": 1, "space": "ofa-mbv3-w1.0",
      "device": "cpu-ort", "runtime": "onnxruntime", "batch_size": 1, "num_threads": 1,
      "resolutions": [160, 224], "created_utc": "2026-01-01T00:00:00Z",
+     "timed": {"graph": "ofa-profile", "classes": 1000, "precision": "fp32", "threads": 1},
      "fingerprint": {...}, "provenance": {"tool": "ofa-profile 0.1.0", "seed": 0,
      "timing": {...}, "source": "measured"}, "calibration": null | {...},
      "entries": {KEY: {"median_ms": .., "iqr_ms": .., "count": .., "mean_ms"?, "std_ms"?, "raw_ms"?}},
@@ -15,7 +16,10 @@ A LUT holds one latency figure per block configuration (LUT key, OFA's grammar: 
 validated on load against ``schemas/lut.schema.json`` (JSON Schema 2020-12) and
 against the space: every key must parse (:func:`ofa_profile.ops.parse_key`) and be an
 op of the declared space.  ``resolution_entries`` is optional: figures that apply at
-one resolution only.  OFA's own tables (one YAML file per resolution) measured an op
+one resolution only.  ``timed`` (:class:`ofa_profile.timed.Timed`: graph flavour, classifier head, precision,
+threads) says what the figures time; a LUT without it reads as the defaults (the project's graph, the space's
+head, fp32, ``num_threads``; OFA's graph for an imported OFA table), and its ``threads`` must equal
+``num_threads``.  OFA's own tables (one YAML file per resolution) measured an op
 shared by several resolutions once per file; an import keeps each file's figure there
 (so OFA's per-resolution sums and a YAML re-export are exact) and the count-weighted
 pooled figure in ``entries``.  A measured LUT has none.
@@ -36,13 +40,17 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import __version__
+from .argsafety import shell_command
 from .atomic import write_target
 from .calibration import apply_calibration, check_calibration
 from .errors import LutError, LutMissError  # defined in errors: the calibration model below lut raises them too
+from .inputs import MAX_BYTES, InputFileError, read_input
 from .jsonio import JsonInputError, loads_strict, plain
 from .ops import enumerate_ops, grammar, ops_at_resolution, parse_key, subnet_ops
 from .paths import schemas_dir
 from .space import SPACES, SpaceError, SubnetSpec, get_space
+from .timed import Timed, TimedError
+from .timing import MAX_BATCH_SIZE, MAX_COUNT
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "save_lut"]
 
@@ -80,8 +88,8 @@ class LutEntry:
     def __post_init__(self) -> None:
         object.__setattr__(self, "median_ms", _finite_nonneg("median_ms", self.median_ms))
         object.__setattr__(self, "iqr_ms", _finite_nonneg("iqr_ms", self.iqr_ms))
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
-            raise LutError(f"LUT entry field count={self.count!r} must be an integer >= 1")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= MAX_COUNT:
+            raise LutError(f"LUT entry field count={str(self.count)[:40]} must be an integer in 1..{MAX_COUNT:.0e}")
         for f in ("mean_ms", "std_ms"):
             v = getattr(self, f)
             if v is not None:
@@ -173,6 +181,7 @@ class Lut:
     created_utc: str = field(default_factory=_utc_now)
     schema_version: int = SCHEMA_VERSION
     resolution_entries: Mapping[int, Mapping[str, LutEntry]] = field(default_factory=dict)
+    timed: Timed | None = None       # None: the defaults of the space and num_threads (see the module's text)
     source: str = field(default="<memory>", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -217,8 +226,21 @@ class Lut:
         object.__setattr__(self, "provenance", _freeze(self.provenance or {}))
         if self.calibration is not None:
             object.__setattr__(self, "calibration", _freeze(self.calibration))
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise LutError(f"{src}: batch_size={self.batch_size!r} must be an integer >= 1")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or \
+                not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise LutError(f"{src}: batch_size={str(self.batch_size)[:40]} must be an integer in 1..{MAX_BATCH_SIZE}")
+        if self.timed is None:
+            imported = str(self.provenance.get("source", "")).startswith("imported from OFA")
+            try:
+                object.__setattr__(self, "timed", Timed.default_for(sp.name, threads=self.num_threads,
+                                                                    graph="ofa" if imported else "ofa-profile"))
+            except TimedError as exc:
+                raise LutError(f"{src}: num_threads: {exc}") from None
+        elif not isinstance(self.timed, Timed):
+            raise LutError(f"{src}: timed must be a Timed record, not {type(self.timed).__name__}")
+        elif self.timed.threads != self.num_threads:
+            raise LutError(f"{src}: num_threads {self.num_threads} and timed.threads {self.timed.threads} disagree; "
+                           f"they name the same setting: make them equal")
 
     # -- lookups ----------------------------------------------------------------------------
     def entry(self, key: str, r: int | None = None) -> LutEntry:
@@ -245,10 +267,10 @@ class Lut:
         res = sorted(set(resolutions))
         rtxt = ",".join(map(str, res)) if res else "the needed resolution(s)"
         have = ",".join(map(str, self.resolutions)) or "none completely"
-        out = "" if self.source.startswith("<") else f" --out {self.source}"
+        out = () if self.source.startswith("<") else ("--out", self.source)
         return (f"LUT {self.source} ({self.space}, device {self.device}) lacks {len(missing)} key(s) at r={rtxt}: "
                 f"{_shorten(list(missing))}; it covers resolutions {have}: measure the missing ones, e.g. "
-                f"`ofa-profile measure --device {self.device} --resolutions {rtxt}{out}`")
+                f"`{shell_command('ofa-profile', 'measure', '--device', self.device, '--resolutions', rtxt, *out)}`")
 
     def missing_keys(self, spec_or_specs: SubnetSpec | Iterable[SubnetSpec]) -> list[str]:
         """Keys the subnet(s) need that the LUT lacks (unique, first-seen order)."""
@@ -345,6 +367,7 @@ class Lut:
             "format": FORMAT, "schema_version": self.schema_version, "space": self.space, "device": self.device,
             "runtime": self.runtime, "batch_size": self.batch_size, "num_threads": self.num_threads,
             "resolutions": list(self.resolutions), "created_utc": self.created_utc,
+            "timed": self.timed.to_json() if self.timed is not None else None,
             "fingerprint": _plain(self.fingerprint), "provenance": prov,
             "calibration": _plain(self.calibration) if self.calibration is not None else None,
             "entries": {k: e.to_json() for k, e in self.entries.items()},
@@ -360,6 +383,10 @@ class Lut:
         _check_header(obj, source)
         _schema_validate(obj, source)
         try:
+            timed = Timed.from_json(obj["timed"], "timed") if "timed" in obj else None
+        except TimedError as exc:
+            raise LutError(f"LUT {source}: {exc}; fix that field or re-create the LUT") from None
+        try:
             lut = cls(space=obj["space"], device=obj["device"], runtime=obj["runtime"],
                        entries={k: LutEntry.from_json(e) for k, e in obj["entries"].items()},
                        resolutions=tuple(obj["resolutions"]), batch_size=obj["batch_size"],
@@ -368,7 +395,7 @@ class Lut:
                        schema_version=obj["schema_version"],
                        resolution_entries={int(r): {k: LutEntry.from_json(e) for k, e in m.items()}
                                            for r, m in obj.get("resolution_entries", {}).items()},
-                       source=source)
+                       timed=timed, source=source)
         except LutError as exc:
             msg = str(exc)
             raise LutError(msg if source in msg else f"LUT {source}: {msg}") from None
@@ -457,14 +484,15 @@ def _schema_validate(obj: Any, source: str) -> None:
 def _read_text(p: Path, what: str = "LUT file") -> str:
     if not p.exists():
         raise LutError(f"{what} {p} does not exist; check the path (build a LUT with `ofa-profile measure "
-                       f"--device NAME --out {p.name}`)")
+                       f"--device NAME --out {shell_command(p.name)}`)")
     if p.is_dir():
         raise LutError(f"{what} {p} is a folder, not a file; pass a LUT .json file (folders of OFA YAML tables: "
-                       f"`ofa-profile lut import-ofa {p} --out LUT.json`)")
+                       f"`{shell_command('ofa-profile', 'lut', 'import-ofa', p)} --out LUT.json`)")
     try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise LutError(f"cannot read {what} {p}: {exc.strerror}; check its permissions") from None
+        data = read_input(p, what, MAX_BYTES["yaml" if what == "OFA table" else "lut"])
+    except InputFileError as exc:
+        raise LutError(f"{exc}; pass a LUT .json file" + ("" if "cannot read" not in str(exc) else
+                                                          " (check its permissions)")) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -506,6 +534,9 @@ def _parse_yaml(text: str, p: Path) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except ValueError as exc:    # e.g. an integer of 5,000 digits (Python's int-parsing limit), out of range
+        raise LutError(f"{p} holds a value YAML cannot read as a number ({str(exc).splitlines()[0][:80]}); it is "
+                       f"not an OFA table") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -30,15 +30,18 @@ from .devices import DeviceSpec, plugin_options, with_transport_options
 from .errors import OfaProfileError
 from .jsonio import loads_strict
 from .lut import Lut, LutEntry, LutError, load_lut, save_lut
+from .lut_format import _space_keys
 from .ops import Op, enumerate_ops, ops_at_resolution
 from .replicates import run_passes
 from .space import get_space
+from .timed import Timed, TimedError
 from .timing import Measurement, TimingConfig, fingerprint_mismatch
 # the profilers (local, adb, ssh) and the dispatch on a device's transport live in ofa_profile.transports
 from .transports import LocalProfiler, Profiler, make_profiler
 
 __all__ = ["Profiler", "LocalProfiler", "make_profiler", "measure_lut", "JOURNAL_SUFFIX", "BlockNoise", "block_noise",
-           "timing_summary", "NOISY_IQR_REL", "lut_space", "default_lut_stem", "DeviceMeasurement", "measure_device"]
+           "timing_summary", "NOISY_IQR_REL", "lut_space", "default_lut_stem", "DeviceMeasurement", "measure_device",
+           "device_with_options"]
 
 JOURNAL_SUFFIX = ".journal.jsonl"
 
@@ -208,8 +211,12 @@ class MeasureResult:
 
 def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None = None, *, space: str | None = None,
                 batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
-                profiler: Profiler | None = None, limit: int | None = None, passes: int = 1) -> MeasureResult:
+                profiler: Profiler | None = None, limit: int | None = None, passes: int = 1,
+                timed: Timed | None = None) -> MeasureResult:
     """Measure (or finish measuring) the LUT of ``device`` at ``resolutions`` into ``out``.
+
+    ``timed``: what the blocks are timed as (graph flavour, head, precision, threads; default: the project's graph,
+    the space's head, fp32, the device's threads); an existing LUT at ``out`` of another record is refused.
 
     ``limit`` stops after that many new measurements (the journal keeps them; a rerun goes on).
     ``passes``: measure each missing op that many times, in passes over the list; keep the lowest median.
@@ -220,6 +227,7 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
     sp = get_space(space or device.space)
     res = tuple(resolutions) if resolutions else sp.resolutions
     out = Path(out)
+    timed = check_measurable(timed or Timed.default_for(sp.name, threads=device.num_threads), device)
     if not out.parent.exists():
         raise OfaProfileError(f"output folder {out.parent} does not exist; create it or choose another --out")
     ops = [op for _, op in enumerate_ops(sp, res)]
@@ -237,6 +245,7 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
         if base.space != sp.name or base.runtime != device.runtime:
             raise OfaProfileError(f"{out} holds a {base.space}/{base.runtime} LUT, not {sp.name}/{device.runtime}; "
                                   f"choose another --out")
+        base.timed.require_same(timed, f"LUT {out}", "this run", "choose another --out or pass --fresh")
         existing = dict(base.entries)
 
     own = profiler is None
@@ -245,11 +254,19 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
         fp = prof.fingerprint()
         header = {"device": device.name, "runtime": device.runtime, "space": sp.name, "seed": seed,
                   "batch_size": prof.batch_size, "num_threads": device.num_threads, "fingerprint": fp,
-                  "timing": device.timing.as_dict()}
+                  "timing": device.timing.as_dict(), "timed": timed.to_json()}
         jheader, jentries = _read_journal(jpath)
+        foreign = sorted(set(jentries) - _space_keys(sp.name))
+        if foreign:
+            raise JournalError(f"journal {jpath} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} whose "
+                               f"key is no block of space {sp.name} (e.g. {foreign[0][:80]!r}); pass --fresh to "
+                               f"discard the journal and measure again")
         if jheader is not None:
             bad = [k for k in ("device", "runtime", "space", "seed", "batch_size", "num_threads")
                    if jheader.get(k) != header[k]]
+            jtimed = jheader.get("timed", Timed.default_for(sp.name, threads=jheader.get("num_threads")).to_json())
+            if jtimed != header["timed"]:
+                bad.append(f"timed: {jtimed} != {header['timed']}")
             bad += fingerprint_mismatch(jheader.get("fingerprint", {}), fp)
             if jheader.get("timing") is not None and \
                     TimingConfig.from_mapping(jheader["timing"]).as_dict() != header["timing"]:
@@ -308,13 +325,24 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
               entries={k: done[k] for k in sorted(done)}, resolutions=all_res if not missing else tuple(
                   r for r in all_res if all(op.key in done for op in _ops_at(sp, r))),
               batch_size=prof.batch_size, num_threads=device.num_threads, fingerprint=fp, provenance=provenance,
-              calibration=base.calibration if base else None,
+              calibration=base.calibration if base else None, timed=timed,
               created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     save_lut(lut, out)
     if not missing and jpath.exists():
         jpath.unlink()
     return MeasureResult(out, measured=len(reps.planned), reused=sum(op.key in done and op.key not in touched for op in ops),
                          total=len(ops), elapsed_s=time.perf_counter() - t0, missing=len(missing))
+
+
+def check_measurable(timed: Timed, device: DeviceSpec) -> Timed:
+    """``timed`` where this version can time blocks that way on ``device``; :class:`TimedError` (one line) else."""
+    if timed.precision != "fp32":
+        raise TimedError(f"measuring {timed.precision} blocks is not available in this version of ofa-profile; "
+                         f"measure fp32 (the default)")
+    if timed.threads != device.num_threads:
+        raise TimedError(f"device {device.name} runs {device.num_threads} thread(s), not {timed.threads}; use a "
+                         f"device spec with num_threads {timed.threads}")
+    return timed
 
 
 def _ops_at(sp: Any, r: int) -> list[Op]:
@@ -424,15 +452,13 @@ class DeviceMeasurement:
                 "noise": self.noise.as_dict() if self.noise else None}
 
 
-def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *, space: str,
-                   batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
-                   limit: int | None = None, passes: int = 1, transport_options: Mapping[str, Any] | None = None,
-                   benchmark_binary: str | None = None, serial: str | None = None) -> DeviceMeasurement:
-    """:func:`measure_lut` with the device's own profiler (opened and closed here), and the noise of the blocks
-    once the LUT is complete (:func:`block_noise`).  ``transport_options`` replace some of the spec's (checked
-    against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
-    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a
-    transport that does not declare them gets them as before (the local one ignores them, ssh refuses them)."""
+def device_with_options(device: DeviceSpec, transport_options: Mapping[str, Any] | None = None,
+                        benchmark_binary: str | None = None, serial: str | None = None
+                        ) -> tuple[DeviceSpec, dict[str, Any]]:
+    """``(device, profiler keyword arguments)`` for a run with ``transport_options`` replacing some of the spec's
+    (checked against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
+    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a transport
+    that does not declare them gets them as keyword arguments (the local one ignores them, ssh refuses them)."""
     opts = dict(transport_options or {})
     declared = {o.name for o in plugin_options("transport", device.transport)[0]}
     kw = {}
@@ -442,7 +468,19 @@ def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *,
                 opts.setdefault(key, value)
             else:
                 kw[key] = value
-    device = with_transport_options(device, opts)
+    return with_transport_options(device, opts), kw
+
+
+def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *, space: str,
+                   batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
+                   limit: int | None = None, passes: int = 1, transport_options: Mapping[str, Any] | None = None,
+                   benchmark_binary: str | None = None, serial: str | None = None) -> DeviceMeasurement:
+    """:func:`measure_lut` with the device's own profiler (opened and closed here), and the noise of the blocks
+    once the LUT is complete (:func:`block_noise`).  ``transport_options`` replace some of the spec's (checked
+    against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
+    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a
+    transport that does not declare them gets them as before (the local one ignores them, ssh refuses them)."""
+    device, kw = device_with_options(device, transport_options, benchmark_binary, serial)
     prof = make_profiler(device, batch_size=batch_size, **kw)
     try:
         r = measure_lut(device, out, resolutions, space=space, batch_size=batch_size, seed=seed, progress=progress,

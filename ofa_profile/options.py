@@ -14,14 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
-from .errors import OfaProfileError
+from .errors import OfaProfileError, UnsafeInputError
 
-__all__ = ["Option", "OptionError", "REQUIRED", "ABSENT", "check_options", "parse_assignment", "option_from_text",
+__all__ = ["Option", "OptionError", "UnsafeOptionError", "REQUIRED", "ABSENT", "check_options", "parse_assignment", "option_from_text",
            "describe_options"]
 
 
 class OptionError(OfaProfileError):
     """An option a plug-in does not take, a value of the wrong type, or a required option left out."""
+
+
+class UnsafeOptionError(OptionError, UnsafeInputError):
+    """A value its option's ``check`` refuses: it would reach a command line as something other than data
+    (exit 2)."""
 
 
 class _Marker:
@@ -49,7 +54,9 @@ class Option:
     ``type`` is a JSON type (string, integer, number, boolean, array; an array's elements are ``items``, an
     :class:`Option` whose name is unused); ``nullable`` admits ``null``; ``choices`` (or a callable returning
     them, for choices that are another registry's names), ``minimum``/``maximum`` and a string's ``min_length``
-    bound the value.
+    bound the value; ``check`` (a function of a well-typed value: why it is unsafe, or None) refuses values that
+    would reach a command line as something other than data (:mod:`ofa_profile.argsafety`; an array's ``items``
+    may have one too), raised as :class:`UnsafeOptionError`.
     ``default`` is filled in when a spec leaves the option out; :data:`REQUIRED` and :data:`ABSENT` say
     there is none.
     """
@@ -64,6 +71,7 @@ class Option:
     maximum: float | None = None
     min_length: int | None = None
     items: "Option | None" = None
+    check: "Callable[[Any], str | None] | None" = None
 
     def __post_init__(self) -> None:
         if self.type not in _PY_TYPES:
@@ -125,6 +133,21 @@ class Option:
                     return f"item {i} {why}"
         return None
 
+    def unsafe(self, value: Any) -> str | None:
+        """Why the well-typed ``value`` (:meth:`problem` found none) is refused by ``check``, or None."""
+        if value is None:
+            return None
+        if self.check is not None:
+            why = self.check(value)
+            if why:
+                return why
+        if self.items is not None and self.type == "array":
+            for i, v in enumerate(value):
+                why = self.items.unsafe(v)
+                if why:
+                    return f"item {i}: {why}"
+        return None
+
 
 def describe_options(options: Sequence[Option]) -> str:
     """``its options: a (integer), b (boolean)`` or ``it takes no options``."""
@@ -143,6 +166,9 @@ def check_options(owner: str, options: Sequence[Option], given: Mapping[str, Any
         why = by_name[k].problem(v)
         if why:
             raise OptionError(f"{owner} option {k} {why}; {describe_options(options)}")
+        why = by_name[k].unsafe(v)
+        if why:
+            raise UnsafeOptionError(f"{owner} option {k} refused: {why}")
     out: dict[str, Any] = {}
     for o in options:
         if o.name in given:
@@ -206,4 +232,7 @@ def option_from_text(owner: str, options: Sequence[Option], key: str, text: str)
     why = opt.problem(value)
     if why:
         raise OptionError(f"{owner} option {key} {why}; {describe_options(options)}")
+    why = opt.unsafe(value)
+    if why:
+        raise UnsafeOptionError(f"{owner} option {key} refused: {why}")
     return value

@@ -23,24 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .errors import SpaceError
 from .jsonio import JsonInputError, read_json_file
+from .netconfig import check_net_config, has_identity_skip
 
 __all__ = [
     "SpaceError", "StageDef", "Space", "SubnetSpec", "SPACES", "get_space", "register_space",
     "make_divisible", "parse_resolutions", "has_identity_skip",
 ]
-
-
-from .errors import OfaProfileError
-
-
-class SpaceError(OfaProfileError, ValueError):
-    """A spec, space name or resolution that does not fit a space (one-line message)."""
-
-
-def has_identity_skip(stride: int, in_ch: int, out_ch: int) -> bool:
-    """OFA's rule for an MBConv block's identity shortcut: stride 1 and the same width in and out."""
-    return stride == 1 and in_ch == out_ch
 
 
 def make_divisible(v: float, divisor: int = 8, min_val: int | None = None) -> int:
@@ -430,7 +420,8 @@ class SubnetSpec:
                 raise SpaceError(f"net.config block {i} is not a MobileInvertedResidualBlock (no mobile_inverted_conv "
                                  f"object)")
             if conv.get("name") not in (None, "MBInvertedConvLayer", "MBConvLayer"):
-                raise SpaceError(f"net.config block {i} holds a {_short(conv.get('name'))}, not an MBConv layer")
+                raise SpaceError(f"net.config blocks[{i}] holds a {_short(conv.get('name'))}, not an MBConv layer "
+                                 f"(MBInvertedConvLayer or MBConvLayer)")
             body.append(conv)
         # blocks[0] is the fixed first block; each later block without shortcut starts a stage
         stages: list[list[Mapping[str, Any]]] = []
@@ -438,10 +429,12 @@ class SubnetSpec:
             if blk.get("shortcut") is None:
                 stages.append([])
             if not stages:
-                raise SpaceError("net.config: first elastic block has an identity shortcut; not an OFA MobileNetV3")
+                raise SpaceError("net.config blocks[1] (the first elastic block) has an identity shortcut; space "
+                                 "blocks start a stage there (shortcut null)")
             stages[-1].append(conv)
         if len(stages) != sp.n_stages:
-            raise SpaceError(f"net.config has {len(stages)} stages; space {sp.name} has {sp.n_stages}")
+            raise SpaceError(f"net.config has {len(stages)} stages (a block whose shortcut is null starts one); space "
+                             f"{sp.name} has {sp.n_stages}")
         ks, e, d = [], [], []
         for s, convs in enumerate(stages):
             if len(convs) > max(sp.stage_depths(s)):
@@ -449,7 +442,7 @@ class SubnetSpec:
                                  f"{max(sp.stage_depths(s))}")
             width = _strict_int(convs[0].get("out_channels"), f"net.config stage {s} out_channels")
             if width != sp.stages[s].width:
-                raise SpaceError(f"net.config stage {s} width {width} != {sp.stages[s].width} of {sp.name}")
+                raise SpaceError(f"net.config stage {s} out_channels {width} != {sp.stages[s].width} of {sp.name}")
             d.append(len(convs))
             for b in range(sp.max_depth):
                 if b < len(convs):
@@ -458,7 +451,9 @@ class SubnetSpec:
                 else:
                     ks.append(min(sp.kernels))
                     e.append(min(sp.expands))
-        return cls(sp.name, tuple(ks), tuple(e), tuple(d), r).validated()
+        spec = cls(sp.name, tuple(ks), tuple(e), tuple(d), r).validated()
+        check_net_config(cfg, spec)        # every other field: the network the space builds for these choices
+        return spec
 
     @classmethod
     def load(cls, path: str | Path, space: str | Space = DEFAULT_SPACE, r: int | None = None) -> "SubnetSpec":

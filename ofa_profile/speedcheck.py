@@ -23,11 +23,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import __version__, paths
+from . import __version__
+from .argsafety import shell_command
 from .atomic import write_json_atomic
 from .devices import list_devices, load_device
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, read_json_file
+from .lut import is_shipped, lut_sha256
 from .ops import ops_at_resolution
 from .paths import safe_name, user_cache_dir
 from .replicates import run_passes
@@ -51,8 +53,11 @@ MAX_BLOCKS = 64
 MAX_PASSES = 3                # the LUT's own passes (the shipped ones: 3), at most this many
 MAX_BLOCK_S = 2.0             # the LUT's time cap per block (the shipped ones: 2 s), at most this
 NO_CHECK_ENV = "OFA_PROFILE_NO_SPEED_CHECK"
+MIN_FACTOR, MAX_FACTOR = 0.02, 50.0   # a cached factor outside this range is not believed (and re-measured)
+FACTOR_AGREEMENT = 1e-3       # a cached factor is the median of its blocks' ratios within this (relative)
 CACHE_FORMAT = "ofa-profile-speed-check"
 CACHE_VERSION = 1
+CACHE_MAX_BYTES = 1 << 20     # a cache file of MAX_BLOCKS blocks is ~15 KB
 
 Log = Callable[[str], None]
 
@@ -109,19 +114,49 @@ class SpeedCheck:
 
     @classmethod
     def from_dict(cls, d: Any) -> "SpeedCheck":
-        """The inverse of :meth:`as_dict` (a cache file); ``ValueError`` where ``d`` is not one."""
+        """The inverse of :meth:`as_dict` (a cache file); ``ValueError`` where ``d`` is not one: every field of its
+        JSON type (a number is a JSON number, never a string), every figure positive and finite, and the factor
+        the median of its own per-block ratios (within :data:`FACTOR_AGREEMENT`) and within
+        [:data:`MIN_FACTOR`, :data:`MAX_FACTOR`]."""
         import math
+
+        def num(v: Any, what: str) -> float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{what} {v!r} is not a finite JSON number")
+            return float(v)
+
+        def integer(v: Any, what: str) -> int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{what} {v!r} is not a JSON integer")
+            return v
+
+        def text(v: Any, what: str) -> str:
+            if not isinstance(v, str):
+                raise ValueError(f"{what} {v!r} is not a string")
+            return v
+
+        if not isinstance(d, Mapping) or not isinstance(d.get("per_block"), list):
+            raise ValueError("not a speed check (no per_block list)")
         try:
-            blocks = tuple(BlockRatio(str(b["key"]), int(b["resolution"]), float(b["then_ms"]), float(b["now_ms"]))
-                           for b in d["per_block"])
-            chk = cls(float(d["factor"]), blocks, float(d["seconds"]), str(d["device"]), str(d["lut"]),
-                      int(d["passes"]), str(d["checked_utc"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a speed check ({exc})") from None
+            blocks = []
+            for b in d["per_block"]:
+                if not isinstance(b, Mapping):
+                    raise ValueError("a per_block item is not an object")
+                blocks.append(BlockRatio(text(b["key"], "key"), integer(b["resolution"], "resolution"),
+                                         num(b["then_ms"], "then_ms"), num(b["now_ms"], "now_ms")))
+            chk = cls(num(d["factor"], "factor"), tuple(blocks), num(d["seconds"], "seconds"),
+                      text(d["device"], "device"), text(d["lut"], "lut"), integer(d["passes"], "passes"),
+                      text(d["checked_utc"], "checked_utc"))
+        except KeyError as exc:
+            raise ValueError(f"not a speed check (no {exc})") from None
         positive = [chk.factor] + [x for b in blocks for x in (b.then_ms, b.now_ms)]
-        if not blocks or not all(math.isfinite(x) and x > 0 for x in positive) or \
-                not (math.isfinite(chk.seconds) and chk.seconds >= 0):
+        if not blocks or not all(x > 0 for x in positive) or chk.seconds < 0 or not 1 <= chk.passes <= MAX_PASSES:
             raise ValueError("not a speed check (no blocks, or a figure that is not a positive number)")
+        if not MIN_FACTOR <= chk.factor <= MAX_FACTOR:
+            raise ValueError(f"factor {chk.factor:g} is outside [{MIN_FACTOR:g}, {MAX_FACTOR:g}]")
+        median = statistics.median(b.ratio for b in blocks)
+        if abs(chk.factor - median) > FACTOR_AGREEMENT * median:
+            raise ValueError(f"factor {chk.factor:g} is not the median of its blocks' ratios ({median:g})")
         return chk
 
 
@@ -177,9 +212,7 @@ def _timing(lut: "Lut") -> Any:
     if not isinstance(t, Mapping):
         return None
     cfg = TimingConfig.from_mapping(t)
-    vals = cfg.as_dict().values()
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in vals) or \
-            cfg.min_runs < 1 or cfg.min_runs > cfg.max_runs:
+    if cfg.problem():
         return None
     return replace(cfg, max_time_s=min(cfg.max_time_s, MAX_BLOCK_S))
 
@@ -243,40 +276,49 @@ def machine_id(device: "DeviceSpec") -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _lut_sha256(lut: "Lut") -> str:
-    import hashlib
-    import json
-    try:
-        return hashlib.sha256(Path(lut.source).read_bytes()).hexdigest()
-    except OSError:  # a LUT that is not (or no longer) a file: its contents
-        return hashlib.sha256(json.dumps(lut.to_json(), sort_keys=True).encode()).hexdigest()
-
-
 def cache_path(lut: "Lut", device: "DeviceSpec", n_blocks: int = DEFAULT_BLOCKS) -> tuple[Path, str]:
     """(the cache file of this LUT, machine, device and number of blocks; its key)."""
     import hashlib
 
-    key = hashlib.sha256(f"{_lut_sha256(lut)}|{machine_id(device)}|{device.name}|{n_blocks}".encode()).hexdigest()
+    key = hashlib.sha256(f"{lut_sha256(lut)}|{machine_id(device)}|{device.name}|{n_blocks}".encode()).hexdigest()
     stem = safe_name(Path(lut.source).stem, max_len=40, default="lut")
     return user_cache_dir() / "speed-check" / f"{stem}-{key[:24]}.json", key
 
 
-def _read_cache(path: Path, key: str) -> SpeedCheck | None:
+def _read_cache(path: Path, key: str, lut: "Lut | None" = None, device: "DeviceSpec | None" = None,
+                n_blocks: int = DEFAULT_BLOCKS) -> SpeedCheck | None:
+    """The cached check at ``path`` if it is one (:meth:`SpeedCheck.from_dict`) for ``key`` and, given ``lut`` and
+    ``device``, of exactly the blocks :func:`select_blocks` picks with the LUT's own figures and of that device;
+    None otherwise (then it is measured again and rewritten).  Its ``lut`` becomes ``lut.source`` and its
+    ``device`` must be the device's name: neither is taken from the file."""
     try:
-        obj = read_json_file(path, "speed-check cache")
+        obj = read_json_file(path, "speed-check cache", max_bytes=CACHE_MAX_BYTES, follow_symlinks=False)
         if not isinstance(obj, dict) or obj.get("format") != CACHE_FORMAT or obj.get("version") != CACHE_VERSION \
                 or obj.get("key") != key:
             return None
-        return SpeedCheck.from_dict(obj.get("check"))
-    except (JsonInputError, ValueError, OSError):
-        return None  # missing, another version, damaged: measured again (and rewritten)
+        chk = SpeedCheck.from_dict(obj.get("check"))
+        if lut is None or device is None:
+            return chk
+        if chk.device != device.name:
+            return None
+        want = [(r, op.key, lut.entry(op.key, r).median_ms) for r, op in select_blocks(lut, n_blocks)]
+        want = [w for w in want if w[2] > 0]
+        have = [(b.resolution, b.key, b.then_ms) for b in chk.blocks]
+        if len(want) != len(have) or any(wr != hr or wk != hk or abs(wt - ht) > 1e-9 * max(wt, ht)
+                                         for (wr, wk, wt), (hr, hk, ht) in zip(want, have)):
+            return None
+        return replace(chk, lut=lut.source)
+    except (OfaProfileError, JsonInputError, ValueError, OSError):
+        return None  # missing, another version, damaged, poisoned: measured again (and rewritten)
 
 
 def _write_cache(path: Path, key: str, chk: SpeedCheck, log: Log) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent.is_symlink():
+            raise OfaProfileError(f"{path.parent} is a symbolic link, which the cache does not follow")
         write_json_atomic(path, {"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": key,
-                                 "check": {**chk.as_dict(), "cached": False}})
+                                 "check": {**chk.as_dict(), "cached": False}}, follow_symlinks=False)
     except (OSError, OfaProfileError) as exc:
         log(f"speed check: not cached ({' '.join(str(exc).split())[:160]}); the next call measures again")
 
@@ -288,7 +330,7 @@ def cached_speed_check(lut: "Lut", device: "DeviceSpec", n_blocks: int = DEFAULT
     check_device(lut, device)
     path, key = cache_path(lut, device, n_blocks)
     if not refresh:
-        hit = _read_cache(path, key)
+        hit = _read_cache(path, key, lut, device, n_blocks)
         if hit is not None:
             return replace(hit, cached=True)
     n = len(select_blocks(lut, n_blocks))
@@ -301,14 +343,6 @@ def cached_speed_check(lut: "Lut", device: "DeviceSpec", n_blocks: int = DEFAULT
 
 
 # -- the policy of predict and pareto -------------------------------------------------------------------
-
-def is_shipped(lut: "Lut") -> bool:
-    """The LUT was loaded from the package's ``lut/`` folder (``--device cpu-ort``, ``--lut cpu-ort``)."""
-    try:
-        return Path(lut.source).resolve().parent == paths.lut_dir().resolve()   # paths.: tests point it elsewhere
-    except (OSError, RuntimeError, ValueError):
-        return False
-
 
 def _disabled() -> bool:
     return os.environ.get(NO_CHECK_ENV, "").strip().lower() not in ("", "0", "false", "no")
@@ -356,7 +390,8 @@ def check_for_command(lut: "Lut | None", device_ref: str | None, *, enabled: boo
 
 def measure_hint(device: str) -> str:
     """The command that measures this machine's own LUT for ``device``."""
-    return f"`ofa-profile measure --device {device}` (then --lut {device}.json)"
+    return (f"`{shell_command('ofa-profile', 'measure', '--device', device)}` (then --lut "
+            f"{shell_command(safe_name(device) + '.json')})")
 
 
 def speed_warning(chk: SpeedCheck, applied: bool) -> str | None:

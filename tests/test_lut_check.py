@@ -8,6 +8,7 @@ are written, so the halved one must read about 2x the matched one whatever machi
 drift 10-20 % between runs seconds apart, hence the bands.
 """
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from ofa_profile.cli import main
 from ofa_profile.devices import load_device
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.lut import LutEntry, load_lut, save_lut
+from ofa_profile.runtimes import get_runtime
 from ofa_profile.lut_format import _keys_at
 from ofa_profile.ops import ops_at_resolution
 from ofa_profile.measure import LocalProfiler
@@ -275,13 +277,18 @@ def test_lut_check_cli_on_the_shipped_lut_never_a_traceback(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "lut").glob("*.json")))
 def test_every_shipped_lut_checks_or_says_why_in_one_line(name, tmp_path, monkeypatch):
+    """Each shipped LUT checks on its own device where its runtime is installed (all three here); where it is not,
+    the one line names the missing package."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     res = cli("lut", "check", name, "--device", name, "--blocks", "2")
     assert "Traceback" not in res.output and (res.exception is None or isinstance(res.exception, SystemExit))
-    if res.exit_code == 0:
+    rt = get_runtime(load_device(name).runtime)
+    if all(importlib.util.find_spec(mod.split(".")[0]) for mod, _ in rt.requires):
+        assert res.exit_code == 0, res.output
         assert res.stdout.startswith(str(ROOT / "lut" / f"{name}.json")) and "factor" in res.stdout
     else:
         assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "pip install" in res.stderr, res.stderr
 
 
 # -- predict and pareto -----------------------------------------------------------------------------------------
@@ -306,6 +313,18 @@ def test_predict_warns_once_for_the_halved_shipped_lut_and_caches(halved_shipped
     scaled = json.loads(cli("predict", "--lut", "cpu-ort", "--arch", ARCH, "--rescale", "--json").stdout)
     assert scaled["speed_check"]["applied"] is True and scaled["scale"] == pytest.approx(h, rel=1e-4)
     assert scaled["latency_ms"] == pytest.approx(out["lut_sum_ms"] * sc["factor"], rel=1e-4)
+
+
+def test_plot_frontier_warns_for_the_halved_shipped_lut(halved_shipped, tmp_path):
+    """plot frontier speed-checks a shipped LUT as pareto does: one warning line naming the measure command; none
+    with --no-speed-check."""
+    base = ["plot", "frontier", "--device", "cpu-ort", "--resolutions", "160", "--n-random", "50"]
+    res = cli(*base, "--out", tmp_path / "f.png")
+    assert res.exit_code == 0, res.output
+    w = warnings_of(res.stderr)
+    assert len(w) == 1 and "`ofa-profile measure --device cpu-ort`" in w[0] and "slower than" in w[0], res.stderr
+    off = cli(*base, "--no-speed-check", "--out", tmp_path / "g.png")
+    assert off.exit_code == 0 and not warnings_of(off.stderr), off.output
 
 
 def test_pareto_warns_and_rescales(halved_shipped, tmp_path):
@@ -415,3 +434,82 @@ def test_rescale_option_conflicts_are_usage_errors(tmp_path):
                  ["pareto", "--budget", "20ms", "--rescale", "--adapter", tmp_path / "a.json", "--out-dir", tmp_path]):
         res = cli(*args)
         assert res.exit_code == 2 and "--rescale" in res.stderr and "Traceback" not in res.output, (args, res.output)
+
+
+# -- a poisoned cache (issue 24) ---------------------------------------------------------------------------------
+
+@pytest.fixture()
+def genuine_cache(tmp_path, monkeypatch):
+    """A cache entry written by a real check (a stand-in profiler at 1.3x) of the shipped LUT on cpu-ort."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    lut, dev = _shipped(), load_device("cpu-ort")
+    prof = _Slower(dev, lut, 1.3)
+    try:
+        chk = speed_check(lut, dev, speedcheck.DEFAULT_BLOCKS, profiler=prof)
+    finally:
+        prof.close()
+    path, key = speedcheck.cache_path(lut, dev)
+    speedcheck._write_cache(path, key, chk, print)
+    return SimpleNamespace(lut=lut, dev=dev, path=path, key=key, obj=json.loads(path.read_text()))
+
+
+def _poison(c, **check):
+    obj = json.loads(json.dumps(c.obj))
+    obj["check"].update(check)
+    c.path.write_text(json.dumps(obj))
+    return speedcheck._read_cache(c.path, c.key, c.lut, c.dev)
+
+
+def test_a_genuine_cache_entry_is_read(genuine_cache):
+    c = genuine_cache
+    hit = speedcheck._read_cache(c.path, c.key, c.lut, c.dev)
+    assert hit is not None and hit.factor == pytest.approx(1.3) and hit.lut == c.lut.source
+
+
+def _blocks_times(c, k):
+    return [{**b, "then_ms": b["then_ms"] * k, "now_ms": b["now_ms"] * k} for b in c.obj["check"]["per_block"]]
+
+
+@pytest.mark.parametrize("change", [
+    {"factor": 1e300}, {"factor": 1e-300}, {"factor": "1.3"}, {"factor": True}, {"factor": 2.0},
+    {"passes": "3"}, {"passes": 10 ** 9}, {"device": "$(touch /tmp/x)"}, {"device": "cpu-torch"},
+    "per-block-rescaled", "then-not-the-luts", "ratios-huge", "resolution-as-string"])
+def test_a_poisoned_cache_entry_is_discarded(genuine_cache, change):
+    c = genuine_cache
+    blocks = c.obj["check"]["per_block"]
+    if change == "per-block-rescaled":     # consistent with its own ratios, but not the LUT's figures
+        change = {"per_block": _blocks_times(c, 2.0)}
+    elif change == "then-not-the-luts":
+        change = {"per_block": [{**b, "then_ms": b["then_ms"] * 1.01} for b in blocks]}
+    elif change == "ratios-huge":          # factor and ratios agree, and are absurd
+        change = {"per_block": [{**b, "now_ms": b["then_ms"] * 1e6, "ratio": 1e6} for b in blocks], "factor": 1e6}
+    elif change == "resolution-as-string":
+        change = {"per_block": [{**b, "resolution": str(b["resolution"])} for b in blocks]}
+    assert _poison(c, **change) is None
+
+
+def test_a_poisoned_cache_is_measured_again_and_replaced(genuine_cache, monkeypatch):
+    c = genuine_cache
+    _poison(c, factor=1e300)
+    calls = []
+    real = speedcheck.speed_check
+
+    def counted(lut, dev, n, **kw):
+        calls.append(n)
+        prof = _Slower(dev, lut, 1.1)
+        try:
+            return real(lut, dev, n, profiler=prof)
+        finally:
+            prof.close()
+    monkeypatch.setattr(speedcheck, "speed_check", counted)
+    chk = speedcheck.cached_speed_check(c.lut, c.dev)
+    assert calls == [speedcheck.DEFAULT_BLOCKS] and chk.factor == pytest.approx(1.1) and not chk.cached
+    assert json.loads(c.path.read_text())["check"]["factor"] == pytest.approx(1.1)   # rewritten
+
+
+def test_the_lut_and_device_of_a_cache_never_reach_a_printed_command(genuine_cache):
+    c = genuine_cache
+    hit = _poison(c, lut="$(touch /tmp/pwned)")
+    assert hit is not None and hit.lut == c.lut.source                # the file's string is not used
+    assert speedcheck.measure_hint("a b;$(touch x)") == "`ofa-profile measure --device 'a b;$(touch x)'` (then " \
+                                                        "--lut a-b-touch-x.json)"

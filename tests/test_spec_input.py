@@ -115,27 +115,40 @@ def test_spec_from_python_objects_is_strict():
 # -- OFA net.config ----------------------------------------------------------------------------------------
 
 def _net_config(spec: SubnetSpec) -> dict:
-    """A MobileNetV3 net.config as OFA writes it for ``spec`` (the fields this project reads)."""
+    """A MobileNetV3 net.config as OFA writes it for ``spec`` (every field of OFA's layers)."""
     sp = spec.space_def
 
-    def conv(cin: int, cout: int, k: int, e: int, stride: int) -> dict:
+    def conv(cin: int, cout: int, k: int, e: int, stride: int, act: str = "relu", se: bool = False) -> dict:
         return {"name": "MBInvertedConvLayer", "in_channels": cin, "out_channels": cout, "kernel_size": k,
-                "stride": stride, "expand_ratio": e, "mid_channels": None, "act_func": "relu", "use_se": False}
+                "stride": stride, "expand_ratio": e, "mid_channels": None, "act_func": act, "use_se": se}
 
-    ident = {"name": "IdentityLayer", "in_channels": [16], "out_channels": [16]}
+    def ident(w: int) -> dict:
+        return {"name": "IdentityLayer", "in_channels": [w], "out_channels": [w], "use_bn": False, "act_func": None,
+                "dropout_rate": 0, "ops_order": "weight_bn_act"}
+
+    def layer(cin: int, cout: int, k: int, stride: int, use_bn: bool) -> dict:
+        return {"name": "ConvLayer", "kernel_size": k, "stride": stride, "dilation": 1, "groups": 1, "bias": False,
+                "has_shuffle": False, "in_channels": cin, "out_channels": cout, "use_bn": use_bn,
+                "act_func": "h_swish", "dropout_rate": 0, "ops_order": "weight_bn_act"}
+
     blocks = [{"name": "MobileInvertedResidualBlock", "mobile_inverted_conv": conv(16, 16, 3, 1, 1),
-               "shortcut": ident}]
+               "shortcut": ident(16)}]
     for s in range(sp.n_stages):
         cin = sp.stage_in_channels(s)
+        st = sp.stages[s]
         for b in range(spec.d[s]):
             i = s * sp.max_depth + b
             blocks.append({"name": "MobileInvertedResidualBlock",
-                           "mobile_inverted_conv": conv(cin if b == 0 else sp.stages[s].width, sp.stages[s].width,
-                                                        spec.ks[i], spec.e[i], sp.stages[s].stride if b == 0 else 1),
-                           "shortcut": None if b == 0 else ident})
+                           "mobile_inverted_conv": conv(cin if b == 0 else st.width, st.width, spec.ks[i], spec.e[i],
+                                                        st.stride if b == 0 else 1, st.act, st.se),
+                           "shortcut": None if b == 0 else ident(st.width)})
     return {"name": "MobileNetV3", "bn": {"momentum": 0.1, "eps": 1e-5},
-            "first_conv": {"name": "ConvLayer", "in_channels": 3, "out_channels": 16, "kernel_size": 3},
-            "blocks": blocks, "final_expand_layer": {}, "feature_mix_layer": {}, "classifier": {}}
+            "first_conv": layer(3, 16, 3, 2, True), "blocks": blocks,
+            "final_expand_layer": layer(sp.stages[-1].width, sp.final_expand_ch, 1, 1, True),
+            "feature_mix_layer": layer(sp.final_expand_ch, sp.feature_mix_ch, 1, 1, False),
+            "classifier": {"name": "LinearLayer", "in_features": sp.feature_mix_ch, "out_features": 1000,
+                           "bias": True, "use_bn": False, "act_func": None, "dropout_rate": 0.1,
+                           "ops_order": "weight_bn_act"}}
 
 
 def _mutate(cfg: dict, how: str) -> dict:

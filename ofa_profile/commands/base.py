@@ -12,7 +12,8 @@ import click
 
 from ..atomic import write_json_atomic
 from ..clierrors import CliExitCodes
-from ..cliopts import SPACE_NAME, NoEmptyValues
+from ..cliopts import SPACE_NAME, NoEmptyValues, NoRepeatedOptions
+from ..devices import allow_ssh_options, load_device
 from ..errors import OfaProfileError
 from ..jsonio import dumps_strict
 from ..lock import output_lock
@@ -23,8 +24,9 @@ __all__ = ["main", "echo_json", "fail", "SPACE_OPTION", "WAIT_OPTION", "space_he
            "checked_out_dir", "pct", "with_options", "atomic_json", "SPEED_CHECK_OPTIONS", "check_speed_options"]
 
 
-class _Command(NoEmptyValues, click.Command):
-    """A subcommand: an empty option value (``--out ''``) is a usage error (:class:`NoEmptyValues`)."""
+class _Command(NoRepeatedOptions, NoEmptyValues, click.Command):
+    """A subcommand: an empty option value (``--out ''``) is a usage error (:class:`NoEmptyValues`), and so is an
+    option of one value given twice (:class:`NoRepeatedOptions`)."""
 
 
 class _Group(CliExitCodes, NoEmptyValues, click.Group):
@@ -74,6 +76,18 @@ def _store_wait(ctx: click.Context, param: Any, value: bool) -> None:
 
 WAIT_OPTION = click.option("--wait", is_flag=True, expose_value=False, callback=_store_wait,
                            help="if another process is writing the output, wait for it to finish instead of failing")
+
+
+ALLOW_SSH_OPTION = click.option(
+    "--allow-ssh-option", "allow_ssh_option", multiple=True, metavar="NAME",
+    help="ssh boards: let the device spec's ssh.options use the ssh option NAME although it is not on the safe "
+         "list (e.g. ProxyCommand, which runs a command on this machine; repeatable; see docs/safety.md)")
+
+
+def load_device_cli(name: str, allow_ssh_option: Any = ()) -> Any:
+    """The device spec ``name`` with the command line's ``--allow-ssh-option`` names
+    (:func:`ofa_profile.devices.allow_ssh_options`)."""
+    return allow_ssh_options(load_device(name), tuple(allow_ssh_option))
 
 
 def hold_lock(path: Any, folder: bool = False) -> Any:

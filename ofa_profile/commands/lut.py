@@ -6,13 +6,12 @@ from __future__ import annotations
 import click
 
 from ..cliopts import RESOLUTION, SPACE_NAME, count_range
-from ..devices import load_device
 from ..lut import export_ofa_yaml, load_lut
 from ..lut_report import check_out_file, import_ofa_lut, lut_summary, predict_subnet, validate_lut_file
 from ..paths import check_out_dir
 from ..speedcheck import DEFAULT_BLOCKS, MAX_BLOCKS, cached_speed_check, measure_hint
-from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, echo_json, hold_lock, log, main,
-                   with_options)
+from .base import (ALLOW_SSH_OPTION, SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, echo_json, hold_lock,
+                   load_device_cli, log, main, with_options)
 
 
 @main.group("lut")
@@ -104,6 +103,7 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
     click.echo(f"space:        {s['space']}")
     click.echo(f"device:       {s['device']} (runtime {s['runtime']}, batch {s['batch_size']}, "
                f"threads {s['num_threads'] if s['num_threads'] is not None else 'unknown'})")
+    click.echo(f"timed:        {s['timed_label']}")
     click.echo(f"resolutions:  {','.join(map(str, s['resolutions'])) or 'none complete'}")
     extra = f" (+{s['resolution_entries']} per-resolution)" if s["resolution_entries"] else ""
     click.echo(f"entries:      {s['entries']}{extra}")
@@ -124,8 +124,12 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
                 + (f", {tm['share_at_max_runs']:.0%} at the cap" if tm.get("share_at_max_runs") is not None else "")
                 if "runs_per_block_median" in tm else "")
         click.echo(f"timing:       {rule}{runs}")
-    cal = s["calibration"]
-    click.echo("calibration:  " + ("none" if not cal else "; ".join(f"{k}={v}" for k, v in cal.items())))
+        if tm.get("iqr_rel_median") is not None:
+            noisy = tm["iqr_rel_median"] > s["noisy_above"]
+            click.echo(f"noise:        block IQR/median {100 * tm['iqr_rel_median']:.1f} % (median over the blocks; "
+                       f"{'a noisy machine: ' if noisy else ''}above {100 * s['noisy_above']:g} % a machine counts as "
+                       f"noisy)")
+    click.echo(f"calibration:  {_calibration_text(s['calibration'])}")
     cov = s["coverage"]
     if cov["complete"]:
         click.echo(f"coverage:     complete for its {len(s['resolutions'])} resolution(s)")
@@ -138,6 +142,25 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
         r0, n0 = next(iter(part.items()))
         click.echo(f"partly:       {len(part)} other resolution(s) partly covered, e.g. r={r0} "
                    f"({n0} key(s) missing; see --json)")
+
+
+def _calibration_text(cal: dict | None) -> str:
+    """``lut info``'s calibration line: how it was fitted and how well it predicted the subnets it did not see."""
+    if not cal:
+        return "none (plain LUT sums; `ofa-profile calibrate` fits one)"
+    fit = (f"{cal.get('model', '?')} on {cal.get('n_fit', '?')} measured subnets (seed {cal.get('seed', '?')}, alpha "
+           f"{cal.get('alpha', '?'):.3g})" if isinstance(cal.get("alpha"), (int, float))
+           else f"{cal.get('model', '?')} on {cal.get('n_fit', '?')} measured subnets")
+    when = f", {cal['calibrated_utc']}" if cal.get("calibrated_utc") else ""
+    t = cal.get("test")
+    if not t:
+        return f"{fit}{when}; no held-out subnets"
+    parts = [f"MAPE {t['mape_pct']:.1f} %" if isinstance(t.get("mape_pct"), (int, float)) else None,
+             f"{100 * t['within_5pct']:.0f} % within +-5 %" if isinstance(t.get("within_5pct"), (int, float)) else None,
+             f"RMSE {t['rmse_ms']:.3f} ms" if isinstance(t.get("rmse_ms"), (int, float)) else None]
+    raw = cal.get("test_lut_sum_mape_pct")
+    tail = f" (plain LUT sums: MAPE {raw:.1f} %)" if isinstance(raw, (int, float)) else ""
+    return f"{fit}{when}; on {t.get('n', '?')} held-out subnets: {', '.join(p for p in parts if p)}{tail}"
 
 
 _MACHINE_KEYS = ("cpu_model", "cpu_vendor", "cpu_family", "cpu_model_number", "cpu_stepping", "cpu_max_mhz", "cpu_mhz",
@@ -187,8 +210,10 @@ def _flags_text(flags: list) -> str:
 @click.option("--device", "device_name", required=True, help="device (name or spec file) to time the blocks on")
 @click.option("--blocks", "n_blocks", type=count_range(1, MAX_BLOCKS), default=DEFAULT_BLOCKS, show_default=True,
               help="blocks to time, half at the LUT's smallest resolution and half at its largest")
+@ALLOW_SSH_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, as_json: bool) -> None:
+def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, allow_ssh_option: tuple[str, ...],
+                  as_json: bool) -> None:
     """Speed check: time a small fixed set of the LUT's blocks on a device now, the way `measure` timed them, and
     compare with the LUT's figures.
 
@@ -204,7 +229,7 @@ def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, as_json: bool) 
       ofa-profile lut check my-lut.json --device cpu-ort --blocks 12 --json
     """
     lut = load_lut(lut_ref)
-    dev = load_device(device_name)
+    dev = load_device_cli(device_name, allow_ssh_option)
     chk = cached_speed_check(lut, dev, n_blocks, refresh=True, log=log)
     if as_json:
         echo_json(chk.as_dict())
@@ -275,3 +300,4 @@ def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int
             how += f", x {p.scale:.3f} by the speed check"
         click.echo(f"{p.latency_ms:.3f} ms ({how}; LUT sum {p.lut_sum_ms:.3f} ms) for {p.spec.short()} on "
                    f"{p.lut.device} [{p.lut.source}]")
+        click.echo(f"timed: {p.lut.timed.label(p.lut.runtime)}")

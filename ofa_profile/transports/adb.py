@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .. import __version__
 from ..benchmark_model import BenchmarkOutputError, BenchmarkRun, first_lines, parse_benchmark_output
-from ..devicespec import DeviceError, DeviceSpec
+from ..argsafety import path_problem, serial_problem
+from ..devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
+from ..model_file import ModelFileError
 from ..options import Option
 from ..tflite import write_tflite
 from ..timing import Measurement, TimingConfig, fingerprint
@@ -112,6 +114,9 @@ class AdbTarget:
     kind = "adb"
 
     def __init__(self, serial: str | None = None, adb: str | None = None):
+        why = serial is not None and serial_problem(serial)
+        if why:
+            raise UnsafeDeviceError(f"adb serial refused: {why}")
         self.serial = serial
         self._adb = adb
 
@@ -143,6 +148,8 @@ class AdbTarget:
         raise DeviceError(f"no Android phone attached (adb devices lists: {_fmt_devices(devs)}); {HOW_TO_CONNECT}")
 
     def _argv(self, *args: str) -> list[str]:
+        if self.serial is not None and serial_problem(self.serial):     # connect() may have set it from adb
+            raise UnsafeDeviceError(f"adb serial refused: {serial_problem(self.serial)}")
         return [self._adb or "adb", "-s", self.serial or "", *args]
 
     def run(self, args: Sequence[str], timeout_s: float) -> tuple[int, str]:
@@ -275,6 +282,10 @@ class BenchmarkModelProfiler(Profiler):
         self.use_xnnpack = bool(cfg.get("use_xnnpack", True))
         self.tool = tool or ("litert-benchmark" if "litert-benchmark" in binary.name else "benchmark_model")
         remote = cfg.get("remote_dir") or DEFAULT_ADB_DIR
+        for what, value in (("adb.remote_dir", remote), ("benchmark binary", str(binary))):
+            why = path_problem(value)
+            if why:
+                raise UnsafeDeviceError(f"{what} refused: {why}")
         self.remote_dir = target.remote_path(remote) if hasattr(target, "remote_path") else remote
         if not binary.is_file():
             raise DeviceError(f"benchmark binary {binary} does not exist; pass the path of a benchmark_model "
@@ -395,6 +406,21 @@ class BenchmarkModelProfiler(Profiler):
         finally:
             p.unlink(missing_ok=True)
 
+    def measure_file(self, model: Any, seed: int) -> Measurement:
+        """A .tflite file pushed and timed by the benchmark program (``seed``: the program feeds its own input)."""
+        if model.format != "tflite":
+            raise ModelFileError(f"device {self.device.name} times models with {self.tool}, which reads .tflite "
+                                 f"files, not {model.format} ({model.path}); bench the .tflite export instead")
+        p = Path(self._tmp.name) / f"bench-{model.sha256[:16]}.tflite"
+        shutil.copyfile(model.path, p)
+        try:
+            self.target.push([p], self.remote_dir)
+            return self._run_graph(f"{self.remote_dir}/{p.name}", f"model {model.path.name}", "")
+        finally:
+            p.unlink(missing_ok=True)
+            if self.target.lost() is None:
+                self.target.shell(f"rm -f {shlex.quote(f'{self.remote_dir}/{p.name}')}", 60)
+
     def close(self) -> None:
         self._tmp.cleanup()
         if hasattr(self.target, "close"):
@@ -468,12 +494,14 @@ def _profiler(device: DeviceSpec, batch_size: int | None = None, *, benchmark_bi
 
 
 OPTIONS = (
-    Option("serial", "string", None, "adb serial of the phone (--serial); none: the one attached", nullable=True),
+    Option("serial", "string", None, "adb serial of the phone (--serial); none: the one attached", nullable=True,
+           check=serial_problem),
     Option("cores", "array", (), "CPU cores benchmark_model is pinned to with taskset; none: no pinning",
            items=Option("core", "integer", minimum=0)),
     Option("benchmark_binary", "string", None, "benchmark_model built for the phone (--benchmark-binary)",
-           nullable=True),
-    Option("remote_dir", "string", DEFAULT_ADB_DIR, "folder on the phone for the binary and the block files"),
+           nullable=True, check=path_problem),
+    Option("remote_dir", "string", DEFAULT_ADB_DIR, "folder on the phone for the binary and the block files",
+           check=path_problem),
     Option("use_xnnpack", "boolean", True, "benchmark_model --use_xnnpack"),
     Option("repeats", "integer", 3, "benchmark_model invocations per block (each one raw_ms sample)",
            minimum=1, maximum=100),

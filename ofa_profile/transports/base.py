@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..devicespec import DeviceError, DeviceSpec
 from ..options import Option
+from ..timed import Timed
 from ..timing import Measurement, fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..model_file import ModelFile
     from ..ops import Op
     from ..space import SubnetSpec
 
@@ -34,6 +36,11 @@ class Profiler:
     def fingerprint(self) -> dict[str, Any]:
         return fingerprint(self.versions(), num_threads=self.device.num_threads)
 
+    def timed(self, space: str) -> Timed:
+        """What :meth:`measure_op` and :meth:`measure_subnet` time for ``space`` (graph flavour, head, precision,
+        threads): the project's graph, the space's head, fp32, the device's threads."""
+        return Timed.default_for(space, threads=self.device.num_threads)
+
     def measure_op(self, op: Op, seed: int) -> Measurement:
         raise NotImplementedError
 
@@ -44,6 +51,11 @@ class Profiler:
 
     def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
         raise NotImplementedError
+
+    def measure_file(self, model: ModelFile, seed: int) -> Measurement:
+        """Time a model file (:func:`ofa_profile.model_file.check_model_file`) end to end, with the device's timing
+        settings, the way :meth:`measure_subnet` times a subnet (``ofa-profile bench``)."""
+        raise DeviceError(f"device {self.device.name} (transport {self.device.transport}) cannot time a model file")
 
     def close(self) -> None:
         pass

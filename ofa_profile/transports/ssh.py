@@ -24,7 +24,8 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..devicespec import DeviceError, DeviceSpec
+from ..argsafety import host_problem, path_problem, ssh_option_refusal, ssh_option_syntax_problem, user_problem
+from ..devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
 from ..options import REQUIRED, Option
 from ..runtimes import list_runtimes
 from ..timing import Measurement, TimingConfig
@@ -45,8 +46,21 @@ class SshTarget:
     kind = "ssh"
 
     def __init__(self, host: str, port: int = 22, user: str | None = None, identity_file: str | None = None,
-                 options: Sequence[str] = (), connect_timeout_s: int = 10):
-        self.host, self.port, self.user = host, int(port), user
+                 options: Sequence[str] = (), connect_timeout_s: int = 10, allow_options: Sequence[str] = ()):
+        """Every value that reaches ssh's argv is checked here (:mod:`ofa_profile.argsafety`), whoever built the
+        target: ``options`` off the safe list are refused unless ``allow_options`` (the command line's
+        ``--allow-ssh-option``) names them; a refusal is :class:`~ofa_profile.devicespec.UnsafeDeviceError`."""
+        for field, why in (("host", host_problem(host)), ("user", user and user_problem(user)),
+                           ("identity_file", identity_file and path_problem(identity_file))):
+            if why:
+                raise UnsafeDeviceError(f"ssh.{field} refused: {why}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise UnsafeDeviceError(f"ssh.port refused: {port!r} is not a port number (1..65535)")
+        for o in options:
+            why = ssh_option_refusal(o, allow_options)
+            if why:
+                raise UnsafeDeviceError(why)
+        self.host, self.port, self.user = host, port, user
         self.identity_file = identity_file
         self.options = tuple(options)
         self.connect_timeout_s = connect_timeout_s
@@ -56,7 +70,8 @@ class SshTarget:
         c = spec.transport_options
         if not c.get("host"):
             raise DeviceError(f"device {spec.name} has no ssh.host; fill in the connection details")
-        return cls(c["host"], c.get("port", 22), c.get("user"), c.get("identity_file"), c.get("options", ()))
+        return cls(c["host"], c.get("port", 22), c.get("user"), c.get("identity_file"), c.get("options", ()),
+                   allow_options=spec.allow_ssh_options)
 
     @property
     def name(self) -> str:
@@ -71,6 +86,7 @@ class SshTarget:
             a += ["-i", str(Path(self.identity_file).expanduser()), "-o", "IdentitiesOnly=yes"]
         for o in self.options:
             a += ["-o", o]
+        a.append("--")              # the end of ssh's options: what follows is the destination and the command
         a.append(f"{self.user}@{self.host}" if self.user else self.host)
         a.append(command)
         return a
@@ -147,10 +163,14 @@ class SshProfiler(Profiler):
         cfg = device.transport_options
         self.python = cfg.get("remote_python") or "python3"
         self.runtime = cfg.get("remote_runtime") or device.runtime
+        for field in ("remote_python", "remote_dir"):
+            why = cfg.get(field) and path_problem(cfg[field])
+            if why:
+                raise UnsafeDeviceError(f"ssh.{field} refused: {why}")
         ok, why = self.target.probe(timeout_s=min(10, self.target.connect_timeout_s))
         if not ok:
             raise DeviceError(f"cannot reach board {device.name}: {why}; check ssh.host/port/user/identity_file "
-                              f"(try `ssh -p {self.target.port} {self.target.name.rsplit(':', 1)[0]} true`)")
+                              f"(try `ssh -p {self.target.port} -- {shlex.quote(self.target.name.rsplit(':', 1)[0])} true`)")
         self.pkg_dir = self._upload(cfg.get("remote_dir") or DEFAULT_SSH_DIR)
         self._start()
         got: list[dict] = []
@@ -320,6 +340,22 @@ class SshProfiler(Profiler):
             self._fail(f"board {self.device.name} returned no result for subnet {spec.short()}", kill=False)
         return _measurement(got[0])
 
+    def measure_file(self, model: Any, seed: int) -> Measurement:
+        """The file copied to the board (by content digest) and timed there by the worker's local runtime."""
+        d = f"{self.pkg_dir.rsplit('/', 1)[0]}/models"
+        remote = f"{d}/{model.sha256[:16]}{model.path.suffix.lower()}"
+        q = _remote_path(d)
+        rc, _, err = self.target.run(f"mkdir -p {q} && cat > {_remote_path(remote)}.tmp && "
+                                     f"mv {_remote_path(remote)}.tmp {_remote_path(remote)}",
+                                     input=model.path.read_bytes(), timeout_s=600)
+        if rc != 0:
+            raise DeviceError(f"cannot copy {model.path} to {self.target.name}:{remote}: {_ssh_error(rc, err)}")
+        got: list[dict] = []
+        self._call({"cmd": "file", "seed": seed, "path": remote}, got.append, what=f"model {model.path.name}")
+        if not got:
+            self._fail(f"board {self.device.name} returned no result for model {model.path.name}", kill=False)
+        return _measurement(got[0])
+
     def close(self) -> None:
         proc = self._proc
         if proc is None:
@@ -369,15 +405,19 @@ def _remote_runtimes() -> list[str]:
 
 
 OPTIONS = (
-    Option("host", "string", REQUIRED, "the board's host name or address", min_length=1),
+    Option("host", "string", REQUIRED, "the board's host name or address", min_length=1, check=host_problem),
     Option("port", "integer", 22, "its SSH port", minimum=1, maximum=65535),
-    Option("user", "string", None, "login; none: ssh's default", nullable=True),
-    Option("identity_file", "string", None, "private key file; none: ssh's default", nullable=True),
-    Option("remote_python", "string", "python3", "the board's Python 3"),
-    Option("remote_dir", "string", DEFAULT_SSH_DIR, "folder on the board for the worker (relative: under home)"),
+    Option("user", "string", None, "login; none: ssh's default", nullable=True, check=user_problem),
+    Option("identity_file", "string", None, "private key file; none: ssh's default", nullable=True,
+           check=path_problem),
+    Option("remote_python", "string", "python3", "the board's Python 3", check=path_problem),
+    Option("remote_dir", "string", DEFAULT_SSH_DIR, "folder on the board for the worker (relative: under home)",
+           check=path_problem),
     Option("remote_runtime", "string", description="the runtime the worker runs [default: the spec's]",
            choices=_remote_runtimes),
-    Option("options", "array", (), "further ssh -o options", items=Option("option", "string")),
+    Option("options", "array", (), "further ssh -o options, Name=value: the harmless ones of "
+           "ofa_profile.argsafety.SAFE_SSH_OPTIONS (others need --allow-ssh-option NAME on the command line)",
+           items=Option("option", "string", check=ssh_option_syntax_problem)),
 )
 
 register_transport("ssh", _profiler, _reachable, options=OPTIONS, section="ssh",
