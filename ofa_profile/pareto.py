@@ -79,8 +79,9 @@ def parse_margin(margin: str) -> float | None:
 
 def search_resolutions(given: str | None, space: str, source_res: tuple, predictor: Any, lut: Any = None,
                        log: Log = _quiet) -> tuple:
-    """--resolutions, else the latency source's resolutions inside the predictor's trained range.  ``lut``
-    (the LUT behind the source, if any) lets a refusal name the keys a partly covered resolution lacks."""
+    """--resolutions, else the latency source's resolutions among the supernet's (128..224: a LUT may also hold
+    resolutions above them, for latency only) and inside the predictor's trained range.  ``lut`` (the LUT behind
+    the source, if any) lets a refusal name the keys a partly covered resolution lacks."""
     def gaps(rs: Any) -> str:
         g = lut.gaps([r for r in rs if r in lut.coverage()]) if lut is not None else {}
         return f"; it lacks {lut.gaps_text(g)}" if g else ""
@@ -100,6 +101,15 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
     if not res:
         raise OfaProfileError(f"the latency source covers no resolution completely"
                               f"{gaps(lut.coverage() if lut is not None else ())}: measure one into the LUT")
+    supernet = get_space(space).resolutions
+    if any(r not in supernet for r in res):
+        above = [r for r in res if r not in supernet]
+        res = tuple(r for r in res if r in supernet)
+        if not res:
+            raise OfaProfileError(f"the latency source covers only resolution(s) {','.join(map(str, above))}, above the "
+                                  f"supernet's {supernet[0]}..{supernet[-1]}; pass --resolutions to search there anyway")
+        log(f"searching the supernet's resolutions {res[0]}..{res[-1]} (the latency source also covers "
+            f"{','.join(map(str, above))}; --resolutions overrides)")
     tr = tuple(getattr(predictor, "trained_resolutions", ()) or ())
     if tr:
         inside = tuple(r for r in res if min(tr) <= r <= max(tr))
@@ -158,10 +168,11 @@ def predictor_block(pred: Any, why: str, resolutions: Any, log: Log = _quiet) ->
     if outside:
         tr = pred.trained_resolutions
         log(f"accuracy predictor: resolution(s) {','.join(map(str, outside))} lie outside those it was fitted on "
-            f"({min(tr)}..{max(tr)}): its figures there are extrapolations")
+            f"({min(tr)}..{max(tr)}): its figures there are extrapolations, not predictions")
     return {**dict(pred.info), "dataset": lab.dataset, "describes": lab.describes, "label": lab.text,
             "chosen_by": why, "model": pred.model, "encoding": pred.encoding, "space": pred.space,
-            "trained_resolutions": list(pred.trained_resolutions), "outside_trained_range": outside}
+            "trained_resolutions": list(pred.trained_resolutions), "fitted": lab.fitted,
+            "outside_trained_range": outside}
 
 
 def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, device_ref: str,
