@@ -356,12 +356,13 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
                val_data: str | None = None, cache_dir: str | None = None, speed_check: bool = False,
                rescale: bool = False, log: Log = _quiet, hold: Callable[[Path], Any] | None = None,
                classes: int | None = None) -> ParetoRun:
-    """Search the best subnet under ``budget_ms`` and the frontier; write ``pareto-<device>-<budget>ms.json``,
-    ``.best.json`` (readable by ``--arch`` of predict and export) and, with ``plot``, ``.png`` into ``out`` (an
-    existing folder).  ``margin_pct`` None: ``--margin auto``.  ``hold(path)`` is called with the JSON's path once
-    it is known, before any long work (the command holds its output lock there).  ``speed_check``: a shipped LUT
-    used on a device of this machine is speed-checked first (:func:`speed_check_source`); ``rescale`` scales the
-    latency model by the check's factor."""
+    """Search the best subnet under ``budget_ms`` and the frontier; write ``pareto-<source>-<budget>ms.json``
+    (``<source>``: :attr:`~ofa_profile.latency.LatencySource.file_id`), ``.best.json`` (readable by ``--arch`` of
+    predict and export) and, with ``plot``, ``.png`` into ``out`` (an existing folder).  ``margin_pct`` None:
+    ``--margin auto``.  ``hold(path)`` is called with the JSON's path once it is known, before any long work (the
+    command holds its output lock there).  ``speed_check``: a shipped LUT used on a device of this machine is
+    speed-checked first (:func:`speed_check_source`); ``rescale`` scales the latency model by the check's factor.
+    ``classes``: the classifier head the latency is predicted for (default: the LUT's)."""
     import random
 
     import numpy as np

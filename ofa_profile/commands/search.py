@@ -90,8 +90,8 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
                    "calibration (0: off)")
 @with_options(SPEED_CHECK_OPTIONS)
 @click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="folder for pareto-<device>-<budget>ms.json and .png (made if its parent exists; the device "
-                   "name is reduced to a plain file name)")
+              help="folder for pareto-<LUT file's stem>-<budget>ms.json, .best.json and .png (a shipped LUT: "
+                   "pareto-<device>-shipped-...; made if its parent exists)")
 @click.option("--no-plot", is_flag=True, help="do not write the PNG")
 @click.option("--verify", is_flag=True,
               help="measure the chosen subnet on the device and evaluate it with the bundled supernet")
