@@ -24,7 +24,7 @@ sysdeps:
 	fi
 
 test: setup sysdeps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # pyflakes and pycodestyle as ruff.toml configures them (.ci/run runs it before the tests)
 lint: setup

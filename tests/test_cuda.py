@@ -9,7 +9,12 @@ from ofa_profile.cuda import CudaRuntime, cuda_status
 from ofa_profile.errors import OfaProfileError
 
 OK, WHY = cuda_status(0)
-needs_gpu = pytest.mark.skipif(not OK, reason=f"no CUDA GPU here: {WHY}")
+_skip_without_gpu = pytest.mark.skipif(not OK, reason=f"no CUDA GPU here: {WHY}")
+
+
+def needs_gpu(f):
+    """A CUDA GPU (a device marker: -m device selects these on a GPU machine)."""
+    return pytest.mark.device(_skip_without_gpu(f))
 
 
 def test_status_is_one_clear_line():

@@ -46,6 +46,7 @@ def test_state_dict_names_and_shapes_match(ofa_net):
     ours.load_state_dict(ofa_net.state_dict(), strict=True)
 
 
+@pytest.mark.slow
 def test_twenty_random_subnets_same_logits(ofa_net):
     torch.set_num_threads(1)
     ours = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=1000)

@@ -175,12 +175,12 @@ def test_calibrate_refuses_a_lut_of_another_record(tmp_path):
     dev = fast_device(tmp_path)
     with make_profiler(dev) as prof:
         lut = dataclasses.replace(load_lut("cpu-ort"), fingerprint=prof.fingerprint(), calibration=None,
-                                  timed=Timed(classes=10))
+                                  timed=Timed(graph="ofa"))
         out = tmp_path / "lut.json"
         save_lut(lut, out)
         with pytest.raises(TimedError) as ei:
             calibrate_device(out, prof, 10, 0, progress=False)
-    assert "classes 10 vs 1000" in one_line(ei.value)
+    assert "graph ofa vs ofa-profile" in one_line(ei.value)
     assert load_lut(out).calibration is None
 
 
