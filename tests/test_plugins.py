@@ -22,6 +22,7 @@ setup(name="ofa-profile-testrt", version="0.1", packages=["ofa_profile_testrt"],
 
 MODULE = '''
 """A plug-in runtime: ONNX Runtime under a name of its own (what a package for a new accelerator would register)."""
+from pathlib import Path
 
 from ofa_profile.runtimes import OnnxRuntime, register_runtime
 
