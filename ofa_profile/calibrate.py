@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, check_calibration, extreme_specs,
-                          feature_names, features)
+from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, calibration_classes,
+                          check_calibration, extreme_specs, feature_names, features)
 from .errors import LutMissError, OfaProfileError
 from .jsonio import loads_strict
 from .lut import load_lut, save_lut
@@ -43,7 +43,7 @@ __all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", 
 
 def _design(specs: Sequence[SubnetSpec], lut: "Lut"):
     import numpy as np
-    return np.array([features(s, lut) for s in specs], dtype=float)
+    return np.array([features(s, lut, lut.timed.classes) for s in specs], dtype=float)
 
 
 def _extremes_design(lut: "Lut"):
@@ -52,7 +52,7 @@ def _extremes_design(lut: "Lut"):
     rows = []
     for _, spec in extreme_specs(lut):
         try:
-            rows.append(features(spec, lut))
+            rows.append(features(spec, lut, lut.timed.classes))
         except LutMissError:
             continue
     return np.array(rows, dtype=float).reshape(len(rows), len(feature_names(lut.space)))
@@ -96,6 +96,7 @@ def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], l
         "alpha": alpha,
         "n_fit": int(len(specs)),
         "seed": seed,
+        "classes": lut.timed.classes,        # the classifier head the subnets were measured with
         "sklearn_version": __import__("sklearn").__version__,
     }
 
@@ -239,7 +240,7 @@ def by_size(predicted_ms: Sequence[float], measured_ms: Sequence[float],
 
 
 def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: Path, seed: int,
-                    progress: bool = True, rounds: int = 2) -> list[float]:
+                    progress: bool = True, rounds: int = 2, classes: int | None = None) -> list[float]:
     """Whole-net latency of each spec: the lowest of ``rounds`` medians, each from its own pass over all
     the specs (minutes apart; odd passes in reverse order: :func:`ofa_profile.replicates.run_passes`), so that
     a burst of load from elsewhere on the machine, which only ever slows a run down, does not decide a figure.
@@ -259,7 +260,7 @@ def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: 
 
     def one(item: tuple[SubnetSpec, str], r: int) -> float:
         s, k = item
-        m = profiler.measure_subnet(s, seed)
+        m = profiler.measure_subnet(s, seed) if classes is None else profiler.measure_subnet(s, seed, classes)
         f.write({"arch": k, "round": r, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms, "count": m.count})
         bar.update(1)
         return m.median_ms
@@ -292,18 +293,22 @@ def _arch_key(spec: SubnetSpec) -> str:
 
 def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: int, seed: int = 0,
                      resolutions: Sequence[int] | None = None, progress: bool = True,
-                     rounds: int = 2) -> dict[str, Any]:
+                     rounds: int = 2, classes: int | None = None) -> dict[str, Any]:
     """Measure ``n_fit + n_test`` seeded subnets spread over the size range (:func:`sample_stratified`, split
     evenly along it: :func:`split_fit_test`) plus the space's smallest and largest subnets at the lowest and
-    highest resolution (fitted on), fit on the fit set, report on the held-out rest (overall, per size tercile,
-    and the extremes), store the calibration in the LUT (atomically) and return the report dict."""
-    lut = load_lut(lut_path)
+    highest resolution (fitted on), each with a classifier head of ``classes`` outputs (default: the LUT's), fit on
+    the fit set, report on the held-out rest (overall, per size tercile, and the extremes), store the calibration
+    in the LUT (atomically) and return the report dict."""
+    stored = load_lut(lut_path)
+    lut = stored.with_classes(classes)
     bad = fingerprint_mismatch(lut.fingerprint, profiler.fingerprint())
     if bad:
         raise OfaProfileError(f"LUT {lut_path} was measured on another setup ({'; '.join(bad)}); "
                               f"calibrate on the machine and runtime that built it")
-    lut.timed.require_same(profiler.timed(lut.space), f"LUT {lut_path}", "the subnets calibration measures",
+    lut.timed.require_same(profiler.timed(lut.space).with_(classes=lut.timed.classes), f"LUT {lut_path}",
+                           "the subnets calibration measures",
                            "calibrate it with a device spec and options that time what the LUT timed")
+    head = None if lut.timed.classes == get_space(lut.space).n_classes else lut.timed.classes
     res = tuple(resolutions) if resolutions else lut.resolutions
     miss = [r for r in res if r not in lut.resolutions]
     if miss:
@@ -320,9 +325,10 @@ def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: i
     n_fit_all = len(fit_specs)
     order = list(range(len(specs)))
     random.Random(seed).shuffle(order)           # measured in a seeded order: a slow spell hits every size
-    journal = lut_path.with_name(lut_path.name + f".calib-s{seed}.jsonl")
+    journal = lut_path.with_name(lut_path.name + f".calib-s{seed}" + (f"-c{head}" if head else "") + ".jsonl")
     t0 = time.perf_counter()
-    got = measure_subnets(profiler, [specs[i] for i in order], journal, seed, progress=progress, rounds=rounds)
+    got = measure_subnets(profiler, [specs[i] for i in order], journal, seed, progress=progress, rounds=rounds,
+                          classes=head)
     t_meas = time.perf_counter() - t0
     measured = [0.0] * len(specs)
     for j, i in enumerate(order):
@@ -355,19 +361,19 @@ def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: i
     cal["samples"] = report["samples"]
     cal["fingerprint_checked"] = True
     cal["calibrated_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    save_lut(lut.with_calibration(cal), lut_path)
+    save_lut(stored.with_calibration(cal), lut_path)     # the LUT's own head stays its head
     journal.unlink(missing_ok=True)
     return report
 
 
 def calibrate_on_device(device: "DeviceSpec", lut_path: Path, n_fit: int, n_test: int, seed: int = 0,
                         resolutions: Sequence[int] | None = None, progress: bool = True,
-                        rounds: int = 2) -> dict[str, Any]:
+                        rounds: int = 2, classes: int | None = None) -> dict[str, Any]:
     """:func:`calibrate_device` with the device's own profiler (opened and closed here); the report without its
     per-subnet samples (those are stored in the LUT's calibration)."""
     with make_profiler(device) as prof:
         rep = calibrate_device(lut_path, prof, n_fit, n_test, seed=seed, resolutions=resolutions, progress=progress,
-                               rounds=rounds)
+                               rounds=rounds, classes=classes)
     return {k: v for k, v in rep.items() if k != "samples"}
 
 
@@ -408,8 +414,11 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     if bad:
         raise OfaProfileError(f"LUT {lut.source} was measured on another setup ({'; '.join(bad)}): its drift "
                               f"cannot be measured here")
-    lut.timed.require_same(profiler.timed(lut.space), f"LUT {lut.source}", "the subnets measured now",
-                           "measure the drift with a device spec that times what the LUT timed")
+    lut.timed.require_same(profiler.timed(lut.space).with_(classes=lut.timed.classes), f"LUT {lut.source}",
+                           "the subnets measured now", "measure the drift with a device spec that times what the LUT "
+                                                       "timed")
+    head = calibration_classes(lut)
+    head = None if head == get_space(lut.space).n_classes else head
     held = held[:n]
     specs = [SubnetSpec.from_ofa(x["arch"], space=lut.space) for x in held]
     seed = int((cal.get("report") or {}).get("seed", 0))
@@ -417,7 +426,8 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     bar = _progress(len(specs) * rounds, 0, "drift", progress, unit="subnet")
 
     def one(i: int, r: int) -> float:
-        ms = profiler.measure_subnet(specs[i], seed).median_ms
+        ms = (profiler.measure_subnet(specs[i], seed) if head is None
+              else profiler.measure_subnet(specs[i], seed, head)).median_ms
         bar.update(1)
         return ms
     reps = run_passes(range(len(specs)), rounds, per_item(one))

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .argsafety import shell_command
 from .devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, read_json_file
@@ -235,7 +236,7 @@ def _device_hint(name: str) -> str:
     known = f"known devices: {', '.join(names)}"
     own = Path(f"{name}.json")
     if own.is_file():
-        return f"{own} lies here: pass {own} (a spec file path); {known}"
+        return f"{shell_command(str(own))} lies here: pass it (a spec file path); {known}"
     near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return (f"did you mean {near[0]}? " if near else "") + f"{known} (or pass a spec file path)"
 

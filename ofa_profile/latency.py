@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .adapt import load_adapter
-from .calibration import CALIBRATION_FORMAT
+from .calibration import CALIBRATION_FORMAT, calibration_classes
 from .encodings import ArchArrays, BlockTable, macs_table
 from .errors import OfaProfileError
 from .lut import is_shipped, load_lut
@@ -62,6 +62,7 @@ def lut_latency_fn(lut: Any, calibrated: bool = True, resolutions: Sequence[int]
     import numpy as np
     sp = get_space(lut.space)
     table = BlockTable.from_lut(lut, resolutions)
+    table_classes = getattr(getattr(lut, "timed", None), "classes", None)
     cal = lut.calibration if calibrated else None
     if cal:
         names = list(cal.get("feature_names", ()))
@@ -69,15 +70,18 @@ def lut_latency_fn(lut: Any, calibrated: bool = True, resolutions: Sequence[int]
         if cal.get("format") != CALIBRATION_FORMAT or names != known:
             raise OfaProfileError(f"LUT {lut.source} has a calibration this version cannot apply "
                                   f"({cal.get('format')}); re-run `ofa-profile calibrate`")
+        cal_classes = calibration_classes(lut, cal)
+        cal_table = table if cal_classes == table_classes else BlockTable.from_lut(lut, resolutions, cal_classes)
         mean = np.asarray(cal["feature_mean"], dtype=float)
         scale = np.asarray(cal["feature_scale"], dtype=float)
         coef = np.asarray(cal["coef"], dtype=float)
         icpt = float(cal["intercept"])
 
         def fast(a: ArchArrays) -> "np.ndarray":
-            X = np.concatenate([table.fixed_cost(a)[:, None], table.per_stage(a), a.d.sum(axis=1)[:, None],
+            fixed = cal_table.fixed_cost(a)       # the head the calibration measured; another one: its difference
+            X = np.concatenate([fixed[:, None], table.per_stage(a), a.d.sum(axis=1)[:, None],
                                 (a.r / 224.0)[:, None]], axis=1)
-            return icpt + ((X - mean) / scale) @ coef
+            return icpt + ((X - mean) / scale) @ coef + (table.fixed_cost(a) - fixed)
     else:
         def fast(a: ArchArrays) -> "np.ndarray":
             return table.total(a)
@@ -210,8 +214,12 @@ class LatencySource:
 
 
 def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
-                           calibrated: bool = True) -> LatencySource:
-    """``--device NAME`` (its shipped LUT), ``--lut FILE`` or ``--adapter FILE`` (with ``--lut`` for its prior)."""
+                           calibrated: bool = True, classes: int | None = None) -> LatencySource:
+    """``--device NAME`` (its shipped LUT), ``--lut FILE`` or ``--adapter FILE`` (with ``--lut`` for its prior);
+    ``classes``: predict subnets with a classifier head of that many outputs (the LUT must hold it)."""
+    if classes is not None and adapter is not None:
+        raise OfaProfileError("--classes picks a LUT's classifier head; a few-shot adapter has one head: drop "
+                              "--classes or --adapter")
     if device and lut:
         raise OfaProfileError("give either --device (a shipped LUT) or --lut FILE, not both")
     ref = lut or device
@@ -232,7 +240,7 @@ def resolve_latency_source(device: str | None = None, lut: str | None = None, ad
                              adapter=str(adapter))
     if ref is None:
         raise OfaProfileError("no latency source: pass --device NAME (a shipped LUT), --lut FILE or --adapter FILE")
-    return latency_source_from_lut(load_lut(ref), calibrated=calibrated)
+    return latency_source_from_lut(load_lut(ref).with_classes(classes), calibrated=calibrated)
 
 
 def latency_source_from_lut(lt: Any, calibrated: bool = True) -> LatencySource:

@@ -354,7 +354,6 @@ def _calibration(calibration: Sequence[Any] | None, example: Any) -> list[Any]:
 
 class _LiteRTCompiled(Compiled):
     def __init__(self, path: Path, own_dir: Path | None, example: Any, num_threads: int):
-        import numpy as np
         from ai_edge_litert.interpreter import Interpreter
 
         self._path, self._own_dir = path, own_dir

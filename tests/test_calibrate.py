@@ -25,6 +25,7 @@ def _cli(*args):
                           timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.slow
 def test_calibrate_command_stores_a_plain_fit_and_reports_on_unseen_subnets(tmp_path):
     spec = fast_spec(tmp_path, "torch")
     lut_path = tmp_path / "t.json"
@@ -91,6 +92,7 @@ def test_measure_subnets_takes_the_lowest_pass_and_resumes_from_its_journal(tmp_
     assert got == [min(1e3, r["median_ms"]) for r in recs[::-1]] and all(0 < g < 1e3 for g in got)
 
 
+@pytest.mark.slow
 def test_refresh_measures_the_drift_since_calibration_and_scales_the_search(tmp_path):
     """pareto --refresh N re-measures N held-out calibration subnets and scales the latency model by
     now / then.  The stored figures are halved here, as if the device had run twice as fast when it was

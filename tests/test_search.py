@@ -321,6 +321,7 @@ def test_verify_says_the_error_as_a_user_reads_it_and_flags_a_noisy_measurement(
     assert verify_noise(0.1, 5.0, [5.0, 5.0 * (1 + VERIFY_NOISE_REL + 0.01)])[2] is True  # passes apart
 
 
+@pytest.mark.slow
 def test_pareto_verify_measures_on_the_device_and_evaluates_with_the_supernet(cli_files, tmp_path):
     """--verify: a real end-to-end ONNX Runtime measurement and a real evaluation of the chosen subnet."""
     import json

@@ -85,13 +85,20 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @click.option("--passes", type=count_range(1, 1000), default=1, show_default=True,
               help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
                    "shared machine: a block is then only inflated if it was slow in every pass)")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="outputs of the classifier head to measure; on an existing LUT, adds that head's one op beside "
+                   "the LUT's own [default: the LUT's head, else the space's (1000 for OFA's nets)]")
+@click.option("--graph", type=click.Choice(GRAPHS), default="ofa-profile", show_default=True,
+              help="graph flavour of the blocks: ofa-profile = the project's layer library (what `export` writes), "
+                   "ofa = OFA's own modules exported through torch.onnx (what an OFA user deploys)")
 @with_options(TRANSPORT_OPTIONS)
 @ALLOW_SSH_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
-                limit: int | None, passes: int, transport_option: tuple[tuple[str, str], ...],
+                limit: int | None, passes: int, classes: int | None, graph: str,
+                transport_option: tuple[tuple[str, str], ...],
                 benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], quiet: bool,
                 as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
@@ -107,6 +114,8 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
       ofa-profile measure --device pixel --transport-option cores=7 --transport-option repeats=5
       ofa-profile measure --device cpu-ort --passes 3 --fresh
       ofa-profile measure --device cpu-ort --space ofa-proxyless-w1.3 --resolutions 160
+      ofa-profile measure --device cpu-ort --graph ofa --out cpu-ort-ofa.json
+      ofa-profile measure --device cpu-ort --classes 10 --out cpu-ort.json
     """
     from pathlib import Path
 
@@ -121,7 +130,7 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
     hold_lock(out_path)          # the LUT and its journal: one writer for the whole run
     run = measure_device(dev, out_path, res, space=sp_name, batch_size=batch_size, seed=seed, progress=not quiet,
                          fresh=fresh, limit=limit, passes=passes, transport_options=options,
-                         benchmark_binary=benchmark_binary, serial=serial)
+                         benchmark_binary=benchmark_binary, serial=serial, graph=graph, classes=classes)
     r = run.result
     if run.noise:
         log(run.noise.describe())
@@ -200,13 +209,15 @@ def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str 
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--rounds", type=POSITIVE_INT, default=2, show_default=True,
               help="passes over the subnets, minutes apart; each subnet's figure is the lowest of its medians")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="classifier head of the subnets measured (one the LUT holds) [default: the LUT's]")
 @ALLOW_SSH_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
 def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, samples: int, test_samples: int,
-                  resolutions: str | None, seed: int, rounds: int, allow_ssh_option: tuple[str, ...], quiet: bool,
-                  as_json: bool) -> None:
+                  resolutions: str | None, seed: int, rounds: int, classes: int | None,
+                  allow_ssh_option: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
     Measures SAMPLES + TEST-SAMPLES seeded subnets spread evenly over the size range, from the
@@ -236,7 +247,7 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, dev.space) if resolutions else None
     rep = calibrate_on_device(dev, path, samples, test_samples, seed=seed, resolutions=res, progress=not quiet,
-                              rounds=rounds)
+                              rounds=rounds, classes=classes)
     if as_json:
         echo_json(rep)
         return
