@@ -176,7 +176,7 @@ def main() -> None:
 
     import dataclasses
 
-    from ofa_profile.calibrate import _arch_key, calibrate_device, extreme_specs_at, sample_stratified
+    from ofa_profile.calibrate import calibrate_device, extreme_specs_at, sample_stratified
     from ofa_profile.devices import load_device
     from ofa_profile.lut import load_lut
     from ofa_profile.space import SubnetSpec
@@ -276,8 +276,8 @@ def main() -> None:
 
     import numpy as np
     summary = {}
-    print(f"\nerror = (predicted - measured) / measured; measured = the lower of two timings; re-timing floor = "
-          f"the two timings' agreement (t2 / t1 - 1)")
+    print("\nerror = (predicted - measured) / measured; measured = the lower of two timings; re-timing floor = "
+          "the two timings' agreement (t2 / t1 - 1)")
     hdr = (f"{'way':<9} {'group':<22} {'n':>3} {'mean err':>9} {'<=5%':>5} {'<=10%':>6} {'worst':>8}   "
            f"{'retime<=5%':>10} {'<=10%':>6} {'worst':>7}")
     print(hdr)
