@@ -43,16 +43,16 @@ def make_profiler_with_clock(device: Any, clock: str, **kw: Any) -> Any:
         return make_profiler(device, **kw)
     if device.transport != "local":
         raise SystemExit("--clock thread-cpu times this process's thread: a local device only")
-    from ofa_profile.timing import measure_callable
-    from ofa_profile.transports.local import LocalProfiler
+    from ofa_profile.transports import local
 
-    class CpuClockProfiler(LocalProfiler):
-        def _time(self, module: Any, example: Any):
-            from pathlib import Path
-            compiled = self.runtime.compile(module, example, num_threads=self.device.num_threads,
-                                            workdir=Path(self._tmp.name))
+    class CpuClockProfiler(local.LocalProfiler):
+        """The local profiler, its one timing call (``local.measure_callable``) given the thread-CPU clock."""
+
+        def _time(self, *args: Any, **kw: Any):
+            plain = local.measure_callable
+            local.measure_callable = lambda fn, config, sync=None: plain(fn, config, clock=ThreadCpuClock())
             try:
-                return measure_callable(compiled.run, self.timing, clock=ThreadCpuClock())
+                return super()._time(*args, **kw)
             finally:
-                compiled.close()
+                local.measure_callable = plain
     return CpuClockProfiler(device, **kw)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..accuracy import (ENCODINGS, fit_with_held_out, load_subnets, predicted_rows, predictor_label,
-                        predictor_name)
+from ..accuracy import (ENCODINGS, describe_predictor, fit_with_held_out, load_subnets, predicted_rows,
+                        predictor_label, predictor_name)
 from ..adapt import adapt_device, read_latency_csv
 from ..cliopts import POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, FiniteFloatRange, count_range
 from ..latency import lut_latency_fn
@@ -297,7 +297,6 @@ def predictor_info_cmd(predictor: str, as_json: bool) -> None:
       ofa-profile predictor info
       ofa-profile predictor info bundled --json
     """
-    from ..accuracy import describe_predictor
     d = describe_predictor(predictor)
     if as_json:
         echo_json(d)
