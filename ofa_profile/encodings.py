@@ -184,8 +184,9 @@ class BlockTable:
 
     @classmethod
     def from_op_cost_at(cls, space: str, cost: Callable[[Op, int], float], resolutions: Sequence[int] | None = None,
-                        name: str = "") -> "BlockTable":
-        """Like :meth:`from_op_cost` with a cost that may depend on the resolution: ``cost(op, r)``."""
+                        name: str = "", classes: int | None = None) -> "BlockTable":
+        """Like :meth:`from_op_cost` with a cost that may depend on the resolution: ``cost(op, r)``; ``classes``:
+        outputs of the classifier head (default: the space's)."""
         import numpy as np
         sp = get_space(space)
         res = tuple(resolutions) if resolutions is not None else sp.resolutions
@@ -197,7 +198,7 @@ class BlockTable:
                     # a deepest subnet with every block at (k, e): its ops give every block position
                     deep = tuple(max(sp.stage_depths(s)) for s in range(sp.n_stages))
                     spec = SubnetSpec(sp.name, (k,) * sp.n_blocks, (e,) * sp.n_blocks, deep, r)
-                    fixed_ops, block_ops = split_ops(spec, subnet_ops(spec))
+                    fixed_ops, block_ops = split_ops(spec, subnet_ops(spec, classes))
                     for (i, _, _), op in zip(spec.active_blocks(), block_ops):
                         block[ri, i, ki, ei] = cost(op, r)
                     if ki == 0 and ei == 0:
@@ -205,11 +206,16 @@ class BlockTable:
         return cls(sp.name, res, fixed, block, name)
 
     @classmethod
-    def from_lut(cls, lut: Any, resolutions: Sequence[int] | None = None) -> "BlockTable":
-        """The LUT's ``median_ms`` per block (its per-resolution figures where it has them).
+    def from_lut(cls, lut: Any, resolutions: Sequence[int] | None = None,
+                 classes: int | None = None) -> "BlockTable":
+        """The LUT's ``median_ms`` per block (its per-resolution figures where it has them), with the LUT's
+        classifier head (or one of ``classes`` outputs).
 
         Resolutions default to those the LUT covers completely; a miss raises the LUT's own error.
         """
+        timed = getattr(lut, "timed", None)
+        if classes is None and timed is not None:
+            classes = timed.classes
         res = tuple(resolutions) if resolutions is not None else tuple(lut.resolutions)
         if not res:
             gaps = lut.gaps() if hasattr(lut, "gaps") else {}
@@ -217,7 +223,7 @@ class BlockTable:
             raise OfaProfileError(f"LUT {getattr(lut, 'source', '')} covers no resolution completely{part}; measure "
                                   f"one")
         return cls.from_op_cost_at(lut.space, lambda op, r: float(lut.entry(op.key, r).median_ms), res,
-                                   name=f"lut:{lut.device}")
+                                   name=f"lut:{lut.device}", classes=classes)
 
     def restricted(self, resolutions: Sequence[int]) -> "BlockTable":
         """The same table at some of its resolutions only (in that order)."""

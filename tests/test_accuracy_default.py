@@ -84,6 +84,7 @@ def test_pareto_accuracy_bundled_names_imagenette(tmp_path):
     assert "are alternatives" in one_line_error(res, 2)
 
 
+@pytest.mark.slow
 def test_pareto_verify_uses_the_supernets_own_predictor(tmp_path, shared_data):
     if not bundled_predictor_path().exists():
         pytest.skip("no bundled supernet predictor in this checkout")

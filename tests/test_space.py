@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from ofa_profile.space import SPACES, SpaceError, SubnetSpec, get_space, make_divisible, parse_resolutions
+from ofa_profile.space import SpaceError, SubnetSpec, get_space, make_divisible, parse_resolutions
 
 
 def test_widths_w10_and_w12():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..accuracy import (ENCODINGS, describe_predictor, fit_with_held_out, load_subnets, predicted_rows, predictor_label,
-                        predictor_name)
+from ..accuracy import (ENCODINGS, describe_predictor, fit_with_held_out, load_subnets, predicted_rows,
+                        predictor_label, predictor_name)
 from ..adapt import adapt_device, read_latency_csv
 from ..cliopts import POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, FiniteFloatRange, count_range
 from ..latency import lut_latency_fn
