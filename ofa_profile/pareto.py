@@ -336,9 +336,10 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     sp = get_space(space or src.space)
     if not same_macro_architecture(sp.name, src.space):
         dev = src.lut.device if src.lut is not None else "DEVICE"
+        cmd = shell_command("ofa-profile", "measure", "--device", dev, "--space", sp.name)
         raise OfaProfileError(f"the latency source is for {src.space}; space {sp.name} has other channel widths: "
-                              f"use a LUT of {sp.name} (`ofa-profile measure --device {dev} --space {sp.name}` "
-                              f"writes ./{safe_name(dev)}-{sp.name}.json; then pass --lut that file)")
+                              f"use a LUT of {sp.name} (`{cmd}` writes ./{safe_name(dev)}-{sp.name}.json; then pass "
+                              f"--lut that file)")
     pred = None
     if verify and accuracy is None and predictor is None and accuracy_data is None:
         pred = verify_predictor(supernet, log=log)
