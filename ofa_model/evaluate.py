@@ -25,14 +25,16 @@ from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.jsonio import loads_strict
 from ofa_profile.ops import subnet_ops
+from ofa_profile.quantize import int8_recipe, quantize_onnx
 from ofa_profile.space import SubnetSpec, get_space
 
-from .data import eval_batches, train_batch
+from .data import INT8_CALIB_IMAGES, eval_batches, int8_calibration_images, train_batch
 from .evaldata import default_data, supernet_caches
 from .export import onnx_export
 
 __all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
-           "CSV_FIELDS", "PARTIAL_SUFFIX", "evaluate_arch"]
+           "CSV_FIELDS", "PARTIAL_SUFFIX", "evaluate_arch", "evaluate_precisions", "int8_calibration_images",
+           "INT8_CALIB_IMAGES"]
 
 CSV_FIELDS = ("index", "space", "seed", "r", "d", "ks", "e", "accuracy", "macs", "params", "n_val", "n_calib",
               "batch_size", "arch")
@@ -70,20 +72,40 @@ def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 
     ``engine`` runs the val pass: ``"torch"``, ``"onnxruntime"`` (the recalibrated subnet exported in memory;
     about 3x faster than torch eager on one CPU thread, same logits to float tolerance) or ``"auto"``
     (onnxruntime on CPU where it is installed, else torch).  BN recalibration always runs in torch."""
-    import numpy as np
     import torch
-
-    from .supernet import recalibrate_bn
 
     r = resolution or spec.r
     device = device or next(model.parameters()).device
     dev_type = torch.device(device).type
+    now = _clock(device, dev_type)
+    sub, t_extract, t_calib = _recalibrated(model, spec, train_cache, n_calib, batch_size, device, r, calib_seed, now)
+    t2 = now()
+    idx = val_indices if val_indices is not None else val_subset(len(val_cache), n_val, val_seed)
+    run = _ort_runner(sub.eval(), r) if _use_ort(engine, dev_type) else None
+    correct, seen = _count_correct(sub, run, val_cache, r, batch_size, idx, device)
+    if timings is not None:
+        timings.update({"extract_s": t_extract, "calib_s": t_calib, "eval_s": now() - t2, "n_val": seen})
+    return correct / max(1, seen)
+
+
+def _clock(device, dev_type: str):
+    import torch
 
     def now() -> float:
         if dev_type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter()
+    return now
 
+
+def _recalibrated(model, spec: SubnetSpec, train_cache, n_calib: int, batch_size: int, device, r: int,
+                  calib_seed: int, now):
+    """The subnet of ``spec`` extracted from ``model``, BN recalibrated on ``n_calib`` augmented seeded training
+    images; with the seconds the extraction and the recalibration took."""
+    import numpy as np
+    import torch
+
+    from .supernet import recalibrate_bn
     t0 = now()
     model.set_active_subnet(spec)
     sub = model.get_active_subnet().to(device)
@@ -99,19 +121,53 @@ def evaluate_spec(model, spec: SubnetSpec, train_cache, val_cache, n_val: int = 
     sub.to(memory_format=torch.channels_last)    # NHWC: ~1.6x faster BN recalibration on CPU
     recalibrate_bn(sub, calib(), n_calib)
     sub.to(memory_format=torch.contiguous_format)
-    t2 = now()
-    idx = val_indices if val_indices is not None else val_subset(len(val_cache), n_val, val_seed)
+    return sub.eval(), t1 - t0, now() - t1
+
+
+def _count_correct(sub, run, val_cache, r: int, batch_size: int, idx, device) -> tuple[int, int]:
+    """(correct, seen) over the val images ``idx``: ``run`` (NCHW array -> logits array) where given, else ``sub``
+    in torch."""
+    import torch
     correct = seen = 0
-    run = _ort_runner(sub.eval(), r) if _use_ort(engine, dev_type) else None
     with torch.no_grad():
         for x, y in eval_batches(val_cache, r, batch_size, idx):
             logits = torch.from_numpy(run(x.numpy())) if run is not None else sub(x.to(device)).cpu()
-            pred = logits.argmax(1)
-            correct += int((pred == y).sum())
+            correct += int((logits.argmax(1) == y).sum())
             seen += y.numel()
+    return correct, seen
+
+
+def evaluate_precisions(model, spec: SubnetSpec, train_cache, val_cache, precisions: Sequence[str] = ("fp32", "int8"),
+                        n_val: int = 0, n_calib: int = 2000, n_int8_calib: int = INT8_CALIB_IMAGES,
+                        batch_size: int = 100, resolution: int | None = None, val_seed: int = 0, calib_seed: int = 0,
+                        timings: dict | None = None) -> dict[str, float]:
+    """Top-1 (fraction) of ``spec`` at each of ``precisions`` on the same val subset, one BN recalibration shared:
+    ``fp32`` and ``int8`` both run in ONNX Runtime on the CPU (the int8 model: the fp32 one quantized by
+    :func:`ofa_profile.quantize.quantize_onnx`, calibrated on :func:`int8_calibration_images`)."""
+    import torch
+
+    bad = [p for p in precisions if p not in ("fp32", "int8")]
+    if bad or not precisions:
+        raise OfaProfileError(f"precision {', '.join(bad) or '(none)'} is not one of fp32, int8")
+    _use_ort("onnxruntime", "cpu")              # one line where onnxruntime is missing
+    r = resolution or spec.r
+    now = _clock("cpu", "cpu")
+    sub, t_extract, t_calib = _recalibrated(model.cpu(), spec, train_cache, n_calib, batch_size, "cpu", r, calib_seed,
+                                            now)
+    idx = val_subset(len(val_cache), n_val, val_seed)
+    out: dict[str, float] = {}
+    tm: dict = {"extract_s": t_extract, "calib_s": t_calib}
+    with torch.no_grad():
+        for p in precisions:
+            t = now()
+            cal = int8_calibration_images(train_cache, r, n_int8_calib, calib_seed) if p == "int8" else None
+            correct, seen = _count_correct(sub, _ort_runner(sub, r, calibration=cal), val_cache, r, batch_size, idx,
+                                           "cpu")
+            out[p] = correct / max(1, seen)
+            tm[f"{p}_s"], tm["n_val"] = now() - t, seen
     if timings is not None:
-        timings.update({"extract_s": t1 - t0, "calib_s": t2 - t1, "eval_s": now() - t2, "n_val": seen})
-    return correct / max(1, seen)
+        timings.update(tm)
+    return out
 
 
 ENGINES = ("auto", "torch", "onnxruntime")
@@ -132,10 +188,12 @@ def _use_ort(engine: str, dev_type: str) -> bool:
     return True
 
 
-def _ort_runner(sub, r: int):
+def _ort_runner(sub, r: int, calibration: Sequence | None = None):
     """A function NCHW float32 array -> logits array: ``sub`` exported to ONNX in memory, run by onnxruntime
-    with the process's torch thread count."""
+    with the process's torch thread count; quantized to int8 (:func:`ofa_profile.quantize.quantize_onnx`) on the
+    NCHW arrays ``calibration`` where given."""
     import io
+    import tempfile
     import warnings
 
     import onnxruntime as ort
@@ -145,10 +203,16 @@ def _ort_runner(sub, r: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onnx_export(sub.cpu(), torch.zeros(1, 3, r, r), buf)
+    model = buf.getvalue()
+    if calibration is not None:
+        with tempfile.TemporaryDirectory(prefix="ofa-profile-int8-") as d:
+            (Path(d) / "fp32.onnx").write_bytes(model)
+            model = quantize_onnx(Path(d) / "fp32.onnx", Path(d) / "int8.onnx", calibration).read_bytes()
     so = ort.SessionOptions()
     so.intra_op_num_threads = torch.get_num_threads()
     so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     import numpy as np
 
     def run(x):
@@ -321,12 +385,17 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike)
 
 def evaluate_arch(arch: str | os.PathLike, *, device: str, supernet: str | None = None, resolution: int | None = None,
                   n_val: int = 1000, n_calib: int = 2000, train_data: str | None = None, val_data: str | None = None,
-                  cache_dir: str | None = None, log=None) -> dict:
+                  cache_dir: str | None = None, log=None, precision: str = "fp32",
+                  n_int8_calib: int = INT8_CALIB_IMAGES) -> dict:
     """``ofa-profile evaluate``: the measured top-1 of the subnet of spec file or net.config ``arch`` (at
     ``resolution`` if given) with ``supernet`` (the bundled weights by default) on ``device``, BN recalibrated
     on ``n_calib`` seeded training images, on a fixed seeded subset of ``n_val`` val images of its dataset
     (``train_data``/``val_data`` default to the shared Imagenette).  Returns the JSON summary; ``log(str)`` is
-    told what is evaluated."""
+    told what is evaluated.
+
+    ``precision="int8"``: the subnet in ONNX Runtime on the CPU, fp32 and int8 (calibrated on ``n_int8_calib``
+    seeded training images: :func:`evaluate_precisions`) on the same val images; ``top1`` is the int8 figure,
+    ``top1_fp32`` the fp32 one beside it."""
     from .bundle import load_supernet
 
     model, info = load_supernet(supernet, device=device)
@@ -339,8 +408,20 @@ def evaluate_arch(arch: str | os.PathLike, *, device: str, supernet: str | None 
         log(f"evaluate: {spec.short()} with {info.path} ...")
     tm: dict = {}
     t0 = time.perf_counter()
-    top1 = evaluate_spec(model, spec, tr, va, n_val=n_val, n_calib=n_calib, timings=tm)
-    return {"top1": round(float(top1), 5), "n_val": tm.get("n_val"), "n_calib": n_calib,
+    extra: dict = {}
+    if precision == "int8":
+        both = evaluate_precisions(model, spec, tr, va, ("fp32", "int8"), n_val=n_val, n_calib=n_calib,
+                                   n_int8_calib=n_int8_calib, timings=tm)
+        top1 = both["int8"]
+        extra = {"precision": "int8", "top1_fp32": round(both["fp32"], 5),
+                 "int8_drop_points": round(100 * (both["fp32"] - both["int8"]), 3), "runtime": "onnxruntime",
+                 "int8": int8_recipe("onnxruntime", f"{n_int8_calib} seeded training images, centre crop at r "
+                                                    f"(ofa_model.evaluate.int8_calibration_images)")}
+    elif precision == "fp32":
+        top1 = evaluate_spec(model, spec, tr, va, n_val=n_val, n_calib=n_calib, timings=tm)
+    else:
+        raise OfaProfileError(f"precision {precision!r} is not one of fp32, int8")
+    return {**extra, "top1": round(float(top1), 5), "n_val": tm.get("n_val"), "n_calib": n_calib,
             "dataset": (info.manifest or {}).get("dataset") or "validation", "arch": spec.short(),
             "spec": spec.canonical().to_ofa(), "space": spec.space, "r": spec.r, "supernet": info.path,
             "supernet_sha256": info.sha256, "seconds": round(time.perf_counter() - t0, 2)}

@@ -142,7 +142,23 @@ class CudaRuntime:
                       "gpu_capability": f"{p.major}.{p.minor}", "gpu_memory_gib": f"{p.total_memory / 2**30:.0f}"})
         return v
 
-    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Path | None = None) -> CudaCompiled:
+    #: the precisions compile() builds (fp16 is the spec's ``dtype`` option, not a precision of the LUT record)
+    precisions = ("fp32",)
+
+    def check_precision(self, precision: str) -> tuple[bool, str]:
+        if precision in self.precisions:
+            return True, f"runtime {self.name}: {precision}"
+        return False, (f"runtime {self.name} times fp32 only, not {precision}; int8 is timed on onnxruntime and "
+                       f"litert devices")
+
+    def int8_versions(self) -> dict[str, str]:
+        return {}
+
+    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Path | None = None,
+                precision: str = "fp32", calibration: Any = None) -> CudaCompiled:
+        ok, why = self.check_precision(precision)
+        if not ok:
+            raise OfaProfileError(why)
         ok, why = self.check()
         if not ok:
             raise OfaProfileError(f"runtime torch-cuda is unavailable: {why}")

@@ -20,11 +20,7 @@ from .lut_ofa import _classify_yaml, export_ofa_yaml, import_ofa_yaml  # noqa: F
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "load_lut",
            "save_lut", "import_ofa_yaml", "export_ofa_yaml", "detect_format", "is_shipped", "lut_sha256",
-           "lut_identity", "FLOAT32_RUNTIMES"]
-
-# runtimes that time float32 only in this version (the CPU runtimes, and TFLite's benchmark_model on the .tflite
-# files the project writes): a LUT of theirs that records no precision was timed in float32
-FLOAT32_RUNTIMES = ("torch", "onnxruntime", "litert", "tflite-benchmark")
+           "lut_identity"]
 
 
 def detect_format(path: str | Path) -> str:
@@ -102,28 +98,11 @@ def lut_sha256(lut: Lut) -> str:
         return hashlib.sha256(json.dumps(lut.to_json(), sort_keys=True).encode()).hexdigest()
 
 
-def _head_classes(lut: Lut) -> list[int]:
-    """The classifier widths among the LUT's keys (``Logits-...-output:N``): the head that was timed."""
-    import re
-    out = set()
-    for k in lut.entries:
-        m = re.match(r"Logits-.*-output:(\d+)$", k)
-        if m:
-            out.add(int(m.group(1)))
-    return sorted(out)
-
-
 def lut_identity(lut: Lut) -> dict:
     """What an output names as its latency source: the LUT file, its sha256, whether it is a shipped one, and what
-    was timed (space, device, runtime, batch size, threads, precision, head).  ``precision`` is the LUT's own
-    record, else ``float32`` for the runtimes that time nothing else (:data:`FLOAT32_RUNTIMES`), else None (not
-    recorded)."""
-    classes = _head_classes(lut)
-    prec = lut.provenance.get("precision")
-    if not isinstance(prec, str):
-        prec = "float32" if lut.runtime in FLOAT32_RUNTIMES else None
+    was timed (space, device, runtime, batch size, and the LUT's "what was timed" record: graph flavour, classifier
+    head, precision, threads)."""
     return {"path": str(lut.source), "sha256": lut_sha256(lut), "shipped": is_shipped(lut), "space": lut.space,
             "device": lut.device, "runtime": lut.runtime, "batch_size": lut.batch_size,
-            "num_threads": lut.num_threads, "precision": prec,
-            "head_classes": classes[0] if len(classes) == 1 else (classes or None),
+            "timed": lut.timed.to_json(), "timed_label": lut.timed.label(lut.runtime),
             "calibrated": bool(lut.calibration)}

@@ -4,12 +4,15 @@ Usage::
 
     rt = get_runtime("onnxruntime")
     ok, why = rt.check()                      # available here? (why not, in one line)
-    c = rt.compile(module, example, num_threads=1)
+    c = rt.compile(module, example, num_threads=1)   # precision="int8": quantized first
     c.run()                                   # one inference: the timed call
     y = c.output(); c.close()                 # numpy, NCHW / (N, classes) as torch returns
 
 ``module`` / ``example`` come from :mod:`ofa_profile.blocks` (``op_module``/``op_input`` or
-``subnet_module``/``subnet_input``); ``example`` is NCHW.
+``subnet_module``/``subnet_input``); ``example`` is NCHW.  ``precision="int8"`` (ONNX Runtime and LiteRT:
+:attr:`Runtime.precisions`) quantizes the exported model first (:mod:`ofa_profile.quantize`), calibrated on
+``calibration`` (float32 NCHW arrays; default: :func:`ofa_profile.quantize.calibration_inputs` of the example's
+shape); the timed call and :meth:`Compiled.output` stay float in, float out.
 
 ========== ======================================================================================
 torch      eager PyTorch, ``torch.set_num_threads``, ``torch.inference_mode``; BN not folded (eager
@@ -50,7 +53,9 @@ from .atomic import atomic_path
 from .cuda import CudaRuntime
 from .errors import OfaProfileError
 from .options import Option
-from .tflite import WRITER_VERSION, write_tflite
+from .plugins import load_plugins
+from .quantize import calibration_inputs, dequantize_output, quantize_input, quantize_onnx, quantize_tflite
+from .tflite import WRITER_VERSION, tflite_bytes, write_tflite
 
 __all__ = ["Runtime", "Compiled", "TorchRuntime", "OnnxRuntime", "LiteRTRuntime", "RUNTIMES", "get_runtime",
            "RuntimeInfo", "register_runtime", "list_runtimes", "runtime_info", "RuntimeUnavailable", "ONNX_OPSET"]
@@ -105,6 +110,10 @@ class Runtime:
     name: str = ""
     #: (import name, pip distribution) of every package compile() needs
     requires: tuple[tuple[str, str], ...] = ()
+    #: the precisions compile() builds ("fp32", and "int8" where this runtime's models are quantized here)
+    precisions: tuple[str, ...] = ("fp32",)
+    #: further packages compile() needs for int8 (import name, pip distribution)
+    int8_requires: tuple[tuple[str, str], ...] = ()
 
     def check(self) -> tuple[bool, str]:
         """(available here?, one-line reason / description)."""
@@ -133,8 +142,32 @@ class Runtime:
                 out[dist] = v
         return out
 
-    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: str | os.PathLike | None = None
-                ) -> Compiled:
+    def check_precision(self, precision: str) -> tuple[bool, str]:
+        """(can this runtime build ``precision`` models here?, one-line reason)."""
+        if precision not in self.precisions:
+            return False, (f"runtime {self.name} times {', '.join(self.precisions)} only, not {precision}; "
+                           f"int8 is timed on onnxruntime and litert devices")
+        if precision == "int8":
+            import importlib
+            for mod, dist in self.int8_requires:
+                try:
+                    importlib.import_module(mod)
+                except Exception as exc:
+                    return False, (f"int8 on runtime {self.name} needs {dist}, which does not import here "
+                                   f"({_first_line(exc)}); install it: pip install {dist}")
+        return True, f"runtime {self.name}: {precision}"
+
+    def _require_precision(self, precision: str) -> None:
+        ok, why = self.check_precision(precision)
+        if not ok:
+            raise RuntimeUnavailable(why)
+
+    def int8_versions(self) -> dict[str, str]:
+        """Versions of the packages that make this runtime's int8 models (a LUT's fingerprint records them)."""
+        return {dist: v for _, dist in self.int8_requires if (v := _dist_version(dist)) is not None}
+
+    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: str | os.PathLike | None = None,
+                precision: str = "fp32", calibration: Sequence[Any] | None = None) -> Compiled:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -192,8 +225,10 @@ class TorchRuntime(Runtime):
     name = "torch"
     requires = (("torch", "torch"),)
 
-    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Any = None) -> Compiled:
+    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Any = None,
+                precision: str = "fp32", calibration: Sequence[Any] | None = None) -> Compiled:
         self._require()
+        self._require_precision(precision)
         import torch
         torch.set_num_threads(max(1, int(num_threads)))
         for p in module.parameters():
@@ -268,6 +303,7 @@ class OnnxRuntime(Runtime):
 
     name = "onnxruntime"
     requires = (("torch", "torch"), ("onnxruntime", "onnxruntime"))
+    precisions = ("fp32", "int8")
 
     def check(self) -> tuple[bool, str]:
         ok, why = super().check()
@@ -292,22 +328,33 @@ class OnnxRuntime(Runtime):
         v["onnx_opset"] = str(ONNX_OPSET)
         return v
 
-    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Any = None) -> Compiled:
+    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Any = None,
+                precision: str = "fp32", calibration: Sequence[Any] | None = None) -> Compiled:
         self._require()
+        self._require_precision(precision)
         path, own = _workfile(workdir, ".onnx")
         try:
             export_onnx(module, example, path)
+            if precision == "int8":
+                quantize_onnx(path, path, _calibration(calibration, example))
             return _OrtCompiled(path, own, example, num_threads)
         except BaseException:
             _cleanup(path, own)
             raise
 
 
+def _calibration(calibration: Sequence[Any] | None, example: Any) -> list[Any]:
+    """The int8 calibration inputs as float32 NCHW numpy arrays: ``calibration`` (tensors or arrays), else the
+    seeded block inputs of the example's shape (:func:`ofa_profile.quantize.calibration_inputs`)."""
+    if calibration is None:
+        return calibration_inputs(tuple(example.shape))
+    return [c.detach().cpu().float().numpy() if hasattr(c, "detach") else c for c in calibration]
+
+
 # -- LiteRT ---------------------------------------------------------------------------------------
 
 class _LiteRTCompiled(Compiled):
     def __init__(self, path: Path, own_dir: Path | None, example: Any, num_threads: int):
-        import numpy as np
         from ai_edge_litert.interpreter import Interpreter
 
         self._path, self._own_dir = path, own_dir
@@ -317,8 +364,9 @@ class _LiteRTCompiled(Compiled):
         if x.dim() == 4:
             x = x.permute(0, 2, 3, 1)  # the writer's models take NHWC
         inp = self._it.get_input_details()[0]
-        self._it.set_tensor(inp["index"], np.ascontiguousarray(x.numpy(), dtype=np.float32))
-        self._out_index = self._it.get_output_details()[0]["index"]
+        self._it.set_tensor(inp["index"], quantize_input(x.numpy(), inp))   # int8 models: quantized once here
+        self._out = self._it.get_output_details()[0]
+        self._out_index = self._out["index"]
         self._run: Callable[[], Any] = self._it.invoke
 
     def run(self) -> None:
@@ -326,7 +374,7 @@ class _LiteRTCompiled(Compiled):
 
     def output(self) -> Any:
         self.run()
-        y = self._it.get_tensor(self._out_index)
+        y = dequantize_output(self._it.get_tensor(self._out_index), self._out)
         return (y.transpose(0, 3, 1, 2) if y.ndim == 4 else y).copy()
 
     def close(self) -> None:
@@ -340,20 +388,28 @@ class LiteRTRuntime(Runtime):
 
     name = "litert"
     requires = (("torch", "torch"), ("ai_edge_litert.interpreter", "ai-edge-litert"))
+    precisions = ("fp32", "int8")
+    int8_requires = (("ai_edge_quantizer", "ai-edge-quantizer"),)
 
     def versions(self) -> dict[str, str]:
         v = super().versions()
         v["tflite_writer"] = WRITER_VERSION
         return v
 
-    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Any = None) -> Compiled:
+    def compile(self, module: Any, example: Any, num_threads: int = 1, workdir: Any = None,
+                precision: str = "fp32", calibration: Sequence[Any] | None = None) -> Compiled:
         self._require()
+        self._require_precision(precision)
         import torch
 
         path, own = _workfile(workdir, ".tflite")
         try:
             with torch.inference_mode():
-                write_tflite(module, example, path)
+                if precision == "int8":
+                    nhwc = [x.transpose(0, 2, 3, 1) for x in _calibration(calibration, example)]
+                    quantize_tflite(tflite_bytes(module, example), path, nhwc)
+                else:
+                    write_tflite(module, example, path)
             return _LiteRTCompiled(path, own, example, num_threads)
         except BaseException:
             _cleanup(path, own)
@@ -400,12 +456,15 @@ def register_runtime(name: str, factory: Callable[[Mapping[str, Any] | None], Ru
 
 
 def list_runtimes(transport: str | None = None) -> list[str]:
-    """The registered runtime names, in registration order (those a ``transport`` runs, if given)."""
+    """The registered runtime names, in registration order (those a ``transport`` runs, if given); installed
+    plug-ins' runtimes included (:func:`ofa_profile.plugins.load_plugins`)."""
+    load_plugins()
     return [n for n, i in _REGISTRY.items() if transport is None or transport in i.transports]
 
 
 def runtime_info(name: str) -> RuntimeInfo:
     """The registry's entry for ``name``; an unknown name raises :class:`OfaProfileError` listing the known ones."""
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -415,6 +474,7 @@ def runtime_info(name: str) -> RuntimeInfo:
 def get_runtime(name: str, options: Mapping[str, Any] | None = None) -> Runtime:
     """The runtime called ``name`` (``options`` = a device spec's ``runtime_options``).  A name that is
     not registered, or one that runs only through a device's own profiler, raises :class:`OfaProfileError`."""
+    load_plugins()
     info = _REGISTRY.get(name)
     if info is None or info.factory is None:
         here = [n for n, i in _REGISTRY.items() if i.factory is not None]

@@ -16,6 +16,8 @@
   at the bottom/right only, torch pads both sides, so outputs would differ.
 * Constant buffers are uint8 numpy arrays (packed in one copy; a ``bytes``/list payload is
   packed byte by byte, ~100x slower) and 16-byte aligned in the file.
+* One signature, ``serving_default`` (``input`` -> ``output``): what signature-driven tools look tensors up
+  by (``ai-edge-quantizer``'s calibration for int8: :mod:`ofa_profile.quantize`).
 * The file is written atomically (temp file in the same folder + ``os.replace``).
 """
 from __future__ import annotations
@@ -30,7 +32,9 @@ from .errors import OfaProfileError
 
 __all__ = ["TfliteModel", "TfliteWriteError", "write_tflite", "tflite_bytes", "load_schema"]
 
-WRITER_VERSION = "1"
+WRITER_VERSION = "1"   # the timed graph; the signature (metadata, not an op) left it as it was
+#: the signature every written model carries (input ``input``, output ``output``)
+SIGNATURE_KEY = "serving_default"
 
 
 class TfliteWriteError(OfaProfileError):
@@ -356,6 +360,19 @@ class _AlignedBuilder:
         return Builder(initial_size)
 
 
+def _signature(s: Any, x: int, y: int) -> Any:
+    """The one signature ``serving_default`` (``input`` -> ``output``): what signature-driven tools (the int8
+    quantizer's calibration, ``Interpreter.get_signature_runner``) look the model's tensors up by."""
+    def tmap(name: str, index: int) -> Any:
+        t = s.TensorMapT()
+        t.name, t.tensorIndex = name, index
+        return t
+    sig = s.SignatureDefT()
+    sig.inputs, sig.outputs = [tmap("input", x)], [tmap("output", y)]
+    sig.signatureKey, sig.subgraphIndex = SIGNATURE_KEY, 0
+    return sig
+
+
 def _build_model(module: Any, example: Any) -> tuple[memoryview, tuple[int, ...], tuple[int, ...], int]:
     import torch
 
@@ -380,6 +397,7 @@ def _build_model(module: Any, example: Any) -> tuple[memoryview, tuple[int, ...]
     model.operatorCodes = g.opcode_list()
     model.subgraphs = [sub]
     model.buffers = g.buffers
+    model.signatureDefs = [_signature(s, x, y)]
     builder = _AlignedBuilder.make(g.const_bytes + 16 * len(g.buffers) + 65536)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     # a view of the finished buffer (Output() and bytes() would copy it twice more)

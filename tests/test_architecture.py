@@ -467,3 +467,10 @@ def test_no_arrow_from_ofa_profile_back_into_ofa_model_outside_its_domain():
                   for d in g[m] if d.split(".")[0] == "ofa_model" and d not in OFA_MODEL_DOMAIN)
     assert not back, "; ".join(back)
     assert "ofa_model.evaldata" in g["ofa_profile.pareto"]      # the test sees the arrows it allows
+
+
+def test_the_one_map_names_every_module():
+    """docs/architecture.md is the map of the package: every module of the two packages is named there."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [m for m, f in _modules().items() if f.name != "__init__.py" and f.name not in text]
+    assert not missing, f"docs/architecture.md does not name {missing}"

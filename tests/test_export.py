@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from ofa_model.bundle import save_bundle
 from ofa_model.export import example_input, export_subnet
@@ -20,41 +19,13 @@ from ofa_model.supernet import OFAMobileNetV3
 from ofa_profile import blocks
 from ofa_profile.space import SpaceError, get_space
 
+from helpers import randomize, run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
 needs_litert = pytest.mark.skipif(not HAVE_LITERT, reason="ai_edge_litert is not installed (TFLite runtime)")
 SPACE = get_space("ofa-mbv3-w1.0")
 SPECS = [SPACE.sample(s, resolution=r) for s, r in ((1, 128), (2, 160), (3, 224))]
-
-
-def randomize(model: nn.Module, seed: int = 0, bn_scale: tuple[float, float] = (0.5, 1.5),
-              linear_gain: float = 1.0) -> nn.Module:
-    """Trained-like weights: scale-preserving convs, random BN affine (scales uniform in ``bn_scale``) + statistics,
-    perturbed kernel transforms (a freshly built supernet's logits are its classifier bias, which would hide any
-    export error).  BN scales above ~1.2 make the deepest random subnets' logits blow up; (0.4, 1.1) with
-    ``linear_gain=10`` keeps them of order 1."""
-    g = torch.Generator().manual_seed(seed)
-    lo, hi = bn_scale
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("_matrix"):
-                p.copy_(torch.eye(p.shape[0]) + 0.05 * torch.randn(p.shape, generator=g))
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(lo + (hi - lo) * torch.rand(c, generator=g))
-                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * linear_gain / m.in_features ** 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -138,27 +109,30 @@ def _cli(*args):
                           env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_export_command(supernet, tmp_path):
+    """(run_cli re-raises any exception a command leaks, so "no traceback" holds for the in-process runs too.)"""
     save_bundle(supernet, tmp_path / "w", "tiny")           # a verified bundle (fp16) as --supernet
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps(SPECS[1].to_ofa()))
     fmts = ["onnx"] + (["tflite"] if HAVE_LITERT else [])
-    for fmt in fmts:
+    for fmt in fmts:            # the first through a real process (the entry point), the rest in this one (faster)
         out = tmp_path / f"net.{fmt}"
-        r = _cli("export", "--arch", arch, "--format", fmt, "--out", out, "--supernet", tmp_path / "w" / "tiny.pt",
+        run = _cli if fmt == "onnx" else run_cli
+        r = run("export", "--arch", arch, "--format", fmt, "--out", out, "--supernet", tmp_path / "w" / "tiny.pt",
                  "--json")
         assert r.returncode == 0, r.stderr[-2000:]
         s = json.loads(r.stdout)
         assert s["max_rel_diff"] < 1e-4 and s["path"] == str(out) and out.stat().st_size > 1_000_000
         assert "no --calib-data" in r.stderr
     # BN recalibrated on a training folder of the supernet's class count
-    from test_train import make_folder
+    from helpers import make_folder
     calib = make_folder(tmp_path / "calib", 1, n_classes=10)
-    r = _cli("export", "--arch", arch, "--format", "onnx", "--out", tmp_path / "cal.onnx", "--supernet",
+    r = run_cli("export", "--arch", arch, "--format", "onnx", "--out", tmp_path / "cal.onnx", "--supernet",
              tmp_path / "w" / "tiny.pt", "--calib-data", calib, "--n-calib", 8, "--cache-dir", tmp_path / "c", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["recalibrated_on"] == 8 and "no --calib-data" not in r.stderr
-    r = _cli("export", "--arch", arch, "--format", "onnx", "--out", tmp_path / "cal3.onnx", "--supernet",
+    r = run_cli("export", "--arch", arch, "--format", "onnx", "--out", tmp_path / "cal3.onnx", "--supernet",
              tmp_path / "w" / "tiny.pt", "--calib-data", make_folder(tmp_path / "c3", 1), "--cache-dir", tmp_path / "c3c")
     assert r.returncode == 1 and "3 classes, the supernet 10" in r.stderr and not (tmp_path / "cal3.onnx").exists()
     # bad input: one line, exit 1, nothing written
@@ -169,8 +143,8 @@ def test_export_command(supernet, tmp_path):
             (["--arch", arch, "--format", "onnx", "--out", tmp_path / "nodir" / "b.onnx"], "does not exist"),
             (["--arch", arch, "--format", "onnx", "--out", tmp_path / "b.onnx", "--supernet", tmp_path / "x.pt"],
              "does not exist")):
-        r = _cli("export", "--supernet", tmp_path / "w" / "tiny.pt", *args) if "--supernet" not in args \
-            else _cli("export", *args)
+        r = run_cli("export", "--supernet", tmp_path / "w" / "tiny.pt", *args) if "--supernet" not in args \
+            else run_cli("export", *args)
         assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
         assert needle in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "b.onnx").exists()

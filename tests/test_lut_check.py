@@ -8,6 +8,7 @@ are written, so the halved one must read about 2x the matched one whatever machi
 drift 10-20 % between runs seconds apart, hence the bands.
 """
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from ofa_profile.cli import main
 from ofa_profile.devices import load_device
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.lut import LutEntry, load_lut, save_lut
+from ofa_profile.runtimes import get_runtime
 from ofa_profile.lut_format import _keys_at
 from ofa_profile.ops import ops_at_resolution
 from ofa_profile.measure import LocalProfiler
@@ -254,12 +256,25 @@ def test_the_real_shipped_lut_gives_a_factor(checked):
     assert real.seconds < 60
 
 
+def _drift(before, after) -> float:
+    """How much this machine's speed moved between two checks of the same blocks: the largest relative change of a
+    block's time now. Both factors are medians of now / then over the blocks, so a factor expected to be ``k`` times
+    another comes out within that drift of it (the median is monotone) however loaded the machine is."""
+    def now(c):
+        return [(b["key"], b["resolution"], b["now_ms"]) if isinstance(b, dict) else (b.key, b.resolution, b.now_ms)
+                for b in (c["per_block"] if isinstance(c, dict) else c.blocks)]
+    a, b = now(before), now(after)
+    assert [x[:2] for x in a] == [x[:2] for x in b]                     # the same blocks
+    return max(abs(y[2] / x[2] - 1) for x, y in zip(a, b))
+
+
 def test_halved_lut_reads_about_twice_the_matched_one(checked):
-    """The acceptance test of the issue: a LUT whose stored figures are halved gives a factor near 2."""
-    m = checked.matched.factor
-    assert 0.7 < m < 1.45, m                       # scaled to this machine: about 1
-    h = speed_check(checked.halved_lut, checked.dev).factor
-    assert 1.5 < h < 2.7 and 1.55 < h / m < 2.6, (h, m)
+    """The acceptance test of the issue: a LUT whose stored figures are halved gives a factor near 2. "Near" is
+    the drift measured between the checks, not a fixed band (this machine drifts 10-20 % within seconds)."""
+    m = checked.matched
+    assert abs(m.factor - 1) <= _drift(checked.real, m) + 1e-3, m.as_dict()   # scaled to this machine: about 1
+    h = speed_check(checked.halved_lut, checked.dev)
+    assert abs(h.factor / (2 * m.factor) - 1) <= _drift(m, h) + 1e-3, (h.as_dict(), m.as_dict())
 
 
 def test_lut_check_cli_on_the_shipped_lut_never_a_traceback(tmp_path):
@@ -275,13 +290,18 @@ def test_lut_check_cli_on_the_shipped_lut_never_a_traceback(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "lut").glob("*.json")))
 def test_every_shipped_lut_checks_or_says_why_in_one_line(name, tmp_path, monkeypatch):
+    """Each shipped LUT checks on its own device where its runtime is installed (all three here); where it is not,
+    the one line names the missing package."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     res = cli("lut", "check", name, "--device", name, "--blocks", "2")
     assert "Traceback" not in res.output and (res.exception is None or isinstance(res.exception, SystemExit))
-    if res.exit_code == 0:
+    rt = get_runtime(load_device(name).runtime)
+    if all(importlib.util.find_spec(mod.split(".")[0]) for mod, _ in rt.requires):
+        assert res.exit_code == 0, res.output
         assert res.stdout.startswith(str(ROOT / "lut" / f"{name}.json")) and "factor" in res.stdout
     else:
         assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "pip install" in res.stderr, res.stderr
 
 
 # -- predict and pareto -----------------------------------------------------------------------------------------
@@ -293,7 +313,7 @@ def test_predict_warns_once_for_the_halved_shipped_lut_and_caches(halved_shipped
     sc = out["speed_check"]
     assert sc["blocks"] == speedcheck.DEFAULT_BLOCKS and sc["applied"] is False and sc["off"]
     h = sc["factor"]
-    assert 1.5 < h < 2.7, h
+    assert abs(h / (2 * halved_shipped.matched.factor) - 1) <= _drift(halved_shipped.matched, sc) + 1e-3, sc
     w = warnings_of(res.stderr)
     assert len(w) == 1 and "`ofa-profile measure --device cpu-ort`" in w[0] and "slower than" in w[0], res.stderr
     assert out["latency_ms"] == pytest.approx(out["lut_sum_ms"]) and out["scale"] == 1.0
@@ -308,6 +328,18 @@ def test_predict_warns_once_for_the_halved_shipped_lut_and_caches(halved_shipped
     assert scaled["latency_ms"] == pytest.approx(out["lut_sum_ms"] * sc["factor"], rel=1e-4)
 
 
+def test_plot_frontier_warns_for_the_halved_shipped_lut(halved_shipped, tmp_path):
+    """plot frontier speed-checks a shipped LUT as pareto does: one warning line naming the measure command; none
+    with --no-speed-check."""
+    base = ["plot", "frontier", "--device", "cpu-ort", "--resolutions", "160", "--n-random", "50"]
+    res = cli(*base, "--out", tmp_path / "f.png")
+    assert res.exit_code == 0, res.output
+    w = warnings_of(res.stderr)
+    assert len(w) == 1 and "`ofa-profile measure --device cpu-ort`" in w[0] and "slower than" in w[0], res.stderr
+    off = cli(*base, "--no-speed-check", "--out", tmp_path / "g.png")
+    assert off.exit_code == 0 and not warnings_of(off.stderr), off.output
+
+
 def test_pareto_warns_and_rescales(halved_shipped, tmp_path):
     base = ["pareto", "--budget", "20ms", "--device", "cpu-ort", "--effort", "fast", "--n-budgets", "3", "--no-plot",
             "--resolutions", "160", "--out-dir", tmp_path, "--json"]
@@ -320,7 +352,8 @@ def test_pareto_warns_and_rescales(halved_shipped, tmp_path):
     assert scaled.exit_code == 0, scaled.output
     s = json.loads(scaled.stdout)
     f = s["speed_check"]["factor"]
-    assert s["speed_check"]["applied"] is True and s["speed_check"]["cached"] is True and f > 1.15
+    assert s["speed_check"]["applied"] is True and s["speed_check"]["cached"] is True
+    assert abs(f / (2 * halved_shipped.matched.factor) - 1) <= _drift(halved_shipped.matched, s["speed_check"]) + 1e-3
     from ofa_profile.space import SubnetSpec
     for run, scale in ((p, 1.0), (s, f)):
         best = SubnetSpec.from_ofa({k: run["best"]["arch"][k] for k in ("ks", "e", "d", "r")}, space=run["space"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_measure import fast_spec
+from helpers import fast_spec, read_only_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -104,20 +104,13 @@ def test_a_read_only_out_dir_fails_in_one_line_before_the_search(tmp_path):
     base = ["pareto", "--budget", "1ms", "--device", "cpu-ort", "--effort", "fast", "--no-plot"]
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        if os.access(ro, os.W_OK):
-            try:
-                (ro / "probe").write_text("x")
-                (ro / "probe").unlink()
-                pytest.skip("running as root: a chmod 555 folder is writable here (the other out-dir cases still run)")
-            except PermissionError:
-                pass
+    with read_only_dir(ro):                    # root too: a read-only bind mount, which a chmod is not for root
+        with pytest.raises(OSError):
+            (ro / "probe").write_text("x")
         r = _cli(*base, "--out-dir", ro)
         line = _one_error_line(r)
         assert "not writable" in line and "latency:" not in r.stderr
-    finally:
-        ro.chmod(0o755)
+    assert not list(ro.iterdir())
 
 
 # -- symlinked outputs are written through ----------------------------------------------------------------

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import sigint_default
+
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE = "import sys; from ofa_profile.console import console_main; sys.exit(console_main())"   # = the script
 FAST_TIMING = {"warmup_runs": 1, "min_runs": 3, "max_runs": 3, "max_time_s": 0.5, "target_iqr_rel": 1.0}
@@ -28,13 +30,6 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="
 
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def sigint_default() -> None:
-    """In the child before exec: Ctrl-C back to its default. A suite started in the background by a
-    non-interactive shell inherits SIGINT *ignored*, which the command lines rightly keep ignoring (as Python
-    does); these tests send Ctrl-C on purpose."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _handlers_installed(pid: int, timeout: float = 60.0) -> bool:
@@ -95,6 +90,7 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_sigterm_at_any_moment_of_measure(tmp_path):
     runs = []
     for i, (sig, delay) in enumerate([(signal.SIGINT, d) for d in (0.05, 0.3, 0.8, 1.5)]
@@ -143,6 +139,7 @@ def _image_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_trainer_stopped_in_its_first_second(tmp_path):
     """In its first second (imports, decoding, the first steps) a signal stops the trainer: 128 + signal, no
     traceback, its last line the stop (before the steps at once, during them after the step in flight)."""

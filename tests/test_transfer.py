@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 from ofa_model.supernet import OFAMobileNetV3
 from ofa_profile.errors import OfaProfileError
 
-from test_train import _cli, _env, make_folder
+from helpers import make_folder, train_cli as _cli, train_env as _env
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -150,6 +149,7 @@ def test_other_macro_architectures_are_refused(lite0):
         init_from_lite0(m, lite0)
 
 
+@pytest.mark.slow
 def test_train_init_from_records_the_transfer_and_resume_keeps_trained_weights(tmp_path):
     data = make_folder(tmp_path / "train", 4), make_folder(tmp_path / "val", 2, seed=1)
     out = tmp_path / "run"

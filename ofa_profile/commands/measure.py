@@ -4,6 +4,8 @@ Each parses its options, calls one domain function (:mod:`ofa_profile.ops`, :mod
 :mod:`ofa_profile.calibrate`, :mod:`ofa_profile.devices`) and prints."""
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..argsafety import shell_command
@@ -11,12 +13,37 @@ from ..calibrate import calibrate_on_device
 from ..cliopts import KEY_VALUE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, count_range, option_value
 from ..devices import device_table, transport_options_from_text
 from ..lut import load_lut
-from ..measure import default_lut_stem, lut_space, measure_device
+from ..bench import bench_model
+from ..measure import default_lut_stem, device_with_options, lut_space, measure_device
 from ..ops import enumerate_ops
 from ..space import get_space, parse_resolutions
 from ..timing import MAX_BATCH_SIZE
+from ..timed import GRAPHS
 from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
-                   load_device_cli, log, main, space_help)
+                   load_device_cli, log, main, space_help, with_options)
+
+
+def _transport_options(dev: Any, transport_option: tuple[tuple[str, str], ...], benchmark_binary: str | None,
+                       serial: str | None) -> dict[str, Any]:
+    """The device's transport options of --transport-option, checked against --serial / --benchmark-binary."""
+    with option_value("--transport-option"):
+        options = transport_options_from_text(dev, transport_option)
+    for flag, key, value in (("--serial", "serial", serial), ("--benchmark-binary", "benchmark_binary",
+                                                                benchmark_binary)):
+        if value and key in options and options[key] != value:
+            raise click.BadParameter(f"{flag} {value} and --transport-option {key}={options[key]} disagree; give one",
+                                     param_hint=f"'{flag}'")
+    return options
+
+
+TRANSPORT_OPTIONS = [
+    click.option("--transport-option", "transport_option", type=KEY_VALUE, multiple=True, metavar="KEY=VALUE",
+                 help="set one of the device's transport options for this run (repeatable; those of the spec's "
+                      "transport_options, e.g. cores=2,3 or repeats=5 for adb)"),
+    click.option("--benchmark-binary", default=None,
+                 help="phones: path of a benchmark_model binary to push (--transport-option benchmark_binary=PATH)"),
+    click.option("--serial", default=None, help="phones: adb serial of the device to use (--transport-option serial=S)"),
+]
 
 
 @main.command("enumerate")
@@ -58,18 +85,20 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @click.option("--passes", type=count_range(1, 1000), default=1, show_default=True,
               help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
                    "shared machine: a block is then only inflated if it was slow in every pass)")
-@click.option("--transport-option", "transport_option", type=KEY_VALUE, multiple=True, metavar="KEY=VALUE",
-              help="set one of the device's transport options for this run (repeatable; those of the spec's "
-                   "transport_options, e.g. cores=2,3 or repeats=5 for adb)")
-@click.option("--benchmark-binary", default=None,
-              help="phones: path of a benchmark_model binary to push (--transport-option benchmark_binary=PATH)")
-@click.option("--serial", default=None, help="phones: adb serial of the device to use (--transport-option serial=S)")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="outputs of the classifier head to measure; on an existing LUT, adds that head's one op beside "
+                   "the LUT's own [default: the LUT's head, else the space's (1000 for OFA's nets)]")
+@click.option("--graph", type=click.Choice(GRAPHS), default="ofa-profile", show_default=True,
+              help="graph flavour of the blocks: ofa-profile = the project's layer library (what `export` writes), "
+                   "ofa = OFA's own modules exported through torch.onnx (what an OFA user deploys)")
+@with_options(TRANSPORT_OPTIONS)
 @ALLOW_SSH_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
-                limit: int | None, passes: int, transport_option: tuple[tuple[str, str], ...],
+                limit: int | None, passes: int, classes: int | None, graph: str,
+                transport_option: tuple[tuple[str, str], ...],
                 benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], quiet: bool,
                 as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
@@ -85,17 +114,13 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
       ofa-profile measure --device pixel --transport-option cores=7 --transport-option repeats=5
       ofa-profile measure --device cpu-ort --passes 3 --fresh
       ofa-profile measure --device cpu-ort --space ofa-proxyless-w1.3 --resolutions 160
+      ofa-profile measure --device cpu-ort --graph ofa --out cpu-ort-ofa.json
+      ofa-profile measure --device cpu-ort --classes 10 --out cpu-ort.json
     """
     from pathlib import Path
 
     dev = load_device_cli(device_name, allow_ssh_option)
-    with option_value("--transport-option"):
-        options = transport_options_from_text(dev, transport_option)
-    for flag, key, value in (("--serial", "serial", serial), ("--benchmark-binary", "benchmark_binary",
-                                                                benchmark_binary)):
-        if value and key in options and options[key] != value:
-            raise click.BadParameter(f"{flag} {value} and --transport-option {key}={options[key]} disagree; give one",
-                                     param_hint=f"'{flag}'")
+    options = _transport_options(dev, transport_option, benchmark_binary, serial)
     sp_name = lut_space(dev, space)
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, sp_name)
@@ -105,7 +130,7 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
     hold_lock(out_path)          # the LUT and its journal: one writer for the whole run
     run = measure_device(dev, out_path, res, space=sp_name, batch_size=batch_size, seed=seed, progress=not quiet,
                          fresh=fresh, limit=limit, passes=passes, transport_options=options,
-                         benchmark_binary=benchmark_binary, serial=serial)
+                         benchmark_binary=benchmark_binary, serial=serial, graph=graph, classes=classes)
     r = run.result
     if run.noise:
         log(run.noise.describe())
@@ -115,6 +140,59 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
         state = "complete" if r.complete else "partial (rerun to continue)"
         what = f"{r.measured} measurements ({passes} passes)" if passes > 1 else f"{r.measured} measured"
         click.echo(f"{r.lut_path}: {what}, {r.reused} reused of {r.total} ops, {state}, {r.elapsed_s:.1f} s")
+
+
+@main.command("bench")
+@click.argument("model", required=False, type=click.Path(dir_okay=True), metavar="[MODEL]")
+@click.option("--device", "device_name", required=True, help="device name (see `ofa-profile devices`) or spec file")
+@click.option("--arch", "arch", default=None, type=click.Path(dir_okay=False),
+              help="time a subnet instead (spec JSON {ks, e, d, r} or net.config), built as `ofa-profile export "
+                   "--random-weights` builds it, in the format the device's runtime reads")
+@click.option("--space", type=SPACE_NAME, default=None, help="--arch: space of a plain spec JSON [default: the device's]")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="--arch: outputs of the classifier head [default: the space's, 1000 for OFA's nets]")
+@click.option("--graph", type=click.Choice(GRAPHS), default="ofa-profile", show_default=True,
+              help="--arch: the graph flavour to build (ofa-profile: the project's layer library, what `export` "
+                   "writes)")
+@click.option("--rounds", type=count_range(1, 100), default=2, show_default=True,
+              help="passes, as calibrate measures; the figure is the pass with the lowest median")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the inputs (and of --arch's weights)")
+@click.option("--batch-size", type=POSITIVE_INT, default=None,
+              help="batch of a model with a free batch dimension [default: the device's first]")
+@with_options(TRANSPORT_OPTIONS)
+@ALLOW_SSH_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str | None, classes: int | None,
+              graph: str, rounds: int, seed: int, batch_size: int | None, transport_option: tuple[tuple[str, str], ...],
+              benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...],
+              as_json: bool) -> None:
+    """End-to-end latency of a model file (.onnx, .tflite) or a subnet on a device, as the device runs it.
+
+    The device's own profiler times it (a runtime of this machine, a phone over adb, a board over ssh) with
+    the device spec's timing settings and the harness calibrate uses (ROUNDS passes, the lowest median).
+    Check any figure predict or pareto gives on the artefact you ship.
+
+    \b
+    Example:
+      ofa-profile bench net.onnx --device cpu-ort
+      ofa-profile bench net.tflite --device pixel --benchmark-binary ./benchmark_model --json
+      ofa-profile bench --arch examples/arch-r160.json --device cpu-ort --classes 10
+    """
+    if (model is None) == (arch is None):
+        raise click.UsageError("give a MODEL file or --arch FILE (one of them)")
+    if model is not None and (classes is not None or graph != "ofa-profile" or space is not None):
+        raise click.UsageError("--classes, --graph and --space describe a subnet built from --arch; a MODEL file is "
+                               "timed as it is")
+    dev = load_device_cli(device_name, allow_ssh_option)
+    options = _transport_options(dev, transport_option, benchmark_binary, serial)
+    dev, kw = device_with_options(dev, options, benchmark_binary, serial)
+    res = bench_model(dev, model, arch=arch, space=space, classes=classes, graph=graph, rounds=rounds, seed=seed,
+                      batch_size=batch_size, profiler_options=kw, log=log)
+    if as_json:
+        echo_json(res.as_dict())
+    else:
+        for line in res.describe():
+            click.echo(line)
 
 
 @main.command("calibrate")
@@ -131,18 +209,22 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--rounds", type=POSITIVE_INT, default=2, show_default=True,
               help="passes over the subnets, minutes apart; each subnet's figure is the lowest of its medians")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="classifier head of the subnets measured (one the LUT holds) [default: the LUT's]")
 @ALLOW_SSH_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
 def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, samples: int, test_samples: int,
-                  resolutions: str | None, seed: int, rounds: int, allow_ssh_option: tuple[str, ...], quiet: bool,
-                  as_json: bool) -> None:
+                  resolutions: str | None, seed: int, rounds: int, classes: int | None,
+                  allow_ssh_option: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
-    Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end, ROUNDS passes each, keeping
-    each subnet's lowest median (resumable), fits a ridge regression on the first SAMPLES, and
-    reports accuracy on the others.
+    Measures SAMPLES + TEST-SAMPLES seeded subnets spread evenly over the size range, from the
+    space's smallest to its largest subnet (plus those two at the lowest and highest resolution),
+    end to end, ROUNDS passes each, keeping each subnet's lowest median (resumable); fits a ridge
+    regression on SAMPLES of them and the extremes, and reports its error on the TEST-SAMPLES held
+    out: overall, per size third, and on the extremes.
 
     \b
     Example:
@@ -165,11 +247,12 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, dev.space) if resolutions else None
     rep = calibrate_on_device(dev, path, samples, test_samples, seed=seed, resolutions=res, progress=not quiet,
-                              rounds=rounds)
+                              rounds=rounds, classes=classes)
     if as_json:
         echo_json(rep)
         return
-    click.echo(f"calibrated {path} on {samples} subnets (seed {seed}); measured in {rep['measure_s']} s")
+    click.echo(f"calibrated {path} on {samples} subnets and the space's {rep['n_extremes']} extremes (seed {seed}); "
+               f"measured in {rep['measure_s']} s")
     click.echo(f"  timed: {rep['timed_label']}")
     if rep["test_calibrated"]:
         for name in ("test_lut_sum", "test_calibrated"):
@@ -178,6 +261,14 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
                        f"{t['within_5pct']:.0%} / {t['within_10pct']:.0%}; RMSE {t['rmse_ms']:.3f} ms; "
                        f"MAPE {t['mape_pct']:.2f} %; Spearman "
                        + (f"{t['spearman']:.4f}" if t["spearman"] is not None else "n/a (under 3 subnets)"))
+        for t in rep.get("test_by_size") or ():
+            click.echo(f"  {t['tercile']:>6} third of the held-out subnets (LUT sum {t['size_range'][0]:.3f}.."
+                       f"{t['size_range'][1]:.3f} ms, n={t['n']}): mean signed error "
+                       f"{t['mean_signed_error_pct']:+.2f} %, within 5/10 %: {t['within_5pct']:.0%} / "
+                       f"{t['within_10pct']:.0%}, worst {t['worst_error_pct']:+.1f} %")
+    for x in rep.get("extremes") or ():
+        click.echo(f"  the space's {x['subnet']} subnet at r={x['r']} (fitted on): measured {x['measured_ms']:.3f} ms, "
+                   f"predicted {x['predicted_ms']:.3f} ms ({x['error_pct']:+.1f} %)")
 
 
 @main.command("devices")

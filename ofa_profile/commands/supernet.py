@@ -167,11 +167,16 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
               help="seeded random weights instead of a supernet's (the shapes for latency work; any family, e.g. "
                    "an ofa-proxyless-w1.3 net.config)")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of --random-weights")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="int8: quantized statically (ONNX: QDQ, float in/out; TFLite: int8 in/out), calibrated on seeded "
+                   "training images (--calib-data, else the shared Imagenette; random images with --random-weights)")
+@click.option("--int8-calib-images", type=POSITIVE_INT, default=None,
+              help="training images the int8 activation ranges come from [default: 100]")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str | None, calib_data: str | None,
-               n_calib: int, cache_dir: str | None, no_check: bool, random_weights: bool, seed: int,
-               as_json: bool) -> None:
+               n_calib: int, cache_dir: str | None, no_check: bool, random_weights: bool, seed: int, precision: str,
+               int8_calib_images: int | None, as_json: bool) -> None:
     """Write a subnet with the supernet's weights as ONNX or TFLite.
 
     ONNX takes NCHW float input; TFLite (the project's own writer) takes NHWC. The written file
@@ -184,21 +189,28 @@ def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str |
           --calib-data ../shared/data/imagenette2-224/train.tar
       ofa-profile export --arch ofa-specialized/cpu_lat-10ms_top1-71.1_finetune-25/net.config \\
           --format onnx --out cpu10.onnx --random-weights
+      ofa-profile export --arch examples/arch-r160.json --format tflite --precision int8 --out net-int8.tflite
     """
 
     out_path = Path(out)
     _check_out_parent(out_path)
     if random_weights and (supernet or calib_data):
         raise click.UsageError("--random-weights builds the subnet without a supernet: drop --supernet/--calib-data")
+    if int8_calib_images is not None and precision != "int8":
+        raise click.UsageError("--int8-calib-images applies to --precision int8")
     hold_lock(out_path)
     s = export_arch(arch, fmt, out_path, supernet=supernet, space=space, calib_data=calib_data, n_calib=n_calib,
                     cache_dir=cache_dir, check=not no_check, random_weights=random_weights, weights_seed=seed,
-                    log=log)
+                    log=log, precision=precision, n_int8_calib=int8_calib_images)
     if as_json:
         echo_json(s)
         return
     chk = "" if s["max_abs_diff"] is None else f"; max |diff| vs torch {s['max_abs_diff']:.2e}"
+    if s["precision"] == "int8" and s["max_rel_diff"] is not None:
+        chk += f" ({100 * s['max_rel_diff']:.1f} % of the largest logit: int8 quantization error)"
     shape = "x".join(map(str, s["input_shape"]))
+    if s["precision"] == "int8":
+        fmt = f"int8 {fmt} (input {'int8: scale and zero point in its tensor' if fmt == 'tflite' else 'float32'})"
     if random_weights:
         click.echo(f"{s['path']}: {fmt} of {s['space']} {s['arch']} with random weights (seed {seed}), input "
                    f"{shape}{chk}")
@@ -219,10 +231,15 @@ def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str |
 @click.option("--val-data", default=None, help="validation set [default: shared Imagenette]")
 @click.option("--cache-dir", default=None, help="decoded-image cache [default: ~/.cache/ofa-profile/images]")
 @click.option("--device", type=TORCH_DEVICE, default="auto", show_default=True, help="torch device: auto, cpu, cuda")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="int8: the subnet quantized for ONNX Runtime (as export --precision int8) and run on the CPU, "
+                   "its fp32 top-1 measured beside it on the same images")
+@click.option("--int8-calib-images", type=POSITIVE_INT, default=100, show_default=True,
+              help="seeded training images the int8 activation ranges come from")
 @click.option("--json", "as_json", is_flag=True, help="print {top1, n_val, supernet, ...} as JSON")
 def evaluate_cmd(arch: str, supernet: str | None, resolution: int | None, val_images: int, calib_images: int,
-                 train_data: str | None, val_data: str | None, cache_dir: str | None, device: str,
-                 as_json: bool) -> None:
+                 train_data: str | None, val_data: str | None, cache_dir: str | None, device: str, precision: str,
+                 int8_calib_images: int, as_json: bool) -> None:
     """Measured top-1 of one subnet with a supernet (BN recalibrated, as the model card and accuracy-dataset).
 
     The subnet is extracted from the supernet, its BatchNorm statistics recalibrated on --calib-images
@@ -234,13 +251,21 @@ def evaluate_cmd(arch: str, supernet: str | None, resolution: int | None, val_im
     Example:
       ofa-profile evaluate --arch examples/arch-r160.json
       ofa-profile evaluate --arch pareto-cpu-ort-20ms.best.json --val-images 0 --json
+      ofa-profile evaluate --arch examples/arch-r160.json --precision int8
     """
 
     out = evaluate_arch(arch, device=_torch_device(device), supernet=supernet, resolution=resolution,
                         n_val=val_images, n_calib=calib_images, train_data=train_data, val_data=val_data,
-                        cache_dir=cache_dir, log=log)
+                        cache_dir=cache_dir, log=log, precision=precision, n_int8_calib=int8_calib_images)
     if as_json:
         echo_json(out)
+        return
+    if precision == "int8":
+        click.echo(f"top-1 int8 {pct(out['top1'])}, fp32 {pct(out['top1_fp32'])} (drop "
+                   f"{out['int8_drop_points']:.2f} points) on {out['n_val']} {out['dataset']} val images (measured "
+                   f"in ONNX Runtime on the CPU; int8 calibrated on {int8_calib_images} seeded training images, BN "
+                   f"recalibrated on {calib_images}) for {out['arch']} with supernet {out['supernet']} "
+                   f"(sha256 {out['supernet_sha256'][:12]}...)")
         return
     click.echo(f"top-1 {pct(out['top1'])} on {out['n_val']} {out['dataset']} val images (measured; BN recalibrated "
                f"on {calib_images} training images) for {out['arch']} with supernet {out['supernet']} "

@@ -45,13 +45,25 @@ def reachable(spec: DeviceSpec) -> tuple[bool, str]:
     return get_transport(spec.transport).reachable(spec)
 
 
-def make_profiler(device: DeviceSpec, batch_size: int | None = None, **options: Any) -> Profiler:
+#: the transports whose profilers time int8 blocks (they quantize with this machine's quantizers)
+INT8_TRANSPORTS = ("local",)
+
+
+def make_profiler(device: DeviceSpec, batch_size: int | None = None, *, precision: str = "fp32",
+                  **options: Any) -> Profiler:
     """A connected profiler for ``device`` over its transport (every reachability check happens here, before any
     work); ``options`` are the profiler's keyword arguments (``timing``; for adb ``serial``, ``benchmark_binary``,
-    ``local``...); the spec's own transport options are in ``device.transport_options``."""
+    ``local``...); the spec's own transport options are in ``device.transport_options``.  ``precision``: of the
+    blocks timed (``int8`` on :data:`INT8_TRANSPORTS` only)."""
     if device.template:
         raise DeviceError(f"device {device.name} is a template: copy {device.path} to a new file, fill it in, "
                           f"and pass that file's path as --device")
+    if precision != "fp32":
+        if device.transport not in INT8_TRANSPORTS:
+            raise DeviceError(f"device {device.name} ({device.transport}) cannot time {precision} blocks: "
+                              f"{precision} is timed on this machine's runtimes (transport "
+                              f"{'/'.join(INT8_TRANSPORTS)}) in this version")
+        options["precision"] = precision
     return get_transport(device.transport).profiler(device, batch_size=batch_size, **options)
 
 

@@ -27,6 +27,7 @@ from .. import __version__
 from ..benchmark_model import BenchmarkOutputError, BenchmarkRun, first_lines, parse_benchmark_output
 from ..argsafety import path_problem, serial_problem
 from ..devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
+from ..model_file import ModelFileError
 from ..options import Option
 from ..tflite import write_tflite
 from ..timing import Measurement, TimingConfig, fingerprint
@@ -394,16 +395,31 @@ class BenchmarkModelProfiler(Profiler):
         self.measure_ops([op], seed, lambda _op, m: got.append(m))
         return got[0]
 
-    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
+    def measure_subnet(self, spec: SubnetSpec, seed: int, classes: int | None = None) -> Measurement:
         from ..blocks import subnet_input, subnet_module
 
         p = Path(self._tmp.name) / "subnet.tflite"
-        self._write((subnet_module(spec, seed=seed), subnet_input(spec, seed=seed, batch=self.batch_size)), p)
+        self._write((subnet_module(spec, seed=seed, n_classes=classes), subnet_input(spec, seed=seed, batch=self.batch_size)), p)
         self.target.push([p], self.remote_dir)
         try:
             return self._run_graph(f"{self.remote_dir}/{p.name}", f"subnet {spec.short()}", "")
         finally:
             p.unlink(missing_ok=True)
+
+    def measure_file(self, model: Any, seed: int) -> Measurement:
+        """A .tflite file pushed and timed by the benchmark program (``seed``: the program feeds its own input)."""
+        if model.format != "tflite":
+            raise ModelFileError(f"device {self.device.name} times models with {self.tool}, which reads .tflite "
+                                 f"files, not {model.format} ({model.path}); bench the .tflite export instead")
+        p = Path(self._tmp.name) / f"bench-{model.sha256[:16]}.tflite"
+        shutil.copyfile(model.path, p)
+        try:
+            self.target.push([p], self.remote_dir)
+            return self._run_graph(f"{self.remote_dir}/{p.name}", f"model {model.path.name}", "")
+        finally:
+            p.unlink(missing_ok=True)
+            if self.target.lost() is None:
+                self.target.shell(f"rm -f {shlex.quote(f'{self.remote_dir}/{p.name}')}", 60)
 
     def close(self) -> None:
         self._tmp.cleanup()
