@@ -100,8 +100,6 @@ def test_block_on_gpu_matches_cpu(batch, graphs):
 
 @needs_gpu
 def test_events_and_wall_clock_agree_roughly():
-    import torch
-
     from ofa_profile.blocks import op_input, op_module
     from ofa_profile.cuda import measure_cuda_events
     from ofa_profile.ops import parse_key

@@ -32,7 +32,7 @@ from helpers import KNOWN_ROW, accuracy_row, make_folder
 def bundled(shared_data):
     """The bundled supernet with the decoded Imagenette caches it was evaluated on."""
     from ofa_model.bundle import bundled_weights_path, load_supernet
-    from ofa_profile.evaldata import default_data, supernet_caches
+    from ofa_model.evaldata import default_data, supernet_caches
     if not bundled_weights_path().exists():
         pytest.skip("no bundled weights in this checkout")
     model, info = load_supernet(None, device="cpu")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ofa_model.supernet import OFAMobileNetV3, load_supernet_weights
-from ofa_profile.space import SubnetSpec, get_space
+from ofa_profile.space import get_space
 
 from helpers import ofa_networks
 

@@ -15,7 +15,7 @@ import torch
 from ofa_model.data import (DataError, build_cache, center_crop_batch, check_splits, epoch_batches,
                             scan_source, train_batch)
 from ofa_model.supernet import OFAMobileNetV3, load_supernet_weights
-from ofa_model.train import TrainConfig, main, recipe_phases, train
+from ofa_model.train import TrainConfig, recipe_phases, train
 from ofa_profile.atomic import temp_tag
 from ofa_profile.paths import shared_data_dir
 
