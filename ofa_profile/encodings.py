@@ -12,6 +12,10 @@ Encodings (:data:`ENCODINGS`), all computed vectorised from :class:`ArchArrays`:
 ``onehot-depth-r``  the 120 block one-hots, a one-hot of each stage's depth (15), and
                     the resolution as numbers ``(r - 176) / 48`` and its square: it
                     interpolates between trained resolutions instead of binning them.
+``onehot-depth-rspline``  the same 135 one-hots, and the resolution as a piecewise-linear
+                    (hat) basis with knots at :data:`R_KNOTS` (128, 160, 192, 224): an offset
+                    per knot resolution, linearly interpolated between knots (196..220 lie
+                    between 192 and 224), held constant outside them.
 """
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ENCODINGS", "DEFAULT_ENCODING", "same_macro_architecture", "ArchArrays", "as_arrays", "encode",
            "BlockTable", "op_cost_table", "macs_table", "params_table"]
 
-ENCODINGS = ("ofa-onehot", "onehot-depth-r")
+ENCODINGS = ("ofa-onehot", "onehot-depth-r", "onehot-depth-rspline")
 DEFAULT_ENCODING = "onehot-depth-r"
+R_KNOTS = (128, 160, 192, 224)   # knots of onehot-depth-rspline's resolution basis
 
 
 def same_macro_architecture(a: Space | str, b: Space | str) -> bool:
@@ -141,8 +146,19 @@ def encode(specs: "Sequence[SubnetSpec] | ArchArrays", encoding: str = DEFAULT_E
         res = np.zeros((len(a), 8))
         res[np.arange(len(a)), slot] = 1.0
         return np.concatenate(blocks + [res], axis=1)
+    if encoding == "onehot-depth-rspline":
+        return np.concatenate(blocks + [_onehot(a.d, sp.depths), _hat_basis(a.r, R_KNOTS)], axis=1)
     rn = (a.r.astype(np.float64) - 176.0) / 48.0
     return np.concatenate(blocks + [_onehot(a.d, sp.depths), rn[:, None], (rn ** 2)[:, None]], axis=1)
+
+
+def _hat_basis(r: "np.ndarray", knots: Sequence[int]) -> "np.ndarray":
+    """``[N, len(knots)]`` piecewise-linear interpolation weights of each ``r`` between the knots (they sum to 1;
+    a resolution outside the knots takes the nearest knot's)."""
+    import numpy as np
+    k = np.asarray(knots, dtype=np.float64)
+    rc = np.clip(r.astype(np.float64), k[0], k[-1])
+    return np.stack([np.interp(rc, k, np.eye(len(k))[j]) for j in range(len(k))], axis=1)
 
 
 # -- per-block cost tables (vectorised MACs / params / LUT sums) ---------------------------------------
@@ -209,6 +225,11 @@ class BlockTable:
         return cls.from_op_cost_at(lut.space, lambda op, r: float(lut.entry(op.key, r).median_ms), res,
                                    name=f"lut:{lut.device}", classes=classes)
 
+    def restricted(self, resolutions: Sequence[int]) -> "BlockTable":
+        """The same table at some of its resolutions only (in that order)."""
+        idx = [self.resolutions.index(int(r)) for r in resolutions]
+        return BlockTable(self.space, tuple(int(r) for r in resolutions), self.fixed[idx], self.block[idx], self.name)
+
     def _index(self, a: ArchArrays) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]:
         import numpy as np
         if not same_macro_architecture(a.space, self.space):
@@ -270,8 +291,8 @@ def op_cost_table(space: str, cost: str) -> BlockTable:
     """Cached :class:`BlockTable` of a named op cost: ``macs``, ``params``, ``dw_macs`` or ``mid_act``."""
     if cost not in _COSTS:
         raise OfaProfileError(f"unknown op cost {cost!r}; choose one of {', '.join(_COSTS)}")
-    sp = get_space(space)
-    return BlockTable.from_op_cost(sp.name, _COSTS[cost], name=cost)
+    sp = get_space(space)   # every resolution a subnet may run at (MACs of OFA's r=260 nets too)
+    return BlockTable.from_op_cost(sp.name, _COSTS[cost], resolutions=sp.run_resolutions, name=cost)
 
 
 def macs_table(space: str) -> BlockTable:

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = ["BatchFn", "call_batched", "table_latency_fn", "lut_latency_fn", "adapter_latency_fn", "LatencySource",
-           "resolve_latency_source", "latency_source_from_lut", "macs_latency_fn"]
+           "resolve_latency_source", "latency_source_from_lut", "macs_latency_fn", "AutoMargin",
+           "AUTO_MARGIN_NEAR", "AUTO_MARGIN_SPAN"]
 
 
 # -- batched functions ----------------------------------------------------------------------------------
@@ -112,6 +113,26 @@ def adapter_latency_fn(adapter: Any, prior_fn: Any = None) -> BatchFn:
     return BatchFn(fn, f"adapter:{adapter.device}")
 
 
+AUTO_MARGIN_NEAR = 10      # --margin auto: held-out subnets nearest the budget whose under-predictions set it
+AUTO_MARGIN_SPAN = 1.5     # ... when all of them are predicted within this factor of the budget
+
+
+@dataclass(frozen=True)
+class AutoMargin:
+    """What ``--margin auto`` chose: the percentage and what it was learned from."""
+    pct: float
+    basis: str                                  # near-budget | all-held-out | adapter
+    n_subnets: int                              # held-out subnets it was taken over (0: an adapter's own figure)
+    predicted_range_ms: "tuple[float, float] | None"   # near-budget: their predicted latencies
+    description: str                            # one phrase, for the log line
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pct": round(self.pct, 3), "basis": self.basis, "n_subnets": self.n_subnets,
+                "predicted_range_ms": ([round(v, 4) for v in self.predicted_range_ms]
+                                       if self.predicted_range_ms else None),
+                "description": self.description}
+
+
 @dataclass(frozen=True)
 class LatencySource:
     """Where a command's latencies come from."""
@@ -137,21 +158,47 @@ class LatencySource:
             return Path(self.lut.source).stem + ("-shipped" if is_shipped(self.lut) else "")
         return self.name
 
-    def auto_margin_pct(self, quantile: float = 0.9) -> float:
+    def auto_margin(self, budget_ms: float | None = None, quantile: float = 0.9) -> "AutoMargin":
         """The safety margin (percent of the budget) that covers ``quantile`` of the latency source's own
-        under-predictions on its held-out calibration subnets: the q-quantile of measured/predicted - 1,
-        at least 0; for a few-shot adapter, the same quantile of its cross-validated under-predictions on the
-        subnets it was fitted on (stored in the adapter).  Raises when the source holds neither."""
+        under-predictions: the q-quantile of measured/predicted - 1 (at least 0) over the held-out calibration
+        subnets whose prediction lies nearest ``budget_ms`` (the :data:`AUTO_MARGIN_NEAR` nearest, when all of
+        them lie within a factor :data:`AUTO_MARGIN_SPAN` of it: a model's error depends on the size of the
+        subnet, and the pick lies at the budget); over all held-out subnets when there are too few near it or
+        no budget is given (``basis`` says which); for a few-shot adapter, the same quantile of its
+        cross-validated under-predictions on the subnets it was fitted on (stored in the adapter).  Raises when
+        the source holds neither."""
         import numpy as np
         if not self.held_out and self.margin_hint_pct is not None and quantile == 0.9:
-            return float(self.margin_hint_pct)
+            return AutoMargin(float(self.margin_hint_pct), "adapter", 0, None,
+                              "the adapter's cross-validated under-predictions on the subnets it was fitted on")
         if not self.held_out:
             raise OfaProfileError("--margin auto needs a calibrated LUT (its held-out subnets set the margin) or an "
                                   "adapter fitted by this version (refit it); give --margin PCT instead")
         specs = [s for s, _ in self.held_out]
         measured = np.array([m for _, m in self.held_out], dtype=float)
         pred = np.asarray(self.fn(specs), dtype=float)
-        return float(max(0.0, np.quantile(measured / pred - 1.0, quantile) * 100.0))
+        under = measured / pred - 1.0
+        n = len(specs)
+        why_all = ""
+        if budget_ms is not None and budget_ms > 0:
+            dist = np.abs(np.log(pred / float(budget_ms)))
+            near = np.argsort(dist, kind="stable")[:AUTO_MARGIN_NEAR]
+            if len(near) >= AUTO_MARGIN_NEAR and dist[near].max() <= np.log(AUTO_MARGIN_SPAN):
+                lo, hi = float(pred[near].min()), float(pred[near].max())
+                pct = float(max(0.0, np.quantile(under[near], quantile) * 100.0))
+                return AutoMargin(pct, "near-budget", len(near), (lo, hi),
+                                  f"the LUT's under-predictions on the {len(near)} of its {n} held-out calibration "
+                                  f"subnets predicted nearest {budget_ms:g} ms ({lo:.3f}..{hi:.3f} ms)")
+            inside = int((dist <= np.log(AUTO_MARGIN_SPAN)).sum())
+            why_all = (f"; only {inside} of them are predicted within x{AUTO_MARGIN_SPAN:g} of {budget_ms:g} ms, "
+                       f"fewer than the {AUTO_MARGIN_NEAR} a near-budget margin takes")
+        pct = float(max(0.0, np.quantile(under, quantile) * 100.0))
+        return AutoMargin(pct, "all-held-out", n, None,
+                          f"the LUT's under-predictions on all its {n} held-out calibration subnets{why_all}")
+
+    def auto_margin_pct(self, quantile: float = 0.9, budget_ms: float | None = None) -> float:
+        """:meth:`auto_margin`'s percentage."""
+        return self.auto_margin(budget_ms, quantile).pct
 
     def scaled(self, factor: float, why: str) -> "LatencySource":
         """The same source with every latency multiplied by ``factor`` (e.g. the device's drift since

@@ -118,7 +118,8 @@ class LutEntry:
 
 @lru_cache(maxsize=None)
 def _space_keys(space: str) -> frozenset[str]:
-    return frozenset(op.key for _, op in enumerate_ops(space))
+    """Every key of the space at every resolution a LUT may hold (its run resolutions, above 224 too)."""
+    return frozenset(op.key for _, op in enumerate_ops(space, get_space(space).run_resolutions))
 
 
 @lru_cache(maxsize=None)
@@ -151,7 +152,7 @@ def _bad_key_message(key: str, space: str, where: str) -> str:
         return (f"{where}: key {key!r} belongs to space {others[0]} (other channel widths), but the LUT declares "
                 f"space {space}; fix the 'space' field or use a LUT measured for {space}")
     return (f"{where}: key {key!r} is not a block of space {space} (no subnet at its resolutions "
-            f"{get_space(space).resolutions[0]}..{get_space(space).resolutions[-1]} has it); fix or remove that entry")
+            f"{get_space(space).resolution_text()} has it); fix or remove that entry")
 
 
 def _freeze(obj: Any) -> Any:
@@ -206,10 +207,10 @@ class Lut:
             ents[k] = e if isinstance(e, LutEntry) else LutEntry.from_json(e)
         object.__setattr__(self, "entries", types.MappingProxyType(ents))
         res = tuple(sorted({int(r) for r in self.resolutions}))
-        bad_r = [r for r in res if r not in sp.resolutions]
+        bad_r = [r for r in res if r not in sp.run_resolutions]
         if bad_r:
-            raise LutError(f"{src}: resolution(s) {bad_r} are not in space {sp.name} ({sp.resolutions[0]}.."
-                           f"{sp.resolutions[-1]} step 4); fix the 'resolutions' field")
+            raise LutError(f"{src}: resolution(s) {bad_r} are not in space {sp.name} ({sp.resolution_text()}); fix "
+                           f"the 'resolutions' field")
         object.__setattr__(self, "resolutions", res)
         self._set_timed(sp.name)
         valid = _space_keys(sp.name)
@@ -219,9 +220,9 @@ class Lut:
         per: dict[int, types.MappingProxyType] = {}
         for r, m in self.resolution_entries.items():
             ri = int(r)
-            if ri not in sp.resolutions:  # one not in 'resolutions' is partly covered (an import --allow-partial)
+            if ri not in sp.run_resolutions:  # one not in 'resolutions' is partly covered (an import --allow-partial)
                 raise LutError(f"LUT {src}: resolution_entries has resolution {ri}, which is not in space "
-                               f"{sp.name} ({sp.resolutions[0]}..{sp.resolutions[-1]} step 4); drop those entries")
+                               f"{sp.name} ({sp.resolution_text()}); drop those entries")
             d: dict[str, LutEntry] = {}
             for k, e in m.items():
                 if k not in ents:
@@ -367,7 +368,7 @@ class Lut:
         Head ops shared by all resolutions do not make a resolution count as begun.
         """
         out: dict[int, list[str]] = {}
-        for r in get_space(self.space).resolutions:
+        for r in get_space(self.space).run_resolutions:
             keys = _keys_at(self.space, r, self.timed.classes)  # keys[0] is the stem Conv, unique to r
             if r in self.resolutions or keys[0] in self.entries or r in self.resolution_entries:
                 out[r] = [k for k in keys if k not in self.entries]

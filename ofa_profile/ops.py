@@ -231,7 +231,8 @@ def subnet_ops(spec: SubnetSpec, classes: int | None = None) -> list[Op]:
 
 def enumerate_ops(space: Space | str, resolutions: Iterable[int] | None = None,
                   classes: int | None = None) -> list[tuple[int, Op]]:
-    """Every distinct op of the space over the given resolutions, as ``(first resolution, op)``.
+    """Every distinct op of the space over the given resolutions (default: the supernet's), as
+    ``(first resolution, op)``.
 
     The order is deterministic (resolution, then network position).  An op shared by
     several resolutions is listed once, under the first resolution that has it.
@@ -249,8 +250,8 @@ def ops_at_resolution(space: Space | str, r: int, classes: int | None = None) ->
     """Distinct ops of all subnets of the space at resolution ``r`` (96 for OFA MobileNetV3); ``classes``: outputs
     of the classifier head (default: the space's)."""
     sp = get_space(space)
-    if r not in sp.resolutions:
-        raise SpaceError(f"resolution {r} not in space {sp.name}")
+    if r not in sp.run_resolutions:
+        raise SpaceError(f"resolution {r} not in space {sp.name} ({sp.resolution_text()})")
     out: dict[Op, None] = {}
     for op in _stem_ops(sp, r):
         out[op] = None

@@ -268,8 +268,7 @@ def test_benchmark_model_profiler_times_the_file(models, tmp_path):
 
 # -- ssh: a real sshd on loopback ----------------------------------------------------------------------------
 
-from test_ssh import board_spec, sshd  # noqa: E402,F401  (the module's sshd fixture)
-from test_ssh import pytestmark as needs_sshd  # noqa: E402
+from helpers import board_spec, needs_sshd  # noqa: E402  (the sshd fixture is conftest's)
 
 
 @needs_sshd

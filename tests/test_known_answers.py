@@ -60,6 +60,7 @@ def test_bundled_weights_reproduce_a_row_of_their_accuracy_dataset(bundled):
 
 # -- training learns ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_short_training_run_learns(tmp_path):
     """The trainer on the largest subnet alone (``--standalone largest``: one phase with the steps of the whole
     recipe, here 20 + 5 x 1) on a 3-class task (class = dominant colour, real JPEG files) from random weights: its

@@ -2,7 +2,6 @@
 stored in the LUT header, read as the defaults from a LUT without it, carried in the outputs, and never mixed."""
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ofa_profile.cli import main
-from ofa_profile.errors import LutError, OfaProfileError
-from ofa_profile.lut import Lut, load_lut, save_lut
+from ofa_profile.errors import LutError
+from ofa_profile.lut import load_lut, save_lut
 from ofa_profile.paths import lut_dir
 from ofa_profile.timed import GRAPHS, PRECISIONS, Timed, TimedError
 

@@ -220,9 +220,11 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
                   allow_ssh_option: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
-    Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end, ROUNDS passes each, keeping
-    each subnet's lowest median (resumable), fits a ridge regression on the first SAMPLES, and
-    reports accuracy on the others.
+    Measures SAMPLES + TEST-SAMPLES seeded subnets spread evenly over the size range, from the
+    space's smallest to its largest subnet (plus those two at the lowest and highest resolution),
+    end to end, ROUNDS passes each, keeping each subnet's lowest median (resumable); fits a ridge
+    regression on SAMPLES of them and the extremes, and reports its error on the TEST-SAMPLES held
+    out: overall, per size third, and on the extremes.
 
     \b
     Example:
@@ -249,7 +251,8 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
     if as_json:
         echo_json(rep)
         return
-    click.echo(f"calibrated {path} on {samples} subnets (seed {seed}); measured in {rep['measure_s']} s")
+    click.echo(f"calibrated {path} on {samples} subnets and the space's {rep['n_extremes']} extremes (seed {seed}); "
+               f"measured in {rep['measure_s']} s")
     click.echo(f"  timed: {rep['timed_label']}")
     if rep["test_calibrated"]:
         for name in ("test_lut_sum", "test_calibrated"):
@@ -258,6 +261,14 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
                        f"{t['within_5pct']:.0%} / {t['within_10pct']:.0%}; RMSE {t['rmse_ms']:.3f} ms; "
                        f"MAPE {t['mape_pct']:.2f} %; Spearman "
                        + (f"{t['spearman']:.4f}" if t["spearman"] is not None else "n/a (under 3 subnets)"))
+        for t in rep.get("test_by_size") or ():
+            click.echo(f"  {t['tercile']:>6} third of the held-out subnets (LUT sum {t['size_range'][0]:.3f}.."
+                       f"{t['size_range'][1]:.3f} ms, n={t['n']}): mean signed error "
+                       f"{t['mean_signed_error_pct']:+.2f} %, within 5/10 %: {t['within_5pct']:.0%} / "
+                       f"{t['within_10pct']:.0%}, worst {t['worst_error_pct']:+.1f} %")
+    for x in rep.get("extremes") or ():
+        click.echo(f"  the space's {x['subnet']} subnet at r={x['r']} (fitted on): measured {x['measured_ms']:.3f} ms, "
+                   f"predicted {x['predicted_ms']:.3f} ms ({x['error_pct']:+.1f} %)")
 
 
 @main.command("devices")
