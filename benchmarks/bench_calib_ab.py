@@ -96,8 +96,6 @@ def main() -> None:
     ms = {_arch_key(allspecs[i]): got[j] for j, i in enumerate(order)}
     secs = time.time() - t0
     M = lambda specs: [ms[_arch_key(s)] for s in specs]   # noqa: E731
-    held = test + ext_specs
-    size = [lut.lut_sum_ms(s) for s in held]
 
     out = {"lut": args.lut, "clock": args.clock, "n_fit": args.n_fit, "n_test": args.n_test, "rounds": args.rounds,
            "max_time_s": args.max_time_s, "seconds": round(secs, 1), "loadavg_after": os.getloadavg(), "fits": []}
