@@ -372,6 +372,7 @@ def calibrate_on_device(device: "DeviceSpec", lut_path: Path, n_fit: int, n_test
     """:func:`calibrate_device` with the device's own profiler (opened and closed here); the report without its
     per-subnet samples (those are stored in the LUT's calibration)."""
     with make_profiler(device) as prof:
+        prof.use_graph(load_lut(lut_path).timed.graph)      # whole subnets built as the LUT's blocks were
         rep = calibrate_device(lut_path, prof, n_fit, n_test, seed=seed, resolutions=resolutions, progress=progress,
                                rounds=rounds, classes=classes)
     return {k: v for k, v in rep.items() if k != "samples"}

@@ -252,3 +252,17 @@ def test_stratified_draw_gives_n_distinct_subnets_of_the_asked_resolutions(n, se
 @functools.lru_cache(maxsize=1)
 def _shipped():
     return load_lut("cpu-ort")
+
+
+def test_calibrate_command_calibrates_a_lut_of_ofas_graph(tmp_path):
+    """A LUT of OFA's graph flavour (`measure --graph ofa`) is calibrated on whole subnets of that graph: the
+    command builds them as the LUT's blocks were built instead of refusing the LUT as another setup's."""
+    spec = fast_spec(tmp_path, "onnxruntime")
+    lut_path = tmp_path / "ofa-graph.json"
+    measure_lut(load_device(spec), lut_path, [128], progress=False, graph="ofa")
+    r = _cli("calibrate", "--device", spec, "--lut", lut_path, "--samples", 10, "--test-samples", 2, "--rounds", 1,
+             "-q", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["timed"]["graph"] == "ofa" and rep["n_test"] == 2
+    assert load_lut(lut_path).calibration["report"]["timed"]["graph"] == "ofa"
