@@ -26,10 +26,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .accuracy_components import PREDICT, component_from_json, component_to_json, linear_predict, n_features
+from .accuracy_components import PREDICT, component_from_json, component_to_json, fit_components, n_features
 from .accuracy_data import (SOURCE_SEPARATOR, AccuracyDataset, csv_records, grouped_folds,  # noqa: F401
                             load_subnets, read_accuracy_csv, read_accuracy_csvs, read_specs_csv, short_value,
                             split_dataset, subnet_groups)   # (re-exported)
+from .accuracy_scores import (AccuracyScore, band_name, band_scores, evaluate_accuracy_predictor,  # noqa: F401
+                              fitted_text, measured_resolutions, outside_trained_range)
 from .atomic import write_json_atomic
 from .encodings import (DEFAULT_ENCODING, ENCODINGS, ArchArrays, as_arrays, encode,  # noqa: F401  (re-exported)
                         same_macro_architecture)
@@ -191,86 +193,6 @@ def load_accuracy_predictor(path: str | Path, *, follow_symlinks: bool = True) -
 
 # -- fitting -----------------------------------------------------------------------------------------
 
-def _fit_ridge(X: "np.ndarray", y: "np.ndarray", sample_weight: "np.ndarray | None" = None
-               ) -> tuple[dict[str, Any], Any]:
-    import numpy as np
-    from sklearn.linear_model import RidgeCV
-    m = RidgeCV(alphas=np.logspace(-2, 2, 9)).fit(X, y, sample_weight=sample_weight)
-    return {"type": "linear", "coef": np.asarray(m.coef_, dtype=np.float64), "intercept": float(m.intercept_),
-            "alpha": float(m.alpha_)}, m
-
-
-def _gbm_component(m: Any) -> dict[str, Any]:
-    """Flatten a fitted GradientBoostingRegressor into padded node arrays."""
-    import numpy as np
-    trees = [est[0].tree_ for est in m.estimators_]
-    width = max(t.node_count for t in trees)
-    t_n = len(trees)
-    feat = np.full((t_n, width), -1, dtype=np.int64)
-    thr = np.zeros((t_n, width))
-    left = np.zeros((t_n, width), dtype=np.int64)
-    right = np.zeros((t_n, width), dtype=np.int64)
-    value = np.zeros((t_n, width))
-    for i, t in enumerate(trees):
-        k = t.node_count
-        is_leaf = t.children_left[:k] < 0
-        feat[i, :k] = np.where(is_leaf, -1, t.feature[:k])
-        thr[i, :k] = t.threshold[:k]
-        left[i, :k] = np.where(is_leaf, 0, t.children_left[:k])
-        right[i, :k] = np.where(is_leaf, 0, t.children_right[:k])
-        value[i, :k] = t.value[:k, 0, 0]
-    init = m.init_.constant_ if hasattr(m.init_, "constant_") else m._raw_predict_init(np.zeros((1, m.n_features_in_)))
-    return {"type": "trees", "feature": feat, "threshold": thr, "left": left, "right": right, "value": value,
-            "init": float(np.ravel(init)[0]), "learning_rate": float(m.learning_rate),
-            "max_depth": int(max(t.max_depth for t in trees))}
-
-
-def _fit_gbm(X: "np.ndarray", y: "np.ndarray", seed: int, n_estimators: int = 300, learning_rate: float = 0.03,
-             max_depth: int = 3, sample_weight: "np.ndarray | None" = None) -> tuple[dict[str, Any], Any]:
-    from sklearn.ensemble import GradientBoostingRegressor
-    m = GradientBoostingRegressor(n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
-                                  subsample=0.8, random_state=seed).fit(X, y, sample_weight=sample_weight)
-    return _gbm_component(m), m
-
-
-def _fit_mlp(X: "np.ndarray", y: "np.ndarray", seed: int, hidden: tuple[int, ...] = (64,), alpha: float = 10.0,
-             max_iter: int = 3000) -> tuple[dict[str, Any], Any]:
-    import numpy as np
-    from sklearn.neural_network import MLPRegressor
-    xm, xs = X.mean(axis=0), X.std(axis=0)
-    xs = np.where(xs > 0, xs, 1.0)
-    ym, ys = float(y.mean()), float(y.std() or 1.0)
-    m = MLPRegressor(hidden_layer_sizes=hidden, alpha=alpha, solver="lbfgs", max_iter=max_iter,
-                     random_state=seed).fit((X - xm) / xs, (y - ym) / ys)
-    if m.activation != "relu":  # pragma: no cover - we always fit relu
-        raise OfaProfileError("only ReLU MLPs can be stored")
-    layers = [(np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64))
-              for w, b in zip(m.coefs_, m.intercepts_)]
-    return {"type": "mlp", "activation": "relu", "layers": layers, "x_mean": xm, "x_scale": xs, "y_mean": ym,
-            "y_scale": ys}, m
-
-
-def _fit_components(X: "np.ndarray", y: "np.ndarray", model: str, sw: "np.ndarray | None", seed: int,
-                    gbm_trees: int | None, gbm_learning_rate: float | None, gbm_max_depth: int,
-                    mlp_hidden: tuple[int, ...], mlp_max_iter: int) -> tuple[list[dict[str, Any]], list[Any]]:
-    comps: list[dict[str, Any]] = []
-    sk: list[Any] = []
-    if model in ("ridge", "ridge+gbm"):
-        c, m = _fit_ridge(X, y, sw)
-        comps.append(c); sk.append(m)
-    if model in ("gbm", "ridge+gbm"):
-        resid = y - (linear_predict(comps[0], X) if comps else 0.0)
-        trees = gbm_trees or (100 if comps else 300)
-        lr = gbm_learning_rate or (0.09 if comps else 0.03)
-        c, m = _fit_gbm(X, resid, seed, n_estimators=trees, learning_rate=lr, max_depth=gbm_max_depth,
-                        sample_weight=sw)
-        comps.append(c); sk.append(m)
-    if model == "mlp":
-        c, m = _fit_mlp(X, y, seed, hidden=mlp_hidden, max_iter=mlp_max_iter)
-        comps.append(c); sk.append(m)
-    return comps, sk
-
-
 def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DEFAULT_MODEL,
                            encoding: str = DEFAULT_ENCODING, seed: int = 0, *, gbm_trees: int | None = None,
                            gbm_learning_rate: float | None = None, gbm_max_depth: int = 3,
@@ -311,7 +233,7 @@ def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DE
     # the machine's thread count, so a refit reproduces a stored predictor exactly
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=1):
-        comps, sk = _fit_components(X, y, model, sw, seed, gbm_trees, gbm_learning_rate, gbm_max_depth, mlp_hidden,
+        comps, sk = fit_components(X, y, model, sw, seed, gbm_trees, gbm_learning_rate, gbm_max_depth, mlp_hidden,
                                     mlp_max_iter)
     trees = next((len(c["value"]) for c in comps if c["type"] == "trees"), None)
     lr = next((c["learning_rate"] for c in comps if c["type"] == "trees"), None)
@@ -393,50 +315,7 @@ def load_official_predictor(path: str | Path, space: str = "ofa-mbv3-w1.2") -> A
     return pred
 
 
-# -- evaluation ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AccuracyScore:
-    """Rank and error figures of predicted vs measured accuracy."""
-    n: int
-    kendall_tau: float
-    spearman: float
-    rmse: float
-    kendall_tau_within_r: float  # mean over resolutions of the Kendall tau inside each resolution
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def evaluate_accuracy_predictor(pred: AccuracyPredictor, ds: AccuracyDataset) -> AccuracyScore:
-    import numpy as np
-    from scipy.stats import kendalltau, spearmanr
-    p = pred.predict(list(ds.specs))
-    y = np.asarray(ds.accuracy)
-    r = np.array([s.r for s in ds.specs])
-    within = [float(kendalltau(p[r == v], y[r == v]).statistic) for v in np.unique(r) if (r == v).sum() > 2]
-    return AccuracyScore(n=len(y), kendall_tau=float(kendalltau(p, y).statistic),
-                         spearman=float(spearmanr(p, y).statistic), rmse=float(math.sqrt(np.mean((p - y) ** 2))),
-                         kendall_tau_within_r=float(np.mean(within)) if within else float("nan"))
-
-
 FIT_OPTIONS = ("gbm_trees", "gbm_learning_rate", "gbm_max_depth", "resolution_weights")   # fit_accuracy_predictor's
-
-
-def band_scores(predicted: "np.ndarray", measured: "np.ndarray", r: "np.ndarray") -> dict[str, Any]:
-    """Figures of predictions against measurements (fractions) of some rows: ``n``, Kendall tau (pooled), the
-    mean Kendall tau inside each resolution, and the mean absolute and mean signed error in points (x 100)."""
-    import numpy as np
-    from scipy.stats import kendalltau
-    p, y = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
-    within = [float(kendalltau(p[r == v], y[r == v]).statistic) for v in np.unique(r) if (r == v).sum() > 2]
-    return {"n": int(len(y)), "kendall_tau": float(kendalltau(p, y).statistic) if len(y) > 2 else float("nan"),
-            "kendall_tau_within_r": float(np.mean(within)) if within else float("nan"),
-            "mae_pt": float(np.mean(np.abs(p - y)) * 100), "bias_pt": float(np.mean(p - y) * 100)}
-
-
-def _band_name(rs: Sequence[int]) -> str:
-    return str(rs[0]) if len(rs) == 1 else f"{min(rs)}..{max(rs)}"
 
 
 def cross_validate(ds: AccuracyDataset, model: str = DEFAULT_MODEL, encoding: str = DEFAULT_ENCODING, *,
@@ -461,7 +340,7 @@ def cross_validate(ds: AccuracyDataset, model: str = DEFAULT_MODEL, encoding: st
     for b in bands:
         m = np.isin(r, list(b))
         if m.any():
-            out[_band_name(sorted(b))] = band_scores(oof[m], y[m], r[m])
+            out[band_name(sorted(b))] = band_scores(oof[m], y[m], r[m])
     return {"folds": folds, "grouped_by": "subnet (depths, kernels, expands; any resolution)", "seed": seed,
             "bands": out, "predicted": oof}
 
@@ -639,29 +518,6 @@ class PredictorLabel:
     fitted: str = ""
 
 
-def measured_resolutions(pred: AccuracyPredictor) -> tuple[int, ...]:
-    """The resolutions the predictor's data were measured at (``info["measured_resolutions"]``, else its trained
-    resolutions)."""
-    m = pred.info.get("measured_resolutions")
-    if isinstance(m, (list, tuple)) and m and all(type(r) is int for r in m):
-        return tuple(sorted(m))
-    return tuple(sorted(pred.trained_resolutions))
-
-
-def fitted_text(pred: AccuracyPredictor) -> str:
-    """Which resolutions the predictor was fitted on, in words: ``measured at r=128,160,192,224, the 21 others in
-    128..224 interpolated`` ("" when it records none, as OFA's official predictor)."""
-    meas = measured_resolutions(pred)
-    if not meas:
-        return ""
-    inside = [r for r in get_space(pred.space).resolutions if meas[0] <= r <= meas[-1]]
-    others = [r for r in inside if r not in meas]
-    if not others:
-        return f"measured at r={meas[0]}..{meas[-1]}" if len(meas) > 2 else f"measured at r={','.join(map(str, meas))}"
-    return (f"measured at r={','.join(map(str, meas))}, the {len(others)} other{'s' if len(others) > 1 else ''} in "
-            f"{meas[0]}..{meas[-1]} interpolated")
-
-
 def predictor_label(pred: AccuracyPredictor) -> PredictorLabel:
     """The label a predictor records in its info (``dataset``, ``describes``, ``label``), else one derived from
     what it records (the bundled supernet's sha256, OFA's reference CSV), else ``unknown``; its text ends with
@@ -702,15 +558,6 @@ def supernet_label(weights: str | Path, sha256: str) -> dict[str, str]:
     return {"dataset": dataset.lower() if dataset else "unknown",
             "describes": f"{who} ({dataset})" if dataset else who,
             "label": f"{dataset} top-1 of {short}" if dataset else f"top-1 of {short}"}
-
-
-def outside_trained_range(pred: AccuracyPredictor, resolutions: Sequence[int]) -> list[int]:
-    """The resolutions among ``resolutions`` outside the range the predictor was fitted on (its lowest to its
-    highest trained resolution): there it extrapolates.  Empty when it records no trained resolutions."""
-    tr = tuple(pred.trained_resolutions)
-    if not tr:
-        return []
-    return sorted({int(r) for r in resolutions if not min(tr) <= int(r) <= max(tr)})
 
 
 ACCURACY_CSV_HELP = ("columns r, d, ks, e (the subnet in OFA's spec format, lists as JSON) and accuracy (top-1, a "

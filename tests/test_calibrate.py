@@ -15,7 +15,7 @@ from ofa_profile.devices import load_device
 from ofa_profile.lut import load_lut
 from ofa_profile.measure import make_profiler, measure_lut
 from ofa_profile.space import SubnetSpec
-from helpers import fast_spec
+from helpers import fast_spec, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_calibrate_command_stores_a_plain_fit_and_reports_on_unseen_subnets(tmp_
     s = sample_specs("ofa-mbv3-w1.0", 1, 99, [132])[0]
     assert lut.predict_ms(s) != lut.predict_ms(s, calibrated=False)
     (tmp_path / "arch.json").write_text(json.dumps(s.to_ofa()))
-    p = _cli("predict", "--lut", lut_path, "--arch", tmp_path / "arch.json", "--json")
+    p = run_cli("predict", "--lut", lut_path, "--arch", tmp_path / "arch.json", "--json")      # in this process
     assert p.returncode == 0 and json.loads(p.stdout)["calibrated"] is True
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..devicespec import DeviceError, DeviceSpec
 from ..options import Option
+from ..plugins import load_plugins
 from ..timed import Timed
 from ..timing import Measurement, fingerprint
 
@@ -118,12 +119,15 @@ def register_transport(name: str, profiler: Callable[..., Profiler], reachable: 
 
 
 def list_transports() -> list[str]:
-    """The registered transport names, in registration order."""
+    """The registered transport names, in registration order; installed plug-ins' included
+    (:func:`ofa_profile.plugins.load_plugins`)."""
+    load_plugins()
     return list(_REGISTRY)
 
 
 def get_transport(name: str) -> Transport:
     """The transport called ``name``; an unknown one raises :class:`~ofa_profile.devices.DeviceError`."""
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
