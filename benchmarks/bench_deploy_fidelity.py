@@ -164,6 +164,10 @@ def main() -> None:
     ap.add_argument("--ways", default=",".join(WAYS))
     ap.add_argument("--specialized", default=str(SPECIALIZED), help="folder of OFA's */net.config ('' : none)")
     ap.add_argument("--max-time-s", type=float, default=None, help="timing per model and pass [device's]")
+    ap.add_argument("--drift", type=int, default=5, metavar="N",
+                    help="after the timing, re-measure N held-out calibration subnets of each calibrated LUT the way "
+                         "calibration did (`measure_drift`) and print how much faster or slower the machine runs "
+                         "than when it was calibrated (0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cpu", type=int, default=None, help="pin to this core [default: the last one]")
     ap.add_argument("--quiet", action="store_true")
@@ -285,6 +289,20 @@ def main() -> None:
                 if not args.quiet and k % 50 == 0:
                     print(f"  pass {p + 1}: {k}/{len(order)}", file=sys.stderr, flush=True)
     t_time = time.time() - t0 - t_build
+    drift = {}
+    if args.drift:
+        from ofa_profile.calibrate import measure_drift
+        for w in ways:
+            pl, name = luts[w]
+            key = str(pl.source)
+            if key in drift or not pl.calibration:
+                continue
+            with make_profiler_with_clock(dev, args.clock) as prof:
+                prof.use_graph(pl.timed.graph)
+                d = measure_drift(pl, prof, args.drift, rounds=1, progress=False)
+            drift[key] = round(d.factor, 4)
+            print(f"drift: {pl.source} ({name}): {len(d.specs)} held-out calibration subnets now measure "
+                  f"{d.factor:.3f} x their figures at calibration ({d.calibrated_utc})", flush=True)
 
     rows = []
     for i, (name, s, kind) in enumerate(subnets):
@@ -340,7 +358,7 @@ def main() -> None:
         print(f"skipped: {'; '.join(skipped)}")
     if args.json_out:
         out = {"lut": args.lut, "clock": args.clock, "luts": {w: luts[w][1] for w in ways},
-               "own_lut": {w: own[w] for w in ways}, "device": dev.name, "ways": ways,
+               "own_lut": {w: own[w] for w in ways}, "drift": drift, "device": dev.name, "ways": ways,
                "n_random": args.n, "seed": args.seed, "timing": timing.as_dict(), "calibration": calib,
                "lut_calibrated_utc": (lut.calibration or {}).get("calibrated_utc"), "summary": summary,
                "rows": rows, "skipped": skipped, "seconds": {"timing": round(t_time, 1), "build": round(t_build, 1)},
