@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["DataError", "ImageCache", "IMG_EXTS", "scan_source", "build_cache", "open_cache", "default_cache_dir",
            "epoch_batches",
-           "train_batch", "eval_batches", "center_crop_batch", "IMAGENET_MEAN", "IMAGENET_STD", "imagenet_val_origin"]
+           "train_batch", "eval_batches", "center_crop_batch", "IMAGENET_MEAN", "IMAGENET_STD", "imagenet_val_origin",
+           "int8_calibration_images", "INT8_CALIB_IMAGES"]
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -338,3 +339,16 @@ def eval_batches(cache: ImageCache, r: int, batch_size: int = 100,
     idx = np.arange(len(cache)) if indices is None else np.asarray(indices)
     for i in range(0, len(idx), batch_size):
         yield center_crop_batch(cache, idx[i:i + batch_size], r)
+
+
+INT8_CALIB_IMAGES = 100   # training images (eval transform, seeded) an int8 subnet's activation ranges come from
+
+
+def int8_calibration_images(train_cache, r: int, n: int = INT8_CALIB_IMAGES, seed: int = 0,
+                            chunk: int = 8) -> list:
+    """``n`` seeded training images (their own draw: ``numpy.random.default_rng([8, seed])``) under the
+    evaluation transform (centre crop at ``r``), as float32 NCHW arrays of ``chunk`` images: the inputs an int8
+    subnet's activation ranges are calibrated on."""
+    import numpy as np
+    order = np.sort(np.random.default_rng([8, int(seed)]).permutation(len(train_cache))[:max(1, int(n))])
+    return [center_crop_batch(train_cache, order[i:i + chunk], r)[0].numpy() for i in range(0, len(order), chunk)]

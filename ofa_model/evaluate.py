@@ -28,7 +28,9 @@ from ofa_profile.jsonio import loads_strict
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
 
-from .data import eval_batches, train_batch
+from ofa_profile.quantize import int8_recipe, quantize_onnx
+
+from .data import INT8_CALIB_IMAGES, eval_batches, int8_calibration_images, train_batch
 from .export import onnx_export
 
 __all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
@@ -39,7 +41,6 @@ CSV_FIELDS = ("index", "space", "seed", "r", "d", "ks", "e", "accuracy", "macs",
               "batch_size", "arch")
 ORT_CHUNK = 8   # images per onnxruntime call: small batches stay in cache (~1.5x the img/s of 100 on one core)
 PARTIAL_SUFFIX = ".partial.csv"
-INT8_CALIB_IMAGES = 100   # training images (eval transform, seeded) an int8 subnet's activation ranges come from
 
 
 def subnet_macs_params(spec: SubnetSpec, n_classes: int) -> tuple[int, int]:
@@ -137,18 +138,6 @@ def _count_correct(sub, run, val_cache, r: int, batch_size: int, idx, device) ->
     return correct, seen
 
 
-def int8_calibration_images(train_cache, r: int, n: int = INT8_CALIB_IMAGES, seed: int = 0,
-                            chunk: int = ORT_CHUNK) -> list:
-    """``n`` seeded training images (their own draw: ``numpy.random.default_rng(("int8", seed))``) under the
-    evaluation transform (centre crop at ``r``), as float32 NCHW arrays of ``chunk`` images: the inputs an int8
-    subnet's activation ranges are calibrated on."""
-    import numpy as np
-
-    from .data import center_crop_batch
-    order = np.sort(np.random.default_rng([8, int(seed)]).permutation(len(train_cache))[:max(1, int(n))])
-    return [center_crop_batch(train_cache, order[i:i + chunk], r)[0].numpy() for i in range(0, len(order), chunk)]
-
-
 def evaluate_precisions(model, spec: SubnetSpec, train_cache, val_cache, precisions: Sequence[str] = ("fp32", "int8"),
                         n_val: int = 0, n_calib: int = 2000, n_int8_calib: int = INT8_CALIB_IMAGES,
                         batch_size: int = 100, resolution: int | None = None, val_seed: int = 0, calib_seed: int = 0,
@@ -217,7 +206,6 @@ def _ort_runner(sub, r: int, calibration: Sequence | None = None):
         onnx_export(sub.cpu(), torch.zeros(1, 3, r, r), buf)
     model = buf.getvalue()
     if calibration is not None:
-        from ofa_profile.quantize import quantize_onnx
         with tempfile.TemporaryDirectory(prefix="ofa-profile-int8-") as d:
             (Path(d) / "fp32.onnx").write_bytes(model)
             model = quantize_onnx(Path(d) / "fp32.onnx", Path(d) / "int8.onnx", calibration).read_bytes()
@@ -423,14 +411,13 @@ def evaluate_arch(arch: str | os.PathLike, *, device: str, supernet: str | None 
     t0 = time.perf_counter()
     extra: dict = {}
     if precision == "int8":
-        from ofa_profile.quantize import int8_recipe
         both = evaluate_precisions(model, spec, tr, va, ("fp32", "int8"), n_val=n_val, n_calib=n_calib,
                                    n_int8_calib=n_int8_calib, timings=tm)
         top1 = both["int8"]
         extra = {"precision": "int8", "top1_fp32": round(both["fp32"], 5),
                  "int8_drop_points": round(100 * (both["fp32"] - both["int8"]), 3), "runtime": "onnxruntime",
                  "int8": int8_recipe("onnxruntime", f"{n_int8_calib} seeded training images, centre crop at r "
-                                                    f"(ofa_model.evaluate.int8_calibration_images)")}
+                                                    f"(ofa_model.data.int8_calibration_images)")}
     elif precision == "fp32":
         top1 = evaluate_spec(model, spec, tr, va, n_val=n_val, n_calib=n_calib, timings=tm)
     else:

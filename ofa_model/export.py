@@ -27,11 +27,13 @@ from typing import Any, Iterable, Mapping, Sequence
 from ofa_profile import tflite
 from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.evaldata import supernet_caches
+from ofa_profile.evaldata import default_data, supernet_caches
+from ofa_profile.quantize import (CALIBRATION_SAMPLES, calibration_inputs, dequantize_output, int8_recipe,
+                                  quantize_input, quantize_onnx, quantize_tflite)
 from ofa_profile.runtimes import torch_to_onnx
 from ofa_profile.space import DEFAULT_SPACE, SubnetSpec
 
-from .data import train_batch
+from .data import INT8_CALIB_IMAGES, int8_calibration_images, train_batch
 
 __all__ = ["FORMATS", "ExportResult", "extract_subnet", "export_onnx", "export_tflite", "export_random",
            "export_subnet", "example_input", "export_arch"]
@@ -113,7 +115,6 @@ def export_onnx(sub, spec: SubnetSpec, out: str | os.PathLike, *, metadata: Mapp
     with atomic_path(out) as tmp:
         onnx_export(sub, x, str(tmp), opset)
         if calibration is not None:
-            from ofa_profile.quantize import quantize_onnx
             quantize_onnx(tmp, tmp, calibration)
         m = onnx.load(str(tmp))
         for k, v in (metadata or {}).items():
@@ -144,7 +145,6 @@ def export_tflite(sub, spec: SubnetSpec, out: str | os.PathLike, *, check: bool 
     x = example_input(spec, seed)
     with atomic_path(out) as tmp:
         if calibration is not None:
-            from ofa_profile.quantize import quantize_tflite
             with torch.no_grad():
                 quantize_tflite(tflite.tflite_bytes(sub, x), tmp, [c.transpose(0, 2, 3, 1) for c in calibration])
         else:
@@ -165,7 +165,6 @@ def _run_tflite(path: Path, x_nchw):
     except ImportError:
         raise OfaProfileError("checking a TFLite export needs ai-edge-litert (pip install ai-edge-litert); "
                               "or pass --no-check") from None
-    from ofa_profile.quantize import dequantize_output, quantize_input
     it = Interpreter(model_path=str(path), num_threads=1)
     it.allocate_tensors()
     inp = it.get_input_details()[0]
@@ -204,7 +203,6 @@ def _write(sub, spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, metadata:
 
 
 def _int8_recipe(fmt: str, inputs: str) -> dict[str, Any]:
-    from ofa_profile.quantize import int8_recipe
     return int8_recipe("onnxruntime" if fmt == "onnx" else "litert", inputs)
 
 
@@ -224,7 +222,6 @@ def export_random(spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, check: 
     sub = blocks.subnet_module(spec, seed=weights_seed)
     cal = recipe = None
     if precision == "int8":
-        from ofa_profile.quantize import CALIBRATION_SAMPLES, calibration_inputs
         cal = calibration_inputs((1, 3, spec.r, spec.r), weights_seed)
         recipe = _int8_recipe(fmt, f"{CALIBRATION_SAMPLES} seeded standard-normal images (random weights: no "
                                    f"dataset; ofa_profile.quantize.calibration_inputs, seed {weights_seed})")
@@ -257,7 +254,7 @@ def export_arch(arch: str | os.PathLike, fmt: str, out: str | os.PathLike, *, su
     (``supernet`` None, ``weights`` naming the seed).
 
     ``precision="int8"``: quantized, calibrated on ``n_int8_calib`` seeded images of the training set
-    (``calib_data``, else the shared Imagenette's; :func:`ofa_model.evaluate.int8_calibration_images`), or on
+    (``calib_data``, else the shared Imagenette's; :func:`ofa_model.data.int8_calibration_images`), or on
     seeded random images with ``random_weights``."""
     import dataclasses
 
@@ -274,15 +271,12 @@ def export_arch(arch: str | os.PathLike, fmt: str, out: str | os.PathLike, *, su
     calib = None
     int8_cal = recipe = None
     if precision == "int8":
-        from ofa_profile.evaldata import default_data
-
-        from .evaluate import INT8_CALIB_IMAGES, int8_calibration_images
         n8 = n_int8_calib or INT8_CALIB_IMAGES
         src = default_data("train", calib_data)
         tr8, _ = supernet_caches(info, src, None, cache_dir)
         int8_cal = int8_calibration_images(tr8, spec.r, n8)
         recipe = _int8_recipe(fmt, f"{n8} seeded images of {Path(src).name} (centre crop at r={spec.r}; "
-                                   f"ofa_model.evaluate.int8_calibration_images)")
+                                   f"ofa_model.data.int8_calibration_images)")
     if calib_data:
         import numpy as np
         import torch

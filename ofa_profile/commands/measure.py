@@ -14,7 +14,7 @@ from ..lut import load_lut
 from ..measure import default_lut_stem, lut_space, measure_device
 from ..ops import enumerate_ops
 from ..space import get_space, parse_resolutions
-from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
+from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, THREADS_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
                    load_device_cli, log, main, space_help)
 
 
@@ -63,13 +63,18 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
               help="phones: path of a benchmark_model binary to push (--transport-option benchmark_binary=PATH)")
 @click.option("--serial", default=None, help="phones: adb serial of the device to use (--transport-option serial=S)")
 @ALLOW_SSH_OPTION
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="int8: every block quantized statically before it is timed (onnxruntime: QDQ, per-channel int8 "
+                   "weights, uint8 activations; litert: ai-edge-quantizer int8), calibrated on 8 seeded inputs of "
+                   "its shape; recorded in the LUT, which is then used only with int8 figures")
+@THREADS_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
                 limit: int | None, passes: int, transport_option: tuple[tuple[str, str], ...],
-                benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], quiet: bool,
-                as_json: bool) -> None:
+                benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], precision: str,
+                threads: int | None, quiet: bool, as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
 
     Resumable: a killed run keeps every finished block in DEVICE.json.journal.jsonl and a
@@ -83,10 +88,13 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
       ofa-profile measure --device pixel --transport-option cores=7 --transport-option repeats=5
       ofa-profile measure --device cpu-ort --passes 3 --fresh
       ofa-profile measure --device cpu-ort --space ofa-proxyless-w1.3 --resolutions 160
+      ofa-profile measure --device cpu-ort --precision int8      # writes ./cpu-ort-int8.json
+      ofa-profile measure --device cpu-ort --threads 2           # writes ./cpu-ort-t2.json
     """
     from pathlib import Path
 
-    dev = load_device_cli(device_name, allow_ssh_option)
+    spec_dev = load_device_cli(device_name, allow_ssh_option)
+    dev = load_device_cli(device_name, allow_ssh_option, threads)
     with option_value("--transport-option"):
         options = transport_options_from_text(dev, transport_option)
     for flag, key, value in (("--serial", "serial", serial), ("--benchmark-binary", "benchmark_binary",
@@ -97,13 +105,14 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
     sp_name = lut_space(dev, space)
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, sp_name)
-    out_path = Path(out or default_out(default_lut_stem(dev, sp_name, batch_size)))
+    out_path = Path(out or default_out(default_lut_stem(spec_dev, sp_name, batch_size, precision=precision,
+                                                         threads=threads)))
     if not out_path.parent.exists():
         fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
     hold_lock(out_path)          # the LUT and its journal: one writer for the whole run
     run = measure_device(dev, out_path, res, space=sp_name, batch_size=batch_size, seed=seed, progress=not quiet,
                          fresh=fresh, limit=limit, passes=passes, transport_options=options,
-                         benchmark_binary=benchmark_binary, serial=serial)
+                         benchmark_binary=benchmark_binary, serial=serial, precision=precision)
     r = run.result
     if run.noise:
         log(run.noise.describe())
@@ -130,27 +139,32 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 @click.option("--rounds", type=POSITIVE_INT, default=2, show_default=True,
               help="passes over the subnets, minutes apart; each subnet's figure is the lowest of its medians")
 @ALLOW_SSH_OPTION
+@THREADS_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
 def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, samples: int, test_samples: int,
-                  resolutions: str | None, seed: int, rounds: int, allow_ssh_option: tuple[str, ...], quiet: bool,
-                  as_json: bool) -> None:
+                  resolutions: str | None, seed: int, rounds: int, allow_ssh_option: tuple[str, ...],
+                  threads: int | None, quiet: bool, as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
     Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end, ROUNDS passes each, keeping
     each subnet's lowest median (resumable), fits a ridge regression on the first SAMPLES, and
-    reports accuracy on the others.
+    reports accuracy on the others.  The subnets are timed as the LUT's blocks were (its precision; the
+    threads of --threads or the device spec, which must be the LUT's).
 
     \b
     Example:
       ofa-profile calibrate --device cpu-ort --lut cpu-ort.json --samples 100 --test-samples 50
       ofa-profile calibrate --device cpu-ort --space ofa-proxyless-w1.3 --samples 100
+      ofa-profile calibrate --device cpu-ort --lut cpu-ort-int8.json      # int8 subnets for an int8 LUT
+      ofa-profile calibrate --device cpu-ort --threads 2                  # ./cpu-ort-t2.json
     """
     from pathlib import Path
 
-    dev = load_device_cli(device_name, allow_ssh_option)
-    path = Path(lut_path or default_out(default_lut_stem(dev, lut_space(dev, space))))
+    spec_dev = load_device_cli(device_name, allow_ssh_option)
+    dev = load_device_cli(device_name, allow_ssh_option, threads)
+    path = Path(lut_path or default_out(default_lut_stem(spec_dev, lut_space(dev, space), threads=threads)))
     if not path.exists():
         also = ("--space", space) if space else ()
         cmd = shell_command("ofa-profile", "measure", "--device", dev.name, *also, "--out", path)

@@ -28,6 +28,8 @@ class Profiler:
 
     device: DeviceSpec
     batch_size: int = 1
+    #: what its blocks and subnets are timed in (``int8``: :class:`~ofa_profile.transports.local.LocalProfiler`)
+    precision: str = "fp32"
 
     def versions(self) -> dict[str, str]:
         return {}
@@ -37,8 +39,8 @@ class Profiler:
 
     def timed(self, space: str) -> Timed:
         """What :meth:`measure_op` and :meth:`measure_subnet` time for ``space`` (graph flavour, head, precision,
-        threads): the project's graph, the space's head, fp32, the device's threads."""
-        return Timed.default_for(space, threads=self.device.num_threads)
+        threads): the project's graph, the space's head, its :attr:`precision`, the device's threads."""
+        return Timed.default_for(space, threads=self.device.num_threads).with_(precision=self.precision)
 
     def measure_op(self, op: Op, seed: int) -> Measurement:
         raise NotImplementedError
