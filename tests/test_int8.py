@@ -330,3 +330,45 @@ def test_two_thread_lut_records_its_threads(tmp_path):
     raw = _json.loads((tmp_path / "cpu-ort-t2.json").read_text())
     assert raw["num_threads"] == 2 and raw["timed"]["threads"] == 2 and raw["timed"]["precision"] == "fp32"
     assert raw["fingerprint"]["num_threads"] == 2
+
+
+def test_phone_profiler_times_int8_tflite_files(tmp_path):
+    """adb phones: the benchmark program runs the quantized .tflite files as they are (here the LiteRT benchmark
+    binary of the ai-edge-litert wheel on this machine, through the same profiler as a phone)."""
+    import dataclasses
+    import os
+    bench = _Path(_sys.executable).with_name("litert-benchmark")
+    if not bench.exists():
+        pytest.skip("litert-benchmark (ai-edge-litert wheel) is not installed")
+    pytest.importorskip("ai_edge_quantizer")
+    from ofa_profile.devices import load_device
+    from ofa_profile.lut import load_lut
+    from ofa_profile.measure import measure_lut
+    from ofa_profile.timed import Timed
+    from ofa_profile.timing import TimingConfig
+    from ofa_profile.transports import make_remote_profiler
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    d = load_device("android")
+    spec = dataclasses.replace(d, name="local-bench", timing=TimingConfig(warmup_runs=2, min_runs=5, max_runs=5,
+                                                                          max_time_s=1.0),
+                               transport_options={**d.transport_options, "cores": [cpu], "repeats": 2})
+    written = []
+    with make_remote_profiler(spec, benchmark_binary=str(bench), local=True, precision="int8") as prof:
+        orig = prof._write
+
+        def spy(mi, path, seed=0):
+            orig(mi, path, seed)
+            written.append(path.read_bytes())
+        prof._write = spy
+        assert prof.timed("ofa-mbv3-w1.0").precision == "int8"
+        assert "ai-edge-quantizer" in prof.fingerprint()["runtime_versions"]
+        measure_lut(spec, tmp_path / "p.json", [128], progress=False, profiler=prof, limit=2,
+                    timed=Timed(precision="int8"))
+    lut = load_lut(tmp_path / "p.json")
+    assert lut.timed.precision == "int8" and len(lut.entries) == 2 and lut.provenance["int8"]["format"] == "TFLite int8"
+    from ofa_profile.tflite import load_schema
+    s = load_schema()
+    for b in written:
+        m = s.ModelT.InitFromObj(s.Model.GetRootAs(b, 0))
+        assert m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]].type == s.TensorType.INT8
+    assert len(written) == 2

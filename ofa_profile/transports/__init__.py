@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..devicespec import DeviceError, DeviceSpec
+from ..quantize import tflite_quantizer_available
 from ..runtimes import get_runtime
 from .base import Profiler, Transport, get_transport, list_transports, register_transport
 # the built-in transports register themselves on import, in this order (the schema's)
@@ -46,19 +47,29 @@ def reachable(spec: DeviceSpec) -> tuple[bool, str]:
     return get_transport(spec.transport).reachable(spec)
 
 
-#: the transports whose profilers time int8 blocks (they quantize with this machine's quantizers)
-INT8_TRANSPORTS = ("local",)
+def _local_int8(device: DeviceSpec) -> tuple[bool, str]:
+    return get_runtime(device.runtime, device.runtime_options or None).check_precision("int8")
+
+
+def _adb_int8(device: DeviceSpec) -> tuple[bool, str]:
+    return tflite_quantizer_available()
+
+
+#: the transports whose profilers time int8 blocks (quantized on this machine), each with its check: this
+#: machine's onnxruntime and litert runtimes (:attr:`ofa_profile.runtimes.Runtime.precisions`); phones, whose
+#: benchmark_model runs the int8 .tflite files as they are
+INT8_TRANSPORTS = {"local": _local_int8, "adb": _adb_int8}
 
 
 def precision_available(device: DeviceSpec, precision: str) -> tuple[bool, str]:
     """(can ``device``'s profiler time ``precision`` blocks and subnets?, one-line reason): fp32 everywhere, int8
-    on this machine's onnxruntime and litert runtimes (:attr:`ofa_profile.runtimes.Runtime.precisions`)."""
+    on :data:`INT8_TRANSPORTS`."""
     if precision == "fp32":
         return True, "fp32"
-    if device.transport not in INT8_TRANSPORTS:
+    if precision != "int8" or device.transport not in INT8_TRANSPORTS:
         return False, (f"device {device.name} ({device.transport}) cannot time {precision} blocks: {precision} is "
-                       f"timed on this machine's runtimes (transport {'/'.join(INT8_TRANSPORTS)}) in this version")
-    ok, why = get_runtime(device.runtime, device.runtime_options or None).check_precision(precision)
+                       f"timed over transport {'/'.join(INT8_TRANSPORTS)} in this version")
+    ok, why = INT8_TRANSPORTS[device.transport](device)
     return ok, why if ok else f"device {device.name} cannot time {precision} blocks: {why}"
 
 
