@@ -26,16 +26,18 @@ sysdeps:
 test: setup sysdeps
 	$(BIN)/python -m pytest -q tests
 
+# the README's main job on this CPU, in $(OUT): one resolution and a smaller calibration, so it takes minutes
+DEMO = cd $(OUT) && $(abspath $(BIN))/ofa-profile
 demo: setup
 	mkdir -p $(OUT)
-	$(BIN)/ofa-profile devices
-	$(BIN)/ofa-profile measure --device cpu-ort --resolutions 160 --out $(OUT)/demo-cpu-ort.json
-	$(BIN)/ofa-profile calibrate --device cpu-ort --lut $(OUT)/demo-cpu-ort.json --samples 20 --test-samples 10
-	$(BIN)/ofa-profile predict --lut $(OUT)/demo-cpu-ort.json --arch examples/arch-r160.json
-	$(BIN)/ofa-profile pareto --budget 7ms --lut $(OUT)/demo-cpu-ort.json --resolutions 160 --out-dir $(OUT)
-	$(BIN)/ofa-profile pareto --budget 8ms --device cpu-ort --out-dir $(OUT)
+	$(DEMO) devices
+	$(DEMO) measure --device cpu-ort --out cpu-ort.json --resolutions 160
+	$(DEMO) calibrate --device cpu-ort --lut cpu-ort.json --samples 30 --test-samples 10
+	$(DEMO) predict --lut cpu-ort.json --arch $(abspath examples/arch-r160.json)
+	$(DEMO) pareto --budget 8ms --lut cpu-ort.json
+	$(DEMO) export --arch pareto-cpu-ort-8ms.best.json --format onnx --out best.onnx
 
-# the benchmarks, one after the other (never two at once); figures go in the README
+# the benchmarks, one after the other (never two at once); figures go in benchmarks/RESULTS.md
 bench: setup
 	$(BIN)/python benchmarks/bench_lut.py
 	$(BIN)/python benchmarks/bench_verify.py

@@ -1,4 +1,4 @@
-"""Build (or finish) the shipped CPU LUTs and print the figures the README quotes.
+"""Build (or finish) the shipped CPU LUTs and print the figures benchmarks/RESULTS.md quotes.
 
 For each CPU device: the wall time of a full 25-resolution LUT (target <= 5 min per
 runtime on a 2-core machine), then calibration on N fresh random subnets and its

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ofa_profile.evaldata import default_data, supernet_caches
 from ofa_profile.space import get_space, parse_resolutions
 from ofa_profile.timing import fix_malloc
 
+from .evaldata import default_data, supernet_caches
 from .evaluate import accuracy_dataset, merge_shards
 
 __all__ = ["ShardPlan", "run_accuracy_dataset", "merge_accuracy_shards", "csv_rows"]
@@ -88,7 +88,7 @@ def run_accuracy_dataset(plan: ShardPlan, n_subnets: int, *, device: str, device
 
     ``device``: a checked torch device (``device_auto``: chosen automatically); ``batch_size``: images per BN
     recalibration batch (default 25 on CPU, 100 else); ``train_data``/``val_data`` default to the shared
-    Imagenette (:func:`ofa_profile.evaldata.default_data`).  The caller holds the locks of ``plan.writes``."""
+    Imagenette (:func:`ofa_model.evaldata.default_data`).  The caller holds the locks of ``plan.writes``."""
     import time
 
     from .bundle import load_supernet

@@ -634,10 +634,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     import click
 
-    from ofa_profile.cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, TORCH_DEVICE, NoEmptyValues, count_range,
-                                     option_value, require_torch_device)
+    from ofa_profile.cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, TORCH_DEVICE, NoEmptyValues, NoRepeatedOptions,
+                                     count_range, option_value, require_torch_device)
 
-    class _Command(CliExitCodes, NoEmptyValues, click.Command):
+    class _Command(CliExitCodes, NoRepeatedOptions, NoEmptyValues, click.Command):
         interrupted = _INTERRUPTED
 
     @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})

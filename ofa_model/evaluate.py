@@ -23,7 +23,6 @@ from typing import Sequence
 
 from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.evaldata import default_data, supernet_caches
 from ofa_profile.jsonio import loads_strict
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
@@ -31,6 +30,7 @@ from ofa_profile.space import SubnetSpec, get_space
 from ofa_profile.quantize import int8_recipe, quantize_onnx
 
 from .data import INT8_CALIB_IMAGES, eval_batches, int8_calibration_images, train_batch
+from .evaldata import default_data, supernet_caches
 from .export import onnx_export
 
 __all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",

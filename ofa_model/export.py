@@ -27,13 +27,13 @@ from typing import Any, Iterable, Mapping, Sequence
 from ofa_profile import tflite
 from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
-from ofa_profile.evaldata import default_data, supernet_caches
 from ofa_profile.quantize import (CALIBRATION_SAMPLES, calibration_inputs, dequantize_output, int8_recipe,
                                   quantize_input, quantize_onnx, quantize_tflite)
 from ofa_profile.runtimes import torch_to_onnx
 from ofa_profile.space import DEFAULT_SPACE, SubnetSpec
 
 from .data import INT8_CALIB_IMAGES, int8_calibration_images, train_batch
+from .evaldata import default_data, supernet_caches
 
 __all__ = ["FORMATS", "ExportResult", "extract_subnet", "export_onnx", "export_tflite", "export_random",
            "export_subnet", "example_input", "export_arch"]
@@ -212,14 +212,15 @@ def _check_precision(precision: str) -> None:
 
 
 def export_random(spec: SubnetSpec, fmt: str, out: str | os.PathLike, *, check: bool = True, seed: int = 0,
-                  weights_seed: int = 0, precision: str = "fp32") -> ExportResult:
+                  weights_seed: int = 0, n_classes: int | None = None, precision: str = "fp32") -> ExportResult:
     """Write ``spec`` with seeded random weights (and BN statistics) from the layer library: the shapes a latency
-    measurement needs, for a family without trained weights at hand.  Any registered space.  int8: calibrated on
+    measurement needs, for a family without trained weights at hand.  Any registered space.  ``n_classes``: the
+    classifier head's outputs (default: the space's).  int8: calibrated on
     :func:`ofa_profile.quantize.calibration_inputs` (seeded random images, ``weights_seed``)."""
     from ofa_profile import blocks
     _check_format(fmt)
     _check_precision(precision)
-    sub = blocks.subnet_module(spec, seed=weights_seed)
+    sub = blocks.subnet_module(spec, seed=weights_seed, n_classes=n_classes)
     cal = recipe = None
     if precision == "int8":
         cal = calibration_inputs((1, 3, spec.r, spec.r), weights_seed)

@@ -553,9 +553,9 @@ def _main(argv: Sequence[str] | None, prog_name: str | None) -> int:
     import click
 
     from ofa_profile.cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, TORCH_DEVICE, FiniteFloatRange,
-                                     NoEmptyValues, count_range, option_value, require_torch_device)
+                                     NoEmptyValues, NoRepeatedOptions, count_range, option_value, require_torch_device)
 
-    class _Command(CliExitCodes, NoEmptyValues, click.Command):
+    class _Command(CliExitCodes, NoRepeatedOptions, NoEmptyValues, click.Command):
         interrupted = _INTERRUPTED
 
     @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})

@@ -574,12 +574,22 @@ def outside_trained_range(pred: AccuracyPredictor, resolutions: Sequence[int]) -
     return sorted({int(r) for r in resolutions if not min(tr) <= int(r) <= max(tr)})
 
 
+ACCURACY_CSV_HELP = ("columns r, d, ks, e (the subnet in OFA's spec format, lists as JSON) and accuracy (top-1, a "
+                     "fraction or a percentage), one measured subnet per row: docs/search-spaces.md")
+
+
 def _refuse_for_space(space: str, what: str) -> None:
-    official = " (OFA's official w1.2 predictor, e.g. ../shared/data/reference/ofa-acc-predictor.pth)" \
-        if get_space(space).name == "ofa-mbv3-w1.2" else ""
-    raise OfaProfileError(f"{what} describes OFA's w1.0 supernet, not {space}: pass --predictor "
-                          f"ofa-acc-predictor.pth{official}, or --predictor FILE.json / --accuracy-data FILE.csv "
-                          f"fitted on {space} accuracies")
+    """No shipped predictor describes ``space``: the options that work there.  OFA's official ``.pth`` is named
+    only for the w1.2 space it describes (a predictor of one space is refused for another)."""
+    if get_space(space).name == "ofa-mbv3-w1.2":
+        raise OfaProfileError(f"{what} describes OFA's w1.0 supernet, not {space}: pass --predictor "
+                              f"ofa-acc-predictor.pth (OFA's official w1.2 predictor, e.g. "
+                              f"../shared/data/reference/ofa-acc-predictor.pth), or --accuracy-data FILE.csv of "
+                              f"measured {space} subnets ({ACCURACY_CSV_HELP})")
+    raise OfaProfileError(f"{what} describes OFA's w1.0 MobileNetV3 supernet, not {space}, and no accuracy "
+                          f"predictor ships for {space}: pass --accuracy-data FILE.csv of measured {space} subnets "
+                          f"({ACCURACY_CSV_HELP}), or --predictor FILE.json fitted on one (with a column "
+                          f"space={space}) by `ofa-profile accuracy-predictor --data FILE.csv --out FILE.json`")
 
 
 def load_predictor_file(path: str | Path, space: str | None = None) -> AccuracyPredictor:

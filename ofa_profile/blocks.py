@@ -261,12 +261,12 @@ def subnet_layers(spec: "SubnetSpec", n_classes: int | None = None, dropout: flo
     return [build_module(op, dropout) for op in ops]
 
 
-def subnet_module(spec: "SubnetSpec", seed: int = 0) -> nn.Sequential:
+def subnet_module(spec: "SubnetSpec", seed: int = 0, n_classes: int | None = None) -> nn.Sequential:
     """The ops of :func:`~ofa_profile.ops.subnet_ops` chained in order (``nn.Sequential``, eval mode).
 
-    Op ``i`` is seeded from ``(seed, i)``.  Output: ``(N, n_classes)`` logits.
+    Op ``i`` is seeded from ``(seed, i)``.  Output: ``(N, n_classes)`` logits (default: the space's classes).
     """
-    mods = subnet_layers(spec)
+    mods = subnet_layers(spec, n_classes=n_classes)
     for i, m in enumerate(mods):
         _init_weights(m, seeded_generator("subnet-weights", int(seed), i))
     seq = nn.Sequential(*mods)

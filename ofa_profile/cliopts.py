@@ -19,6 +19,7 @@ from .options import parse_assignment
 from .space import RESOLUTIONS, get_space, parse_resolutions
 
 __all__ = ["FiniteFloatRange", "POSITIVE_INT", "NON_NEGATIVE_INT", "INT_MAX", "count_range", "NoEmptyValues",
+           "NoRepeatedOptions",
            "option_value", "RESOLUTION", "TORCH_DEVICE",
            "SPACE_NAME", "SEED", "require_torch_device",
            "check_resolutions", "KEY_VALUE"]
@@ -61,6 +62,30 @@ class NoEmptyValues:
             if any(x == "" for x in (v if isinstance(v, (tuple, list)) else (v,))):
                 raise click.BadParameter("the value is empty; give a value or leave the option out", ctx=ctx,
                                          param=p)
+        return rest
+
+
+class NoRepeatedOptions:
+    """Mixin for a ``click.Command`` (put it before ``click.Command``): an option that takes one value given twice
+    (``--arch a.json --arch b.json`` where one subnet is meant; click would silently keep the last) is a usage
+    error naming it; so is an on/off flag given both ways (``--x --no-x``).  Options declared ``multiple`` or
+    ``count`` repeat as they are meant to, and a plain flag given twice means what it means once."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given = list(args)
+        rest = super().parse_args(ctx, args)  # type: ignore[misc]   # --help and parse errors first
+        if ctx.resilient_parsing:
+            return rest
+        _, _, order = self.make_parser(ctx).parse_args(args=given)  # type: ignore[attr-defined]
+        seen: set[str] = set()
+        for p in order:
+            if not isinstance(p, click.Option) or p.multiple or p.count or (p.is_flag and not p.secondary_opts):
+                continue
+            if p.name in seen:
+                names = "/".join(p.opts + p.secondary_opts)
+                raise click.UsageError(f"option {names} given more than once; it takes one value: give it once",
+                                       ctx=ctx)
+            seen.add(p.name)
         return rest
 
 

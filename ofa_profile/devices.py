@@ -218,14 +218,26 @@ def load_device(name_or_path: str | Path) -> DeviceSpec:
     else:
         path = device_specs_dir() / f"{name_or_path}.json"
         if not path.exists():
-            names = ", ".join(s.name for s in list_devices())
-            raise DeviceError(f"unknown device {str(name_or_path)!r}; known devices: {names} "
-                              f"(or pass a spec file path)")
+            raise DeviceError(f"unknown device {str(name_or_path)!r}; {_device_hint(str(name_or_path))}")
     try:
         obj = read_json_file(path, "device spec")
     except JsonInputError as exc:
         raise DeviceError(f"{exc}; fix or restore the file") from None
     return parse_device(obj, str(path))
+
+
+def _device_hint(name: str) -> str:
+    """What to do about an unknown device name: the spec file ``NAME.json`` beside it, or the nearest known name,
+    and the known ones."""
+    import difflib
+
+    names = [s.name for s in list_devices()]
+    known = f"known devices: {', '.join(names)}"
+    own = Path(f"{name}.json")
+    if own.is_file():
+        return f"{own} lies here: pass {own} (a spec file path); {known}"
+    near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return (f"did you mean {near[0]}? " if near else "") + f"{known} (or pass a spec file path)"
 
 
 def list_devices() -> list[DeviceSpec]:

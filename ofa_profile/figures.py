@@ -10,7 +10,7 @@ from .encodings import ArchArrays, BlockTable
 from .errors import OfaProfileError
 from .latency import lut_latency_fn
 from .lut import load_lut
-from .pareto import predictor_block, resolve_predictor, search_resolutions
+from .pareto import predictor_block, resolve_predictor, search_resolutions, source_title, speed_check_source
 from .plots import plot_frontier, plot_lut_heatmap, plot_predicted_vs_measured, plot_rank_comparison
 from .search import pareto_search, resolve_latency_source
 from .space import get_space
@@ -30,16 +30,19 @@ def _timed_label(lut: Any) -> str:
 def frontier_figure(out: str, refs: Sequence[tuple[str | None, str | None]], budget_ms: float | None = None, *,
                     space: str | None = None, resolutions: str | None = None, accuracy: str | None = None,
                     predictor: str | None = None, accuracy_data: str | None = None, n_random: int = 2000,
-                    seed: int = 0, log: Callable[[str], None] = _quiet) -> Path:
+                    seed: int = 0, speed_check: bool = False, rescale: bool = False,
+                    log: Callable[[str], None] = _quiet) -> Path:
     """The Pareto frontier of each latency source over a cloud of ``n_random`` random subnets; ``refs``: one
     ``(device, None)`` or ``(None, lut_file)`` per source; with ``budget_ms``, the budget and the best subnet
-    under it."""
+    under it.  Each panel names its device and LUT file.  ``speed_check``: a shipped LUT used on a device of this
+    machine is speed-checked as ``pareto`` does (one warning line when off; ``rescale`` scales by its factor)."""
     import random
 
     fronts, clouds, best, timed = {}, {}, {}, []
     pred = None
     for d, f in refs:
         src = resolve_latency_source(d, f)
+        _, src = speed_check_source(src, d, speed_check, rescale, log=log)
         sp = get_space(space or src.space)
         if pred is None:
             pred, why = resolve_predictor(predictor, accuracy_data, accuracy, sp.name, log=log)
@@ -49,7 +52,9 @@ def frontier_figure(out: str, refs: Sequence[tuple[str | None, str | None]], bud
         pr = pareto_search(sp, src.fn, pred, seed=seed, resolutions=res, effort="fast")
         rng = random.Random(seed)
         cloud = [sp.sample(rng, resolution=list(res)) for _ in range(n_random)]
-        name = src.name if src.name not in fronts else f"{src.name} ({f or d})"
+        name = f"{src.name}: {source_title(src)}"
+        if name in fronts:
+            name = f"{name} ({f or d})"
         fronts[name], clouds[name] = pr.frontier, (src.fn(cloud), pred.predict(cloud))
         best[name] = pr.best_under(budget_ms) if budget_ms is not None else None
         timed.append(f"{name}: {_timed_label(src.lut)}")

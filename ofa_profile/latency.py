@@ -8,13 +8,14 @@ A batched function takes ``list[SubnetSpec]`` and returns ``np.ndarray``; one th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .adapt import load_adapter
-from .calibrate import CALIBRATION_FORMAT
+from .calibration import CALIBRATION_FORMAT
 from .encodings import ArchArrays, BlockTable, macs_table
 from .errors import OfaProfileError
-from .lut import load_lut
+from .lut import is_shipped, load_lut
 from .space import SubnetSpec, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -120,6 +121,17 @@ class LatencySource:
     lut: Any = None     # the loaded LUT behind it, if any (what --refresh re-measures against)
     # an adapter's own cross-validated 90th percentile of under-predictions (percent): --margin auto without a LUT
     margin_hint_pct: float | None = None
+    adapter: str | None = None   # the few-shot adapter file behind it, if any
+
+    @property
+    def file_id(self) -> str:
+        """The source as output files name it: the LUT file's stem (a shipped LUT: ``<stem>-shipped``, so that it
+        never shares a name with a LUT of this machine measured to ``./<device>.json``), or the adapter file's."""
+        if self.adapter is not None:
+            return Path(self.adapter).stem.removesuffix(".adapter")
+        if self.lut is not None:
+            return Path(self.lut.source).stem + ("-shipped" if is_shipped(self.lut) else "")
+        return self.name
 
     def auto_margin_pct(self, quantile: float = 0.9) -> float:
         """The safety margin (percent of the budget) that covers ``quantile`` of the latency source's own
@@ -146,7 +158,8 @@ class LatencySource:
         inner = self.fn
         fn = BatchFn(lambda a: factor * call_batched(inner, a), f"{getattr(inner, 'name', inner)} x {factor:.3f}")
         return LatencySource(fn, self.name, self.space, self.resolutions, f"{self.description}, x {factor:.3f} ({why})",
-                             tuple((s, m * factor) for s, m in self.held_out), self.lut, self.margin_hint_pct)
+                             tuple((s, m * factor) for s, m in self.held_out), self.lut, self.margin_hint_pct,
+                             self.adapter)
 
 
 def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
@@ -168,7 +181,8 @@ def resolve_latency_source(device: str | None = None, lut: str | None = None, ad
         hint = ad.info.get("margin_p90_pct")
         return LatencySource(adapter_latency_fn(ad, prior), ad.device, sp.name, sp.resolutions,
                              f"few-shot adapter {adapter} ({ad.info.get('n_fit', '?')} measured subnets)",
-                             margin_hint_pct=float(hint) if isinstance(hint, (int, float)) and hint >= 0 else None)
+                             margin_hint_pct=float(hint) if isinstance(hint, (int, float)) and hint >= 0 else None,
+                             adapter=str(adapter))
     if ref is None:
         raise OfaProfileError("no latency source: pass --device NAME (a shipped LUT), --lut FILE or --adapter FILE")
     return latency_source_from_lut(load_lut(ref), calibrated=calibrated)

@@ -14,7 +14,7 @@ few-shot adapter (:mod:`ofa_profile.adapt`) then fits the target device as a non
 from k measured subnets.
 
 The shipped model (:func:`shipped_source`) was fitted on the Titan RTX and Titan Xp measurements of
-``reference/help-ofa-gpu-latency.csv`` with ``ofa-profile adapt-source`` (see the README).
+``reference/help-ofa-gpu-latency.csv`` with ``ofa-profile adapt-source`` (see docs/device-specs.md).
 """
 from __future__ import annotations
 

@@ -50,6 +50,7 @@ from .ops import enumerate_ops, grammar, ops_at_resolution, parse_key, subnet_op
 from .paths import schemas_dir
 from .space import SPACES, SpaceError, SubnetSpec, get_space
 from .timed import Timed, TimedError
+from .timing import MAX_BATCH_SIZE, MAX_COUNT
 
 __all__ = ["FORMAT", "SCHEMA_VERSION", "IQR_PER_STD", "LutError", "LutMissError", "LutEntry", "Lut", "save_lut"]
 
@@ -87,8 +88,8 @@ class LutEntry:
     def __post_init__(self) -> None:
         object.__setattr__(self, "median_ms", _finite_nonneg("median_ms", self.median_ms))
         object.__setattr__(self, "iqr_ms", _finite_nonneg("iqr_ms", self.iqr_ms))
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
-            raise LutError(f"LUT entry field count={self.count!r} must be an integer >= 1")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= MAX_COUNT:
+            raise LutError(f"LUT entry field count={str(self.count)[:40]} must be an integer in 1..{MAX_COUNT:.0e}")
         for f in ("mean_ms", "std_ms"):
             v = getattr(self, f)
             if v is not None:
@@ -224,8 +225,9 @@ class Lut:
         object.__setattr__(self, "provenance", _freeze(self.provenance or {}))
         if self.calibration is not None:
             object.__setattr__(self, "calibration", _freeze(self.calibration))
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise LutError(f"{src}: batch_size={self.batch_size!r} must be an integer >= 1")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or \
+                not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise LutError(f"{src}: batch_size={str(self.batch_size)[:40]} must be an integer in 1..{MAX_BATCH_SIZE}")
         if self.timed is None:
             imported = str(self.provenance.get("source", "")).startswith("imported from OFA")
             try:
@@ -539,6 +541,9 @@ def _parse_yaml(text: str, p: Path) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except ValueError as exc:    # e.g. an integer of 5,000 digits (Python's int-parsing limit), out of range
+        raise LutError(f"{p} holds a value YAML cannot read as a number ({str(exc).splitlines()[0][:80]}); it is "
+                       f"not an OFA table") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -17,6 +17,7 @@ from .lut_format import (FORMAT, IQR_PER_STD, _MAX_KEYS_SHOWN, Lut, LutEntry, _a
                          _parse_yaml, _read_text, _shorten, _space_keys, _tool)
 from .ops import KeyError_, KeyGrammar, grammar, list_grammars, parse_key
 from .space import DEFAULT_SPACE, SPACES, SpaceError, get_space
+from .timing import MAX_COUNT
 
 __all__ = ["import_ofa_yaml", "export_ofa_yaml"]
 
@@ -46,6 +47,15 @@ def _classify_yaml(data: Any, p: Path) -> KeyGrammar:
 _OFA_NAME = re.compile(r"^(\d+)_lookup_table$")
 
 
+def _num(v: Any) -> str:
+    """A short text of a YAML value for a message: an integer too long to print in decimal (YAML reads
+    ``0x`` + thousands of digits) by its size."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 64:
+        return f"<an integer of {v.bit_length():,} bits>"
+    s = repr(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
 def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
     text = _read_text(p, "OFA table")
     if text.lstrip().startswith("{"):
@@ -68,12 +78,12 @@ def _read_ofa_table(p: Path) -> tuple[int, dict[str, dict[str, Any]]]:
         if miss:
             raise LutError(f"{p}: entry {k!r} lacks {', '.join(miss)} (file truncated?); restore the file")
         c, m, s = v["count"], v["mean"], v[stat]
-        ok = (isinstance(c, int) and not isinstance(c, bool) and c >= 1
+        ok = (isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_COUNT
               and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
                       for x in (m, s)))
         if not ok:
-            raise LutError(f"{p}: entry {k!r} has count={c!r}, mean={m!r}, {stat}={s!r}; need an integer count >= 1 "
-                           f"and finite mean, {stat} >= 0")
+            raise LutError(f"{p}: entry {k[:80]!r} has count={_num(c)}, mean={_num(m)}, {stat}={_num(s)}; need an "
+                           f"integer count in 1..{MAX_COUNT:.0e} and finite mean, {stat} >= 0")
         out[k] = {"count": c, "mean": float(m), "std": float(s) if stat == "std" else math.sqrt(float(s))}
         try:
             op = parse_key(k, family)

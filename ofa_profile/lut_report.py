@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .argsafety import shell_command
+from .calibration import CALIBRATION_FORMAT
 from .errors import LutError, OfaProfileError
 from .jsonio import plain
 from .lut import FORMAT, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
-from .measure import timing_summary
+from .measure import NOISY_IQR_REL, timing_summary
 from .space import SubnetSpec
 from .speedcheck import check_for_command
 
@@ -62,11 +63,15 @@ def lut_summary(lut: Lut) -> dict[str, Any]:
     cal = None
     if lut.calibration:
         c = lut.calibration
-        cal = {k: c[k] for k in ("format", "model", "n_fit", "seed", "alpha") if k in c}
+        cal = {k: c[k] for k in ("format", "model", "n_fit", "seed", "alpha", "calibrated_utc") if k in c}
         rep = c.get("report") or {}
         t = rep.get("test_calibrated") if isinstance(rep, Mapping) else None
         if t and isinstance(t, Mapping):
-            cal["test"] = {k: t[k] for k in ("n", "mape_pct", "within_5pct", "rmse_ms") if k in t}
+            cal["test"] = {k: t[k] for k in ("n", "mape_pct", "within_5pct", "within_10pct", "rmse_ms", "spearman")
+                           if k in t}
+        t = rep.get("test_lut_sum") if isinstance(rep, Mapping) else None
+        if t and isinstance(t, Mapping) and "mape_pct" in t:
+            cal["test_lut_sum_mape_pct"] = t["mape_pct"]
     cov = lut.coverage()
     missing = {r: keys for r, keys in cov.items() if r in lut.resolutions and keys}
     partial = {r: len(keys) for r, keys in cov.items() if r not in lut.resolutions}
@@ -77,7 +82,7 @@ def lut_summary(lut: Lut) -> dict[str, Any]:
         "created_utc": lut.created_utc, "resolutions": list(lut.resolutions), "entries": len(lut.entries),
         "resolution_entries": sum(len(m) for m in lut.resolution_entries.values()),
         "source": lut.provenance.get("source"), "tool": lut.provenance.get("tool"), "seed": lut.provenance.get("seed"),
-        "fingerprint": fp_sum, "calibration": cal, "timing": timing_summary(lut),
+        "fingerprint": fp_sum, "calibration": cal, "timing": timing_summary(lut), "noisy_above": NOISY_IQR_REL,
         "coverage": {"complete": not missing,
                      "missing_keys": sum(len(v) for v in missing.values()),
                      "missing_by_resolution": {str(r): v for r, v in missing.items()},
@@ -95,6 +100,17 @@ class Validation:
     partial: Mapping[int, Sequence[str]]
 
 
+def require_a_resolution(lut: Lut) -> None:
+    """Refuse (one line) a LUT that lists no resolution it covers completely (``"resolutions": []``: a measurement
+    stopped early, or a table of partial resolutions only): its figures are no LUT of the space yet."""
+    if not lut.resolutions:
+        part = sorted(lut.coverage())
+        cmd = shell_command("ofa-profile", "measure", "--device", lut.device, "--out", lut.source)
+        raise LutError(f"LUT {lut.source} lists no resolution it covers completely (resolutions: [])"
+                       + (f"; it holds part of r={','.join(map(str, part[:6]))}" if part else "")
+                       + f": finish it (`{cmd}`) or list the resolutions it covers")
+
+
 def validate_lut_file(path: str | Path) -> Validation:
     """Check a LUT file (or OFA YAML tables) against the format, schema and space, and its coverage: every
     resolution it lists must have every key.  Raises :class:`LutError` (one line naming the missing keys)."""
@@ -103,6 +119,12 @@ def validate_lut_file(path: str | Path) -> Validation:
     if fmt != FORMAT or p.is_dir():           # OFA latency table(s) of some family
         return Validation(p, import_ofa_yaml(p), True, {})
     lut = load_lut(p)
+    require_a_resolution(lut)
+    cal = lut.calibration
+    if cal and cal.get("format") != CALIBRATION_FORMAT:
+        raise LutError(f"LUT {p}: its calibration's format {str(cal.get('format'))[:40]!r} is not "
+                       f"{CALIBRATION_FORMAT!r}, so predict cannot apply it; re-run "
+                       f"`{shell_command('ofa-profile', 'calibrate', '--lut', p)}` (or remove its 'calibration')")
     gaps = lut.gaps()
     listed = {r: m for r, m in gaps.items() if r in lut.resolutions}
     if listed:
@@ -147,6 +169,7 @@ def predict_subnet(lut_ref: str, arch_path: str, space: str | None = None, resol
     (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached) and ``log`` one warning line when it is off by more
     than 15 %; ``rescale`` multiplies the prediction by the check's factor."""
     lut = load_lut(lut_ref)
+    require_a_resolution(lut)
     spec = SubnetSpec.load(arch_path, space=space or lut.space, r=resolution)
     lut_sum = lut.lut_sum_ms(spec)
     use_cal = bool(lut.calibration) and calibrated

@@ -30,6 +30,7 @@ from .devices import DeviceSpec, plugin_options, with_transport_options
 from .errors import OfaProfileError
 from .jsonio import loads_strict
 from .lut import Lut, LutEntry, LutError, load_lut, save_lut
+from .lut_format import _space_keys
 from .ops import Op, enumerate_ops, ops_at_resolution
 from .quantize import int8_recipe
 from .replicates import run_passes
@@ -40,7 +41,8 @@ from .timing import Measurement, TimingConfig, fingerprint_mismatch
 from .transports import LocalProfiler, Profiler, make_profiler, precision_available
 
 __all__ = ["Profiler", "LocalProfiler", "make_profiler", "measure_lut", "JOURNAL_SUFFIX", "BlockNoise", "block_noise",
-           "timing_summary", "NOISY_IQR_REL", "lut_space", "default_lut_stem", "DeviceMeasurement", "measure_device"]
+           "timing_summary", "NOISY_IQR_REL", "lut_space", "default_lut_stem", "DeviceMeasurement", "measure_device",
+           "device_with_options"]
 
 JOURNAL_SUFFIX = ".journal.jsonl"
 
@@ -258,6 +260,11 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
                   "batch_size": prof.batch_size, "num_threads": device.num_threads, "fingerprint": fp,
                   "timing": device.timing.as_dict(), "timed": timed.to_json()}
         jheader, jentries = _read_journal(jpath)
+        foreign = sorted(set(jentries) - _space_keys(sp.name))
+        if foreign:
+            raise JournalError(f"journal {jpath} holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} whose "
+                               f"key is no block of space {sp.name} (e.g. {foreign[0][:80]!r}); pass --fresh to "
+                               f"discard the journal and measure again")
         if jheader is not None:
             bad = [k for k in ("device", "runtime", "space", "seed", "batch_size", "num_threads")
                    if jheader.get(k) != header[k]]
@@ -454,6 +461,25 @@ class DeviceMeasurement:
                 "noise": self.noise.as_dict() if self.noise else None}
 
 
+def device_with_options(device: DeviceSpec, transport_options: Mapping[str, Any] | None = None,
+                        benchmark_binary: str | None = None, serial: str | None = None
+                        ) -> tuple[DeviceSpec, dict[str, Any]]:
+    """``(device, profiler keyword arguments)`` for a run with ``transport_options`` replacing some of the spec's
+    (checked against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
+    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a transport
+    that does not declare them gets them as keyword arguments (the local one ignores them, ssh refuses them)."""
+    opts = dict(transport_options or {})
+    declared = {o.name for o in plugin_options("transport", device.transport)[0]}
+    kw = {}
+    for key, value in (("benchmark_binary", benchmark_binary), ("serial", serial)):
+        if value:
+            if key in declared:
+                opts.setdefault(key, value)
+            else:
+                kw[key] = value
+    return with_transport_options(device, opts), kw
+
+
 def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *, space: str,
                    batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
                    limit: int | None = None, passes: int = 1, transport_options: Mapping[str, Any] | None = None,
@@ -466,16 +492,7 @@ def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *,
     transport that does not declare them gets them as before (the local one ignores them, ssh refuses them).
     ``precision``: of the blocks (the LUT's ``timed`` record: the project's graph, the space's head, the device's
     threads and this precision)."""
-    opts = dict(transport_options or {})
-    declared = {o.name for o in plugin_options("transport", device.transport)[0]}
-    kw = {}
-    for key, value in (("benchmark_binary", benchmark_binary), ("serial", serial)):
-        if value:
-            if key in declared:
-                opts.setdefault(key, value)
-            else:
-                kw[key] = value
-    device = with_transport_options(device, opts)
+    device, kw = device_with_options(device, transport_options, benchmark_binary, serial)
     timed = check_measurable(Timed.default_for(space, threads=device.num_threads).with_(precision=precision), device)
     prof = make_profiler(device, batch_size=batch_size, precision=precision, **kw)
     try:

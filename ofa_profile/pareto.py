@@ -20,28 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ofa_model.evaldata import default_data, supernet_caches
 from ofa_model.evaluate import evaluate_spec
 from ofa_model.safeload import RefusedWeightsError
 
-from .accuracy import outside_trained_range, own_supernet_predictor, predictor_label, resolve_accuracy_predictor
+from .accuracy import (BUNDLED_PREDICTOR, bundled_predictor_path, imagenet_predictor_path, outside_trained_range,
+                       own_supernet_predictor, predictor_label, resolve_accuracy_predictor)
 from .argsafety import shell_command
 from .atomic import write_json_atomic
-from .calibrate import measure_drift
-from .devices import load_device
 from .encodings import same_macro_architecture
 from .errors import OfaProfileError
-from .evaldata import default_data, supernet_caches
-from .measure import make_profiler
+from .lut import is_shipped, lut_identity
 from .paths import safe_name
 from .plots import plot_frontier
 from .replicates import per_item, run_passes
 from .search import pareto_front, pareto_search, resolve_latency_source, search
 from .space import get_space, parse_resolutions
-from .speedcheck import check_for_command
 
 __all__ = ["OptionError", "ParetoRun", "VERIFY_TOLERANCE", "DEFAULT_DEVICE", "parse_margin", "search_resolutions",
            "resolve_predictor", "verify_predictor", "predictor_block", "refresh_drift", "speed_check_source",
-           "verify_best", "run_pareto"]
+           "verify_best", "best_record", "source_title", "run_pareto"]
 
 VERIFY_TOLERANCE = 0.03    # --verify: a measured latency up to the budget + 3 % counts as meeting it
 DEFAULT_DEVICE = "cpu-ort"  # the latency source without --device, --lut or --adapter
@@ -167,6 +165,10 @@ def predictor_block(pred: Any, why: str, resolutions: Any, log: Log = _quiet) ->
 def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, device_ref: str,
                   log: Log = _quiet) -> Any:
     """pareto --refresh: the device's drift since its LUT was calibrated (measure_drift)."""
+    from .calibrate import measure_drift        # the device stack (measure, devices, transports): only here
+    from .devices import load_device
+    from .measure import make_profiler
+
     if adapter is not None or no_calibration or src.lut is None:
         raise OfaProfileError("--refresh needs a calibrated LUT (--device or --lut) without --adapter or "
                               "--no-calibration: it re-measures the LUT's held-out calibration subnets")
@@ -192,6 +194,8 @@ def speed_check_source(src: Any, device: str | None, enabled: bool, rescale: boo
     """The speed check of a shipped LUT behind ``src`` on a device of this machine
     (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached), its one warning line when off by more than 15 %,
     and with ``rescale`` the source scaled by its factor: ``(the JSON's speed_check or None, source)``."""
+    from .speedcheck import check_for_command   # the device stack: loaded when a check may run
+
     chk = check_for_command(src.lut, device, enabled=enabled, rescale=rescale, what="the latency source", log=log)
     if chk is None:
         return None, src
@@ -208,6 +212,9 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
     damaged (:class:`~ofa_model.safeload.RefusedWeightsError`) fail the command, before any device work; other
     reasons not to evaluate (no weights, no validation data) are recorded as ``top1_error``."""
     from ofa_model.bundle import load_supernet
+
+    from .devices import load_device            # the device stack: only for --verify
+    from .measure import make_profiler
 
     loaded, load_error = None, None
     try:
@@ -245,6 +252,34 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
         out["top1_error"] = str(exc) if str(exc) else "no validation data"
         log(f"verify: top-1 not evaluated: {out['top1_error']}")
     return out
+
+
+def source_title(src: Any) -> str:
+    """The latency source as a figure names it: the LUT (or adapter) file, and how its figures are used."""
+    if src.adapter is not None:
+        return f"adapter {Path(src.adapter).name}"
+    if src.lut is not None:
+        how = "calibrated " if src.description.startswith("calibrated") else ""
+        return f"{how}LUT {Path(src.lut.source).name}" + (" (shipped)" if is_shipped(src.lut) else "")
+    return src.description
+
+
+# what `.best.json` keeps of the accuracy predictor's block: what the accuracy is, and of which model and data
+_BEST_PREDICTOR_KEYS = ("label", "dataset", "describes", "chosen_by", "model", "space", "trained_resolutions")
+
+
+def best_record(best: Any, result: dict) -> dict:
+    """``.best.json``: the best subnet (readable by ``--arch``) with its sources: the predicted accuracy with the
+    predictor that predicted it (dataset, model described), the latency with the LUT (path, sha256, what was timed)
+    or adapter, the budget, margin, seed and space."""
+    pb = result["accuracy_predictor"]
+    return {**best.as_dict(), "budget_ms": result["budget_ms"], "margin_pct": result["margin_pct"],
+            "device": result["device"], "space": result["space"], "seed": result["seed"],
+            "accuracy_predictor": {k: pb[k] for k in _BEST_PREDICTOR_KEYS if k in pb}
+            | {"file": pb.get("file"), "fitted_on": pb.get("source"), "n_train": pb.get("n_train")},
+            "latency_source": result["latency_source"], "lut": result["lut"], "adapter": result["adapter"],
+            "speed_check_applied": bool((result.get("speed_check") or {}).get("applied")),
+            "drift_factor": (result.get("drift") or {}).get("factor")}
 
 
 @dataclass(frozen=True)
@@ -287,8 +322,9 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     if not (device or lut or adapter):
         device = DEFAULT_DEVICE
     src = resolve_latency_source(device, lut, adapter, calibrated=not no_calibration)
-    # the LUT's / adapter's device name is file contents: reduced to a plain name, so every file lands in `out`
-    stem = safe_name(f"pareto-{src.name}-{budget_ms:g}ms")
+    # named by the LUT (or adapter) file, so that runs on different LUTs of one device never replace each other's
+    # files; reduced to a plain name, so every file lands in `out`
+    stem = safe_name(f"pareto-{src.file_id}-{budget_ms:g}ms")
     if hold is not None:
         hold(out / f"{stem}.json")               # one writer of this stem's .json, .best.json and .png
     check, src = speed_check_source(src, device, speed_check and adapter is None, rescale, log=log)
@@ -299,17 +335,24 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     log(f"latency: {src.description}")
     sp = get_space(space or src.space)
     if not same_macro_architecture(sp.name, src.space):
+        dev = src.lut.device if src.lut is not None else "DEVICE"
+        how = shell_command("ofa-profile", "measure", "--device", dev, "--space", sp.name)
         raise OfaProfileError(f"the latency source is for {src.space}; space {sp.name} has other channel widths: "
-                              f"use a LUT of {sp.name}")
+                              f"use a LUT of {sp.name} (`{how}` writes ./{safe_name(dev)}-{sp.name}.json; then pass "
+                              f"--lut that file)")
     pred = None
     if verify and accuracy is None and predictor is None and accuracy_data is None:
         pred = verify_predictor(supernet, log=log)
         why = "--verify: the predictor of the supernet it evaluates with"
+        pfile = str(Path(supernet).parent / BUNDLED_PREDICTOR) if supernet else str(bundled_predictor_path())
     if pred is None:
         pred, why = resolve_predictor(predictor, accuracy_data, accuracy, sp.name, log=log)
+        pfile = str(predictor or accuracy_data or (bundled_predictor_path() if accuracy == "bundled"
+                                                   else imagenet_predictor_path()))
     pred.check_space(sp.name)
     res = search_resolutions(resolutions, sp.name, src.resolutions, pred, src.lut, log=log)
-    pblock = predictor_block(pred, why, res, log=log)
+    # `file`: the predictor file, or the CSV a predictor was fitted on (--accuracy-data)
+    pblock = {**predictor_block(pred, why, res, log=log), "file": pfile}
     if margin_pct is None:
         margin_pct = src.auto_margin_pct()
         on = (f"the LUT's under-predictions on its {len(src.held_out)} held-out calibration subnets" if src.held_out
@@ -331,12 +374,13 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     keep = pareto_front(np.array([p.latency_ms for p in pts]), np.array([p.accuracy for p in pts]))
     frontier = [pts[i] for i in keep]
     files = {"json": str(out / f"{stem}.json")}
+    lut_id = lut_identity(src.lut) if src.lut is not None else None
     result = {"best": best.as_dict(), "frontier": [p.as_dict() for p in frontier], "budget_ms": budget_ms,
               "margin_pct": round(margin_pct, 3), "search_budget_ms": round(search_budget_ms, 4), "space": sp.name,
-              "device": src.name, "latency_source": src.description,
+              "device": src.name, "latency_source": src.description, "lut": lut_id,
               "timed": src.lut.timed.to_json() if src.lut is not None else None,
               "timed_label": src.lut.timed.label(src.lut.runtime) if src.lut is not None else None,
-              "accuracy_predictor": pblock,
+              "adapter": src.adapter, "accuracy_predictor": pblock,
               "resolutions": list(res), "seed": seed, "effort": effort,
               "drift": drift.as_dict() if drift else None, "speed_check": check,
               "seconds": {"search": round(t1 - t0, 3), "frontier": round(t2 - t1, 3)},
@@ -346,7 +390,8 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
         cloud = [sp.sample(rng, resolution=list(res)) for _ in range(1000)]
         files["png"] = str(plot_frontier(out / f"{stem}.png", {src.name: frontier},
                                          {src.name: (src.fn(cloud), pred.predict(cloud))}, budget_ms=budget_ms,
-                                         best={src.name: best}, title=f"{sp.name}, seed {seed}",
+                                         best={src.name: best},
+                                         title=f"{sp.name}, seed {seed}; latency: {source_title(src)}",
                                          accuracy_label=pblock["label"]))
     if verify:
         result["verify"] = verify_best(best, budget_ms, verify_device or device or src.name, supernet,
@@ -358,7 +403,7 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
                 f"(without --accuracy/--predictor, --verify predicts with the supernet's own predictor)")
     files["arch"] = str(out / f"{stem}.best.json")  # readable by --arch of predict / export
     result["files"] = files
-    write_json_atomic(files["arch"], {**best.as_dict(), "budget_ms": budget_ms, "device": src.name, "seed": seed})
+    write_json_atomic(files["arch"], best_record(best, result))
     write_json_atomic(files["json"], result)
     return ParetoRun(result=result, best=best, frontier=frontier, device=src.name, space=sp.name,
                      margin_pct=margin_pct, search_budget_ms=search_budget_ms, search_s=t1 - t0, frontier_s=t2 - t1)

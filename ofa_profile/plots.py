@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .encodings import BlockTable
     from .search import SearchResult
 
-__all__ = ["plot_frontier", "plot_predicted_vs_measured", "plot_lut_heatmap", "plot_rank_comparison"]
+__all__ = ["plot_frontier", "frontier_panels", "png_text", "plot_predicted_vs_measured", "plot_lut_heatmap",
+           "plot_rank_comparison"]
 
 _DPI = 110
 
@@ -45,8 +46,24 @@ def _shown(text: Any) -> str:
     return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in str(text))
 
 
+def png_text(fig: Any) -> dict[str, str]:
+    """The PNG text chunks a figure is saved with: ``Title`` (its title and its panels' titles: what each panel
+    shows, the LUT file among it) and ``Description`` (the axis labels), so a PNG names its sources when read by
+    a program too."""
+    titles = [fig.get_suptitle()]
+    labels = []
+    for ax in fig.get_axes():
+        titles.append(ax.get_title())
+        labels += [ax.get_xlabel(), ax.get_ylabel()]
+
+    def uniq(xs: list[str]) -> list[str]:
+        return list(dict.fromkeys(x for x in xs if x))
+    return {"Title": " | ".join(uniq(titles)), "Description": " | ".join(uniq(labels)), "Software": "ofa-profile"}
+
+
 def _save(fig: Any, path: str | Path) -> Path:
-    """Write the figure as PNG atomically (temp file in the same folder, then rename)."""
+    """Write the figure as PNG atomically (temp file in the same folder, then rename), its titles and labels also
+    as PNG text (:func:`png_text`)."""
     plt = _plt()
     p = Path(path)
     try:
@@ -54,7 +71,7 @@ def _save(fig: Any, path: str | Path) -> Path:
             if t.get_text() != _shown(t.get_text()):
                 t.set_text(_shown(t.get_text()))
         with atomic_path(p, suffix=".tmp.png") as tmp:
-            fig.savefig(tmp, dpi=_DPI, format="png", bbox_inches="tight")
+            fig.savefig(tmp, dpi=_DPI, format="png", bbox_inches="tight", metadata=png_text(fig))
     finally:
         plt.close(fig)
     return p
@@ -64,14 +81,24 @@ def plot_frontier(path: str | Path, frontiers: Mapping[str, Sequence["SearchResu
                   clouds: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None, *,
                   budget_ms: float | None = None, best: Mapping[str, "SearchResult | None"] | None = None,
                   title: str = "", accuracy_label: str = "top-1 accuracy") -> Path:
-    """One panel per device: random subnets (grey), the Pareto frontier (line), budget and best subnet.
+    """:func:`frontier_panels` written to ``path`` (PNG)."""
+    return _save(frontier_panels(frontiers, clouds, budget_ms=budget_ms, best=best, title=title,
+                                 accuracy_label=accuracy_label), path)
+
+
+def frontier_panels(frontiers: Mapping[str, Sequence["SearchResult"]],
+                    clouds: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None, *,
+                    budget_ms: float | None = None, best: Mapping[str, "SearchResult | None"] | None = None,
+                    title: str = "", accuracy_label: str = "top-1 accuracy") -> Any:
+    """One panel per latency source (the keys name them: device and LUT file): random subnets (grey), the Pareto
+    frontier (line), budget and best subnet.  The panels share one accuracy scale, so devices compare at a glance.
     ``accuracy_label`` names the accuracy on the y axis (e.g. "ImageNet top-1 of OFA's w1.0 supernet")."""
     import numpy as np
     plt = _plt()
     if not frontiers:
         raise OfaProfileError("plot_frontier needs at least one device's frontier")
     n = len(frontiers)
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), squeeze=False, sharey=True)
     for ax, (dev, front) in zip(axes[0], frontiers.items()):
         if clouds and dev in clouds:
             lat, acc = (np.asarray(v, dtype=float) for v in clouds[dev])
@@ -90,12 +117,12 @@ def plot_frontier(path: str | Path, frontiers: Mapping[str, Sequence["SearchResu
                     label=f"best: {b.accuracy * 100:.2f} % @ {b.latency_ms:.2f} ms")
         ax.set_xlabel("predicted latency (ms)")
         ax.set_ylabel(f"predicted {accuracy_label} (%)", fontsize=8 if len(accuracy_label) > 30 else None)
-        ax.set_title(dev)
+        ax.set_title(dev, fontsize=9 if len(dev) > 40 else None)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return fig
 
 
 def plot_predicted_vs_measured(path: str | Path, predicted_ms: Sequence[float], measured_ms: Sequence[float], *,

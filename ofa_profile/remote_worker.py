@@ -6,8 +6,8 @@ worker running per session; it measures with the board's own local runtime (the 
 record, each ``@@ofa `` + JSON, flushed at once so results survive a dropped connection.
 It ends at the end of its input.
 
-request   ``{"id", "cmd": "hello"|"ops"|"subnet", "runtime", "num_threads", "batch_size", "seed", "timing",
-            "ops": [{Op fields}...] | "space" + "subnet": {ks, e, d, r}}``
+request   ``{"id", "cmd": "hello"|"ops"|"subnet"|"file", "runtime", "num_threads", "batch_size", "seed", "timing",
+            "ops": [{Op fields}...] | "space" + "subnet": {ks, e, d, r} | "path": a model file on the board}``
 records   ``{"type": "hello", "ok", "reason", "versions", "fingerprint", "pid"}``,
           ``{"type": "result", "key", "raw_ms", "warmup_runs", "stopped_by"}``,
           ``{"type": "error", "key", "message"}`` (ends the request), then always ``{"type": "done"}``;
@@ -22,6 +22,7 @@ import sys
 from typing import Any, Mapping
 
 from .devices import DeviceSpec
+from .model_file import check_model_file
 from .ops import Op
 from .runtimes import get_runtime
 from .space import DEFAULT_SPACE, SubnetSpec
@@ -99,6 +100,11 @@ def run(req: Mapping[str, Any]) -> None:
             spec = SubnetSpec.from_ofa(req["subnet"], space=req.get("space", DEFAULT_SPACE))
             key = "subnet"
             emit(_result(rid, key, prof.measure_subnet(spec, int(req.get("seed", 0)))))
+        elif cmd == "file":
+            prof = _profiler(req)
+            key = "file"
+            model = check_model_file(req["path"], batch=int(req.get("batch_size", 1)))
+            emit(_result(rid, key, prof.measure_file(model, int(req.get("seed", 0)))))
         else:
             emit({"id": rid, "type": "error", "key": None, "message": f"unknown request {cmd!r}"})
     except Exception as exc:

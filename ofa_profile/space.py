@@ -403,7 +403,8 @@ class SubnetSpec:
                 raise SpaceError(f"net.config block {i} is not a MobileInvertedResidualBlock (no mobile_inverted_conv "
                                  f"object)")
             if conv.get("name") not in (None, "MBInvertedConvLayer", "MBConvLayer"):
-                raise SpaceError(f"net.config block {i} holds a {_short(conv.get('name'))}, not an MBConv layer")
+                raise SpaceError(f"net.config blocks[{i}] holds a {_short(conv.get('name'))}, not an MBConv layer "
+                                 f"(MBInvertedConvLayer or MBConvLayer)")
             body.append(conv)
         # blocks[0] is the fixed first block; each later block without shortcut starts a stage
         stages: list[list[Mapping[str, Any]]] = []
@@ -411,10 +412,12 @@ class SubnetSpec:
             if blk.get("shortcut") is None:
                 stages.append([])
             if not stages:
-                raise SpaceError("net.config: first elastic block has an identity shortcut; not an OFA MobileNetV3")
+                raise SpaceError("net.config blocks[1] (the first elastic block) has an identity shortcut; space "
+                                 "blocks start a stage there (shortcut null)")
             stages[-1].append(conv)
         if len(stages) != sp.n_stages:
-            raise SpaceError(f"net.config has {len(stages)} stages; space {sp.name} has {sp.n_stages}")
+            raise SpaceError(f"net.config has {len(stages)} stages (a block whose shortcut is null starts one); space "
+                             f"{sp.name} has {sp.n_stages}")
         ks, e, d = [], [], []
         for s, convs in enumerate(stages):
             if len(convs) > max(sp.stage_depths(s)):
@@ -422,7 +425,7 @@ class SubnetSpec:
                                  f"{max(sp.stage_depths(s))}")
             width = _strict_int(convs[0].get("out_channels"), f"net.config stage {s} out_channels")
             if width != sp.stages[s].width:
-                raise SpaceError(f"net.config stage {s} width {width} != {sp.stages[s].width} of {sp.name}")
+                raise SpaceError(f"net.config stage {s} out_channels {width} != {sp.stages[s].width} of {sp.name}")
             d.append(len(convs))
             for b in range(sp.max_depth):
                 if b < len(convs):

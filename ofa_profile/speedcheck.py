@@ -29,6 +29,7 @@ from .atomic import write_json_atomic
 from .devices import list_devices, load_device
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, read_json_file
+from .lut import is_shipped, lut_sha256
 from .ops import ops_at_resolution
 from .paths import safe_name, user_cache_dir
 from .replicates import run_passes
@@ -215,9 +216,7 @@ def _timing(lut: "Lut") -> Any:
     if not isinstance(t, Mapping):
         return None
     cfg = TimingConfig.from_mapping(t)
-    vals = cfg.as_dict().values()
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in vals) or \
-            cfg.min_runs < 1 or cfg.min_runs > cfg.max_runs:
+    if cfg.problem():
         return None
     return replace(cfg, max_time_s=min(cfg.max_time_s, MAX_BLOCK_S))
 
@@ -282,20 +281,11 @@ def machine_id(device: "DeviceSpec") -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _lut_sha256(lut: "Lut") -> str:
-    import hashlib
-    import json
-    try:
-        return hashlib.sha256(Path(lut.source).read_bytes()).hexdigest()
-    except OSError:  # a LUT that is not (or no longer) a file: its contents
-        return hashlib.sha256(json.dumps(lut.to_json(), sort_keys=True).encode()).hexdigest()
-
-
 def cache_path(lut: "Lut", device: "DeviceSpec", n_blocks: int = DEFAULT_BLOCKS) -> tuple[Path, str]:
     """(the cache file of this LUT, machine, device and number of blocks; its key)."""
     import hashlib
 
-    key = hashlib.sha256(f"{_lut_sha256(lut)}|{machine_id(device)}|{device.name}|{n_blocks}".encode()).hexdigest()
+    key = hashlib.sha256(f"{lut_sha256(lut)}|{machine_id(device)}|{device.name}|{n_blocks}".encode()).hexdigest()
     stem = safe_name(Path(lut.source).stem, max_len=40, default="lut")
     return user_cache_dir() / "speed-check" / f"{stem}-{key[:24]}.json", key
 
@@ -358,14 +348,6 @@ def cached_speed_check(lut: "Lut", device: "DeviceSpec", n_blocks: int = DEFAULT
 
 
 # -- the policy of predict and pareto -------------------------------------------------------------------
-
-def is_shipped(lut: "Lut") -> bool:
-    """The LUT was loaded from the package's ``lut/`` folder (``--device cpu-ort``, ``--lut cpu-ort``)."""
-    try:
-        return Path(lut.source).resolve().parent == paths.lut_dir().resolve()   # paths.: tests point it elsewhere
-    except (OSError, RuntimeError, ValueError):
-        return False
-
 
 def _disabled() -> bool:
     return os.environ.get(NO_CHECK_ENV, "").strip().lower() not in ("", "0", "false", "no")

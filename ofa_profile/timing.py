@@ -32,7 +32,19 @@ from typing import Any, Callable, Mapping, Protocol
 from . import __version__
 
 __all__ = ["TimingConfig", "Measurement", "Clock", "PerfCounterClock", "measure_callable", "stop_reason", "fix_malloc",
-           "fingerprint", "machine_info", "set_threads"]
+           "fingerprint", "machine_info", "set_threads", "MAX_BATCH_SIZE", "MAX_COUNT", "TIMING_LIMITS"]
+
+
+#: the largest batch a device spec, a LUT or --batch-size may name (1024 images at r=224 are 0.6 GB of float32
+#: already; the device schema and the LUT schema state the same bound: tests/test_devices.py)
+MAX_BATCH_SIZE = 1024
+#: bounds of each timing setting (inclusive; max_time_s above 0): what a device spec's ``timing`` may hold (its
+#: schema states them: tests/test_devices.py), and what a LUT's recorded timing must hold to be reused
+TIMING_LIMITS: dict[str, tuple[float, float]] = {
+    "warmup_runs": (0, 100_000), "min_runs": (1, 1_000_000), "max_runs": (1, 1_000_000), "max_time_s": (0, 3600),
+    "target_iqr_rel": (0, 1), "target_ci_rel": (0, 1)}
+#: the most timed runs an entry may stand for (a LUT's or a journal's ``count``; OFA's tables record 100s)
+MAX_COUNT = 10 ** 9
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,20 @@ class TimingConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def problem(self) -> str | None:
+        """Why these settings cannot be used (a non-number, a value outside :data:`TIMING_LIMITS`, min_runs >
+        max_runs), or None."""
+        for k, (lo, hi) in TIMING_LIMITS.items():
+            v = getattr(self, k)
+            integral = k.endswith("_runs")
+            if isinstance(v, bool) or not isinstance(v, int if integral else (int, float)) or not \
+                    (lo < v <= hi if k == "max_time_s" else lo <= v <= hi):
+                return f"timing.{k}={str(v)[:40]} is not {'an integer' if integral else 'a number'} in " \
+                       f"{'(' if k == 'max_time_s' else '['}{lo:g}, {hi:g}]"
+        if self.min_runs > self.max_runs:
+            return f"timing.min_runs {self.min_runs} > max_runs {self.max_runs}"
+        return None
 
 
 @dataclass(frozen=True)

@@ -5,30 +5,13 @@ import random
 import numpy as np
 import pytest
 
-from ofa_profile.accuracy import (ENCODINGS, AccuracyDataset, AccuracyPredictor, ArchArrays, encode,
+from ofa_profile.accuracy import (ENCODINGS, AccuracyPredictor, ArchArrays, encode,
                                   evaluate_accuracy_predictor, fit_accuracy_predictor, load_accuracy_predictor,
                                   load_official_predictor, read_accuracy_csv, split_dataset)
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import SubnetSpec, get_space
 
-TUTORIAL = {  # the OFA tutorial subnet (data README), skipped blocks filled with 3
-    "d": [2, 2, 3, 4, 3],
-    "ks": [5, 3, 3, 3, 5, 3, 3, 3, 7, 7, 3, 3, 5, 5, 7, 3, 3, 3, 5, 3],
-    "e": [3, 3, 3, 3, 4, 4, 3, 3, 6, 3, 4, 3, 4, 4, 4, 3, 6, 6, 6, 3],
-    "r": 192,
-}
-
-
-def synthetic_dataset(n=400, seed=0, space="ofa-mbv3-w1.0"):
-    """Random subnets with an accuracy that is additive in the choices plus an interaction and noise."""
-    sp = get_space(space)
-    rng = random.Random(seed)
-    specs = [sp.sample(rng, resolution=[128, 160, 192]) for _ in range(n)]
-    X = encode(specs, "onehot-depth-r")
-    w = np.random.default_rng(seed).normal(0, 0.002, X.shape[1])
-    y = 0.7 + X @ w + 0.004 * X[:, -2] * X[:, 5] + np.random.default_rng(seed + 1).normal(0, 0.001, n)
-    return AccuracyDataset(tuple(specs), y, "synthetic")
-
+from helpers import TUTORIAL, synthetic_dataset  # noqa: F401
 
 def test_ofa_encoding_layout():
     spec = SubnetSpec.from_ofa(TUTORIAL)

@@ -165,7 +165,7 @@ def test_pareto_with_adapter(tmp_path):
 
     from ofa_profile.accuracy import fit_accuracy_predictor
     from ofa_profile.cli import main
-    from test_accuracy import synthetic_dataset
+    from helpers import synthetic_dataset
     specs, y = _synthetic(40)
     ad = fit_adapter(specs, y, "gpu-x").save(tmp_path / "gpu.json")
     acc = fit_accuracy_predictor(synthetic_dataset(300), model="ridge").save(tmp_path / "acc.json")

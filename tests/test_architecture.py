@@ -142,9 +142,9 @@ def _project(name: str, mods: dict[str, Path]) -> str | None:
     return None
 
 
-def module_packages() -> dict[str, set[str]]:
-    """Project module -> the packages outside the project that importing it imports: those its module level
-    imports, and those of the project modules imported there, its own packages' ``__init__`` included."""
+def _module_level_graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """(project module -> the project modules its module level imports, its own packages' ``__init__`` included;
+    project module -> the packages outside the project its module level imports)."""
     mods = _modules()
     deps: dict[str, set[str]] = {}
     direct: dict[str, set[str]] = {}
@@ -161,16 +161,29 @@ def module_packages() -> dict[str, set[str]]:
                     direct[mod].add(t.split(".")[0])
                 elif dep != mod:
                     deps[mod].update([dep], (a for a in _ancestors(dep) if a in mods and a != mod))
+    return deps, direct
+
+
+def module_level_loads() -> dict[str, set[str]]:
+    """Project module -> the project modules importing it loads (itself included), following module-level
+    imports only."""
+    deps, _ = _module_level_graph()
     out = {}
-    for mod in mods:
-        seen, todo, pkgs = {mod}, [mod], set()
+    for mod in deps:
+        seen, todo = {mod}, [mod]
         while todo:
             m = todo.pop()
-            pkgs |= direct[m]
             todo.extend(d for d in deps[m] if d not in seen)
             seen.update(deps[m])
-        out[mod] = pkgs
+        out[mod] = seen
     return out
+
+
+def module_packages() -> dict[str, set[str]]:
+    """Project module -> the packages outside the project that importing it imports: those its module level
+    imports, and those of the project modules imported there, its own packages' ``__init__`` included."""
+    _, direct = _module_level_graph()
+    return {mod: set().union(*(direct[m] for m in loads)) for mod, loads in module_level_loads().items()}
 
 
 def heavy_modules() -> dict[str, set[str]]:
@@ -274,20 +287,28 @@ def test_no_import_circle():
         f"{' -> '.join(c)} [{group(c)}]" for c in found)
 
 
+# the device stack: where a device's ops run (adb phones, ssh boards, local processes); the search and its run
+# (pareto) load it only in the functions that measure (--verify, --refresh, the speed check)
+DEVICE_STACK = "ofa_profile.transports"
+SEARCH_MODULES = ("ofa_profile.search", "ofa_profile.pareto")
+
+
 def test_function_local_imports_are_of_heavy_modules_only():
-    """A project module imported inside a function is a heavy one (importing it costs torch, onnxruntime, ...);
-    a light one is imported at module level, where the import graph and the reader see it."""
-    mods, pkgs = _modules(), module_packages()
+    """A project module imported inside a function is a heavy one (importing it costs torch, onnxruntime, ...) or
+    one that loads the device stack (the transports), imported where a device is measured; a light one is imported
+    at module level, where the import graph and the reader see it."""
+    mods, pkgs, loads = _modules(), module_packages(), module_level_loads()
     heavy = {m: p & HEAVY_PACKAGES for m, p in pkgs.items()}
     assert heavy["ofa_profile.blocks"] == {"torch"} and not heavy["ofa_profile.cli"] and not heavy["ofa_profile"]
+    assert DEVICE_STACK in loads["ofa_profile.measure"] and DEVICE_STACK not in loads["ofa_profile.space"]
     light = []
     for mod, path in mods.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in _function_local_imports(tree):
             for t in _targets(mod, path, node, mods):
                 dep = _project(t, mods)
-                if dep is None or dep == mod or heavy[dep] or (mod in STARTUP_MODULES
-                                                               and pkgs[dep] - sys.stdlib_module_names):
+                if dep is None or dep == mod or heavy[dep] or DEVICE_STACK in loads[dep] or (
+                        mod in STARTUP_MODULES and pkgs[dep] - sys.stdlib_module_names):
                     continue
                 light.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {dep}")
     assert not light, "function-local imports of light project modules (import them at module level): " + \
@@ -415,3 +436,41 @@ def test_the_command_line_loads_no_heavy_package():
     code = ("import sys, ofa_profile.cli; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert "click" in out and not (set(out) & HEAVY_PACKAGES), sorted(set(out) & HEAVY_PACKAGES)
+
+
+def test_the_search_loads_no_transport():
+    """Importing the search (and the pareto run around it) loads neither the device stack nor the measuring
+    modules: the module-level graph, and a fresh interpreter's ``sys.modules``."""
+    import subprocess
+    loads = module_level_loads()
+    for mod in SEARCH_MODULES:
+        bad = sorted(m for m in loads[mod] if m.startswith(DEVICE_STACK) or m in (
+            "ofa_profile.measure", "ofa_profile.calibrate", "ofa_profile.devices", "ofa_profile.speedcheck"))
+        assert not bad, f"importing {mod} loads {bad}"
+    code = ("import sys, ofa_profile.search, ofa_profile.pareto; "
+            "print(' '.join(m for m in sys.modules if m.startswith('ofa_profile.transports')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [], out
+
+
+# the modules of ofa_model that are the domain of ofa_profile's commands (the supernet, its evaluation and export,
+# its weights and their safe loading, its trainer): ofa_profile may import these, and no other module of ofa_model
+OFA_MODEL_DOMAIN = {"ofa_model", "ofa_model.bundle", "ofa_model.safeload", "ofa_model.evaluate",
+                    "ofa_model.evaldata", "ofa_model.accuracy_run", "ofa_model.export", "ofa_model.train"}
+
+
+def test_no_arrow_from_ofa_profile_back_into_ofa_model_outside_its_domain():
+    """ofa_model stands on ofa_profile; ofa_profile reaches into it only for the supernet's domain (evaluating,
+    exporting, training, loading weights), never for helpers such as its image data or its layers."""
+    g = import_graph()
+    back = sorted(f"{m} imports {d}" for m in g if m.split(".")[0] == "ofa_profile"
+                  for d in g[m] if d.split(".")[0] == "ofa_model" and d not in OFA_MODEL_DOMAIN)
+    assert not back, "; ".join(back)
+    assert "ofa_model.evaldata" in g["ofa_profile.pareto"]      # the test sees the arrows it allows
+
+
+def test_the_one_map_names_every_module():
+    """docs/architecture.md is the map of the package: every module of the two packages is named there."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [m for m, f in _modules().items() if f.name != "__init__.py" and f.name not in text]
+    assert not missing, f"docs/architecture.md does not name {missing}"

@@ -1,5 +1,6 @@
 """Calibration end to end: real whole-net measurements with a real runtime, the fit stored in the LUT."""
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ from ofa_profile.calibrate import FEATURE_NAMES, _arch_key, measure_subnets, sam
 from ofa_profile.devices import load_device
 from ofa_profile.lut import load_lut
 from ofa_profile.measure import make_profiler, measure_lut
-from test_measure import fast_spec
+from ofa_profile.space import SubnetSpec
+from helpers import fast_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,9 +31,16 @@ def test_calibrate_command_stores_a_plain_fit_and_reports_on_unseen_subnets(tmp_
     rep = json.loads(r.stdout)
     assert rep["n_fit"] == 10 and rep["n_test"] == 4 and rep["rounds"] == 2
     c = rep["test_calibrated"]
-    assert c["n"] == 4 and 0 <= c["within_5pct"] <= 1 and c["rmse_ms"] > 0
     lut = load_lut(lut_path)
     cal = lut.calibration
+    # the held-out figures, by hand from the stored samples (their measured times) and the stored fit
+    held = [s for s in cal["samples"] if s["split"] == "test"]
+    pred = [lut.predict_ms(SubnetSpec.from_ofa(s["arch"], space=lut.space)) for s in held]
+    meas = [s["measured_ms"] for s in held]
+    within = sum(abs(p / m - 1) <= 0.05 for p, m in zip(pred, meas)) / len(held)
+    rmse = (sum((p - m) ** 2 for p, m in zip(pred, meas)) / len(held)) ** 0.5
+    assert c["n"] == len(held) == 4 and c["within_5pct"] == pytest.approx(within)
+    assert c["rmse_ms"] == pytest.approx(rmse, rel=1e-6) and rmse > 0
     assert list(cal["feature_names"]) == list(FEATURE_NAMES) and len(cal["coef"]) == len(FEATURE_NAMES)
     assert all(isinstance(v, float) for v in cal["coef"])          # plain numbers, no pickle
     assert len(cal["samples"]) == 14 and {s["split"] for s in cal["samples"]} == {"fit", "test"}
@@ -63,7 +72,10 @@ def test_measure_subnets_takes_the_lowest_pass_and_resumes_from_its_journal(tmp_
 def test_refresh_measures_the_drift_since_calibration_and_scales_the_search(tmp_path):
     """pareto --refresh N re-measures N held-out calibration subnets and scales the latency model by
     now / then.  The stored figures are halved here, as if the device had run twice as fast when it was
-    calibrated: the measured factor must come out near 2 and every predicted latency must be scaled by it."""
+    calibrated: the factor must come out twice that of the LUT as stored, and every predicted latency must be
+    scaled by it.  The machine's speed drifts between measurements (10-20 % on a loaded one), so "twice" is
+    checked as a ratio of factors measured back to back, with a margin equal to the drift measured between those
+    two measurements of the same subnets, not as a fixed band."""
     from click.testing import CliRunner
 
     from ofa_profile.calibrate import calibrate_device, measure_drift
@@ -77,18 +89,24 @@ def test_refresh_measures_the_drift_since_calibration_and_scales_the_search(tmp_
     lut_path = tmp_path / "o.json"
     measure_lut(dev, lut_path, [128], progress=False)
     with make_profiler(dev) as prof:
-        calibrate_device(lut_path, prof, 10, 2, seed=0, progress=False)
+        calibrate_device(lut_path, prof, 10, 2, seed=0, progress=False, rounds=1)     # the fewest it fits on
     lut = load_lut(lut_path)
     assert lut.calibration["calibrated_utc"].endswith("Z")
+    stored = load_lut(lut_path)
     cal = json.loads(lut_path.read_text())["calibration"]
     for s in cal["samples"]:
         s["measured_ms"] /= 2
     save_lut(lut.with_calibration(cal), lut_path)
     lut = load_lut(lut_path)
     with make_profiler(dev) as prof:
-        d = measure_drift(lut, prof, 2, progress=False)
-    assert len(d.specs) == 2 and d.rounds == 2 and 1.3 < d.factor < 3.0, d.as_dict()
-    assert d.specs[0].to_ofa() == [s for s in cal["samples"] if s["split"] == "test"][0]["arch"]
+        d0 = measure_drift(stored, prof, 2, progress=False)      # the LUT as calibrated: about 1
+        d = measure_drift(lut, prof, 2, progress=False)          # halved, measured right after
+    held = [s for s in cal["samples"] if s["split"] == "test"][:2]
+    assert len(d.specs) == 2 and d.rounds == 2 and [s.to_ofa() for s in d.specs] == [s["arch"] for s in held]
+    assert d.then_ms == tuple(s["measured_ms"] for s in held) and all(b > 0 for b in d.now_ms)
+    assert d.factor == pytest.approx(statistics.median(b / a for a, b in zip(d.then_ms, d.now_ms)))
+    noise = max(abs(b / a - 1) for a, b in zip(d0.now_ms, d.now_ms))
+    assert abs(d.factor / (2 * d0.factor) - 1) <= noise + 1e-9, (d.as_dict(), d0.as_dict())
 
     base = ["pareto", "--lut", str(lut_path), "--verify-device", str(spec), "--budget", "1000ms", "--no-plot",
             "--effort", "fast", "--n-budgets", "3", "--out-dir", str(tmp_path / "out"), "--json"]
@@ -96,7 +114,12 @@ def test_refresh_measures_the_drift_since_calibration_and_scales_the_search(tmp_
     assert res.exit_code == 0, res.output
     obj = json.loads(res.stdout)
     f = obj["drift"]["factor"]
-    assert 1.3 < f < 3.0 and obj["drift"]["n_subnets"] == 2 and "refresh" in res.stderr
+    assert obj["drift"]["n_subnets"] == 2 and "refresh" in res.stderr
+    now = [s["now_ms"] for s in obj["drift"]["subnets"]]
+    assert [s["then_ms"] for s in obj["drift"]["subnets"]] == pytest.approx(d.then_ms, abs=1e-5)
+    assert f == pytest.approx(statistics.median(b / a for a, b in zip(d.then_ms, now)), abs=1e-4)
+    noise = max(abs(b / a - 1) for a, b in zip(d0.now_ms, now))
+    assert abs(f / (2 * d0.factor) - 1) <= noise + 1e-4, (obj["drift"], d0.as_dict())
     best = SubnetSpec.from_ofa(obj["best"]["arch"], space=lut.space)
     assert obj["best"]["latency_ms"] == pytest.approx(f * lut.predict_ms(best), rel=1e-4)
     assert all(p["latency_ms"] == pytest.approx(f * lut.predict_ms(SubnetSpec.from_ofa(p["arch"], space=lut.space)),

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from ofa_model.bundle import save_bundle
 from ofa_model.export import example_input, export_subnet
@@ -20,41 +19,13 @@ from ofa_model.supernet import OFAMobileNetV3
 from ofa_profile import blocks
 from ofa_profile.space import SpaceError, get_space
 
+from helpers import randomize
+
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
 needs_litert = pytest.mark.skipif(not HAVE_LITERT, reason="ai_edge_litert is not installed (TFLite runtime)")
 SPACE = get_space("ofa-mbv3-w1.0")
 SPECS = [SPACE.sample(s, resolution=r) for s, r in ((1, 128), (2, 160), (3, 224))]
-
-
-def randomize(model: nn.Module, seed: int = 0, bn_scale: tuple[float, float] = (0.5, 1.5),
-              linear_gain: float = 1.0) -> nn.Module:
-    """Trained-like weights: scale-preserving convs, random BN affine (scales uniform in ``bn_scale``) + statistics,
-    perturbed kernel transforms (a freshly built supernet's logits are its classifier bias, which would hide any
-    export error).  BN scales above ~1.2 make the deepest random subnets' logits blow up; (0.4, 1.1) with
-    ``linear_gain=10`` keeps them of order 1."""
-    g = torch.Generator().manual_seed(seed)
-    lo, hi = bn_scale
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("_matrix"):
-                p.copy_(torch.eye(p.shape[0]) + 0.05 * torch.randn(p.shape, generator=g))
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(lo + (hi - lo) * torch.rand(c, generator=g))
-                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * linear_gain / m.in_features ** 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +123,7 @@ def test_export_command(supernet, tmp_path):
         assert s["max_rel_diff"] < 1e-4 and s["path"] == str(out) and out.stat().st_size > 1_000_000
         assert "no --calib-data" in r.stderr
     # BN recalibrated on a training folder of the supernet's class count
-    from test_train import make_folder
+    from helpers import make_folder
     calib = make_folder(tmp_path / "calib", 1, n_classes=10)
     r = _cli("export", "--arch", arch, "--format", "onnx", "--out", tmp_path / "cal.onnx", "--supernet",
              tmp_path / "w" / "tiny.pt", "--calib-data", calib, "--n-calib", 8, "--cache-dir", tmp_path / "c", "--json")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 
@@ -92,7 +91,7 @@ def test_bad_keys_name_the_family():
 # -- ProxylessNAS against OFA's own code ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ofa_proxyless():
-    from test_ofa_compat import ofa_networks
+    from helpers import ofa_networks
     return ofa_networks().OFAProxylessNASNets(n_classes=1000, width_mult=1.3, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
                                depth_list=[2, 3, 4])
 
@@ -189,7 +188,6 @@ def test_shipped_mbv3_keys_are_unchanged():
     assert len(ops_at_resolution(sp, 224)) == 96 and len(enumerate_ops(sp)) == 1257
     ops = subnet_ops(sp.largest(224))
     assert ops[1].key == "expanded_conv-input:112x112x16-output:112x112x16-expand:16-kernel:3-stride:1-idskip:1-se:0-hs:0"
-    assert Path  # noqa: B018
 
 
 def test_ofa_table_formats_come_from_the_family_grammars(tmp_path):

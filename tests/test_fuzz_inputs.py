@@ -360,3 +360,157 @@ def test_the_unmutated_files_pass(bases, work):
               "--test-frac", "0", "--json"], True)):
         res = _run(args, work, out, as_json)
         assert res.exit_code == 0, (args, res.output)
+    cfg = _reference_net_config()
+    if cfg is not None:
+        (work / "net").mkdir()
+        (work / "net" / "net.config").write_text(json.dumps(cfg))
+        (work / "net" / "run.config").write_text(json.dumps({"image_size": 160}))
+        res = _run(["predict", "--lut", "cpu-ort", "--arch", work / "net" / "net.config", "--no-speed-check",
+                    "--json"], work, out, True)
+        assert res.exit_code == 0 and not _changes_representable(cfg, cfg), res.output
+    (work / "board.json").write_text(json.dumps(_ssh_base(work)))          # reaches ssh, which finds no server
+    res = _run(["measure", "--device", work / "board.json", "--resolutions", "128", "--out", out / "b.json"], work,
+               out, False)
+    assert res.exit_code == 1 and "cannot reach board" in res.stderr, res.output
+
+
+# -- device specs, net.configs and transport options (issue 24) ------------------------------------------------
+
+_INJECT = ["-oProxyCommand=touch {m}", "ProxyCommand=touch {m}", "proxycommand touch {m}", "LocalCommand=touch {m}",
+           "$(touch {m})", "`touch {m}`", "x;touch {m}", "x\ntouch {m}", "--help", "-", "", "Match exec \"touch {m}\"",
+           "KnownHostsCommand=/bin/touch {m}", "a b", "~/x", "127.0.0.1", "pi", "Port=22", "ConnectTimeout=1"]
+
+
+def _ssh_base(work: Path) -> dict:
+    """An ssh board on this machine's port 1 (nothing listens: ssh fails at once), its worker folder in ``work``."""
+    return {"format": "ofa-profile-device", "schema_version": 1, "name": "fuzz-board", "description": "a board",
+            "runtime": "onnxruntime", "transport": "ssh", "num_threads": 1, "batch_sizes": [1],
+            "timing": {"warmup_runs": 1, "min_runs": 2, "max_runs": 3, "max_time_s": 0.2},
+            "ssh": {"host": "127.0.0.1", "port": 1, "user": "pi", "identity_file": str(work / "key"),
+                    "remote_python": "python3", "remote_dir": str(work / "board"),
+                    "options": ["BatchMode=yes", "ConnectTimeout=2", "StrictHostKeyChecking=no"]}}
+
+
+@st.composite
+def injected_json(draw, base, marker):
+    """``base`` with one to three string or string-list fields replaced by a command-line injection (or another
+    odd string), then maybe the structural mutations of :func:`mutated_json`."""
+    obj = json.loads(json.dumps(base))
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(obj) if p]
+        path = draw(st.sampled_from(paths))
+        payload = draw(st.sampled_from(_INJECT) | st.text(max_size=12)).replace("{m}", str(marker))
+        obj = _set(obj, path, [payload] if draw(st.booleans()) and path[-1] == "options" else payload)
+    if draw(st.booleans()):
+        return draw(mutated_json(obj))
+    return _Text(json.dumps(obj))
+
+
+def _no_marker(marker: Path, args):
+    assert not marker.exists(), f"{args} ran an injected command: {marker} was created"
+
+
+@FUZZ
+@given(data=st.data())
+def test_measure_survives_malformed_and_injected_device_specs(work, data, monkeypatch):
+    monkeypatch.setenv("OFA_PROFILE_ADB", str(work / "no-adb"))       # a phone spec stops at "adb is not installed"
+    out = work / "out"
+    out.mkdir(exist_ok=True)
+    marker = work / "marker"
+    base = _ssh_base(work) if data.draw(st.booleans()) else \
+        json.loads((ROOT / "device_specs" / data.draw(st.sampled_from(["android.json", "cpu-ort.json"]))).read_text())
+    p = work / "dev.json"
+    p.write_text(data.draw(injected_json(base, marker)))
+    args = ["measure", "--device", p, "--resolutions", "128", "--limit", "1", "--out", out / "l.json", "--quiet",
+            "--json"]
+    _run(args, work, out, True)
+    _no_marker(marker, args)
+
+
+@FUZZ
+@given(data=st.data())
+def test_transport_options_never_run_a_command(work, data, monkeypatch):
+    monkeypatch.setenv("OFA_PROFILE_ADB", str(work / "no-adb"))
+    out = work / "out"
+    out.mkdir(exist_ok=True)
+    marker = work / "marker"
+    ssh = data.draw(st.booleans())
+    p = work / "dev.json"
+    p.write_text(json.dumps(_ssh_base(work)) if ssh else (ROOT / "device_specs" / "android.json").read_text())
+    keys = (["host", "port", "user", "identity_file", "remote_python", "remote_dir", "remote_runtime", "options"]
+            if ssh else ["serial", "cores", "benchmark_binary", "remote_dir", "use_xnnpack", "repeats", "model_hint"])
+    extra = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        key = data.draw(st.sampled_from(keys) | st.text(max_size=6))
+        value = data.draw(st.sampled_from(_INJECT) | st.text(max_size=16)).replace("{m}", str(marker))
+        if key == "options" and data.draw(st.booleans()):
+            value = json.dumps([value, "BatchMode=yes"])
+        extra += ["--transport-option", f"{key}={value}"]
+    if data.draw(st.booleans()):     # an opt-in of a harmless or unknown name (opting in to ProxyCommand runs it)
+        if ssh:
+            extra += ["--allow-ssh-option", data.draw(st.sampled_from(["Compression", "Foo", "-oX", "Port", "a=b"]))]
+        else:
+            extra += ["--serial", data.draw(st.sampled_from(_INJECT)).replace("{m}", str(marker))]
+    args = ["measure", "--device", p, "--resolutions", "128", "--limit", "1", "--out", out / "l.json", "--quiet",
+            *extra]
+    _run(args, work, out, False)
+    _no_marker(marker, args)
+
+
+def _reference_net_config() -> dict | None:
+    base = Path(__import__("os").environ.get("OFA_PROFILE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    p = base / "reference" / "ofa-specialized" / "note10_lat-8ms_top1-71.4_finetune-25" / "net.config"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _leaves(obj, prefix=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, prefix + (i,))
+    else:
+        yield prefix, obj
+
+
+def _changes_representable(orig: dict, new) -> list:
+    """The paths where ``new`` differs from ``orig`` in a way the project does not represent: anything but a block's
+    kernel/expand choice (and its middle width), a training-only field, or a field left out that OFA's default
+    restores."""
+    from ofa_profile.netconfig import _DEFAULTS
+    defaults = {**{k: v for d in _DEFAULTS.values() for k, v in d.items()}, "eps": 1e-5}
+    a, b = dict(_leaves(orig)), dict(_leaves(new)) if isinstance(new, dict) else {}
+    bad = []
+    for path in set(a) | set(b):
+        if path in a and path in b and json.dumps(a[path]) == json.dumps(b[path]):
+            continue
+        last = path[-1] if path else None
+        if last in ("dropout_rate", "momentum") or (path[:1] == ("blocks",) and len(path) == 4 and path[1] != 0
+                                                     and last in ("kernel_size", "expand_ratio", "mid_channels")):
+            continue
+        if path in a and path not in b and (last == "name" or (last in defaults and
+                                                               json.dumps(defaults[last]) == json.dumps(a[path]))):
+            continue
+        bad.append(path)
+    return bad
+
+
+@FUZZ
+@given(data=st.data())
+def test_net_configs_are_read_whole_or_refused(work, data):
+    """Every field of a net.config may be mutated; a command that accepts the result must have been handed the
+    same network (a different kernel/expand choice is a different subnet of the space, which it reads)."""
+    base = _reference_net_config()
+    if base is None:
+        pytest.skip("OFA's specialised net.configs (shared data) are not here")
+    d = work / "net"
+    d.mkdir(exist_ok=True)
+    (d / "run.config").write_text(json.dumps({"image_size": 160}))
+    text = data.draw(mutated_json(base))
+    (d / "net.config").write_text(text)
+    res = _run(["predict", "--lut", "cpu-ort", "--arch", d / "net.config", "--no-speed-check", "--json"], work,
+               None, True)
+    if res.exit_code == 0:
+        bad = _changes_representable(base, json.loads(text))
+        assert not bad, f"accepted a net.config that differs at {bad[:3]}"

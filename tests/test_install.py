@@ -10,13 +10,32 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# what setup.py builds from; the build runs in a copy of these, so it writes nothing into the checkout (no
+# ofa_profile.egg-info or build/ rewritten under a developer's feet)
+SOURCES = ("setup.py", "README.md", "ofa_profile", "ofa_model", "device_specs", "lut")
+
+
+def _checkout_state() -> dict:
+    return {p.relative_to(ROOT).as_posix(): p.stat().st_mtime_ns
+            for d in ("ofa_profile.egg-info", "build") for p in [ROOT / d, *(ROOT / d).rglob("*")] if p.exists()}
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
+    import shutil
+    src = tmp_path_factory.mktemp("src")
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif (ROOT / name).exists():
+            shutil.copy2(ROOT / name, src / name)
     target = tmp_path_factory.mktemp("site")
+    before = _checkout_state()
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=600)
+                        "--target", str(target), str(src)], capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         pytest.fail(f"pip install . failed: {r.stderr[-2000:]}")
+    assert _checkout_state() == before, "the install wrote into the checkout"
     return target
 
 

@@ -372,3 +372,29 @@ def test_phone_profiler_times_int8_tflite_files(tmp_path):
         m = s.ModelT.InitFromObj(s.Model.GetRootAs(b, 0))
         assert m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]].type == s.TensorType.INT8
     assert len(written) == 2
+
+
+def test_bench_reads_an_int8_file_as_int8_and_builds_int8_subnets(tmp_path):
+    """bench: the precision of a model file comes from the file (Q/DQ ops, int8 tensors); --arch --precision int8
+    builds the subnet as export --precision int8 does; --threads is recorded."""
+    from ofa_profile.model_file import check_model_file
+    arch = tmp_path / "a.json"
+    arch.write_text(_json.dumps({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 128}))
+    for fmt in ("onnx", "tflite"):
+        for prec in ("fp32", "int8"):
+            out = tmp_path / f"{prec}.{fmt}"
+            p = _cli("export", "--arch", arch, "--format", fmt, "--random-weights", "--precision", prec, "--no-check",
+                     "--out", out)
+            assert p.returncode == 0, p.stderr
+            assert check_model_file(out).precision == prec
+    p = _cli("bench", tmp_path / "int8.onnx", "--device", "cpu-ort", "--rounds", "1", "--json")
+    assert p.returncode == 0, p.stderr
+    assert _json.loads(p.stdout)["timed"]["precision"] == "int8"
+    p = _cli("bench", "--arch", arch, "--device", "cpu-ort", "--precision", "int8", "--threads", "2", "--rounds", "1",
+             "--json")
+    assert p.returncode == 0, p.stderr
+    t = _json.loads(p.stdout)["timed"]
+    assert t["precision"] == "int8" and t["threads"] == 2
+    _one_line_error(_cli("bench", tmp_path / "int8.onnx", "--device", "cpu-ort", "--precision", "int8"), 2,
+                    "precision")
+    _one_line_error(_cli("bench", "--arch", arch, "--device", "cpu-torch", "--precision", "int8"), 1, "torch")

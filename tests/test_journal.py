@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ from click.testing import CliRunner
 
 from ofa_profile.cli import main
 from ofa_profile.measure import JOURNAL_SUFFIX
+
+from helpers import mount_tmpfs
 
 FAST_TIMING = {"warmup_runs": 1, "min_runs": 3, "max_runs": 3, "max_time_s": 0.5, "target_iqr_rel": 1.0}
 
@@ -113,15 +114,6 @@ def test_a_journal_that_is_not_a_file_is_one_line(started, tmp_path):
     assert code == 1 and len(err.strip().splitlines()) == 1 and "--fresh" in err and str(journal) in err, err
 
 
-def _mount_tmpfs(where: Path, size: str) -> bool:
-    where.mkdir()
-    if os.geteuid() != 0:
-        return False
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", f"ofa-test-{uuid.uuid4().hex[:8]}", str(where)],
-                       capture_output=True, text=True)
-    return r.returncode == 0
-
-
 def _free_bytes(path: Path) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
@@ -131,7 +123,7 @@ def test_a_full_disk_while_journalling_is_one_line_and_leaves_no_half_line(start
     """A real small filesystem (tmpfs, needs root) fills up while the journal grows: one line and exit 1; the
     LUT is unchanged and the journal holds whole records only; with space again the run resumes."""
     fs = tmp_path / "fs"
-    if not _mount_tmpfs(fs, "512k"):
+    if not mount_tmpfs(fs, "512k"):
         pytest.skip("mounting a small tmpfs needs root")
     try:
         spec, out, journal = _copy(started, fs)

@@ -229,7 +229,7 @@ def test_adapter_carries_its_margin_and_pareto_margin_auto_uses_it(tmp_path):
 
     from ofa_profile.accuracy import fit_accuracy_predictor
     from ofa_profile.cli import main
-    from test_accuracy import synthetic_dataset
+    from helpers import synthetic_dataset
     src = _known_model()
     specs = _specs(30)
     y = 0.3 + 1.7 * src.predict(specs)[:, 1] * np.random.default_rng(1).normal(1, 0.04, 30)

@@ -13,18 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from test_measure import FAST_TIMING, fast_spec
+from helpers import FAST_TIMING, fast_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 SHIPPED_LUT = ROOT / "lut" / "cpu-ort.json"
 
-# takes the lock of argv[1] (a folder's with argv[3] == "folder"), says so, holds it argv[2] seconds
+# takes the lock of argv[1] (a folder's with argv[3] == "folder"), says so, holds it argv[2] seconds ("stdin": until
+# a line arrives on its stdin, so a test lets go exactly when it has seen what it waits for)
 HOLD = ("import sys, time\n"
         "from ofa_profile.lock import output_lock\n"
         "with output_lock(sys.argv[1], folder=sys.argv[3:] == ['folder'], what='test holder'):\n"
         "    print('held', flush=True)\n"
-        "    time.sleep(float(sys.argv[2]))\n")
+        "    sys.stdin.readline() if sys.argv[2] == 'stdin' else time.sleep(float(sys.argv[2]))\n")
 
 
 def _cli(*args, cmd=("-m", "ofa_profile.cli"), timeout=300, **kw):
@@ -33,15 +34,17 @@ def _cli(*args, cmd=("-m", "ofa_profile.cli"), timeout=300, **kw):
 
 
 def _popen(*args, cmd=("-m", "ofa_profile.cli")):
-    from test_signals import sigint_default          # these runs get Ctrl-C on purpose
+    from helpers import sigint_default             # these runs get Ctrl-C on purpose
     return subprocess.Popen([sys.executable, *cmd, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=ENV, preexec_fn=sigint_default)
 
 
 def _hold(path, seconds=60.0, folder=False):
-    """A real process holding the lock of ``path``; returns once it holds it."""
-    p = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds), *(["folder"] if folder else [])],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    """A real process holding the lock of ``path``; returns once it holds it. ``seconds=None``: until a line is
+    written to its stdin."""
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(path), "stdin" if seconds is None else str(seconds),
+                          *(["folder"] if folder else [])],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     line = p.stdout.readline()
     assert line.strip() == "held", p.stderr.read()
     return p
@@ -139,14 +142,22 @@ def test_calibrate_is_refused_while_the_lut_is_locked_and_waits_with_wait(tmp_pa
         assert _snapshot(tmp_path) == before
     finally:
         _stop(h)
-    # --wait: the holder lets go after ~1 s; calibrate then goes on (to its next check, a resolution the
-    # space lacks: past the lock, before any measuring)
-    h = _hold(lut, seconds=1.0)
-    t0 = time.time()
-    r = _cli("calibrate", "--device", "cpu-ort", "--lut", lut, "--samples", 10, "--resolutions", 999, "-q", "--wait")
-    h.communicate()
-    assert r.stderr.startswith(f"waiting for pid {h.pid} "), r.stderr
-    assert "resolution(s) [999] not in the space" in r.stderr and time.time() - t0 >= 0.5
+    # --wait: calibrate says it waits, and waits (still running while the holder holds); the holder lets go only
+    # then, and calibrate goes on (to its next check, a resolution the space lacks: past the lock, before any
+    # measuring). Event-driven: no timing assumption about how fast the child starts on a loaded machine.
+    h = _hold(lut, seconds=None)
+    try:
+        c = _popen("calibrate", "--device", "cpu-ort", "--lut", lut, "--samples", 10, "--resolutions", 999, "-q",
+                   "--wait")
+        line = c.stderr.readline()
+        assert line.startswith(f"waiting for pid {h.pid} ") and str(lut) in line, line
+        time.sleep(0.2)
+        assert c.poll() is None                          # it waits for the holder rather than going on
+        h.communicate("go\n", timeout=60)
+        _, err = c.communicate(timeout=300)
+    finally:
+        _stop(h)
+    assert c.returncode == 2 and "resolution(s) [999] not in the space" in err, err
     assert not (tmp_path / ".cpu-ort.json.lock").exists()
 
 
@@ -204,7 +215,7 @@ def test_other_writers_are_refused_while_their_output_is_locked(tmp_path, cmd, s
         "lut-export": ["lut", "export-ofa", SHIPPED_LUT, "--out", tmp_path],
         "pareto": ["pareto", "--budget", "20ms", "--device", "cpu-ort", "--out-dir", tmp_path, "--no-plot"],
     }[cmd]
-    target = {"lut-export": tmp_path, "pareto": tmp_path / "pareto-cpu-ort-20ms.json"}.get(cmd, out)
+    target = {"lut-export": tmp_path, "pareto": tmp_path / "pareto-cpu-ort-shipped-20ms.json"}.get(cmd, out)
     out.write_text("old\n")
     h = _hold(target, folder=cmd == "lut-export")
     try:

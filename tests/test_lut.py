@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from ofa_profile.lut import (FORMAT, IQR_PER_STD, SCHEMA_VERSION, Lut, LutEntry,
                              export_ofa_yaml, import_ofa_yaml, load_lut, save_lut)
 from ofa_profile.ops import ops_at_resolution, subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
+
+from helpers import mount_tmpfs
 
 W10, W12 = "ofa-mbv3-w1.0", "ofa-mbv3-w1.2"
 
@@ -372,18 +375,30 @@ def test_with_entries_and_coverage(note10):
 
 # -- atomic writes ------------------------------------------------------------------------------
 
-def test_save_is_atomic(tmp_path, monkeypatch):
+def test_save_is_atomic(tmp_path):
+    """On a real filesystem that fills up (a small tmpfs, as root) a save that does not fit fails in one error and
+    leaves the old file whole and no temporary behind."""
+    fs = tmp_path / "fs"
+    if not mount_tmpfs(fs, "256k"):
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        p = fs / "l.json"
+        save_lut(small_lut(), p)
+        before = p.read_bytes()
+        page = os.statvfs(fs).f_frsize
+        with open(fs / "filler", "wb") as f:            # one page free: the bigger LUT's temporary cannot fit
+            f.write(b"\0" * (os.statvfs(fs).f_bavail * page - page))
+        bigger = small_lut(resolutions=(160, 164, 168))
+        assert len(json.dumps(bigger.to_json()).encode()) > page
+        with pytest.raises(LutError, match="No space left"):
+            save_lut(bigger, p)
+        assert p.read_bytes() == before and sorted(os.listdir(fs)) == ["filler", "l.json"]
+    finally:
+        subprocess.run(["umount", str(fs)], capture_output=True)
+    fs.rmdir()
     p = tmp_path / "l.json"
     save_lut(small_lut(), p)
     before = p.read_bytes()
-
-    def broken_replace(a, b):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(LutError, match="No space left"):
-        save_lut(small_lut(resolutions=(160, 164)), p)
-    monkeypatch.undo()
-    assert p.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["l.json"]
     # an invalid LUT is refused before anything is written
     bad = small_lut(provenance={"tool": "ofa-profile", "seed": 0, "timing": None})
     with pytest.raises(LutError, match="'source' is a required property"):

@@ -8,6 +8,7 @@ are written, so the halved one must read about 2x the matched one whatever machi
 drift 10-20 % between runs seconds apart, hence the bands.
 """
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from ofa_profile.cli import main
 from ofa_profile.devices import load_device
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.lut import LutEntry, load_lut, save_lut
+from ofa_profile.runtimes import get_runtime
 from ofa_profile.lut_format import _keys_at
 from ofa_profile.ops import ops_at_resolution
 from ofa_profile.measure import LocalProfiler
@@ -275,13 +277,18 @@ def test_lut_check_cli_on_the_shipped_lut_never_a_traceback(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "lut").glob("*.json")))
 def test_every_shipped_lut_checks_or_says_why_in_one_line(name, tmp_path, monkeypatch):
+    """Each shipped LUT checks on its own device where its runtime is installed (all three here); where it is not,
+    the one line names the missing package."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     res = cli("lut", "check", name, "--device", name, "--blocks", "2")
     assert "Traceback" not in res.output and (res.exception is None or isinstance(res.exception, SystemExit))
-    if res.exit_code == 0:
+    rt = get_runtime(load_device(name).runtime)
+    if all(importlib.util.find_spec(mod.split(".")[0]) for mod, _ in rt.requires):
+        assert res.exit_code == 0, res.output
         assert res.stdout.startswith(str(ROOT / "lut" / f"{name}.json")) and "factor" in res.stdout
     else:
         assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "pip install" in res.stderr, res.stderr
 
 
 # -- predict and pareto -----------------------------------------------------------------------------------------
@@ -306,6 +313,18 @@ def test_predict_warns_once_for_the_halved_shipped_lut_and_caches(halved_shipped
     scaled = json.loads(cli("predict", "--lut", "cpu-ort", "--arch", ARCH, "--rescale", "--json").stdout)
     assert scaled["speed_check"]["applied"] is True and scaled["scale"] == pytest.approx(h, rel=1e-4)
     assert scaled["latency_ms"] == pytest.approx(out["lut_sum_ms"] * sc["factor"], rel=1e-4)
+
+
+def test_plot_frontier_warns_for_the_halved_shipped_lut(halved_shipped, tmp_path):
+    """plot frontier speed-checks a shipped LUT as pareto does: one warning line naming the measure command; none
+    with --no-speed-check."""
+    base = ["plot", "frontier", "--device", "cpu-ort", "--resolutions", "160", "--n-random", "50"]
+    res = cli(*base, "--out", tmp_path / "f.png")
+    assert res.exit_code == 0, res.output
+    w = warnings_of(res.stderr)
+    assert len(w) == 1 and "`ofa-profile measure --device cpu-ort`" in w[0] and "slower than" in w[0], res.stderr
+    off = cli(*base, "--no-speed-check", "--out", tmp_path / "g.png")
+    assert off.exit_code == 0 and not warnings_of(off.stderr), off.output
 
 
 def test_pareto_warns_and_rescales(halved_shipped, tmp_path):

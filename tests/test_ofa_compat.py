@@ -1,14 +1,14 @@
 """Compatibility with OFA's own implementation (PyPI package ``ofa``, installed with ``--no-deps``).
 
 Install: ``pip install --no-deps ofa==0.1.0.post202307202001``.  OFA's package imports torchvision and
-``torch._six`` (gone from torch 2) at import time for its data loaders; this test inserts tiny stand-in
-modules for those names ONLY inside this test process, before importing ``ofa``.
+``torch._six`` (gone from torch 2) at import time for its data loaders; ``helpers.ofa_networks`` inserts
+tiny stand-in modules for those names only while ``ofa`` imports and removes them right after (no later test
+sees a fake torchvision).
 """
 from __future__ import annotations
 
 import random
 import sys
-import types
 
 import pytest
 import torch
@@ -16,40 +16,7 @@ import torch
 from ofa_model.supernet import OFAMobileNetV3, load_supernet_weights
 from ofa_profile.space import SubnetSpec, get_space
 
-
-def _shim_imports() -> None:
-    if "torchvision" not in sys.modules:
-        tv = types.ModuleType("torchvision")
-        tr = types.ModuleType("torchvision.transforms")
-        trf = types.ModuleType("torchvision.transforms.functional")
-        ds = types.ModuleType("torchvision.datasets")
-
-        class _Stub:  # OFA subclasses transforms.RandomResizedCrop at import time
-            def __init__(self, *a, **k):
-                pass
-
-        tr.RandomResizedCrop = _Stub
-        tr.InterpolationMode = types.SimpleNamespace(BILINEAR=2, BICUBIC=3)
-        tr.functional, tv.transforms, tv.datasets = trf, tr, ds
-        sys.modules.update({"torchvision": tv, "torchvision.transforms": tr,
-                            "torchvision.transforms.functional": trf, "torchvision.datasets": ds})
-    if "torch._six" not in sys.modules:
-        try:
-            import torch._six  # noqa: F401
-        except ImportError:
-            six = types.ModuleType("torch._six")
-            six.string_classes = (str, bytes)
-            sys.modules["torch._six"] = six
-
-
-def ofa_networks():
-    """OFA's ``elastic_nn.networks`` module (the test skips, naming the install, where ``ofa`` is absent)."""
-    _shim_imports()
-    try:
-        from ofa.imagenet_classification.elastic_nn import networks
-    except ImportError as exc:
-        pytest.skip(f"PyPI package 'ofa' not importable ({exc}); install: pip install --no-deps ofa")
-    return networks
+from helpers import ofa_networks
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +116,11 @@ def test_official_checkpoint_files_load_with_weights_only(ofa_net, tmp_path, leg
                        ofa_net.blocks[5].conv.depth_conv.conv.conv.weight)
     model, info = load_supernet(p)
     assert info.n_classes == 1000 and not info.verified
+
+
+def test_the_import_stand_ins_do_not_outlive_the_import():
+    """The fake torchvision (and torch._six) exist only while ``ofa`` imports: the rest of the run sees none."""
+    ofa_networks()
+    for name in ("torchvision", "torchvision.transforms", "torch._six"):
+        mod = sys.modules.get(name)
+        assert mod is None or getattr(mod, "__file__", None), f"a stand-in {name} leaked into sys.modules"

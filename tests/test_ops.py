@@ -6,12 +6,43 @@ from ofa_profile.ops import KeyError_, Op, enumerate_ops, ops_at_resolution, par
 from ofa_profile.space import SubnetSpec, get_space
 
 
+def _key_counts_from_the_space_rules() -> tuple[int, int]:
+    """(keys per resolution, distinct keys over r = 128..224 step 4), counted from the space's rules as the design
+    notes state them, not from ofa_profile.ops: a key is an op at one input size. A stride-2 conv (padding k // 2)
+    maps n to ceil(n / 2). Per resolution: the stem (input r), the first block (r/2), per stage a first block and
+    the blocks 2..4 (which share one shape), each in 3 kernels x 3 expands, then the final 1x1 expand, the pooling,
+    the feature mix and the classifier. Over resolutions a key repeats wherever its input size does."""
+    import math
+    strides = (2, 2, 2, 1, 2)
+    sizes_by_op: dict[tuple, set[int]] = {}
+    per_r = set()
+    for r in range(128, 225, 4):
+        n = math.ceil(r / 2)                            # after the stem
+        ops = [("stem", r), ("first_block", n)]
+        for stage, s in enumerate(strides):
+            for k in (3, 5, 7):
+                for e in (3, 4, 6):
+                    ops.append((f"stage{stage}-first-k{k}-e{e}", n))
+            n = math.ceil(n / s)
+            for k in (3, 5, 7):
+                for e in (3, 4, 6):
+                    ops.append((f"stage{stage}-rest-k{k}-e{e}", n))
+        ops += [("final_expand", n), ("pool", n), ("feature_mix", 1), ("classifier", 1)]
+        per_r.add(len(ops))
+        for name, size in ops:
+            sizes_by_op.setdefault(name, set()).add(size)
+    (n_per_r,) = per_r
+    return n_per_r, sum(len(v) for v in sizes_by_op.values())
+
+
 @pytest.mark.parametrize("space", ["ofa-mbv3-w1.0", "ofa-mbv3-w1.2"])
 def test_96_ops_per_resolution_and_1257_overall(space):
+    per_r, overall = _key_counts_from_the_space_rules()
+    assert (per_r, overall) == (96, 1257)
     sp = get_space(space)
     for r in sp.resolutions:
-        assert len(ops_at_resolution(sp, r)) == 96
-    assert len(enumerate_ops(sp)) == 1257
+        assert len(ops_at_resolution(sp, r)) == per_r
+    assert len(enumerate_ops(sp)) == overall
 
 
 def test_key_grammar_round_trip():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_measure import fast_spec
+from helpers import fast_spec, read_only_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -55,7 +55,7 @@ def test_a_hijacking_device_name_in_a_lut_writes_only_under_out_dir(tmp_path):
     out.mkdir(parents=True)
     r = _cli("pareto", "--budget", "20ms", "--lut", src, "--out-dir", out, "--effort", "fast", "--n-budgets", "3")
     assert r.returncode == 0, r.stderr
-    stem = "pareto-x-elsewhere-hijacked-20ms"
+    stem = "pareto-hijack-20ms"        # named by the LUT file, not its device field
     assert _files(tmp_path) == {"in/hijack.json"} | {f"a/b/c/{stem}{ext}" for ext in (".json", ".best.json", ".png")}
     assert [p.name for p in out.iterdir() if p.is_dir()] == []
     assert json.loads((out / f"{stem}.json").read_text())["device"] == HIJACK     # the data keeps the name
@@ -96,27 +96,21 @@ def test_an_unusable_out_dir_fails_in_one_line_before_the_search(tmp_path):
     assert r.returncode == 1 and "meets 1 ms" in r.stderr and not (tmp_path / "new").exists()
     r = _cli(*base[:2], "20ms", *base[3:], "--n-budgets", 3, "--out-dir", tmp_path / "new")
     assert r.returncode == 0, r.stderr
-    assert _files(tmp_path) == {"file.txt", "new/pareto-cpu-ort-20ms.json", "new/pareto-cpu-ort-20ms.best.json"}
+    assert _files(tmp_path) == {"file.txt", "new/pareto-cpu-ort-shipped-20ms.json",
+                                "new/pareto-cpu-ort-shipped-20ms.best.json"}
 
 
 def test_a_read_only_out_dir_fails_in_one_line_before_the_search(tmp_path):
     base = ["pareto", "--budget", "1ms", "--device", "cpu-ort", "--effort", "fast", "--no-plot"]
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        if os.access(ro, os.W_OK):
-            try:
-                (ro / "probe").write_text("x")
-                (ro / "probe").unlink()
-                pytest.skip("running as root: a chmod 555 folder is writable here (the other out-dir cases still run)")
-            except PermissionError:
-                pass
+    with read_only_dir(ro):                    # root too: a read-only bind mount, which a chmod is not for root
+        with pytest.raises(OSError):
+            (ro / "probe").write_text("x")
         r = _cli(*base, "--out-dir", ro)
         line = _one_error_line(r)
         assert "not writable" in line and "latency:" not in r.stderr
-    finally:
-        ro.chmod(0o755)
+    assert not list(ro.iterdir())
 
 
 # -- symlinked outputs are written through ----------------------------------------------------------------

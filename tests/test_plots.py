@@ -10,7 +10,7 @@ from ofa_profile.plots import plot_frontier, plot_lut_heatmap, plot_predicted_vs
 from ofa_profile.search import macs_latency_fn, pareto_search
 from ofa_profile.space import get_space
 
-from test_accuracy import synthetic_dataset
+from helpers import synthetic_dataset
 
 
 def check_png(path, min_w=300, min_h=250):
@@ -70,7 +70,7 @@ def test_plot_commands(tmp_path):
     from click.testing import CliRunner
 
     from ofa_profile.cli import main
-    from test_search import write_fake_lut
+    from helpers import write_fake_lut
     a = str(write_fake_lut(tmp_path / "a.json", "fake-a"))
     b = str(write_fake_lut(tmp_path / "b.json", "fake-b", ms_per_mac=2e-8, ms_per_kernel=0.05))
     acc = str(fit_accuracy_predictor(synthetic_dataset(300), model="ridge").save(tmp_path / "acc.json"))

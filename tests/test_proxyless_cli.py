@@ -15,7 +15,7 @@ from ofa_profile.cli import main
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
 
-from test_measure import FAST_TIMING
+from helpers import FAST_TIMING
 
 SPACE = "ofa-proxyless-w1.3"
 
@@ -161,6 +161,49 @@ def test_pareto_searches_the_family_with_a_users_accuracy_csv(lut128, tmp_path):
     # every frontier subnet is a valid ProxylessNAS subnet (the last stage is one block)
     for row in out["frontier"]:
         assert SubnetSpec.from_ofa(row["arch"], space=SPACE).d[-1] == 1
+
+
+def _documented_csv() -> tuple[list[str], list[dict]]:
+    """The accuracy CSV format docs/search-spaces.md shows (its ```csv block): columns and rows."""
+    import re
+    text = (Path(__file__).resolve().parents[1] / "docs" / "search-spaces.md").read_text()
+    block = re.search(r"^```csv\n(.*?)^```", text, re.S | re.M).group(1)
+    rows = list(csv.DictReader(block.splitlines()))
+    return list(rows[0]), rows
+
+
+def test_the_documented_accuracy_csv_reads_as_proxyless_subnets(tmp_path):
+    from ofa_profile.accuracy_data import read_accuracy_csv
+    cols, rows = _documented_csv()
+    p = tmp_path / "doc.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    ds = read_accuracy_csv(p, space=SPACE)
+    assert len(ds) == len(rows) and all(s.space == SPACE and s.d[-1] == 1 for s in ds.specs)
+
+
+def test_pareto_without_accuracies_advises_what_works_and_the_advice_works(lut128, tmp_path):
+    """The refusal names --accuracy-data and its CSV format (not OFA's w1.2 .pth, refused for this space); a CSV
+    with the documented columns then searches."""
+    from ofa_profile.lut import load_lut
+    lut = load_lut(lut128)
+    sp = get_space(SPACE)
+    budget = lut.lut_sum_ms(sp.smallest(128)) * 1.5
+    base = ["pareto", "--budget", f"{budget:.3f}ms", "--lut", lut128, "--space", SPACE, "--out-dir", tmp_path,
+            "--no-plot", "--effort", "fast", "--n-budgets", "3"]
+    res = run(*base)
+    errors = [x for x in res.stderr.splitlines() if x.startswith("error:")]
+    assert res.exit_code == 1 and len(errors) == 1, res.output
+    line = errors[0]
+    assert "--accuracy-data FILE.csv" in line and "docs/search-spaces.md" in line and ".pth" not in line
+    cols, _ = _documented_csv()
+    acc = _accuracy_csv(tmp_path / "acc.csv")
+    with open(acc, newline="") as f:
+        assert set(csv.DictReader(f).fieldnames) == set(cols)     # the documented columns
+    ok = run(*base, "--accuracy-data", acc)
+    assert ok.exit_code == 0, ok.output
 
 
 def test_calibrate_a_proxyless_lut(lut128, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from ofa_profile.measure import Profiler
 from ofa_profile.replicates import pass_order, per_item, run_passes
 from ofa_profile.timing import PerfCounterClock, TimingConfig, measure_callable
-from test_measure import fast_spec
+from helpers import fast_spec
 
 
 class ScriptedClock:

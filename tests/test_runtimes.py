@@ -1,4 +1,5 @@
 """The three CPU runtimes and the direct .tflite writer against torch eager, op by op and whole nets."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -115,7 +116,8 @@ def test_registry_and_errors():
     for name, rt in RUNTIMES.items():
         assert rt.name == name and get_runtime(name) is rt
         ok, why = rt.check()
-        assert isinstance(ok, bool) and why and "\n" not in why
+        installed = all(importlib.util.find_spec(mod.split(".")[0]) is not None for mod, _ in rt.requires)
+        assert ok is installed and why and "\n" not in why, why       # available exactly where its packages are
         if ok:
             v = rt.versions()
             assert v["numpy"] and all(isinstance(k, str) and isinstance(s, str) and s for k, s in v.items())
@@ -124,7 +126,8 @@ def test_registry_and_errors():
     assert "\n" not in str(e.value)
     cuda = get_runtime("torch-cuda")
     ok, why = cuda.check()
-    assert isinstance(ok, bool) and "\n" not in why
+    import torch
+    assert ok is (torch.cuda.is_available() and torch.cuda.device_count() > 0) and "\n" not in why, why
 
 
 def test_missing_package_is_reported_not_raised():

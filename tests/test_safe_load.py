@@ -43,7 +43,7 @@ def sd3():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from test_train import make_folder
+    from helpers import make_folder
     base = tmp_path_factory.mktemp("data")
     return make_folder(base / "train", 2), make_folder(base / "val", 1, seed=1)
 
@@ -137,8 +137,7 @@ def test_accuracy_dataset_refuses_code(tmp_path, sd3, data):
 def test_pareto_verify_fails_on_a_refused_supernet(tmp_path, sd3, data):
     """pareto --verify used to record the refusal as `top1_error` and exit 0; an unsafe file fails the command."""
     from ofa_profile.accuracy import fit_accuracy_predictor
-    from test_accuracy import synthetic_dataset
-    from test_search import write_fake_lut
+    from helpers import synthetic_dataset, write_fake_lut
     marker = tmp_path / "PWNED"
     p = craft(tmp_path / "evil.pt", sd3, marker)
     lut = write_fake_lut(tmp_path / "lut-a.json", "fake-a")
@@ -151,7 +150,7 @@ def test_pareto_verify_fails_on_a_refused_supernet(tmp_path, sd3, data):
                               "--verify-calib-images", 3])
     refused(code, err, only_line=False)       # the search logs its margin before the verification
     assert not marker.exists()
-    assert not (tmp_path / "out" / "pareto-fake-a-9ms.json").exists()
+    assert not (tmp_path / "out" / "pareto-lut-a-9ms.json").exists()
 
 
 def _train_args(tr, va, out, *extra):
@@ -305,7 +304,7 @@ def test_non_finite_weights_are_refused_on_load(tmp_path, sd3, arch, bad):
 def test_export_comparison_yielding_nan_fails_and_writes_nothing(tmp_path, arch):
     """Finite weights whose logits overflow to +-inf: torch and ONNX Runtime both give non-finite logits, so
     max |diff| would be NaN.  That is a failure (exit 1, one line), and an existing --out is not replaced."""
-    from test_export import randomize
+    from helpers import randomize
     model = randomize(OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=3))
     with torch.no_grad():
         model.classifier.linear.weight.fill_(3e38)      # finite, but the logits overflow

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import sigint_default
+
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE = "import sys; from ofa_profile.console import console_main; sys.exit(console_main())"   # = the script
 FAST_TIMING = {"warmup_runs": 1, "min_runs": 3, "max_runs": 3, "max_time_s": 0.5, "target_iqr_rel": 1.0}
@@ -28,13 +30,6 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="
 
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def sigint_default() -> None:
-    """In the child before exec: Ctrl-C back to its default. A suite started in the background by a
-    non-interactive shell inherits SIGINT *ignored*, which the command lines rightly keep ignoring (as Python
-    does); these tests send Ctrl-C on purpose."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _handlers_installed(pid: int, timeout: float = 60.0) -> bool:

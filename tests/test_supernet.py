@@ -72,9 +72,11 @@ def test_extracted_subnet_matches_supernet_and_op_counts(net):
         assert sum(p.numel() for p in sub.parameters()) == expect
 
 
-# sha256 (first 16 hex digits) of the ordered "key:shape" lines of the supernet's state dict (n_classes=1000) and of
-# its subnet space.sample(4, 160), recorded before the static layers moved to ofa_profile.blocks: bundled weights,
-# OFA's checkpoints and training checkpoints (the teacher subnet by key, the optimizer by parameter order) rely on them.
+# A CHANGE DETECTOR, not a correctness check: sha256 (first 16 hex digits) of the ordered "key:shape" lines of the
+# supernet's state dict (n_classes=1000) and of its subnet space.sample(4, 160), recorded from this code itself before
+# the static layers moved to ofa_profile.blocks. It fails on any rename, reshape or reorder, deliberate or not: bundled
+# weights, training checkpoints (the teacher subnet by key, the optimizer by parameter order) rely on them. That the
+# names and shapes are right is checked against OFA's own package (test_ofa_compat: its checkpoints load, same logits).
 STATE_DICT_DIGESTS = {"ofa-mbv3-w1.0": ("4fb2ec2247c7d080", "2c5367d8a5cad1b5"),
                       "ofa-mbv3-w1.2": ("069ee33ee54aeb0c", "bc34eed97294edf4"),
                       "compofa-mbv3-w1.0": ("4fb2ec2247c7d080", "aaebf5ed8ce4b827")}
@@ -87,6 +89,8 @@ def _digest(module: nn.Module) -> str:
 
 @pytest.mark.parametrize("name", sorted(STATE_DICT_DIGESTS))
 def test_state_dict_names_shapes_and_order_are_fixed(name):
+    """Change detector (see STATE_DICT_DIGESTS): a deliberate change of the state dict updates the digests here and
+    says what it does to the shipped weights and old checkpoints."""
     net = OFAMobileNetV3(name, n_classes=1000)
     net.set_active_subnet(get_space(name).sample(4, 160))
     sub = net.get_active_subnet()
@@ -104,7 +108,7 @@ def test_state_dict_names_shapes_and_order_are_fixed(name):
 
 def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     """Trained-like weights with logits of order 1 even for the deepest subnet (see test_export.randomize)."""
-    from test_export import randomize
+    from helpers import randomize
     return randomize(model, seed, bn_scale=(0.4, 1.1), linear_gain=10.0)
 
 

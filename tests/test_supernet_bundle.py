@@ -24,7 +24,7 @@ from ofa_profile.atomic import temp_tag
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.space import get_space
 
-from test_train import make_folder
+from helpers import make_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -13,7 +13,7 @@ from ofa_model.supernet import OFAMobileNetV3
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
 
-from test_train import make_folder
+from helpers import make_folder
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,12 @@ def test_measure_callable_times_a_sleep():
     m = measure_callable(fn, cfg)
     assert 1.9 <= m.median_ms < 20
     assert len(calls) == cfg.warmup_runs + m.count
-    assert 10 <= m.count <= 40
-    assert m.stopped_by in ("iqr", "max_runs", "max_time")
+    # the reason it reports is true of the times it kept (a loaded machine may stop it by any of the three)
+    if m.stopped_by == "iqr":
+        assert m.iqr_rel <= cfg.target_iqr_rel and cfg.min_runs <= m.count < cfg.max_runs and m.count % 5 == 0
+    else:
+        assert (m.stopped_by, m.count) in (("max_runs", cfg.max_runs), ("max_time", m.count)), m.stopped_by
+        assert m.stopped_by == "max_runs" or m.count < cfg.max_runs
 
 
 def test_stop_rules_iqr_and_median_confidence():
@@ -71,7 +75,9 @@ def test_sync_is_called_inside_timing():
 
 
 def test_fingerprint_and_malloc_fix():
-    assert fix_malloc() in (True, False)
+    import platform
+    # applied exactly where the C library is glibc (this Linux: True; musl, macOS, Windows: False)
+    assert fix_malloc() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
     fp = fingerprint({"onnxruntime": "1.0"}, num_threads=1)
     assert fp["cpu_model"] and fp["num_threads"] == 1 and fp["runtime_versions"] == {"onnxruntime": "1.0"}
     other = dict(fp, runtime_versions={"onnxruntime": "2.0"})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,38 +19,16 @@ from ofa_model.train import TrainConfig, main, recipe_phases, train
 from ofa_profile.atomic import temp_tag
 from ofa_profile.paths import shared_data_dir
 
+from helpers import make_folder, train_cli as _cli, train_env as _env
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-
-
-def make_folder(root: Path, n_per_class: int, n_classes: int = 3, seed: int = 0) -> Path:
-    """A tiny ImageFolder of real JPEG files (class = dominant colour channel)."""
-    from PIL import Image
-    rng = np.random.default_rng(seed)
-    for c in range(n_classes):
-        d = root / f"class{c}"
-        d.mkdir(parents=True, exist_ok=True)
-        for i in range(n_per_class):
-            a = (rng.random((40, 48, 3)) * 60).astype(np.uint8)
-            a[..., c % 3] += 150
-            Image.fromarray(a).save(d / f"img{i}.jpg", quality=90)
-    return root
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     base = tmp_path_factory.mktemp("data")
     return make_folder(base / "train", 8), make_folder(base / "val", 3, seed=1)
-
-
-def _cli(train_dir, val_dir, out, *extra):
-    return [PY, "-m", "ofa_model.train", "--train-data", str(train_dir), "--val-data", str(val_dir), "--out", str(out),
-            "--image-size", "48", "--resolutions", "48", "--batch-size", "4", "--eval-images", "6",
-            "--calib-images", "8", "--threads", "1", "--log-every", "1", *extra]
-
-
-def _env():
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def test_cache_and_augment(data, tmp_path):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ofa_model.supernet import OFAMobileNetV3
 from ofa_profile.errors import OfaProfileError
 
-from test_train import _cli, _env, make_folder
+from helpers import make_folder, train_cli as _cli, train_env as _env
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -12,7 +12,7 @@ import click
 
 from ..atomic import write_json_atomic
 from ..clierrors import CliExitCodes
-from ..cliopts import SPACE_NAME, NoEmptyValues
+from ..cliopts import SPACE_NAME, NoEmptyValues, NoRepeatedOptions
 from ..devices import MAX_THREADS, DeviceError, allow_ssh_options, load_device, with_threads
 from ..errors import OfaProfileError
 from ..jsonio import dumps_strict
@@ -25,8 +25,9 @@ __all__ = ["main", "echo_json", "fail", "SPACE_OPTION", "WAIT_OPTION", "space_he
            "THREADS_OPTION", "load_device_cli"]
 
 
-class _Command(NoEmptyValues, click.Command):
-    """A subcommand: an empty option value (``--out ''``) is a usage error (:class:`NoEmptyValues`)."""
+class _Command(NoRepeatedOptions, NoEmptyValues, click.Command):
+    """A subcommand: an empty option value (``--out ''``) is a usage error (:class:`NoEmptyValues`), and so is an
+    option of one value given twice (:class:`NoRepeatedOptions`)."""
 
 
 class _Group(CliExitCodes, NoEmptyValues, click.Group):

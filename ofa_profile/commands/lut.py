@@ -124,8 +124,12 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
                 + (f", {tm['share_at_max_runs']:.0%} at the cap" if tm.get("share_at_max_runs") is not None else "")
                 if "runs_per_block_median" in tm else "")
         click.echo(f"timing:       {rule}{runs}")
-    cal = s["calibration"]
-    click.echo("calibration:  " + ("none" if not cal else "; ".join(f"{k}={v}" for k, v in cal.items())))
+        if tm.get("iqr_rel_median") is not None:
+            noisy = tm["iqr_rel_median"] > s["noisy_above"]
+            click.echo(f"noise:        block IQR/median {100 * tm['iqr_rel_median']:.1f} % (median over the blocks; "
+                       f"{'a noisy machine: ' if noisy else ''}above {100 * s['noisy_above']:g} % a machine counts as "
+                       f"noisy)")
+    click.echo(f"calibration:  {_calibration_text(s['calibration'])}")
     cov = s["coverage"]
     if cov["complete"]:
         click.echo(f"coverage:     complete for its {len(s['resolutions'])} resolution(s)")
@@ -138,6 +142,25 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
         r0, n0 = next(iter(part.items()))
         click.echo(f"partly:       {len(part)} other resolution(s) partly covered, e.g. r={r0} "
                    f"({n0} key(s) missing; see --json)")
+
+
+def _calibration_text(cal: dict | None) -> str:
+    """``lut info``'s calibration line: how it was fitted and how well it predicted the subnets it did not see."""
+    if not cal:
+        return "none (plain LUT sums; `ofa-profile calibrate` fits one)"
+    fit = (f"{cal.get('model', '?')} on {cal.get('n_fit', '?')} measured subnets (seed {cal.get('seed', '?')}, alpha "
+           f"{cal.get('alpha', '?'):.3g})" if isinstance(cal.get("alpha"), (int, float))
+           else f"{cal.get('model', '?')} on {cal.get('n_fit', '?')} measured subnets")
+    when = f", {cal['calibrated_utc']}" if cal.get("calibrated_utc") else ""
+    t = cal.get("test")
+    if not t:
+        return f"{fit}{when}; no held-out subnets"
+    parts = [f"MAPE {t['mape_pct']:.1f} %" if isinstance(t.get("mape_pct"), (int, float)) else None,
+             f"{100 * t['within_5pct']:.0f} % within +-5 %" if isinstance(t.get("within_5pct"), (int, float)) else None,
+             f"RMSE {t['rmse_ms']:.3f} ms" if isinstance(t.get("rmse_ms"), (int, float)) else None]
+    raw = cal.get("test_lut_sum_mape_pct")
+    tail = f" (plain LUT sums: MAPE {raw:.1f} %)" if isinstance(raw, (int, float)) else ""
+    return f"{fit}{when}; on {t.get('n', '?')} held-out subnets: {', '.join(p for p in parts if p)}{tail}"
 
 
 _MACHINE_KEYS = ("cpu_model", "cpu_vendor", "cpu_family", "cpu_model_number", "cpu_stepping", "cpu_max_mhz", "cpu_mhz",

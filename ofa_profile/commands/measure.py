@@ -4,6 +4,8 @@ Each parses its options, calls one domain function (:mod:`ofa_profile.ops`, :mod
 :mod:`ofa_profile.calibrate`, :mod:`ofa_profile.devices`) and prints."""
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..argsafety import shell_command
@@ -11,11 +13,37 @@ from ..calibrate import calibrate_on_device
 from ..cliopts import KEY_VALUE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, count_range, option_value
 from ..devices import device_table, transport_options_from_text
 from ..lut import load_lut
-from ..measure import default_lut_stem, lut_space, measure_device
+from ..bench import bench_model
+from ..measure import default_lut_stem, device_with_options, lut_space, measure_device
 from ..ops import enumerate_ops
 from ..space import get_space, parse_resolutions
+from ..timing import MAX_BATCH_SIZE
+from ..timed import GRAPHS
 from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, THREADS_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
-                   load_device_cli, log, main, space_help)
+                   load_device_cli, log, main, space_help, with_options)
+
+
+def _transport_options(dev: Any, transport_option: tuple[tuple[str, str], ...], benchmark_binary: str | None,
+                       serial: str | None) -> dict[str, Any]:
+    """The device's transport options of --transport-option, checked against --serial / --benchmark-binary."""
+    with option_value("--transport-option"):
+        options = transport_options_from_text(dev, transport_option)
+    for flag, key, value in (("--serial", "serial", serial), ("--benchmark-binary", "benchmark_binary",
+                                                                benchmark_binary)):
+        if value and key in options and options[key] != value:
+            raise click.BadParameter(f"{flag} {value} and --transport-option {key}={options[key]} disagree; give one",
+                                     param_hint=f"'{flag}'")
+    return options
+
+
+TRANSPORT_OPTIONS = [
+    click.option("--transport-option", "transport_option", type=KEY_VALUE, multiple=True, metavar="KEY=VALUE",
+                 help="set one of the device's transport options for this run (repeatable; those of the spec's "
+                      "transport_options, e.g. cores=2,3 or repeats=5 for adb)"),
+    click.option("--benchmark-binary", default=None,
+                 help="phones: path of a benchmark_model binary to push (--transport-option benchmark_binary=PATH)"),
+    click.option("--serial", default=None, help="phones: adb serial of the device to use (--transport-option serial=S)"),
+]
 
 
 @main.command("enumerate")
@@ -49,19 +77,15 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @click.option("--resolutions", default="all", show_default=True, help="e.g. 160,224 or 128-224 or all")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="LUT file to write or extend [default: ./DEVICE.json, ./DEVICE-SPACE.json for another space]")
-@click.option("--batch-size", type=POSITIVE_INT, default=None, help="batch size [default: the device's first]")
+@click.option("--batch-size", type=count_range(1, MAX_BATCH_SIZE), default=None,
+              help="batch size [default: the device's first]")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the block weights and inputs")
 @click.option("--fresh", is_flag=True, help="discard a journal or LUT at --out and start over")
 @click.option("--limit", type=POSITIVE_INT, default=None, help="stop after N new measurements (rerun to continue)")
 @click.option("--passes", type=count_range(1, 1000), default=1, show_default=True,
               help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
                    "shared machine: a block is then only inflated if it was slow in every pass)")
-@click.option("--transport-option", "transport_option", type=KEY_VALUE, multiple=True, metavar="KEY=VALUE",
-              help="set one of the device's transport options for this run (repeatable; those of the spec's "
-                   "transport_options, e.g. cores=2,3 or repeats=5 for adb)")
-@click.option("--benchmark-binary", default=None,
-              help="phones: path of a benchmark_model binary to push (--transport-option benchmark_binary=PATH)")
-@click.option("--serial", default=None, help="phones: adb serial of the device to use (--transport-option serial=S)")
+@with_options(TRANSPORT_OPTIONS)
 @ALLOW_SSH_OPTION
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
               help="int8: every block quantized statically before it is timed (onnxruntime: QDQ, per-channel int8 "
@@ -95,13 +119,7 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 
     spec_dev = load_device_cli(device_name, allow_ssh_option)
     dev = load_device_cli(device_name, allow_ssh_option, threads)
-    with option_value("--transport-option"):
-        options = transport_options_from_text(dev, transport_option)
-    for flag, key, value in (("--serial", "serial", serial), ("--benchmark-binary", "benchmark_binary",
-                                                                benchmark_binary)):
-        if value and key in options and options[key] != value:
-            raise click.BadParameter(f"{flag} {value} and --transport-option {key}={options[key]} disagree; give one",
-                                     param_hint=f"'{flag}'")
+    options = _transport_options(dev, transport_option, benchmark_binary, serial)
     sp_name = lut_space(dev, space)
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, sp_name)
@@ -122,6 +140,65 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
         state = "complete" if r.complete else "partial (rerun to continue)"
         what = f"{r.measured} measurements ({passes} passes)" if passes > 1 else f"{r.measured} measured"
         click.echo(f"{r.lut_path}: {what}, {r.reused} reused of {r.total} ops, {state}, {r.elapsed_s:.1f} s")
+
+
+@main.command("bench")
+@click.argument("model", required=False, type=click.Path(dir_okay=True), metavar="[MODEL]")
+@click.option("--device", "device_name", required=True, help="device name (see `ofa-profile devices`) or spec file")
+@click.option("--arch", "arch", default=None, type=click.Path(dir_okay=False),
+              help="time a subnet instead (spec JSON {ks, e, d, r} or net.config), built as `ofa-profile export "
+                   "--random-weights` builds it, in the format the device's runtime reads")
+@click.option("--space", type=SPACE_NAME, default=None, help="--arch: space of a plain spec JSON [default: the device's]")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="--arch: outputs of the classifier head [default: the space's, 1000 for OFA's nets]")
+@click.option("--graph", type=click.Choice(GRAPHS), default="ofa-profile", show_default=True,
+              help="--arch: the graph flavour to build (ofa-profile: the project's layer library, what `export` "
+                   "writes)")
+@click.option("--rounds", type=count_range(1, 100), default=2, show_default=True,
+              help="passes, as calibrate measures; the figure is the pass with the lowest median")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the inputs (and of --arch's weights)")
+@click.option("--batch-size", type=POSITIVE_INT, default=None,
+              help="batch of a model with a free batch dimension [default: the device's first]")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="--arch: build the subnet int8 (as `export --random-weights --precision int8`); a MODEL file's "
+                   "precision is read from the file")
+@with_options(TRANSPORT_OPTIONS)
+@ALLOW_SSH_OPTION
+@THREADS_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str | None, classes: int | None,
+              graph: str, rounds: int, seed: int, batch_size: int | None, precision: str,
+              transport_option: tuple[tuple[str, str], ...], benchmark_binary: str | None, serial: str | None,
+              allow_ssh_option: tuple[str, ...], threads: int | None, as_json: bool) -> None:
+    """End-to-end latency of a model file (.onnx, .tflite) or a subnet on a device, as the device runs it.
+
+    The device's own profiler times it (a runtime of this machine, a phone over adb, a board over ssh) with
+    the device spec's timing settings and the harness calibrate uses (ROUNDS passes, the lowest median).
+    Check any figure predict or pareto gives on the artefact you ship.
+
+    \b
+    Example:
+      ofa-profile bench net.onnx --device cpu-ort
+      ofa-profile bench net.tflite --device pixel --benchmark-binary ./benchmark_model --json
+      ofa-profile bench --arch examples/arch-r160.json --device cpu-ort --classes 10
+      ofa-profile bench --arch examples/arch-r160.json --device cpu-ort --precision int8 --threads 2
+    """
+    if (model is None) == (arch is None):
+        raise click.UsageError("give a MODEL file or --arch FILE (one of them)")
+    if model is not None and (classes is not None or graph != "ofa-profile" or space is not None
+                              or precision != "fp32"):
+        raise click.UsageError("--classes, --graph, --space and --precision describe a subnet built from --arch; a "
+                               "MODEL file is timed as it is (its precision read from the file)")
+    dev = load_device_cli(device_name, allow_ssh_option, threads)
+    options = _transport_options(dev, transport_option, benchmark_binary, serial)
+    dev, kw = device_with_options(dev, options, benchmark_binary, serial)
+    res = bench_model(dev, model, arch=arch, space=space, classes=classes, graph=graph, rounds=rounds, seed=seed,
+                      batch_size=batch_size, profiler_options=kw, log=log, precision=precision)
+    if as_json:
+        echo_json(res.as_dict())
+    else:
+        for line in res.describe():
+            click.echo(line)
 
 
 @main.command("calibrate")

@@ -6,7 +6,7 @@ import click
 from ..cliopts import RESOLUTION, SEED, SPACE_NAME, FiniteFloatRange, check_resolutions, count_range, option_value
 from ..figures import frontier_figure, heatmap_figure, predicted_figure, ranks_figure
 from ..search import parse_budget_ms
-from .base import fail, log, main, with_options
+from .base import SPEED_CHECK_OPTIONS, check_speed_options, fail, log, main, with_options
 from .search import PREDICTOR_OPTIONS, usage_errors
 
 __all__ = ["plot_group"]
@@ -33,25 +33,32 @@ def plot_group() -> None:
 @click.option("--n-random", type=count_range(1, 1_000_000), default=2000, show_default=True,
               help="random subnets in the cloud")
 @click.option("--seed", type=SEED, default=0, show_default=True)
+@with_options(SPEED_CHECK_OPTIONS)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
 def plot_frontier_cmd(devices: tuple, luts: tuple, budget: str | None, space: str | None, resolutions: str | None,
                       accuracy: str | None, predictor: str | None, accuracy_data: str | None, n_random: int,
-                      seed: int, out: str) -> None:
-    """The Pareto frontier of each device over a cloud of random subnets.
+                      seed: int, rescale: bool, no_speed_check: bool, out: str) -> None:
+    """The Pareto frontier of each device over a cloud of random subnets, one panel per LUT on one accuracy scale.
+
+    A shipped LUT used on a device of this machine is speed-checked as in `pareto` (one warning line on stderr
+    when this machine runs its blocks more than 15 % faster or slower; --rescale scales by the factor).
 
     \b
     Example:
       ofa-profile plot frontier --device cpu-ort --device cpu-tflite --budget 20ms --out frontier.png
+      ofa-profile plot frontier --lut cpu-ort.json --device cpu-ort --budget 8ms --out mine-vs-shipped.png
     """
     refs = [(d, None) for d in devices] + [(None, f) for f in luts]
     if not refs:
         fail("give at least one --device or --lut")
     check_resolutions(resolutions)
+    check_speed_options(rescale, no_speed_check)
     with option_value("--budget"):
         b = parse_budget_ms(budget) if budget is not None else None
     with usage_errors():
         p = frontier_figure(out, refs, b, space=space, resolutions=resolutions, accuracy=accuracy,
-                            predictor=predictor, accuracy_data=accuracy_data, n_random=n_random, seed=seed, log=log)
+                            predictor=predictor, accuracy_data=accuracy_data, n_random=n_random, seed=seed,
+                            speed_check=not no_speed_check, rescale=rescale, log=log)
     click.echo(str(p))
 
 

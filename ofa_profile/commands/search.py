@@ -14,7 +14,7 @@ from ..cliopts import NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, check_re
 from ..pareto import VERIFY_TOLERANCE, OptionError, parse_margin, run_pareto
 from ..search import parse_budget_ms
 from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, checked_out_dir, echo_json, hold_lock,
-                   log, main, pct, with_options)
+                   log, main, pct, space_help, with_options)
 
 __all__ = ["PREDICTOR_OPTIONS", "usage_errors", "resolve_predictor", "predictor_block", "search_resolutions",
            "pareto_cmd"]
@@ -67,7 +67,7 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
 @click.option("--adapter", default=None, type=click.Path(dir_okay=False),
               help="a few-shot latency adapter from `ofa-profile adapt` (instead of a LUT)")
 @click.option("--space", type=SPACE_NAME, default=None,
-              help="ofa-mbv3-w1.0 or compofa-mbv3-w1.0 [default: the LUT's space]")
+              help=space_help() + " [default: the LUT's space]")
 @click.option("--resolutions", default=None,
               help="e.g. 160-192 [default: the LUT's, inside the accuracy predictor's trained range]")
 @with_options(PREDICTOR_OPTIONS)
@@ -188,11 +188,14 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
                        f"(supernet {v['supernet']}, BN recalibrated)")
         else:
             click.echo(f"  top-1     not evaluated: {v['top1_error']}")
-    click.echo(f"frontier: {len(frontier)} subnets (search {run.search_s:.2f} s, frontier {run.frontier_s:.2f} s; "
-               f"accuracy: {label}, predicted)")
-    click.echo(f"  {'latency_ms':>10}  {'accuracy':>9}  {'MMACs':>7}  {'Mparams':>7}  arch")
     step = max(1, len(frontier) // 25)
-    for p in frontier[::step]:
+    shown = frontier[::step]
+    sample = (f"; the table shows {len(shown)} of them, one in {step} by latency: all are in "
+              f"{result['files']['json']}" if step > 1 else "")
+    click.echo(f"frontier: {len(frontier)} subnets (search {run.search_s:.2f} s, frontier {run.frontier_s:.2f} s; "
+               f"accuracy: {label}, predicted{sample})")
+    click.echo(f"  {'latency_ms':>10}  {'accuracy':>9}  {'MMACs':>7}  {'Mparams':>7}  arch")
+    for p in shown:
         click.echo(f"  {p.latency_ms:10.3f}  {pct(p.accuracy):>9}  {p.macs / 1e6:7.1f}  {p.params / 1e6:7.2f}  "
                    f"{p.spec.short()}")
     click.echo("wrote " + ", ".join(result["files"].values()))

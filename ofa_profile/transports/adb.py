@@ -27,6 +27,7 @@ from .. import __version__
 from ..benchmark_model import BenchmarkOutputError, BenchmarkRun, first_lines, parse_benchmark_output
 from ..argsafety import path_problem, serial_problem
 from ..devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
+from ..model_file import ModelFileError
 from ..options import Option
 from ..quantize import calibration_inputs, quantize_tflite, tflite_quantizer_available, tflite_quantizer_versions
 from ..tflite import tflite_bytes, write_tflite
@@ -419,6 +420,21 @@ class BenchmarkModelProfiler(Profiler):
             return self._run_graph(f"{self.remote_dir}/{p.name}", f"subnet {spec.short()}", "")
         finally:
             p.unlink(missing_ok=True)
+
+    def measure_file(self, model: Any, seed: int) -> Measurement:
+        """A .tflite file pushed and timed by the benchmark program (``seed``: the program feeds its own input)."""
+        if model.format != "tflite":
+            raise ModelFileError(f"device {self.device.name} times models with {self.tool}, which reads .tflite "
+                                 f"files, not {model.format} ({model.path}); bench the .tflite export instead")
+        p = Path(self._tmp.name) / f"bench-{model.sha256[:16]}.tflite"
+        shutil.copyfile(model.path, p)
+        try:
+            self.target.push([p], self.remote_dir)
+            return self._run_graph(f"{self.remote_dir}/{p.name}", f"model {model.path.name}", "")
+        finally:
+            p.unlink(missing_ok=True)
+            if self.target.lost() is None:
+                self.target.shell(f"rm -f {shlex.quote(f'{self.remote_dir}/{p.name}')}", 60)
 
     def close(self) -> None:
         self._tmp.cleanup()

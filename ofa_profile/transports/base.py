@@ -17,6 +17,7 @@ from ..timed import Timed
 from ..timing import Measurement, fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..model_file import ModelFile
     from ..ops import Op
     from ..space import SubnetSpec
 
@@ -52,6 +53,11 @@ class Profiler:
 
     def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
         raise NotImplementedError
+
+    def measure_file(self, model: ModelFile, seed: int) -> Measurement:
+        """Time a model file (:func:`ofa_profile.model_file.check_model_file`) end to end, with the device's timing
+        settings, the way :meth:`measure_subnet` times a subnet (``ofa-profile bench``)."""
+        raise DeviceError(f"device {self.device.name} (transport {self.device.transport}) cannot time a model file")
 
     def close(self) -> None:
         pass

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..devicespec import DeviceError, DeviceSpec
+from ..model_file import open_model
 from ..quantize import calibration_inputs
 from ..runtimes import get_runtime
 from ..timing import Measurement, TimingConfig, fix_malloc, measure_callable, set_threads
@@ -65,6 +66,13 @@ class LocalProfiler(Profiler):
     def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
         from ..blocks import subnet_input, subnet_module
         return self._time(subnet_module(spec, seed=seed), subnet_input(spec, seed=seed, batch=self.batch_size), seed)
+
+    def measure_file(self, model: Any, seed: int) -> Measurement:
+        compiled = open_model(model, self.device.runtime, num_threads=self.device.num_threads, seed=seed)
+        try:
+            return measure_callable(compiled.run, self.timing, sync=self._sync)
+        finally:
+            compiled.close()
 
     def close(self) -> None:
         self._tmp.cleanup()

@@ -340,6 +340,22 @@ class SshProfiler(Profiler):
             self._fail(f"board {self.device.name} returned no result for subnet {spec.short()}", kill=False)
         return _measurement(got[0])
 
+    def measure_file(self, model: Any, seed: int) -> Measurement:
+        """The file copied to the board (by content digest) and timed there by the worker's local runtime."""
+        d = f"{self.pkg_dir.rsplit('/', 1)[0]}/models"
+        remote = f"{d}/{model.sha256[:16]}{model.path.suffix.lower()}"
+        q = _remote_path(d)
+        rc, _, err = self.target.run(f"mkdir -p {q} && cat > {_remote_path(remote)}.tmp && "
+                                     f"mv {_remote_path(remote)}.tmp {_remote_path(remote)}",
+                                     input=model.path.read_bytes(), timeout_s=600)
+        if rc != 0:
+            raise DeviceError(f"cannot copy {model.path} to {self.target.name}:{remote}: {_ssh_error(rc, err)}")
+        got: list[dict] = []
+        self._call({"cmd": "file", "seed": seed, "path": remote}, got.append, what=f"model {model.path.name}")
+        if not got:
+            self._fail(f"board {self.device.name} returned no result for model {model.path.name}", kill=False)
+        return _measurement(got[0])
+
     def close(self) -> None:
         proc = self._proc
         if proc is None:

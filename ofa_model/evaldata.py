@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ofa_model.data import build_cache, check_splits, check_val_classes, default_cache_dir
+from ofa_profile.errors import OfaProfileError
+from ofa_profile.paths import shared_data_dir
 
-from .errors import OfaProfileError
-from .paths import shared_data_dir
+from .data import build_cache, check_splits, check_val_classes, default_cache_dir
 
 __all__ = ["default_data", "supernet_caches"]
 
