@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out
 
-.PHONY: setup sysdeps test demo bench clean
+.PHONY: setup sysdeps test lint demo bench clean
 
 $(BIN)/.installed: setup.py requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ sysdeps:
 	fi
 
 test: setup sysdeps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
+
+# pyflakes and pycodestyle as ruff.toml configures them (.ci/run runs it before the tests)
+lint: setup
+	$(BIN)/ruff check .
 
 # the README's main job on this CPU, in $(OUT): one resolution and a smaller calibration, so it takes minutes
 DEMO = cd $(OUT) && $(abspath $(BIN))/ofa-profile

@@ -342,13 +342,15 @@ def eval_batches(cache: ImageCache, r: int, batch_size: int = 100,
 
 
 INT8_CALIB_IMAGES = 100   # training images (eval transform, seeded) an int8 subnet's activation ranges come from
+INT8_CALIB_CHUNK = 8      # images per calibration array (as evaluate.ORT_CHUNK: one onnxruntime call each)
 
 
 def int8_calibration_images(train_cache, r: int, n: int = INT8_CALIB_IMAGES, seed: int = 0,
-                            chunk: int = 8) -> list:
+                            chunk: int = INT8_CALIB_CHUNK) -> list:
     """``n`` seeded training images (their own draw: ``numpy.random.default_rng([8, seed])``) under the
     evaluation transform (centre crop at ``r``), as float32 NCHW arrays of ``chunk`` images: the inputs an int8
     subnet's activation ranges are calibrated on."""
     import numpy as np
+
     order = np.sort(np.random.default_rng([8, int(seed)]).permutation(len(train_cache))[:max(1, int(n))])
     return [center_crop_batch(train_cache, order[i:i + chunk], r)[0].numpy() for i in range(0, len(order), chunk)]

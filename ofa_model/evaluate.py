@@ -25,9 +25,8 @@ from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.jsonio import loads_strict
 from ofa_profile.ops import subnet_ops
-from ofa_profile.space import SubnetSpec, get_space
-
 from ofa_profile.quantize import int8_recipe, quantize_onnx
+from ofa_profile.space import SubnetSpec, get_space
 
 from .data import INT8_CALIB_IMAGES, eval_batches, int8_calibration_images, train_batch
 from .evaldata import default_data, supernet_caches

@@ -26,9 +26,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .accuracy_components import PREDICT, component_from_json, component_to_json, linear_predict, n_features
-from .accuracy_data import (AccuracyDataset, csv_records, load_subnets, read_accuracy_csv,  # noqa: F401
-                            read_specs_csv, short_value, split_dataset)   # (re-exported)
+from .accuracy_components import PREDICT, component_from_json, component_to_json, fit_components, n_features
+from .accuracy_data import (SOURCE_SEPARATOR, AccuracyDataset, csv_records, grouped_folds,  # noqa: F401
+                            load_subnets, read_accuracy_csv, read_accuracy_csvs, read_specs_csv, short_value,
+                            split_dataset, subnet_groups)   # (re-exported)
+from .accuracy_scores import (AccuracyScore, band_name, band_scores, evaluate_accuracy_predictor,  # noqa: F401
+                              fitted_text, measured_resolutions, outside_trained_range)
 from .atomic import write_json_atomic
 from .encodings import (DEFAULT_ENCODING, ENCODINGS, ArchArrays, as_arrays, encode,  # noqa: F401  (re-exported)
                         same_macro_architecture)
@@ -47,7 +50,9 @@ __all__ = [
     "load_official_predictor", "load_accuracy_predictor", "same_macro_architecture", "resolve_accuracy_predictor",
     "fit_cached", "bundled_predictor_path", "imagenet_predictor_path", "ACCURACY_CHOICES", "PredictorLabel",
     "predictor_label", "supernet_label", "outside_trained_range", "load_predictor_file", "own_supernet_predictor",
-    "read_specs_csv", "fit_with_held_out", "predictor_name", "predicted_rows", "load_subnets",
+    "read_specs_csv", "fit_with_held_out", "predictor_name", "predicted_rows", "load_subnets", "cross_validate",
+    "band_scores", "describe_predictor", "fitted_text", "measured_resolutions", "read_accuracy_csvs",
+    "grouped_folds", "subnet_groups",
 ]
 
 MODELS = ("ridge", "gbm", "mlp", "ridge+gbm")
@@ -188,72 +193,18 @@ def load_accuracy_predictor(path: str | Path, *, follow_symlinks: bool = True) -
 
 # -- fitting -----------------------------------------------------------------------------------------
 
-def _fit_ridge(X: "np.ndarray", y: "np.ndarray") -> tuple[dict[str, Any], Any]:
-    import numpy as np
-    from sklearn.linear_model import RidgeCV
-    m = RidgeCV(alphas=np.logspace(-2, 2, 9)).fit(X, y)
-    return {"type": "linear", "coef": np.asarray(m.coef_, dtype=np.float64), "intercept": float(m.intercept_),
-            "alpha": float(m.alpha_)}, m
-
-
-def _gbm_component(m: Any) -> dict[str, Any]:
-    """Flatten a fitted GradientBoostingRegressor into padded node arrays."""
-    import numpy as np
-    trees = [est[0].tree_ for est in m.estimators_]
-    width = max(t.node_count for t in trees)
-    t_n = len(trees)
-    feat = np.full((t_n, width), -1, dtype=np.int64)
-    thr = np.zeros((t_n, width))
-    left = np.zeros((t_n, width), dtype=np.int64)
-    right = np.zeros((t_n, width), dtype=np.int64)
-    value = np.zeros((t_n, width))
-    for i, t in enumerate(trees):
-        k = t.node_count
-        is_leaf = t.children_left[:k] < 0
-        feat[i, :k] = np.where(is_leaf, -1, t.feature[:k])
-        thr[i, :k] = t.threshold[:k]
-        left[i, :k] = np.where(is_leaf, 0, t.children_left[:k])
-        right[i, :k] = np.where(is_leaf, 0, t.children_right[:k])
-        value[i, :k] = t.value[:k, 0, 0]
-    init = m.init_.constant_ if hasattr(m.init_, "constant_") else m._raw_predict_init(np.zeros((1, m.n_features_in_)))
-    return {"type": "trees", "feature": feat, "threshold": thr, "left": left, "right": right, "value": value,
-            "init": float(np.ravel(init)[0]), "learning_rate": float(m.learning_rate),
-            "max_depth": int(max(t.max_depth for t in trees))}
-
-
-def _fit_gbm(X: "np.ndarray", y: "np.ndarray", seed: int, n_estimators: int = 300, learning_rate: float = 0.03,
-             max_depth: int = 3) -> tuple[dict[str, Any], Any]:
-    from sklearn.ensemble import GradientBoostingRegressor
-    m = GradientBoostingRegressor(n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
-                                  subsample=0.8, random_state=seed).fit(X, y)
-    return _gbm_component(m), m
-
-
-def _fit_mlp(X: "np.ndarray", y: "np.ndarray", seed: int, hidden: tuple[int, ...] = (64,), alpha: float = 10.0,
-             max_iter: int = 3000) -> tuple[dict[str, Any], Any]:
-    import numpy as np
-    from sklearn.neural_network import MLPRegressor
-    xm, xs = X.mean(axis=0), X.std(axis=0)
-    xs = np.where(xs > 0, xs, 1.0)
-    ym, ys = float(y.mean()), float(y.std() or 1.0)
-    m = MLPRegressor(hidden_layer_sizes=hidden, alpha=alpha, solver="lbfgs", max_iter=max_iter,
-                     random_state=seed).fit((X - xm) / xs, (y - ym) / ys)
-    if m.activation != "relu":  # pragma: no cover - we always fit relu
-        raise OfaProfileError("only ReLU MLPs can be stored")
-    layers = [(np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64))
-              for w, b in zip(m.coefs_, m.intercepts_)]
-    return {"type": "mlp", "activation": "relu", "layers": layers, "x_mean": xm, "x_scale": xs, "y_mean": ym,
-            "y_scale": ys}, m
-
-
 def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DEFAULT_MODEL,
                            encoding: str = DEFAULT_ENCODING, seed: int = 0, *, gbm_trees: int | None = None,
-                           gbm_learning_rate: float | None = None, mlp_hidden: tuple[int, ...] = (64,),
+                           gbm_learning_rate: float | None = None, gbm_max_depth: int = 3,
+                           resolution_weights: Mapping[int, float] | None = None, mlp_hidden: tuple[int, ...] = (64,),
                            mlp_max_iter: int = 3000, return_sklearn: bool = False, space: str | None = None) -> Any:
     """Fit a predictor on an accuracy CSV (reference or bundled) or a dataset.
 
     Boosted trees: 300 trees at learning rate 0.03 for ``gbm``; 100 at 0.09 for the residuals of
-    ``ridge+gbm`` (as accurate on the ImageNet split as 300 at 0.03, and 3x cheaper to evaluate in search).
+    ``ridge+gbm`` (as accurate on the ImageNet split as 300 at 0.03, and 3x cheaper to evaluate in search);
+    ``gbm_max_depth`` deep.  ``resolution_weights``: ``{r: w}``, the weight of the rows at resolution ``r`` in
+    the ridge and tree fits (others 1), e.g. to let the few rows of one resolution count as much as the many of
+    another.  The resolutions the data hold are recorded as ``measured_resolutions``.
 
     Returns the :class:`AccuracyPredictor` (or ``(predictor, [sklearn models])`` with
     ``return_sklearn=True``, for checking that the stored form reproduces them).
@@ -274,25 +225,30 @@ def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DE
     if np.ptp(y) == 0:
         raise OfaProfileError(f"all {len(y)} accuracies{src} are equal ({y[0]:g}): nothing to learn a ranking "
                               f"from (its figures would be undefined); nothing was written: use measured accuracies")
-    comps: list[dict[str, Any]] = []
-    sk: list[Any] = []
-    if model in ("ridge", "ridge+gbm"):
-        c, m = _fit_ridge(X, y)
-        comps.append(c); sk.append(m)
-    if model in ("gbm", "ridge+gbm"):
-        resid = y - (linear_predict(comps[0], X) if comps else 0.0)
-        trees = gbm_trees or (100 if comps else 300)
-        lr = gbm_learning_rate or (0.09 if comps else 0.03)
-        c, m = _fit_gbm(X, resid, seed, n_estimators=trees, learning_rate=lr)
-        comps.append(c); sk.append(m)
-    if model == "mlp":
-        c, m = _fit_mlp(X, y, seed, hidden=mlp_hidden, max_iter=mlp_max_iter)
-        comps.append(c); sk.append(m)
+    rw = {int(r): float(w) for r, w in (resolution_weights or {}).items()}
+    if any(not (math.isfinite(w) and w > 0) for w in rw.values()):
+        raise OfaProfileError(f"resolution weights must be positive finite numbers, got {rw}")
+    sw = np.array([rw.get(int(r), 1.0) for r in a.r]) if rw else None
+    # one BLAS thread: the ridge solution's last bits (and so the trees fitted on its residuals) do not depend on
+    # the machine's thread count, so a refit reproduces a stored predictor exactly
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1):
+        comps, sk = fit_components(X, y, model, sw, seed, gbm_trees, gbm_learning_rate, gbm_max_depth, mlp_hidden,
+                                    mlp_max_iter)
+    trees = next((len(c["value"]) for c in comps if c["type"] == "trees"), None)
+    lr = next((c["learning_rate"] for c in comps if c["type"] == "trees"), None)
     pred = AccuracyPredictor(space=a.space, encoding=encoding, model=model, components=tuple(comps),
                              trained_resolutions=ds.resolutions,
-                             info={"n_train": len(ds), "seed": seed, "source": Path(ds.source).name if ds.source else "",
+                             info={"n_train": len(ds), "seed": seed,
+                                   "source": SOURCE_SEPARATOR.join(Path(x).name for x in ds.source.split(SOURCE_SEPARATOR))
+                                   if ds.source else "",
                                    "sklearn_version": sklearn.__version__,
-                                   **({"gbm_trees": trees, "gbm_learning_rate": lr} if "gbm" in model else {})})
+                                   "measured_resolutions": list(ds.resolutions),
+                                   **({"gbm_trees": trees, "gbm_learning_rate": lr} if "gbm" in model else {}),
+                                   **({"gbm_max_depth": gbm_max_depth} if "gbm" in model and gbm_max_depth != 3
+                                      else {}),
+                                   **({"resolution_weights": {str(r): w for r, w in sorted(rw.items())}}
+                                      if rw else {})})
     # refused instead of saved: a fit with non-finite numbers, or one that load_accuracy_predictor would refuse
     try:
         AccuracyPredictor.from_json(pred.to_json()).check(f"fitted{src}")
@@ -359,45 +315,58 @@ def load_official_predictor(path: str | Path, space: str = "ofa-mbv3-w1.2") -> A
     return pred
 
 
-# -- evaluation ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AccuracyScore:
-    """Rank and error figures of predicted vs measured accuracy."""
-    n: int
-    kendall_tau: float
-    spearman: float
-    rmse: float
-    kendall_tau_within_r: float  # mean over resolutions of the Kendall tau inside each resolution
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+FIT_OPTIONS = ("gbm_trees", "gbm_learning_rate", "gbm_max_depth", "resolution_weights")   # fit_accuracy_predictor's
 
 
-def evaluate_accuracy_predictor(pred: AccuracyPredictor, ds: AccuracyDataset) -> AccuracyScore:
+def cross_validate(ds: AccuracyDataset, model: str = DEFAULT_MODEL, encoding: str = DEFAULT_ENCODING, *,
+                   folds: int = 5, seed: int = 0, bands: Sequence[Sequence[int]] | None = None,
+                   **fit_options: Any) -> dict[str, Any]:
+    """Grouped ``folds``-fold cross-validation (:func:`grouped_folds`: no subnet in both a training and its test
+    fold): every row predicted by a fit on the other folds, scored per band of resolutions (:func:`band_scores`;
+    ``bands`` default: each measured resolution, and all).  Returns ``{folds, grouped_by, seed, bands: {name:
+    figures}}`` and, under ``predicted``, the out-of-fold predictions."""
     import numpy as np
-    from scipy.stats import kendalltau, spearmanr
-    p = pred.predict(list(ds.specs))
-    y = np.asarray(ds.accuracy)
+    y = np.asarray(ds.accuracy, dtype=np.float64)
     r = np.array([s.r for s in ds.specs])
-    within = [float(kendalltau(p[r == v], y[r == v]).statistic) for v in np.unique(r) if (r == v).sum() > 2]
-    return AccuracyScore(n=len(y), kendall_tau=float(kendalltau(p, y).statistic),
-                         spearman=float(spearmanr(p, y).statistic), rmse=float(math.sqrt(np.mean((p - y) ** 2))),
-                         kendall_tau_within_r=float(np.mean(within)) if within else float("nan"))
+    oof = np.full(len(ds), np.nan)
+    for test in grouped_folds(ds, folds, seed):
+        train = np.setdiff1d(np.arange(len(ds)), test)
+        pred = fit_accuracy_predictor(ds.subset(train.tolist()), model=model, encoding=encoding, seed=seed,
+                                      **fit_options)
+        oof[test] = pred.predict([ds.specs[i] for i in test])
+    if bands is None:
+        bands = [(v,) for v in ds.resolutions] + ([tuple(ds.resolutions)] if len(ds.resolutions) > 1 else [])
+    out = {}
+    for b in bands:
+        m = np.isin(r, list(b))
+        if m.any():
+            out[band_name(sorted(b))] = band_scores(oof[m], y[m], r[m])
+    return {"folds": folds, "grouped_by": "subnet (depths, kernels, expands; any resolution)", "seed": seed,
+            "bands": out, "predicted": oof}
 
 
-def fit_with_held_out(data: str | Path, model: str = DEFAULT_MODEL, encoding: str = DEFAULT_ENCODING, *,
-                      test_frac: float = 0.2, seed: int = 0, official: str | Path | None = None,
-                      supernet: str | Path | None = None) -> tuple[AccuracyPredictor, dict[str, Any]]:
-    """``ofa-profile accuracy-predictor``: the predictor fitted on all rows of the CSV ``data``, and its report.
+def fit_with_held_out(data: "str | Path | Sequence[str | Path]", model: str = DEFAULT_MODEL,
+                      encoding: str = DEFAULT_ENCODING, *, test_frac: float = 0.2, seed: int = 0,
+                      official: str | Path | None = None, supernet: str | Path | None = None, cv_folds: int = 0,
+                      dataset: str | None = None, made_by: str | None = None,
+                      **fit_options: Any) -> tuple[AccuracyPredictor, dict[str, Any]]:
+    """``ofa-profile accuracy-predictor``: the predictor fitted on all rows of the CSV(s) ``data``, and its report.
 
     With ``test_frac > 0`` the report holds the figures of a fit on a seeded ``1 - test_frac`` share, scored on
     the rest (``held_out``; ``official_held_out``: OFA's ``acc_predictor.pth`` ``official`` on the same rows).
-    ``supernet``: the weights the CSV was measured with (``"bundled"``: ``ofa_model/weights``); their sha256 and
-    label are recorded in the predictor's info, as are the CSV's sha256 and the held-out figures."""
+    With ``cv_folds >= 2``: grouped cross-validation figures per resolution (:func:`cross_validate`,
+    ``cross_validated``).  ``supernet``: the weights the CSV was measured with (``"bundled"``: ``ofa_model/weights``);
+    their sha256 and label are recorded in the predictor's info, as are each CSV's sha256, the held-out and
+    cross-validated figures.  ``dataset="imagenet"``: the CSVs hold ImageNet top-1 of OFA's w1.0 supernet (OFA's
+    reference files); recorded as the predictor's label.  ``made_by``: the command line, recorded.
+    ``fit_options``: :data:`FIT_OPTIONS` of :func:`fit_accuracy_predictor`."""
     import dataclasses
     import time
 
+    bad = sorted(set(fit_options) - set(FIT_OPTIONS))
+    if bad:
+        raise TypeError(f"unknown fit option(s) {bad}")
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
     supernet_sha = wpath = None
     if supernet is not None:
         from ofa_model.bundle import bundled_weights_path, sha256_file
@@ -406,25 +375,41 @@ def fit_with_held_out(data: str | Path, model: str = DEFAULT_MODEL, encoding: st
             raise OfaProfileError(f"supernet weights {wpath} do not exist; pass the weights file the CSV was "
                                   f"measured with")
         supernet_sha = sha256_file(wpath)
-    ds = read_accuracy_csv(data)
-    report: dict[str, Any] = {"data": str(data), "n": len(ds), "model": model, "encoding": encoding,
-                              "seed": seed, "resolutions": list(ds.resolutions)}
+    if dataset is not None and dataset != "imagenet":
+        raise OfaProfileError(f"unknown dataset {dataset!r}; the only named one is 'imagenet' (OFA's w1.0 supernet)")
+    ds = read_accuracy_csvs(paths)
+    if dataset == "imagenet" and not same_macro_architecture(ds.specs[0].space, "ofa-mbv3-w1.0"):
+        raise OfaProfileError(f"--dataset imagenet names ImageNet top-1 of OFA's w1.0 supernet; these subnets are of "
+                              f"{ds.specs[0].space}")
+    report: dict[str, Any] = {"data": [str(p) for p in paths] if len(paths) > 1 else str(paths[0]), "n": len(ds),
+                              "model": model, "encoding": encoding, "seed": seed, "resolutions": list(ds.resolutions)}
     if test_frac > 0:
         tr, te = split_dataset(ds, test_frac, seed)
         t0 = time.perf_counter()
-        held = fit_accuracy_predictor(tr, model=model, encoding=encoding, seed=seed)
+        held = fit_accuracy_predictor(tr, model=model, encoding=encoding, seed=seed, **fit_options)
         report["fit_seconds"] = round(time.perf_counter() - t0, 2)
         report["held_out"] = {"n_train": len(tr), **evaluate_accuracy_predictor(held, te).as_dict()}
         if official:
             off = load_official_predictor(official, space=te.specs[0].space)
             report["official_held_out"] = evaluate_accuracy_predictor(off, te).as_dict()
-    pred = fit_accuracy_predictor(ds, model=model, encoding=encoding, seed=seed)
-    extra: dict[str, Any] = {"source_sha256": hashlib.sha256(read_input(data, "accuracy CSV", MAX_BYTES["csv"])).hexdigest()}
+    if cv_folds:
+        cv = cross_validate(ds, model, encoding, folds=cv_folds, seed=seed, **fit_options)
+        cv.pop("predicted")
+        report["cross_validated"] = cv
+    pred = fit_accuracy_predictor(ds, model=model, encoding=encoding, seed=seed, **fit_options)
+    digests = [hashlib.sha256(read_input(p, "accuracy CSV", MAX_BYTES["csv"])).hexdigest() for p in paths]
+    extra: dict[str, Any] = {"source_sha256": digests[0] if len(paths) == 1 else digests}
     if supernet_sha:
         extra["supernet_sha256"] = supernet_sha
         extra.update(supernet_label(wpath, supernet_sha))     # dataset, describes, label: what it predicts
+    if dataset == "imagenet":
+        extra.update({"dataset": "imagenet", "describes": IMAGENET_DESCRIBES, "label": IMAGENET_LABEL})
     if "held_out" in report:
         extra.update({"held_out": report["held_out"], "test_frac": test_frac})
+    if "cross_validated" in report:
+        extra["cross_validated"] = report["cross_validated"]
+    if made_by:
+        extra["made_by"] = made_by
     return dataclasses.replace(pred, info={**pred.info, **extra}), report
 
 
@@ -518,27 +503,37 @@ def fit_cached(csv_path: str | Path, model: str = DEFAULT_MODEL, encoding: str =
 ACCURACY_CHOICES = ("imagenet", "bundled")     # pareto / plot frontier / predict-accuracy --accuracy
 DATASET_NAMES = {"imagenet": "ImageNet", "imagenette": "Imagenette"}
 IMAGENET_DESCRIBES = "OFA ofa_mbv3_d234_e346_k357_w1.0 (ImageNet)"
+IMAGENET_LABEL = "ImageNet top-1 of OFA's w1.0 supernet"
 OFFICIAL_W12_DESCRIBES = "OFA ofa_mbv3_d234_e346_k357_w1.2 (ImageNet)"
 
 
 @dataclass(frozen=True)
 class PredictorLabel:
     """What a predictor's accuracy is: ``dataset`` (``imagenet``, ``imagenette`` or ``unknown``), ``describes``
-    (the model whose top-1 it predicts) and ``text`` (for a human: "ImageNet top-1 of OFA's w1.0 supernet")."""
+    (the model whose top-1 it predicts), ``fitted`` (the resolutions it was fitted on: :func:`fitted_text`) and
+    ``text`` (for a human, both: "ImageNet top-1 of OFA's w1.0 supernet; measured at r=128,160,192,224, ...")."""
     dataset: str
     describes: str
     text: str
+    fitted: str = ""
 
 
 def predictor_label(pred: AccuracyPredictor) -> PredictorLabel:
     """The label a predictor records in its info (``dataset``, ``describes``, ``label``), else one derived from
-    what it records (the bundled supernet's sha256, OFA's reference CSV), else ``unknown``."""
+    what it records (the bundled supernet's sha256, OFA's reference CSV), else ``unknown``; its text ends with
+    the resolutions it was fitted on (:func:`fitted_text`)."""
+    lab = _base_label(pred)
+    fitted = fitted_text(pred)
+    return PredictorLabel(lab.dataset, lab.describes, f"{lab.text}; {fitted}" if fitted else lab.text, fitted)
+
+
+def _base_label(pred: AccuracyPredictor) -> PredictorLabel:
     info = pred.info
     ds, desc, text = info.get("dataset"), info.get("describes"), info.get("label")
     if isinstance(ds, str) and isinstance(desc, str):
         return PredictorLabel(ds, desc, text if isinstance(text, str) else f"{DATASET_NAMES.get(ds, ds)} top-1 of {desc}")
     if info.get("source") == "ofa-w1.0-imagenet-accuracy.csv":
-        return PredictorLabel("imagenet", IMAGENET_DESCRIBES, "ImageNet top-1 of OFA's w1.0 supernet")
+        return PredictorLabel("imagenet", IMAGENET_DESCRIBES, IMAGENET_LABEL)
     sha = info.get("supernet_sha256")
     if isinstance(sha, str) and sha:
         return PredictorLabel("unknown", f"supernet {sha[:12]}", f"top-1 of supernet {sha[:12]}")
@@ -563,15 +558,6 @@ def supernet_label(weights: str | Path, sha256: str) -> dict[str, str]:
     return {"dataset": dataset.lower() if dataset else "unknown",
             "describes": f"{who} ({dataset})" if dataset else who,
             "label": f"{dataset} top-1 of {short}" if dataset else f"top-1 of {short}"}
-
-
-def outside_trained_range(pred: AccuracyPredictor, resolutions: Sequence[int]) -> list[int]:
-    """The resolutions among ``resolutions`` outside the range the predictor was fitted on (its lowest to its
-    highest trained resolution): there it extrapolates.  Empty when it records no trained resolutions."""
-    tr = tuple(pred.trained_resolutions)
-    if not tr:
-        return []
-    return sorted({int(r) for r in resolutions if not min(tr) <= int(r) <= max(tr)})
 
 
 ACCURACY_CSV_HELP = ("columns r, d, ks, e (the subnet in OFA's spec format, lists as JSON) and accuracy (top-1, a "
@@ -642,8 +628,8 @@ def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | 
     shipped = imagenet_predictor_path()
     if shipped.exists():
         pred = load_accuracy_predictor(shipped)
-        say(f"accuracy predictor: {shipped.name} ({predictor_label(pred).text}: fitted on OFA's measured ImageNet "
-            f"top-1 of 2,610 subnets at resolutions 128/160/192)")
+        say(f"accuracy predictor: {shipped.name} ({predictor_label(pred).text}; fitted on OFA's measured ImageNet "
+            f"top-1 of {pred.info.get('n_train', 'its')} subnet rows)")
         return pred
     sd = shared_data_dir()
     ref = sd / "reference" / "ofa-w1.0-imagenet-accuracy.csv" if sd else None
@@ -653,6 +639,34 @@ def resolve_accuracy_predictor(predictor: str | Path | None = None, data: str | 
         return fit_cached(ref, model=model, seed=seed)
     raise OfaProfileError(f"no accuracy predictor: pass --predictor FILE.json or --accuracy-data FILE.csv "
                           f"(none shipped at {shipped})")
+
+
+def describe_predictor(which: str = "imagenet") -> dict[str, Any]:
+    """``ofa-profile predictor info``: a predictor (``imagenet``: the shipped one, ``bundled``, or a file)
+    described as JSON-ready data: its label, the resolutions it was fitted on (measured, and the range it
+    interpolates), model, encoding, data and the figures it records."""
+    if which in ACCURACY_CHOICES:
+        pred = resolve_accuracy_predictor(accuracy=which)
+        name = IMAGENET_PREDICTOR if which == "imagenet" else BUNDLED_PREDICTOR
+    else:
+        if not Path(which).is_file():
+            raise OfaProfileError(f"{which} is neither 'imagenet', 'bundled' nor a predictor file")
+        pred, name = load_predictor_file(which), str(which)
+    lab = predictor_label(pred)
+    meas = measured_resolutions(pred)
+    tr = tuple(pred.trained_resolutions)
+    info = dict(pred.info)
+    out: dict[str, Any] = {"name": name, "label": lab.text, "dataset": lab.dataset, "describes": lab.describes,
+                           "fitted": lab.fitted, "measured_resolutions": list(meas),
+                           "fitted_range": [min(tr), max(tr)] if tr else None,
+                           "interpolated_resolutions": [r for r in get_space(pred.space).resolutions
+                                                        if tr and min(tr) <= r <= max(tr) and r not in meas],
+                           "space": pred.space, "model": pred.model, "encoding": pred.encoding}
+    for k in ("source", "n_train", "seed", "made_by", "cross_validated", "held_out", "source_sha256",
+              "supernet_sha256"):
+        if k in info:
+            out[k] = info[k]
+    return out
 
 
 def own_supernet_predictor(weights: str | Path, sha256: str) -> AccuracyPredictor | None:

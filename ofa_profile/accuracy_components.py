@@ -1,6 +1,7 @@
 """The stored components of an accuracy predictor: plain arrays, evaluated with numpy, checked on load.
 
-A component is a ``dict`` of one ``type``: ``linear`` (ridge coefficients), ``trees`` (boosted trees as padded
+:func:`fit_components` fits them with scikit-learn (ridge, boosted trees, MLP).  A component is a ``dict`` of one
+``type``: ``linear`` (ridge coefficients), ``trees`` (boosted trees as padded
 node arrays) or ``mlp`` (ReLU layers with input/output scaling); a prediction is the sum of its components'
 outputs (:data:`PREDICT`).  :func:`component_to_json` writes one as plain lists, :func:`component_from_json` reads
 one back, checking every field's type, shape and finiteness (one-line :class:`OfaProfileError` otherwise).
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = ["PREDICT", "linear_predict", "trees_predict", "mlp_predict", "component_to_json", "component_from_json",
-           "n_features"]
+           "n_features", "fit_components"]
 
 
 def linear_predict(c: Mapping[str, Any], X: "np.ndarray") -> "np.ndarray":
@@ -190,3 +191,87 @@ def component_from_json(obj: Any, n_features: int | None = None, where: str = "p
 def n_features(space: str, encoding: str) -> int:
     sp = get_space(space)
     return int(encode([sp.smallest(sp.resolutions[0])], encoding).shape[1])
+
+
+# -- fitting (scikit-learn, imported inside) --------------------------------------------------------------
+
+def _fit_ridge(X: "np.ndarray", y: "np.ndarray", sample_weight: "np.ndarray | None" = None
+               ) -> tuple[dict[str, Any], Any]:
+    import numpy as np
+    from sklearn.linear_model import RidgeCV
+    m = RidgeCV(alphas=np.logspace(-2, 2, 9)).fit(X, y, sample_weight=sample_weight)
+    return {"type": "linear", "coef": np.asarray(m.coef_, dtype=np.float64), "intercept": float(m.intercept_),
+            "alpha": float(m.alpha_)}, m
+
+
+def _gbm_component(m: Any) -> dict[str, Any]:
+    """Flatten a fitted GradientBoostingRegressor into padded node arrays."""
+    import numpy as np
+    trees = [est[0].tree_ for est in m.estimators_]
+    width = max(t.node_count for t in trees)
+    t_n = len(trees)
+    feat = np.full((t_n, width), -1, dtype=np.int64)
+    thr = np.zeros((t_n, width))
+    left = np.zeros((t_n, width), dtype=np.int64)
+    right = np.zeros((t_n, width), dtype=np.int64)
+    value = np.zeros((t_n, width))
+    for i, t in enumerate(trees):
+        k = t.node_count
+        is_leaf = t.children_left[:k] < 0
+        feat[i, :k] = np.where(is_leaf, -1, t.feature[:k])
+        thr[i, :k] = t.threshold[:k]
+        left[i, :k] = np.where(is_leaf, 0, t.children_left[:k])
+        right[i, :k] = np.where(is_leaf, 0, t.children_right[:k])
+        value[i, :k] = t.value[:k, 0, 0]
+    init = m.init_.constant_ if hasattr(m.init_, "constant_") else m._raw_predict_init(np.zeros((1, m.n_features_in_)))
+    return {"type": "trees", "feature": feat, "threshold": thr, "left": left, "right": right, "value": value,
+            "init": float(np.ravel(init)[0]), "learning_rate": float(m.learning_rate),
+            "max_depth": int(max(t.max_depth for t in trees))}
+
+
+def _fit_gbm(X: "np.ndarray", y: "np.ndarray", seed: int, n_estimators: int = 300, learning_rate: float = 0.03,
+             max_depth: int = 3, sample_weight: "np.ndarray | None" = None) -> tuple[dict[str, Any], Any]:
+    from sklearn.ensemble import GradientBoostingRegressor
+    m = GradientBoostingRegressor(n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
+                                  subsample=0.8, random_state=seed).fit(X, y, sample_weight=sample_weight)
+    return _gbm_component(m), m
+
+
+def _fit_mlp(X: "np.ndarray", y: "np.ndarray", seed: int, hidden: tuple[int, ...] = (64,), alpha: float = 10.0,
+             max_iter: int = 3000) -> tuple[dict[str, Any], Any]:
+    import numpy as np
+    from sklearn.neural_network import MLPRegressor
+    xm, xs = X.mean(axis=0), X.std(axis=0)
+    xs = np.where(xs > 0, xs, 1.0)
+    ym, ys = float(y.mean()), float(y.std() or 1.0)
+    m = MLPRegressor(hidden_layer_sizes=hidden, alpha=alpha, solver="lbfgs", max_iter=max_iter,
+                     random_state=seed).fit((X - xm) / xs, (y - ym) / ys)
+    if m.activation != "relu":  # pragma: no cover - we always fit relu
+        raise OfaProfileError("only ReLU MLPs can be stored")
+    layers = [(np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64))
+              for w, b in zip(m.coefs_, m.intercepts_)]
+    return {"type": "mlp", "activation": "relu", "layers": layers, "x_mean": xm, "x_scale": xs, "y_mean": ym,
+            "y_scale": ys}, m
+
+
+def fit_components(X: "np.ndarray", y: "np.ndarray", model: str, sw: "np.ndarray | None", seed: int,
+                    gbm_trees: int | None, gbm_learning_rate: float | None, gbm_max_depth: int,
+                    mlp_hidden: tuple[int, ...], mlp_max_iter: int) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Fit ``model``'s components on features ``X`` and targets ``y`` (rows weighted by ``sw``): ridge, boosted
+    trees (on the ridge residuals for ``ridge+gbm``) or an MLP; returns them and the scikit-learn models."""
+    comps: list[dict[str, Any]] = []
+    sk: list[Any] = []
+    if model in ("ridge", "ridge+gbm"):
+        c, m = _fit_ridge(X, y, sw)
+        comps.append(c); sk.append(m)
+    if model in ("gbm", "ridge+gbm"):
+        resid = y - (linear_predict(comps[0], X) if comps else 0.0)
+        trees = gbm_trees or (100 if comps else 300)
+        lr = gbm_learning_rate or (0.09 if comps else 0.03)
+        c, m = _fit_gbm(X, resid, seed, n_estimators=trees, learning_rate=lr, max_depth=gbm_max_depth,
+                        sample_weight=sw)
+        comps.append(c); sk.append(m)
+    if model == "mlp":
+        c, m = _fit_mlp(X, y, seed, hidden=mlp_hidden, max_iter=mlp_max_iter)
+        comps.append(c); sk.append(m)
+    return comps, sk

@@ -22,8 +22,8 @@ from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["AccuracyDataset", "csv_records", "read_accuracy_csv", "split_dataset", "read_specs_csv", "short_value",
-           "load_subnets"]
+__all__ = ["AccuracyDataset", "csv_records", "read_accuracy_csv", "read_accuracy_csvs", "split_dataset",
+           "read_specs_csv", "short_value", "load_subnets", "subnet_groups", "grouped_folds", "SOURCE_SEPARATOR"]
 
 
 def short_value(v: Any) -> str:
@@ -144,6 +144,51 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
     if len(names) > 1 and not all(same_macro_architecture(n, next(iter(names))) for n in names):
         raise OfaProfileError(f"{p} mixes subnets of different supernets ({', '.join(sorted(names))})")
     return AccuracyDataset(tuple(specs), y, str(p))
+
+
+SOURCE_SEPARATOR = " + "   # between the files of a dataset read from several CSVs
+
+
+def read_accuracy_csvs(paths: Sequence[str | Path], space: str | None = None) -> AccuracyDataset:
+    """Several accuracy CSVs (:func:`read_accuracy_csv` each) as one dataset, rows in file order; its ``source``
+    names the files joined by :data:`SOURCE_SEPARATOR`.  The files must describe one supernet."""
+    import numpy as np
+    if not paths:
+        raise OfaProfileError("no accuracy CSV given")
+    parts = [read_accuracy_csv(p, space) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    names = sorted({s.space for d in parts for s in d.specs})
+    if not all(same_macro_architecture(n, names[0]) for n in names):
+        raise OfaProfileError(f"the accuracy CSVs describe different supernets ({', '.join(names)}); fit one at a "
+                              f"time")
+    return AccuracyDataset(tuple(s for d in parts for s in d.specs), np.concatenate([d.accuracy for d in parts]),
+                           SOURCE_SEPARATOR.join(d.source for d in parts))
+
+
+def subnet_groups(ds: AccuracyDataset) -> "np.ndarray":
+    """One group id per row: rows of the same subnet (same depths and active kernels and expands, at any
+    resolution) share it, so a grouped split never has one subnet on both sides."""
+    import numpy as np
+    ids: dict[tuple, int] = {}
+    out = []
+    for s in ds.specs:
+        c = s.canonical()
+        out.append(ids.setdefault((c.space, c.ks, c.e, c.d), len(ids)))
+    return np.array(out, dtype=np.int64)
+
+
+def grouped_folds(ds: AccuracyDataset, folds: int = 5, seed: int = 0) -> list["np.ndarray"]:
+    """``folds`` seeded test folds (row indices) of ``ds``, split by subnet (:func:`subnet_groups`): the subnets
+    are shuffled and dealt round-robin, so the folds hold nearly equal numbers of subnets."""
+    import numpy as np
+    g = subnet_groups(ds)
+    n_groups = int(g.max()) + 1 if len(g) else 0
+    if not 2 <= folds <= n_groups:
+        raise OfaProfileError(f"{folds} cross-validation folds need 2..{n_groups} distinct subnets")
+    fold_of = np.empty(n_groups, dtype=np.int64)
+    fold_of[np.random.default_rng(seed).permutation(n_groups)] = np.arange(n_groups) % folds
+    return [np.flatnonzero(fold_of[g] == k) for k in range(folds)]
 
 
 def split_dataset(ds: AccuracyDataset, test_frac: float = 0.2, seed: int = 0

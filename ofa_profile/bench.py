@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ofa_model.export import export_random
+from ofa_model.export import export_random, onnx_export
 
 from .devicespec import DeviceSpec
 from .errors import OfaProfileError
@@ -93,10 +93,19 @@ def _file_timed(model: ModelFile, device: DeviceSpec) -> Timed | None:
     return Timed(graph=model.graph, classes=model.classes, precision=model.precision, threads=device.num_threads)
 
 
-def _write_arch(spec: SubnetSpec, fmt: str, classes: int, seed: int, folder: Path, precision: str = "fp32") -> Path:
+def _write_arch(spec: SubnetSpec, fmt: str, classes: int, seed: int, folder: Path, graph: str,
+                precision: str = "fp32") -> Path:
     """The subnet as ``export --random-weights --seed SEED [--precision int8]`` writes it (the layer library,
-    seeded weights; the same function), with a head of ``classes`` outputs."""
+    seeded weights; the same function), with a head of ``classes`` outputs; graph ``ofa``: built from OFA's own
+    modules (:mod:`ofa_profile.ofa_graph`) and exported through ``torch.onnx`` (opset 17), as an OFA user exports
+    it (fp32 only)."""
     out = folder / f"subnet.{fmt}"
+    if graph == "ofa":
+        from .blocks import subnet_input
+        from .ofa_graph import ofa_subnet_module
+        onnx_export(ofa_subnet_module(spec, seed=seed, n_classes=classes), subnet_input(spec, seed=seed), str(out),
+                    opset=17)
+        return out
     export_random(spec, fmt, out, check=False, weights_seed=seed, n_classes=classes, precision=precision)
     return out
 
@@ -128,27 +137,27 @@ def bench_model(device: DeviceSpec, model_path: str | Path | None = None, *, arc
     else:
         spec = SubnetSpec.load(arch, space=space or device.space)
         n = get_space(spec.space).n_classes if classes is None else classes
-        if graph != "ofa-profile":
-            raise OfaProfileError(f"--graph {graph}: building a subnet from OFA's own modules is not available in "
-                                  f"this version; bench OFA's export as a model file")
         timed = Timed(graph=graph, classes=n, precision=precision, threads=device.num_threads)
         fmt = arch_format(device)
-        if fmt is None and precision != "fp32":
-            raise OfaProfileError(f"device {device.name} runs {device.runtime}, which times the subnet as an fp32 "
-                                  f"torch module; --precision {precision} needs a device that runs a model file "
-                                  f"(onnxruntime, litert)")
-        if fmt is None and n != get_space(spec.space).n_classes:
-            raise OfaProfileError(f"device {device.name} runs {device.runtime}, which times the subnet as a torch "
-                                  f"module with the space's {get_space(spec.space).n_classes}-class head; "
-                                  f"--classes needs a device that runs a model file (onnxruntime, litert)")
+        if graph == "ofa" and fmt == "tflite":
+            raise OfaProfileError(f"--graph ofa builds OFA's modules, which are exported through torch.onnx; device "
+                                  f"{device.name} reads .tflite: bench it on an onnxruntime or torch device")
+        if precision != "fp32" and (fmt is None or graph != "ofa-profile"):
+            raise OfaProfileError(f"--precision {precision} builds the subnet as `export --precision {precision}` "
+                                  f"does: the ofa-profile graph on a device that runs a model file (onnxruntime, "
+                                  f"litert), not {'an fp32 torch module on ' + device.name if fmt is None else 'graph ' + graph}")
     with tempfile.TemporaryDirectory(prefix="ofa-profile-bench-") as tmp:
         if spec is not None and fmt is not None:
-            model = check_model_file(_write_arch(spec, fmt, timed.classes, seed, Path(tmp), precision), batch=batch)
+            model = check_model_file(_write_arch(spec, fmt, timed.classes, seed, Path(tmp), graph, precision),
+                                     batch=batch)
         with make_profiler(device, batch_size=batch, **dict(profiler_options or {})) as prof:
+            if model is None:
+                prof.use_graph(graph)
             fp = prof.fingerprint()
             runs: list[Measurement] = []
             for r in range(rounds):
-                m = prof.measure_file(model, seed) if model is not None else prof.measure_subnet(spec, seed)
+                m = (prof.measure_file(model, seed) if model is not None
+                     else prof.measure_subnet(spec, seed, timed.classes))
                 runs.append(m)
                 log(f"bench round {r + 1}/{rounds}: median {m.median_ms:.3f} ms (IQR {m.iqr_ms:.3f} ms, "
                     f"{m.count} runs)")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, check_calibration, extreme_specs,
-                          feature_names, features)
+from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, calibration_classes,
+                          check_calibration, extreme_specs, feature_names, features)
 from .errors import LutMissError, OfaProfileError
 from .jsonio import loads_strict
 from .lut import load_lut, save_lut
@@ -45,7 +45,7 @@ __all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", 
 
 def _design(specs: Sequence[SubnetSpec], lut: "Lut"):
     import numpy as np
-    return np.array([features(s, lut) for s in specs], dtype=float)
+    return np.array([features(s, lut, lut.timed.classes) for s in specs], dtype=float)
 
 
 def _extremes_design(lut: "Lut"):
@@ -54,7 +54,7 @@ def _extremes_design(lut: "Lut"):
     rows = []
     for _, spec in extreme_specs(lut):
         try:
-            rows.append(features(spec, lut))
+            rows.append(features(spec, lut, lut.timed.classes))
         except LutMissError:
             continue
     return np.array(rows, dtype=float).reshape(len(rows), len(feature_names(lut.space)))
@@ -98,6 +98,7 @@ def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], l
         "alpha": alpha,
         "n_fit": int(len(specs)),
         "seed": seed,
+        "classes": lut.timed.classes,        # the classifier head the subnets were measured with
         "sklearn_version": __import__("sklearn").__version__,
     }
 
@@ -140,8 +141,108 @@ def sample_specs(space: str, n: int, seed: int, resolutions: Sequence[int]) -> l
     return [sp.sample(rng, resolution=list(resolutions)) for _ in range(n)]
 
 
+def _biased_spec(sp: Any, rng: random.Random, r: int, bias: float) -> SubnetSpec:
+    """A subnet whose every choice (depth per stage, kernel and expand per block) takes the ``j``-th smallest of
+    its ``k`` options with probability Binomial(k - 1, ``bias``): ``bias`` 0 gives the smallest subnet, 1 the
+    largest, 0.5 mostly middling ones."""
+    def pick(options: Sequence[int]) -> int:
+        opts = sorted(options)
+        j = sum(rng.random() < bias for _ in range(len(opts) - 1))
+        return opts[j]
+    d = tuple(pick(sp.stage_depths(s)) for s in range(sp.n_stages))
+    if sp.compound:
+        return sp.compound_spec(d, r)
+    ks = tuple(pick(sp.kernels) for _ in range(sp.n_blocks))
+    e = tuple(pick(sp.expands) for _ in range(sp.n_blocks))
+    return SubnetSpec(sp.name, ks, e, d, r).validated()
+
+
+def sample_stratified(lut: "Lut", n: int, seed: int, resolutions: Sequence[int], pool_factor: int = 30,
+                      exclude: Sequence[SubnetSpec] = ()) -> list[SubnetSpec]:
+    """``n`` seeded subnets spread evenly over the LUT-sum range of the space at each resolution, from its
+    smallest to its largest subnet (the resolutions take turns).  Uniform sampling piles subnets up in the
+    middle of that range and almost never draws one near either end, where a fitted model then extrapolates:
+    here each of a resolution's ``m`` subnets is the one, of ``pool_factor * m`` candidates drawn with a size
+    bias spread from small to large (:func:`_biased_spec`), whose LUT sum lies nearest its target, the
+    ``(j + 1/2) / m`` point of the range.  Distinct subnets where the pool allows, none of ``exclude``."""
+    sp = get_space(lut.space)
+    res = list(resolutions)
+    rng = random.Random(seed)
+    quota = {r: n // len(res) + (1 if i < n % len(res) else 0) for i, r in enumerate(res)}
+    picked: dict[int, list[SubnetSpec]] = {}
+    skip = {_arch_key(x) for x in exclude}
+    for r in res:
+        m = quota[r]
+        if not m:
+            picked[r] = []
+            continue
+        lo, hi = lut.lut_sum_ms(sp.smallest(r)), lut.lut_sum_ms(sp.largest(r))
+        pool: dict[str, tuple[float, SubnetSpec]] = {}
+        for i in range(pool_factor * m):
+            c = _biased_spec(sp, rng, r, (i + rng.random()) / (pool_factor * m))
+            k = _arch_key(c)
+            if k not in skip:
+                pool.setdefault(k, (lut.lut_sum_ms(c), c))
+        cands = sorted(pool.values(), key=lambda x: x[0])
+        used: set[int] = set()
+        mine = []
+        for j in range(m):
+            target = lo + (hi - lo) * (j + 0.5) / m
+            free = [i for i in range(len(cands)) if i not in used] or list(range(len(cands)))
+            best = min(free, key=lambda i: abs(cands[i][0] - target))
+            used.add(best)
+            mine.append(cands[best][1])
+        picked[r] = mine
+    # the resolutions take turns (a journal of an interrupted run is resumed subnet by subnet either way)
+    out = []
+    for j in range(max(quota.values(), default=0)):
+        out += [picked[r][j] for r in res if j < len(picked[r])]
+    return out
+
+
+def split_fit_test(specs: Sequence[SubnetSpec], n_test: int, lut: "Lut") -> tuple[list[int], list[int]]:
+    """Indices ``(fit, test)`` of ``specs``: ``n_test`` of them held out, taken evenly along the LUT-sum order so
+    that both sets span every size."""
+    order = sorted(range(len(specs)), key=lambda i: (lut.lut_sum_ms(specs[i]), i))
+    n = len(order)
+    test = {order[j] for j in range(n) if (j + 1) * n_test // n > j * n_test // n}
+    return [i for i in range(n) if i not in test], sorted(test)
+
+
+SAMPLING = "stratified-lut-sum+extremes"   # how calibrate_device draws its subnets (recorded in the report)
+
+
+def extreme_specs_at(space: str, resolutions: Sequence[int]) -> list[tuple[str, SubnetSpec]]:
+    """``(name, spec)`` of the space's smallest and largest subnet at the lowest and highest of ``resolutions``."""
+    sp = get_space(space)
+    return [(w, f(r)) for r in sorted({min(resolutions), max(resolutions)})
+            for w, f in (("smallest", sp.smallest), ("largest", sp.largest))]
+
+
+def by_size(predicted_ms: Sequence[float], measured_ms: Sequence[float],
+            size: Sequence[float]) -> list[dict[str, Any]]:
+    """Signed error per size tercile (by ``size``, e.g. the LUT sum): ``[{tercile, n, size range, mean signed
+    error %, within 5 / 10 %, worst %}]``: a calibration whose error depends on size shows it here."""
+    import numpy as np
+    p, m, z = (np.asarray(v, dtype=float) for v in (predicted_ms, measured_ms, size))
+    err = 100 * (p - m) / m
+    order = np.argsort(z, kind="stable")
+    out = []
+    for t, idx in enumerate(np.array_split(order, 3)):
+        if not len(idx):
+            continue
+        e = err[idx]
+        out.append({"tercile": ("small", "middle", "large")[t], "n": int(len(idx)),
+                    "size_range": [round(float(z[idx].min()), 4), round(float(z[idx].max()), 4)],
+                    "mean_signed_error_pct": round(float(e.mean()), 3),
+                    "within_5pct": round(float((np.abs(e) <= 5).mean()), 4),
+                    "within_10pct": round(float((np.abs(e) <= 10).mean()), 4),
+                    "worst_error_pct": round(float(e[np.argmax(np.abs(e))]), 3)})
+    return out
+
+
 def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: Path, seed: int,
-                    progress: bool = True, rounds: int = 2) -> list[float]:
+                    progress: bool = True, rounds: int = 2, classes: int | None = None) -> list[float]:
     """Whole-net latency of each spec: the lowest of ``rounds`` medians, each from its own pass over all
     the specs (minutes apart; odd passes in reverse order: :func:`ofa_profile.replicates.run_passes`), so that
     a burst of load from elsewhere on the machine, which only ever slows a run down, does not decide a figure.
@@ -161,7 +262,7 @@ def measure_subnets(profiler: "Profiler", specs: Sequence[SubnetSpec], journal: 
 
     def one(item: tuple[SubnetSpec, str], r: int) -> float:
         s, k = item
-        m = profiler.measure_subnet(s, seed)
+        m = profiler.measure_subnet(s, seed) if classes is None else profiler.measure_subnet(s, seed, classes)
         f.write({"arch": k, "round": r, "median_ms": m.median_ms, "iqr_ms": m.iqr_ms, "count": m.count})
         bar.update(1)
         return m.median_ms
@@ -194,44 +295,75 @@ def _arch_key(spec: SubnetSpec) -> str:
 
 def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: int, seed: int = 0,
                      resolutions: Sequence[int] | None = None, progress: bool = True,
-                     rounds: int = 2) -> dict[str, Any]:
-    """Measure ``n_fit + n_test`` seeded random subnets, fit on the first ``n_fit``, report on the rest,
-    store the calibration in the LUT (atomically) and return the report dict."""
-    lut = load_lut(lut_path)
+                     rounds: int = 2, classes: int | None = None) -> dict[str, Any]:
+    """Measure ``n_fit + n_test`` seeded subnets spread over the size range (:func:`sample_stratified`, split
+    evenly along it: :func:`split_fit_test`) plus the space's smallest and largest subnets at the lowest and
+    highest resolution (fitted on), each with a classifier head of ``classes`` outputs (default: the LUT's), fit on
+    the fit set, report on the held-out rest (overall, per size tercile, and the extremes), store the calibration
+    in the LUT (atomically) and return the report dict."""
+    stored = load_lut(lut_path)
+    lut = stored.with_classes(classes)
     bad = fingerprint_mismatch(lut.fingerprint, profiler.fingerprint())
     if bad:
         raise OfaProfileError(f"LUT {lut_path} was measured on another setup ({'; '.join(bad)}); "
                               f"calibrate on the machine and runtime that built it")
-    lut.timed.require_same(profiler.timed(lut.space), f"LUT {lut_path}", "the subnets calibration measures",
+    lut.timed.require_same(profiler.timed(lut.space).with_(classes=lut.timed.classes), f"LUT {lut_path}",
+                           "the subnets calibration measures",
                            "calibrate it with a device spec and options that time what the LUT timed")
+    head = None if lut.timed.classes == get_space(lut.space).n_classes else lut.timed.classes
     res = tuple(resolutions) if resolutions else lut.resolutions
     miss = [r for r in res if r not in lut.resolutions]
     if miss:
         raise OfaProfileError(f"LUT {lut_path} does not cover resolution(s) {miss}; measure them first")
-    specs = sample_specs(lut.space, n_fit + n_test, seed, res)
-    journal = lut_path.with_name(lut_path.name + f".calib-s{seed}.jsonl")
+    # subnets spread over the whole size range (uniform sampling almost never draws one near the smallest or
+    # largest subnet), split evenly along it; the space's smallest and largest subnets at the lowest and highest
+    # resolution join the fit set, so that the model holds at both ends (their fitted error is reported)
+    ext = extreme_specs_at(lut.space, res)
+    drawn = sample_stratified(lut, n_fit + n_test, seed, res, exclude=[s for _, s in ext])
+    fit_i, test_i = split_fit_test(drawn, n_test, lut)
+    fit_specs = [drawn[i] for i in fit_i] + [s for _, s in ext]
+    test_specs = [drawn[i] for i in test_i]
+    specs = fit_specs + test_specs
+    n_fit_all = len(fit_specs)
+    order = list(range(len(specs)))
+    random.Random(seed).shuffle(order)           # measured in a seeded order: a slow spell hits every size
+    journal = lut_path.with_name(lut_path.name + f".calib-s{seed}" + (f"-c{head}" if head else "") + ".jsonl")
     t0 = time.perf_counter()
-    measured = measure_subnets(profiler, specs, journal, seed, progress=progress, rounds=rounds)
+    got = measure_subnets(profiler, [specs[i] for i in order], journal, seed, progress=progress, rounds=rounds,
+                          classes=head)
     t_meas = time.perf_counter() - t0
-    fit_specs, test_specs = specs[:n_fit], specs[n_fit:]
-    cal = fit_calibration(fit_specs, measured[:n_fit], lut, seed=seed)
+    measured = [0.0] * len(specs)
+    for j, i in enumerate(order):
+        measured[i] = got[j]
+    cal = fit_calibration(fit_specs, measured[:n_fit_all], lut, seed=seed)
     lut_sum = [lut.lut_sum_ms(s) for s in test_specs]
     cal_pred = [apply_calibration(cal, s, lut) for s in test_specs]
+    m_test = measured[n_fit_all:]
+    ext_rows = []
+    for w, s in ext:
+        m = measured[[_arch_key(x) for x in specs].index(_arch_key(s))]
+        p = apply_calibration(cal, s, lut)
+        ext_rows.append({"subnet": w, "r": s.r, "measured_ms": round(m, 5), "predicted_ms": round(p, 5),
+                         "error_pct": round(100 * (p - m) / m, 3), "split": "fit"})
     report = {
-        "n_fit": n_fit, "n_test": n_test, "seed": seed, "resolutions": list(res), "rounds": rounds,
-        "timed": lut.timed.to_json(), "timed_label": lut.timed.label(lut.runtime),
-        "test_calibrated": evaluate(cal_pred, measured[n_fit:]).as_dict() if n_test else None,
-        "test_lut_sum": evaluate(lut_sum, measured[n_fit:]).as_dict() if n_test else None,
-        "ratio_lut_sum_to_measured_mean": float(sum(a / b for a, b in zip(lut_sum, measured[n_fit:])) / max(1, n_test)),
+        "n_fit": n_fit, "n_extremes": len(ext), "n_test": n_test, "seed": seed, "resolutions": list(res),
+        "rounds": rounds, "timed": lut.timed.to_json(), "timed_label": lut.timed.label(lut.runtime),
+        "sampling": SAMPLING,
+        "test_calibrated": evaluate(cal_pred, m_test).as_dict() if n_test else None,
+        "test_lut_sum": evaluate(lut_sum, m_test).as_dict() if n_test else None,
+        "test_by_size": by_size(cal_pred, m_test, lut_sum) if n_test else None,
+        "extremes": ext_rows,
+        "ratio_lut_sum_to_measured_mean": float(sum(a / b for a, b in zip(lut_sum, m_test)) / max(1, n_test)),
         "measure_s": round(t_meas, 1),
-        "samples": [{"arch": s.to_ofa(), "measured_ms": round(m, 5), "split": "fit" if i < n_fit else "test"}
+        "samples": [{"arch": s.to_ofa(), "measured_ms": round(m, 5), "split": "fit" if i < n_fit_all else "test",
+                     **({"predicted_ms": round(cal_pred[i - n_fit_all], 5)} if i >= n_fit_all else {})}
                     for i, (s, m) in enumerate(zip(specs, measured))],
     }
     cal["report"] = {k: v for k, v in report.items() if k != "samples"}
     cal["samples"] = report["samples"]
     cal["fingerprint_checked"] = True
     cal["calibrated_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    save_lut(lut.with_calibration(cal), lut_path)
+    save_lut(stored.with_calibration(cal), lut_path)     # the LUT's own head stays its head
     journal.unlink(missing_ok=True)
     return report
 
@@ -247,7 +379,7 @@ def require_threads(timed: "Timed", device: "DeviceSpec", what: str) -> None:
 
 def calibrate_on_device(device: "DeviceSpec", lut_path: Path, n_fit: int, n_test: int, seed: int = 0,
                         resolutions: Sequence[int] | None = None, progress: bool = True,
-                        rounds: int = 2) -> dict[str, Any]:
+                        rounds: int = 2, classes: int | None = None) -> dict[str, Any]:
     """:func:`calibrate_device` with the device's own profiler (opened and closed here), timing subnets in the LUT's
     precision; the report without its per-subnet samples (those are stored in the LUT's calibration).  A device
     that runs another thread count than the LUT was timed with is refused first (one line naming ``--threads``)."""
@@ -255,7 +387,7 @@ def calibrate_on_device(device: "DeviceSpec", lut_path: Path, n_fit: int, n_test
     require_threads(timed, device, f"LUT {lut_path}")
     with make_profiler(device, precision=timed.precision) as prof:
         rep = calibrate_device(lut_path, prof, n_fit, n_test, seed=seed, resolutions=resolutions, progress=progress,
-                               rounds=rounds)
+                               rounds=rounds, classes=classes)
     return {k: v for k, v in rep.items() if k != "samples"}
 
 
@@ -296,8 +428,11 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     if bad:
         raise OfaProfileError(f"LUT {lut.source} was measured on another setup ({'; '.join(bad)}): its drift "
                               f"cannot be measured here")
-    lut.timed.require_same(profiler.timed(lut.space), f"LUT {lut.source}", "the subnets measured now",
-                           "measure the drift with a device spec that times what the LUT timed")
+    lut.timed.require_same(profiler.timed(lut.space).with_(classes=lut.timed.classes), f"LUT {lut.source}",
+                           "the subnets measured now", "measure the drift with a device spec that times what the LUT "
+                                                       "timed")
+    head = calibration_classes(lut)
+    head = None if head == get_space(lut.space).n_classes else head
     held = held[:n]
     specs = [SubnetSpec.from_ofa(x["arch"], space=lut.space) for x in held]
     seed = int((cal.get("report") or {}).get("seed", 0))
@@ -305,7 +440,8 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
     bar = _progress(len(specs) * rounds, 0, "drift", progress, unit="subnet")
 
     def one(i: int, r: int) -> float:
-        ms = profiler.measure_subnet(specs[i], seed).median_ms
+        ms = (profiler.measure_subnet(specs[i], seed) if head is None
+              else profiler.measure_subnet(specs[i], seed, head)).median_ms
         bar.update(1)
         return ms
     reps = run_passes(range(len(specs)), rounds, per_item(one))

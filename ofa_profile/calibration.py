@@ -44,10 +44,25 @@ def feature_names(space: "str | Space") -> tuple[str, ...]:
 FEATURE_NAMES = feature_names(DEFAULT_SPACE)     # MobileNetV3's (5 stages)
 
 
-def features(spec: SubnetSpec, lut: "LutView") -> list[float]:
-    """LUT-derived features of a subnet (see :func:`feature_names`); raises LutMissError on missing keys."""
+def calibration_classes(lut: "LutView", calibration: Mapping[str, Any] | None = None) -> int | None:
+    """The classifier head (classes) a calibration (default: the LUT's) measured its subnets with; a calibration
+    written before the head was recorded measured the space's.  Without a calibration: the LUT's own head."""
+    cal = calibration if calibration is not None else lut.calibration
+    if cal:
+        return int(cal.get("classes", get_space(lut.space).n_classes))
+    timed = getattr(lut, "timed", None)
+    return timed.classes if timed is not None else None
+
+
+def _head_ms(spec: SubnetSpec, lut: "LutView", classes: int | None) -> float:
+    return sum(lut.entry(op.key, spec.r).median_ms for op in subnet_ops(spec, classes) if op.kind == "Logits")
+
+
+def features(spec: SubnetSpec, lut: "LutView", classes: int | None = None) -> list[float]:
+    """LUT-derived features of a subnet (see :func:`feature_names`), with the classifier head of ``classes`` outputs
+    (default: the one the LUT's calibration measured, else the LUT's own); raises LutMissError on missing keys."""
     sp = get_space(spec.space)
-    ops = subnet_ops(spec)
+    ops = subnet_ops(spec, classes if classes is not None else calibration_classes(lut))
     missing = [op.key for op in ops if op.key not in lut.entries]
     ms = lambda op: lut.entry(op.key, spec.r).median_ms  # per-resolution figure where the LUT has one
     if missing:
@@ -68,10 +83,14 @@ def apply_calibration(calibration: Mapping[str, Any], spec: SubnetSpec, lut: "Lu
                               f"re-run `ofa-profile calibrate`")
     if list(calibration["feature_names"]) != list(feature_names(spec.space)):
         raise OfaProfileError("LUT calibration uses other features than this version; re-run `ofa-profile calibrate`")
-    x = features(spec, lut)
+    cal_classes = calibration_classes(lut, calibration)
+    x = features(spec, lut, cal_classes)
     y = calibration["intercept"]
     for xi, m, s, c in zip(x, calibration["feature_mean"], calibration["feature_scale"], calibration["coef"]):
         y += c * (xi - m) / s
+    timed = getattr(lut, "timed", None)
+    if timed is not None and timed.classes != cal_classes:   # another head: its LUT difference
+        y += _head_ms(spec, lut, timed.classes) - _head_ms(spec, lut, cal_classes)
     return float(y)
 
 

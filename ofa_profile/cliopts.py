@@ -16,7 +16,7 @@ import click
 
 from .errors import OfaProfileError
 from .options import parse_assignment
-from .space import RESOLUTIONS, get_space, parse_resolutions
+from .space import DEFAULT_SPACE, get_space, parse_resolutions
 
 __all__ = ["FiniteFloatRange", "POSITIVE_INT", "NON_NEGATIVE_INT", "INT_MAX", "count_range", "NoEmptyValues",
            "NoRepeatedOptions",
@@ -100,7 +100,7 @@ def option_value(option: str) -> Iterator[None]:
 
 
 class _Resolution(click.ParamType):
-    """An input resolution of the spaces (128..224 in steps of 4)."""
+    """An input resolution of the spaces (128..224 in steps of 4; above, up to 320, for latency only)."""
 
     name = "resolution"
 
@@ -109,9 +109,9 @@ class _Resolution(click.ParamType):
             v = int(str(value).strip())
         except ValueError:
             self.fail(f"{value!r} is not an integer resolution", param, ctx)
-        if v not in RESOLUTIONS:
-            self.fail(f"{v} is not a resolution of the spaces: use {RESOLUTIONS[0]}..{RESOLUTIONS[-1]} in steps "
-                      f"of 4", param, ctx)
+        sp = get_space(DEFAULT_SPACE)     # every space has the same resolutions
+        if v not in sp.run_resolutions:
+            self.fail(f"{v} is not a resolution of the spaces: use {sp.resolution_text()}", param, ctx)
         return v
 
 

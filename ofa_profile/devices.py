@@ -15,11 +15,13 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .argsafety import shell_command
 from .devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
 from .errors import OfaProfileError
 from .jsonio import JsonInputError, read_json_file
 from .options import Option, OptionError, UnsafeOptionError, check_options, option_from_text
 from .paths import device_specs_dir, schemas_dir
+from .plugins import plugin_spec_dirs
 from .runtimes import RUNTIMES, list_runtimes, runtime_info
 from .space import DEFAULT_SPACE, get_space
 from .timing import TimingConfig
@@ -216,7 +218,8 @@ def load_device(name_or_path: str | Path) -> DeviceSpec:
     if p.suffix == ".json" or p.exists():
         path = p
     else:
-        path = device_specs_dir() / f"{name_or_path}.json"
+        path = next((d / f"{name_or_path}.json" for d in spec_dirs() if (d / f"{name_or_path}.json").exists()),
+                    device_specs_dir() / f"{name_or_path}.json")
         if not path.exists():
             raise DeviceError(f"unknown device {str(name_or_path)!r}; {_device_hint(str(name_or_path))}")
     try:
@@ -235,14 +238,29 @@ def _device_hint(name: str) -> str:
     known = f"known devices: {', '.join(names)}"
     own = Path(f"{name}.json")
     if own.is_file():
-        return f"{own} lies here: pass {own} (a spec file path); {known}"
+        return f"{shell_command(str(own))} lies here: pass it (a spec file path); {known}"
     near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return (f"did you mean {near[0]}? " if near else "") + f"{known} (or pass a spec file path)"
 
 
+def spec_dirs() -> list[Path]:
+    """Where device specs are found by name: the shipped ``device_specs/``, then the folders of installed plug-ins
+    (:func:`ofa_profile.plugins.plugin_spec_dirs`)."""
+    return [device_specs_dir(), *plugin_spec_dirs()]
+
+
+def _spec_files() -> list[Path]:
+    """Every spec file of :func:`spec_dirs`, one per name (a shipped spec wins over a plug-in's of the same name)."""
+    seen: dict[str, Path] = {}
+    for d in spec_dirs():
+        for p in sorted(d.glob("*.json")):
+            seen.setdefault(p.stem, p)
+    return list(seen.values())
+
+
 def list_devices() -> list[DeviceSpec]:
     out = []
-    for p in sorted(device_specs_dir().glob("*.json")):
+    for p in _spec_files():
         try:
             out.append(load_device(p))
         except DeviceError:
@@ -260,7 +278,7 @@ def device_table() -> list[dict[str, Any]]:
     """One row per spec file of ``device_specs/``: name, runtime, transport, whether it can be measured from here
     now and why (:func:`device_status`), description; a spec that does not load is a row naming its error."""
     rows: list[dict[str, Any]] = []
-    for p in sorted(device_specs_dir().glob("*.json")):
+    for p in _spec_files():
         try:
             d = load_device(p)
         except DeviceError as exc:

@@ -12,6 +12,10 @@ Encodings (:data:`ENCODINGS`), all computed vectorised from :class:`ArchArrays`:
 ``onehot-depth-r``  the 120 block one-hots, a one-hot of each stage's depth (15), and
                     the resolution as numbers ``(r - 176) / 48`` and its square: it
                     interpolates between trained resolutions instead of binning them.
+``onehot-depth-rspline``  the same 135 one-hots, and the resolution as a piecewise-linear
+                    (hat) basis with knots at :data:`R_KNOTS` (128, 160, 192, 224): an offset
+                    per knot resolution, linearly interpolated between knots (196..220 lie
+                    between 192 and 224), held constant outside them.
 """
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ENCODINGS", "DEFAULT_ENCODING", "same_macro_architecture", "ArchArrays", "as_arrays", "encode",
            "BlockTable", "op_cost_table", "macs_table", "params_table"]
 
-ENCODINGS = ("ofa-onehot", "onehot-depth-r")
+ENCODINGS = ("ofa-onehot", "onehot-depth-r", "onehot-depth-rspline")
 DEFAULT_ENCODING = "onehot-depth-r"
+R_KNOTS = (128, 160, 192, 224)   # knots of onehot-depth-rspline's resolution basis
 
 
 def same_macro_architecture(a: Space | str, b: Space | str) -> bool:
@@ -141,8 +146,19 @@ def encode(specs: "Sequence[SubnetSpec] | ArchArrays", encoding: str = DEFAULT_E
         res = np.zeros((len(a), 8))
         res[np.arange(len(a)), slot] = 1.0
         return np.concatenate(blocks + [res], axis=1)
+    if encoding == "onehot-depth-rspline":
+        return np.concatenate(blocks + [_onehot(a.d, sp.depths), _hat_basis(a.r, R_KNOTS)], axis=1)
     rn = (a.r.astype(np.float64) - 176.0) / 48.0
     return np.concatenate(blocks + [_onehot(a.d, sp.depths), rn[:, None], (rn ** 2)[:, None]], axis=1)
+
+
+def _hat_basis(r: "np.ndarray", knots: Sequence[int]) -> "np.ndarray":
+    """``[N, len(knots)]`` piecewise-linear interpolation weights of each ``r`` between the knots (they sum to 1;
+    a resolution outside the knots takes the nearest knot's)."""
+    import numpy as np
+    k = np.asarray(knots, dtype=np.float64)
+    rc = np.clip(r.astype(np.float64), k[0], k[-1])
+    return np.stack([np.interp(rc, k, np.eye(len(k))[j]) for j in range(len(k))], axis=1)
 
 
 # -- per-block cost tables (vectorised MACs / params / LUT sums) ---------------------------------------
@@ -168,8 +184,9 @@ class BlockTable:
 
     @classmethod
     def from_op_cost_at(cls, space: str, cost: Callable[[Op, int], float], resolutions: Sequence[int] | None = None,
-                        name: str = "") -> "BlockTable":
-        """Like :meth:`from_op_cost` with a cost that may depend on the resolution: ``cost(op, r)``."""
+                        name: str = "", classes: int | None = None) -> "BlockTable":
+        """Like :meth:`from_op_cost` with a cost that may depend on the resolution: ``cost(op, r)``; ``classes``:
+        outputs of the classifier head (default: the space's)."""
         import numpy as np
         sp = get_space(space)
         res = tuple(resolutions) if resolutions is not None else sp.resolutions
@@ -181,7 +198,7 @@ class BlockTable:
                     # a deepest subnet with every block at (k, e): its ops give every block position
                     deep = tuple(max(sp.stage_depths(s)) for s in range(sp.n_stages))
                     spec = SubnetSpec(sp.name, (k,) * sp.n_blocks, (e,) * sp.n_blocks, deep, r)
-                    fixed_ops, block_ops = split_ops(spec, subnet_ops(spec))
+                    fixed_ops, block_ops = split_ops(spec, subnet_ops(spec, classes))
                     for (i, _, _), op in zip(spec.active_blocks(), block_ops):
                         block[ri, i, ki, ei] = cost(op, r)
                     if ki == 0 and ei == 0:
@@ -189,11 +206,16 @@ class BlockTable:
         return cls(sp.name, res, fixed, block, name)
 
     @classmethod
-    def from_lut(cls, lut: Any, resolutions: Sequence[int] | None = None) -> "BlockTable":
-        """The LUT's ``median_ms`` per block (its per-resolution figures where it has them).
+    def from_lut(cls, lut: Any, resolutions: Sequence[int] | None = None,
+                 classes: int | None = None) -> "BlockTable":
+        """The LUT's ``median_ms`` per block (its per-resolution figures where it has them), with the LUT's
+        classifier head (or one of ``classes`` outputs).
 
         Resolutions default to those the LUT covers completely; a miss raises the LUT's own error.
         """
+        timed = getattr(lut, "timed", None)
+        if classes is None and timed is not None:
+            classes = timed.classes
         res = tuple(resolutions) if resolutions is not None else tuple(lut.resolutions)
         if not res:
             gaps = lut.gaps() if hasattr(lut, "gaps") else {}
@@ -201,7 +223,7 @@ class BlockTable:
             raise OfaProfileError(f"LUT {getattr(lut, 'source', '')} covers no resolution completely{part}; measure "
                                   f"one")
         return cls.from_op_cost_at(lut.space, lambda op, r: float(lut.entry(op.key, r).median_ms), res,
-                                   name=f"lut:{lut.device}")
+                                   name=f"lut:{lut.device}", classes=classes)
 
     def _index(self, a: ArchArrays) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]:
         import numpy as np

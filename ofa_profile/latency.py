@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .adapt import load_adapter
-from .calibration import CALIBRATION_FORMAT
+from .calibration import CALIBRATION_FORMAT, calibration_classes
 from .encodings import ArchArrays, BlockTable, macs_table
 from .errors import OfaProfileError
 from .lut import is_shipped, load_lut
@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = ["BatchFn", "call_batched", "table_latency_fn", "lut_latency_fn", "adapter_latency_fn", "LatencySource",
-           "resolve_latency_source", "latency_source_from_lut", "macs_latency_fn"]
+           "resolve_latency_source", "latency_source_from_lut", "macs_latency_fn", "AutoMargin",
+           "AUTO_MARGIN_NEAR", "AUTO_MARGIN_SPAN"]
 
 
 # -- batched functions ----------------------------------------------------------------------------------
@@ -61,6 +62,7 @@ def lut_latency_fn(lut: Any, calibrated: bool = True, resolutions: Sequence[int]
     import numpy as np
     sp = get_space(lut.space)
     table = BlockTable.from_lut(lut, resolutions)
+    table_classes = getattr(getattr(lut, "timed", None), "classes", None)
     cal = lut.calibration if calibrated else None
     if cal:
         names = list(cal.get("feature_names", ()))
@@ -68,15 +70,18 @@ def lut_latency_fn(lut: Any, calibrated: bool = True, resolutions: Sequence[int]
         if cal.get("format") != CALIBRATION_FORMAT or names != known:
             raise OfaProfileError(f"LUT {lut.source} has a calibration this version cannot apply "
                                   f"({cal.get('format')}); re-run `ofa-profile calibrate`")
+        cal_classes = calibration_classes(lut, cal)
+        cal_table = table if cal_classes == table_classes else BlockTable.from_lut(lut, resolutions, cal_classes)
         mean = np.asarray(cal["feature_mean"], dtype=float)
         scale = np.asarray(cal["feature_scale"], dtype=float)
         coef = np.asarray(cal["coef"], dtype=float)
         icpt = float(cal["intercept"])
 
         def fast(a: ArchArrays) -> "np.ndarray":
-            X = np.concatenate([table.fixed_cost(a)[:, None], table.per_stage(a), a.d.sum(axis=1)[:, None],
+            fixed = cal_table.fixed_cost(a)       # the head the calibration measured; another one: its difference
+            X = np.concatenate([fixed[:, None], table.per_stage(a), a.d.sum(axis=1)[:, None],
                                 (a.r / 224.0)[:, None]], axis=1)
-            return icpt + ((X - mean) / scale) @ coef
+            return icpt + ((X - mean) / scale) @ coef + (table.fixed_cost(a) - fixed)
     else:
         def fast(a: ArchArrays) -> "np.ndarray":
             return table.total(a)
@@ -108,6 +113,26 @@ def adapter_latency_fn(adapter: Any, prior_fn: Any = None) -> BatchFn:
     return BatchFn(fn, f"adapter:{adapter.device}")
 
 
+AUTO_MARGIN_NEAR = 10      # --margin auto: held-out subnets nearest the budget whose under-predictions set it
+AUTO_MARGIN_SPAN = 1.5     # ... when all of them are predicted within this factor of the budget
+
+
+@dataclass(frozen=True)
+class AutoMargin:
+    """What ``--margin auto`` chose: the percentage and what it was learned from."""
+    pct: float
+    basis: str                                  # near-budget | all-held-out | adapter
+    n_subnets: int                              # held-out subnets it was taken over (0: an adapter's own figure)
+    predicted_range_ms: "tuple[float, float] | None"   # near-budget: their predicted latencies
+    description: str                            # one phrase, for the log line
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pct": round(self.pct, 3), "basis": self.basis, "n_subnets": self.n_subnets,
+                "predicted_range_ms": ([round(v, 4) for v in self.predicted_range_ms]
+                                       if self.predicted_range_ms else None),
+                "description": self.description}
+
+
 @dataclass(frozen=True)
 class LatencySource:
     """Where a command's latencies come from."""
@@ -133,21 +158,47 @@ class LatencySource:
             return Path(self.lut.source).stem + ("-shipped" if is_shipped(self.lut) else "")
         return self.name
 
-    def auto_margin_pct(self, quantile: float = 0.9) -> float:
+    def auto_margin(self, budget_ms: float | None = None, quantile: float = 0.9) -> "AutoMargin":
         """The safety margin (percent of the budget) that covers ``quantile`` of the latency source's own
-        under-predictions on its held-out calibration subnets: the q-quantile of measured/predicted - 1,
-        at least 0; for a few-shot adapter, the same quantile of its cross-validated under-predictions on the
-        subnets it was fitted on (stored in the adapter).  Raises when the source holds neither."""
+        under-predictions: the q-quantile of measured/predicted - 1 (at least 0) over the held-out calibration
+        subnets whose prediction lies nearest ``budget_ms`` (the :data:`AUTO_MARGIN_NEAR` nearest, when all of
+        them lie within a factor :data:`AUTO_MARGIN_SPAN` of it: a model's error depends on the size of the
+        subnet, and the pick lies at the budget); over all held-out subnets when there are too few near it or
+        no budget is given (``basis`` says which); for a few-shot adapter, the same quantile of its
+        cross-validated under-predictions on the subnets it was fitted on (stored in the adapter).  Raises when
+        the source holds neither."""
         import numpy as np
         if not self.held_out and self.margin_hint_pct is not None and quantile == 0.9:
-            return float(self.margin_hint_pct)
+            return AutoMargin(float(self.margin_hint_pct), "adapter", 0, None,
+                              "the adapter's cross-validated under-predictions on the subnets it was fitted on")
         if not self.held_out:
             raise OfaProfileError("--margin auto needs a calibrated LUT (its held-out subnets set the margin) or an "
                                   "adapter fitted by this version (refit it); give --margin PCT instead")
         specs = [s for s, _ in self.held_out]
         measured = np.array([m for _, m in self.held_out], dtype=float)
         pred = np.asarray(self.fn(specs), dtype=float)
-        return float(max(0.0, np.quantile(measured / pred - 1.0, quantile) * 100.0))
+        under = measured / pred - 1.0
+        n = len(specs)
+        why_all = ""
+        if budget_ms is not None and budget_ms > 0:
+            dist = np.abs(np.log(pred / float(budget_ms)))
+            near = np.argsort(dist, kind="stable")[:AUTO_MARGIN_NEAR]
+            if len(near) >= AUTO_MARGIN_NEAR and dist[near].max() <= np.log(AUTO_MARGIN_SPAN):
+                lo, hi = float(pred[near].min()), float(pred[near].max())
+                pct = float(max(0.0, np.quantile(under[near], quantile) * 100.0))
+                return AutoMargin(pct, "near-budget", len(near), (lo, hi),
+                                  f"the LUT's under-predictions on the {len(near)} of its {n} held-out calibration "
+                                  f"subnets predicted nearest {budget_ms:g} ms ({lo:.3f}..{hi:.3f} ms)")
+            inside = int((dist <= np.log(AUTO_MARGIN_SPAN)).sum())
+            why_all = (f"; only {inside} of them are predicted within x{AUTO_MARGIN_SPAN:g} of {budget_ms:g} ms, "
+                       f"fewer than the {AUTO_MARGIN_NEAR} a near-budget margin takes")
+        pct = float(max(0.0, np.quantile(under, quantile) * 100.0))
+        return AutoMargin(pct, "all-held-out", n, None,
+                          f"the LUT's under-predictions on all its {n} held-out calibration subnets{why_all}")
+
+    def auto_margin_pct(self, quantile: float = 0.9, budget_ms: float | None = None) -> float:
+        """:meth:`auto_margin`'s percentage."""
+        return self.auto_margin(budget_ms, quantile).pct
 
     def scaled(self, factor: float, why: str) -> "LatencySource":
         """The same source with every latency multiplied by ``factor`` (e.g. the device's drift since
@@ -163,8 +214,12 @@ class LatencySource:
 
 
 def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
-                           calibrated: bool = True) -> LatencySource:
-    """``--device NAME`` (its shipped LUT), ``--lut FILE`` or ``--adapter FILE`` (with ``--lut`` for its prior)."""
+                           calibrated: bool = True, classes: int | None = None) -> LatencySource:
+    """``--device NAME`` (its shipped LUT), ``--lut FILE`` or ``--adapter FILE`` (with ``--lut`` for its prior);
+    ``classes``: predict subnets with a classifier head of that many outputs (the LUT must hold it)."""
+    if classes is not None and adapter is not None:
+        raise OfaProfileError("--classes picks a LUT's classifier head; a few-shot adapter has one head: drop "
+                              "--classes or --adapter")
     if device and lut:
         raise OfaProfileError("give either --device (a shipped LUT) or --lut FILE, not both")
     ref = lut or device
@@ -185,7 +240,7 @@ def resolve_latency_source(device: str | None = None, lut: str | None = None, ad
                              adapter=str(adapter))
     if ref is None:
         raise OfaProfileError("no latency source: pass --device NAME (a shipped LUT), --lut FILE or --adapter FILE")
-    return latency_source_from_lut(load_lut(ref), calibrated=calibrated)
+    return latency_source_from_lut(load_lut(ref).with_classes(classes), calibrated=calibrated)
 
 
 def latency_source_from_lut(lt: Any, calibrated: bool = True) -> LatencySource:

@@ -118,12 +118,24 @@ class LutEntry:
 
 @lru_cache(maxsize=None)
 def _space_keys(space: str) -> frozenset[str]:
-    return frozenset(op.key for _, op in enumerate_ops(space))
+    """Every key of the space at every resolution a LUT may hold (its run resolutions, above 224 too)."""
+    return frozenset(op.key for _, op in enumerate_ops(space, get_space(space).run_resolutions))
 
 
 @lru_cache(maxsize=None)
-def _keys_at(space: str, r: int) -> tuple[str, ...]:
-    return tuple(op.key for op in ops_at_resolution(space, r))
+def _keys_at(space: str, r: int, classes: int | None = None) -> tuple[str, ...]:
+    return tuple(op.key for op in ops_at_resolution(space, r, classes))
+
+
+def _is_head_key(key: str, space: str) -> bool:
+    """A classifier-head key of the space with another number of outputs than its default (a LUT may hold the head
+    of every class count it was measured with: ``measure --classes N``)."""
+    sp = get_space(space)
+    try:
+        op = parse_key(key, sp.family)
+    except SpaceError:
+        return False
+    return op.kind == "Logits" and op.out_ch >= 1 and replace(op, out_ch=sp.n_classes).key in _space_keys(space)
 
 
 def _bad_key_message(key: str, space: str, where: str) -> str:
@@ -140,7 +152,7 @@ def _bad_key_message(key: str, space: str, where: str) -> str:
         return (f"{where}: key {key!r} belongs to space {others[0]} (other channel widths), but the LUT declares "
                 f"space {space}; fix the 'space' field or use a LUT measured for {space}")
     return (f"{where}: key {key!r} is not a block of space {space} (no subnet at its resolutions "
-            f"{get_space(space).resolutions[0]}..{get_space(space).resolutions[-1]} has it); fix or remove that entry")
+            f"{get_space(space).resolution_text()} has it); fix or remove that entry")
 
 
 def _freeze(obj: Any) -> Any:
@@ -195,25 +207,26 @@ class Lut:
             ents[k] = e if isinstance(e, LutEntry) else LutEntry.from_json(e)
         object.__setattr__(self, "entries", types.MappingProxyType(ents))
         res = tuple(sorted({int(r) for r in self.resolutions}))
-        bad_r = [r for r in res if r not in sp.resolutions]
+        bad_r = [r for r in res if r not in sp.run_resolutions]
         if bad_r:
-            raise LutError(f"{src}: resolution(s) {bad_r} are not in space {sp.name} ({sp.resolutions[0]}.."
-                           f"{sp.resolutions[-1]} step 4); fix the 'resolutions' field")
+            raise LutError(f"{src}: resolution(s) {bad_r} are not in space {sp.name} ({sp.resolution_text()}); fix "
+                           f"the 'resolutions' field")
         object.__setattr__(self, "resolutions", res)
+        self._set_timed(sp.name)
         valid = _space_keys(sp.name)
         for k in ents:
-            if k not in valid:
+            if k not in valid and not _is_head_key(k, sp.name):
                 raise LutError(_bad_key_message(k, sp.name, f"LUT {src}"))
         per: dict[int, types.MappingProxyType] = {}
         for r, m in self.resolution_entries.items():
             ri = int(r)
-            if ri not in sp.resolutions:  # one not in 'resolutions' is partly covered (an import --allow-partial)
+            if ri not in sp.run_resolutions:  # one not in 'resolutions' is partly covered (an import --allow-partial)
                 raise LutError(f"LUT {src}: resolution_entries has resolution {ri}, which is not in space "
-                               f"{sp.name} ({sp.resolutions[0]}..{sp.resolutions[-1]} step 4); drop those entries")
+                               f"{sp.name} ({sp.resolution_text()}); drop those entries")
             d: dict[str, LutEntry] = {}
             for k, e in m.items():
                 if k not in ents:
-                    if k not in valid:
+                    if k not in valid and not _is_head_key(k, sp.name):
                         raise LutError(_bad_key_message(k, sp.name, f"LUT {src} (resolution_entries {ri})"))
                     raise LutError(f"LUT {src}: resolution_entries[{ri}] has key {k!r} that 'entries' lacks; "
                                    f"add it to entries (the pooled figure) or drop it")
@@ -228,10 +241,15 @@ class Lut:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or \
                 not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise LutError(f"{src}: batch_size={str(self.batch_size)[:40]} must be an integer in 1..{MAX_BATCH_SIZE}")
+
+    def _set_timed(self, space: str) -> None:
+        """The record of what the LUT times (the defaults where none is given), checked against num_threads."""
+        src = self.source
         if self.timed is None:
-            imported = str(self.provenance.get("source", "")).startswith("imported from OFA")
+            prov = self.provenance or {}
+            imported = str(prov.get("source", "")).startswith("imported from OFA")
             try:
-                object.__setattr__(self, "timed", Timed.default_for(sp.name, threads=self.num_threads,
+                object.__setattr__(self, "timed", Timed.default_for(space, threads=self.num_threads,
                                                                     graph="ofa" if imported else "ofa-profile"))
             except TimedError as exc:
                 raise LutError(f"{src}: num_threads: {exc}") from None
@@ -279,21 +297,48 @@ class Lut:
                 f"{_shorten(list(missing))}; it covers resolutions {have}: measure the missing ones, e.g. "
                 f"`{shell_command('ofa-profile', 'measure', '--device', self.device, '--resolutions', rtxt, *out)}`")
 
+    def ops(self, spec: SubnetSpec, classes: int | None = None) -> list:
+        """The ops of ``spec`` with this LUT's classifier head (or one of ``classes`` outputs)."""
+        return subnet_ops(spec, self.timed.classes if classes is None else classes)
+
+    def head_classes(self) -> list[int]:
+        """The class counts whose classifier head the LUT holds (its own first)."""
+        sp = get_space(self.space)
+        other = sorted({parse_key(k, sp.family).out_ch for k in self.entries if _is_head_key(k, self.space)}
+                       - {self.timed.classes})
+        return [self.timed.classes, *other]
+
+    def with_classes(self, classes: int | None) -> "Lut":
+        """This LUT predicting subnets with a classifier head of ``classes`` outputs (None: its own); the head's
+        figure must be in the LUT (:class:`LutMissError` naming the ``measure --classes`` that adds it)."""
+        if classes is None or classes == self.timed.classes:
+            return self
+        sp = get_space(self.space)
+        res = self.resolutions or sp.resolutions
+        need = [op.key for op in ops_at_resolution(sp, res[0], classes) if op.kind == "Logits"]
+        if any(k not in self.entries for k in need):
+            out = "" if self.source.startswith("<") else f" --out {self.source}"
+            raise LutMissError(f"LUT {self.source} holds no {classes}-class classifier head (it holds "
+                               f"{', '.join(map(str, self.head_classes()))}); measure it (one op): `ofa-profile measure "
+                               f"--device {self.device} --classes {classes}{out}`")
+        return replace(self, timed=self.timed.with_(classes=int(classes)))
+
     def missing_keys(self, spec_or_specs: SubnetSpec | Iterable[SubnetSpec]) -> list[str]:
         """Keys the subnet(s) need that the LUT lacks (unique, first-seen order)."""
         specs = [spec_or_specs] if isinstance(spec_or_specs, SubnetSpec) else list(spec_or_specs)
         out: dict[str, None] = {}
         for s in specs:
             self._check_space(s)
-            for op in subnet_ops(s):
+            for op in self.ops(s):
                 if op.key not in self.entries:
                     out[op.key] = None
         return list(out)
 
-    def lut_sum_ms(self, spec: SubnetSpec) -> float:
-        """OFA's LUT sum: the median_ms of every op of the subnet (raises :class:`LutMissError` on a miss)."""
+    def lut_sum_ms(self, spec: SubnetSpec, classes: int | None = None) -> float:
+        """OFA's LUT sum: the median_ms of every op of the subnet, with the LUT's classifier head (or one of
+        ``classes`` outputs); raises :class:`LutMissError` on a miss."""
         self._check_space(spec)
-        ops = subnet_ops(spec)
+        ops = self.ops(spec, classes)
         missing = list(dict.fromkeys(op.key for op in ops if op.key not in self.entries))
         if missing:
             raise LutMissError(self._miss_message(missing, [spec.r]))
@@ -331,8 +376,8 @@ class Lut:
         Head ops shared by all resolutions do not make a resolution count as begun.
         """
         out: dict[int, list[str]] = {}
-        for r in get_space(self.space).resolutions:
-            keys = _keys_at(self.space, r)  # keys[0] is the stem Conv, unique to r
+        for r in get_space(self.space).run_resolutions:
+            keys = _keys_at(self.space, r, self.timed.classes)  # keys[0] is the stem Conv, unique to r
             if r in self.resolutions or keys[0] in self.entries or r in self.resolution_entries:
                 out[r] = [k for k in keys if k not in self.entries]
         return out
@@ -343,7 +388,8 @@ class Lut:
         want = cov if resolutions is None else {int(r): None for r in resolutions}
         out: dict[int, list[str]] = {}
         for r in want:
-            miss = cov[r] if r in cov else [k for k in _keys_at(self.space, r) if k not in self.entries]
+            miss = cov[r] if r in cov else [k for k in _keys_at(self.space, r, self.timed.classes)
+                                            if k not in self.entries]
             if miss:
                 out[r] = miss
         return out

@@ -190,7 +190,7 @@ def import_ofa_yaml(src: str | Path, space: str | None = None, device: str = "im
         for r, v in vs:
             per.setdefault(r, {})[k] = entry(v["count"], v["mean"], v["std"])
     partial = {r: [k for k in _keys_at(sp_name, r) if k not in by_key] for r in sorted(tables)
-               if r in get_space(sp_name).resolutions}  # others: refused by Lut below
+               if r in get_space(sp_name).run_resolutions}  # others: refused by Lut below
     partial = {r: m for r, m in partial.items() if m}
     if partial and not allow_partial:
         what = "; ".join(f"{r}_lookup_table lacks {len(m)} of the {len(_keys_at(sp_name, r))} keys of r={r}, e.g. "

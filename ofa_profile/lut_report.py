@@ -14,6 +14,7 @@ from .errors import LutError, OfaProfileError
 from .jsonio import plain
 from .lut import FORMAT, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
 from .measure import NOISY_IQR_REL, timing_summary
+from .model_file import exported_subnet
 from .space import SubnetSpec
 from .speedcheck import check_for_command
 
@@ -79,6 +80,7 @@ def lut_summary(lut: Lut) -> dict[str, Any]:
         "lut": lut.source, "space": lut.space, "device": lut.device, "runtime": lut.runtime,
         "batch_size": lut.batch_size, "num_threads": lut.num_threads, "schema_version": lut.schema_version,
         "timed": lut.timed.to_json(), "timed_label": lut.timed.label(lut.runtime),
+        "heads_classes": lut.head_classes(),
         "created_utc": lut.created_utc, "resolutions": list(lut.resolutions), "entries": len(lut.entries),
         "resolution_entries": sum(len(m) for m in lut.resolution_entries.values()),
         "source": lut.provenance.get("source"), "tool": lut.provenance.get("tool"), "seed": lut.provenance.get("seed"),
@@ -161,16 +163,27 @@ class Prediction:
 
 def predict_subnet(lut_ref: str, arch_path: str, space: str | None = None, resolution: int | None = None,
                    calibrated: bool = True, speed_check: bool = False, rescale: bool = False,
-                   log: Callable[[str], None] = lambda msg: None) -> Prediction:
+                   log: Callable[[str], None] = lambda msg: None, classes: int | None = None) -> Prediction:
     """Load the LUT (a file or a device's shipped LUT) and the subnet (a spec JSON, of ``space`` or the LUT's, or a
     net.config; ``resolution`` overrides its r) and predict its latency.
 
     ``speed_check``: where the LUT is a shipped one and its device runs here, time a few of its blocks first
     (:func:`ofa_profile.speedcheck.shipped_lut_check`, cached) and ``log`` one warning line when it is off by more
-    than 15 %; ``rescale`` multiplies the prediction by the check's factor."""
+    than 15 %; ``rescale`` multiplies the prediction by the check's factor.
+
+    ``classes``: the classifier head to predict with (one the LUT holds; default: the LUT's own).  ``arch_path``
+    may be an .onnx written by ``ofa-profile export``: the subnet and head it holds are predicted (the bundled
+    weights' 10-class head, unless ``classes`` says otherwise)."""
     lut = load_lut(lut_ref)
     require_a_resolution(lut)
-    spec = SubnetSpec.load(arch_path, space=space or lut.space, r=resolution)
+    if Path(arch_path).suffix.lower() in (".onnx", ".tflite"):
+        spec, head = exported_subnet(arch_path)
+        if resolution is not None:
+            spec = SubnetSpec.from_ofa({**spec.to_ofa(), "r": resolution}, space=spec.space)
+        classes = head if classes is None else classes
+    else:
+        spec = SubnetSpec.load(arch_path, space=space or lut.space, r=resolution)
+    lut = lut.with_classes(classes)
     lut_sum = lut.lut_sum_ms(spec)
     use_cal = bool(lut.calibration) and calibrated
     pred = lut.predict_ms(spec, calibrated=use_cal)

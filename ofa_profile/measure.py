@@ -213,11 +213,14 @@ class MeasureResult:
 def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None = None, *, space: str | None = None,
                 batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
                 profiler: Profiler | None = None, limit: int | None = None, passes: int = 1,
-                timed: Timed | None = None) -> MeasureResult:
+                timed: Timed | None = None, graph: str = "ofa-profile", classes: int | None = None,
+                precision: str = "fp32") -> MeasureResult:
     """Measure (or finish measuring) the LUT of ``device`` at ``resolutions`` into ``out``.
 
-    ``timed``: what the blocks are timed as (graph flavour, head, precision, threads; default: the project's graph,
-    the space's head, fp32, the device's threads); an existing LUT at ``out`` of another record is refused.
+    ``timed``: what the blocks are timed as (graph flavour, head, precision, threads; default: ``graph``, the
+    space's head, ``precision``, the device's threads); an existing LUT at ``out`` of another record is refused, except for
+    the head: ``classes`` (or ``timed.classes``) adds that classifier head's op beside the LUT's own (default: the
+    LUT's own head).
 
     ``limit`` stops after that many new measurements (the journal keeps them; a rerun goes on).
     ``passes``: measure each missing op that many times, in passes over the list; keep the lowest median.
@@ -228,10 +231,13 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
     sp = get_space(space or device.space)
     res = tuple(resolutions) if resolutions else sp.resolutions
     out = Path(out)
-    timed = check_measurable(timed or Timed.default_for(sp.name, threads=device.num_threads), device)
+    given_classes = timed is not None or classes is not None
+    timed = timed or Timed.default_for(sp.name, threads=device.num_threads, graph=graph).with_(precision=precision)
+    if classes is not None:
+        timed = timed.with_(classes=classes)
+    timed = check_measurable(timed, device)
     if not out.parent.exists():
         raise OfaProfileError(f"output folder {out.parent} does not exist; create it or choose another --out")
-    ops = [op for _, op in enumerate_ops(sp, res)]
     jpath = _journal_path(out)
     if fresh and jpath.exists():
         jpath.unlink()
@@ -246,8 +252,13 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
         if base.space != sp.name or base.runtime != device.runtime:
             raise OfaProfileError(f"{out} holds a {base.space}/{base.runtime} LUT, not {sp.name}/{device.runtime}; "
                                   f"choose another --out")
-        base.timed.require_same(timed, f"LUT {out}", "this run", "choose another --out or pass --fresh")
+        # another classifier head is added beside the LUT's own (its one op); anything else is another LUT
+        base.timed.require_same(timed.with_(classes=base.timed.classes), f"LUT {out}", "this run",
+                                "choose another --out or pass --fresh")
+        if not given_classes:
+            timed = timed.with_(classes=base.timed.classes)      # its own head, unless another is asked for
         existing = dict(base.entries)
+    ops = [op for _, op in enumerate_ops(sp, res, classes=timed.classes)]
 
     own = profiler is None
     prof = profiler or make_profiler(device, batch_size=batch_size, precision=timed.precision)
@@ -255,6 +266,7 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
         if prof.precision != timed.precision:
             raise TimedError(f"the profiler times {prof.precision} blocks but this run measures {timed.precision} "
                              f"ones (a bug in the caller)")
+        prof.use_graph(timed.graph)
         fp = prof.fingerprint()
         header = {"device": device.name, "runtime": device.runtime, "space": sp.name, "seed": seed,
                   "batch_size": prof.batch_size, "num_threads": device.num_threads, "fingerprint": fp,
@@ -269,7 +281,7 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
             bad = [k for k in ("device", "runtime", "space", "seed", "batch_size", "num_threads")
                    if jheader.get(k) != header[k]]
             jtimed = jheader.get("timed", Timed.default_for(sp.name, threads=jheader.get("num_threads")).to_json())
-            if jtimed != header["timed"]:
+            if {**jtimed, "classes": 0} != {**header["timed"], "classes": 0}:     # entries of any head may mix
                 bad.append(f"timed: {jtimed} != {header['timed']}")
             bad += fingerprint_mismatch(jheader.get("fingerprint", {}), fp)
             if jheader.get("timing") is not None and \
@@ -327,11 +339,12 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
                        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))})
     if timed.precision == "int8":     # how the int8 blocks were made: quantizer, formats, calibration inputs
         provenance["int8"] = int8_recipe(device.runtime)
+    lut_timed = base.timed if base else timed
     lut = Lut(space=sp.name, device=device.lut_name(prof.batch_size), runtime=device.runtime,
               entries={k: done[k] for k in sorted(done)}, resolutions=all_res if not missing else tuple(
-                  r for r in all_res if all(op.key in done for op in _ops_at(sp, r))),
+                  r for r in all_res if all(op.key in done for op in _ops_at(sp, r, lut_timed.classes))),
               batch_size=prof.batch_size, num_threads=device.num_threads, fingerprint=fp, provenance=provenance,
-              calibration=base.calibration if base else None, timed=timed,
+              calibration=base.calibration if base else None, timed=lut_timed,
               created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     save_lut(lut, out)
     if not missing and jpath.exists():
@@ -351,8 +364,8 @@ def check_measurable(timed: Timed, device: DeviceSpec) -> Timed:
     return timed
 
 
-def _ops_at(sp: Any, r: int) -> list[Op]:
-    return ops_at_resolution(sp, r)
+def _ops_at(sp: Any, r: int, classes: int | None = None) -> list[Op]:
+    return ops_at_resolution(sp, r, classes)
 
 
 class _NullBar:
@@ -484,20 +497,22 @@ def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *,
                    batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
                    limit: int | None = None, passes: int = 1, transport_options: Mapping[str, Any] | None = None,
                    benchmark_binary: str | None = None, serial: str | None = None,
-                   precision: str = "fp32") -> DeviceMeasurement:
+                   timed: Timed | None = None, graph: str = "ofa-profile",
+                   classes: int | None = None, precision: str = "fp32") -> DeviceMeasurement:
     """:func:`measure_lut` with the device's own profiler (opened and closed here), and the noise of the blocks
     once the LUT is complete (:func:`block_noise`).  ``transport_options`` replace some of the spec's (checked
     against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
     ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a
     transport that does not declare them gets them as before (the local one ignores them, ssh refuses them).
-    ``precision``: of the blocks (the LUT's ``timed`` record: the project's graph, the space's head, the device's
-    threads and this precision)."""
+    ``precision``: of the blocks (with ``graph`` and ``classes``, the LUT's ``timed`` record, unless ``timed`` is
+    given)."""
     device, kw = device_with_options(device, transport_options, benchmark_binary, serial)
-    timed = check_measurable(Timed.default_for(space, threads=device.num_threads).with_(precision=precision), device)
-    prof = make_profiler(device, batch_size=batch_size, precision=precision, **kw)
+    check_measurable(Timed.default_for(space, threads=device.num_threads).with_(precision=precision), device)
+    prof = make_profiler(device, batch_size=batch_size, precision=timed.precision if timed else precision, **kw)
     try:
         r = measure_lut(device, out, resolutions, space=space, batch_size=batch_size, seed=seed, progress=progress,
-                        fresh=fresh, profiler=prof, limit=limit, passes=passes, timed=timed)
+                        fresh=fresh, profiler=prof, limit=limit, passes=passes, timed=timed, graph=graph,
+                        classes=classes, precision=precision)
     finally:
         prof.close()
     nz = block_noise(load_lut(r.lut_path)) if r.complete else None

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import OfaProfileError
+from .jsonio import JsonInputError, loads_strict
 from .runtimes import Compiled
+from .space import SpaceError, SubnetSpec
 from .tflite import load_schema
 
 __all__ = ["FORMATS", "FORMAT_RUNTIMES", "ModelFile", "ModelFileError", "check_model_file", "open_model"]
@@ -51,6 +53,7 @@ class ModelFile:
     inputs: tuple[TensorInfo, ...]
     classes: int | None                  # last dimension of the first output (None: not a vector)
     graph: str | None                    # "ofa-profile" where the file says it was written by ofa-profile, else None
+    arch: str | None = None              # the subnet spec JSON `ofa-profile export` stores in an ONNX file's metadata
     precision: str = "fp32"              # "int8": quantized (ONNX Q/DQ or QLinear ops; TFLite int8 tensors)
 
     def as_dict(self) -> dict[str, Any]:
@@ -93,7 +96,8 @@ def _dim(d: Any, i: int, batch: int, path: Path, name: str) -> int:
                 "export it with a fixed input resolution (only the batch dimension may be free)")
 
 
-def _onnx_info(path: Path, data: bytes, batch: int) -> tuple[tuple[TensorInfo, ...], int | None, str | None, str]:
+def _onnx_info(path: Path, data: bytes, batch: int
+               ) -> tuple[tuple[TensorInfo, ...], int | None, str | None, str | None, str]:
     import onnx
     from onnx import helper
 
@@ -126,7 +130,8 @@ def _onnx_info(path: Path, data: bytes, batch: int) -> tuple[tuple[TensorInfo, .
     classes = od[-1].dim_value if len(od) == 2 and od[-1].HasField("dim_value") else None
     meta = {p.key: p.value for p in m.metadata_props}
     graph = "ofa-profile" if "ofa_profile.arch" in meta else None
-    return tuple(ins), classes, graph, "int8" if any(n.op_type in _ONNX_INT8_OPS for n in g.node) else "fp32"
+    return tuple(ins), classes, graph, meta.get("ofa_profile.arch"), \
+        "int8" if any(n.op_type in _ONNX_INT8_OPS for n in g.node) else "fp32"
 
 
 #: ONNX ops of a quantized model (QDQ or QOperator format, integer convolutions and matmuls)
@@ -134,7 +139,8 @@ _ONNX_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuanti
                             "QLinearMatMul", "ConvInteger", "MatMulInteger"})
 
 
-def _tflite_info(path: Path, data: bytes, batch: int) -> tuple[tuple[TensorInfo, ...], int | None, str | None, str]:
+def _tflite_info(path: Path, data: bytes, batch: int
+                 ) -> tuple[tuple[TensorInfo, ...], int | None, str | None, str | None, str]:
     if len(data) < 8 or data[4:8] != _TFLITE_ID:
         raise _fail(path, "is not a TFLite model (no 'TFL3' flatbuffer identifier)",
                     "pass a file written by a TFLite converter or `ofa-profile export --format tflite`")
@@ -143,7 +149,7 @@ def _tflite_info(path: Path, data: bytes, batch: int) -> tuple[tuple[TensorInfo,
     for name, shape, dt in ins:
         out.append(TensorInfo(name, tuple(_dim(d, i, batch, path, name) for i, d in enumerate(shape)), dt))
     graph = "ofa-profile" if desc.startswith("ofa-profile") else None
-    return tuple(out), classes, graph, "int8" if int8 else "fp32"
+    return tuple(out), classes, graph, None, "int8" if int8 else "fp32"
 
 
 _TFLITE_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
@@ -193,8 +199,24 @@ def check_model_file(path: str | Path, batch: int = 1) -> ModelFile:
     p = Path(path)
     data = _read(p)
     fmt = FORMATS[p.suffix.lower()]
-    ins, classes, graph, precision = (_onnx_info if fmt == "onnx" else _tflite_info)(p, data, batch)
-    return ModelFile(p, fmt, len(data), hashlib.sha256(data).hexdigest(), ins, classes, graph, precision)
+    ins, classes, graph, arch, precision = (_onnx_info if fmt == "onnx" else _tflite_info)(p, data, batch)
+    return ModelFile(p, fmt, len(data), hashlib.sha256(data).hexdigest(), ins, classes, graph, arch, precision)
+
+
+def exported_subnet(path: str | Path) -> tuple[SubnetSpec, int]:
+    """``(SubnetSpec, classes)`` of an ONNX file written by ``ofa-profile export`` (its metadata names the
+    subnet; its output, the head); :class:`ModelFileError` for any other file."""
+    model = check_model_file(path)
+    if model.arch is None or model.classes is None:
+        raise _fail(model.path, "does not name the subnet it holds (only an .onnx written by `ofa-profile export` "
+                                "does)", "pass the subnet's spec JSON or net.config as --arch")
+    try:
+        obj = loads_strict(model.arch)
+        spec = SubnetSpec.from_ofa({k: v for k, v in obj.items() if k != "space"}, space=obj["space"])
+    except (JsonInputError, SpaceError, KeyError, TypeError, AttributeError) as exc:
+        raise _fail(model.path, f"holds a subnet description that does not read ({exc})",
+                    "pass the subnet's spec JSON as --arch") from None
+    return spec, model.classes
 
 
 def _inputs(model: ModelFile, seed: int) -> list[Any]:

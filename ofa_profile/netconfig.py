@@ -60,9 +60,9 @@ def check_head(n_classes: Any, r: int, sp: Any) -> None:
         raise SpaceError(f"net.config classifier.out_features is {_show(n_classes)}; space {sp.name} has "
                          f"{' or '.join(map(str, ok))} classes (a LUT times that classifier), so this network cannot "
                          f"be predicted")
-    if r not in sp.resolutions:
+    if r not in sp.run_resolutions:     # the space's resolution check: 128..224, and above for latency only
         raise SpaceError(f"net.config image size {r} is not a resolution of space {sp.name} "
-                         f"({sp.resolutions[0]}..{sp.resolutions[-1]} in steps of 4)")
+                         f"({sp.resolution_text()})")
 
 
 def _conv(cin: int, cout: int, k: int, stride: int, act: str, use_bn: bool) -> dict[str, Any]:

@@ -191,14 +191,15 @@ def _fixed(sp: Space, kind: str, in_hw: int, in_ch: int, out_hw: int, out_ch: in
     return Op(kind, in_hw, in_ch, out_hw, out_ch, activation=act, family=sp.family)
 
 
-def _head_ops(sp: Space, hw: int, in_ch: int) -> list[Op]:
+def _head_ops(sp: Space, hw: int, in_ch: int, classes: int | None = None) -> list[Op]:
+    n = sp.n_classes if classes is None else int(classes)
     ops = [_fixed(sp, "Conv_1", hw, in_ch, hw, sp.final_expand_ch, sp.head_act)]
     if sp.feature_mix_ch:        # MobileNetV3: pool, 1x1 feature mix, classifier on 1x1
         ops += [_fixed(sp, "AvgPool2D", hw, sp.final_expand_ch, 1, sp.final_expand_ch),
                 _fixed(sp, "Conv_2", 1, sp.final_expand_ch, 1, sp.feature_mix_ch, sp.head_act),
-                _fixed(sp, "Logits", 1, sp.feature_mix_ch, 0, sp.n_classes)]
+                _fixed(sp, "Logits", 1, sp.feature_mix_ch, 0, n)]
     else:                        # ProxylessNAS: the classifier op pools
-        ops.append(_fixed(sp, "Logits", hw, sp.final_expand_ch, 0, sp.n_classes))
+        ops.append(_fixed(sp, "Logits", hw, sp.final_expand_ch, 0, n))
     return ops
 
 
@@ -209,8 +210,9 @@ def _stem_ops(sp: Space, r: int) -> list[Op]:
                    int(has_identity_skip(1, sp.stem_ch, sp.first_block_ch)), False, sp.first_block_act)]
 
 
-def subnet_ops(spec: SubnetSpec) -> list[Op]:
-    """The ops of one subnet, in execution order (OFA's LUT sum walks exactly these)."""
+def subnet_ops(spec: SubnetSpec, classes: int | None = None) -> list[Op]:
+    """The ops of one subnet, in execution order (OFA's LUT sum walks exactly these); ``classes``: outputs of the
+    classifier head (default: the space's)."""
     sp = get_space(spec.space)
     r = spec.r
     hw = (r + 1) // 2
@@ -224,11 +226,13 @@ def subnet_ops(spec: SubnetSpec) -> list[Op]:
         ops.append(_block(sp, hw, in_ch, out_hw, st.width, sp.mid_channels(in_ch, spec.e[i]), spec.ks[i], stride,
                           idskip, st.se, st.act))
         hw, in_ch = out_hw, st.width
-    return ops + _head_ops(sp, hw, in_ch)
+    return ops + _head_ops(sp, hw, in_ch, classes)
 
 
-def enumerate_ops(space: Space | str, resolutions: Iterable[int] | None = None) -> list[tuple[int, Op]]:
-    """Every distinct op of the space over the given resolutions, as ``(first resolution, op)``.
+def enumerate_ops(space: Space | str, resolutions: Iterable[int] | None = None,
+                  classes: int | None = None) -> list[tuple[int, Op]]:
+    """Every distinct op of the space over the given resolutions (default: the supernet's), as
+    ``(first resolution, op)``.
 
     The order is deterministic (resolution, then network position).  An op shared by
     several resolutions is listed once, under the first resolution that has it.
@@ -237,16 +241,17 @@ def enumerate_ops(space: Space | str, resolutions: Iterable[int] | None = None) 
     res = tuple(sp.resolutions if resolutions is None else resolutions)
     seen: dict[Op, int] = {}
     for r in res:
-        for op in ops_at_resolution(sp, r):
+        for op in ops_at_resolution(sp, r, classes):
             seen.setdefault(op, r)
     return [(r, op) for op, r in seen.items()]
 
 
-def ops_at_resolution(space: Space | str, r: int) -> list[Op]:
-    """Distinct ops of all subnets of the space at resolution ``r`` (96 for OFA MobileNetV3)."""
+def ops_at_resolution(space: Space | str, r: int, classes: int | None = None) -> list[Op]:
+    """Distinct ops of all subnets of the space at resolution ``r`` (96 for OFA MobileNetV3); ``classes``: outputs
+    of the classifier head (default: the space's)."""
     sp = get_space(space)
-    if r not in sp.resolutions:
-        raise SpaceError(f"resolution {r} not in space {sp.name}")
+    if r not in sp.run_resolutions:
+        raise SpaceError(f"resolution {r} not in space {sp.name} ({sp.resolution_text()})")
     out: dict[Op, None] = {}
     for op in _stem_ops(sp, r):
         out[op] = None
@@ -268,7 +273,7 @@ def ops_at_resolution(space: Space | str, r: int) -> list[Op]:
                 out[_block(sp, i_hw, i_ch, out_hw, st.width, sp.mid_channels(i_ch, e), k, stride, idskip, st.se,
                            st.act)] = None
         hw, in_ch = out_hw, st.width
-    for op in _head_ops(sp, hw, in_ch):
+    for op in _head_ops(sp, hw, in_ch, classes):
         out[op] = None
     return list(out)
 

@@ -37,11 +37,13 @@ from .replicates import per_item, run_passes
 from .search import pareto_front, pareto_search, resolve_latency_source, search
 from .space import get_space, parse_resolutions
 
-__all__ = ["OptionError", "ParetoRun", "VERIFY_TOLERANCE", "DEFAULT_DEVICE", "parse_margin", "search_resolutions",
+__all__ = ["OptionError", "ParetoRun", "VERIFY_TOLERANCE", "VERIFY_NOISE_REL", "DEFAULT_DEVICE", "verify_sentence",
+           "verify_noise", "parse_margin", "search_resolutions",
            "resolve_predictor", "verify_predictor", "predictor_block", "refresh_drift", "speed_check_source",
            "verify_best", "best_record", "source_title", "run_pareto"]
 
 VERIFY_TOLERANCE = 0.03    # --verify: a measured latency up to the budget + 3 % counts as meeting it
+VERIFY_NOISE_REL = 0.05    # --verify warns when its IQR / median, or its passes' spread, is above this
 DEFAULT_DEVICE = "cpu-ort"  # the latency source without --device, --lut or --adapter
 
 Log = Callable[[str], None]
@@ -77,8 +79,9 @@ def parse_margin(margin: str) -> float | None:
 
 def search_resolutions(given: str | None, space: str, source_res: tuple, predictor: Any, lut: Any = None,
                        log: Log = _quiet) -> tuple:
-    """--resolutions, else the latency source's resolutions inside the predictor's trained range.  ``lut``
-    (the LUT behind the source, if any) lets a refusal name the keys a partly covered resolution lacks."""
+    """--resolutions, else the latency source's resolutions among the supernet's (128..224: a LUT may also hold
+    resolutions above them, for latency only) and inside the predictor's trained range.  ``lut`` (the LUT behind
+    the source, if any) lets a refusal name the keys a partly covered resolution lacks."""
     def gaps(rs: Any) -> str:
         g = lut.gaps([r for r in rs if r in lut.coverage()]) if lut is not None else {}
         return f"; it lacks {lut.gaps_text(g)}" if g else ""
@@ -98,6 +101,15 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
     if not res:
         raise OfaProfileError(f"the latency source covers no resolution completely"
                               f"{gaps(lut.coverage() if lut is not None else ())}: measure one into the LUT")
+    supernet = get_space(space).resolutions
+    if any(r not in supernet for r in res):
+        above = [r for r in res if r not in supernet]
+        res = tuple(r for r in res if r in supernet)
+        if not res:
+            raise OfaProfileError(f"the latency source covers only resolution(s) {','.join(map(str, above))}, above the "
+                                  f"supernet's {supernet[0]}..{supernet[-1]}; pass --resolutions to search there anyway")
+        log(f"searching the supernet's resolutions {res[0]}..{res[-1]} (the latency source also covers "
+            f"{','.join(map(str, above))}; --resolutions overrides)")
     tr = tuple(getattr(predictor, "trained_resolutions", ()) or ())
     if tr:
         inside = tuple(r for r in res if min(tr) <= r <= max(tr))
@@ -156,10 +168,11 @@ def predictor_block(pred: Any, why: str, resolutions: Any, log: Log = _quiet) ->
     if outside:
         tr = pred.trained_resolutions
         log(f"accuracy predictor: resolution(s) {','.join(map(str, outside))} lie outside those it was fitted on "
-            f"({min(tr)}..{max(tr)}): its figures there are extrapolations")
+            f"({min(tr)}..{max(tr)}): its figures there are extrapolations, not predictions")
     return {**dict(pred.info), "dataset": lab.dataset, "describes": lab.describes, "label": lab.text,
             "chosen_by": why, "model": pred.model, "encoding": pred.encoding, "space": pred.space,
-            "trained_resolutions": list(pred.trained_resolutions), "outside_trained_range": outside}
+            "trained_resolutions": list(pred.trained_resolutions), "fitted": lab.fitted,
+            "outside_trained_range": outside}
 
 
 def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, device_ref: str,
@@ -234,17 +247,31 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
         require_threads(timed, dev, "the LUT")
     log(f"verify: measuring the chosen subnet ({precision}) on {dev.name} ...")
     with make_profiler(dev, precision=precision) as prof:
-        reps = run_passes([best.spec], max(1, rounds), per_item(lambda spec, _p: prof.measure_subnet(spec, seed)),
-                          key=lambda _spec: 0)
+        head = None                      # what the prediction is for (``timed``: the LUT's graph and head)
+        if timed is not None:
+            prof.use_graph(timed.graph)
+            head = None if timed.classes == get_space(best.spec.space).n_classes else timed.classes
+        reps = run_passes([best.spec], max(1, rounds),
+                          per_item(lambda spec, _p: prof.measure_subnet(spec, seed) if head is None
+                                   else prof.measure_subnet(spec, seed, head)), key=lambda _spec: 0)
     m = reps.lowest[0]
     med = m.median_ms
+    passes = [x for x in reps.medians(0)]
+    noise = verify_noise(m.iqr_ms, med, passes)
     out: dict = {"device": dev.name, "measured_latency_ms": round(med, 4), "iqr_ms": round(m.iqr_ms, 4),
-                 "runs": m.count, "pass_medians_ms": [round(x, 4) for x in reps.medians(0)],
+                 "runs": m.count, "pass_medians_ms": [round(x, 4) for x in passes],
                  "predicted_latency_ms": round(best.latency_ms, 4),
                  "error_pct": round(100 * (best.latency_ms - med) / med, 3),
+                 "measured_over_predicted_pct": round(100 * (med - best.latency_ms) / best.latency_ms, 3),
+                 "iqr_rel": round(noise[0], 5), "pass_spread_rel": round(noise[1], 5), "noisy": noise[2],
                  "within_budget": med <= budget_ms,
                  "within_budget_plus_3pct": med <= budget_ms * (1 + VERIFY_TOLERANCE), "top1": None,
                  "precision": precision}
+    log(f"verify: {verify_sentence(med, best.latency_ms)}")
+    if noise[2]:
+        log(f"warning: the verify measurement is noisy ({noise_text(noise)}, above "
+            f"{VERIFY_NOISE_REL * 100:g} %): another load on this machine; rerun it on a quiet machine or with more "
+            f"--verify-rounds before trusting the figure")
     try:
         if loaded is None:
             raise OfaProfileError(load_error or "")
@@ -267,6 +294,28 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
         out["top1_error"] = str(exc) if str(exc) else "no validation data"
         log(f"verify: top-1 not evaluated: {out['top1_error']}")
     return out
+
+
+def verify_sentence(measured_ms: float, predicted_ms: float) -> str:
+    """The verify error as a user reads it: ``measured 9.390 ms, 88.2 % over the predicted 4.990 ms`` (or
+    ``under``)."""
+    d = 100 * (measured_ms - predicted_ms) / predicted_ms
+    word = "over" if d > 0 else "under"
+    return (f"measured {measured_ms:.3f} ms, {abs(d):.1f} % {word} the predicted {predicted_ms:.3f} ms"
+            if round(abs(d), 1) else f"measured {measured_ms:.3f} ms, as predicted ({predicted_ms:.3f} ms)")
+
+
+def verify_noise(iqr_ms: float, median_ms: float, pass_medians_ms: Any) -> tuple[float, float, bool]:
+    """``(IQR / median, (slowest - fastest pass median) / fastest, noisy?)`` of a verify measurement: noisy when
+    either is above :data:`VERIFY_NOISE_REL`."""
+    iqr_rel = iqr_ms / median_ms if median_ms > 0 else float("inf")
+    ps = [float(x) for x in pass_medians_ms]
+    spread = (max(ps) - min(ps)) / min(ps) if ps and min(ps) > 0 else 0.0
+    return iqr_rel, spread, bool(iqr_rel > VERIFY_NOISE_REL or spread > VERIFY_NOISE_REL)
+
+
+def noise_text(noise: tuple[float, float, bool]) -> str:
+    return f"IQR {noise[0] * 100:.1f} % of the median, passes {noise[1] * 100:.1f} % apart"
 
 
 def source_title(src: Any) -> str:
@@ -320,13 +369,15 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
                verify_device: str | None = None, verify_rounds: int = 2, supernet: str | None = None,
                verify_images: int = 1000, verify_calib_images: int = 2000, train_data: str | None = None,
                val_data: str | None = None, cache_dir: str | None = None, speed_check: bool = False,
-               rescale: bool = False, log: Log = _quiet, hold: Callable[[Path], Any] | None = None) -> ParetoRun:
-    """Search the best subnet under ``budget_ms`` and the frontier; write ``pareto-<device>-<budget>ms.json``,
-    ``.best.json`` (readable by ``--arch`` of predict and export) and, with ``plot``, ``.png`` into ``out`` (an
-    existing folder).  ``margin_pct`` None: ``--margin auto``.  ``hold(path)`` is called with the JSON's path once
-    it is known, before any long work (the command holds its output lock there).  ``speed_check``: a shipped LUT
-    used on a device of this machine is speed-checked first (:func:`speed_check_source`); ``rescale`` scales the
-    latency model by the check's factor."""
+               rescale: bool = False, log: Log = _quiet, hold: Callable[[Path], Any] | None = None,
+               classes: int | None = None) -> ParetoRun:
+    """Search the best subnet under ``budget_ms`` and the frontier; write ``pareto-<source>-<budget>ms.json``
+    (``<source>``: :attr:`~ofa_profile.latency.LatencySource.file_id`), ``.best.json`` (readable by ``--arch`` of
+    predict and export) and, with ``plot``, ``.png`` into ``out`` (an existing folder).  ``margin_pct`` None:
+    ``--margin auto``.  ``hold(path)`` is called with the JSON's path once it is known, before any long work (the
+    command holds its output lock there).  ``speed_check``: a shipped LUT used on a device of this machine is
+    speed-checked first (:func:`speed_check_source`); ``rescale`` scales the latency model by the check's factor.
+    ``classes``: the classifier head the latency is predicted for (default: the LUT's)."""
     import random
 
     import numpy as np
@@ -336,7 +387,7 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
         raise OptionError(f"--rescale scales a shipped LUT by its speed check; {other}: pass one")
     if not (device or lut or adapter):
         device = DEFAULT_DEVICE
-    src = resolve_latency_source(device, lut, adapter, calibrated=not no_calibration)
+    src = resolve_latency_source(device, lut, adapter, calibrated=not no_calibration, classes=classes)
     # named by the LUT (or adapter) file, so that runs on different LUTs of one device never replace each other's
     # files; reduced to a plain name, so every file lands in `out`
     stem = safe_name(f"pareto-{src.file_id}-{budget_ms:g}ms")
@@ -368,11 +419,11 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     res = search_resolutions(resolutions, sp.name, src.resolutions, pred, src.lut, log=log)
     # `file`: the predictor file, or the CSV a predictor was fitted on (--accuracy-data)
     pblock = {**predictor_block(pred, why, res, log=log), "file": pfile}
+    auto = None
     if margin_pct is None:
-        margin_pct = src.auto_margin_pct()
-        on = (f"the LUT's under-predictions on its {len(src.held_out)} held-out calibration subnets" if src.held_out
-              else "the adapter's cross-validated under-predictions on the subnets it was fitted on")
-        log(f"margin: {margin_pct:.1f} % (90th percentile of {on})")
+        auto = src.auto_margin(budget_ms)
+        margin_pct = auto.pct
+        log(f"margin: {margin_pct:.1f} % (90th percentile of {auto.description})")
     search_budget_ms = budget_ms * (1 - margin_pct / 100)
     t0 = time.perf_counter()
     try:
@@ -391,7 +442,8 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     files = {"json": str(out / f"{stem}.json")}
     lut_id = lut_identity(src.lut) if src.lut is not None else None
     result = {"best": best.as_dict(), "frontier": [p.as_dict() for p in frontier], "budget_ms": budget_ms,
-              "margin_pct": round(margin_pct, 3), "search_budget_ms": round(search_budget_ms, 4), "space": sp.name,
+              "margin_pct": round(margin_pct, 3), "margin_auto": auto.as_dict() if auto else None,
+              "search_budget_ms": round(search_budget_ms, 4), "space": sp.name,
               "device": src.name, "latency_source": src.description, "lut": lut_id,
               "timed": src.lut.timed.to_json() if src.lut is not None else None,
               "timed_label": src.lut.timed.label(src.lut.runtime) if src.lut is not None else None,

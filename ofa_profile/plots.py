@@ -18,8 +18,6 @@ from .errors import OfaProfileError
 from .space import get_space
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-
     from .encodings import BlockTable
     from .search import SearchResult
 

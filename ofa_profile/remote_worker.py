@@ -72,7 +72,9 @@ def _profiler(req: Mapping[str, Any]):
                     req.get("runtime_options")], sort_keys=True)
     if k not in _PROFILERS:
         _PROFILERS[k] = LocalProfiler(_device(req))
-    return _PROFILERS[k]
+    prof = _PROFILERS[k]
+    prof.use_graph(str(req.get("graph", "ofa-profile")))
+    return prof
 
 
 def _result(rid: Any, key: str, m: Any) -> dict[str, Any]:
@@ -99,7 +101,9 @@ def run(req: Mapping[str, Any]) -> None:
             prof = _profiler(req)
             spec = SubnetSpec.from_ofa(req["subnet"], space=req.get("space", DEFAULT_SPACE))
             key = "subnet"
-            emit(_result(rid, key, prof.measure_subnet(spec, int(req.get("seed", 0)))))
+            classes = req.get("classes")
+            emit(_result(rid, key, prof.measure_subnet(spec, int(req.get("seed", 0)),
+                                                       int(classes) if classes is not None else None)))
         elif cmd == "file":
             prof = _profiler(req)
             key = "file"

@@ -53,6 +53,7 @@ from .atomic import atomic_path
 from .cuda import CudaRuntime
 from .errors import OfaProfileError
 from .options import Option
+from .plugins import load_plugins
 from .quantize import calibration_inputs, dequantize_output, quantize_input, quantize_onnx, quantize_tflite
 from .tflite import WRITER_VERSION, tflite_bytes, write_tflite
 
@@ -354,7 +355,6 @@ def _calibration(calibration: Sequence[Any] | None, example: Any) -> list[Any]:
 
 class _LiteRTCompiled(Compiled):
     def __init__(self, path: Path, own_dir: Path | None, example: Any, num_threads: int):
-        import numpy as np
         from ai_edge_litert.interpreter import Interpreter
 
         self._path, self._own_dir = path, own_dir
@@ -456,12 +456,15 @@ def register_runtime(name: str, factory: Callable[[Mapping[str, Any] | None], Ru
 
 
 def list_runtimes(transport: str | None = None) -> list[str]:
-    """The registered runtime names, in registration order (those a ``transport`` runs, if given)."""
+    """The registered runtime names, in registration order (those a ``transport`` runs, if given); installed
+    plug-ins' runtimes included (:func:`ofa_profile.plugins.load_plugins`)."""
+    load_plugins()
     return [n for n, i in _REGISTRY.items() if transport is None or transport in i.transports]
 
 
 def runtime_info(name: str) -> RuntimeInfo:
     """The registry's entry for ``name``; an unknown name raises :class:`OfaProfileError` listing the known ones."""
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -471,6 +474,7 @@ def runtime_info(name: str) -> RuntimeInfo:
 def get_runtime(name: str, options: Mapping[str, Any] | None = None) -> Runtime:
     """The runtime called ``name`` (``options`` = a device spec's ``runtime_options``).  A name that is
     not registered, or one that runs only through a device's own profiler, raises :class:`OfaProfileError`."""
+    load_plugins()
     info = _REGISTRY.get(name)
     if info is None or info.factory is None:
         here = [n for n, i in _REGISTRY.items() if i.factory is not None]

@@ -55,6 +55,10 @@ class StageDef:
 
 
 RESOLUTIONS = tuple(range(128, 225, 4))
+# Every input resolution a subnet may be measured and predicted at (latency): the supernet's 128..224 and, above it,
+# those OFA's finetuned specialized nets use (228..260) and a margin beyond, in the same steps of 4.  Search, sampling
+# and the accuracy predictors keep to RESOLUTIONS (what the supernet was trained at).
+RUN_RESOLUTIONS = tuple(range(128, 321, 4))
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class Space:
     expands: tuple[int, ...] = (3, 4, 6)
     kernels: tuple[int, ...] = (3, 5, 7)
     resolutions: tuple[int, ...] = RESOLUTIONS
+    run_resolutions: tuple[int, ...] = RUN_RESOLUTIONS
     max_depth: int = 4
     compound: bool = False
     # CompOFA: expand ratio as a function of stage depth, and the fixed kernel of each stage
@@ -93,6 +98,19 @@ class Space:
     @property
     def n_stages(self) -> int:
         return len(self.stages)
+
+    def resolution_text(self) -> str:
+        """How messages name the resolutions a subnet may have: the supernet's and the latency-only ones above."""
+        r, run = self.resolutions, self.run_resolutions
+        above = [v for v in run if v > r[-1]]
+        more = f" (the supernet's; {above[0]}..{above[-1]} for latency only)" if above else ""
+        return f"{r[0]}..{r[-1]}{more} in steps of 4"
+
+    def check_resolution(self, r: Any, what: str = "r") -> None:
+        """Refuse (:class:`SpaceError`, one line) a resolution no subnet of the space runs at: one outside
+        :attr:`run_resolutions` (the supernet's :attr:`resolutions`, and above them the latency-only ones)."""
+        if r not in self.run_resolutions:
+            raise SpaceError(f"{what}={r!r} is not in the space: use {self.resolution_text()}")
 
     def stage_depths(self, stage: int) -> tuple[int, ...]:
         """The depth choices of one stage."""
@@ -233,7 +251,8 @@ def compound_space(space: str | Space) -> Space:
 
 
 def parse_resolutions(text: str | Sequence[int] | None, space: Space | str = DEFAULT_SPACE) -> tuple[int, ...]:
-    """Parse ``"160,224"``, ``"128-224"`` (every step-4 value of the space between) or ``"all"``."""
+    """Parse ``"160,224"``, ``"128-224"`` (every step-4 value of the space between) or ``"all"`` (the supernet's
+    resolutions).  Values above the supernet's (``228-260``: :attr:`Space.run_resolutions`) are for latency."""
     sp = get_space(space)
     if text is None or text == "all":
         return sp.resolutions
@@ -247,15 +266,14 @@ def parse_resolutions(text: str | Sequence[int] | None, space: Space | str = DEF
             try:
                 if "-" in part:
                     lo, hi = (int(x) for x in part.split("-", 1))
-                    vals += [r for r in sp.resolutions if lo <= r <= hi]
+                    vals += [r for r in sp.run_resolutions if lo <= r <= hi]
                 else:
                     vals.append(int(part))
             except ValueError:
                 raise SpaceError(f"bad resolution list {text!r}; write e.g. 160,224 or 128-224") from None
-    bad = [v for v in vals if v not in sp.resolutions]
+    bad = [v for v in vals if v not in sp.run_resolutions]
     if bad or not vals:
-        raise SpaceError(f"resolution(s) {bad or text} not in the space: use {sp.resolutions[0]}..{sp.resolutions[-1]}"
-                         f" in steps of 4")
+        raise SpaceError(f"resolution(s) {bad or text} not in the space: use {sp.resolution_text()}")
     return tuple(sorted(set(vals)))
 
 
@@ -302,8 +320,7 @@ class SubnetSpec:
                     allowed = sp.stage_depths(i)
                 if v not in allowed:
                     raise SpaceError(f"{field}[{i}]={v!r} is not one of {list(allowed)} (space {sp.name})")
-        if self.r not in sp.resolutions:
-            raise SpaceError(f"r={self.r!r} is not in the space: use {sp.resolutions[0]}..{sp.resolutions[-1]} in steps of 4")
+        sp.check_resolution(self.r)
         if sp.compound:
             emap = dict(sp.compound_expand)
             for s, ds in enumerate(self.d):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import __version__, paths
+from . import __version__
 from .argsafety import shell_command
 from .atomic import write_json_atomic
 from .devices import list_devices, load_device

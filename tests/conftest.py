@@ -1,7 +1,10 @@
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,51 @@ def _one_thread():
     except ImportError:  # pragma: no cover
         pass
     yield
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 (a free port, its own host key, a throw-away user key) run as the
+    current user: the \"board\" of the ssh tests is this machine (see tests/test_ssh.py)."""
+    from helpers import SSHD, free_port
+    d = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
+    (d / "authorized_keys").chmod(0o600)
+    port = free_port()
+    (d / "sshd_config").write_text(f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {d}/host_key
+AuthorizedKeysFile {d}/authorized_keys
+PidFile {d}/sshd.pid
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AcceptEnv LANG LC_*
+LogLevel ERROR
+""")
+    if os.geteuid() == 0 and not Path("/run/sshd").is_dir():
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # sshd's privilege-separation dir when run as root
+    log = open(d / "sshd.log", "wb")
+    proc = subprocess.Popen([SSHD, "-D", "-f", str(d / "sshd_config"), "-e"], stdout=log, stderr=subprocess.STDOUT)
+    t0 = time.time()
+    while time.time() - t0 < 15:
+        if proc.poll() is not None:
+            pytest.skip(f"sshd did not start: {(d / 'sshd.log').read_text().strip()[:300]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.skip("sshd did not listen within 15 s")
+    yield {"dir": d, "port": port, "pid": proc.pid, "key": str(d / "user_key"), "known_hosts": str(d / "known_hosts")}
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import types
@@ -73,9 +74,14 @@ def make_folder(root: Path, n_per_class: int, n_classes: int = 3, seed: int = 0)
 
 # the trainer's command line on a tiny folder
 def train_cli(train_dir, val_dir, out, *extra):
+    """The trainer's command line on a tiny folder; an option given in ``extra`` replaces the default one (the
+    trainer refuses an option given twice)."""
+    defaults = {"--image-size": "48", "--resolutions": "48", "--batch-size": "4", "--eval-images": "6",
+                "--calib-images": "8", "--threads": "1", "--log-every": "1"}
+    given = {a for a in map(str, extra) if a.startswith("--")}
+    opts = [x for k, v in defaults.items() if k not in given for x in (k, v)]
     return [PY, "-m", "ofa_model.train", "--train-data", str(train_dir), "--val-data", str(val_dir), "--out", str(out),
-            "--image-size", "48", "--resolutions", "48", "--batch-size", "4", "--eval-images", "6",
-            "--calib-images", "8", "--threads", "1", "--log-every", "1", *extra]
+            *opts, *extra]
 
 
 def train_env():
@@ -138,6 +144,61 @@ def sigint_default() -> None:
     does); these tests send Ctrl-C on purpose."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
+
+
+def run_cli(*args, env: dict | None = None):
+    """``ofa-profile ARGS`` run in this process (click's runner) and returned as a subprocess would be
+    (``returncode``, ``stdout``, ``stderr``), without the 2-3 s of CPU a fresh interpreter spends importing torch.
+    An exception the command did not turn into an exit status is re-raised here: where a process would have printed
+    a traceback, the test fails with it."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from ofa_profile.cli import main
+    res = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return subprocess.CompletedProcess(["ofa-profile", *map(str, args)], res.exit_code, res.stdout, res.stderr)
+
+
+# a real OpenSSH server on loopback (the ``sshd`` fixture of conftest.py) as a Linux board
+SSHD = "/usr/sbin/sshd"
+HAVE_SSH = bool(Path(SSHD).exists() and shutil.which("ssh") and shutil.which("ssh-keygen"))
+NO_SSH = "OpenSSH server/client not installed (apt-get install openssh-server openssh-client)"
+RUNTIME = "onnxruntime"
+
+
+def needs_sshd(f):
+    """The real OpenSSH server and client (a device marker)."""
+    return pytest.mark.device(pytest.mark.skipif(not HAVE_SSH, reason=NO_SSH)(f))
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def board_spec(sshd, tmp_path, port=None, host="127.0.0.1", **over):
+    obj = {
+        "format": "ofa-profile-device", "schema_version": 1, "name": "loopback-board",
+        "description": "this machine as an SSH board (test)", "runtime": RUNTIME, "transport": "ssh",
+        "num_threads": 1, "batch_sizes": [1],
+        "timing": {"warmup_runs": 2, "min_runs": 5, "max_runs": 8, "max_time_s": 0.5, "target_iqr_rel": 0.5},
+        "ssh": {"host": host, "port": port or sshd["port"], "user": os.environ.get("USER") or None,
+                "identity_file": sshd["key"], "remote_python": sys.executable,
+                "remote_dir": str(tmp_path / "board"),
+                "options": [f"UserKnownHostsFile={sshd['known_hosts']}", "StrictHostKeyChecking=no"]},
+    }
+    obj["ssh"].update(over)
+    if obj["ssh"]["user"] is None:
+        del obj["ssh"]["user"]
+    path = tmp_path / "loopback-board.json"
+    path.write_text(json.dumps(obj))
+    from ofa_profile.devices import parse_device
+    return parse_device(obj, str(path)), path
 
 
 def mount_tmpfs(where: Path, size: str) -> bool:

@@ -226,13 +226,17 @@ def test_shipped_imagenet_predictor_loads_and_matches_ofa_measurements(shared_da
     p = imagenet_predictor_path()
     assert p.exists() and p.stat().st_mode & 0o044 == 0o044          # readable by everyone once installed
     pred = load_accuracy_predictor(p)
-    assert tuple(pred.trained_resolutions) == (128, 160, 192)
-    ds = read_accuracy_csv(shared_data / "reference" / "ofa-w1.0-imagenet-accuracy.csv")
-    err = np.abs(pred.predict(list(ds.specs)) - np.asarray(ds.accuracy))
-    assert np.mean(err <= 0.01) >= 0.95 and err.max() < 0.03
+    assert tuple(pred.trained_resolutions) == (128, 160, 192, 224)
+    for name in ("ofa-w1.0-imagenet-accuracy.csv", "dynast-w1.0-r224-accuracy.csv"):
+        ds = read_accuracy_csv(shared_data / "reference" / name)
+        err = np.abs(pred.predict(list(ds.specs)) - np.asarray(ds.accuracy))
+        assert np.mean(err <= 0.01) >= 0.95 and err.max() < 0.03, name
     sp = get_space("ofa-mbv3-w1.0")
-    big, small = pred.predict([sp.largest(192), sp.smallest(128)])
+    big, small = pred.predict([sp.largest(224), sp.smallest(128)])
     assert big > small + 0.05
+    # a higher resolution buys accuracy: the same subnets at 224 above 192 (what a search must see to pay for it)
+    lo, hi = pred.predict([sp.largest(192), sp.smallest(192)]), pred.predict([sp.largest(224), sp.smallest(224)])
+    assert (hi > lo).all()
     assert resolve_accuracy_predictor().info == pred.info             # the default of pareto, bundled or not
     assert pred.info["dataset"] == "imagenet" and "w1.0" in pred.info["describes"]
 
@@ -266,3 +270,154 @@ def test_rows_without_a_space_are_read_in_the_searched_space_and_a_space_column_
     w12 = synthetic_dataset(60, space="ofa-mbv3-w1.2")
     w12_bare = _accuracy_csv(tmp_path / "w12.csv", w12.specs, w12.accuracy, with_space=False)
     assert resolve_accuracy_predictor(data=w12_bare, space="ofa-mbv3-w1.2", model="ridge").space == "ofa-mbv3-w1.2"
+
+
+def test_shipped_imagenet_predictor_is_made_by_the_command_it_records(shared_data, tmp_path):
+    """The shipped ImageNet predictor is plain JSON made by `ofa-profile accuracy-predictor` from OFA's reference
+    CSVs: its recorded command line, run again on those files (cross-validation left out, it changes no fitted
+    number), writes the same predictor: every component and every recorded figure of the fit."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from ofa_profile.accuracy import imagenet_predictor_path
+    from ofa_profile.cli import main
+    shipped_path = imagenet_predictor_path()
+    shipped = json.loads(shipped_path.read_text())
+    made_by = shipped["info"]["made_by"]
+    argv = shlex.split(made_by)
+    assert argv[:2] == ["ofa-profile", "accuracy-predictor"]
+    args = argv[2:]
+    for i, a in enumerate(args):
+        if args[i - 1] == "--data":
+            args[i] = str(shared_data / "reference" / a)        # the recorded names are of OFA's reference files
+        if args[i - 1] == "--cv-folds":
+            args[i] = "0"
+    out = tmp_path / "again.json"
+    res = CliRunner().invoke(main, ["accuracy-predictor", *args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    again = json.loads(out.read_text())
+    assert again["components"] == shipped["components"]
+    assert {k: v for k, v in again.items() if k != "info"} == {k: v for k, v in shipped.items() if k != "info"}
+    skip = {"cross_validated", "made_by"}
+    assert {k: v for k, v in again["info"].items() if k not in skip} == \
+        {k: v for k, v in shipped["info"].items() if k not in skip}
+    assert shipped["info"]["cross_validated"]["folds"] >= 5 and "--cv-folds" in made_by
+
+
+def test_rspline_encoding_interpolates_between_knot_resolutions():
+    """onehot-depth-rspline: the block one-hots of onehot-depth-r, then a hat basis over 128/160/192/224 that
+    puts r=208 halfway between 192 and 224 and holds r > 224 at 224."""
+    sp = get_space("ofa-mbv3-w1.0")
+    base = sp.largest(160)
+    X = encode([dataclasses_replace(base, r=r) for r in (128, 160, 208, 224, 260)], "onehot-depth-rspline")
+    plain = encode([base], "onehot-depth-r")[0][:-2]
+    assert (X[:, :len(plain)] == plain).all()
+    assert X[:, len(plain):].tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0.5, 0.5], [0, 0, 0, 1], [0, 0, 0, 1]]
+
+
+def dataclasses_replace(spec, **kw):
+    import dataclasses
+    return dataclasses.replace(spec, **kw)
+
+
+def _two_files(tmp_path, n=40):
+    """Two accuracy CSVs: synthetic subnets at 128..192, and some of the same subnets again at 224 (plus others)."""
+    ds = synthetic_dataset(n)
+    low = tmp_path / "low.csv"
+    high = tmp_path / "high.csv"
+    for path, specs, acc in ((low, ds.specs, ds.accuracy),
+                             (high, [dataclasses_replace(s, r=224) for s in ds.specs[:10]]
+                              + [dataclasses_replace(s, r=224) for s in synthetic_dataset(20, seed=3).specs], None)):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["d", "ks", "e", "r", "accuracy"])
+            for i, sp in enumerate(specs):
+                a = acc[i] if acc is not None else 0.75 + 0.0001 * i
+                w.writerow([json.dumps(list(sp.d)), json.dumps(list(sp.ks)), json.dumps(list(sp.e)), sp.r, a])
+    return low, high
+
+
+def test_grouped_folds_never_split_one_subnet(tmp_path):
+    from ofa_profile.accuracy import grouped_folds, read_accuracy_csvs, subnet_groups
+    low, high = _two_files(tmp_path)
+    ds = read_accuracy_csvs([low, high])
+    assert len(ds) == 70 and ds.resolutions[-1] == 224 and " + " in ds.source
+    g = subnet_groups(ds)
+    assert g[0] == g[40]                      # the same subnet at 128..192 and at 224: one group
+    folds = grouped_folds(ds, 5, seed=0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(70))
+    for k, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(70), test)
+        assert not set(g[test]) & set(g[train])
+    assert [f.tolist() for f in grouped_folds(ds, 5, seed=0)] == [f.tolist() for f in folds]   # seeded
+    with pytest.raises(OfaProfileError, match="folds need"):
+        grouped_folds(ds, 100)
+
+
+def test_accuracy_predictor_on_two_files_with_cv_weights_and_label(tmp_path):
+    from click.testing import CliRunner
+
+    from ofa_profile.accuracy import describe_predictor, predictor_label
+    from ofa_profile.cli import main
+    low, high = _two_files(tmp_path)
+    out = tmp_path / "p.json"
+    res = CliRunner().invoke(main, ["accuracy-predictor", "--data", str(low), "--data", str(high), "--out", str(out),
+                                    "--model", "ridge+gbm", "--encoding", "onehot-depth-rspline", "--gbm-trees", "20",
+                                    "--gbm-depth", "2", "--resolution-weight", "224=3", "--cv-folds", "3",
+                                    "--test-frac", "0", "--dataset", "imagenet", "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert set(rep["cross_validated"]["bands"]) == {"128", "160", "192", "224", "128..224"}
+    assert rep["cross_validated"]["bands"]["224"]["n"] == 30
+    pred = load_accuracy_predictor(out)
+    assert pred.trained_resolutions == (128, 160, 192, 224) and pred.info["resolution_weights"] == {"224": 3.0}
+    assert pred.info["source"] == "low.csv + high.csv" and len(pred.info["source_sha256"]) == 2
+    assert pred.info["made_by"] == ("ofa-profile accuracy-predictor --data low.csv --data high.csv --model ridge+gbm "
+                                    "--encoding onehot-depth-rspline --gbm-trees 20 --gbm-depth 2 "
+                                    "--resolution-weight 224=3 --test-frac 0 --cv-folds 3 --seed 0 --dataset imagenet")
+    lab = predictor_label(pred)
+    assert lab.text == ("ImageNet top-1 of OFA's w1.0 supernet; measured at r=128,160,192,224, the 21 others in "
+                        "128..224 interpolated")
+    d = describe_predictor(str(out))
+    assert d["interpolated_resolutions"] == [r for r in range(132, 224, 4) if r not in (160, 192)]
+    assert d["fitted_range"] == [128, 224] and d["cross_validated"]["folds"] == 3
+    text = CliRunner().invoke(main, ["predictor", "info", str(out)])
+    assert text.exit_code == 0 and lab.fitted in text.stdout and "made by" in text.stdout
+    # the weight moves the fit: a heavier r=224 share changes the predictions
+    plain = fit_accuracy_predictor(read_accuracy_csvs_of(low, high), model="ridge", encoding="onehot-depth-rspline")
+    heavy = fit_accuracy_predictor(read_accuracy_csvs_of(low, high), model="ridge", encoding="onehot-depth-rspline",
+                                   resolution_weights={224: 10.0})
+    specs = list(synthetic_dataset(5, seed=9).specs)
+    assert not np.allclose(plain.predict(specs), heavy.predict(specs))
+
+
+def read_accuracy_csvs_of(*paths):
+    from ofa_profile.accuracy import read_accuracy_csvs
+    return read_accuracy_csvs(list(paths))
+
+
+@pytest.mark.parametrize("bad", ["224", "224=0", "224=-1", "225=2", "x=1", "224=nan", "224=inf", "=3"])
+def test_resolution_weight_is_a_usage_error_when_malformed(tmp_path, bad):
+    from click.testing import CliRunner
+
+    from ofa_profile.cli import main
+    low, _ = _two_files(tmp_path, n=25)
+    res = CliRunner().invoke(main, ["accuracy-predictor", "--data", str(low), "--out", str(tmp_path / "p.json"),
+                                    "--resolution-weight", bad])
+    assert res.exit_code == 2 and "--resolution-weight" in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_predictor_info_of_the_shipped_default_names_its_resolutions():
+    from click.testing import CliRunner
+
+    from ofa_profile.cli import main
+    res = CliRunner().invoke(main, ["predictor", "info", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["measured_resolutions"] == [128, 160, 192, 224] and d["fitted_range"] == [128, 224]
+    assert 196 in d["interpolated_resolutions"] and 220 in d["interpolated_resolutions"]
+    assert d["label"].startswith("ImageNet top-1 of OFA's w1.0 supernet; measured at r=128,160,192,224")
+    res = CliRunner().invoke(main, ["predictor", "info", "no-such-file.json"])
+    assert res.exit_code == 1 and res.stderr.count("\n") == 1 and "neither" in res.stderr

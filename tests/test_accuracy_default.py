@@ -29,21 +29,40 @@ def one_line_error(res, code=1):
     return lines[0]
 
 
+FITTED = "measured at r=128,160,192,224, the 21 others in 128..224 interpolated"
+LABEL = f"ImageNet top-1 of OFA's w1.0 supernet; {FITTED}"
+
+
 def test_pareto_defaults_to_the_imagenet_predictor_and_names_it(tmp_path):
     res = run(["pareto", "--budget", "20ms", "--out-dir", str(tmp_path), *FAST, "--json"])
     assert res.exit_code == 0, res.output
     obj = json.loads(res.stdout)
     a = obj["accuracy_predictor"]
     assert a["dataset"] == "imagenet" and a["describes"] == "OFA ofa_mbv3_d234_e346_k357_w1.0 (ImageNet)"
-    assert a["label"] == "ImageNet top-1 of OFA's w1.0 supernet" and a["chosen_by"].startswith("default")
-    assert a["trained_resolutions"] == [128, 160, 192] and a["outside_trained_range"] == []
-    assert set(obj["resolutions"]) <= set(range(128, 193))       # the search stays where it was fitted
+    assert a["label"] == LABEL and a["fitted"] == FITTED and a["chosen_by"].startswith("default")
+    assert a["trained_resolutions"] == [128, 160, 192, 224] and a["outside_trained_range"] == []
+    # the shipped LUT covers all 25 resolutions: the search covers exactly the predictor's fitted range
+    tr = a["trained_resolutions"]
+    assert obj["resolutions"] == [r for r in range(128, 225, 4) if min(tr) <= r <= max(tr)]
     assert json.loads((tmp_path / "pareto-cpu-ort-shipped-20ms.json").read_text())["accuracy_predictor"] == a
     text = run(["pareto", "--budget", "20ms", "--out-dir", str(tmp_path), *FAST])
     assert text.exit_code == 0, text.output
-    assert "(ImageNet top-1 of OFA's w1.0 supernet, predicted)" in text.stdout
-    # asked outside the fitted resolutions: a stderr line and a JSON field, never silently
-    res = run(["pareto", "--budget", "20ms", "--out-dir", str(tmp_path), *FAST, "--resolutions", "160,224", "--json"])
+    assert f"({LABEL}, predicted)" in text.stdout
+
+
+def test_pareto_outside_a_predictors_fitted_range_is_flagged(tmp_path):
+    """Asked outside the fitted resolutions (a predictor fitted at 128..192): a stderr line and a JSON field,
+    never silently; without --resolutions the search keeps to 128..192."""
+    from test_accuracy import synthetic_dataset
+
+    from ofa_profile.accuracy import fit_accuracy_predictor
+    narrow = tmp_path / "narrow.json"
+    fit_accuracy_predictor(synthetic_dataset(60), model="ridge").save(narrow)
+    base = ["pareto", "--budget", "20ms", "--out-dir", str(tmp_path), *FAST, "--predictor", str(narrow), "--json"]
+    res = run(base)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["resolutions"] == list(range(128, 193, 4))
+    res = run(base + ["--resolutions", "160,224"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["accuracy_predictor"]["outside_trained_range"] == [224]
     assert "224 lie outside those it was fitted on (128..192)" in res.stderr
@@ -58,13 +77,14 @@ def test_pareto_accuracy_bundled_names_imagenette(tmp_path):
     assert a["dataset"] == "imagenette" and a["describes"].startswith("bundled supernet ")
     assert a["describes"].endswith("(Imagenette)") and a["chosen_by"] == "--accuracy"
     text = run(["pareto", "--budget", "20ms", "--accuracy", "bundled", "--out-dir", str(tmp_path), *FAST])
-    assert "(Imagenette top-1 of the bundled supernet, predicted)" in text.stdout
+    assert "(Imagenette top-1 of the bundled supernet; measured at r=128..224, predicted)" in text.stdout
     # --accuracy and --predictor are alternatives: a usage error
     res = run(["pareto", "--budget", "20ms", "--accuracy", "bundled", "--predictor", "x.json", "--out-dir",
                str(tmp_path), *FAST])
     assert "are alternatives" in one_line_error(res, 2)
 
 
+@pytest.mark.slow
 def test_pareto_verify_uses_the_supernets_own_predictor(tmp_path, shared_data):
     if not bundled_predictor_path().exists():
         pytest.skip("no bundled supernet predictor in this checkout")
@@ -129,12 +149,12 @@ def test_predict_accuracy_on_arch_net_config_and_csv(tmp_path, shared_data):
         w = csv.writer(f)
         w.writerow(["d", "ks", "e", "r", "note"])
         w.writerow([json.dumps(TUTORIAL["d"]), json.dumps(TUTORIAL["ks"]), json.dumps(TUTORIAL["e"]), 160, "x"])
-        w.writerow([json.dumps(TUTORIAL["d"]), json.dumps(TUTORIAL["ks"]), json.dumps(TUTORIAL["e"]), 224, "y"])
+        w.writerow([json.dumps(TUTORIAL["d"]), json.dumps(TUTORIAL["ks"]), json.dumps(TUTORIAL["e"]), 240, "y"])
     res = run(["predict-accuracy", "--csv", str(p), "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
-    assert [r["r"] for r in rows] == [160, 224] and [r["within_trained_range"] for r in rows] == [True, False]
-    assert "224 lie outside those it was fitted on" in res.stderr
+    assert [r["r"] for r in rows] == [160, 240] and [r["within_trained_range"] for r in rows] == [True, False]
+    assert "240 lie outside those it was fitted on (128..224)" in res.stderr
     q = tmp_path / "arch.csv"
     with open(q, "w", newline="") as f:
         w = csv.writer(f)
@@ -143,7 +163,7 @@ def test_predict_accuracy_on_arch_net_config_and_csv(tmp_path, shared_data):
     res = run(["predict-accuracy", "--csv", str(q), "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)[0]["accuracy"] == rows[0]["accuracy"]
     text = run(["predict-accuracy", "--csv", str(p)])
-    assert text.exit_code == 0 and "accuracy: ImageNet top-1 of OFA's w1.0 supernet" in text.stdout
+    assert text.exit_code == 0 and f"accuracy: {LABEL}" in text.stdout
     if bundled_predictor_path().exists():
         res = run(["predict-accuracy", "--csv", str(p), "--accuracy", "bundled", "--json"])
         assert res.exit_code == 0 and {r["dataset"] for r in json.loads(res.stdout)} == {"imagenette"}

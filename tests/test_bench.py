@@ -119,18 +119,34 @@ def test_arch_is_built_as_export_builds_it_with_the_head_asked(models, tmp_path)
     assert strict_json(res.stdout)["model"]["sha256"] == hashlib.sha256(models["onnx"].read_bytes()).hexdigest()
 
 
-def test_arch_on_torch_runs_the_module_and_refuses_another_head(models, tmp_path):
-    res = run("bench", "--arch", models["arch"], "--device", fast_spec(tmp_path, "torch"), "--rounds", "1", "--json")
+def test_arch_on_torch_runs_the_module_with_the_head_and_graph_asked(models, tmp_path):
+    res = run("bench", "--arch", models["arch"], "--device", fast_spec(tmp_path, "torch"), "--rounds", "1", "--json",
+              "--classes", "10", "--graph", "ofa")
     assert res.exit_code == 0, res.output
     obj = strict_json(res.stdout)
-    assert obj["model"] is None and obj["runtime"] == "torch" and obj["timed"]["classes"] == 1000
-    res = run("bench", "--arch", models["arch"], "--device", fast_spec(tmp_path, "torch"), "--classes", "10")
-    assert_one_line_error(res, "--classes needs a device that runs a model file")
+    assert obj["model"] is None and obj["runtime"] == "torch"
+    assert obj["timed"] == {"graph": "ofa", "classes": 10, "precision": "fp32", "threads": 1}
 
 
-def test_graph_ofa_for_arch_is_refused_until_built(models, tmp_path):
-    res = run("bench", "--arch", models["arch"], "--device", fast_spec(tmp_path, "onnxruntime"), "--graph", "ofa")
-    assert_one_line_error(res, "--graph ofa")
+def test_graph_ofa_for_arch_is_ofas_export(models, tmp_path):
+    """--graph ofa: the subnet built from OFA's own modules and exported through torch.onnx: its activations are
+    Add/Clip/Mul/Div chains, its SE pools are ReduceMeans (the project's export has HardSwish ops)."""
+    import onnx
+    from ofa_profile.bench import _write_arch
+    spec = get_space("ofa-mbv3-w1.0").smallest(128)
+    ops = {}
+    for graph in ("ofa", "ofa-profile"):
+        (tmp_path / graph).mkdir()
+        p = _write_arch(spec, "onnx", 1000, 0, tmp_path / graph, graph)
+        ops[graph] = [n.op_type for n in onnx.load(str(p)).graph.node]
+    assert "HardSwish" not in ops["ofa"] and ops["ofa"].count("Clip") == 21 and ops["ofa"].count("ReduceMean") == 14
+    assert ops["ofa-profile"].count("HardSwish") == 15 and "Clip" not in ops["ofa-profile"]
+    res = run("bench", "--arch", models["arch"], "--device", fast_spec(tmp_path, "onnxruntime"), "--graph", "ofa",
+              "--rounds", "1", "--json")
+    assert res.exit_code == 0, res.output
+    assert strict_json(res.stdout)["timed"]["graph"] == "ofa"
+    res = run("bench", "--arch", models["arch"], "--device", fast_spec(tmp_path, "litert"), "--graph", "ofa")
+    assert_one_line_error(res, "--graph ofa builds OFA's modules")
 
 
 # -- bad input -----------------------------------------------------------------------------------------------
@@ -252,8 +268,7 @@ def test_benchmark_model_profiler_times_the_file(models, tmp_path):
 
 # -- ssh: a real sshd on loopback ----------------------------------------------------------------------------
 
-from test_ssh import board_spec, sshd  # noqa: E402,F401  (the module's sshd fixture)
-from test_ssh import pytestmark as needs_sshd  # noqa: E402
+from helpers import board_spec, needs_sshd  # noqa: E402  (the sshd fixture is conftest's)
 
 
 @needs_sshd

@@ -1,4 +1,5 @@
 """Calibration end to end: real whole-net measurements with a real runtime, the fit stored in the LUT."""
+import functools
 import json
 import statistics
 import subprocess
@@ -6,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ofa_profile.calibrate import FEATURE_NAMES, _arch_key, measure_subnets, sample_specs
 from ofa_profile.devices import load_device
@@ -22,6 +25,7 @@ def _cli(*args):
                           timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.slow
 def test_calibrate_command_stores_a_plain_fit_and_reports_on_unseen_subnets(tmp_path):
     spec = fast_spec(tmp_path, "torch")
     lut_path = tmp_path / "t.json"
@@ -29,8 +33,13 @@ def test_calibrate_command_stores_a_plain_fit_and_reports_on_unseen_subnets(tmp_
     r = _cli("calibrate", "--device", spec, "--lut", lut_path, "--samples", 10, "--test-samples", 4, "-q", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["n_fit"] == 10 and rep["n_test"] == 4 and rep["rounds"] == 2
+    assert rep["n_fit"] == 10 and rep["n_test"] == 4 and rep["rounds"] == 2 and rep["n_extremes"] == 4
     c = rep["test_calibrated"]
+    # the error per size third of the held-out subnets, and the space's extremes (fitted on), are reported
+    assert [t["tercile"] for t in rep["test_by_size"]] == ["small", "middle", "large"]
+    assert sum(t["n"] for t in rep["test_by_size"]) == 4
+    assert sorted((x["subnet"], x["r"]) for x in rep["extremes"]) == [("largest", 128), ("largest", 132),
+                                                                      ("smallest", 128), ("smallest", 132)]
     lut = load_lut(lut_path)
     cal = lut.calibration
     # the held-out figures, by hand from the stored samples (their measured times) and the stored fit
@@ -43,7 +52,21 @@ def test_calibrate_command_stores_a_plain_fit_and_reports_on_unseen_subnets(tmp_
     assert c["rmse_ms"] == pytest.approx(rmse, rel=1e-6) and rmse > 0
     assert list(cal["feature_names"]) == list(FEATURE_NAMES) and len(cal["coef"]) == len(FEATURE_NAMES)
     assert all(isinstance(v, float) for v in cal["coef"])          # plain numbers, no pickle
-    assert len(cal["samples"]) == 14 and {s["split"] for s in cal["samples"]} == {"fit", "test"}
+    assert len(cal["samples"]) == 18 and {s["split"] for s in cal["samples"]} == {"fit", "test"}
+    from ofa_profile.space import get_space
+    fitted = [SubnetSpec.from_ofa(x["arch"]) for x in cal["samples"] if x["split"] == "fit"]
+    sp = get_space(lut.space)
+    assert all(e in fitted for r in (128, 132) for e in (sp.smallest(r), sp.largest(r)))
+    for x in rep["extremes"]:      # the reported error is the stored calibration's, on the stored figure
+        e = getattr(sp, x["subnet"])(x["r"])
+        assert x["predicted_ms"] == pytest.approx(lut.predict_ms(e), abs=1e-4)
+        m = [y["measured_ms"] for y in cal["samples"] if SubnetSpec.from_ofa(y["arch"]) == e]
+        assert m == [pytest.approx(x["measured_ms"], abs=1e-4)]
+    assert all(x["predicted_ms"] == pytest.approx(lut.predict_ms(SubnetSpec.from_ofa(x["arch"])), abs=1e-4)
+               for x in held)
+    r = _cli("calibrate", "--device", spec, "--lut", lut_path, "--samples", 10, "--test-samples", 4, "-q")
+    assert r.returncode == 0, r.stderr
+    assert "small third of the held-out subnets" in r.stdout and "smallest subnet at r=128 (fitted on)" in r.stdout
     assert not list(tmp_path.glob("*.calib-*.jsonl"))               # the journal is gone once stored
     s = sample_specs("ofa-mbv3-w1.0", 1, 99, [132])[0]
     assert lut.predict_ms(s) != lut.predict_ms(s, calibrated=False)
@@ -69,6 +92,7 @@ def test_measure_subnets_takes_the_lowest_pass_and_resumes_from_its_journal(tmp_
     assert got == [min(1e3, r["median_ms"]) for r in recs[::-1]] and all(0 < g < 1e3 for g in got)
 
 
+@pytest.mark.slow
 def test_refresh_measures_the_drift_since_calibration_and_scales_the_search(tmp_path):
     """pareto --refresh N re-measures N held-out calibration subnets and scales the latency model by
     now / then.  The stored figures are halved here, as if the device had run twice as fast when it was
@@ -174,3 +198,57 @@ def test_a_fit_never_extrapolates_to_a_non_positive_latency():
     for r in (min(lut.resolutions), max(lut.resolutions)):
         for spec in (sp.smallest(r), sp.largest(r)):
             assert apply_calibration(cal, spec, lut) > 0
+
+
+def _span(lut, specs, r):
+    from ofa_profile.space import get_space
+    sp = get_space(lut.space)
+    lo, hi = lut.lut_sum_ms(sp.smallest(r)), lut.lut_sum_ms(sp.largest(r))
+    return [(lut.lut_sum_ms(s) - lo) / (hi - lo) for s in specs if s.r == r]
+
+
+def test_calibration_subnets_span_the_size_range_where_uniform_ones_do_not():
+    """Uniformly drawn subnets pile up in the middle of the LUT-sum range and never come near the smallest or
+    largest subnet (where the fit then extrapolates); the stratified draw covers the range evenly."""
+    from ofa_profile.calibrate import sample_stratified
+    lut = load_lut("cpu-ort")
+    uni = _span(lut, sample_specs(lut.space, 60, 0, [160, 224]), 160)
+    strat = sample_stratified(lut, 60, 0, [160, 224])
+    pos = _span(lut, strat, 160)
+    assert len(pos) == 30 and len({_arch_key(s) for s in strat}) == 60
+    assert min(uni) > 0.1 and max(uni) < 0.9                     # what calibrate drew before
+    assert min(pos) < 0.05 and max(pos) > 0.95
+    thirds = [sum(a <= p < b for p in pos) for a, b in ((-1, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 2))]
+    assert all(9 <= t <= 11 for t in thirds), thirds
+    assert sample_stratified(lut, 60, 0, [160, 224]) == strat     # seeded
+    assert sample_stratified(lut, 60, 1, [160, 224]) != strat
+
+
+def test_split_holds_out_subnets_of_every_size():
+    from ofa_profile.calibrate import sample_stratified, split_fit_test
+    lut = load_lut("cpu-ort")
+    specs = sample_stratified(lut, 30, 3, [176])
+    fit, test = split_fit_test(specs, 9, lut)
+    assert len(test) == 9 and sorted(fit + test) == list(range(30))
+    sizes = sorted(lut.lut_sum_ms(s) for s in specs)
+    held = sorted(lut.lut_sum_ms(specs[i]) for i in test)
+    assert held[0] <= sizes[10] and held[-1] >= sizes[-10]         # from the small third and from the large one
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 12), seed=st.integers(0, 2**32 - 1),
+       res=st.lists(st.sampled_from([128, 160, 196, 224]), min_size=1, max_size=3, unique=True))
+def test_stratified_draw_gives_n_distinct_subnets_of_the_asked_resolutions(n, seed, res):
+    from ofa_profile.calibrate import extreme_specs_at, sample_stratified
+    lut = _shipped()
+    ext = [s for _, s in extreme_specs_at(lut.space, res)]
+    got = sample_stratified(lut, n, seed, res, exclude=ext)
+    assert len(got) == n and len({_arch_key(s) for s in got}) == n
+    assert {s.r for s in got} <= set(res) and not set(map(_arch_key, got)) & set(map(_arch_key, ext))
+    counts = [sum(s.r == r for s in got) for r in res]
+    assert max(counts) - min(counts) <= 1                          # the resolutions take turns
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped():
+    return load_lut("cpu-ort")

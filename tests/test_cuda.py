@@ -9,7 +9,12 @@ from ofa_profile.cuda import CudaRuntime, cuda_status
 from ofa_profile.errors import OfaProfileError
 
 OK, WHY = cuda_status(0)
-needs_gpu = pytest.mark.skipif(not OK, reason=f"no CUDA GPU here: {WHY}")
+_skip_without_gpu = pytest.mark.skipif(not OK, reason=f"no CUDA GPU here: {WHY}")
+
+
+def needs_gpu(f):
+    """A CUDA GPU (a device marker: -m device selects these on a GPU machine)."""
+    return pytest.mark.device(_skip_without_gpu(f))
 
 
 def test_status_is_one_clear_line():
@@ -95,8 +100,6 @@ def test_block_on_gpu_matches_cpu(batch, graphs):
 
 @needs_gpu
 def test_events_and_wall_clock_agree_roughly():
-    import torch
-
     from ofa_profile.blocks import op_input, op_module
     from ofa_profile.cuda import measure_cuda_events
     from ofa_profile.ops import parse_key

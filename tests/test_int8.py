@@ -151,7 +151,7 @@ def test_evaluate_precisions_fp32_is_the_ort_figure_and_int8_runs(tmp_path):
     from ofa_model.evaluate import _ort_runner, evaluate_precisions, evaluate_spec, int8_calibration_images
     from ofa_model.supernet import OFAMobileNetV3
     from ofa_profile.space import get_space
-    from test_train import make_folder
+    from helpers import make_folder
 
     tr = build_cache(make_folder(tmp_path / "train", 4), tmp_path / "ctr", size=40)
     va = build_cache(make_folder(tmp_path / "val", 3, seed=2), tmp_path / "cva", size=40, classes=tr.classes)

@@ -32,7 +32,7 @@ from helpers import KNOWN_ROW, accuracy_row, make_folder
 def bundled(shared_data):
     """The bundled supernet with the decoded Imagenette caches it was evaluated on."""
     from ofa_model.bundle import bundled_weights_path, load_supernet
-    from ofa_profile.evaldata import default_data, supernet_caches
+    from ofa_model.evaldata import default_data, supernet_caches
     if not bundled_weights_path().exists():
         pytest.skip("no bundled weights in this checkout")
     model, info = load_supernet(None, device="cpu")
@@ -60,6 +60,7 @@ def test_bundled_weights_reproduce_a_row_of_their_accuracy_dataset(bundled):
 
 # -- training learns ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_short_training_run_learns(tmp_path):
     """The trainer on the largest subnet alone (``--standalone largest``: one phase with the steps of the whole
     recipe, here 20 + 5 x 1) on a 3-class task (class = dominant colour, real JPEG files) from random weights: its

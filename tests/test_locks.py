@@ -87,6 +87,7 @@ def _wait_for(cond, timeout=120.0, proc=None):
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_two_measures_into_one_out_the_second_is_refused_or_waits_and_nothing_is_lost(tmp_path):
     """The issue's example: measure r=160 and r=224 into one --out. The second is refused while the first runs
     (and the first's journal is untouched); with --wait it waits and then extends the LUT: both resolutions kept."""

@@ -256,12 +256,25 @@ def test_the_real_shipped_lut_gives_a_factor(checked):
     assert real.seconds < 60
 
 
+def _drift(before, after) -> float:
+    """How much this machine's speed moved between two checks of the same blocks: the largest relative change of a
+    block's time now. Both factors are medians of now / then over the blocks, so a factor expected to be ``k`` times
+    another comes out within that drift of it (the median is monotone) however loaded the machine is."""
+    def now(c):
+        return [(b["key"], b["resolution"], b["now_ms"]) if isinstance(b, dict) else (b.key, b.resolution, b.now_ms)
+                for b in (c["per_block"] if isinstance(c, dict) else c.blocks)]
+    a, b = now(before), now(after)
+    assert [x[:2] for x in a] == [x[:2] for x in b]                     # the same blocks
+    return max(abs(y[2] / x[2] - 1) for x, y in zip(a, b))
+
+
 def test_halved_lut_reads_about_twice_the_matched_one(checked):
-    """The acceptance test of the issue: a LUT whose stored figures are halved gives a factor near 2."""
-    m = checked.matched.factor
-    assert 0.7 < m < 1.45, m                       # scaled to this machine: about 1
-    h = speed_check(checked.halved_lut, checked.dev).factor
-    assert 1.5 < h < 2.7 and 1.55 < h / m < 2.6, (h, m)
+    """The acceptance test of the issue: a LUT whose stored figures are halved gives a factor near 2. "Near" is
+    the drift measured between the checks, not a fixed band (this machine drifts 10-20 % within seconds)."""
+    m = checked.matched
+    assert abs(m.factor - 1) <= _drift(checked.real, m) + 1e-3, m.as_dict()   # scaled to this machine: about 1
+    h = speed_check(checked.halved_lut, checked.dev)
+    assert abs(h.factor / (2 * m.factor) - 1) <= _drift(m, h) + 1e-3, (h.as_dict(), m.as_dict())
 
 
 def test_lut_check_cli_on_the_shipped_lut_never_a_traceback(tmp_path):
@@ -300,7 +313,7 @@ def test_predict_warns_once_for_the_halved_shipped_lut_and_caches(halved_shipped
     sc = out["speed_check"]
     assert sc["blocks"] == speedcheck.DEFAULT_BLOCKS and sc["applied"] is False and sc["off"]
     h = sc["factor"]
-    assert 1.5 < h < 2.7, h
+    assert abs(h / (2 * halved_shipped.matched.factor) - 1) <= _drift(halved_shipped.matched, sc) + 1e-3, sc
     w = warnings_of(res.stderr)
     assert len(w) == 1 and "`ofa-profile measure --device cpu-ort`" in w[0] and "slower than" in w[0], res.stderr
     assert out["latency_ms"] == pytest.approx(out["lut_sum_ms"]) and out["scale"] == 1.0
@@ -339,7 +352,8 @@ def test_pareto_warns_and_rescales(halved_shipped, tmp_path):
     assert scaled.exit_code == 0, scaled.output
     s = json.loads(scaled.stdout)
     f = s["speed_check"]["factor"]
-    assert s["speed_check"]["applied"] is True and s["speed_check"]["cached"] is True and f > 1.15
+    assert s["speed_check"]["applied"] is True and s["speed_check"]["cached"] is True
+    assert abs(f / (2 * halved_shipped.matched.factor) - 1) <= _drift(halved_shipped.matched, s["speed_check"]) + 1e-3
     from ofa_profile.space import SubnetSpec
     for run, scale in ((p, 1.0), (s, f)):
         best = SubnetSpec.from_ofa({k: run["best"]["arch"][k] for k in ("ks", "e", "d", "r")}, space=run["space"])

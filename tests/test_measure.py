@@ -99,7 +99,7 @@ def test_existing_lut_is_extended(tmp_path):
 
 
 def test_foreign_lut_at_out_is_not_overwritten(tmp_path):
-    dev = load_device(fast_spec(tmp_path, "torch"))
+    load_device(fast_spec(tmp_path, "torch"))       # the spec file the command reads, valid
     out = tmp_path / "x.json"
     out.write_text("{truncated")
     r = subprocess.run([sys.executable, "-m", "ofa_profile.cli", "measure", "--device", str(tmp_path / "fast.json"),

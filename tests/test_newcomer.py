@@ -55,8 +55,15 @@ def test_a_lut_name_with_its_file_beside_it_suggests_the_file(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     shutil.copy(ROOT / "lut" / "cpu-ort.json", tmp_path / "cpu-ort-mine.json")
     line = one_line(cli("predict", "--lut", "cpu-ort-mine", "--arch", ARCH))
-    assert "pass cpu-ort-mine.json" in line and "measure --device cpu-ort-mine" not in line
+    assert "cpu-ort-mine.json lies here: pass it" in line and "measure --device cpu-ort-mine" not in line
     assert cli("predict", "--lut", "cpu-ort-mine.json", "--arch", ARCH).exit_code == 0     # the advice works
+
+
+def test_a_device_name_with_its_spec_file_beside_it_suggests_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "device_specs" / "cpu-ort.json", tmp_path / "my-cpu.json")
+    line = one_line(cli("lut", "check", "cpu-ort", "--device", "my-cpu", "--blocks", "1"))
+    assert "my-cpu.json lies here: pass it" in line
 
 
 def test_a_device_without_a_shipped_lut_is_told_how_to_measure_it():

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ofa_model.supernet import OFAMobileNetV3, load_supernet_weights
-from ofa_profile.space import SubnetSpec, get_space
+from ofa_profile.space import get_space
 
 from helpers import ofa_networks
 
@@ -46,6 +46,7 @@ def test_state_dict_names_and_shapes_match(ofa_net):
     ours.load_state_dict(ofa_net.state_dict(), strict=True)
 
 
+@pytest.mark.slow
 def test_twenty_random_subnets_same_logits(ofa_net):
     torch.set_num_threads(1)
     ours = OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=1000)

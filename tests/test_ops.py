@@ -117,3 +117,30 @@ def test_macs_match_ofa_names(shared_data):
     for name, mmacs in (("flops-389M_top1-79.1_finetune-75", 389), ("flops-482M_top1-79.6_finetune-75", 482)):
         s = SubnetSpec.load(base / name / "net.config")
         assert round(sum(o.macs() for o in subnet_ops(s)) / 1e6) == mmacs
+
+
+def _conv_out(hw: int, kernel: int, stride: int) -> int:
+    """PyTorch's conv output size with OFA's padding (get_same_padding: kernel // 2)."""
+    return (hw + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+@pytest.mark.parametrize("r", [228, 236, 240, 260, 320])
+def test_ops_above_224_follow_ofas_shape_rules(r):
+    """A LUT may hold resolutions above the supernet's (OFA's specialized nets go to 260): the feature maps of
+    every op follow OFA's conv arithmetic (3x3 stem stride 2, each stage's first block its stride, padding k//2),
+    e.g. 260 -> 130 -> 65 -> 33 -> 17 -> 17 -> 9."""
+    for name in ("ofa-mbv3-w1.0", "ofa-mbv3-w1.2"):
+        sp = get_space(name)
+        spec = sp.largest(r)
+        ops = subnet_ops(spec)
+        hw = _conv_out(r, 3, 2)
+        assert ops[0].in_hw == r and ops[0].out_hw == hw
+        for op, (i, s, b) in zip(ops[2:], spec.active_blocks()):
+            stride = sp.stages[s].stride if b == 0 else 1
+            out = _conv_out(hw, spec.ks[i], stride)
+            assert (op.in_hw, op.out_hw, op.stride) == (hw, out, stride)
+            hw = out
+        assert {op.key for op in ops} <= {op.key for op in ops_at_resolution(sp, r)}
+    if r == 260:
+        sizes = [op.out_hw for op in subnet_ops(get_space("ofa-mbv3-w1.0").smallest(260))][:12]
+        assert sizes[0] == 130 and 65 in sizes and 33 in sizes and 17 in sizes and 9 in sizes

@@ -1,12 +1,13 @@
 """Every command of the README runs, so none goes stale.
 
-The README's shell blocks are read from the file itself and run in order in a temporary folder, the main job end
-to end: measure -> calibrate -> predict -> pareto -> export on this machine's CPU.  Two kinds of settings are made
-small where a flag allows, and nothing else is changed: the device spec's timing (a copy of ``cpu-ort`` with 3 runs
-per block, passed by path) and the size of the work (``measure --resolutions 160``; ``calibrate --samples 10
---test-samples 2 --rounds 1``).  ``make`` lines are checked with ``make -n`` (what they would run), not run: `make
-demo` must run the README's main job, in the same order.  ``console`` blocks show a command and the start of its
-output: the command runs and its output starts as shown (up to the ``...``).
+The README's shell blocks are read from the file itself and run in order in a temporary folder (the main job end
+to end: measure -> calibrate -> predict -> pareto -> export on this machine's CPU), then the commands its text
+names in code spans.  Two kinds of settings are made small where a flag allows, and nothing else is changed: the
+device spec's timing (a copy of ``cpu-ort`` with 3 runs per block, passed by path) and the size of the work
+(``measure --resolutions 160``; ``calibrate --samples 10 --test-samples 2 --rounds 1``; ``lut check --blocks 2``).
+``make`` lines are checked with ``make -n`` (what they would run), not run: ``make demo`` must run the README's
+main job, in the same order.  ``console`` blocks show a command and the start of its output: the command runs and
+its output starts as shown (up to the ``...``).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ README = ROOT / "README.md"
 FAST_TIMING = {"warmup_runs": 1, "min_runs": 3, "max_runs": 3, "max_time_s": 0.5, "target_iqr_rel": 1.0}
 # the work made small (appended where the README's command does not set the option itself)
 SMALL = {"measure": ["--resolutions", "160", "--quiet"],
-         "calibrate": ["--samples", "10", "--test-samples", "2", "--rounds", "1", "--quiet"]}
+         "calibrate": ["--samples", "10", "--test-samples", "2", "--rounds", "1", "--quiet"],
+         "lut check": ["--blocks", "2"]}
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
@@ -47,6 +49,12 @@ def commands(body: str) -> list[list[str]]:
 
 def readme_commands() -> list[list[str]]:
     return [c for lang, body in blocks(README.read_text(encoding="utf-8")) if lang == "sh" for c in commands(body)]
+
+
+def inline_commands() -> list[list[str]]:
+    """The commands the README's text names in code spans (`ofa-profile ...`)."""
+    text = re.sub(r"^```.*?^```", "", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return [shlex.split(m) for m in re.findall(r"`(ofa-profile [^`]+)`", text)]
 
 
 def test_the_readme_is_short_and_its_commands_are_the_tools():
@@ -69,7 +77,7 @@ def test_the_readme_is_short_and_its_commands_are_the_tools():
 
 def _small(cmd: list[str], spec: Path) -> list[str]:
     args = [str(spec) if (i > 0 and cmd[i - 1] == "--device" and a == "cpu-ort") else a for i, a in enumerate(cmd)]
-    extra = SMALL.get(cmd[1], [])
+    extra = SMALL.get(" ".join(cmd[1:3]), SMALL.get(cmd[1], []))
     i = 0
     while i < len(extra):            # an option the README sets itself is left as it is
         opt, has_value = extra[i], i + 1 < len(extra) and not extra[i + 1].startswith("--")
@@ -89,6 +97,7 @@ def test_every_readme_command_runs_in_order(tmp_path, monkeypatch):
     fast.write_text(json.dumps(spec))
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))      # lut check's cache: not the user's
     ran = []
     for cmd in readme_commands():
         if cmd[0] == "make":
@@ -97,6 +106,12 @@ def test_every_readme_command_runs_in_order(tmp_path, monkeypatch):
         res = CliRunner().invoke(main, _small(cmd, fast))
         assert res.exit_code == 0, (cmd, res.output)
         ran.append((cmd[1], res.stdout))
+    # the commands the text names inline, run in the same folder after the main job (a bare `ofa-profile CMD`
+    # names a command: its --help)
+    for cmd in inline_commands():
+        args = _small(cmd, fast) if len(cmd) > 2 else [cmd[1], "--help"]
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, (cmd, res.output)
     out = dict(ran)
     assert set(out) >= {"devices", "measure", "calibrate", "predict", "pareto", "export"}
     assert re.search(r"^cpu-ort\.json: \d+ measured, \d+ reused of 96 ops, complete", out["measure"], re.M)

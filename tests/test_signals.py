@@ -90,6 +90,7 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_sigterm_at_any_moment_of_measure(tmp_path):
     runs = []
     for i, (sig, delay) in enumerate([(signal.SIGINT, d) for d in (0.05, 0.3, 0.8, 1.5)]
@@ -138,6 +139,7 @@ def _image_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_trainer_stopped_in_its_first_second(tmp_path):
     """In its first second (imports, decoding, the first steps) a signal stops the trainer: 128 + signal, no
     traceback, its last line the stop (before the steps at once, during them after the step in flight)."""

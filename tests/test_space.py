@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from ofa_profile.space import SPACES, SpaceError, SubnetSpec, get_space, make_divisible, parse_resolutions
+from ofa_profile.space import SpaceError, SubnetSpec, get_space, make_divisible, parse_resolutions
 
 
 def test_widths_w10_and_w12():
@@ -70,6 +70,7 @@ def test_ofa_dict_round_trip():
     (lambda d: d["e"].__setitem__(0, 5), "e[0]=5 is not one of [3, 4, 6]"),
     (lambda d: d["d"].__setitem__(2, 1), "d[2]=1 is not one of [2, 3, 4]"),
     (lambda d: d.update(r=130), "r=130 is not in the space"),
+    (lambda d: d.update(r=324), "r=324 is not in the space: use 128..224 (the supernet's; 228..320 for latency"),
     (lambda d: d.pop("d"), "lacks field(s) d"),
     (lambda d: d.update(r=None), "lacks the resolution"),
     (lambda d: d["ks"].__setitem__(0, "x"), "ks[0]='x' is not an integer"),
@@ -101,7 +102,13 @@ def test_compound_rule_enforced():
 def test_parse_resolutions():
     assert parse_resolutions("160,224") == (160, 224)
     assert parse_resolutions("128-140") == (128, 132, 136, 140)
-    assert len(parse_resolutions("all")) == 25
+    assert len(parse_resolutions("all")) == 25       # the supernet's
+    # above the supernet's 224, for latency (OFA's specialized nets go to 260)
+    assert parse_resolutions("228-260") == tuple(range(228, 261, 4))
+    assert parse_resolutions("228,236,240,260") == (228, 236, 240, 260)
+    for bad in ("130", "324", "124", "230"):
+        with pytest.raises(SpaceError, match="228..320 for latency only"):
+            parse_resolutions(bad)
     with pytest.raises(SpaceError):
         parse_resolutions("130")
     with pytest.raises(SpaceError):
@@ -125,4 +132,4 @@ def test_specialized_net_configs(shared_data):
         # every block of the config is reproduced with its kernel and expand ratio
         convs = [b["mobile_inverted_conv"] for b in cfg["blocks"][1:]]
         assert [(c["kernel_size"], c["expand_ratio"]) for c in convs] == [(s.ks[i], s.e[i]) for i, _, _ in s.active_blocks()]
-    assert parsed >= 30 and refused >= 1
+    assert parsed == 50 and refused == 0     # OFA's 50 specialized nets, the four at r=228..260 included

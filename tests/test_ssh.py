@@ -4,96 +4,20 @@ The fixture runs Debian's `openssh-server` (`/usr/sbin/sshd -D -f cfg -e`) as th
 port, with its own host key, a throw-away user key and a temporary known_hosts: the "board" is this
 machine, its Python is this interpreter.  Needs `apt-get install openssh-server openssh-client`.
 """
-import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from ofa_profile.devices import DeviceError, parse_device
+from ofa_profile.devices import DeviceError
 
-SSHD = "/usr/sbin/sshd"
+from helpers import HAVE_SSH, NO_SSH, RUNTIME, board_spec, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not (Path(SSHD).exists() and shutil.which("ssh") and shutil.which("ssh-keygen")),
-                                reason="OpenSSH server/client not installed (apt-get install openssh-server "
-                                       "openssh-client)")
-RUNTIME = "onnxruntime"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "user_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
-    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
-    (d / "authorized_keys").chmod(0o600)
-    port = _free_port()
-    (d / "sshd_config").write_text(f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {d}/host_key
-AuthorizedKeysFile {d}/authorized_keys
-PidFile {d}/sshd.pid
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AcceptEnv LANG LC_*
-LogLevel ERROR
-""")
-    if os.geteuid() == 0 and not Path("/run/sshd").is_dir():
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # sshd's privilege-separation dir when run as root
-    log = open(d / "sshd.log", "wb")
-    proc = subprocess.Popen([SSHD, "-D", "-f", str(d / "sshd_config"), "-e"], stdout=log, stderr=subprocess.STDOUT)
-    t0 = time.time()
-    while time.time() - t0 < 15:
-        if proc.poll() is not None:
-            pytest.skip(f"sshd did not start: {(d / 'sshd.log').read_text().strip()[:300]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.skip("sshd did not listen within 15 s")
-    yield {"dir": d, "port": port, "pid": proc.pid, "key": str(d / "user_key"), "known_hosts": str(d / "known_hosts")}
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
-def board_spec(sshd, tmp_path, port=None, host="127.0.0.1", **over):
-    obj = {
-        "format": "ofa-profile-device", "schema_version": 1, "name": "loopback-board",
-        "description": "this machine as an SSH board (test)", "runtime": RUNTIME, "transport": "ssh",
-        "num_threads": 1, "batch_sizes": [1],
-        "timing": {"warmup_runs": 2, "min_runs": 5, "max_runs": 8, "max_time_s": 0.5, "target_iqr_rel": 0.5},
-        "ssh": {"host": host, "port": port or sshd["port"], "user": os.environ.get("USER") or None,
-                "identity_file": sshd["key"], "remote_python": sys.executable,
-                "remote_dir": str(tmp_path / "board"),
-                "options": [f"UserKnownHostsFile={sshd['known_hosts']}", "StrictHostKeyChecking=no"]},
-    }
-    obj["ssh"].update(over)
-    if obj["ssh"]["user"] is None:
-        del obj["ssh"]["user"]
-    path = tmp_path / "loopback-board.json"
-    path.write_text(json.dumps(obj))
-    return parse_device(obj, str(path)), path
+pytestmark = [pytest.mark.device, pytest.mark.skipif(not HAVE_SSH, reason=NO_SSH)]
 
 
 def test_reachable(sshd, tmp_path):
@@ -101,7 +25,7 @@ def test_reachable(sshd, tmp_path):
     spec, _ = board_spec(sshd, tmp_path)
     ok, why = reachable(spec)
     assert ok, why
-    bad, _ = board_spec(sshd, tmp_path, port=_free_port())
+    bad, _ = board_spec(sshd, tmp_path, port=free_port())
     ok, why = reachable(bad)
     assert not ok and "Connection refused" in why and "\n" not in why
 
@@ -197,7 +121,7 @@ def test_bad_port_is_one_clear_line_and_keeps_entries(sshd, tmp_path):
     measure_lut(spec, out, [128], progress=False, limit=2)
     journal = out.with_name(out.name + JOURNAL_SUFFIX)
     before = journal.read_bytes()
-    _, bad_path = board_spec(sshd, tmp_path, port=_free_port())
+    _, bad_path = board_spec(sshd, tmp_path, port=free_port())
     r = subprocess.run([sys.executable, "-m", "ofa_profile.cli", "measure", "--device", str(bad_path),
                         "--resolutions", "128", "--out", str(out), "--quiet"],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ofa_model.data import build_cache
-from ofa_model.evaluate import CSV_FIELDS, accuracy_dataset, evaluate_spec, merge_shards, subnet_macs_params
+from ofa_model.evaluate import (CSV_FIELDS, accuracy_dataset, evaluate_spec, merge_shards, subnet_macs_params,
+                                val_subset)
 from ofa_model.supernet import OFAMobileNetV3
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
@@ -47,7 +48,11 @@ def test_accuracy_dataset_csv_and_shards(setup, tmp_path):
     for r in rows:
         spec = SubnetSpec("ofa-mbv3-w1.0", tuple(json.loads(r["ks"])), tuple(json.loads(r["e"])),
                           tuple(json.loads(r["d"])), int(r["r"])).validated()
-        assert spec.r in res and 0.0 <= float(r["accuracy"]) <= 1.0 and int(r["n_val"]) == 6
+        assert spec.r in res and int(r["n_val"]) == 6
+        # any row can be reproduced alone: this subnet, the run's val subset and calibration seed (the seed's)
+        alone = evaluate_spec(model, spec, tr, va, n_calib=8, batch_size=8, val_indices=val_subset(len(va), 6, 5),
+                              calib_seed=5)
+        assert float(r["accuracy"]) == pytest.approx(alone, abs=1e-4) and round(alone * 6) == alone * 6
         assert int(r["macs"]) == subnet_macs_params(spec, 3)[0]
     # shards reproduce the same rows
     a = accuracy_dataset(model, tr, va, tmp_path / "s0.csv", 3, seed=5, resolutions=res, n_val=6, n_calib=8,

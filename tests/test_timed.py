@@ -2,7 +2,6 @@
 stored in the LUT header, read as the defaults from a LUT without it, carried in the outputs, and never mixed."""
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ofa_profile.cli import main
-from ofa_profile.errors import LutError, OfaProfileError
-from ofa_profile.lut import Lut, load_lut, save_lut
+from ofa_profile.errors import LutError
+from ofa_profile.lut import load_lut, save_lut
 from ofa_profile.paths import lut_dir
 from ofa_profile.timed import GRAPHS, PRECISIONS, Timed, TimedError
 
@@ -177,12 +176,12 @@ def test_calibrate_refuses_a_lut_of_another_record(tmp_path):
     dev = fast_device(tmp_path)
     with make_profiler(dev) as prof:
         lut = dataclasses.replace(load_lut("cpu-ort"), fingerprint=prof.fingerprint(), calibration=None,
-                                  timed=Timed(classes=10))
+                                  timed=Timed(graph="ofa"))
         out = tmp_path / "lut.json"
         save_lut(lut, out)
         with pytest.raises(TimedError) as ei:
             calibrate_device(out, prof, 10, 0, progress=False)
-    assert "classes 10 vs 1000" in one_line(ei.value)
+    assert "graph ofa vs ofa-profile" in one_line(ei.value)
     assert load_lut(out).calibration is None
 
 

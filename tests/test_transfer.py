@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +149,7 @@ def test_other_macro_architectures_are_refused(lite0):
         init_from_lite0(m, lite0)
 
 
+@pytest.mark.slow
 def test_train_init_from_records_the_transfer_and_resume_keeps_trained_weights(tmp_path):
     data = make_folder(tmp_path / "train", 4), make_folder(tmp_path / "val", 2, seed=1)
     out = tmp_path / "run"

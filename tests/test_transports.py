@@ -16,7 +16,12 @@ from ofa_profile.devices import DeviceError, load_device
 from ofa_profile.timing import TimingConfig
 
 ADB = shutil.which("adb")
-needs_adb = pytest.mark.skipif(ADB is None, reason="adb is not installed (apt-get install adb)")
+_skip_without_adb = pytest.mark.skipif(ADB is None, reason="adb is not installed (apt-get install adb)")
+
+
+def needs_adb(f):
+    """The real adb binary (a device marker: -m 'not device' leaves these out)."""
+    return pytest.mark.device(_skip_without_adb(f))
 LITERT_BENCHMARK = Path(sys.executable).with_name("litert-benchmark")
 needs_litert_benchmark = pytest.mark.skipif(not LITERT_BENCHMARK.exists(),
                                             reason="litert-benchmark (ai-edge-litert wheel) is not installed")

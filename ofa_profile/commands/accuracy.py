@@ -4,15 +4,20 @@ subnets).  Each parses its options, calls the domain (:mod:`ofa_profile.adapt`, 
 prints."""
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import click
 
-from ..accuracy import fit_with_held_out, load_subnets, predicted_rows, predictor_name
+from ..accuracy import (ENCODINGS, describe_predictor, fit_with_held_out, load_subnets, predicted_rows,
+                        predictor_label, predictor_name)
 from ..adapt import adapt_device, read_latency_csv
-from ..cliopts import POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, FiniteFloatRange
+from ..cliopts import POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, FiniteFloatRange, count_range
 from ..latency import lut_latency_fn
 from ..latency_source import fit_source_model, load_source, shipped_source
 from ..lut import load_lut
 from ..paths import safe_name
+from ..space import RUN_RESOLUTIONS
 from .base import WAIT_OPTION, echo_json, hold_lock, main, pct, with_options
 from .search import PREDICTOR_OPTIONS, predictor_block, resolve_predictor
 
@@ -121,26 +126,58 @@ def adapt_source_cmd(measurements: str, columns: tuple[str, ...], exclude: tuple
     click.echo(f"wrote {out}")
 
 
+def _resolution_weights(values: tuple[str, ...]) -> dict[int, float]:
+    """``--resolution-weight 224=4`` (repeatable) as ``{224: 4.0}``; a malformed one is a usage error."""
+    out: dict[int, float] = {}
+    for v in values:
+        r, sep, w = v.partition("=")
+        try:
+            ri, wf = int(r), float(w)
+        except ValueError:
+            ri, wf = -1, float("nan")
+        if not sep or ri not in RUN_RESOLUTIONS or not (math.isfinite(wf) and wf > 0):
+            raise click.BadParameter(f"{v!r}; write R=W, e.g. 224=4 (a resolution and a positive weight)",
+                                     param_hint="'--resolution-weight'")
+        out[ri] = wf
+    return out
+
+
 @main.command("accuracy-predictor")
-@click.option("--data", required=True, type=click.Path(dir_okay=False),
-              help="accuracy CSV: d, ks, e, r (or image_size), accuracy [, space]")
+@click.option("--data", "data", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="accuracy CSV: d, ks, e, r (or image_size), accuracy [, space]; repeat to fit on several files")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="predictor JSON to write")
 @click.option("--model", type=click.Choice(["ridge", "gbm", "mlp", "ridge+gbm"]), default="ridge+gbm",
               show_default=True)
-@click.option("--encoding", type=click.Choice(["onehot-depth-r", "ofa-onehot"]), default="onehot-depth-r",
-              show_default=True)
+@click.option("--encoding", type=click.Choice(list(ENCODINGS)), default="onehot-depth-r", show_default=True,
+              help="features: onehot-depth-r (resolution as a quadratic), onehot-depth-rspline (an offset per "
+                   "resolution 128/160/192/224, interpolated between), ofa-onehot (OFA's)")
+@click.option("--gbm-trees", type=count_range(1, 5000), default=None,
+              help="boosted trees [default: 100 on ridge residuals, 300 alone]")
+@click.option("--gbm-learning-rate", type=FiniteFloatRange(0, 1, min_open=True), default=None,
+              help="[default: 0.09 on ridge residuals, 0.03 alone]")
+@click.option("--gbm-depth", type=count_range(1, 12), default=3, show_default=True, help="depth of each tree")
+@click.option("--resolution-weight", "resolution_weight", multiple=True,
+              help="R=W: the rows measured at resolution R weigh W in the fit (others 1); repeatable")
 @click.option("--test-frac", type=FiniteFloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="held-out share for the reported figures (0: none); the saved predictor is fitted on all rows")
+@click.option("--cv-folds", type=count_range(0, 100), default=0, show_default=True,
+              help="also report K-fold cross-validation grouped by subnet (no subnet in both a training and its "
+                   "test fold), per resolution; recorded in the predictor (0: none)")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the split and the fit")
 @click.option("--official", default=None, type=click.Path(dir_okay=False),
               help="OFA's acc_predictor.pth: also report it on the same held-out rows")
 @click.option("--supernet", default=None,
               help="the supernet weights the CSV was measured with ('bundled': ofa_model/weights); its sha256 "
                    "is recorded, and a bundled predictor is only used with those weights")
+@click.option("--dataset", type=click.Choice(["imagenet"]), default=None,
+              help="what the accuracies are: imagenet = ImageNet top-1 of OFA's w1.0 supernet (OFA's reference "
+                   "files); recorded as the predictor's label")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
-def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_frac: float, seed: int,
-                           official: str | None, supernet: str | None, as_json: bool) -> None:
+def accuracy_predictor_cmd(data: tuple[str, ...], out: str, model: str, encoding: str, gbm_trees: int | None,
+                           gbm_learning_rate: float | None, gbm_depth: int, resolution_weight: tuple[str, ...],
+                           test_frac: float, cv_folds: int, seed: int, official: str | None, supernet: str | None,
+                           dataset: str | None, as_json: bool) -> None:
     """Fit an accuracy predictor (plain JSON, no pickle) and report Kendall tau, Spearman and RMSE.
 
     \b
@@ -150,11 +187,27 @@ def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_
           --out acc.json --official ../shared/data/reference/ofa-acc-predictor.pth
       ofa-profile accuracy-predictor --data ofa_model/weights/accuracy-dataset.csv --supernet bundled \\
           --out ofa_model/weights/accuracy_predictor.json
-    """
 
+    The shipped ImageNet predictor (ofa_profile/predictors/ofa-mbv3-w1.0-imagenet.json) is the command
+    recorded in its info ("made_by"; docs/accuracy.md), run on OFA's two reference CSVs.
+    """
+    if cv_folds == 1:
+        raise click.BadParameter("1; give 0 (none) or at least 2 folds", param_hint="'--cv-folds'")
+    weights = _resolution_weights(resolution_weight)
     hold_lock(out)
-    pred, report = fit_with_held_out(data, model, encoding, test_frac=test_frac, seed=seed, official=official,
-                                     supernet=supernet)
+    made_by = " ".join(["ofa-profile accuracy-predictor"] + [f"--data {Path(d).name}" for d in data]
+                       + [f"--model {model}", f"--encoding {encoding}"]
+                       + ([f"--gbm-trees {gbm_trees}"] if gbm_trees else [])
+                       + ([f"--gbm-learning-rate {gbm_learning_rate:g}"] if gbm_learning_rate else [])
+                       + ([f"--gbm-depth {gbm_depth}"] if gbm_depth != 3 else [])
+                       + [f"--resolution-weight {r}={w:g}" for r, w in sorted(weights.items())]
+                       + [f"--test-frac {test_frac:g}", f"--cv-folds {cv_folds}", f"--seed {seed}"]
+                       + ([f"--dataset {dataset}"] if dataset else []))
+    fit_options: dict = {"gbm_trees": gbm_trees, "gbm_learning_rate": gbm_learning_rate, "gbm_max_depth": gbm_depth,
+                         "resolution_weights": weights or None}
+    pred, report = fit_with_held_out(list(data), model, encoding, test_frac=test_frac, seed=seed, official=official,
+                                     supernet=supernet, cv_folds=cv_folds, dataset=dataset, made_by=made_by,
+                                     **fit_options)
     report["out"] = str(pred.save(out))
     if as_json:
         echo_json(report)
@@ -166,7 +219,13 @@ def accuracy_predictor_cmd(data: str, out: str, model: str, encoding: str, test_
             h = report[key]
             click.echo(f"  {label:13s} held-out n={h['n']}: Kendall tau {h['kendall_tau']:.4f}  Spearman "
                        f"{h['spearman']:.4f}  RMSE {h['rmse']:.5f}  tau within resolution {h['kendall_tau_within_r']:.4f}")
-    click.echo(f"wrote {report['out']} (fitted on all {n} rows)")
+    if "cross_validated" in report:
+        cv = report["cross_validated"]
+        click.echo(f"  {cv['folds']}-fold cross-validation grouped by subnet:")
+        for name, b in cv["bands"].items():
+            click.echo(f"    r={name:9s} n={b['n']:5d}  Kendall tau {b['kendall_tau']:.4f}  (within resolution "
+                       f"{b['kendall_tau_within_r']:.4f})  MAE {b['mae_pt']:.3f} pt  bias {b['bias_pt']:+.3f} pt")
+    click.echo(f"wrote {report['out']} (fitted on all {n} rows; {predictor_label(pred).fitted})")
 
 
 @main.command("predict-accuracy")
@@ -211,3 +270,48 @@ def predict_accuracy_cmd(archs: tuple, csv_path: str | None, space: str | None, 
     for r in rows:
         click.echo(f"  {pct(r['accuracy']):>9}  {r['arch']}" + ("" if r["within_trained_range"] else
                                                                   "  (outside the fitted resolutions)"))
+
+
+@main.group("predictor")
+def predictor_group() -> None:
+    """Inspect accuracy predictors.
+
+    \b
+    Example:
+      ofa-profile predictor info
+      ofa-profile predictor info ofa_model/weights/accuracy_predictor.json --json
+    """
+
+
+@predictor_group.command("info")
+@click.argument("predictor", required=False, default="imagenet")
+@click.option("--json", "as_json", is_flag=True, help="print the description as JSON")
+def predictor_info_cmd(predictor: str, as_json: bool) -> None:
+    """Describe an accuracy predictor: what its accuracy is, the resolutions it was fitted on (measured, and
+    interpolated between), its model, data and recorded figures.
+
+    PREDICTOR: 'imagenet' (the shipped default), 'bundled', or a predictor file (our JSON or OFA's .pth).
+
+    \b
+    Example:
+      ofa-profile predictor info
+      ofa-profile predictor info bundled --json
+    """
+    d = describe_predictor(predictor)
+    if as_json:
+        echo_json(d)
+        return
+    click.echo(f"{d['name']}: {d['label']}")
+    click.echo(f"  space       {d['space']}  (model {d['model']}, encoding {d['encoding']})")
+    click.echo(f"  fitted on   {d['fitted'] or 'no recorded resolutions'}")
+    if d["fitted_range"]:
+        lo, hi = d["fitted_range"]
+        click.echo(f"  range       r={lo}..{hi}: search and predict-accuracy keep to it by default; other "
+                   f"resolutions are flagged as extrapolations")
+    if d.get("source"):
+        click.echo(f"  data        {d['source']} ({d.get('n_train', '?')} rows)")
+    for name, b in (d.get("cross_validated") or {}).get("bands", {}).items():
+        click.echo(f"  grouped CV  r={name:9s} n={b['n']:5d}  Kendall tau {b['kendall_tau']:.4f}  MAE "
+                   f"{b['mae_pt']:.3f} pt  bias {b['bias_pt']:+.3f} pt")
+    if d.get("made_by"):
+        click.echo(f"  made by     {d['made_by']}")

@@ -104,6 +104,9 @@ def lut_info_cmd(lut_ref: str, as_json: bool) -> None:
     click.echo(f"device:       {s['device']} (runtime {s['runtime']}, batch {s['batch_size']}, "
                f"threads {s['num_threads'] if s['num_threads'] is not None else 'unknown'})")
     click.echo(f"timed:        {s['timed_label']}")
+    if len(s["heads_classes"]) > 1:
+        click.echo(f"heads:        classifier heads of {', '.join(map(str, s['heads_classes']))} classes "
+                   f"(predict/pareto --classes N)")
     click.echo(f"resolutions:  {','.join(map(str, s['resolutions'])) or 'none complete'}")
     extra = f" (+{s['resolution_entries']} per-resolution)" if s["resolution_entries"] else ""
     click.echo(f"entries:      {s['entries']}{extra}")
@@ -271,14 +274,18 @@ def lut_validate_cmd(path: str) -> None:
 
 @main.command("predict")
 @click.option("--lut", "lut_ref", required=True, help="LUT file, or a device name with a shipped LUT")
-@click.option("--arch", "arch_path", required=True, help="subnet: OFA spec JSON {ks, e, d, r} or a net.config")
+@click.option("--arch", "arch_path", required=True,
+              help="subnet: OFA spec JSON {ks, e, d, r}, a net.config, or an .onnx written by `ofa-profile export`")
 @click.option("--space", type=SPACE_NAME, default=None, help="space of a plain spec JSON [default: the LUT's space]")
 @click.option("--resolution", type=RESOLUTION, default=None, help="input resolution (overrides the arch's r)")
 @click.option("--no-calibration", is_flag=True, help="report the plain LUT sum even if the LUT is calibrated")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="classifier head to predict with (one the LUT holds; `measure --classes N` adds one) [default: "
+                   "the LUT's; an .onnx from `export`: its own head]")
 @with_options(SPEED_CHECK_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int | None, no_calibration: bool,
-                rescale: bool, no_speed_check: bool, as_json: bool) -> None:
+                classes: int | None, rescale: bool, no_speed_check: bool, as_json: bool) -> None:
     """Predict the latency of one subnet from a LUT (calibrated where the LUT holds a calibration).
 
     A shipped LUT used on a device of this machine is speed-checked first (a few of its blocks timed, once
@@ -293,7 +300,7 @@ def predict_cmd(lut_ref: str, arch_path: str, space: str | None, resolution: int
     """
     check_speed_options(rescale, no_speed_check)
     p = predict_subnet(lut_ref, arch_path, space=space, resolution=resolution, calibrated=not no_calibration,
-                       speed_check=not no_speed_check, rescale=rescale, log=log)
+                       speed_check=not no_speed_check, rescale=rescale, log=log, classes=classes)
     if as_json:
         echo_json(p.as_dict())
     else:

@@ -85,6 +85,12 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @click.option("--passes", type=count_range(1, 1000), default=1, show_default=True,
               help="measure every block N times in passes over the list and keep the lowest median (a noisy, "
                    "shared machine: a block is then only inflated if it was slow in every pass)")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="outputs of the classifier head to measure; on an existing LUT, adds that head's one op beside "
+                   "the LUT's own [default: the LUT's head, else the space's (1000 for OFA's nets)]")
+@click.option("--graph", type=click.Choice(GRAPHS), default="ofa-profile", show_default=True,
+              help="graph flavour of the blocks: ofa-profile = the project's layer library (what `export` writes), "
+                   "ofa = OFA's own modules exported through torch.onnx (what an OFA user deploys)")
 @with_options(TRANSPORT_OPTIONS)
 @ALLOW_SSH_OPTION
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
@@ -96,7 +102,8 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
-                limit: int | None, passes: int, transport_option: tuple[tuple[str, str], ...],
+                limit: int | None, passes: int, classes: int | None, graph: str,
+                transport_option: tuple[tuple[str, str], ...],
                 benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], precision: str,
                 threads: int | None, quiet: bool, as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
@@ -112,6 +119,8 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
       ofa-profile measure --device pixel --transport-option cores=7 --transport-option repeats=5
       ofa-profile measure --device cpu-ort --passes 3 --fresh
       ofa-profile measure --device cpu-ort --space ofa-proxyless-w1.3 --resolutions 160
+      ofa-profile measure --device cpu-ort --graph ofa --out cpu-ort-ofa.json
+      ofa-profile measure --device cpu-ort --classes 10 --out cpu-ort.json
       ofa-profile measure --device cpu-ort --precision int8      # writes ./cpu-ort-int8.json
       ofa-profile measure --device cpu-ort --threads 2           # writes ./cpu-ort-t2.json
     """
@@ -130,7 +139,8 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
     hold_lock(out_path)          # the LUT and its journal: one writer for the whole run
     run = measure_device(dev, out_path, res, space=sp_name, batch_size=batch_size, seed=seed, progress=not quiet,
                          fresh=fresh, limit=limit, passes=passes, transport_options=options,
-                         benchmark_binary=benchmark_binary, serial=serial, precision=precision)
+                         benchmark_binary=benchmark_binary, serial=serial, graph=graph, classes=classes,
+                         precision=precision)
     r = run.result
     if run.noise:
         log(run.noise.describe())
@@ -215,20 +225,24 @@ def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str 
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--rounds", type=POSITIVE_INT, default=2, show_default=True,
               help="passes over the subnets, minutes apart; each subnet's figure is the lowest of its medians")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="classifier head of the subnets measured (one the LUT holds) [default: the LUT's]")
 @ALLOW_SSH_OPTION
 @THREADS_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
 def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, samples: int, test_samples: int,
-                  resolutions: str | None, seed: int, rounds: int, allow_ssh_option: tuple[str, ...],
-                  threads: int | None, quiet: bool, as_json: bool) -> None:
+                  resolutions: str | None, seed: int, rounds: int, classes: int | None,
+                  allow_ssh_option: tuple[str, ...], threads: int | None, quiet: bool, as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
-    Measures SAMPLES + TEST-SAMPLES seeded random subnets end to end, ROUNDS passes each, keeping
-    each subnet's lowest median (resumable), fits a ridge regression on the first SAMPLES, and
-    reports accuracy on the others.  The subnets are timed as the LUT's blocks were (its precision; the
-    threads of --threads or the device spec, which must be the LUT's).
+    Measures SAMPLES + TEST-SAMPLES seeded subnets spread evenly over the size range, from the
+    space's smallest to its largest subnet (plus those two at the lowest and highest resolution),
+    end to end, ROUNDS passes each, keeping each subnet's lowest median (resumable); fits a ridge
+    regression on SAMPLES of them and the extremes, and reports its error on the TEST-SAMPLES held
+    out: overall, per size third, and on the extremes.  The subnets are timed as the LUT's
+    blocks were (its precision; the threads of --threads or the device spec, which must be the LUT's).
 
     \b
     Example:
@@ -254,11 +268,12 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, dev.space) if resolutions else None
     rep = calibrate_on_device(dev, path, samples, test_samples, seed=seed, resolutions=res, progress=not quiet,
-                              rounds=rounds)
+                              rounds=rounds, classes=classes)
     if as_json:
         echo_json(rep)
         return
-    click.echo(f"calibrated {path} on {samples} subnets (seed {seed}); measured in {rep['measure_s']} s")
+    click.echo(f"calibrated {path} on {samples} subnets and the space's {rep['n_extremes']} extremes (seed {seed}); "
+               f"measured in {rep['measure_s']} s")
     click.echo(f"  timed: {rep['timed_label']}")
     if rep["test_calibrated"]:
         for name in ("test_lut_sum", "test_calibrated"):
@@ -267,6 +282,14 @@ def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, sam
                        f"{t['within_5pct']:.0%} / {t['within_10pct']:.0%}; RMSE {t['rmse_ms']:.3f} ms; "
                        f"MAPE {t['mape_pct']:.2f} %; Spearman "
                        + (f"{t['spearman']:.4f}" if t["spearman"] is not None else "n/a (under 3 subnets)"))
+        for t in rep.get("test_by_size") or ():
+            click.echo(f"  {t['tercile']:>6} third of the held-out subnets (LUT sum {t['size_range'][0]:.3f}.."
+                       f"{t['size_range'][1]:.3f} ms, n={t['n']}): mean signed error "
+                       f"{t['mean_signed_error_pct']:+.2f} %, within 5/10 %: {t['within_5pct']:.0%} / "
+                       f"{t['within_10pct']:.0%}, worst {t['worst_error_pct']:+.1f} %")
+    for x in rep.get("extremes") or ():
+        click.echo(f"  the space's {x['subnet']} subnet at r={x['r']} (fitted on): measured {x['measured_ms']:.3f} ms, "
+                   f"predicted {x['predicted_ms']:.3f} ms ({x['error_pct']:+.1f} %)")
 
 
 @main.command("devices")

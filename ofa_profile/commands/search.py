@@ -11,7 +11,7 @@ import click
 
 from .. import pareto
 from ..cliopts import NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, check_resolutions, count_range, option_value
-from ..pareto import VERIFY_TOLERANCE, OptionError, parse_margin, run_pareto
+from ..pareto import VERIFY_TOLERANCE, OptionError, parse_margin, run_pareto, verify_sentence
 from ..search import parse_budget_ms
 from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, checked_out_dir, echo_json, hold_lock,
                    log, main, pct, space_help, with_options)
@@ -78,16 +78,20 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
               help="budgets spread over the frontier search")
 @click.option("--margin", default="0", show_default=True,
               help="safety margin: search under budget x (1 - PCT/100); 'auto' takes the 90th percentile of the "
-                   "calibrated LUT's under-predictions on its held-out subnets")
+                   "calibrated LUT's under-predictions on the held-out subnets predicted nearest the budget "
+                   "(all of them when too few lie near it; the output says which)")
 @click.option("--no-calibration", is_flag=True, help="use plain LUT sums even if the LUT is calibrated")
+@click.option("--classes", type=count_range(1, 1_000_000), default=None,
+              help="classifier head of the subnets to predict (one the LUT holds; `measure --classes N` adds one) "
+                   "[default: the LUT's]")
 @click.option("--refresh", type=count_range(0), default=0, show_default=True,
               help="before searching, measure this many of the calibrated LUT's held-out subnets again on the "
                    "device and scale the latency model by how much slower or faster it runs now than at "
                    "calibration (0: off)")
 @with_options(SPEED_CHECK_OPTIONS)
 @click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="folder for pareto-<device>-<budget>ms.json and .png (made if its parent exists; the device "
-                   "name is reduced to a plain file name)")
+              help="folder for pareto-<LUT file's stem>-<budget>ms.json, .best.json and .png (a shipped LUT: "
+                   "pareto-<device>-shipped-...; made if its parent exists)")
 @click.option("--no-plot", is_flag=True, help="do not write the PNG")
 @click.option("--verify", is_flag=True,
               help="measure the chosen subnet on the device and evaluate it with the bundled supernet")
@@ -111,7 +115,7 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
                resolutions: str | None, accuracy: str | None, predictor: str | None, accuracy_data: str | None,
                seed: int, effort: str,
-               n_budgets: int, margin: str, no_calibration: bool, refresh: int, rescale: bool, no_speed_check: bool,
+               n_budgets: int, margin: str, no_calibration: bool, classes: int | None, refresh: int, rescale: bool, no_speed_check: bool,
                out_dir: str, no_plot: bool, verify: bool,
                verify_device: str | None, verify_rounds: int, supernet: str | None, verify_images: int,
                verify_calib_images: int, train_data: str | None, val_data: str | None, cache_dir: str | None, as_json: bool) -> None:
@@ -159,7 +163,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
                          verify_device=verify_device, verify_rounds=verify_rounds, supernet=supernet,
                          verify_images=verify_images, verify_calib_images=verify_calib_images, train_data=train_data,
                          val_data=val_data, cache_dir=cache_dir, speed_check=not no_speed_check, rescale=rescale,
-                         log=log, hold=hold_lock)
+                         log=log, hold=hold_lock, classes=classes)
     result = run.result
     if as_json:
         echo_json(result)
@@ -180,8 +184,9 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
     click.echo(f"  MACs      {best.macs / 1e6:.1f} M    params {best.params / 1e6:.2f} M")
     v = result.get("verify")
     if v:
-        click.echo(f"  measured  {v['measured_latency_ms']:.3f} ms on {v['device']} (IQR {v['iqr_ms']:.3f} ms; "
-                   f"{v['error_pct']:+.1f} % vs predicted; "
+        said = verify_sentence(v["measured_latency_ms"], v["predicted_latency_ms"]).removeprefix("measured ")
+        click.echo(f"  measured  {said}, on {v['device']} (IQR {v['iqr_ms']:.3f} ms"
+                   f"{', NOISY' if v.get('noisy') else ''}; "
                    f"{'within' if v['within_budget_plus_3pct'] else 'OVER'} budget + {VERIFY_TOLERANCE * 100:g} %)")
         if v.get("top1") is not None:
             click.echo(f"  top-1     {pct(v['top1'])} on {v['n_val']} {v['dataset']} val images "

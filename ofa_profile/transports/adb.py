@@ -410,11 +410,11 @@ class BenchmarkModelProfiler(Profiler):
         self.measure_ops([op], seed, lambda _op, m: got.append(m))
         return got[0]
 
-    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
+    def measure_subnet(self, spec: SubnetSpec, seed: int, classes: int | None = None) -> Measurement:
         from ..blocks import subnet_input, subnet_module
 
         p = Path(self._tmp.name) / "subnet.tflite"
-        self._write((subnet_module(spec, seed=seed), subnet_input(spec, seed=seed, batch=self.batch_size)), p, seed)
+        self._write((subnet_module(spec, seed=seed, n_classes=classes), subnet_input(spec, seed=seed, batch=self.batch_size)), p, seed)
         self.target.push([p], self.remote_dir)
         try:
             return self._run_graph(f"{self.remote_dir}/{p.name}", f"subnet {spec.short()}", "")

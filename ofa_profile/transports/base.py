@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..devicespec import DeviceError, DeviceSpec
 from ..options import Option
+from ..plugins import load_plugins
 from ..timed import Timed
 from ..timing import Measurement, fingerprint
 
@@ -31,6 +32,9 @@ class Profiler:
     batch_size: int = 1
     #: what its blocks and subnets are timed in (``int8``: :class:`~ofa_profile.transports.local.LocalProfiler`)
     precision: str = "fp32"
+    #: the graph flavour measure_op / measure_subnet build (ofa_profile.timed.GRAPHS), and those this profiler can
+    graph: str = "ofa-profile"
+    graphs: tuple[str, ...] = ("ofa-profile",)
 
     def versions(self) -> dict[str, str]:
         return {}
@@ -40,8 +44,17 @@ class Profiler:
 
     def timed(self, space: str) -> Timed:
         """What :meth:`measure_op` and :meth:`measure_subnet` time for ``space`` (graph flavour, head, precision,
-        threads): the project's graph, the space's head, its :attr:`precision`, the device's threads."""
-        return Timed.default_for(space, threads=self.device.num_threads).with_(precision=self.precision)
+        threads): the project's graph (or the one :meth:`use_graph` chose), the space's head, its :attr:`precision`,
+        the device's threads."""
+        threads = getattr(getattr(self, "device", None), "num_threads", None)   # None: a profiler of no device spec
+        return Timed.default_for(space, threads=threads, graph=self.graph).with_(precision=self.precision)
+
+    def use_graph(self, graph: str) -> None:
+        """Build the blocks and subnets of ``graph`` from now on; one line where this profiler cannot."""
+        if graph not in self.graphs:
+            raise DeviceError(f"device {self.device.name} (transport {self.device.transport}) cannot build the "
+                              f"{graph!r} graph flavour (it builds {', '.join(self.graphs)})")
+        self.graph = graph
 
     def measure_op(self, op: Op, seed: int) -> Measurement:
         raise NotImplementedError
@@ -51,7 +64,8 @@ class Profiler:
         for op in ops:
             on_result(op, self.measure_op(op, seed))
 
-    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
+    def measure_subnet(self, spec: SubnetSpec, seed: int, classes: int | None = None) -> Measurement:
+        """Time the whole subnet (its classifier head of ``classes`` outputs; default: the space's)."""
         raise NotImplementedError
 
     def measure_file(self, model: ModelFile, seed: int) -> Measurement:
@@ -108,12 +122,15 @@ def register_transport(name: str, profiler: Callable[..., Profiler], reachable: 
 
 
 def list_transports() -> list[str]:
-    """The registered transport names, in registration order."""
+    """The registered transport names, in registration order; installed plug-ins' included
+    (:func:`ofa_profile.plugins.load_plugins`)."""
+    load_plugins()
     return list(_REGISTRY)
 
 
 def get_transport(name: str) -> Transport:
     """The transport called ``name``; an unknown one raises :class:`~ofa_profile.devices.DeviceError`."""
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:

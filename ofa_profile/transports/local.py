@@ -10,6 +10,7 @@ from ..devicespec import DeviceError, DeviceSpec
 from ..model_file import open_model
 from ..quantize import calibration_inputs
 from ..runtimes import get_runtime
+from ..timed import GRAPHS
 from ..timing import Measurement, TimingConfig, fix_malloc, measure_callable, set_threads
 from .base import Profiler, register_transport
 
@@ -59,13 +60,20 @@ class LocalProfiler(Profiler):
         finally:
             compiled.close()
 
+    graphs = GRAPHS       # the project's layer library and OFA's own modules (ofa_profile.ofa_graph)
+
     def measure_op(self, op: Op, seed: int) -> Measurement:
         from ..blocks import op_input, op_module
+        if self.graph == "ofa":
+            from ..ofa_graph import ofa_op_module as op_module
         return self._time(op_module(op, seed=seed), op_input(op, seed=seed, batch=self.batch_size), seed)
 
-    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
+    def measure_subnet(self, spec: SubnetSpec, seed: int, classes: int | None = None) -> Measurement:
         from ..blocks import subnet_input, subnet_module
-        return self._time(subnet_module(spec, seed=seed), subnet_input(spec, seed=seed, batch=self.batch_size), seed)
+        if self.graph == "ofa":
+            from ..ofa_graph import ofa_subnet_module as subnet_module
+        return self._time(subnet_module(spec, seed=seed, n_classes=classes),
+                          subnet_input(spec, seed=seed, batch=self.batch_size), seed)
 
     def measure_file(self, model: Any, seed: int) -> Measurement:
         compiled = open_model(model, self.device.runtime, num_threads=self.device.num_threads, seed=seed)

@@ -28,6 +28,7 @@ from ..argsafety import host_problem, path_problem, ssh_option_refusal, ssh_opti
 from ..devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
 from ..options import REQUIRED, Option
 from ..runtimes import list_runtimes
+from ..timed import GRAPHS
 from ..timing import Measurement, TimingConfig
 from .base import Profiler, register_transport
 
@@ -143,6 +144,8 @@ def _package_tar() -> tuple[bytes, str]:
 
 
 class SshProfiler(Profiler):
+    graphs = GRAPHS       # the board's worker builds either (OFA's package needed there for 'ofa')
+
     """Runs :mod:`ofa_profile.remote_worker` on a board over SSH and streams the results back.
 
     One ssh session and one worker process per profiler: the board's Python imports torch and
@@ -226,6 +229,7 @@ class SshProfiler(Profiler):
     # -- requests ---------------------------------------------------------------------------
     def _base_request(self, seed: int = 0) -> dict[str, Any]:
         return {"runtime": self.runtime, "num_threads": self.device.num_threads, "batch_size": self.batch_size,
+                "graph": self.graph,
                 "seed": seed, "timing": self.timing.as_dict(), "runtime_options": dict(self.device.runtime_options)}
 
     def _call(self, req: Mapping[str, Any], handle: Callable[[dict], None], what: str,
@@ -332,9 +336,10 @@ class SshProfiler(Profiler):
         self.measure_ops([op], seed, lambda _op, m: got.append(m))
         return got[0]
 
-    def measure_subnet(self, spec: SubnetSpec, seed: int) -> Measurement:
+    def measure_subnet(self, spec: SubnetSpec, seed: int, classes: int | None = None) -> Measurement:
         got: list[dict] = []
-        self._call({"cmd": "subnet", "seed": seed, "space": spec.space, "subnet": spec.to_ofa()}, got.append,
+        self._call({"cmd": "subnet", "seed": seed, "space": spec.space, "subnet": spec.to_ofa(), "classes": classes},
+                   got.append,
                    what=f"subnet {spec.short()}")
         if not got:
             self._fail(f"board {self.device.name} returned no result for subnet {spec.short()}", kill=False)

@@ -1,0 +1,328 @@
+"""Deploy fidelity: is the predicted latency what a user measures on the model file they ship?
+
+Subnets: --n subnets spread evenly over the LUT-sum range (`sample_stratified`, another seed than
+calibration's, so none is a calibration subnet), the space's smallest and largest subnet at the LUT's lowest and
+highest resolution, and OFA's specialized w1.0 MobileNetV3 net.configs (--specialized, a folder of
+``*/net.config``) whose resolution the LUT covers.  Each is built three ways, as a user ships it:
+
+  export     `ofa-profile export --random-weights`: the project's graph, 1,000-class head
+  export10   `ofa-profile export` with the bundled supernet: the project's graph, its 10-class head
+  ofa        OFA's own `ofa` package: ``OFAMobileNetV3(...).set_active_subnet(...)``, ``get_active_subnet()``,
+             ``torch.onnx.export`` (opset 17), as an OFA user exports it
+
+and timed as a user times a model file: a plain ONNX Runtime session (1 thread, all graph optimisations),
+``sess.run(None, {input: x})`` per call, the device's timing settings (warm-up, runs, stop rules:
+`ofa_profile.timing.measure_callable`, the harness `calibrate` uses).  All (subnet, way) pairs are timed in one
+shuffled, interleaved run, twice (two passes, the second in another order): a subnet's figure is the lower of its
+two medians, as calibration keeps, and the agreement of the two timings is the run's own re-timing floor, printed
+beside the errors (a prediction cannot be held to agree with a timing better than the timing agrees with itself).
+
+Each way is predicted with the matching LUT where one is given (--lut: 1,000 classes, the project's graph;
+--lut10: 10 classes; --lut-ofa: OFA's graph); a way without its own LUT is predicted with --lut, and the output
+says so.  --calibrate first calibrates --lut (`calibrate_device`, --samples/--test-samples) so that the timing
+follows it directly.
+
+    flock /work/bench.lock python benchmarks/bench_deploy_fidelity.py --lut cpu-ort.json --calibrate \\
+        [--samples 100 --test-samples 50] [--n 60] [--ways export,export10,ofa] [--json FILE]
+    ... --n 12 --ways export --max-time-s 0.5          # a quick run
+    ... --measure-lut 160,224 --calibrate --clock thread-cpu  # an oversubscribed machine: LUT, calibration
+                                                              # and models all timed by thread CPU time
+
+Pinned to one core at raised priority where permitted: run it alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WAYS = ("export", "export10", "ofa")
+SPECIALIZED = Path(os.environ.get("OFA_PROFILE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "reference" / \
+    "ofa-specialized"
+
+
+def ofa_networks():
+    """OFA's ``elastic_nn.networks``.  The ``ofa`` package imports torchvision and ``torch._six`` (gone from
+    torch 2) at import time for its data loaders, neither needed to build a network: tiny stand-ins are put in
+    their place in this process only, as tests/test_ofa_compat.py does."""
+    import torch
+    if "torchvision" not in sys.modules:
+        tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
+        trf, ds = types.ModuleType("torchvision.transforms.functional"), types.ModuleType("torchvision.datasets")
+
+        class _Stub:
+            def __init__(self, *a, **k):
+                pass
+        tr.RandomResizedCrop = _Stub
+        tr.InterpolationMode = types.SimpleNamespace(BILINEAR=2, BICUBIC=3)
+        tr.functional, tv.transforms, tv.datasets = trf, tr, ds
+        sys.modules.update({"torchvision": tv, "torchvision.transforms": tr,
+                            "torchvision.transforms.functional": trf, "torchvision.datasets": ds})
+    if "torch._six" not in sys.modules:
+        try:
+            import torch._six  # noqa: F401
+        except ImportError:
+            six = types.ModuleType("torch._six")
+            six.string_classes = (str, bytes)
+            sys.modules["torch._six"] = six
+    del torch
+    from ofa.imagenet_classification.elastic_nn import networks
+    return networks
+
+
+class Builders:
+    """Writes one subnet's ONNX file the way a user of each way gets it."""
+
+    def __init__(self, ways, seed: int = 0):
+        self.ways, self.seed = ways, seed
+        self._ours = self._theirs = None
+
+    def write(self, way: str, spec, path: Path) -> None:
+        import torch
+        from ofa_model.export import example_input, export_random, export_subnet
+        if way == "export":
+            export_random(spec, "onnx", path, check=False, weights_seed=self.seed)
+        elif way == "export10":
+            if self._ours is None:
+                from ofa_model.bundle import load_supernet
+                self._ours = load_supernet(None, space=spec.space)[0]
+            export_subnet(self._ours, spec, "onnx", path, check=False)
+        elif way == "ofa":
+            if self._theirs is None:
+                torch.manual_seed(self.seed)
+                net = ofa_networks().OFAMobileNetV3(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+                                                    depth_list=[2, 3, 4], n_classes=1000)
+                self._theirs = net.eval()
+            self._theirs.set_active_subnet(ks=list(spec.ks), e=list(spec.e), d=list(spec.d))
+            sub = self._theirs.get_active_subnet(preserve_weight=True).eval()
+            x = example_input(spec, self.seed)
+            with torch.no_grad():
+                torch.onnx.export(sub, (x,), str(path), input_names=["input"], output_names=["logits"],
+                                  opset_version=17, dynamo=False)
+        else:
+            raise ValueError(way)
+
+
+def plain_session(path: Path, r: int, seed: int):
+    """A user's plain session on ``path`` and the call they time."""
+    import numpy as np
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(seed).standard_normal((1, 3, r, r)).astype(np.float32)
+    return sess, (lambda: sess.run(None, {name: x}))
+
+
+def stats(pred, meas, retimed=None):
+    import numpy as np
+    p, m = np.asarray(pred, float), np.asarray(meas, float)
+    e = 100 * (p - m) / m
+    out = {"n": int(len(m)), "mean_signed_error_pct": round(float(e.mean()), 3),
+           "within_5pct": round(float((abs(e) <= 5).mean()), 4), "within_10pct": round(float((abs(e) <= 10).mean()), 4),
+           "worst_error_pct": round(float(e[abs(e).argmax()]), 3)}
+    if retimed is not None:
+        d = 100 * (np.asarray(retimed[0], float) / np.asarray(retimed[1], float) - 1)
+        out.update({"retime_within_5pct": round(float((abs(d) <= 5).mean()), 4),
+                    "retime_within_10pct": round(float((abs(d) <= 10).mean()), 4),
+                    "retime_worst_pct": round(float(d[abs(d).argmax()]), 3)})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lut", required=True, help="the device's LUT (1,000 classes, the project's graph)")
+    ap.add_argument("--lut10", default=None, help="a 10-class LUT to predict export10 with")
+    ap.add_argument("--lut-ofa", default=None, help="an OFA-graph LUT to predict ofa with")
+    ap.add_argument("--device", default="cpu-ort")
+    ap.add_argument("--measure-lut", default=None, metavar="RES",
+                    help="first measure --lut (fresh) at these resolutions, e.g. 160,224, on --device")
+    ap.add_argument("--calibrate", action="store_true", help="calibrate --lut first (on --device)")
+    ap.add_argument("--clock", default="wall",
+                    help="wall | thread-cpu: what times the LUT, the calibration and the models (thread-cpu: an "
+                         "oversubscribed machine, see _clock.py)")
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--test-samples", type=int, default=50)
+    ap.add_argument("--calib-rounds", type=int, default=2)
+    ap.add_argument("--n", type=int, default=60, help="random subnets, spread over the size range")
+    ap.add_argument("--ways", default=",".join(WAYS))
+    ap.add_argument("--specialized", default=str(SPECIALIZED), help="folder of OFA's */net.config ('' : none)")
+    ap.add_argument("--max-time-s", type=float, default=None, help="timing per model and pass [device's]")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cpu", type=int, default=None, help="pin to this core [default: the last one]")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--json", dest="json_out", default=None)
+    args = ap.parse_args()
+    ways = [w.strip() for w in args.ways.split(",") if w.strip()]
+    if not ways or set(ways) - set(WAYS):
+        ap.error(f"--ways: choose from {','.join(WAYS)}")
+
+    from _pin import pin_to_one_core
+    pin_to_one_core(args.cpu)
+
+    import dataclasses
+
+    from ofa_profile.calibrate import calibrate_device, extreme_specs_at, sample_stratified
+    from ofa_profile.devices import load_device
+    from ofa_profile.lut import load_lut
+    from ofa_profile.space import SubnetSpec
+    from ofa_profile.timing import fix_malloc, measure_callable, set_threads
+
+    from _clock import make_clock, make_profiler_with_clock
+    clock = make_clock(args.clock)
+    dev = load_device(args.device)
+    t_start = time.time()
+    calib = None
+    if args.measure_lut:
+        from ofa_profile.measure import measure_lut
+        from ofa_profile.space import parse_resolutions
+        with make_profiler_with_clock(dev, args.clock) as prof:
+            m = measure_lut(dev, Path(args.lut), parse_resolutions(args.measure_lut, dev.space), profiler=prof,
+                            fresh=True, progress=not args.quiet)
+        print(f"measured {args.lut} at {args.measure_lut} ({args.clock} clock): {m}", flush=True)
+    if args.calibrate:
+        with make_profiler_with_clock(dev, args.clock) as prof:
+            calib = calibrate_device(Path(args.lut), prof, args.samples, args.test_samples, seed=args.seed,
+                                     progress=not args.quiet, rounds=args.calib_rounds)
+        calib = {k: v for k, v in calib.items() if k != "samples"}
+        print(f"calibrated {args.lut}: held-out {calib['test_calibrated']['n']} subnets within 5/10 %: "
+              f"{calib['test_calibrated']['within_5pct']:.0%} / {calib['test_calibrated']['within_10pct']:.0%} "
+              f"({calib['measure_s']} s)", flush=True)
+    fix_malloc()
+    set_threads(1)
+    lut = load_lut(args.lut)
+    luts = {"export": (lut, args.lut), "export10": (lut, args.lut), "ofa": (lut, args.lut)}
+    if args.lut10:
+        luts["export10"] = (load_lut(args.lut10), args.lut10)
+    if args.lut_ofa:
+        luts["ofa"] = (load_lut(args.lut_ofa), args.lut_ofa)
+    for w in ways:
+        own = {"export": True, "export10": bool(args.lut10), "ofa": bool(args.lut_ofa)}[w]
+        print(f"{w:<9} predicted with {luts[w][1]}" + ("" if own else
+              f" (NOT a LUT of this way's {'head' if w == 'export10' else 'graph'}: none given)"))
+
+    res = list(lut.resolutions)
+    ext = extreme_specs_at(lut.space, res)
+    subnets = [(w, s, "extreme") for w, s in ext]
+    subnets += [(f"random{i}", s, "random") for i, s in
+                enumerate(sample_stratified(lut, args.n, args.seed + 7919, res, exclude=[s for _, s in ext]))]
+    skipped = []
+    if args.specialized:
+        for cfg in sorted(Path(args.specialized).glob("*/net.config")):
+            try:
+                s = SubnetSpec.load(cfg)
+            except Exception as exc:                 # w1.2, other families, r outside the space
+                skipped.append(f"{cfg.parent.name} ({str(exc).splitlines()[0][:60]})")
+                continue
+            if s.space != lut.space:
+                skipped.append(f"{cfg.parent.name} ({s.space})")
+            elif s.r not in res:
+                skipped.append(f"{cfg.parent.name} (r={s.r} not in the LUT)")
+            else:
+                subnets.append((cfg.parent.name, s, "specialized"))
+    print(f"{len(subnets)} subnets ({sum(k == 'random' for *_, k in subnets)} random, "
+          f"{sum(k == 'extreme' for *_, k in subnets)} extremes, {sum(k == 'specialized' for *_, k in subnets)} "
+          f"OFA specialized; {len(skipped)} specialized net.configs skipped) x {len(ways)} ways x 2 timings",
+          flush=True)
+
+    timing = dev.timing if args.max_time_s is None else dataclasses.replace(dev.timing, max_time_s=args.max_time_s)
+    build = Builders(ways, args.seed)
+    pairs = [(i, w) for i in range(len(subnets)) for w in ways]
+    medians: dict = {p: [] for p in pairs}
+    rng = random.Random(args.seed)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
+        files = {}
+        for i, w in pairs:                           # each file written once, timed in both passes
+            f = Path(tmp) / f"{i}-{w}.onnx"
+            build.write(w, subnets[i][1], f)
+            files[(i, w)] = f
+        t_build = time.time() - t0
+        for p in range(2):
+            order = pairs[:]
+            rng.shuffle(order)
+            for k, (i, w) in enumerate(order):
+                sess, call = plain_session(files[(i, w)], subnets[i][1].r, args.seed)
+                medians[(i, w)].append(measure_callable(call, timing, clock=clock).median_ms)
+                del sess, call
+                if not args.quiet and k % 50 == 0:
+                    print(f"  pass {p + 1}: {k}/{len(order)}", file=sys.stderr, flush=True)
+    t_time = time.time() - t0 - t_build
+
+    rows = []
+    for i, (name, s, kind) in enumerate(subnets):
+        for w in ways:
+            a, b = medians[(i, w)]
+            pl, _ = luts[w]
+            rows.append({"subnet": name, "kind": kind, "way": w, "arch": s.to_ofa(), "r": s.r,
+                         "lut_sum_ms": round(lut.lut_sum_ms(s), 5), "predicted_ms": round(pl.predict_ms(s), 5),
+                         "timings_ms": [round(a, 5), round(b, 5)], "measured_ms": round(min(a, b), 5)})
+    for r_ in rows:
+        r_["error_pct"] = round(100 * (r_["predicted_ms"] - r_["measured_ms"]) / r_["measured_ms"], 3)
+
+    import numpy as np
+    summary = {}
+    print("\nerror = (predicted - measured) / measured; measured = the lower of two timings; re-timing floor = "
+          "the two timings' agreement (t2 / t1 - 1)")
+    hdr = (f"{'way':<9} {'group':<22} {'n':>3} {'mean err':>9} {'<=5%':>5} {'<=10%':>6} {'worst':>8}   "
+           f"{'retime<=5%':>10} {'<=10%':>6} {'worst':>7}")
+    print(hdr)
+    for w in ways:
+        mine = [r_ for r_ in rows if r_["way"] == w]
+        order = np.argsort([r_["lut_sum_ms"] for r_ in mine], kind="stable")      # size: the LUT sum
+        groups = {"all": mine}
+        for t, idx in zip(("small third", "middle third", "large third"), np.array_split(order, 3)):
+            groups[t] = [mine[j] for j in idx]
+        groups["smallest subnets"] = [r_ for r_ in mine if r_["subnet"] == "smallest"]
+        groups["largest subnets"] = [r_ for r_ in mine if r_["subnet"] == "largest"]
+        groups["OFA specialized"] = [r_ for r_ in mine if r_["kind"] == "specialized"]
+        summary[w] = {}
+        for g, rs in groups.items():
+            if not rs:
+                continue
+            st = stats([r_["predicted_ms"] for r_ in rs], [r_["measured_ms"] for r_ in rs],
+                       ([r_["timings_ms"][1] for r_ in rs], [r_["timings_ms"][0] for r_ in rs]))
+            summary[w][g] = st
+            print(f"{w:<9} {g:<22} {st['n']:>3} {st['mean_signed_error_pct']:>+8.2f}% {st['within_5pct']:>5.0%} "
+                  f"{st['within_10pct']:>6.0%} {st['worst_error_pct']:>+7.1f}%   {st['retime_within_5pct']:>10.0%} "
+                  f"{st['retime_within_10pct']:>6.0%} {st['retime_worst_pct']:>+6.1f}%")
+        for r_ in mine:
+            if r_["kind"] == "extreme":
+                print(f"{'':<9}   {r_['subnet']} r={r_['r']}: measured {r_['measured_ms']:.3f} ms, predicted "
+                      f"{r_['predicted_ms']:.3f} ms ({r_['error_pct']:+.1f} %)")
+    if len(ways) > 1 and "export" in ways:
+        for w in ways:
+            if w != "export":
+                rat = [a["measured_ms"] / b["measured_ms"] for a, b in
+                       zip([r_ for r_ in rows if r_["way"] == w], [r_ for r_ in rows if r_["way"] == "export"])]
+                print(f"measured {w} / export: median {np.median(rat):.3f} (range {min(rat):.3f}..{max(rat):.3f})")
+    load = os.getloadavg()
+    print(f"{args.clock} clock; timing {t_time:.0f} s, building {t_build:.0f} s; total {time.time() - t_start:.0f} s; load average after: "
+          f"{', '.join(f'{v:.2f}' for v in load)}")
+    if skipped:
+        print(f"skipped: {'; '.join(skipped)}")
+    if args.json_out:
+        out = {"lut": args.lut, "clock": args.clock, "luts": {w: luts[w][1] for w in ways}, "device": dev.name, "ways": ways,
+               "n_random": args.n, "seed": args.seed, "timing": timing.as_dict(), "calibration": calib,
+               "lut_calibrated_utc": (lut.calibration or {}).get("calibrated_utc"), "summary": summary,
+               "rows": rows, "skipped": skipped, "seconds": {"timing": round(t_time, 1), "build": round(t_build, 1)},
+               "loadavg_after": list(load)}
+        Path(args.json_out).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
