@@ -17,10 +17,12 @@ shuffled, interleaved run, twice (two passes, the second in another order): a su
 two medians, as calibration keeps, and the agreement of the two timings is the run's own re-timing floor, printed
 beside the errors (a prediction cannot be held to agree with a timing better than the timing agrees with itself).
 
-Each way is predicted with the matching LUT where one is given (--lut: 1,000 classes, the project's graph;
---lut10: 10 classes; --lut-ofa: OFA's graph); a way without its own LUT is predicted with --lut, and the output
-says so.  --calibrate first calibrates --lut (`calibrate_device`, --samples/--test-samples) so that the timing
-follows it directly.
+Each way is predicted with the matching LUT (--lut: the project's graph, 1,000 classes; export10: --lut10, else
+--lut's own 10-class head op where it holds one, `measure --classes 10`; ofa: --lut-ofa, a LUT of OFA's graph,
+`measure --graph ofa`); a way without its own LUT is predicted with --lut, and the output says so.
+--measure-lut RES first measures them all (--lut fresh, plus its 10-class head op; --lut-ofa, default
+<lut>-ofa-graph.json); --calibrate then calibrates --lut and --lut-ofa (`calibrate_device`, --samples/
+--test-samples), so that the timing follows directly.
 
     flock /work/bench.lock python benchmarks/bench_deploy_fidelity.py --lut cpu-ort.json --calibrate \\
         [--samples 100 --test-samples 50] [--n 60] [--ways export,export10,ofa] [--json FILE]
@@ -187,32 +189,53 @@ def main() -> None:
     dev = load_device(args.device)
     t_start = time.time()
     calib = None
+    if args.measure_lut and "ofa" in ways and not args.lut_ofa:
+        args.lut_ofa = str(Path(args.lut).with_name(Path(args.lut).stem + "-ofa-graph.json"))
     if args.measure_lut:
         from ofa_profile.measure import measure_lut
         from ofa_profile.space import parse_resolutions
-        with make_profiler_with_clock(dev, args.clock) as prof:
-            m = measure_lut(dev, Path(args.lut), parse_resolutions(args.measure_lut, dev.space), profiler=prof,
-                            fresh=True, progress=not args.quiet)
-        print(f"measured {args.lut} at {args.measure_lut} ({args.clock} clock): {m}", flush=True)
+        res_m = parse_resolutions(args.measure_lut, dev.space)
+        jobs = [(args.lut, "ofa-profile", None, True)]
+        if "export10" in ways and not args.lut10:
+            jobs.append((args.lut, "ofa-profile", 10, False))  # the 10-class head's op, beside the LUT's own
+        if "ofa" in ways:
+            jobs.append((args.lut_ofa, "ofa", None, True))
+        for path, graph, classes, fresh in jobs:
+            with make_profiler_with_clock(dev, args.clock) as prof:
+                m = measure_lut(dev, Path(path), res_m, profiler=prof, fresh=fresh, progress=not args.quiet,
+                                graph=graph, classes=classes)
+            print(f"measured {path} at {args.measure_lut} ({args.clock} clock; graph {graph}"
+                  f"{f', + the {classes}-class head' if classes else ''}): {m.measured} ops, {m.elapsed_s:.0f} s",
+                  flush=True)
     if args.calibrate:
-        with make_profiler_with_clock(dev, args.clock) as prof:
-            calib = calibrate_device(Path(args.lut), prof, args.samples, args.test_samples, seed=args.seed,
-                                     progress=not args.quiet, rounds=args.calib_rounds)
-        calib = {k: v for k, v in calib.items() if k != "samples"}
-        print(f"calibrated {args.lut}: held-out {calib['test_calibrated']['n']} subnets within 5/10 %: "
-              f"{calib['test_calibrated']['within_5pct']:.0%} / {calib['test_calibrated']['within_10pct']:.0%} "
-              f"({calib['measure_s']} s)", flush=True)
+        for path in [args.lut] + ([args.lut_ofa] if args.lut_ofa and "ofa" in ways else []):
+            with make_profiler_with_clock(dev, args.clock) as prof:
+                prof.use_graph(load_lut(path).timed.graph)       # subnets built as the LUT's blocks were
+                rep = calibrate_device(Path(path), prof, args.samples, args.test_samples, seed=args.seed,
+                                       progress=not args.quiet, rounds=args.calib_rounds)
+            rep = {k: v for k, v in rep.items() if k != "samples"}
+            calib = calib or {}
+            calib[path] = rep
+            print(f"calibrated {path}: held-out {rep['test_calibrated']['n']} subnets within 5/10 %: "
+                  f"{rep['test_calibrated']['within_5pct']:.0%} / {rep['test_calibrated']['within_10pct']:.0%} "
+                  f"({rep['measure_s']} s)", flush=True)
     fix_malloc()
     set_threads(1)
     lut = load_lut(args.lut)
+    from ofa_profile.errors import LutMissError
     luts = {"export": (lut, args.lut), "export10": (lut, args.lut), "ofa": (lut, args.lut)}
+    own = {"export": True, "export10": False, "ofa": False}
     if args.lut10:
-        luts["export10"] = (load_lut(args.lut10), args.lut10)
+        luts["export10"], own["export10"] = (load_lut(args.lut10).with_classes(10), args.lut10), True
+    else:
+        try:                                       # the LUT's own 10-class head op, where it holds one
+            luts["export10"], own["export10"] = (lut.with_classes(10), f"{args.lut} with its 10-class head"), True
+        except LutMissError:
+            pass
     if args.lut_ofa:
-        luts["ofa"] = (load_lut(args.lut_ofa), args.lut_ofa)
+        luts["ofa"], own["ofa"] = (load_lut(args.lut_ofa), args.lut_ofa), True
     for w in ways:
-        own = {"export": True, "export10": bool(args.lut10), "ofa": bool(args.lut_ofa)}[w]
-        print(f"{w:<9} predicted with {luts[w][1]}" + ("" if own else
+        print(f"{w:<9} predicted with {luts[w][1]}" + ("" if own[w] else
               f" (NOT a LUT of this way's {'head' if w == 'export10' else 'graph'}: none given)"))
 
     res = list(lut.resolutions)
@@ -316,7 +339,8 @@ def main() -> None:
     if skipped:
         print(f"skipped: {'; '.join(skipped)}")
     if args.json_out:
-        out = {"lut": args.lut, "clock": args.clock, "luts": {w: luts[w][1] for w in ways}, "device": dev.name, "ways": ways,
+        out = {"lut": args.lut, "clock": args.clock, "luts": {w: luts[w][1] for w in ways},
+               "own_lut": {w: own[w] for w in ways}, "device": dev.name, "ways": ways,
                "n_random": args.n, "seed": args.seed, "timing": timing.as_dict(), "calibration": calib,
                "lut_calibrated_utc": (lut.calibration or {}).get("calibrated_utc"), "summary": summary,
                "rows": rows, "skipped": skipped, "seconds": {"timing": round(t_time, 1), "build": round(t_build, 1)},

@@ -25,6 +25,23 @@ Example (CPU smoke run)::
 """
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # ``python -m ofa_model.train``: the signal handlers first (stdlib-only modules), then the trainer's imports
+    # (torch and the project: a second or more on a busy machine) and its command line, run from the module under
+    # its own name; a signal that lands in those imports is a clean stop too (128 + signal, one line).
+    import sys as _sys
+
+    from ofa_model import TRAIN_INTERRUPTED as _STOP_LINE
+    from ofa_profile.clierrors import install_signal_handlers as _install, report as _report
+
+    _install()
+    try:
+        from ofa_model.train import main as _train_main
+        _code = _train_main()
+    except BaseException as _exc:   # noqa: B902 - a signal while importing: mapped to its exit code
+        _code = _report(_exc, _STOP_LINE)
+    _sys.exit(_code)
+
 import dataclasses
 import json
 import math
@@ -45,6 +62,7 @@ from ofa_profile.lock import output_lock
 from ofa_profile.space import DEFAULT_SPACE, SpaceError, get_space, parse_resolutions
 from ofa_profile.timing import fix_malloc
 
+from . import TRAIN_INTERRUPTED as _INTERRUPTED
 from .recipes import (OFA_EPOCHS, PhaseDef, TrainConfig, phase_steps,  # noqa: F401  (re-exported)
                       recipe_phases, sample_phase_spec, standalone_spec)
 from .safeload import load_torch_file
@@ -540,9 +558,6 @@ def _remove_empty_dirs(root: Path) -> None:
             pass
 
 
-_INTERRUPTED = "finished work (decoded images, the last checkpoint) is kept; rerun the same command to resume"
-
-
 def main(argv: Sequence[str] | None = None, prog_name: str | None = None) -> int:
     """The training command line (``python -m ofa_model.train`` / ``ofa-profile train``); returns the exit code:
     0, 1 (an error, one line), 2 (a usage error, one line), 128 + a signal (a stop: see ofa_profile.clierrors)."""
@@ -638,6 +653,3 @@ def _main(argv: Sequence[str] | None, prog_name: str | None) -> int:
     return cmd.run_cli(args=list(argv) if argv is not None else None,
                        prog_name=prog_name or "python -m ofa_model.train")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -155,7 +155,7 @@ class LatencyAdapter:
                          "dw_macs_m": [("dw_macs", 1.0)], "mid_act_m": [("mid_act", 1.0)],
                          "params_m": [("params", 1.0)]}[name]
                 for cost, sign in parts:
-                    t = op_cost_table(sp.name, cost)
+                    t = op_cost_table(sp.name, cost).restricted(ones.resolutions)
                     fixed += sign * c * t.fixed / 1e6
                     block += sign * c * t.block / 1e6
         return BlockTable(sp.name, ones.resolutions, fixed, block, name=f"adapter:{self.device}")

@@ -386,6 +386,7 @@ def calibrate_on_device(device: "DeviceSpec", lut_path: Path, n_fit: int, n_test
     timed = load_lut(lut_path).timed
     require_threads(timed, device, f"LUT {lut_path}")
     with make_profiler(device, precision=timed.precision) as prof:
+        prof.use_graph(timed.graph)      # whole subnets built as the LUT's blocks were
         rep = calibrate_device(lut_path, prof, n_fit, n_test, seed=seed, resolutions=resolutions, progress=progress,
                                rounds=rounds, classes=classes)
     return {k: v for k, v in rep.items() if k != "samples"}

@@ -27,8 +27,9 @@ from .space import DEFAULT_SPACE, get_space
 from .timing import TimingConfig
 from .transports import get_transport, list_transports, reachable
 
-__all__ = ["DeviceError", "UnsafeDeviceError", "DeviceSpec", "load_device", "allow_ssh_options", "list_devices", "device_status", "device_table",
-           "plugin_options", "with_transport_options", "transport_options_from_text", "with_threads"]
+__all__ = ["DeviceError", "UnsafeDeviceError", "DeviceSpec", "load_device", "allow_ssh_options", "list_devices",
+           "device_status", "device_table", "plugin_options", "with_transport_options", "transport_options_from_text",
+           "with_threads"]
 
 
 _SCHEMA: dict | None = None

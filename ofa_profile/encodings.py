@@ -225,6 +225,11 @@ class BlockTable:
         return cls.from_op_cost_at(lut.space, lambda op, r: float(lut.entry(op.key, r).median_ms), res,
                                    name=f"lut:{lut.device}", classes=classes)
 
+    def restricted(self, resolutions: Sequence[int]) -> "BlockTable":
+        """The same table at some of its resolutions only (in that order)."""
+        idx = [self.resolutions.index(int(r)) for r in resolutions]
+        return BlockTable(self.space, tuple(int(r) for r in resolutions), self.fixed[idx], self.block[idx], self.name)
+
     def _index(self, a: ArchArrays) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]:
         import numpy as np
         if not same_macro_architecture(a.space, self.space):
@@ -286,8 +291,8 @@ def op_cost_table(space: str, cost: str) -> BlockTable:
     """Cached :class:`BlockTable` of a named op cost: ``macs``, ``params``, ``dw_macs`` or ``mid_act``."""
     if cost not in _COSTS:
         raise OfaProfileError(f"unknown op cost {cost!r}; choose one of {', '.join(_COSTS)}")
-    sp = get_space(space)
-    return BlockTable.from_op_cost(sp.name, _COSTS[cost], name=cost)
+    sp = get_space(space)   # every resolution a subnet may run at (MACs of OFA's r=260 nets too)
+    return BlockTable.from_op_cost(sp.name, _COSTS[cost], resolutions=sp.run_resolutions, name=cost)
 
 
 def macs_table(space: str) -> BlockTable:

@@ -353,6 +353,10 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
                          total=len(ops), elapsed_s=time.perf_counter() - t0, missing=len(missing))
 
 
+#: runtimes that run the 'ofa' graph flavour (torch modules, or their torch.onnx export)
+OFA_GRAPH_RUNTIMES = ("onnxruntime", "torch", "torch-cuda")
+
+
 def check_measurable(timed: Timed, device: DeviceSpec) -> Timed:
     """``timed`` where this version can time blocks that way on ``device``; :class:`TimedError` (one line) else."""
     ok, why = precision_available(device, timed.precision)
@@ -361,6 +365,11 @@ def check_measurable(timed: Timed, device: DeviceSpec) -> Timed:
     if timed.threads != device.num_threads:
         raise TimedError(f"device {device.name} runs {device.num_threads} thread(s), not {timed.threads}; use a "
                          f"device spec with num_threads {timed.threads}")
+    runtime = str(device.transport_options.get("remote_runtime") or device.runtime)
+    if timed.graph == "ofa" and runtime not in OFA_GRAPH_RUNTIMES:
+        raise TimedError(f"graph flavour 'ofa' is OFA's torch modules exported through torch.onnx; device "
+                         f"{device.name} runs {runtime}: measure it on a device whose runtime is "
+                         f"{' or '.join(OFA_GRAPH_RUNTIMES)}")
     return timed
 
 
@@ -507,7 +516,8 @@ def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *,
     ``precision``: of the blocks (with ``graph`` and ``classes``, the LUT's ``timed`` record, unless ``timed`` is
     given)."""
     device, kw = device_with_options(device, transport_options, benchmark_binary, serial)
-    check_measurable(Timed.default_for(space, threads=device.num_threads).with_(precision=precision), device)
+    check_measurable(timed or Timed.default_for(space, threads=device.num_threads, graph=graph)
+                     .with_(precision=precision), device)  # first
     prof = make_profiler(device, batch_size=batch_size, precision=timed.precision if timed else precision, **kw)
     try:
         r = measure_lut(device, out, resolutions, space=space, batch_size=batch_size, seed=seed, progress=progress,

@@ -421,3 +421,33 @@ def test_predictor_info_of_the_shipped_default_names_its_resolutions():
     assert d["label"].startswith("ImageNet top-1 of OFA's w1.0 supernet; measured at r=128,160,192,224")
     res = CliRunner().invoke(main, ["predictor", "info", "no-such-file.json"])
     assert res.exit_code == 1 and res.stderr.count("\n") == 1 and "neither" in res.stderr
+
+
+def test_resolution_weight_parsing_takes_only_run_resolutions_and_positive_weights():
+    import click
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from ofa_profile.commands.accuracy import _resolution_weights
+    from ofa_profile.space import RUN_RESOLUTIONS
+
+    @given(st.text(max_size=12))
+    def check(text):
+        try:
+            got = _resolution_weights((text,))
+        except click.BadParameter:
+            return
+        ((r, w),) = got.items()
+        assert r in RUN_RESOLUTIONS and w > 0 and w == w and w != float("inf")
+    check()
+    assert _resolution_weights(("224=4", "192=0.5")) == {224: 4.0, 192: 0.5}
+
+
+def test_cv_folds_of_one_is_a_usage_error(tmp_path):
+    from click.testing import CliRunner
+
+    from ofa_profile.cli import main
+    low, _ = _two_files(tmp_path, n=25)
+    res = CliRunner().invoke(main, ["accuracy-predictor", "--data", str(low), "--out", str(tmp_path / "p.json"),
+                                    "--cv-folds", "1"])
+    assert res.exit_code == 2 and "at least 2 folds" in res.stderr and not (tmp_path / "p.json").exists()

@@ -53,7 +53,7 @@ def test_pareto_defaults_to_the_imagenet_predictor_and_names_it(tmp_path):
 def test_pareto_outside_a_predictors_fitted_range_is_flagged(tmp_path):
     """Asked outside the fitted resolutions (a predictor fitted at 128..192): a stderr line and a JSON field,
     never silently; without --resolutions the search keeps to 128..192."""
-    from test_accuracy import synthetic_dataset
+    from helpers import synthetic_dataset
 
     from ofa_profile.accuracy import fit_accuracy_predictor
     narrow = tmp_path / "narrow.json"

@@ -15,7 +15,7 @@ from ofa_profile.devices import load_device
 from ofa_profile.lut import load_lut
 from ofa_profile.measure import make_profiler, measure_lut
 from ofa_profile.space import SubnetSpec
-from helpers import fast_spec
+from helpers import fast_spec, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_calibrate_command_stores_a_plain_fit_and_reports_on_unseen_subnets(tmp_
     s = sample_specs("ofa-mbv3-w1.0", 1, 99, [132])[0]
     assert lut.predict_ms(s) != lut.predict_ms(s, calibrated=False)
     (tmp_path / "arch.json").write_text(json.dumps(s.to_ofa()))
-    p = _cli("predict", "--lut", lut_path, "--arch", tmp_path / "arch.json", "--json")
+    p = run_cli("predict", "--lut", lut_path, "--arch", tmp_path / "arch.json", "--json")      # in this process
     assert p.returncode == 0 and json.loads(p.stdout)["calibrated"] is True
 
 
@@ -252,3 +252,17 @@ def test_stratified_draw_gives_n_distinct_subnets_of_the_asked_resolutions(n, se
 @functools.lru_cache(maxsize=1)
 def _shipped():
     return load_lut("cpu-ort")
+
+
+def test_calibrate_command_calibrates_a_lut_of_ofas_graph(tmp_path):
+    """A LUT of OFA's graph flavour (`measure --graph ofa`) is calibrated on whole subnets of that graph: the
+    command builds them as the LUT's blocks were built instead of refusing the LUT as another setup's."""
+    spec = fast_spec(tmp_path, "onnxruntime")
+    lut_path = tmp_path / "ofa-graph.json"
+    measure_lut(load_device(spec), lut_path, [128], progress=False, graph="ofa")
+    r = _cli("calibrate", "--device", spec, "--lut", lut_path, "--samples", 10, "--test-samples", 2, "--rounds", 1,
+             "-q", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["timed"]["graph"] == "ofa" and rep["n_test"] == 2
+    assert load_lut(lut_path).calibration["report"]["timed"]["graph"] == "ofa"

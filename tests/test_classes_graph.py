@@ -139,6 +139,9 @@ def test_measure_graph_ofa_times_ofas_modules_and_is_never_mixed(tmp_path):
     assert "ofa graph" in run("lut", "info", out).stdout
     res = run("measure", "--device", dev, "--resolutions", "128", "--out", out, "--limit", "1", "--quiet")
     assert res.exit_code == 1 and "graph ofa vs ofa-profile" in res.stderr and res.stderr.count("\n") == 1
+    for device in (fast_spec(tmp_path, "litert"), "pixel"):      # refused before any device is reached
+        res = run("measure", "--device", device, "--graph", "ofa", "--out", tmp_path / "x.json", "--quiet")
+        assert res.exit_code == 1 and "graph flavour 'ofa' is OFA's torch modules" in res.stderr, res.output
 
 
 def test_ofa_graph_blocks_compute_the_librarys_function():

@@ -479,7 +479,14 @@ def _changes_representable(orig: dict, new) -> list:
     kernel/expand choice (and its middle width), a training-only field, or a field left out that OFA's default
     restores."""
     from ofa_profile.netconfig import _DEFAULTS
-    defaults = {**{k: v for d in _DEFAULTS.values() for k, v in d.items()}, "eps": 1e-5}
+
+    def default(path):        # OFA's default of the field at ``path`` (its layer's type), or a marker
+        kind = {"first_conv": "ConvLayer", "final_expand_layer": "ConvLayer", "feature_mix_layer": "ConvLayer",
+                "classifier": "LinearLayer", "bn": "bn"}.get(path[0]) if path else None
+        if path[:1] == ("blocks",) and len(path) == 4:
+            kind = "IdentityLayer" if path[2] == "shortcut" else "MBConv"
+        table = {"bn": {"eps": 1e-5, "momentum": 0.1}}.get(kind) or _DEFAULTS.get(kind, {})
+        return table.get(path[-1], KeyError)
     a, b = dict(_leaves(orig)), dict(_leaves(new)) if isinstance(new, dict) else {}
     bad = []
     for path in set(a) | set(b):
@@ -489,8 +496,8 @@ def _changes_representable(orig: dict, new) -> list:
         if last in ("dropout_rate", "momentum") or (path[:1] == ("blocks",) and len(path) == 4 and path[1] != 0
                                                      and last in ("kernel_size", "expand_ratio", "mid_channels")):
             continue
-        if path in a and path not in b and (last == "name" or (last in defaults and
-                                                               json.dumps(defaults[last]) == json.dumps(a[path]))):
+        if path in a and path not in b and (last == "name" or json.dumps(default(path), default=str) ==
+                                               json.dumps(a[path])):
             continue
         bad.append(path)
     return bad

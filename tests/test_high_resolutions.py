@@ -126,3 +126,19 @@ def test_accuracy_above_the_fitted_range_is_flagged_not_silent(tmp_path):
     assert "240 lie outside those it was fitted on (128..224)" in res.stderr
     text = run(["predict-accuracy", "--arch", str(spec)])
     assert "(outside the fitted resolutions)" in text.stdout
+
+
+def test_pareto_keeps_to_the_supernets_resolutions_unless_asked(tmp_path):
+    """A LUT holding only resolutions above 224: the default search has none of the supernet's to search (one
+    line); --resolutions searches there anyway, each accuracy flagged as outside the predictor's fitted range."""
+    lut = _high_lut(tmp_path, space="ofa-mbv3-w1.0", resolutions=(240,))
+    base = ["pareto", "--budget", "1000ms", "--lut", str(lut), "--out-dir", str(tmp_path), "--no-plot", "--effort",
+            "fast", "--n-budgets", "2"]
+    res = run(base)
+    assert res.exit_code == 1 and res.stderr.count("error:") == 1
+    assert "above the supernet's 128..224" in res.stderr and "--resolutions" in res.stderr
+    res = run(base + ["--resolutions", "240", "--json"])
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["resolutions"] == [240] and obj["accuracy_predictor"]["outside_trained_range"] == [240]
+    assert "240 lie outside those it was fitted on (128..224)" in res.stderr

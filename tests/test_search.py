@@ -1,5 +1,6 @@
 import itertools
 import random
+import re
 
 import numpy as np
 import pytest
@@ -357,7 +358,11 @@ def test_pareto_verify_measures_on_the_device_and_evaluates_with_the_supernet(cl
     assert v["iqr_rel"] == pytest.approx(v["iqr_ms"] / v["measured_latency_ms"], abs=1e-4)
     assert v["noisy"] == (v["iqr_rel"] > 0.05 or v["pass_spread_rel"] > 0.05)
     assert ("warning: the verify measurement is noisy" in res.stderr) == v["noisy"]
-    assert f"verify: measured {v['measured_latency_ms']:.3f} ms, " in res.stderr
+    said = re.search(r"verify: measured ([0-9.]+) ms, (?:([0-9.]+) % (over|under) the predicted|as predicted)",
+                     res.stderr)
+    assert said and float(said[1]) == pytest.approx(v["measured_latency_ms"], abs=1.5e-3)
+    pct_said = float(said[2]) * (1 if said[3] == "over" else -1) if said[2] else 0.0
+    assert pct_said == pytest.approx(v["measured_over_predicted_pct"], abs=0.06)
     assert v["n_val"] == 9 and v["dataset"] == "Synthetic"
     # the top-1 is that of the pick: `evaluate` on the pick's .best.json, same weights and settings, gives it
     from helpers import run_cli

@@ -145,8 +145,10 @@ def test_trainer_stopped_in_its_first_second(tmp_path):
     traceback, its last line the stop (before the steps at once, during them after the step in flight)."""
     data = _image_folder(tmp_path / "data")
     runs = [_Run([sys.executable, "-m", "ofa_model.train", "--train-data", str(data), "--out", str(tmp_path / f"r{i}"),
-                  "--image-size", "128", "--resolutions", "128", "--batch-size", "4", "--eval-images", "0"], sig, delay,
-                 wait_s=1.0)      # the handlers are in place within ~0.1 s: the signal then lands in the imports
+                  "--image-size", "128", "--resolutions", "128", "--batch-size", "4", "--eval-images", "0"], sig, delay)
+            # each signal is sent `delay` after the trainer has installed its handlers (read from /proc, however
+            # long a loaded machine takes to get there; a fixed 1 s cap sent it into the interpreter's start-up,
+            # exit -2): they are installed before torch is imported, so it lands in the imports or the decoding
             for i, (sig, delay) in enumerate([(signal.SIGINT, 0.05), (signal.SIGTERM, 0.2), (signal.SIGINT, 0.4)])]
     for r in runs:
         r.start()

@@ -306,8 +306,8 @@ def predictor_info_cmd(predictor: str, as_json: bool) -> None:
     click.echo(f"  fitted on   {d['fitted'] or 'no recorded resolutions'}")
     if d["fitted_range"]:
         lo, hi = d["fitted_range"]
-        click.echo(f"  range       r={lo}..{hi}: search and predict-accuracy keep to it by default; other "
-                   f"resolutions are flagged as extrapolations")
+        click.echo(f"  range       r={lo}..{hi}: pareto and plot frontier search inside it by default; a subnet "
+                   f"outside it is flagged as an extrapolation")
     if d.get("source"):
         click.echo(f"  data        {d['source']} ({d.get('n_train', '?')} rows)")
     for name, b in (d.get("cross_validated") or {}).get("bands", {}).items():

@@ -28,7 +28,8 @@ def plot_group() -> None:
 @click.option("--lut", "luts", multiple=True, help="LUT file (repeatable)")
 @click.option("--budget", default=None, help="draw this budget and the best subnet under it")
 @click.option("--space", type=SPACE_NAME, default=None, help="space to search [default: the LUTs']")
-@click.option("--resolutions", default=None, help="[default: the LUT's, inside the predictor's trained range]")
+@click.option("--resolutions", default=None,
+              help="[default: the LUT's among 128..224, inside the predictor's fitted range]")
 @with_options(PREDICTOR_OPTIONS)
 @click.option("--n-random", type=count_range(1, 1_000_000), default=2000, show_default=True,
               help="random subnets in the cloud")

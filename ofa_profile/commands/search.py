@@ -69,7 +69,8 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
 @click.option("--space", type=SPACE_NAME, default=None,
               help=space_help() + " [default: the LUT's space]")
 @click.option("--resolutions", default=None,
-              help="e.g. 160-192 [default: the LUT's, inside the accuracy predictor's trained range]")
+              help="e.g. 160-192 [default: the LUT's among the supernet's 128..224, inside the accuracy predictor's "
+                   "fitted range (`ofa-profile predictor info`)]")
 @with_options(PREDICTOR_OPTIONS)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the search (recorded in the output)")
 @click.option("--effort", type=click.Choice(["fast", "medium", "full"]), default="full", show_default=True,
