@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["DataError", "ImageCache", "IMG_EXTS", "scan_source", "build_cache", "open_cache", "default_cache_dir",
            "epoch_batches",
-           "train_batch", "eval_batches", "center_crop_batch", "IMAGENET_MEAN", "IMAGENET_STD", "imagenet_val_origin"]
+           "train_batch", "eval_batches", "center_crop_batch", "IMAGENET_MEAN", "IMAGENET_STD", "imagenet_val_origin",
+           "int8_calibration_images", "INT8_CALIB_IMAGES"]
 
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -416,7 +416,7 @@ def evaluate_arch(arch: str | os.PathLike, *, device: str, supernet: str | None 
         extra = {"precision": "int8", "top1_fp32": round(both["fp32"], 5),
                  "int8_drop_points": round(100 * (both["fp32"] - both["int8"]), 3), "runtime": "onnxruntime",
                  "int8": int8_recipe("onnxruntime", f"{n_int8_calib} seeded training images, centre crop at r "
-                                                    f"(ofa_model.evaluate.int8_calibration_images)")}
+                                                    f"(ofa_model.data.int8_calibration_images)")}
     elif precision == "fp32":
         top1 = evaluate_spec(model, spec, tr, va, n_val=n_val, n_calib=n_calib, timings=tm)
     else:

@@ -90,13 +90,15 @@ def arch_format(device: DeviceSpec) -> str | None:
 def _file_timed(model: ModelFile, device: DeviceSpec) -> Timed | None:
     if model.graph is None or model.classes is None:
         return None
-    return Timed(graph=model.graph, classes=model.classes, precision="fp32", threads=device.num_threads)
+    return Timed(graph=model.graph, classes=model.classes, precision=model.precision, threads=device.num_threads)
 
 
-def _write_arch(spec: SubnetSpec, fmt: str, classes: int, seed: int, folder: Path, graph: str) -> Path:
-    """The subnet as ``export --random-weights --seed SEED`` writes it (the layer library, seeded weights; the same
-    function), with a head of ``classes`` outputs; graph ``ofa``: built from OFA's own modules
-    (:mod:`ofa_profile.ofa_graph`) and exported through ``torch.onnx`` (opset 17), as an OFA user exports it."""
+def _write_arch(spec: SubnetSpec, fmt: str, classes: int, seed: int, folder: Path, graph: str,
+                precision: str = "fp32") -> Path:
+    """The subnet as ``export --random-weights --seed SEED [--precision int8]`` writes it (the layer library,
+    seeded weights; the same function), with a head of ``classes`` outputs; graph ``ofa``: built from OFA's own
+    modules (:mod:`ofa_profile.ofa_graph`) and exported through ``torch.onnx`` (opset 17), as an OFA user exports
+    it (fp32 only)."""
     out = folder / f"subnet.{fmt}"
     if graph == "ofa":
         from .blocks import subnet_input
@@ -104,14 +106,14 @@ def _write_arch(spec: SubnetSpec, fmt: str, classes: int, seed: int, folder: Pat
         onnx_export(ofa_subnet_module(spec, seed=seed, n_classes=classes), subnet_input(spec, seed=seed), str(out),
                     opset=17)
         return out
-    export_random(spec, fmt, out, check=False, weights_seed=seed, n_classes=classes)
+    export_random(spec, fmt, out, check=False, weights_seed=seed, n_classes=classes, precision=precision)
     return out
 
 
 def bench_model(device: DeviceSpec, model_path: str | Path | None = None, *, arch: str | Path | None = None,
                 space: str | None = None, classes: int | None = None, graph: str = "ofa-profile", rounds: int = 2,
                 seed: int = 0, batch_size: int | None = None, profiler_options: Mapping[str, Any] | None = None,
-                log: Callable[[str], None] = _quiet) -> BenchResult:
+                log: Callable[[str], None] = _quiet, precision: str = "fp32") -> BenchResult:
     """Time ``model_path`` or the subnet ``arch`` on ``device`` (see the module's text).  Every input is checked
     before the device is connected: a bad file or arch is one :class:`~ofa_profile.errors.OfaProfileError` line."""
     if (model_path is None) == (arch is None):
@@ -123,9 +125,9 @@ def bench_model(device: DeviceSpec, model_path: str | Path | None = None, *, arc
     model = None
     timed: Timed | None = None
     if model_path is not None:
-        if classes is not None or graph != "ofa-profile" or space is not None:
-            raise OfaProfileError("--classes, --graph and --space describe a subnet built from --arch; a model "
-                                  "file is timed as it is")
+        if classes is not None or graph != "ofa-profile" or space is not None or precision != "fp32":
+            raise OfaProfileError("--classes, --graph, --space and --precision describe a subnet built from --arch; "
+                                  "a model file is timed as it is (its precision read from the file)")
         model = check_model_file(model_path, batch=batch)
         fmt = model.format
         if arch_format(device) != fmt:
@@ -135,14 +137,19 @@ def bench_model(device: DeviceSpec, model_path: str | Path | None = None, *, arc
     else:
         spec = SubnetSpec.load(arch, space=space or device.space)
         n = get_space(spec.space).n_classes if classes is None else classes
-        timed = Timed(graph=graph, classes=n, precision="fp32", threads=device.num_threads)
+        timed = Timed(graph=graph, classes=n, precision=precision, threads=device.num_threads)
         fmt = arch_format(device)
         if graph == "ofa" and fmt == "tflite":
             raise OfaProfileError(f"--graph ofa builds OFA's modules, which are exported through torch.onnx; device "
                                   f"{device.name} reads .tflite: bench it on an onnxruntime or torch device")
+        if precision != "fp32" and (fmt is None or graph != "ofa-profile"):
+            raise OfaProfileError(f"--precision {precision} builds the subnet as `export --precision {precision}` "
+                                  f"does: the ofa-profile graph on a device that runs a model file (onnxruntime, "
+                                  f"litert), not {'an fp32 torch module on ' + device.name if fmt is None else 'graph ' + graph}")
     with tempfile.TemporaryDirectory(prefix="ofa-profile-bench-") as tmp:
         if spec is not None and fmt is not None:
-            model = check_model_file(_write_arch(spec, fmt, timed.classes, seed, Path(tmp), graph), batch=batch)
+            model = check_model_file(_write_arch(spec, fmt, timed.classes, seed, Path(tmp), graph, precision),
+                                     batch=batch)
         with make_profiler(device, batch_size=batch, **dict(profiler_options or {})) as prof:
             if model is None:
                 prof.use_graph(graph)

@@ -28,11 +28,13 @@ from .lut import load_lut, save_lut
 from .measure import _Journal, _progress, make_profiler, read_journal
 from .replicates import per_item, run_passes
 from .space import SubnetSpec, get_space
+from .timed import TimedError
 from .timing import fingerprint_mismatch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .devicespec import DeviceSpec
     from .lut import Lut
+    from .timed import Timed
     from .measure import Profiler
 
 __all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", "check_calibration", "evaluate",
@@ -366,13 +368,25 @@ def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: i
     return report
 
 
+def require_threads(timed: "Timed", device: "DeviceSpec", what: str) -> None:
+    """Refuse (:class:`~ofa_profile.timed.TimedError`, one line) timing figures of ``timed`` (named ``what``) again
+    on ``device`` when it runs another thread count."""
+    if timed.threads is not None and timed.threads != device.num_threads:
+        raise TimedError(f"{what} was timed with {timed.threads} thread(s) but device {device.name} runs "
+                         f"{device.num_threads}: pass --threads {timed.threads} (this machine's CPU runtimes) or "
+                         f"a device spec with num_threads {timed.threads}")
+
+
 def calibrate_on_device(device: "DeviceSpec", lut_path: Path, n_fit: int, n_test: int, seed: int = 0,
                         resolutions: Sequence[int] | None = None, progress: bool = True,
                         rounds: int = 2, classes: int | None = None) -> dict[str, Any]:
-    """:func:`calibrate_device` with the device's own profiler (opened and closed here); the report without its
-    per-subnet samples (those are stored in the LUT's calibration)."""
-    with make_profiler(device) as prof:
-        prof.use_graph(load_lut(lut_path).timed.graph)      # whole subnets built as the LUT's blocks were
+    """:func:`calibrate_device` with the device's own profiler (opened and closed here), timing subnets in the LUT's
+    precision; the report without its per-subnet samples (those are stored in the LUT's calibration).  A device
+    that runs another thread count than the LUT was timed with is refused first (one line naming ``--threads``)."""
+    timed = load_lut(lut_path).timed
+    require_threads(timed, device, f"LUT {lut_path}")
+    with make_profiler(device, precision=timed.precision) as prof:
+        prof.use_graph(timed.graph)      # whole subnets built as the LUT's blocks were
         rep = calibrate_device(lut_path, prof, n_fit, n_test, seed=seed, resolutions=resolutions, progress=progress,
                                rounds=rounds, classes=classes)
     return {k: v for k, v in rep.items() if k != "samples"}

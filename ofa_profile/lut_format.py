@@ -258,6 +258,14 @@ class Lut:
         elif self.timed.threads != self.num_threads:
             raise LutError(f"{src}: num_threads {self.num_threads} and timed.threads {self.timed.threads} disagree; "
                            f"they name the same setting: make them equal")
+        cal_timed = (self.calibration or {}).get("report", {}).get("timed") \
+            if isinstance((self.calibration or {}).get("report"), Mapping) else None
+        if cal_timed is not None:      # a calibration fitted on subnets timed otherwise than the blocks: no mixing
+            try:
+                self.timed.require_same(Timed.from_json(cal_timed, "calibration.report.timed"), f"{src}: its blocks",
+                                        "its calibration's subnets", "calibrate it again (ofa-profile calibrate)")
+            except TimedError as exc:
+                raise LutError(str(exc)) from None
 
     # -- lookups ----------------------------------------------------------------------------
     def entry(self, key: str, r: int | None = None) -> LutEntry:

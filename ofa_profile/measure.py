@@ -32,12 +32,13 @@ from .jsonio import loads_strict
 from .lut import Lut, LutEntry, LutError, load_lut, save_lut
 from .lut_format import _space_keys
 from .ops import Op, enumerate_ops, ops_at_resolution
+from .quantize import int8_recipe
 from .replicates import run_passes
 from .space import get_space
 from .timed import Timed, TimedError
 from .timing import Measurement, TimingConfig, fingerprint_mismatch
 # the profilers (local, adb, ssh) and the dispatch on a device's transport live in ofa_profile.transports
-from .transports import LocalProfiler, Profiler, make_profiler
+from .transports import LocalProfiler, Profiler, make_profiler, precision_available
 
 __all__ = ["Profiler", "LocalProfiler", "make_profiler", "measure_lut", "JOURNAL_SUFFIX", "BlockNoise", "block_noise",
            "timing_summary", "NOISY_IQR_REL", "lut_space", "default_lut_stem", "DeviceMeasurement", "measure_device",
@@ -212,11 +213,12 @@ class MeasureResult:
 def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None = None, *, space: str | None = None,
                 batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
                 profiler: Profiler | None = None, limit: int | None = None, passes: int = 1,
-                timed: Timed | None = None, graph: str = "ofa-profile", classes: int | None = None) -> MeasureResult:
+                timed: Timed | None = None, graph: str = "ofa-profile", classes: int | None = None,
+                precision: str = "fp32") -> MeasureResult:
     """Measure (or finish measuring) the LUT of ``device`` at ``resolutions`` into ``out``.
 
     ``timed``: what the blocks are timed as (graph flavour, head, precision, threads; default: ``graph``, the
-    space's head, fp32, the device's threads); an existing LUT at ``out`` of another record is refused, except for
+    space's head, ``precision``, the device's threads); an existing LUT at ``out`` of another record is refused, except for
     the head: ``classes`` (or ``timed.classes``) adds that classifier head's op beside the LUT's own (default: the
     LUT's own head).
 
@@ -230,7 +232,7 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
     res = tuple(resolutions) if resolutions else sp.resolutions
     out = Path(out)
     given_classes = timed is not None or classes is not None
-    timed = timed or Timed.default_for(sp.name, threads=device.num_threads, graph=graph)
+    timed = timed or Timed.default_for(sp.name, threads=device.num_threads, graph=graph).with_(precision=precision)
     if classes is not None:
         timed = timed.with_(classes=classes)
     timed = check_measurable(timed, device)
@@ -259,8 +261,11 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
     ops = [op for _, op in enumerate_ops(sp, res, classes=timed.classes)]
 
     own = profiler is None
-    prof = profiler or make_profiler(device, batch_size=batch_size)
+    prof = profiler or make_profiler(device, batch_size=batch_size, precision=timed.precision)
     try:
+        if prof.precision != timed.precision:
+            raise TimedError(f"the profiler times {prof.precision} blocks but this run measures {timed.precision} "
+                             f"ones (a bug in the caller)")
         prof.use_graph(timed.graph)
         fp = prof.fingerprint()
         header = {"device": device.name, "runtime": device.runtime, "space": sp.name, "seed": seed,
@@ -332,6 +337,8 @@ def measure_lut(device: DeviceSpec, out: Path, resolutions: Sequence[int] | None
     provenance.update({"tool": "ofa-profile", "seed": seed, "timing": device.timing.as_dict(),
                        "device_spec": device.name, "source": "measured",
                        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))})
+    if timed.precision == "int8":     # how the int8 blocks were made: quantizer, formats, calibration inputs
+        provenance["int8"] = int8_recipe(device.runtime)
     lut_timed = base.timed if base else timed
     lut = Lut(space=sp.name, device=device.lut_name(prof.batch_size), runtime=device.runtime,
               entries={k: done[k] for k in sorted(done)}, resolutions=all_res if not missing else tuple(
@@ -352,9 +359,9 @@ OFA_GRAPH_RUNTIMES = ("onnxruntime", "torch", "torch-cuda")
 
 def check_measurable(timed: Timed, device: DeviceSpec) -> Timed:
     """``timed`` where this version can time blocks that way on ``device``; :class:`TimedError` (one line) else."""
-    if timed.precision != "fp32":
-        raise TimedError(f"measuring {timed.precision} blocks is not available in this version of ofa-profile; "
-                         f"measure fp32 (the default)")
+    ok, why = precision_available(device, timed.precision)
+    if not ok:
+        raise TimedError(why)
     if timed.threads != device.num_threads:
         raise TimedError(f"device {device.name} runs {device.num_threads} thread(s), not {timed.threads}; use a "
                          f"device spec with num_threads {timed.threads}")
@@ -452,10 +459,13 @@ def lut_space(device: DeviceSpec, space: str | None = None) -> str:
     return get_space(space).name if space else device.space
 
 
-def default_lut_stem(device: DeviceSpec, space: str, batch_size: int | None = None) -> str:
+def default_lut_stem(device: DeviceSpec, space: str, batch_size: int | None = None, *, precision: str = "fp32",
+                     threads: int | None = None) -> str:
     """The default LUT name of ``device`` (no ``.json``): its LUT name, with ``-SPACE`` for a space other than the
-    spec's."""
-    return device.lut_name(batch_size) + ("" if space == get_space(device.space).name else f"-{space}")
+    spec's, ``-int8`` for int8 blocks and ``-tN`` for ``threads`` other than the spec's (``--threads``)."""
+    return (device.lut_name(batch_size) + ("" if space == get_space(device.space).name else f"-{space}")
+            + ("" if precision == "fp32" else f"-{precision}")
+            + ("" if threads is None or threads == device.num_threads else f"-t{threads}"))
 
 
 @dataclass(frozen=True)
@@ -497,19 +507,22 @@ def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *,
                    limit: int | None = None, passes: int = 1, transport_options: Mapping[str, Any] | None = None,
                    benchmark_binary: str | None = None, serial: str | None = None,
                    timed: Timed | None = None, graph: str = "ofa-profile",
-                   classes: int | None = None) -> DeviceMeasurement:
+                   classes: int | None = None, precision: str = "fp32") -> DeviceMeasurement:
     """:func:`measure_lut` with the device's own profiler (opened and closed here), and the noise of the blocks
     once the LUT is complete (:func:`block_noise`).  ``transport_options`` replace some of the spec's (checked
     against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
     ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a
-    transport that does not declare them gets them as before (the local one ignores them, ssh refuses them)."""
+    transport that does not declare them gets them as before (the local one ignores them, ssh refuses them).
+    ``precision``: of the blocks (with ``graph`` and ``classes``, the LUT's ``timed`` record, unless ``timed`` is
+    given)."""
     device, kw = device_with_options(device, transport_options, benchmark_binary, serial)
-    check_measurable(timed or Timed.default_for(space, threads=device.num_threads, graph=graph), device)  # first
-    prof = make_profiler(device, batch_size=batch_size, **kw)
+    check_measurable(timed or Timed.default_for(space, threads=device.num_threads, graph=graph)
+                     .with_(precision=precision), device)  # first
+    prof = make_profiler(device, batch_size=batch_size, precision=timed.precision if timed else precision, **kw)
     try:
         r = measure_lut(device, out, resolutions, space=space, batch_size=batch_size, seed=seed, progress=progress,
                         fresh=fresh, profiler=prof, limit=limit, passes=passes, timed=timed, graph=graph,
-                        classes=classes)
+                        classes=classes, precision=precision)
     finally:
         prof.close()
     nz = block_noise(load_lut(r.lut_path)) if r.complete else None

@@ -54,11 +54,12 @@ class ModelFile:
     classes: int | None                  # last dimension of the first output (None: not a vector)
     graph: str | None                    # "ofa-profile" where the file says it was written by ofa-profile, else None
     arch: str | None = None              # the subnet spec JSON `ofa-profile export` stores in an ONNX file's metadata
+    precision: str = "fp32"              # "int8": quantized (ONNX Q/DQ or QLinear ops; TFLite int8 tensors)
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "size_bytes": self.size_bytes, "sha256": self.sha256,
                 "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in self.inputs],
-                "classes": self.classes, "graph": self.graph}
+                "classes": self.classes, "graph": self.graph, "precision": self.precision}
 
 
 def _fail(path: Path, why: str, fix: str = "pass an .onnx or .tflite model file") -> ModelFileError:
@@ -96,7 +97,7 @@ def _dim(d: Any, i: int, batch: int, path: Path, name: str) -> int:
 
 
 def _onnx_info(path: Path, data: bytes, batch: int
-               ) -> tuple[tuple[TensorInfo, ...], int | None, str | None, str | None]:
+               ) -> tuple[tuple[TensorInfo, ...], int | None, str | None, str | None, str]:
     import onnx
     from onnx import helper
 
@@ -129,29 +130,36 @@ def _onnx_info(path: Path, data: bytes, batch: int
     classes = od[-1].dim_value if len(od) == 2 and od[-1].HasField("dim_value") else None
     meta = {p.key: p.value for p in m.metadata_props}
     graph = "ofa-profile" if "ofa_profile.arch" in meta else None
-    return tuple(ins), classes, graph, meta.get("ofa_profile.arch")
+    return tuple(ins), classes, graph, meta.get("ofa_profile.arch"), \
+        "int8" if any(n.op_type in _ONNX_INT8_OPS for n in g.node) else "fp32"
+
+
+#: ONNX ops of a quantized model (QDQ or QOperator format, integer convolutions and matmuls)
+_ONNX_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                            "QLinearMatMul", "ConvInteger", "MatMulInteger"})
 
 
 def _tflite_info(path: Path, data: bytes, batch: int
-                 ) -> tuple[tuple[TensorInfo, ...], int | None, str | None, str | None]:
+                 ) -> tuple[tuple[TensorInfo, ...], int | None, str | None, str | None, str]:
     if len(data) < 8 or data[4:8] != _TFLITE_ID:
         raise _fail(path, "is not a TFLite model (no 'TFL3' flatbuffer identifier)",
                     "pass a file written by a TFLite converter or `ofa-profile export --format tflite`")
-    ins, classes, desc = _read_tflite_io(path, data)
+    ins, classes, desc, int8 = _read_tflite_io(path, data)
     out = []
     for name, shape, dt in ins:
         out.append(TensorInfo(name, tuple(_dim(d, i, batch, path, name) for i, d in enumerate(shape)), dt))
     graph = "ofa-profile" if desc.startswith("ofa-profile") else None
-    return tuple(out), classes, graph, None
+    return tuple(out), classes, graph, None, "int8" if int8 else "fp32"
 
 
 _TFLITE_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
                  10: "float64", 15: "uint32", 16: "uint16", 12: "uint64"}
 
 
-def _read_tflite_io(path: Path, data: bytes) -> tuple[list[tuple[str, tuple, str]], int | None, str]:
-    """``([(name, shape signature, dtype)] of the inputs, classes, description)`` of a TFLite flatbuffer, read with
-    the schema ai-edge-litert ships (pure Python: a corrupt file raises, it cannot crash the process)."""
+def _read_tflite_io(path: Path, data: bytes) -> tuple[list[tuple[str, tuple, str]], int | None, str, bool]:
+    """``([(name, shape signature, dtype)] of the inputs, classes, description, quantized)`` of a TFLite
+    flatbuffer, read with the schema ai-edge-litert ships (pure Python: a corrupt file raises, it cannot crash the
+    process); quantized: some tensor is int8/uint8 with quantization scales (an int8 model)."""
     try:
         schema = load_schema()
         m = schema.Model.GetRootAs(data, 0)
@@ -167,6 +175,9 @@ def _read_tflite_io(path: Path, data: bytes) -> tuple[list[tuple[str, tuple, str
         ins = [tensor(i) for i in (g.InputsAsNumpy() if not g.InputsIsNone() else [])]
         outs = [tensor(i) for i in (g.OutputsAsNumpy() if not g.OutputsIsNone() else [])]
         desc = (m.Description() or b"").decode("utf-8", "replace")
+        int8_types = (schema.TensorType.INT8, schema.TensorType.UINT8)
+        quantized = any(g.Tensors(i).Type() in int8_types and g.Tensors(i).Quantization() is not None
+                        and g.Tensors(i).Quantization().ScaleLength() > 0 for i in range(g.TensorsLength()))
     except Exception as exc:
         raise _fail(path, f"is not a readable TFLite model ({_first(exc)}; truncated or corrupt?)",
                     "convert or export it again") from None
@@ -180,7 +191,7 @@ def _read_tflite_io(path: Path, data: bytes) -> tuple[list[tuple[str, tuple, str
         res.append((name, tuple(d if d > 0 else None for d in shape), _TFLITE_TYPES[tt]))
     oshape = outs[0][1]
     classes = oshape[-1] if len(oshape) == 2 and oshape[-1] > 0 else None
-    return res, classes, desc
+    return res, classes, desc, quantized
 
 
 def check_model_file(path: str | Path, batch: int = 1) -> ModelFile:
@@ -188,8 +199,8 @@ def check_model_file(path: str | Path, batch: int = 1) -> ModelFile:
     p = Path(path)
     data = _read(p)
     fmt = FORMATS[p.suffix.lower()]
-    ins, classes, graph, arch = (_onnx_info if fmt == "onnx" else _tflite_info)(p, data, batch)
-    return ModelFile(p, fmt, len(data), hashlib.sha256(data).hexdigest(), ins, classes, graph, arch)
+    ins, classes, graph, arch, precision = (_onnx_info if fmt == "onnx" else _tflite_info)(p, data, batch)
+    return ModelFile(p, fmt, len(data), hashlib.sha256(data).hexdigest(), ins, classes, graph, arch, precision)
 
 
 def exported_subnet(path: str | Path) -> tuple[SubnetSpec, int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ofa_model.evaldata import default_data, supernet_caches
-from ofa_model.evaluate import evaluate_spec
+from ofa_model.evaluate import evaluate_precisions, evaluate_spec
 from ofa_model.safeload import RefusedWeightsError
 
 from .accuracy import (BUNDLED_PREDICTOR, bundled_predictor_path, imagenet_predictor_path, outside_trained_range,
@@ -196,7 +196,7 @@ def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, d
     dev = load_device(device_ref)
     log(f"refresh: measuring {min(n, len(src.held_out))} of {lut.source}'s held-out calibration subnets on "
         f"{dev.name} again ...")
-    with make_profiler(dev) as prof:
+    with make_profiler(dev, precision=lut.timed.precision) as prof:     # the subnets as the LUT timed them
         prof.use_graph(lut.timed.graph)          # whole subnets built as the LUT's blocks were
         d = measure_drift(lut, prof, n)
     log(f"refresh: {dev.name} runs {d.factor:.3f} x its speed at calibration ({d.calibrated_utc}); "
@@ -224,10 +224,15 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
     """pareto --verify: measure ``best`` end to end on ``device_ref`` (the lowest median of ``rounds``
     passes, as calibration measures its subnets); evaluate it with the supernet.  Weights refused as unsafe or
     damaged (:class:`~ofa_model.safeload.RefusedWeightsError`) fail the command, before any device work; other
-    reasons not to evaluate (no weights, no validation data) are recorded as ``top1_error``."""
+    reasons not to evaluate (no weights, no validation data) are recorded as ``top1_error``.
+
+    ``timed``: the LUT's record. The subnet is measured in its precision (a device of another thread count is
+    refused); int8: ``top1`` stays the fp32 figure (what the predictor predicts) and ``top1_int8`` (ONNX Runtime
+    int8, :func:`ofa_model.evaluate.evaluate_precisions`) is measured beside it."""
     from ofa_model.bundle import load_supernet
 
-    from .devices import load_device            # the device stack: only for --verify
+    from .calibrate import require_threads      # the device stack: only for --verify
+    from .devices import load_device
     from .measure import make_profiler
 
     loaded, load_error = None, None
@@ -238,8 +243,11 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
     except OfaProfileError as exc:
         load_error = str(exc)
     dev = load_device(device_ref)
-    log(f"verify: measuring the chosen subnet on {dev.name} ...")
-    with make_profiler(dev) as prof:
+    precision = timed.precision if timed is not None else "fp32"
+    if timed is not None:
+        require_threads(timed, dev, "the LUT")
+    log(f"verify: measuring the chosen subnet ({precision}) on {dev.name} ...")
+    with make_profiler(dev, precision=precision) as prof:
         head = None                      # what the prediction is for (``timed``: the LUT's graph and head)
         if timed is not None:
             prof.use_graph(timed.graph)
@@ -258,7 +266,8 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
                  "measured_over_predicted_pct": round(100 * (med - best.latency_ms) / best.latency_ms, 3),
                  "iqr_rel": round(noise[0], 5), "pass_spread_rel": round(noise[1], 5), "noisy": noise[2],
                  "within_budget": med <= budget_ms,
-                 "within_budget_plus_3pct": med <= budget_ms * (1 + VERIFY_TOLERANCE), "top1": None}
+                 "within_budget_plus_3pct": med <= budget_ms * (1 + VERIFY_TOLERANCE), "top1": None,
+                 "precision": precision}
     log(f"verify: {verify_sentence(med, best.latency_ms)}")
     if noise[2]:
         log(f"warning: the verify measurement is noisy ({noise_text(noise)}, above "
@@ -273,7 +282,13 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
         tr, va = supernet_caches(info, default_data("train", train_data), default_data("val", val_data), cache_dir)
         log(f"verify: evaluating the chosen subnet with {info.path} ...")
         tm: dict = {}
-        out["top1"] = round(evaluate_spec(model, best.spec, tr, va, n_val=n_val, n_calib=n_calib, timings=tm), 5)
+        if precision == "int8":
+            both = evaluate_precisions(model, best.spec, tr, va, ("fp32", "int8"), n_val=n_val, n_calib=n_calib,
+                                       timings=tm)
+            out.update({"top1": round(both["fp32"], 5), "top1_int8": round(both["int8"], 5),
+                        "int8_drop_points": round(100 * (both["fp32"] - both["int8"]), 3)})
+        else:
+            out["top1"] = round(evaluate_spec(model, best.spec, tr, va, n_val=n_val, n_calib=n_calib, timings=tm), 5)
         out.update({"n_val": tm.get("n_val"), "dataset": (info.manifest or {}).get("dataset") or "validation",
                     "supernet": info.path, "supernet_sha256": info.sha256})
     except (OfaProfileError, SystemExit) as exc:

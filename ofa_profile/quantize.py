@@ -35,7 +35,8 @@ from .atomic import atomic_path, write_bytes_atomic
 from .errors import OfaProfileError
 
 __all__ = ["CALIBRATION_SAMPLES", "QuantizeError", "calibration_inputs", "quantize_onnx", "quantize_tflite",
-           "int8_recipe", "QUANTIZABLE_RUNTIMES", "quantize_input", "dequantize_output"]
+           "int8_recipe", "QUANTIZABLE_RUNTIMES", "quantize_input", "dequantize_output", "tflite_quantizer_available",
+           "tflite_quantizer_versions"]
 
 #: seeded inputs a block's activation ranges are calibrated on
 CALIBRATION_SAMPLES = 8
@@ -67,7 +68,7 @@ def int8_recipe(runtime: str, calibration: str | None = None, samples: int = CAL
                 "format": "QDQ", "weights": "int8, per output channel, symmetric",
                 "activations": "uint8, per tensor, asymmetric", "calibration_method": "MinMax",
                 "calibration_inputs": inputs, "io": "float32"}
-    if runtime == "litert":
+    if runtime in ("litert", "tflite-benchmark"):
         return {"quantizer": f"ai-edge-quantizer {_dist_version('ai-edge-quantizer') or '?'} ({_LITERT_RECIPE})",
                 "format": "TFLite int8", "weights": "int8, per output channel, symmetric",
                 "activations": "int8, per tensor, asymmetric", "calibration_method": "MinMax",
@@ -165,6 +166,22 @@ def quantize_tflite(src: str | os.PathLike | bytes, dst: str | os.PathLike, inpu
         raise QuantizeError(f"ai-edge-quantizer could not quantize the .tflite model to int8 "
                             f"({_first_line(exc)})") from None
     return write_bytes_atomic(dst, result.quantized_model)
+
+
+def tflite_quantizer_available() -> tuple[bool, str]:
+    """(does ``ai-edge-quantizer`` import here?, one-line reason): what int8 ``.tflite`` models need."""
+    try:
+        with _quiet():
+            import ai_edge_quantizer.quantizer  # noqa: F401
+    except Exception as exc:
+        return False, (f"int8 .tflite models need ai-edge-quantizer, which does not import here ({_first_line(exc)}); "
+                       f"install it: pip install ai-edge-quantizer")
+    return True, f"ai-edge-quantizer {_dist_version('ai-edge-quantizer') or '?'}"
+
+
+def tflite_quantizer_versions() -> dict[str, str]:
+    v = _dist_version("ai-edge-quantizer")
+    return {"ai-edge-quantizer": v} if v else {}
 
 
 def quantize_input(x: Any, detail: dict) -> Any:

@@ -35,7 +35,7 @@ from .paths import safe_name, user_cache_dir
 from .replicates import run_passes
 from .runtimes import get_runtime
 from .timing import TimingConfig, machine_info
-from .transports import make_profiler
+from .transports import make_profiler, precision_available
 
 if TYPE_CHECKING:  # pragma: no cover
     from .devicespec import DeviceSpec
@@ -201,7 +201,11 @@ def check_device(lut: "Lut", device: "DeviceSpec") -> None:
                               + (f" ({', '.join(same)})" if same else ""))
     if lut.num_threads is not None and device.num_threads != lut.num_threads:
         raise OfaProfileError(f"device {device.name} runs {device.num_threads} thread(s) but LUT {lut.source} was "
-                              f"measured with {lut.num_threads}: check it with a device spec of {lut.num_threads}")
+                              f"measured with {lut.num_threads}: check it with --threads {lut.num_threads} (this "
+                              f"machine's CPU runtimes) or a device spec of {lut.num_threads}")
+    ok, why = precision_available(device, lut.timed.precision)
+    if not ok:
+        raise OfaProfileError(f"LUT {lut.source} holds {lut.timed.precision} blocks: {why}")
 
 
 def _timing(lut: "Lut") -> Any:
@@ -236,7 +240,8 @@ def speed_check(lut: "Lut", device: "DeviceSpec", n_blocks: int = DEFAULT_BLOCKS
     passes = _int_field(lut.provenance.get("passes"), 1, 1, MAX_PASSES)
     t0 = time.perf_counter()
     cfg = _timing(lut)
-    prof = profiler or make_profiler(device, batch_size=lut.batch_size, **({"timing": cfg} if cfg else {}))
+    prof = profiler or make_profiler(device, batch_size=lut.batch_size, precision=lut.timed.precision,
+                                     **({"timing": cfg} if cfg else {}))
     try:
         by_key = {op.key: (r, op) for r, op in blocks}
 

@@ -209,3 +209,213 @@ def test_export_int8_random_weights_cli(tmp_path, fmt):
                         "--random-weights", "--int8-calib-images", "5", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "--precision int8" in p.stderr
+
+
+# -- int8 LUTs: precision and threads in the timed record -------------------------------------------------------
+
+import json as _json  # noqa: E402
+import subprocess as _sp  # noqa: E402
+import sys as _sys  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+ROOT = _Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, cwd=None, timeout=600):
+    return _sp.run([_sys.executable, "-m", "ofa_profile", *map(str, args)], capture_output=True, text=True,
+                   timeout=timeout, cwd=cwd)
+
+
+def _one_line_error(p, code=1, *words):
+    assert p.returncode == code, (p.returncode, p.stderr)
+    assert "Traceback" not in p.stderr
+    err = [ln for ln in p.stderr.strip().splitlines() if ln.strip() and not ln.startswith("INFO:")]
+    assert len(err) == 1, p.stderr
+    for w in words:
+        assert w in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def int8_lut(tmp_path_factory):
+    """A small int8 LUT measured by the command line: 3 blocks of r=128 on cpu-ort (a partial LUT: --limit)."""
+    d = tmp_path_factory.mktemp("int8lut")
+    p = _cli("measure", "--device", "cpu-ort", "--precision", "int8", "--resolutions", "128", "--limit", "3",
+             "--quiet", "--json", cwd=d)
+    assert p.returncode == 0, p.stderr
+    summary = _json.loads(p.stdout)
+    assert summary["lut"].endswith("cpu-ort-int8.json") and summary["measured"] == 3     # the default name says int8
+    return d / "cpu-ort-int8.json"
+
+
+def test_int8_lut_header_keys_and_round_trip(int8_lut, tmp_path):
+    from ofa_profile.lut import load_lut, save_lut
+    from ofa_profile.ops import ops_at_resolution
+    from ofa_profile.timed import Timed
+    raw = _json.loads(int8_lut.read_text())
+    assert raw["timed"] == {"graph": "ofa-profile", "classes": 1000, "precision": "int8", "threads": 1}
+    assert raw["provenance"]["int8"]["format"] == "QDQ" and "seeded" in raw["provenance"]["int8"]["calibration_inputs"]
+    lut = load_lut(int8_lut)
+    keys_128 = {op.key for op in ops_at_resolution("ofa-mbv3-w1.0", 128)}
+    assert len(lut.entries) == 3 and set(lut.entries) <= keys_128
+    assert all(e.median_ms > 0 for e in lut.entries.values())
+    assert lut.timed == Timed(precision="int8", threads=1)
+    save_lut(lut, tmp_path / "copy.json")
+    again = load_lut(tmp_path / "copy.json")
+    assert again.timed == lut.timed and dict(again.entries) == dict(lut.entries)
+    assert _json.loads((tmp_path / "copy.json").read_text())["timed"] == raw["timed"]
+    info = _cli("lut", "info", int8_lut, "--json")
+    assert info.returncode == 0 and _json.loads(info.stdout)["timed"]["precision"] == "int8"
+
+
+def test_extending_an_int8_lut_with_fp32_or_other_threads_is_refused(int8_lut):
+    before = int8_lut.read_bytes()
+    _one_line_error(_cli("measure", "--device", "cpu-ort", "--resolutions", "128", "--limit", "1", "-q",
+                         "--out", int8_lut), 1, "precision int8 vs fp32")
+    _one_line_error(_cli("measure", "--device", "cpu-ort", "--precision", "int8", "--threads", "2", "--resolutions",
+                         "128", "--limit", "1", "-q", "--out", int8_lut), 1, "threads 1 vs 2")
+    assert int8_lut.read_bytes() == before
+
+
+def test_int8_where_it_cannot_be_timed_is_refused(tmp_path):
+    _one_line_error(_cli("measure", "--device", "cpu-torch", "--precision", "int8", "--resolutions", "128",
+                         "--limit", "1", "-q", cwd=tmp_path), 1, "torch", "int8")
+    assert not list(tmp_path.iterdir())
+
+
+def test_calibration_of_another_precision_is_refused(int8_lut, tmp_path):
+    """calibrate: subnets timed in fp32 are never fitted to int8 blocks (the profiler's record is compared)."""
+    from ofa_profile.calibrate import calibrate_device
+    from ofa_profile.devices import load_device
+    from ofa_profile.timed import TimedError
+    from ofa_profile.transports import make_profiler
+    with make_profiler(load_device("cpu-ort")) as fp32:
+        with pytest.raises(TimedError, match="precision int8 vs fp32"):
+            calibrate_device(int8_lut, fp32, 10, 0)
+    with make_profiler(load_device("cpu-ort"), precision="int8") as q:
+        assert q.timed("ofa-mbv3-w1.0").precision == "int8"
+
+
+def test_a_lut_whose_calibration_timed_another_precision_does_not_load(tmp_path):
+    """predict/pareto load the LUT: a calibration fitted on fp32 subnets under int8 blocks is refused."""
+    from ofa_profile.errors import LutError
+    from ofa_profile.lut import load_lut
+    obj = _json.loads((ROOT / "lut" / "cpu-ort.json").read_text())
+    fp32 = {"graph": "ofa-profile", "classes": 1000, "precision": "fp32", "threads": 1}
+    obj["calibration"]["report"]["timed"] = fp32
+    (tmp_path / "ok.json").write_text(_json.dumps(obj))
+    assert load_lut(tmp_path / "ok.json").timed.precision == "fp32"
+    obj["timed"] = {**fp32, "precision": "int8"}
+    (tmp_path / "mixed.json").write_text(_json.dumps(obj))
+    with pytest.raises(LutError, match="precision int8 vs fp32"):
+        load_lut(tmp_path / "mixed.json")
+    _one_line_error(_cli("predict", "--lut", tmp_path / "mixed.json", "--arch", ROOT / "examples" / "arch-r160.json"),
+                    1, "calibrate it again")
+
+
+def test_threads_mismatch_is_refused_in_one_line(int8_lut, tmp_path):
+    """--threads: a LUT is calibrated and checked only with its own thread count; --threads does not apply to a
+    phone (usage error)."""
+    _one_line_error(_cli("calibrate", "--device", "cpu-ort", "--lut", int8_lut, "--threads", "2", "--samples", "10",
+                         "--test-samples", "0", "-q"), 1, "--threads 1")
+    _one_line_error(_cli("lut", "check", "cpu-ort", "--device", "cpu-ort", "--threads", "2"), 1, "--threads 1")
+    _one_line_error(_cli("lut", "check", "cpu-ort", "--device", "pixel", "--threads", "2"), 2, "--threads")
+    _one_line_error(_cli("measure", "--device", "cpu-ort", "--threads", "0", "-q"), 2, "--threads")
+
+
+def test_two_thread_lut_records_its_threads(tmp_path):
+    p = _cli("measure", "--device", "cpu-ort", "--threads", "2", "--resolutions", "128", "--limit", "1", "-q",
+             "--json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    raw = _json.loads((tmp_path / "cpu-ort-t2.json").read_text())
+    assert raw["num_threads"] == 2 and raw["timed"]["threads"] == 2 and raw["timed"]["precision"] == "fp32"
+    assert raw["fingerprint"]["num_threads"] == 2
+
+
+def test_phone_profiler_times_int8_tflite_files(tmp_path):
+    """adb phones: the benchmark program runs the quantized .tflite files as they are (here the LiteRT benchmark
+    binary of the ai-edge-litert wheel on this machine, through the same profiler as a phone)."""
+    import dataclasses
+    import os
+    bench = _Path(_sys.executable).with_name("litert-benchmark")
+    if not bench.exists():
+        pytest.skip("litert-benchmark (ai-edge-litert wheel) is not installed")
+    pytest.importorskip("ai_edge_quantizer")
+    from ofa_profile.devices import load_device
+    from ofa_profile.lut import load_lut
+    from ofa_profile.measure import measure_lut
+    from ofa_profile.timed import Timed
+    from ofa_profile.timing import TimingConfig
+    from ofa_profile.transports import make_remote_profiler
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    d = load_device("android")
+    spec = dataclasses.replace(d, name="local-bench", timing=TimingConfig(warmup_runs=2, min_runs=5, max_runs=5,
+                                                                          max_time_s=1.0),
+                               transport_options={**d.transport_options, "cores": [cpu], "repeats": 2})
+    written = []
+    with make_remote_profiler(spec, benchmark_binary=str(bench), local=True, precision="int8") as prof:
+        orig = prof._write
+
+        def spy(mi, path, seed=0):
+            orig(mi, path, seed)
+            written.append(path.read_bytes())
+        prof._write = spy
+        assert prof.timed("ofa-mbv3-w1.0").precision == "int8"
+        assert "ai-edge-quantizer" in prof.fingerprint()["runtime_versions"]
+        measure_lut(spec, tmp_path / "p.json", [128], progress=False, profiler=prof, limit=2,
+                    timed=Timed(precision="int8"))
+    lut = load_lut(tmp_path / "p.json")
+    assert lut.timed.precision == "int8" and len(lut.entries) == 2 and lut.provenance["int8"]["format"] == "TFLite int8"
+    from ofa_profile.tflite import load_schema
+    s = load_schema()
+    for b in written:
+        m = s.ModelT.InitFromObj(s.Model.GetRootAs(b, 0))
+        assert m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]].type == s.TensorType.INT8
+    assert len(written) == 2
+
+
+def test_bench_reads_an_int8_file_as_int8_and_builds_int8_subnets(tmp_path):
+    """bench: the precision of a model file comes from the file (Q/DQ ops, int8 tensors); --arch --precision int8
+    builds the subnet as export --precision int8 does; --threads is recorded."""
+    from ofa_profile.model_file import check_model_file
+    arch = tmp_path / "a.json"
+    arch.write_text(_json.dumps({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 128}))
+    for fmt in ("onnx", "tflite"):
+        for prec in ("fp32", "int8"):
+            out = tmp_path / f"{prec}.{fmt}"
+            p = _cli("export", "--arch", arch, "--format", fmt, "--random-weights", "--precision", prec, "--no-check",
+                     "--out", out)
+            assert p.returncode == 0, p.stderr
+            assert check_model_file(out).precision == prec
+    p = _cli("bench", tmp_path / "int8.onnx", "--device", "cpu-ort", "--rounds", "1", "--json")
+    assert p.returncode == 0, p.stderr
+    assert _json.loads(p.stdout)["timed"]["precision"] == "int8"
+    p = _cli("bench", "--arch", arch, "--device", "cpu-ort", "--precision", "int8", "--threads", "2", "--rounds", "1",
+             "--json")
+    assert p.returncode == 0, p.stderr
+    t = _json.loads(p.stdout)["timed"]
+    assert t["precision"] == "int8" and t["threads"] == 2
+    _one_line_error(_cli("bench", tmp_path / "int8.onnx", "--device", "cpu-ort", "--precision", "int8"), 2,
+                    "precision")
+    _one_line_error(_cli("bench", "--arch", arch, "--device", "cpu-torch", "--precision", "int8"), 1, "torch")
+
+
+def test_pareto_verify_of_an_int8_lut_measures_and_evaluates_int8(shared_data):
+    """pareto --verify with an int8 LUT: the chosen subnet is measured in int8 (not fp32: that would mix), its
+    fp32 top-1 (what the predictor predicts) and its int8 top-1 are measured side by side; a device of another
+    thread count is refused."""
+    from ofa_profile.pareto import verify_best
+    from ofa_profile.search import SearchResult
+    from ofa_profile.space import get_space
+    from ofa_profile.timed import Timed, TimedError
+    spec = get_space("ofa-mbv3-w1.0").sample(3, resolution=128)
+    best = SearchResult(spec, 5.0, 0.9, 1, 1)
+    out = verify_best(best, 10.0, "cpu-ort", None, 20, 20, 0, None, None, None, rounds=1,
+                      timed=Timed(precision="int8"))
+    assert out["precision"] == "int8" and out["measured_latency_ms"] > 0, out
+    assert out.get("top1_error") is None, out
+    assert 0 <= out["top1_int8"] <= 1 and 0 <= out["top1"] <= 1 and out["n_val"] == 20
+    assert out["int8_drop_points"] == pytest.approx(100 * (out["top1"] - out["top1_int8"]), abs=1e-3)
+    with pytest.raises(TimedError, match="--threads 2"):
+        verify_best(best, 10.0, "cpu-ort", None, 20, 20, 0, None, None, None, rounds=1,
+                    timed=Timed(precision="int8", threads=2))

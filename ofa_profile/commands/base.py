@@ -13,7 +13,7 @@ import click
 from ..atomic import write_json_atomic
 from ..clierrors import CliExitCodes
 from ..cliopts import SPACE_NAME, NoEmptyValues, NoRepeatedOptions
-from ..devices import allow_ssh_options, load_device
+from ..devices import MAX_THREADS, DeviceError, allow_ssh_options, load_device, with_threads
 from ..errors import OfaProfileError
 from ..jsonio import dumps_strict
 from ..lock import output_lock
@@ -21,7 +21,8 @@ from ..paths import check_out_dir, safe_name
 from ..space import DEFAULT_SPACE, SPACES
 
 __all__ = ["main", "echo_json", "fail", "SPACE_OPTION", "WAIT_OPTION", "space_help", "default_out", "hold_lock", "log",
-           "checked_out_dir", "pct", "with_options", "atomic_json", "SPEED_CHECK_OPTIONS", "check_speed_options"]
+           "checked_out_dir", "pct", "with_options", "atomic_json", "SPEED_CHECK_OPTIONS", "check_speed_options",
+           "THREADS_OPTION", "load_device_cli"]
 
 
 class _Command(NoRepeatedOptions, NoEmptyValues, click.Command):
@@ -84,10 +85,21 @@ ALLOW_SSH_OPTION = click.option(
          "list (e.g. ProxyCommand, which runs a command on this machine; repeatable; see docs/safety.md)")
 
 
-def load_device_cli(name: str, allow_ssh_option: Any = ()) -> Any:
+THREADS_OPTION = click.option(
+    "--threads", type=click.IntRange(1, MAX_THREADS), default=None,
+    help="intra-op threads of this machine's CPU runtimes (torch, onnxruntime, litert) [default: the device spec's "
+         "num_threads]; recorded in the LUT, and a LUT is only extended, calibrated or checked with its own")
+
+
+def load_device_cli(name: str, allow_ssh_option: Any = (), threads: int | None = None) -> Any:
     """The device spec ``name`` with the command line's ``--allow-ssh-option`` names
-    (:func:`ofa_profile.devices.allow_ssh_options`)."""
-    return allow_ssh_options(load_device(name), tuple(allow_ssh_option))
+    (:func:`ofa_profile.devices.allow_ssh_options`) and ``--threads`` (:func:`ofa_profile.devices.with_threads`:
+    a device it does not apply to is a usage error)."""
+    dev = allow_ssh_options(load_device(name), tuple(allow_ssh_option))
+    try:
+        return with_threads(dev, threads)
+    except DeviceError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--threads'") from None
 
 
 def hold_lock(path: Any, folder: bool = False) -> Any:

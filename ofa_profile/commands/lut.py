@@ -10,7 +10,7 @@ from ..lut import export_ofa_yaml, load_lut
 from ..lut_report import check_out_file, import_ofa_lut, lut_summary, predict_subnet, validate_lut_file
 from ..paths import check_out_dir
 from ..speedcheck import DEFAULT_BLOCKS, MAX_BLOCKS, cached_speed_check, measure_hint
-from .base import (ALLOW_SSH_OPTION, SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, echo_json, hold_lock,
+from .base import (ALLOW_SSH_OPTION, THREADS_OPTION, SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, echo_json, hold_lock,
                    load_device_cli, log, main, with_options)
 
 
@@ -214,9 +214,10 @@ def _flags_text(flags: list) -> str:
 @click.option("--blocks", "n_blocks", type=count_range(1, MAX_BLOCKS), default=DEFAULT_BLOCKS, show_default=True,
               help="blocks to time, half at the LUT's smallest resolution and half at its largest")
 @ALLOW_SSH_OPTION
+@THREADS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, allow_ssh_option: tuple[str, ...],
-                  as_json: bool) -> None:
+                  threads: int | None, as_json: bool) -> None:
     """Speed check: time a small fixed set of the LUT's blocks on a device now, the way `measure` timed them, and
     compare with the LUT's figures.
 
@@ -230,9 +231,10 @@ def lut_check_cmd(lut_ref: str, device_name: str, n_blocks: int, allow_ssh_optio
     Example:
       ofa-profile lut check cpu-ort --device cpu-ort
       ofa-profile lut check my-lut.json --device cpu-ort --blocks 12 --json
+      ofa-profile lut check cpu-ort-t2.json --device cpu-ort --threads 2
     """
     lut = load_lut(lut_ref)
-    dev = load_device_cli(device_name, allow_ssh_option)
+    dev = load_device_cli(device_name, allow_ssh_option, threads)
     chk = cached_speed_check(lut, dev, n_blocks, refresh=True, log=log)
     if as_json:
         echo_json(chk.as_dict())

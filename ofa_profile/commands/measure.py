@@ -19,7 +19,7 @@ from ..ops import enumerate_ops
 from ..space import get_space, parse_resolutions
 from ..timing import MAX_BATCH_SIZE
 from ..timed import GRAPHS
-from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
+from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, THREADS_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
                    load_device_cli, log, main, space_help, with_options)
 
 
@@ -93,14 +93,19 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
                    "ofa = OFA's own modules exported through torch.onnx (what an OFA user deploys)")
 @with_options(TRANSPORT_OPTIONS)
 @ALLOW_SSH_OPTION
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="int8: every block quantized statically before it is timed (onnxruntime: QDQ, per-channel int8 "
+                   "weights, uint8 activations; litert: ai-edge-quantizer int8), calibrated on 8 seeded inputs of "
+                   "its shape; recorded in the LUT, which is then used only with int8 figures")
+@THREADS_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @WAIT_OPTION
 def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
                 limit: int | None, passes: int, classes: int | None, graph: str,
                 transport_option: tuple[tuple[str, str], ...],
-                benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], quiet: bool,
-                as_json: bool) -> None:
+                benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], precision: str,
+                threads: int | None, quiet: bool, as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
 
     Resumable: a killed run keeps every finished block in DEVICE.json.journal.jsonl and a
@@ -116,21 +121,26 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
       ofa-profile measure --device cpu-ort --space ofa-proxyless-w1.3 --resolutions 160
       ofa-profile measure --device cpu-ort --graph ofa --out cpu-ort-ofa.json
       ofa-profile measure --device cpu-ort --classes 10 --out cpu-ort.json
+      ofa-profile measure --device cpu-ort --precision int8      # writes ./cpu-ort-int8.json
+      ofa-profile measure --device cpu-ort --threads 2           # writes ./cpu-ort-t2.json
     """
     from pathlib import Path
 
-    dev = load_device_cli(device_name, allow_ssh_option)
+    spec_dev = load_device_cli(device_name, allow_ssh_option)
+    dev = load_device_cli(device_name, allow_ssh_option, threads)
     options = _transport_options(dev, transport_option, benchmark_binary, serial)
     sp_name = lut_space(dev, space)
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, sp_name)
-    out_path = Path(out or default_out(default_lut_stem(dev, sp_name, batch_size)))
+    out_path = Path(out or default_out(default_lut_stem(spec_dev, sp_name, batch_size, precision=precision,
+                                                         threads=threads)))
     if not out_path.parent.exists():
         fail(f"output folder {out_path.parent} does not exist; create it or choose another --out")
     hold_lock(out_path)          # the LUT and its journal: one writer for the whole run
     run = measure_device(dev, out_path, res, space=sp_name, batch_size=batch_size, seed=seed, progress=not quiet,
                          fresh=fresh, limit=limit, passes=passes, transport_options=options,
-                         benchmark_binary=benchmark_binary, serial=serial, graph=graph, classes=classes)
+                         benchmark_binary=benchmark_binary, serial=serial, graph=graph, classes=classes,
+                         precision=precision)
     r = run.result
     if run.noise:
         log(run.noise.describe())
@@ -159,13 +169,17 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the inputs (and of --arch's weights)")
 @click.option("--batch-size", type=POSITIVE_INT, default=None,
               help="batch of a model with a free batch dimension [default: the device's first]")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="--arch: build the subnet int8 (as `export --random-weights --precision int8`); a MODEL file's "
+                   "precision is read from the file")
 @with_options(TRANSPORT_OPTIONS)
 @ALLOW_SSH_OPTION
+@THREADS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str | None, classes: int | None,
-              graph: str, rounds: int, seed: int, batch_size: int | None, transport_option: tuple[tuple[str, str], ...],
-              benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...],
-              as_json: bool) -> None:
+              graph: str, rounds: int, seed: int, batch_size: int | None, precision: str,
+              transport_option: tuple[tuple[str, str], ...], benchmark_binary: str | None, serial: str | None,
+              allow_ssh_option: tuple[str, ...], threads: int | None, as_json: bool) -> None:
     """End-to-end latency of a model file (.onnx, .tflite) or a subnet on a device, as the device runs it.
 
     The device's own profiler times it (a runtime of this machine, a phone over adb, a board over ssh) with
@@ -177,17 +191,19 @@ def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str 
       ofa-profile bench net.onnx --device cpu-ort
       ofa-profile bench net.tflite --device pixel --benchmark-binary ./benchmark_model --json
       ofa-profile bench --arch examples/arch-r160.json --device cpu-ort --classes 10
+      ofa-profile bench --arch examples/arch-r160.json --device cpu-ort --precision int8 --threads 2
     """
     if (model is None) == (arch is None):
         raise click.UsageError("give a MODEL file or --arch FILE (one of them)")
-    if model is not None and (classes is not None or graph != "ofa-profile" or space is not None):
-        raise click.UsageError("--classes, --graph and --space describe a subnet built from --arch; a MODEL file is "
-                               "timed as it is")
-    dev = load_device_cli(device_name, allow_ssh_option)
+    if model is not None and (classes is not None or graph != "ofa-profile" or space is not None
+                              or precision != "fp32"):
+        raise click.UsageError("--classes, --graph, --space and --precision describe a subnet built from --arch; a "
+                               "MODEL file is timed as it is (its precision read from the file)")
+    dev = load_device_cli(device_name, allow_ssh_option, threads)
     options = _transport_options(dev, transport_option, benchmark_binary, serial)
     dev, kw = device_with_options(dev, options, benchmark_binary, serial)
     res = bench_model(dev, model, arch=arch, space=space, classes=classes, graph=graph, rounds=rounds, seed=seed,
-                      batch_size=batch_size, profiler_options=kw, log=log)
+                      batch_size=batch_size, profiler_options=kw, log=log, precision=precision)
     if as_json:
         echo_json(res.as_dict())
     else:
@@ -212,29 +228,34 @@ def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str 
 @click.option("--classes", type=count_range(1, 1_000_000), default=None,
               help="classifier head of the subnets measured (one the LUT holds) [default: the LUT's]")
 @ALLOW_SSH_OPTION
+@THREADS_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @WAIT_OPTION
 def calibrate_cmd(device_name: str, space: str | None, lut_path: str | None, samples: int, test_samples: int,
                   resolutions: str | None, seed: int, rounds: int, classes: int | None,
-                  allow_ssh_option: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+                  allow_ssh_option: tuple[str, ...], threads: int | None, quiet: bool, as_json: bool) -> None:
     """Fit LUT-sum -> measured whole-net latency and store it in the LUT.
 
     Measures SAMPLES + TEST-SAMPLES seeded subnets spread evenly over the size range, from the
     space's smallest to its largest subnet (plus those two at the lowest and highest resolution),
     end to end, ROUNDS passes each, keeping each subnet's lowest median (resumable); fits a ridge
     regression on SAMPLES of them and the extremes, and reports its error on the TEST-SAMPLES held
-    out: overall, per size third, and on the extremes.
+    out: overall, per size third, and on the extremes.  The subnets are timed as the LUT's
+    blocks were (its precision; the threads of --threads or the device spec, which must be the LUT's).
 
     \b
     Example:
       ofa-profile calibrate --device cpu-ort --lut cpu-ort.json --samples 100 --test-samples 50
       ofa-profile calibrate --device cpu-ort --space ofa-proxyless-w1.3 --samples 100
+      ofa-profile calibrate --device cpu-ort --lut cpu-ort-int8.json      # int8 subnets for an int8 LUT
+      ofa-profile calibrate --device cpu-ort --threads 2                  # ./cpu-ort-t2.json
     """
     from pathlib import Path
 
-    dev = load_device_cli(device_name, allow_ssh_option)
-    path = Path(lut_path or default_out(default_lut_stem(dev, lut_space(dev, space))))
+    spec_dev = load_device_cli(device_name, allow_ssh_option)
+    dev = load_device_cli(device_name, allow_ssh_option, threads)
+    path = Path(lut_path or default_out(default_lut_stem(spec_dev, lut_space(dev, space), threads=threads)))
     if not path.exists():
         also = ("--space", space) if space else ()
         cmd = shell_command("ofa-profile", "measure", "--device", dev.name, *also, "--out", path)

@@ -192,6 +192,9 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
         if v.get("top1") is not None:
             click.echo(f"  top-1     {pct(v['top1'])} on {v['n_val']} {v['dataset']} val images "
                        f"(supernet {v['supernet']}, BN recalibrated)")
+            if v.get("top1_int8") is not None:
+                click.echo(f"  int8      top-1 {pct(v['top1_int8'])} ({v['int8_drop_points']:.2f} points below fp32; "
+                           f"ONNX Runtime int8 on the same images; the predicted accuracy is the fp32 one)")
         else:
             click.echo(f"  top-1     not evaluated: {v['top1_error']}")
     step = max(1, len(frontier) // 25)

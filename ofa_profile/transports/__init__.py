@@ -21,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..devicespec import DeviceError, DeviceSpec
+from ..quantize import tflite_quantizer_available
+from ..runtimes import get_runtime
 from .base import Profiler, Transport, get_transport, list_transports, register_transport
 # the built-in transports register themselves on import, in this order (the schema's)
 from .local import LocalProfiler  # noqa: I001
@@ -29,7 +31,7 @@ from .adb import (ADB_MISSING, CHUNK_OPS, DEFAULT_ADB_DIR, HOW_TO_CONNECT, AdbTa
 from .ssh import DEFAULT_SSH_DIR, SshProfiler, SshTarget
 
 __all__ = ["Profiler", "Transport", "register_transport", "get_transport", "list_transports", "make_profiler",
-           "reachable", "make_remote_profiler", "LocalProfiler", "AdbTarget", "LocalTarget", "BenchmarkModelProfiler",
+           "reachable", "make_remote_profiler", "precision_available", "INT8_TRANSPORTS", "LocalProfiler", "AdbTarget", "LocalTarget", "BenchmarkModelProfiler",
            "SshTarget", "SshProfiler", "adb_devices", "HOW_TO_CONNECT", "ADB_MISSING", "CHUNK_OPS", "DEFAULT_ADB_DIR",
            "DEFAULT_SSH_DIR", "_core_mask", "_split_runs"]
 
@@ -45,8 +47,30 @@ def reachable(spec: DeviceSpec) -> tuple[bool, str]:
     return get_transport(spec.transport).reachable(spec)
 
 
-#: the transports whose profilers time int8 blocks (they quantize with this machine's quantizers)
-INT8_TRANSPORTS = ("local",)
+def _local_int8(device: DeviceSpec) -> tuple[bool, str]:
+    return get_runtime(device.runtime, device.runtime_options or None).check_precision("int8")
+
+
+def _adb_int8(device: DeviceSpec) -> tuple[bool, str]:
+    return tflite_quantizer_available()
+
+
+#: the transports whose profilers time int8 blocks (quantized on this machine), each with its check: this
+#: machine's onnxruntime and litert runtimes (:attr:`ofa_profile.runtimes.Runtime.precisions`); phones, whose
+#: benchmark_model runs the int8 .tflite files as they are
+INT8_TRANSPORTS = {"local": _local_int8, "adb": _adb_int8}
+
+
+def precision_available(device: DeviceSpec, precision: str) -> tuple[bool, str]:
+    """(can ``device``'s profiler time ``precision`` blocks and subnets?, one-line reason): fp32 everywhere, int8
+    on :data:`INT8_TRANSPORTS`."""
+    if precision == "fp32":
+        return True, "fp32"
+    if precision != "int8" or device.transport not in INT8_TRANSPORTS:
+        return False, (f"device {device.name} ({device.transport}) cannot time {precision} blocks: {precision} is "
+                       f"timed over transport {'/'.join(INT8_TRANSPORTS)} in this version")
+    ok, why = INT8_TRANSPORTS[device.transport](device)
+    return ok, why if ok else f"device {device.name} cannot time {precision} blocks: {why}"
 
 
 def make_profiler(device: DeviceSpec, batch_size: int | None = None, *, precision: str = "fp32",
@@ -59,10 +83,9 @@ def make_profiler(device: DeviceSpec, batch_size: int | None = None, *, precisio
         raise DeviceError(f"device {device.name} is a template: copy {device.path} to a new file, fill it in, "
                           f"and pass that file's path as --device")
     if precision != "fp32":
-        if device.transport not in INT8_TRANSPORTS:
-            raise DeviceError(f"device {device.name} ({device.transport}) cannot time {precision} blocks: "
-                              f"{precision} is timed on this machine's runtimes (transport "
-                              f"{'/'.join(INT8_TRANSPORTS)}) in this version")
+        ok, why = precision_available(device, precision)
+        if not ok:
+            raise DeviceError(why)
         options["precision"] = precision
     return get_transport(device.transport).profiler(device, batch_size=batch_size, **options)
 

@@ -29,7 +29,8 @@ from ..argsafety import path_problem, serial_problem
 from ..devicespec import DeviceError, DeviceSpec, UnsafeDeviceError
 from ..model_file import ModelFileError
 from ..options import Option
-from ..tflite import write_tflite
+from ..quantize import calibration_inputs, quantize_tflite, tflite_quantizer_available, tflite_quantizer_versions
+from ..tflite import tflite_bytes, write_tflite
 from ..timing import Measurement, TimingConfig, fingerprint
 from .base import Profiler, register_transport
 
@@ -271,7 +272,12 @@ class BenchmarkModelProfiler(Profiler):
     """Blocks as .tflite files timed by a benchmark program on a phone (or on this machine)."""
 
     def __init__(self, device: DeviceSpec, target: Any, binary: Path, batch_size: int | None = None,
-                 timing: TimingConfig | None = None, tool: str | None = None):
+                 timing: TimingConfig | None = None, tool: str | None = None, precision: str = "fp32"):
+        if precision != "fp32":
+            ok, why = tflite_quantizer_available() if precision == "int8" else (False, f"no {precision} models")
+            if not ok:
+                raise DeviceError(f"device {device.name} cannot time {precision} blocks: {why}")
+        self.precision = precision
         self.device = device
         self.target = target
         self.batch_size = batch_size or device.batch_size
@@ -302,7 +308,10 @@ class BenchmarkModelProfiler(Profiler):
 
     # -- identity ---------------------------------------------------------------------------
     def versions(self) -> dict[str, str]:
-        return {self.tool: f"sha256:{self._binary_sha[:16]}"}
+        v = {self.tool: f"sha256:{self._binary_sha[:16]}"}
+        if self.precision == "int8":
+            v.update(tflite_quantizer_versions())
+        return v
 
     def fingerprint(self) -> dict[str, Any]:
         fp = dict(self._info)
@@ -354,12 +363,18 @@ class BenchmarkModelProfiler(Profiler):
             runs.append(parse_benchmark_output(text, source=source))
         return Measurement(tuple(r.avg_ms for r in runs), warmup_runs=self.timing.warmup_runs, stopped_by="max_runs")
 
-    def _write(self, module_and_input: tuple[Any, Any], path: Path) -> None:
+    def _write(self, module_and_input: tuple[Any, Any], path: Path, seed: int = 0) -> None:
+        """The .tflite file of a module (int8: quantized with ai-edge-quantizer, calibrated on the seeded inputs
+        of :func:`ofa_profile.quantize.calibration_inputs`; benchmark_model runs it as it is)."""
         import torch
 
         module, example = module_and_input
         with torch.inference_mode():
-            write_tflite(module, example, path)
+            if self.precision == "int8":
+                cal = [c.transpose(0, 2, 3, 1) for c in calibration_inputs(tuple(example.shape), seed)]
+                quantize_tflite(tflite_bytes(module, example), path, cal)
+            else:
+                write_tflite(module, example, path)
 
     def measure_ops(self, ops: Sequence[Op], seed: int, on_result: Callable[[Op, Measurement], None]) -> None:
         from ..blocks import op_input, op_module
@@ -371,7 +386,7 @@ class BenchmarkModelProfiler(Profiler):
             files = []
             for op in chunk:
                 p = Path(self._tmp.name) / f"op-{hashlib.sha1(op.key.encode()).hexdigest()[:16]}.tflite"
-                self._write((op_module(op, seed=seed), op_input(op, seed=seed, batch=self.batch_size)), p)
+                self._write((op_module(op, seed=seed), op_input(op, seed=seed, batch=self.batch_size)), p, seed)
                 files.append(p)
             try:
                 self.target.push(files, self.remote_dir)
@@ -399,7 +414,7 @@ class BenchmarkModelProfiler(Profiler):
         from ..blocks import subnet_input, subnet_module
 
         p = Path(self._tmp.name) / "subnet.tflite"
-        self._write((subnet_module(spec, seed=seed, n_classes=classes), subnet_input(spec, seed=seed, batch=self.batch_size)), p)
+        self._write((subnet_module(spec, seed=seed, n_classes=classes), subnet_input(spec, seed=seed, batch=self.batch_size)), p, seed)
         self.target.push([p], self.remote_dir)
         try:
             return self._run_graph(f"{self.remote_dir}/{p.name}", f"subnet {spec.short()}", "")
@@ -474,7 +489,7 @@ def _reachable(spec: DeviceSpec) -> tuple[bool, str]:
 
 def _profiler(device: DeviceSpec, batch_size: int | None = None, *, benchmark_binary: str | None = None,
               serial: str | None = None, timing: TimingConfig | None = None, local: bool = False,
-              target: Any = None, tool: str | None = None) -> Profiler:
+              target: Any = None, tool: str | None = None, precision: str = "fp32") -> Profiler:
     """A connected profiler for a phone: ``serial`` (or the spec's ``serial`` option) picks the phone,
     ``benchmark_binary`` (or the spec's ``benchmark_binary``) is the benchmark_model to push; ``local=True`` runs
     the same profiler on this machine (:class:`LocalTarget`)."""
@@ -490,7 +505,7 @@ def _profiler(device: DeviceSpec, batch_size: int | None = None, *, benchmark_bi
                           f"--benchmark-binary PATH (prebuilt: TensorFlow's 'TFLite Model Benchmark Tool' "
                           f"nightly for android_aarch64/arm) or set adb.benchmark_binary in the spec")
     return BenchmarkModelProfiler(device, target, Path(binary).expanduser(), batch_size=batch_size,
-                                  timing=timing, tool=tool)
+                                  timing=timing, tool=tool, precision=precision)
 
 
 OPTIONS = (

@@ -30,6 +30,8 @@ class Profiler:
 
     device: DeviceSpec
     batch_size: int = 1
+    #: what its blocks and subnets are timed in (``int8``: :class:`~ofa_profile.transports.local.LocalProfiler`)
+    precision: str = "fp32"
     #: the graph flavour measure_op / measure_subnet build (ofa_profile.timed.GRAPHS), and those this profiler can
     graph: str = "ofa-profile"
     graphs: tuple[str, ...] = ("ofa-profile",)
@@ -42,9 +44,10 @@ class Profiler:
 
     def timed(self, space: str) -> Timed:
         """What :meth:`measure_op` and :meth:`measure_subnet` time for ``space`` (graph flavour, head, precision,
-        threads): the project's graph, the space's head, fp32, the device's threads."""
+        threads): the project's graph (or the one :meth:`use_graph` chose), the space's head, its :attr:`precision`,
+        the device's threads."""
         threads = getattr(getattr(self, "device", None), "num_threads", None)   # None: a profiler of no device spec
-        return Timed.default_for(space, threads=threads, graph=self.graph)
+        return Timed.default_for(space, threads=threads, graph=self.graph).with_(precision=self.precision)
 
     def use_graph(self, graph: str) -> None:
         """Build the blocks and subnets of ``graph`` from now on; one line where this profiler cannot."""
