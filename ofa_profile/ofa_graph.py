@@ -10,14 +10,16 @@ deploys.
 
 OFA's package imports torchvision and ``torch._six`` (gone from torch 2) for its data loaders when its layer
 module is imported; where they are not installed, tiny stand-ins for exactly those names are put in
-``sys.modules`` of this process before the import (the layer classes use neither).
+``sys.modules`` for the duration of that import only (the layer classes use neither), then taken out again, so
+the rest of the process sees no fake torchvision.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import types
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -33,8 +35,11 @@ __all__ = ["ofa_layers", "ofa_op_module", "ofa_subnet_module", "OFA_FAMILIES"]
 OFA_FAMILIES = ("mbv3",)
 
 
-def _stand_ins() -> None:
-    """Stand-ins for torchvision and torch._six where they do not import (OFA's data loaders import them)."""
+@contextlib.contextmanager
+def _stand_ins() -> Iterator[None]:
+    """Stand-ins for torchvision and torch._six where they do not import (OFA's data loaders import them), in
+    ``sys.modules`` only while the block runs."""
+    before = set(sys.modules)
     try:
         importlib.import_module("torchvision.transforms.functional")
     except ImportError:
@@ -58,15 +63,23 @@ def _stand_ins() -> None:
         six = types.ModuleType("torch._six")
         six.string_classes = (str, bytes)
         sys.modules["torch._six"] = six
+    added = {n for n in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional",
+                         "torchvision.datasets", "torch._six") if n not in before and n in sys.modules
+             and not getattr(sys.modules[n], "__file__", None)}
+    try:
+        yield
+    finally:
+        for n in added:
+            sys.modules.pop(n, None)
 
 
 def ofa_layers() -> types.SimpleNamespace:
     """OFA's layer classes (ConvLayer, MBConvLayer, LinearLayer, ResidualBlock, IdentityLayer, MyGlobalAvgPool2d);
     one line naming the install where the package is absent."""
-    _stand_ins()
     try:
-        from ofa.utils.layers import ConvLayer, IdentityLayer, LinearLayer, MBConvLayer, ResidualBlock
-        from ofa.utils.pytorch_modules import MyGlobalAvgPool2d
+        with _stand_ins():
+            from ofa.utils.layers import ConvLayer, IdentityLayer, LinearLayer, MBConvLayer, ResidualBlock
+            from ofa.utils.pytorch_modules import MyGlobalAvgPool2d
     except ImportError as exc:
         raise OfaProfileError(f"graph flavour 'ofa' needs OFA's package, which does not import here ({exc}); "
                               f"install it: pip install --no-deps ofa==0.1.0.post202307202001") from None
