@@ -251,6 +251,12 @@ def latency_source_from_lut(lt: Any, calibrated: bool = True) -> LatencySource:
     if lt.calibration and calibrated:
         held = tuple((SubnetSpec.from_ofa(x["arch"], space=lt.space), float(x["measured_ms"]))
                      for x in lt.calibration.get("samples", []) if x.get("split") == "test")
+        head = calibration_classes(lt)
+        timed = getattr(lt, "timed", None)
+        if timed is not None and head is not None and timed.classes != head:
+            # measured with the calibration's head: shifted by the LUT's difference to the head predicted, so that
+            # --margin auto compares like with like
+            held = tuple((s, m + lt.lut_sum_ms(s) - lt.lut_sum_ms(s, head)) for s, m in held)
     return LatencySource(fn, lt.device, lt.space, tuple(lt.resolutions), f"{how} {lt.source}", held, lt)
 
 

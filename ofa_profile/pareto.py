@@ -197,6 +197,7 @@ def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, d
     log(f"refresh: measuring {min(n, len(src.held_out))} of {lut.source}'s held-out calibration subnets on "
         f"{dev.name} again ...")
     with make_profiler(dev) as prof:
+        prof.use_graph(lut.timed.graph)          # whole subnets built as the LUT's blocks were
         d = measure_drift(lut, prof, n)
     log(f"refresh: {dev.name} runs {d.factor:.3f} x its speed at calibration ({d.calibrated_utc}); "
         f"predictions scaled by {d.factor:.3f}")

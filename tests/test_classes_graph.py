@@ -171,3 +171,15 @@ def test_calibrate_with_another_head_records_it(tmp_path):
     assert two.predict_ms(s) == pytest.approx(two.with_classes(10).predict_ms(s) + diff, abs=1e-9)
     with pytest.raises(TimedError):
         dataclasses.replace(lut, timed=lut.timed).timed.require_same(Timed(graph="ofa"), "a", "b")
+
+
+def test_auto_margin_compares_held_out_subnets_with_the_head_predicted():
+    """--margin auto with another head: the held-out subnets (measured with the calibration's head) are shifted by
+    the heads' LUT difference, so the margin is the same as with the calibration's own head."""
+    from ofa_profile.latency import latency_source_from_lut
+    lut = with_head_10(load_lut("cpu-ort"))
+    own, ten = latency_source_from_lut(lut), latency_source_from_lut(lut.with_classes(10))
+    assert len(ten.held_out) == len(own.held_out) > 0
+    diff = lut.entries[HEAD_1000].median_ms - 0.01
+    assert [m for _, m in ten.held_out] == pytest.approx([m - diff for _, m in own.held_out], abs=1e-9)
+    assert ten.auto_margin_pct() == pytest.approx(own.auto_margin_pct(), abs=2.0)

@@ -378,3 +378,20 @@ def test_pareto_verify_measures_on_the_device_and_evaluates_with_the_supernet(cl
     assert "measured" in res.stdout and "top-1     not evaluated:" in res.stdout and "none.pt" in res.stdout
     line = next(x for x in res.stdout.splitlines() if x.startswith("  measured  "))
     assert (" % over the predicted " in line or " % under the predicted " in line or "as predicted" in line), line
+
+
+def test_a_budget_only_an_odd_subnet_meets_returns_that_subnet(acc):
+    """A latency that is not monotone in the choices: only the smallest subnet at the largest resolution is fast.
+    The samplers may never draw it; the search must still answer with it (it is feasible), not fail."""
+    from ofa_profile.search import search
+
+    sp = get_space("ofa-mbv3-w1.0")
+    odd = sp.smallest(224)
+    key = (tuple(odd.d), odd.r)
+
+    def spike(specs):
+        return np.array([1.0 if (tuple(s.d), s.r) == key and s.ks == odd.ks and s.e == odd.e else 100.0
+                         for s in specs])
+
+    best = search(sp.name, spike, acc, 50.0, seed=0, effort="fast")
+    assert best.latency_ms == 1.0 and best.spec.r == 224 and tuple(best.spec.d) == tuple(odd.d)
