@@ -49,7 +49,7 @@ def test_calibrate_command_stores_a_plain_fit_and_reports_on_unseen_subnets(tmp_
     within = sum(abs(p / m - 1) <= 0.05 for p, m in zip(pred, meas)) / len(held)
     rmse = (sum((p - m) ** 2 for p, m in zip(pred, meas)) / len(held)) ** 0.5
     assert c["n"] == len(held) == 4 and c["within_5pct"] == pytest.approx(within)
-    assert c["rmse_ms"] == pytest.approx(rmse, rel=1e-6) and rmse > 0
+    assert c["rmse_ms"] == pytest.approx(rmse, abs=1e-5) and rmse > 0     # stored figures: 5 decimals
     assert list(cal["feature_names"]) == list(FEATURE_NAMES) and len(cal["coef"]) == len(FEATURE_NAMES)
     assert all(isinstance(v, float) for v in cal["coef"])          # plain numbers, no pickle
     assert len(cal["samples"]) == 18 and {s["split"] for s in cal["samples"]} == {"fit", "test"}
