@@ -90,11 +90,34 @@ def lut_latency_fn(lut: Any, calibrated: bool = True, resolutions: Sequence[int]
     probe = [sp.sample(rng, resolution=list(table.resolutions)) for _ in range(check)]
     exact = np.array([lut.predict_ms(s, calibrated=bool(cal)) for s in probe])
     if np.allclose(fast(ArchArrays.from_specs(probe)), exact, rtol=1e-9, atol=1e-9):
-        return BatchFn(fast, name)
+        return BatchFn(_positive(fast, lut) if cal else fast, name)
     warnings.warn(f"vectorised LUT prediction disagrees with {lut.source}'s own; using the (slower) exact path",
                   stacklevel=2)
-    return BatchFn(lambda a: np.array([lut.predict_ms(s, calibrated=bool(cal)) for s in a.to_specs()]),
-                   name + " (exact path)")
+    exact_fn = lambda a: np.array([lut.predict_ms(s, calibrated=bool(cal)) for s in a.to_specs()])  # noqa: E731
+    return BatchFn(_positive(exact_fn, lut) if cal else exact_fn, name + " (exact path)")
+
+
+def _positive(fn: Callable[[ArchArrays], "np.ndarray"], lut: Any) -> Callable[[ArchArrays], "np.ndarray"]:
+    """``fn`` that refuses, in one line, a calibrated latency that is not positive: a linear calibration fitted on
+    few or noisy subnets can go below zero inside the space even where the space's extreme subnets (checked when
+    the LUT loads) stay positive, and a search must not rank subnets by such figures."""
+    import numpy as np
+
+    from .argsafety import shell_command
+
+    def checked(a: ArchArrays) -> "np.ndarray":
+        y = fn(a)
+        bad = np.flatnonzero(~(y > 0))
+        if len(bad):
+            spec = a.take(bad[:1]).to_specs()[0]
+            fix = shell_command("ofa-profile", "calibrate", "--device", lut.device, "--lut", lut.source,
+                                "--samples", "100")
+            raise OfaProfileError(
+                f"LUT {lut.source}'s calibration predicts {float(y[bad[0]]):.3f} ms for the subnet "
+                f"d={list(spec.d)} ks={list(spec.ks)} e={list(spec.e)} r={spec.r}: not a latency; recalibrate "
+                f"with more subnets (`{fix}`) or search the plain LUT sums (--no-calibration)")
+        return y
+    return checked
 
 
 def adapter_latency_fn(adapter: Any, prior_fn: Any = None) -> BatchFn:

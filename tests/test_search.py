@@ -395,3 +395,43 @@ def test_a_budget_only_an_odd_subnet_meets_returns_that_subnet(acc):
 
     best = search(sp.name, spike, acc, 50.0, seed=0, effort="fast")
     assert best.latency_ms == 1.0 and best.spec.r == 224 and tuple(best.spec.d) == tuple(odd.d)
+
+
+def test_a_calibration_negative_inside_the_space_is_refused_not_searched(tmp_path):
+    """A linear calibration can be positive at the space's extremes (all a LUT load checks) and negative for a
+    subnet in between (heavy first stage, light second): the search must stop with one line naming the subnet,
+    never rank subnets by negative latencies."""
+    from ofa_profile.calibrate import fit_calibration
+    from ofa_profile.calibration import apply_calibration, extreme_specs, features
+    from ofa_profile.search import lut_latency_fn
+    from ofa_profile.space import SubnetSpec
+
+    lut = _lut_from_ops()
+    sp = get_space("ofa-mbv3-w1.0")
+    rng = random.Random(5)
+    specs = [sp.sample(rng, resolution=[160, 176]) for _ in range(30)]
+    cal = fit_calibration(specs, [1.1 * lut.lut_sum_ms(s) for s in specs], lut)
+    names = list(cal["feature_names"])
+    i1, i2 = names.index("stage1_ms"), names.index("stage2_ms")
+    small, big = sp.smallest(160), sp.largest(160)
+    d = list(small.d)
+    d[0] = sp.largest(160).d[0]
+    ks, e = list(small.ks), list(small.e)
+    for b in range(4):                      # the first stage at its heaviest, the rest at their lightest
+        ks[b], e[b] = big.ks[b], big.e[b]
+    odd = SubnetSpec(sp.name, tuple(ks), tuple(e), tuple(d), 160).validated()
+    coef = [0.0] * len(names)
+    cal = {**cal, "coef": coef}
+    base = lut.with_calibration(cal)
+    z = lambda s, i: (features(s, base)[i] - cal["feature_mean"][i]) / cal["feature_scale"][i]  # noqa: E731
+    k = 2 * cal["intercept"] / (z(odd, i1) - z(odd, i2))
+    coef[i1], coef[i2] = -k, k
+    cal = {**cal, "coef": coef}
+    bad = lut.with_calibration(cal)        # accepted: the extremes stay positive
+    assert all(apply_calibration(cal, s, bad) > 0 for _, s in extreme_specs(bad))
+    assert apply_calibration(cal, odd, bad) < 0
+    fn = lut_latency_fn(bad)
+    with pytest.raises(OfaProfileError, match=r"predicts -[0-9.]+ ms for the subnet .*not a latency"):
+        fn([odd])
+    with pytest.raises(OfaProfileError, match="not a latency"):
+        search(sp, fn, lambda s: -lat_sum(s), 50.0, resolutions=(160,), effort="fast")
