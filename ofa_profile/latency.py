@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from .argsafety import shell_command
 from .adapt import load_adapter
 from .calibration import CALIBRATION_FORMAT, calibration_classes
 from .encodings import ArchArrays, BlockTable, macs_table
@@ -102,8 +103,6 @@ def _positive(fn: Callable[[ArchArrays], "np.ndarray"], lut: Any) -> Callable[[A
     few or noisy subnets can go below zero inside the space even where the space's extreme subnets (checked when
     the LUT loads) stay positive, and a search must not rank subnets by such figures."""
     import numpy as np
-
-    from .argsafety import shell_command
 
     def checked(a: ArchArrays) -> "np.ndarray":
         y = fn(a)

@@ -225,10 +225,10 @@ def test_measure_device_passes_transport_options_and_the_shorthands(monkeypatch,
         with pytest.raises(DeviceError, match="stop here"):
             measure.measure_device(load_device(dev), tmp_path / "l.json", [160], space="ofa-mbv3-w1.0", **kw)
     (pixel, kw_pixel), (ort, kw_ort) = seen
-    assert kw_pixel == {} and pixel.transport_options["serial"] == "S1"
+    assert kw_pixel == {"precision": "fp32"} and pixel.transport_options["serial"] == "S1"
     assert pixel.transport_options["benchmark_binary"] == "/bm" and pixel.transport_options["cores"] == [7]
     assert pixel.transport_options["repeats"] == 5 and pixel.transport_options["use_xnnpack"] is True
-    assert kw_ort == {"serial": "S1"} and ort == load_device("cpu-ort")
+    assert kw_ort == {"serial": "S1", "precision": "fp32"} and ort == load_device("cpu-ort")
 
 
 def test_measure_command_transport_option_reaches_the_transport(monkeypatch, tmp_path):
@@ -249,7 +249,7 @@ def test_measure_command_transport_option_reaches_the_transport(monkeypatch, tmp
                                   "--benchmark-binary", "/bm", "--resolutions", "160", "--out", tmp_path / "p.json"])
     assert r.exit_code == 1 and r.stderr.strip() == "error: stop here", (r.exit_code, r.stderr)
     (dev, kw), = seen
-    assert kw == {} and dev.transport_options["cores"] == [2, 3] and dev.transport_options["use_xnnpack"] is False
+    assert kw == {"precision": "fp32"} and dev.transport_options["cores"] == [2, 3] and dev.transport_options["use_xnnpack"] is False
     assert dev.transport_options["serial"] == "S9" and dev.transport_options["benchmark_binary"] == "/bm"
 
 
