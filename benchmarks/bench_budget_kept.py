@@ -8,7 +8,7 @@ pick's figure the lowest pass median (as `pareto --verify` and calibration measu
 margin and its basis, `measured X ms, N % over/under the predicted Y ms`, and whether the pick is within its budget.
 The top-1 evaluation of `--verify` is left out (it does not bear on latency).
 
-    flock /work/bench.lock python benchmarks/bench_budget_kept.py --lut cpu-ort.json [--device cpu-ort]
+    python benchmarks/bench_budget_kept.py --lut cpu-ort.json [--device cpu-ort]
         [--budgets 2,3,5,8,12] [--rounds 2] [--clock thread-cpu] [--json FILE]
 
 --clock thread-cpu measures by the thread's CPU time: use it only with a LUT measured and calibrated with the same

@@ -14,7 +14,7 @@ then fits the calibration on each fit set (A: uniform, B: stratified, C: stratif
 1/y^2 weights; the three-term form a * LUT sum + b * blocks + c), and prints each one's signed error on the
 held-out subnets per size tercile (by LUT sum) and on the extremes (held out for A and B; fitted for C).
 
-    flock /work/bench.lock python benchmarks/bench_calib_ab.py --lut cpu-ort.json [--device cpu-ort]
+    python benchmarks/bench_calib_ab.py --lut cpu-ort.json [--device cpu-ort]
         [--n-fit 40] [--n-test 30] [--rounds 3] [--max-time-s 0.6] [--clock thread-cpu] [--json FILE]
 
 Pinned to one core at raised priority where permitted: run it alone.

@@ -24,7 +24,7 @@ Each way is predicted with the matching LUT (--lut: the project's graph, 1,000 c
 <lut>-ofa-graph.json); --calibrate then calibrates --lut and --lut-ofa (`calibrate_device`, --samples/
 --test-samples), so that the timing follows directly.
 
-    flock /work/bench.lock python benchmarks/bench_deploy_fidelity.py --lut cpu-ort.json --calibrate \\
+    python benchmarks/bench_deploy_fidelity.py --lut cpu-ort.json --calibrate \\
         [--samples 100 --test-samples 50] [--n 60] [--ways export,export10,ofa] [--json FILE]
     ... --n 12 --ways export --max-time-s 0.5          # a quick run
     ... --measure-lut 160,224 --calibrate --clock thread-cpu  # an oversubscribed machine: LUT, calibration

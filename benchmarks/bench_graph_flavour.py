@@ -9,7 +9,7 @@ alternating), and each figure is the lowest of the rounds' medians, so a slow st
 flavours alike.  Printed: per block type the median ofa/ofa-profile time ratio over its blocks (and the range),
 and per whole subnet the ratio; ``--json FILE`` writes every figure.
 
-    flock /work/bench.lock python benchmarks/bench_graph_flavour.py [--resolution 224] [--subnets 6] [--rounds 5]
+    python benchmarks/bench_graph_flavour.py [--resolution 224] [--subnets 6] [--rounds 5]
 
 Pinned to one core at raised priority where permitted: run it alone.
 """

@@ -13,7 +13,7 @@ Three parts (each can be skipped), run one after the other in this process, pinn
    ``--lut-resolutions``, alternating fp32 and int8 resolution by resolution (so both see the same machine),
    with the wall time of each; the LUTs are written to ``--out-dir`` (and reused by part 2).
 
-    flock /work/bench.lock python benchmarks/bench_int8.py --resolutions 128,160,192,224 \
+    python benchmarks/bench_int8.py --resolutions 128,160,192,224 \
         --lut-devices cpu-ort --lut-resolutions all --out-dir /tmp/int8-bench --json /tmp/int8-bench/result.json
 
 Run under the machine's benchmark lock; the figures are ratios measured in one window, so a shared machine's

@@ -16,7 +16,7 @@ Ratios and differences are printed per subnet: plain - harness is the per-call o
 export10 / export the head.  The calibration's own part (the linear model's form, sampling) is measured from a
 calibrated LUT's stored samples by benchmarks/bench_deploy_fidelity.py.
 
-    flock /work/bench.lock python benchmarks/bench_small_ab.py [--resolutions 160,224] [--random 4]
+    python benchmarks/bench_small_ab.py [--resolutions 160,224] [--random 4]
                                                               [--rounds 15] [--runs 20] [--clock thread-cpu]
                                                               [--json FILE]
 
