@@ -261,8 +261,9 @@ class Lut:
         cal_timed = (self.calibration or {}).get("report", {}).get("timed") \
             if isinstance((self.calibration or {}).get("report"), Mapping) else None
         if cal_timed is not None:      # a calibration fitted on subnets timed otherwise than the blocks: no mixing
-            try:
-                self.timed.require_same(Timed.from_json(cal_timed, "calibration.report.timed"), f"{src}: its blocks",
+            try:                       # (but the head: a prediction for another head adds the two heads' difference)
+                cal_rec = Timed.from_json(cal_timed, "calibration.report.timed").with_(classes=self.timed.classes)
+                self.timed.require_same(cal_rec, f"{src}: its blocks",
                                         "its calibration's subnets", "calibrate it again (ofa-profile calibrate)")
             except TimedError as exc:
                 raise LutError(str(exc)) from None

@@ -183,3 +183,25 @@ def test_auto_margin_compares_held_out_subnets_with_the_head_predicted():
     diff = lut.entries[HEAD_1000].median_ms - 0.01
     assert [m for _, m in ten.held_out] == pytest.approx([m - diff for _, m in own.held_out], abs=1e-9)
     assert ten.auto_margin_pct() == pytest.approx(own.auto_margin_pct(), abs=2.0)
+
+
+def test_a_calibration_that_records_its_head_still_predicts_another_head(tmp_path):
+    """A calibration written by this version records what its subnets were timed as (head included): predicting
+    another head of the LUT is the heads' difference, not a mixing of records; another precision still is."""
+    from ofa_profile.errors import LutError
+    lut = with_head_10(load_lut("cpu-ort"))
+    cal = dict(lut.calibration)
+    cal["report"] = {**dict(cal.get("report") or {}), "timed": lut.timed.to_json()}   # 1000-class subnets
+    own = lut.with_calibration(cal)
+    s = get_space("ofa-mbv3-w1.0").sample(random.Random(7), resolution=list(lut.resolutions))
+    diff = lut.entries[HEAD_1000].median_ms - 0.01
+    assert own.with_classes(10).predict_ms(s) == pytest.approx(own.predict_ms(s) - diff, abs=1e-9)
+    save_lut(own, tmp_path / "l.json")
+    arch = tmp_path / "a.json"
+    arch.write_text(json.dumps(s.to_ofa()))
+    r = run("predict", "--lut", tmp_path / "l.json", "--arch", arch, "--classes", "10", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["timed"]["classes"] == 10
+    cal["report"]["timed"] = {**lut.timed.to_json(), "precision": "int8"}
+    with pytest.raises(LutError, match="cannot be mixed"):
+        lut.with_calibration(cal)
