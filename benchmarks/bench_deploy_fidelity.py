@@ -41,7 +41,6 @@ import random
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,35 +49,6 @@ sys.path.insert(0, str(ROOT))
 WAYS = ("export", "export10", "ofa")
 SPECIALIZED = Path(os.environ.get("OFA_PROFILE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "reference" / \
     "ofa-specialized"
-
-
-def ofa_networks():
-    """OFA's ``elastic_nn.networks``.  The ``ofa`` package imports torchvision and ``torch._six`` (gone from
-    torch 2) at import time for its data loaders, neither needed to build a network: tiny stand-ins are put in
-    their place in this process only, as tests/test_ofa_compat.py does."""
-    import torch
-    if "torchvision" not in sys.modules:
-        tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
-        trf, ds = types.ModuleType("torchvision.transforms.functional"), types.ModuleType("torchvision.datasets")
-
-        class _Stub:
-            def __init__(self, *a, **k):
-                pass
-        tr.RandomResizedCrop = _Stub
-        tr.InterpolationMode = types.SimpleNamespace(BILINEAR=2, BICUBIC=3)
-        tr.functional, tv.transforms, tv.datasets = trf, tr, ds
-        sys.modules.update({"torchvision": tv, "torchvision.transforms": tr,
-                            "torchvision.transforms.functional": trf, "torchvision.datasets": ds})
-    if "torch._six" not in sys.modules:
-        try:
-            import torch._six  # noqa: F401
-        except ImportError:
-            six = types.ModuleType("torch._six")
-            six.string_classes = (str, bytes)
-            sys.modules["torch._six"] = six
-    del torch
-    from ofa.imagenet_classification.elastic_nn import networks
-    return networks
 
 
 class Builders:
@@ -100,6 +70,7 @@ class Builders:
             export_subnet(self._ours, spec, "onnx", path, check=False)
         elif way == "ofa":
             if self._theirs is None:
+                from ofa_profile.ofa_graph import ofa_networks
                 torch.manual_seed(self.seed)
                 net = ofa_networks().OFAMobileNetV3(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
                                                     depth_list=[2, 3, 4], n_classes=1000)
@@ -112,22 +83,6 @@ class Builders:
                                   opset_version=17, dynamo=False)
         else:
             raise ValueError(way)
-
-
-def plain_session(path: Path, r: int, seed: int):
-    """A user's plain session on ``path`` and the call they time."""
-    import numpy as np
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    x = np.random.default_rng(seed).standard_normal((1, 3, r, r)).astype(np.float32)
-    return sess, (lambda: sess.run(None, {name: x}))
 
 
 def stats(pred, meas, retimed=None):
@@ -182,6 +137,8 @@ def main() -> None:
 
     import dataclasses
 
+    import numpy as np
+
     from ofa_profile.calibrate import calibrate_device, extreme_specs_at, sample_stratified
     from ofa_profile.devices import load_device
     from ofa_profile.lut import load_lut
@@ -189,6 +146,7 @@ def main() -> None:
     from ofa_profile.timing import fix_malloc, measure_callable, set_threads
 
     from _clock import make_clock, make_profiler_with_clock
+    from _plain import plain_session
     clock = make_clock(args.clock)
     dev = load_device(args.device)
     t_start = time.time()
@@ -283,7 +241,9 @@ def main() -> None:
             order = pairs[:]
             rng.shuffle(order)
             for k, (i, w) in enumerate(order):
-                sess, call = plain_session(files[(i, w)], subnets[i][1].r, args.seed)
+                r = subnets[i][1].r
+                x = np.random.default_rng(args.seed).standard_normal((1, 3, r, r)).astype(np.float32)
+                sess, call = plain_session(files[(i, w)], x)
                 medians[(i, w)].append(measure_callable(call, timing, clock=clock).median_ms)
                 del sess, call
                 if not args.quiet and k % 50 == 0:

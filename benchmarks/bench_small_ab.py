@@ -39,20 +39,6 @@ sys.path.insert(0, str(ROOT))
 WAYS = ("harness", "plain", "export", "export10")
 
 
-def _plain_session(path: Path, x):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    xn = x.numpy()
-    return lambda: sess.run(None, {name: xn})
-
-
 def build(spec, ways, workdir: Path, seed: int = 0) -> dict:
     """``{way: callable}`` of one subnet."""
     import torch
@@ -60,6 +46,8 @@ def build(spec, ways, workdir: Path, seed: int = 0) -> dict:
     from ofa_model.export import export_random, onnx_export
     from ofa_profile.blocks import _init_weights, seeded_generator, subnet_input, subnet_layers, subnet_module
     from ofa_profile.runtimes import OnnxRuntime, export_onnx
+
+    from _plain import plain_session
 
     x = subnet_input(spec, seed=seed)
     tag = spec.short().replace("/", "_").replace(" ", "")[:80] + f"-r{spec.r}"
@@ -70,11 +58,11 @@ def build(spec, ways, workdir: Path, seed: int = 0) -> dict:
     if "plain" in ways:
         p = workdir / f"{tag}-plain.onnx"
         export_onnx(subnet_module(spec, seed=seed), x, p)
-        out["plain"] = _plain_session(p, x)
+        out["plain"] = plain_session(p, x.numpy())[1]
     if "export" in ways:
         p = workdir / f"{tag}-export.onnx"
         export_random(spec, "onnx", p, check=False, weights_seed=seed)
-        out["export"] = _plain_session(p, x)
+        out["export"] = plain_session(p, x.numpy())[1]
     if "export10" in ways:
         mods = subnet_layers(spec, n_classes=10)
         for i, m in enumerate(mods):
@@ -82,7 +70,7 @@ def build(spec, ways, workdir: Path, seed: int = 0) -> dict:
         net = torch.nn.Sequential(*mods).eval()
         p = workdir / f"{tag}-export10.onnx"
         onnx_export(net, x, str(p))
-        out["export10"] = _plain_session(p, x)
+        out["export10"] = plain_session(p, x.numpy())[1]
     return out
 
 

@@ -29,14 +29,14 @@ from .errors import OfaProfileError
 from .ops import Op, subnet_ops
 from .space import SubnetSpec, get_space
 
-__all__ = ["ofa_layers", "ofa_op_module", "ofa_subnet_module", "OFA_FAMILIES"]
+__all__ = ["ofa_layers", "ofa_networks", "ofa_import_stand_ins", "ofa_op_module", "ofa_subnet_module", "OFA_FAMILIES"]
 
 #: families whose blocks OFA's MobileNetV3 classes build
 OFA_FAMILIES = ("mbv3",)
 
 
 @contextlib.contextmanager
-def _stand_ins() -> Iterator[None]:
+def ofa_import_stand_ins() -> Iterator[None]:
     """Stand-ins for torchvision and torch._six where they do not import (OFA's data loaders import them), in
     ``sys.modules`` only while the block runs."""
     before = set(sys.modules)
@@ -77,15 +77,30 @@ def ofa_layers() -> types.SimpleNamespace:
     """OFA's layer classes (ConvLayer, MBConvLayer, LinearLayer, ResidualBlock, IdentityLayer, MyGlobalAvgPool2d);
     one line naming the install where the package is absent."""
     try:
-        with _stand_ins():
+        with ofa_import_stand_ins():
             from ofa.utils.layers import ConvLayer, IdentityLayer, LinearLayer, MBConvLayer, ResidualBlock
             from ofa.utils.pytorch_modules import MyGlobalAvgPool2d
     except ImportError as exc:
-        raise OfaProfileError(f"graph flavour 'ofa' needs OFA's package, which does not import here ({exc}); "
-                              f"install it: pip install --no-deps ofa==0.1.0.post202307202001") from None
+        raise _no_ofa(exc, "graph flavour 'ofa' needs OFA's package") from None
     return types.SimpleNamespace(ConvLayer=ConvLayer, IdentityLayer=IdentityLayer, LinearLayer=LinearLayer,
                                  MBConvLayer=MBConvLayer, ResidualBlock=ResidualBlock,
                                  MyGlobalAvgPool2d=MyGlobalAvgPool2d)
+
+
+def ofa_networks() -> types.ModuleType:
+    """OFA's ``ofa.imagenet_classification.elastic_nn.networks`` (``OFAMobileNetV3``, ``OFAProxylessNASNets``), as an
+    OFA user builds a subnet with it; one line naming the install where the package is absent."""
+    try:
+        with ofa_import_stand_ins():
+            from ofa.imagenet_classification.elastic_nn import networks
+    except ImportError as exc:
+        raise _no_ofa(exc, "OFA's networks need OFA's package") from None
+    return networks
+
+
+def _no_ofa(exc: ImportError, what: str) -> OfaProfileError:
+    return OfaProfileError(f"{what}, which does not import here ({exc}); install it: "
+                           f"pip install --no-deps ofa==0.1.0.post202307202001")
 
 
 class _Flatten(nn.Module):

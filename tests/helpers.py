@@ -11,7 +11,6 @@ import random
 import shutil
 import signal
 import sys
-import types
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,9 +49,9 @@ def synthetic_dataset(n=400, seed=0, space="ofa-mbv3-w1.0"):
 FAST_TIMING = {"warmup_runs": 1, "min_runs": 3, "max_runs": 3, "max_time_s": 0.5, "target_iqr_rel": 1.0}
 
 
-def fast_spec(tmp_path: Path, runtime: str, name: str = "fast") -> Path:
+def fast_spec(tmp_path: Path, runtime: str, name: str = "fast", timing: dict | None = None) -> Path:
     spec = {"format": "ofa-profile-device", "schema_version": 1, "name": name, "description": "test device",
-            "runtime": runtime, "transport": "local", "num_threads": 1, "timing": FAST_TIMING}
+            "runtime": runtime, "transport": "local", "num_threads": 1, "timing": timing or FAST_TIMING}
     p = tmp_path / f"{name}.json"
     p.write_text(json.dumps(spec))
     return p
@@ -251,45 +250,12 @@ def accuracy_row(index: int) -> dict:
 KNOWN_ROW = 780
 
 
-# OFA's own package, imported with stand-ins for the modules it needs only for its
-# data loaders; the stand-ins are visible only while ``ofa`` imports, never to the rest of the test run
-@contextlib.contextmanager
-def _ofa_import_shims():
-    tv = types.ModuleType("torchvision")
-    tr = types.ModuleType("torchvision.transforms")
-    trf = types.ModuleType("torchvision.transforms.functional")
-    ds = types.ModuleType("torchvision.datasets")
-
-    class _Stub:  # OFA subclasses transforms.RandomResizedCrop at import time
-        def __init__(self, *a, **k):
-            pass
-
-    tr.RandomResizedCrop = _Stub
-    tr.InterpolationMode = types.SimpleNamespace(BILINEAR=2, BICUBIC=3)
-    tr.functional, tv.transforms, tv.datasets = trf, tr, ds
-    stubs = {"torchvision": tv, "torchvision.transforms": tr, "torchvision.transforms.functional": trf,
-             "torchvision.datasets": ds}
-    try:
-        import torch._six  # noqa: F401  (present in torch < 2)
-    except ImportError:
-        six = types.ModuleType("torch._six")
-        six.string_classes = (str, bytes)
-        stubs["torch._six"] = six
-    saved = {k: sys.modules[k] for k in stubs if k in sys.modules}
-    sys.modules.update({k: v for k, v in stubs.items() if k not in saved})
-    try:
-        yield
-    finally:
-        for k in stubs:
-            if k not in saved:
-                sys.modules.pop(k, None)
-
-
 def ofa_networks():
-    """OFA's ``elastic_nn.networks`` module (the test skips, naming the install, where ``ofa`` is absent)."""
-    with _ofa_import_shims():
-        try:
-            from ofa.imagenet_classification.elastic_nn import networks
-        except ImportError as exc:
-            pytest.skip(f"PyPI package 'ofa' not importable ({exc}); install: pip install --no-deps ofa")
-    return networks
+    """OFA's ``elastic_nn.networks`` module, imported with the stand-ins of :mod:`ofa_profile.ofa_graph` (visible
+    only while ``ofa`` imports); the test skips, naming the install, where ``ofa`` is absent."""
+    from ofa_profile.errors import OfaProfileError
+    from ofa_profile.ofa_graph import ofa_networks as networks
+    try:
+        return networks()
+    except OfaProfileError as exc:
+        pytest.skip(str(exc))

@@ -20,8 +20,15 @@ from ofa_profile.model_file import ModelFileError, check_model_file
 from ofa_profile.space import get_space
 from ofa_profile.timed import Timed
 
+from helpers import fast_spec as _fast_spec
+
 ROOT = Path(__file__).resolve().parents[1]
 FAST_TIMING = {"warmup_runs": 1, "min_runs": 5, "max_runs": 5, "max_time_s": 0.5, "target_iqr_rel": 1.0}
+
+
+def fast_spec(tmp_path: Path, runtime: str) -> Path:
+    """helpers' fast local device, timed 5 runs (the JSON's run count is checked)."""
+    return _fast_spec(tmp_path, runtime, timing=FAST_TIMING)
 SMALL = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 128}
 LITERT_BENCHMARK = Path(sys.executable).with_name("litert-benchmark")
 
@@ -41,14 +48,6 @@ def assert_one_line_error(res, fragment="", code=1):
     err = res.stderr.strip()
     assert len(err.splitlines()) == 1, err
     assert "Traceback" not in res.output and fragment in err, err
-
-
-def fast_spec(tmp_path: Path, runtime: str, name: str = "fast") -> Path:
-    spec = {"format": "ofa-profile-device", "schema_version": 1, "name": name, "description": "test device",
-            "runtime": runtime, "transport": "local", "num_threads": 1, "timing": FAST_TIMING}
-    p = tmp_path / f"{name}-{runtime}.json"
-    p.write_text(json.dumps(spec))
-    return p
 
 
 @pytest.fixture(scope="module")

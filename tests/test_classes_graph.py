@@ -17,22 +17,15 @@ from ofa_profile.ops import enumerate_ops, ops_at_resolution, subnet_ops
 from ofa_profile.space import get_space
 from ofa_profile.timed import Timed, TimedError
 
+from helpers import fast_spec
+
 ROOT = Path(__file__).resolve().parents[1]
-FAST_TIMING = {"warmup_runs": 1, "min_runs": 3, "max_runs": 3, "max_time_s": 0.5, "target_iqr_rel": 1.0}
 HEAD_1000 = "Logits-input:1x1x1280-output:1000"
 HEAD_10 = "Logits-input:1x1x1280-output:10"
 
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def fast_spec(tmp_path: Path, runtime: str = "onnxruntime") -> Path:
-    spec = {"format": "ofa-profile-device", "schema_version": 1, "name": "fast", "description": "test device",
-            "runtime": runtime, "transport": "local", "num_threads": 1, "timing": FAST_TIMING}
-    p = tmp_path / "fast.json"
-    p.write_text(json.dumps(spec))
-    return p
 
 
 def with_head_10(lut, ms=0.01):
@@ -112,7 +105,7 @@ def test_an_export_is_predicted_as_exported(tmp_path):
 
 
 def test_measure_classes_adds_the_head_beside_the_luts_own(tmp_path):
-    dev = fast_spec(tmp_path)
+    dev = fast_spec(tmp_path, "onnxruntime")
     out = tmp_path / "lut.json"
     res = run("measure", "--device", dev, "--resolutions", "128", "--out", out, "--limit", "3", "--quiet")
     assert res.exit_code == 0, res.output
@@ -129,7 +122,7 @@ def test_measure_classes_adds_the_head_beside_the_luts_own(tmp_path):
 
 
 def test_measure_graph_ofa_times_ofas_modules_and_is_never_mixed(tmp_path):
-    dev = fast_spec(tmp_path)
+    dev = fast_spec(tmp_path, "onnxruntime")
     out = tmp_path / "ofa.json"
     res = run("measure", "--device", dev, "--resolutions", "128", "--out", out, "--graph", "ofa", "--limit", "2",
               "--quiet")

@@ -1,7 +1,7 @@
 """Compatibility with OFA's own implementation (PyPI package ``ofa``, installed with ``--no-deps``).
 
 Install: ``pip install --no-deps ofa==0.1.0.post202307202001``.  OFA's package imports torchvision and
-``torch._six`` (gone from torch 2) at import time for its data loaders; ``helpers.ofa_networks`` inserts
+``torch._six`` (gone from torch 2) at import time for its data loaders; ``helpers.ofa_networks`` (through ``ofa_profile.ofa_graph.ofa_import_stand_ins``) inserts
 tiny stand-in modules for those names only while ``ofa`` imports and removes them right after (no later test
 sees a fake torchvision).
 """

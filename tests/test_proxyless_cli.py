@@ -15,7 +15,7 @@ from ofa_profile.cli import main
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
 
-from helpers import FAST_TIMING
+from helpers import fast_spec
 
 SPACE = "ofa-proxyless-w1.3"
 
@@ -24,20 +24,12 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def fast_device(tmp_path: Path, runtime: str) -> Path:
-    spec = {"format": "ofa-profile-device", "schema_version": 1, "name": f"fast-{runtime}", "description": "test",
-            "runtime": runtime, "transport": "local", "num_threads": 1, "timing": FAST_TIMING}
-    p = tmp_path / f"fast-{runtime}.json"
-    p.write_text(json.dumps(spec))
-    return p
-
-
 @pytest.fixture(scope="module")
 def lut128(tmp_path_factory):
     """A complete r=128 ProxylessNAS LUT measured with PyTorch eager (fast timing)."""
     d = tmp_path_factory.mktemp("px")
     out = d / "px.json"
-    res = run("measure", "--device", fast_device(d, "torch"), "--space", SPACE, "--resolutions", "128",
+    res = run("measure", "--device", fast_spec(d, "torch", name="fast-torch"), "--space", SPACE, "--resolutions", "128",
               "--out", out, "--quiet")
     assert res.exit_code == 0, res.output
     return out
@@ -65,7 +57,7 @@ def test_measure_on_the_other_cpu_runtimes(tmp_path, runtime):
     if not ok:
         pytest.skip(why)
     out = tmp_path / "l.json"
-    res = run("measure", "--device", fast_device(tmp_path, runtime), "--space", SPACE, "--resolutions", "160",
+    res = run("measure", "--device", fast_spec(tmp_path, runtime, name=f"fast-{runtime}"), "--space", SPACE, "--resolutions", "160",
               "--out", out, "--limit", "8", "--quiet")
     assert res.exit_code == 0, res.output
     lut = load_lut(out)
@@ -75,7 +67,7 @@ def test_measure_on_the_other_cpu_runtimes(tmp_path, runtime):
 
 def test_measure_default_out_names_the_space(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = run("measure", "--device", fast_device(tmp_path, "torch"), "--space", SPACE, "--resolutions", "128",
+    res = run("measure", "--device", fast_spec(tmp_path, "torch", name="fast-torch"), "--space", SPACE, "--resolutions", "128",
               "--limit", "2", "--quiet")
     assert res.exit_code == 0, res.output
     assert (tmp_path / f"fast-torch-{SPACE}.json").exists()
@@ -211,7 +203,7 @@ def test_calibrate_a_proxyless_lut(lut128, tmp_path, monkeypatch):
 
     from ofa_profile.lut import load_lut
     monkeypatch.chdir(tmp_path)
-    dev = fast_device(tmp_path, "torch")
+    dev = fast_spec(tmp_path, "torch", name="fast-torch")
     lut_path = tmp_path / f"fast-torch-{SPACE}.json"          # measure's default name for this space
     shutil.copy(lut128, lut_path)
     res = run("calibrate", "--device", dev, "--space", "ofa-mbv3-w1.0", "--lut", lut_path, "--samples", "10")
