@@ -81,20 +81,26 @@ def run_accuracy_dataset(plan: ShardPlan, n_subnets: int, *, device: str, device
                          resolutions: str = "all", train_data: str | None = None, val_data: str | None = None,
                          cache_dir: str | None = None, n_val: int = 1000, n_calib: int = 2000,
                          batch_size: int | None = None, engine: str = "auto", progress: bool = True,
-                         resume: bool = True) -> dict[str, Any] | None:
+                         resume: bool = True, precision: str = "fp32",
+                         n_int8_calib: int | None = None) -> dict[str, Any] | None:
     """Evaluate this process's shard of ``n_subnets`` seeded random subnets of ``supernet`` (the bundled weights
     by default; its own space unless ``space``) into ``plan.target``; under torchrun with several processes,
     rank 0 then merges every shard into ``plan.out``.  Returns the summary, or None on the other torchrun ranks.
 
     ``device``: a checked torch device (``device_auto``: chosen automatically); ``batch_size``: images per BN
     recalibration batch (default 25 on CPU, 100 else); ``train_data``/``val_data`` default to the shared
-    Imagenette (:func:`ofa_model.evaldata.default_data`).  The caller holds the locks of ``plan.writes``."""
+    Imagenette (:func:`ofa_model.evaldata.default_data`).  The caller holds the locks of ``plan.writes``.
+
+    ``precision="int8"``: the int8 top-1 of each subnet beside its fp32 one, both in ONNX Runtime on the CPU
+    (as ``evaluate --precision int8``; activation ranges from ``n_int8_calib`` seeded training images, default
+    :data:`ofa_model.data.INT8_CALIB_IMAGES`): the whole evaluation runs on the CPU."""
     import time
 
     from .bundle import load_supernet
+    from .data import INT8_CALIB_IMAGES
 
     fix_malloc()   # torch eager without it spends as long in the kernel (mmap/munmap) as in the convolutions
-    dev = plan.torch_device(device, device_auto)
+    dev = "cpu" if precision == "int8" else plan.torch_device(device, device_auto)
     if batch_size is None:
         batch_size = 25 if dev == "cpu" else 100
     model, info = load_supernet(supernet, space=space, device=dev)
@@ -111,7 +117,8 @@ def run_accuracy_dataset(plan: ShardPlan, n_subnets: int, *, device: str, device
         dist.init_process_group("gloo", timeout=datetime.timedelta(days=2))   # a barrier only: gloo everywhere
     p = accuracy_dataset(model, tr, va, plan.target, n_subnets, seed=seed, resolutions=res, n_val=n_val,
                          n_calib=n_calib, batch_size=batch_size, device=dev, shard=(k, n), space=sp.name,
-                         progress=progress and k == 0, resume=resume, engine=engine)
+                         progress=progress and k == 0, resume=resume, engine=engine, precision=precision,
+                         n_int8_calib=n_int8_calib or INT8_CALIB_IMAGES)
     if plan.distributed:
         dist.barrier()
         if k == 0:
@@ -121,5 +128,6 @@ def run_accuracy_dataset(plan: ShardPlan, n_subnets: int, *, device: str, device
         if k != 0:
             return None
     return {"out": str(p), "rows": csv_rows(p), "shard": f"{k}/{n}", "seed": seed, "space": sp.name,
+            "precision": precision,
             "supernet": info.path, "supernet_sha256": info.sha256, "verified": info.verified,
             "elapsed_s": round(time.monotonic() - t0, 1)}

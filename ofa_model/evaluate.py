@@ -32,12 +32,28 @@ from .data import INT8_CALIB_IMAGES, eval_batches, int8_calibration_images, trai
 from .evaldata import default_data, supernet_caches
 from .export import onnx_export
 
-__all__ = ["subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
+__all__ = ["csv_fields", "INT8_FIELDS", "subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
            "CSV_FIELDS", "PARTIAL_SUFFIX", "evaluate_arch", "evaluate_precisions", "int8_calibration_images",
            "INT8_CALIB_IMAGES"]
 
 CSV_FIELDS = ("index", "space", "seed", "r", "d", "ks", "e", "accuracy", "macs", "params", "n_val", "n_calib",
               "batch_size", "arch")
+#: the further columns of an int8 dataset (``accuracy`` is then the int8 top-1, ``accuracy_fp32`` the same subnet's
+#: fp32 top-1 on the same val images; an fp32 dataset has no ``precision`` column)
+INT8_FIELDS = ("precision", "accuracy_fp32", "n_int8_calib")
+PRECISIONS = ("fp32", "int8")
+
+
+def csv_fields(precision: str = "fp32") -> tuple[str, ...]:
+    """The columns of an accuracy-dataset CSV of ``precision``."""
+    if precision not in PRECISIONS:
+        raise OfaProfileError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return CSV_FIELDS + (INT8_FIELDS if precision == "int8" else ())
+
+
+def _precision_of(fields: Sequence[str]) -> str | None:
+    """The precision of a CSV with these columns, None for columns of neither kind."""
+    return next((p for p in PRECISIONS if tuple(fields) == csv_fields(p)), None)
 ORT_CHUNK = 8   # images per onnxruntime call: small batches stay in cache (~1.5x the img/s of 100 on one core)
 PARTIAL_SUFFIX = ".partial.csv"
 
@@ -140,7 +156,7 @@ def _count_correct(sub, run, val_cache, r: int, batch_size: int, idx, device) ->
 def evaluate_precisions(model, spec: SubnetSpec, train_cache, val_cache, precisions: Sequence[str] = ("fp32", "int8"),
                         n_val: int = 0, n_calib: int = 2000, n_int8_calib: int = INT8_CALIB_IMAGES,
                         batch_size: int = 100, resolution: int | None = None, val_seed: int = 0, calib_seed: int = 0,
-                        timings: dict | None = None) -> dict[str, float]:
+                        timings: dict | None = None, val_indices: Sequence[int] | None = None) -> dict[str, float]:
     """Top-1 (fraction) of ``spec`` at each of ``precisions`` on the same val subset, one BN recalibration shared:
     ``fp32`` and ``int8`` both run in ONNX Runtime on the CPU (the int8 model: the fp32 one quantized by
     :func:`ofa_profile.quantize.quantize_onnx`, calibrated on :func:`int8_calibration_images`)."""
@@ -154,7 +170,7 @@ def evaluate_precisions(model, spec: SubnetSpec, train_cache, val_cache, precisi
     now = _clock("cpu", "cpu")
     sub, t_extract, t_calib = _recalibrated(model.cpu(), spec, train_cache, n_calib, batch_size, "cpu", r, calib_seed,
                                             now)
-    idx = val_subset(len(val_cache), n_val, val_seed)
+    idx = val_indices if val_indices is not None else val_subset(len(val_cache), n_val, val_seed)
     out: dict[str, float] = {}
     tm: dict = {"extract_s": t_extract, "calib_s": t_calib}
     with torch.no_grad():
@@ -221,9 +237,9 @@ def _ort_runner(sub, r: int, calibration: Sequence | None = None):
     return run
 
 
-def _write_csv_atomic(rows: list[dict], path: Path) -> None:
+def _write_csv_atomic(rows: list[dict], path: Path, fields: Sequence[str] = CSV_FIELDS) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w = csv.DictWriter(f, fieldnames=list(fields))
         w.writeheader()
         w.writerows(rows)
 
@@ -234,8 +250,9 @@ def dataset_spec(space: str, seed: int, index: int, resolutions: Sequence[int]) 
     return get_space(space).sample(rng, resolution=rng.choice(tuple(resolutions)))
 
 
-def _read_rows(path: Path) -> list[dict]:
-    """Complete rows of an earlier output or partial file (a kill may have cut the last line)."""
+def _read_rows(path: Path, precision: str = "fp32") -> list[dict]:
+    """Complete rows of an earlier output or partial file (a kill may have cut the last line) of a dataset of
+    ``precision`` (a file of the other precision is refused: one dataset, one precision)."""
     if not path.exists():
         return []
     text = path.read_text()
@@ -245,20 +262,31 @@ def _read_rows(path: Path) -> list[dict]:
     if not lines[-1].endswith("\n"):
         lines = lines[:-1]
     reader = csv.DictReader(lines)
-    if tuple(reader.fieldnames or ()) != CSV_FIELDS:
+    fields = csv_fields(precision)
+    found = _precision_of(reader.fieldnames or ())
+    if found is not None and found != precision:
+        raise OfaProfileError(f"{path} holds {found} accuracies and this run measures {precision} ones (one dataset, "
+                              f"one precision); choose another --out or delete it")
+    if found is None:
         raise OfaProfileError(f"{path} exists but is not an accuracy-dataset CSV of this version (columns "
-                              f"{','.join(CSV_FIELDS)}); choose another --out or delete it")
-    return [r for r in reader if all(r.get(k) not in (None, "") for k in CSV_FIELDS)]
+                              f"{','.join(fields)}); choose another --out or delete it")
+    return [r for r in reader if all(r.get(k) not in (None, "") for k in fields)]
 
 
 def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, n_subnets: int, seed: int = 0,
                      resolutions: Sequence[int] | None = None, n_val: int = 1000, n_calib: int = 2000,
                      batch_size: int = 100, device=None, shard: tuple[int, int] = (0, 1),
                      space: str | None = None, progress: bool = False, resume: bool = True,
-                     engine: str = "auto") -> Path:
+                     engine: str = "auto", precision: str = "fp32", n_int8_calib: int = INT8_CALIB_IMAGES) -> Path:
     """Evaluate ``n_subnets`` seeded random subnets and write the CSV (``CSV_FIELDS``) atomically.
     Returns the CSV path.  ``space`` defaults to the supernet's space.  With ``resume`` rows already in the
-    output or its partial file are kept, not re-evaluated."""
+    output or its partial file are kept, not re-evaluated.
+
+    ``precision="int8"``: each subnet's top-1 as :func:`evaluate_precisions` measures it (``evaluate --precision
+    int8``: ONNX Runtime on the CPU, quantized after the BN recalibration, activation ranges from
+    ``n_int8_calib`` seeded training images); ``accuracy`` is the int8 top-1 and ``accuracy_fp32`` the fp32 one
+    on the same val images (columns :func:`csv_fields`)."""
+    fields = csv_fields(precision)
     sp = get_space(space or model.space.name)
     res = tuple(resolutions or sp.resolutions)
     k, n = shard
@@ -272,15 +300,16 @@ def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, 
     done: dict[int, dict] = {}
     if resume:
         for src in (out, partial):
-            for row in _read_rows(src):
+            for row in _read_rows(src, precision):
                 i = int(row["index"])
                 if i not in wanted:
                     continue
                 spec = dataset_spec(sp.name, seed, i, res)
                 if (row["space"], int(row["seed"]), row["arch"], int(row["n_val"]), int(row["n_calib"]),
-                        int(row["batch_size"])) != (sp.name, seed, spec.short(), len(val_idx), n_calib, batch_size):
+                        int(row["batch_size"])) != (sp.name, seed, spec.short(), len(val_idx), n_calib, batch_size) \
+                        or (precision == "int8" and int(row["n_int8_calib"]) != n_int8_calib):
                     raise OfaProfileError(f"{src} holds row {i} of another run (seed/space/resolutions/--n-val/"
-                                          f"--n-calib/--batch-size differ); choose another --out or delete it")
+                                          f"--n-calib/--batch-size/--int8-calib-images differ); choose another --out or delete it")
                 done[i] = row
     else:
         partial.unlink(missing_ok=True)
@@ -289,26 +318,34 @@ def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, 
         print(f"[evaluate] resuming: {len(done)} row(s) kept, {len(todo)} to evaluate", file=__import__("sys").stderr)
     t0 = time.monotonic()
     # the partial file restarts clean (its complete rows only: a kill may have cut its last line)
-    _write_csv_atomic(_read_rows(partial) if resume else [], partial)
+    _write_csv_atomic(_read_rows(partial, precision) if resume else [], partial, fields)
     with open(partial, "a", newline="") as pf:
-        pw = csv.DictWriter(pf, fieldnames=CSV_FIELDS)
+        pw = csv.DictWriter(pf, fieldnames=list(fields))
         it = todo
         if progress:
             from tqdm import tqdm
             it = tqdm(todo, desc="subnets", file=__import__("sys").stderr)
         for i in it:
             spec = dataset_spec(sp.name, seed, i, res)
-            top1 = evaluate_spec(model, spec, train_cache, val_cache, n_calib=n_calib, batch_size=batch_size,
-                                 device=device, val_indices=val_idx, calib_seed=seed, engine=engine)
+            extra: dict = {}
+            if precision == "int8":
+                both = evaluate_precisions(model, spec, train_cache, val_cache, ("fp32", "int8"), n_calib=n_calib,
+                                           n_int8_calib=n_int8_calib, batch_size=batch_size, calib_seed=seed,
+                                           val_indices=val_idx)
+                top1 = both["int8"]
+                extra = {"precision": "int8", "accuracy_fp32": round(both["fp32"], 6), "n_int8_calib": n_int8_calib}
+            else:
+                top1 = evaluate_spec(model, spec, train_cache, val_cache, n_calib=n_calib, batch_size=batch_size,
+                                     device=device, val_indices=val_idx, calib_seed=seed, engine=engine)
             macs, params = subnet_macs_params(spec, n_classes)
             row = {"index": i, "space": sp.name, "seed": seed, "r": spec.r, "d": json.dumps(list(spec.d)),
                    "ks": json.dumps(list(spec.ks)), "e": json.dumps(list(spec.e)), "accuracy": round(top1, 6),
                    "macs": macs, "params": params, "n_val": len(val_idx), "n_calib": n_calib, "batch_size": batch_size,
-                   "arch": spec.short()}
+                   "arch": spec.short(), **extra}
             pw.writerow(row)
             pf.flush()
             done[i] = {k2: str(v) for k2, v in row.items()}
-    _write_csv_atomic([done[i] for i in sorted(done)], out)
+    _write_csv_atomic([done[i] for i in sorted(done)], out, fields)
     partial.unlink(missing_ok=True)
     if progress:
         rate = len(todo) / max(1e-9, time.monotonic() - t0) * 60
@@ -317,20 +354,23 @@ def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, 
     return out
 
 
-def _shard_row(row: dict, where: str) -> int:
+def _shard_row(row: dict, where: str, fields: Sequence[str] = CSV_FIELDS) -> int:
     """Check one row of a shard CSV (the types ``accuracy_dataset`` writes); return its index."""
     import math
 
-    if None in row or any(row.get(k) in (None, "") for k in CSV_FIELDS):
+    if None in row or any(row.get(k) in (None, "") for k in fields):
         raise OfaProfileError(f"{where} has {'more' if None in row else 'fewer'} fields than the columns "
-                              f"{','.join(CSV_FIELDS)}")
+                              f"{','.join(fields)}")
     try:
         for k in ("index", "seed", "r", "macs", "params", "n_val", "n_calib", "batch_size"):
             if int(row[k]) < 0:
                 raise ValueError(f"{k}={row[k]} is negative")
-        acc = float(row["accuracy"])
-        if not (math.isfinite(acc) and 0 <= acc <= 1):
-            raise ValueError(f"accuracy={row['accuracy']} is not a fraction in [0, 1]")
+        for k in ("accuracy", "accuracy_fp32") if "accuracy_fp32" in fields else ("accuracy",):
+            acc = float(row[k])
+            if not (math.isfinite(acc) and 0 <= acc <= 1):
+                raise ValueError(f"{k}={row[k]} is not a fraction in [0, 1]")
+        if "precision" in fields and row["precision"] != "int8":
+            raise ValueError(f"precision={row['precision'][:20]} in an int8 shard")
         for k in ("d", "ks", "e"):
             try:
                 v = loads_strict(row[k])
@@ -349,6 +389,7 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike)
     :class:`~ofa_profile.errors.OfaProfileError` naming the file and line, and ``out_csv`` is left as it was."""
     rows: dict[int, dict] = {}
     run: tuple | None = None
+    precision: str | None = None
     for p in paths:
         try:
             text = Path(p).read_text(encoding="utf-8-sig")  # a leading BOM (Excel) is not data
@@ -358,7 +399,12 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike)
         reader = csv.DictReader(text.splitlines())
         try:
             fields = tuple(reader.fieldnames or ())
-            if fields != CSV_FIELDS:
+            found = _precision_of(fields)
+            if found is not None and precision is not None and found != precision:
+                raise OfaProfileError(f"shard CSV {p} holds {found} accuracies and the shards before it {precision} "
+                                      f"ones; merge shards of one precision")
+            precision = found or precision
+            if found is None:
                 missing = [k for k in CSV_FIELDS if k not in fields]
                 raise OfaProfileError(
                     f"shard CSV {p} is not an accuracy-dataset CSV of this version ("
@@ -366,20 +412,20 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike)
                     + f"; expected {','.join(CSV_FIELDS)}): pass the files `accuracy-dataset --shard k/n` wrote")
             for row in reader:
                 where = f"shard CSV {p} line {reader.line_num}"
-                i = _shard_row(row, where)
-                ident = (row["space"], row["seed"], row["n_val"], row["n_calib"])
+                i = _shard_row(row, where, fields)
+                ident = (row["space"], row["seed"], row["n_val"], row["n_calib"], row.get("n_int8_calib", "-"))
                 if run is None:
                     run = ident
                 elif ident != run:
-                    raise OfaProfileError(f"{where} comes from another run (space, seed, n_val, n_calib "
-                                          f"{', '.join(ident)} vs {', '.join(run)}); merge shards of one run")
+                    raise OfaProfileError(f"{where} comes from another run (space, seed, n_val, n_calib, "
+                                          f"n_int8_calib {', '.join(ident)} vs {', '.join(run)}); merge shards of one run")
                 if i in rows:
                     raise OfaProfileError(f"subnet index {i} appears in two shards ({p}); evaluate disjoint shards")
                 rows[i] = row
         except csv.Error as exc:
             raise OfaProfileError(f"shard CSV {p} is not a readable CSV ({exc})") from None
     out = Path(out_csv)
-    _write_csv_atomic([rows[i] for i in sorted(rows)], out)
+    _write_csv_atomic([rows[i] for i in sorted(rows)], out, csv_fields(precision or "fp32"))
     return out
 
 

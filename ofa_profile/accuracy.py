@@ -244,6 +244,7 @@ def fit_accuracy_predictor(data: "str | Path | AccuracyDataset", model: str = DE
                                    if ds.source else "",
                                    "sklearn_version": sklearn.__version__,
                                    "measured_resolutions": list(ds.resolutions),
+                                   **({"precision": ds.precision} if ds.precision != "fp32" else {}),
                                    **({"gbm_trees": trees, "gbm_learning_rate": lr} if "gbm" in model else {}),
                                    **({"gbm_max_depth": gbm_max_depth} if "gbm" in model and gbm_max_depth != 3
                                       else {}),

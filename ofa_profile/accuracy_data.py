@@ -22,7 +22,7 @@ from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["AccuracyDataset", "csv_records", "read_accuracy_csv", "read_accuracy_csvs", "split_dataset",
+__all__ = ["ACCURACY_PRECISIONS", "AccuracyDataset", "csv_records", "read_accuracy_csv", "read_accuracy_csvs", "split_dataset",
            "read_specs_csv", "short_value", "load_subnets", "subnet_groups", "grouped_folds", "SOURCE_SEPARATOR"]
 
 
@@ -33,12 +33,19 @@ def short_value(v: Any) -> str:
     return t if len(t) <= 60 else t[:57] + "..."
 
 
+ACCURACY_PRECISIONS = ("fp32", "int8")
+
+
 @dataclass(frozen=True, eq=False)
 class AccuracyDataset:
-    """Subnets with measured top-1 accuracy (fraction)."""
+    """Subnets with measured top-1 accuracy (fraction) of the subnets run in ``precision`` (a CSV's ``precision``
+    column, fp32 where it has none); ``accuracy_fp32``: the fp32 top-1 of the same subnets on the same images where
+    the CSV holds it (an int8 dataset of ``accuracy-dataset --precision int8``), else None."""
     specs: tuple[SubnetSpec, ...]
     accuracy: "np.ndarray"
     source: str = ""
+    precision: str = "fp32"
+    accuracy_fp32: "np.ndarray | None" = None
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -48,7 +55,17 @@ class AccuracyDataset:
         return tuple(sorted({s.r for s in self.specs}))
 
     def subset(self, idx: Sequence[int]) -> "AccuracyDataset":
-        return AccuracyDataset(tuple(self.specs[i] for i in idx), self.accuracy[list(idx)], self.source)
+        fp32 = None if self.accuracy_fp32 is None else self.accuracy_fp32[list(idx)]
+        return AccuracyDataset(tuple(self.specs[i] for i in idx), self.accuracy[list(idx)], self.source, self.precision,
+                               fp32)
+
+    def drop(self) -> "AccuracyDataset":
+        """The int8 drop of each subnet as its 'accuracy': int8 top-1 - fp32 top-1 (a fraction, usually <= 0),
+        for fitting a drop model (needs an int8 dataset with its fp32 column)."""
+        if self.accuracy_fp32 is None:
+            raise OfaProfileError(f"{self.source or 'the dataset'} holds no fp32 top-1 beside its {self.precision} one "
+                                  f"(column accuracy_fp32 of accuracy-dataset --precision int8): no drop to model")
+        return AccuracyDataset(self.specs, self.accuracy - self.accuracy_fp32, self.source, "int8-drop")
 
 
 def csv_records(fh: Any, path: Path) -> tuple[list[str], Any]:
@@ -108,7 +125,14 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
                                   f"an accuracy CSV needs d, ks, e, r (or image_size) and accuracy")
         specs: list[SubnetSpec] = []
         acc: list[float] = []
+        fp32: list[float] = []
+        precision: str | None = None
         for i, row in enumerate(reader, start=2):
+            prec = _row_precision(row, i, p)
+            if precision is not None and prec != precision:
+                raise OfaProfileError(f"{p}: row {i} is {prec} and the rows before it {precision}: one accuracy "
+                                      f"dataset holds one precision; split the file")
+            precision = prec
             sp_name = row.get("space") or space or DEFAULT_SPACE
             rv: Any = row[rcol]
             try:
@@ -133,6 +157,8 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
                 raise OfaProfileError(f"{p}: row {i}: accuracy {short_value(a)} is not a finite number in 0..1 (or a "
                                       f"percentage 0..100); fix or drop that row")
             acc.append(v)
+            if "accuracy_fp32" in cols:
+                fp32.append(_fraction(row["accuracy_fp32"], "accuracy_fp32", i, p))
     if not specs:
         raise OfaProfileError(f"{p} has no rows")
     y = np.array(acc, dtype=np.float64)
@@ -140,10 +166,30 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
         y = y / 100.0
     elif (y > 1.0).any():
         raise OfaProfileError(f"{p}: accuracies mix fractions and percentages; write all as fractions (0..1)")
+    y32 = np.array(fp32, dtype=np.float64) if fp32 else None
     names = {s.space for s in specs}
     if len(names) > 1 and not all(same_macro_architecture(n, next(iter(names))) for n in names):
         raise OfaProfileError(f"{p} mixes subnets of different supernets ({', '.join(sorted(names))})")
-    return AccuracyDataset(tuple(specs), y, str(p))
+    return AccuracyDataset(tuple(specs), y, str(p), precision or "fp32", y32)
+
+
+def _row_precision(row: Mapping[str, Any], i: int, p: Path) -> str:
+    v = row.get("precision")
+    if v in (None, ""):
+        return "fp32"
+    if v not in ACCURACY_PRECISIONS:
+        raise OfaProfileError(f"{p}: row {i}: precision {short_value(v)} is not one of {', '.join(ACCURACY_PRECISIONS)}")
+    return str(v)
+
+
+def _fraction(text: Any, name: str, i: int, p: Path) -> float:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise OfaProfileError(f"{p}: row {i}: {name} {short_value(text)} is not a fraction in 0..1; fix or drop that row")
+    return v
 
 
 SOURCE_SEPARATOR = " + "   # between the files of a dataset read from several CSVs
@@ -162,8 +208,14 @@ def read_accuracy_csvs(paths: Sequence[str | Path], space: str | None = None) ->
     if not all(same_macro_architecture(n, names[0]) for n in names):
         raise OfaProfileError(f"the accuracy CSVs describe different supernets ({', '.join(names)}); fit one at a "
                               f"time")
+    precs = {d.precision for d in parts}
+    if len(precs) > 1:
+        desc = ", ".join(f"{d.source}: {d.precision}" for d in parts)
+        raise OfaProfileError(f"the accuracy CSVs hold different precisions ({desc}); fit one precision at a time")
+    fp32 = (np.concatenate([d.accuracy_fp32 for d in parts])  # type: ignore[misc]
+            if all(d.accuracy_fp32 is not None for d in parts) else None)
     return AccuracyDataset(tuple(s for d in parts for s in d.specs), np.concatenate([d.accuracy for d in parts]),
-                           SOURCE_SEPARATOR.join(d.source for d in parts))
+                           SOURCE_SEPARATOR.join(d.source for d in parts), parts[0].precision, fp32)
 
 
 def subnet_groups(ds: AccuracyDataset) -> "np.ndarray":

@@ -175,6 +175,25 @@ def predictor_block(pred: Any, why: str, resolutions: Any, log: Log = _quiet) ->
             "outside_trained_range": outside}
 
 
+def accuracy_precision(pred: Any, lut_precision: str, log: Log = _quiet) -> str:
+    """The precision whose top-1 ``pred`` predicts (``info.precision`` of a predictor fitted on an accuracy
+    dataset of ``accuracy-dataset --precision int8``; fp32 otherwise).  Int8 accuracy with an fp32 latency source is
+    refused (one line); an int8 LUT with an fp32 predictor is said (the search trades int8 latency against fp32
+    accuracy)."""
+    p = str(pred.info.get("precision", "fp32"))
+    if p not in ("fp32", "int8"):
+        raise OfaProfileError(f"the accuracy predictor predicts {p!r}, not a top-1 of fp32 or int8 subnets; fit one on "
+                              f"an accuracy dataset (accuracy-dataset, optionally --precision int8)")
+    if p == "int8" and lut_precision != "int8":
+        raise OfaProfileError(f"the accuracy data are int8 top-1 but the latency source times {lut_precision} "
+                              f"blocks; search an int8 LUT (ofa-profile measure --precision int8) or pass fp32 "
+                              f"accuracy data")
+    if p == "fp32" and lut_precision == "int8":
+        log("accuracy: the predictor's fp32 top-1 (int8 latency, fp32 accuracy); for int8 top-1 pass --accuracy-data "
+            "of `ofa-profile accuracy-dataset --precision int8`")
+    return p
+
+
 def refresh_drift(src: Any, adapter: str | None, no_calibration: bool, n: int, device_ref: str,
                   log: Log = _quiet) -> Any:
     """pareto --refresh: the device's drift since its LUT was calibrated (measure_drift)."""
@@ -417,9 +436,12 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
         pfile = str(predictor or accuracy_data or (bundled_predictor_path() if accuracy == "bundled"
                                                    else imagenet_predictor_path()))
     pred.check_space(sp.name)
+    precision = accuracy_precision(pred, src.lut.timed.precision if src.lut is not None else "fp32", log=log)
     res = search_resolutions(resolutions, sp.name, src.resolutions, pred, src.lut, log=log)
     # `file`: the predictor file, or the CSV a predictor was fitted on (--accuracy-data)
-    pblock = {**predictor_block(pred, why, res, log=log), "file": pfile}
+    pblock = {**predictor_block(pred, why, res, log=log), "file": pfile, "precision": precision}
+    if precision != "fp32":
+        pblock["label"] = f"{precision} {pblock['label']}"
     auto = None
     if margin_pct is None:
         auto = src.auto_margin(budget_ms)

@@ -89,6 +89,11 @@ def _check_out_parent(out_path: Path) -> None:
 @click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
               help="runs the val pass (auto: onnxruntime on CPU, ~3x faster than torch eager; BN recalibration "
                    "always runs in torch)")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="int8: each subnet's int8 top-1 (as evaluate --precision int8: ONNX Runtime on the CPU) with its "
+                   "fp32 top-1 beside it (column accuracy_fp32); the CSV records its precision")
+@click.option("--int8-calib-images", type=POSITIVE_INT, default=None,
+              help="--precision int8: seeded training images the activation ranges come from [default: 100]")
 @click.option("--fresh", is_flag=True, help="discard rows already in --out or its .partial.csv")
 @click.option("--merge", "merge", multiple=True, type=click.Path(dir_okay=False),
               help="instead of evaluating: join these shard CSVs into --out (repeat the option)")
@@ -98,7 +103,7 @@ def _check_out_parent(out_path: Path) -> None:
 def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int, out: str, shard: str | None,
                          resolutions: str, space: str | None, train_data: str | None, val_data: str | None,
                          cache_dir: str | None, n_val: int, n_calib: int, batch_size: int | None, device: str,
-                         engine: str,
+                         engine: str, precision: str, int8_calib_images: int | None,
                          fresh: bool, merge: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Evaluate N seeded random subnets of a supernet and write an accuracy CSV.
 
@@ -112,6 +117,7 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
       ofa-profile accuracy-dataset --n 1000 --seed 0 --out acc.csv
       ofa-profile accuracy-dataset --n 1000 --shard 1/4 --device cuda:1 --out acc-1.csv
       ofa-profile accuracy-dataset --merge acc-0.csv --merge acc-1.csv --out acc.csv
+      ofa-profile accuracy-dataset --n 100 --precision int8 --resolutions 160 --n-val 300 --out acc-int8.csv
       torchrun --nproc_per_node 4 -m ofa_profile.cli accuracy-dataset --n-subnets 1000 --shard auto \\
           --out acc.csv
     """
@@ -132,6 +138,10 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
         return
     if n_subnets is None or n_subnets < 1:
         raise click.UsageError("--n N (>= 1) is required unless --merge is given")
+    if int8_calib_images is not None and precision != "int8":
+        raise click.UsageError("--int8-calib-images applies to --precision int8")
+    if precision == "int8" and (engine == "torch" or device not in ("auto", "cpu")):
+        raise click.UsageError("--precision int8 evaluates in ONNX Runtime on the CPU: drop --engine torch / --device")
 
     plan = ShardPlan.of(out_path, None if shard == "auto" else _parse_shard(shard))
     for p in plan.writes:       # one writer per CSV (and its .partial.csv)
@@ -140,14 +150,14 @@ def accuracy_dataset_cmd(supernet: str | None, n_subnets: int | None, seed: int,
                                    supernet=supernet, space=space, seed=seed, resolutions=resolutions,
                                    train_data=train_data, val_data=val_data, cache_dir=cache_dir, n_val=n_val,
                                    n_calib=n_calib, batch_size=batch_size, engine=engine, progress=not quiet,
-                                   resume=not fresh)
+                                   resume=not fresh, precision=precision, n_int8_calib=int8_calib_images)
     if summary is None:         # a torchrun rank other than 0: rank 0 reports the merged CSV
         return
     if as_json:
         echo_json(summary)
     else:
-        click.echo(f"{summary['out']}: {summary['rows']} rows (shard {summary['shard']}, seed {seed}) in "
-                   f"{summary['elapsed_s']} s")
+        click.echo(f"{summary['out']}: {summary['rows']} rows of {precision} top-1 (shard {summary['shard']}, "
+                   f"seed {seed}) in {summary['elapsed_s']} s")
 
 
 @main.command("export")
