@@ -25,14 +25,15 @@ from ofa_profile.atomic import atomic_path
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.jsonio import loads_strict
 from ofa_profile.ops import subnet_ops
-from ofa_profile.quantize import int8_recipe, quantize_onnx
+from ofa_profile.quantize import int8_recipe, quantize_onnx_bytes
 from ofa_profile.space import SubnetSpec, get_space
 
 from .data import INT8_CALIB_IMAGES, eval_batches, int8_calibration_images, train_batch
 from .evaldata import default_data, supernet_caches
 from .export import onnx_export
 
-__all__ = ["csv_fields", "INT8_FIELDS", "subnet_macs_params", "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
+__all__ = ["csv_fields", "INT8_FIELDS", "subnet_macs_params",
+           "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
            "CSV_FIELDS", "PARTIAL_SUFFIX", "evaluate_arch", "evaluate_precisions", "int8_calibration_images",
            "INT8_CALIB_IMAGES"]
 
@@ -209,7 +210,6 @@ def _ort_runner(sub, r: int, calibration: Sequence | None = None):
     with the process's torch thread count; quantized to int8 (:func:`ofa_profile.quantize.quantize_onnx`) on the
     NCHW arrays ``calibration`` where given."""
     import io
-    import tempfile
     import warnings
 
     import onnxruntime as ort
@@ -221,9 +221,7 @@ def _ort_runner(sub, r: int, calibration: Sequence | None = None):
         onnx_export(sub.cpu(), torch.zeros(1, 3, r, r), buf)
     model = buf.getvalue()
     if calibration is not None:
-        with tempfile.TemporaryDirectory(prefix="ofa-profile-int8-") as d:
-            (Path(d) / "fp32.onnx").write_bytes(model)
-            model = quantize_onnx(Path(d) / "fp32.onnx", Path(d) / "int8.onnx", calibration).read_bytes()
+        model = quantize_onnx_bytes(model, calibration)
     so = ort.SessionOptions()
     so.intra_op_num_threads = torch.get_num_threads()
     so.inter_op_num_threads = 1
@@ -309,7 +307,8 @@ def accuracy_dataset(model, train_cache, val_cache, out_csv: str | os.PathLike, 
                         int(row["batch_size"])) != (sp.name, seed, spec.short(), len(val_idx), n_calib, batch_size) \
                         or (precision == "int8" and int(row["n_int8_calib"]) != n_int8_calib):
                     raise OfaProfileError(f"{src} holds row {i} of another run (seed/space/resolutions/--n-val/"
-                                          f"--n-calib/--batch-size/--int8-calib-images differ); choose another --out or delete it")
+                                          f"--n-calib/--batch-size/--int8-calib-images differ); choose another "
+                                          f"--out or delete it")
                 done[i] = row
     else:
         partial.unlink(missing_ok=True)
@@ -418,7 +417,8 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike)
                     run = ident
                 elif ident != run:
                     raise OfaProfileError(f"{where} comes from another run (space, seed, n_val, n_calib, "
-                                          f"n_int8_calib {', '.join(ident)} vs {', '.join(run)}); merge shards of one run")
+                                          f"n_int8_calib {', '.join(ident)} vs {', '.join(run)}); merge shards of "
+                                          f"one run")
                 if i in rows:
                     raise OfaProfileError(f"subnet index {i} appears in two shards ({p}); evaluate disjoint shards")
                 rows[i] = row

@@ -22,7 +22,8 @@ from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["ACCURACY_PRECISIONS", "AccuracyDataset", "csv_records", "read_accuracy_csv", "read_accuracy_csvs", "split_dataset",
+__all__ = ["ACCURACY_PRECISIONS", "AccuracyDataset",
+           "csv_records", "read_accuracy_csv", "read_accuracy_csvs", "split_dataset",
            "read_specs_csv", "short_value", "load_subnets", "subnet_groups", "grouped_folds", "SOURCE_SEPARATOR"]
 
 
@@ -178,7 +179,8 @@ def _row_precision(row: Mapping[str, Any], i: int, p: Path) -> str:
     if v in (None, ""):
         return "fp32"
     if v not in ACCURACY_PRECISIONS:
-        raise OfaProfileError(f"{p}: row {i}: precision {short_value(v)} is not one of {', '.join(ACCURACY_PRECISIONS)}")
+        raise OfaProfileError(f"{p}: row {i}: precision {short_value(v)} is not one of "
+                              f"{', '.join(ACCURACY_PRECISIONS)}")
     return str(v)
 
 
@@ -188,7 +190,8 @@ def _fraction(text: Any, name: str, i: int, p: Path) -> float:
     except (TypeError, ValueError):
         v = math.nan
     if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-        raise OfaProfileError(f"{p}: row {i}: {name} {short_value(text)} is not a fraction in 0..1; fix or drop that row")
+        raise OfaProfileError(f"{p}: row {i}: {name} {short_value(text)} is not a fraction in 0..1; fix or drop "
+                              f"that row")
     return v
 
 

@@ -41,6 +41,7 @@ Heavy packages are imported inside the methods, so this module imports where som
 from __future__ import annotations
 
 import functools
+import io
 import os
 import shutil
 import tempfile
@@ -49,12 +50,12 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_bytes_atomic
 from .cuda import CudaRuntime
 from .errors import OfaProfileError
 from .options import Option
 from .plugins import load_plugins
-from .quantize import calibration_inputs, dequantize_output, quantize_input, quantize_onnx, quantize_tflite
+from .quantize import calibration_inputs, dequantize_output, quantize_input, quantize_onnx_bytes, quantize_tflite
 from .tflite import WRITER_VERSION, tflite_bytes, write_tflite
 
 __all__ = ["Runtime", "Compiled", "TorchRuntime", "OnnxRuntime", "LiteRTRuntime", "RUNTIMES", "get_runtime",
@@ -334,9 +335,12 @@ class OnnxRuntime(Runtime):
         self._require_precision(precision)
         path, own = _workfile(workdir, ".onnx")
         try:
-            export_onnx(module, example, path)
-            if precision == "int8":
-                quantize_onnx(path, path, _calibration(calibration, example))
+            if precision == "int8":     # exported, quantized in memory, written once
+                buf = io.BytesIO()
+                torch_to_onnx(module, example, buf)
+                write_bytes_atomic(path, quantize_onnx_bytes(buf.getvalue(), _calibration(calibration, example)))
+            else:
+                export_onnx(module, example, path)
             return _OrtCompiled(path, own, example, num_threads)
         except BaseException:
             _cleanup(path, own)
