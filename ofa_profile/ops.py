@@ -2,11 +2,11 @@
 
 A subnet is a chain of *ops*, one per LUT entry, at OFA's block granularity:
 ``Conv`` (stem), ``expanded_conv`` (the fixed first block and every elastic MBConv
-block), ``Conv_1`` (1x1 expand before the pool), then for MobileNetV3 ``AvgPool2D``,
-``Conv_2`` (feature mix) and ``Logits`` (classifier on 1x1), for ProxylessNAS one ``Logits``
-(pool + classifier).  :class:`Op` is a frozen record of the shapes; its :attr:`Op.key` is the
-LUT key in the grammar of the op's *family*, registered by the family module
-(:mod:`ofa_profile.families`), e.g. OFA's MobileNetV3 grammar::
+block), then the head: the layers the family's record lists (:attr:`ofa_profile.family.Family.head`), for
+MobileNetV3 ``Conv_1`` (1x1 expand before the pool), ``AvgPool2D``, ``Conv_2`` (feature mix) and ``Logits``
+(classifier on 1x1), for ProxylessNAS ``Conv_1`` and one ``Logits`` (pool + classifier).  :class:`Op` is a frozen
+record of the shapes; its :attr:`Op.key` is the LUT key in the grammar of the op's *family* (its
+:class:`~ofa_profile.family.Family` record, :mod:`ofa_profile.families`), e.g. OFA's MobileNetV3 grammar::
 
     expanded_conv-input:56x56x24-output:28x28x40-expand:96-kernel:5-stride:2-idskip:0-se:1-hs:0
     Conv-input:224x224x3-output:112x112x16
@@ -14,7 +14,8 @@ LUT key in the grammar of the op's *family*, registered by the family module
 
 ``mid`` is the *middle channel count*.  An ``expanded_conv`` with ``mid == input channels`` has no 1x1
 expansion conv (the expand-ratio-1 first block).  The chain itself is built from the space's data
-(:class:`~ofa_profile.space.Space`: widths, strides, activations, SE, head), the same for every family.
+(:class:`~ofa_profile.space.Space`: widths, strides, activations, SE) and its family's record (head, fixed layers'
+activations), the same for every family.
 """
 from __future__ import annotations
 

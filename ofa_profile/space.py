@@ -1,4 +1,4 @@
-"""The elastic MobileNetV3 search spaces: the one place that defines them.
+"""The elastic search spaces (OFA's MobileNetV3 and ProxylessNAS families, and any family a plug-in registers).
 
 A *space* fixes the macro-architecture (widths, strides, activations, SE) and the
 per-block choices (kernel, expand ratio), per-stage depth and input resolution.

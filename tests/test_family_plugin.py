@@ -12,6 +12,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import fast_spec
 from ofa_profile.errors import SpaceError
@@ -230,3 +232,24 @@ def test_a_device_spec_may_name_a_registered_familys_space(tiny_family, tmp_path
     register_family(tiny_family)
     assert parse_device(spec).space == "tiny-inproc"
     assert parse_device({**spec, "space": "ofa_mbv3_d234_e346_k357_w1.2"}).space == "ofa_mbv3_d234_e346_k357_w1.2"
+
+
+@settings(max_examples=60, deadline=None)
+@given(head=st.lists(st.sampled_from(["Conv_1", "AvgPool2D", "Conv_2", "Logits", "Conv", "", "logits"]),
+                     max_size=5))
+def test_any_head_is_registered_or_refused_in_one_line(head):
+    """A head is accepted exactly when it is a sub-sequence of the head kinds ending in Logits, with Conv_1 (the
+    tiny space has a final expand) and without Conv_2 (it has no feature mix); anything else is one SpaceError."""
+    mb = get_family("mbv3").grammar
+    fam = Family(name="tinyhyp", description="d", spaces=(_tiny("tiny-hyp", "tinyhyp"),),
+                 grammar=dataclasses.replace(mb, family="tinyhyp"), net_config_name="T", head=tuple(head),
+                 stem_act="relu", first_block_act="relu", head_act="relu")
+    ok = head in (["Conv_1", "Logits"], ["Conv_1", "AvgPool2D", "Logits"])
+    try:
+        register_family(fam)
+        assert ok, head
+        assert [o.kind for o in subnet_ops(get_space("tiny-hyp").largest(128))][-len(head):] == head
+    except SpaceError as exc:
+        assert not ok and "\n" not in str(exc), head
+    finally:
+        FAMILIES.pop("tinyhyp", None), SPACES.pop("tiny-hyp", None)
