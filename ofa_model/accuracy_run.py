@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from ofa_profile.space import get_space, parse_resolutions
 from ofa_profile.timing import fix_malloc
 
+from .data import INT8_CALIB_IMAGES
 from .evaldata import default_data, supernet_caches
 from .evaluate import accuracy_dataset, merge_shards
 
@@ -97,7 +98,6 @@ def run_accuracy_dataset(plan: ShardPlan, n_subnets: int, *, device: str, device
     import time
 
     from .bundle import load_supernet
-    from .data import INT8_CALIB_IMAGES
 
     fix_malloc()   # torch eager without it spends as long in the kernel (mmap/munmap) as in the convolutions
     dev = "cpu" if precision == "int8" else plan.torch_device(device, device_auto)

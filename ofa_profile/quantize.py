@@ -33,6 +33,7 @@ from typing import Any, Iterator, Sequence
 
 from .atomic import atomic_path, write_bytes_atomic
 from .errors import OfaProfileError
+from .qdq import FastPathUnavailable, quantize_qdq
 
 __all__ = ["CALIBRATION_SAMPLES", "QuantizeError", "calibration_inputs", "quantize_onnx", "quantize_onnx_bytes",
            "quantize_tflite",
@@ -121,8 +122,6 @@ def quantize_onnx_bytes(model: bytes, inputs: Sequence[Any], input_name: str = "
         raise QuantizeError(f"onnxruntime.quantization does not import here ({_first_line(exc)}); install "
                             f"onnxruntime: pip install onnxruntime") from None
     import numpy as np
-
-    from .qdq import FastPathUnavailable, quantize_qdq
 
     feeds = [{input_name: np.ascontiguousarray(x, dtype=np.float32)} for x in inputs]
     try:

@@ -152,3 +152,15 @@ def test_pareto_with_int8_accuracy_data_cli(tmp_path):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["accuracy_predictor"]["precision"] == "int8" and out["accuracy_predictor"]["label"].startswith("int8 ")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--int8-calib-images", "5"], "--int8-calib-images applies to --precision int8"),
+    (["--precision", "int8", "--engine", "torch"], "ONNX Runtime on the CPU"),
+    (["--precision", "int4"], "int4"),
+])
+def test_accuracy_dataset_int8_usage_errors(tmp_path, args, words):
+    p = subprocess.run([sys.executable, "-m", "ofa_profile", "accuracy-dataset", "--n", "2", "--out",
+                        str(tmp_path / "a.csv"), *args], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and words in p.stderr, p.stderr
+    assert not (tmp_path / "a.csv").exists()
