@@ -43,6 +43,20 @@ def main() -> None:
     if ds.precision != "int8" or ds.accuracy_fp32 is None:
         sys.exit(f"{args.csv} is not an int8 accuracy dataset with its fp32 column")
     drop = ds.drop()
+    d = 100 * drop.accuracy
+    whole = {"subnets": len(ds), "drop_points": {"mean": float(d.mean()), "sd": float(d.std()),
+                                                  "min": float(d.min()), "max": float(d.max())},
+             "tau_int8_vs_fp32_all": float(kendalltau(ds.accuracy_fp32, ds.accuracy).statistic)}
+    print(f"{len(ds)} subnets at r={','.join(map(str, ds.resolutions))}: drop (int8 - fp32) {d.mean():.2f} +- "
+          f"{d.std():.2f} points (min {d.min():.2f}, max {d.max():.2f}); measured fp32 vs int8 top-1 Kendall tau "
+          f"{whole['tau_int8_vs_fp32_all']:.3f}")
+    n_train = len(ds) - int(round(args.test_frac * len(ds)))
+    if n_train < 20:
+        print(f"no drop model: {n_train} training subnets, and a predictor needs at least 20")
+        if args.json:
+            from ofa_profile.atomic import write_json_atomic
+            write_json_atomic(args.json, {"csv": args.csv, **whole, "drop_model": None})
+        return
     rows = []
     for seed in range(args.seeds):
         train, test = split_dataset(drop, args.test_frac, seed)
@@ -60,13 +74,8 @@ def main() -> None:
                      "tau_int8_direct": float(kendalltau(direct, int8).statistic),
                      "tau_int8_vs_fp32": float(kendalltau(fp32, int8).statistic)})
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "seed"}
-    d = 100 * drop.accuracy
-    out = {"csv": args.csv, "subnets": len(ds), "resolutions": list(ds.resolutions), "model": args.model,
-           "drop_points": {"mean": float(d.mean()), "sd": float(d.std()), "min": float(d.min()),
-                           "max": float(d.max())},
+    out = {"csv": args.csv, **whole, "resolutions": list(ds.resolutions), "model": args.model,
            "median_over_seeds": med, "per_seed": rows}
-    print(f"{len(ds)} subnets at r={','.join(map(str, ds.resolutions))}: drop (int8 - fp32) {d.mean():.2f} +- "
-          f"{d.std():.2f} points (min {d.min():.2f}, max {d.max():.2f})")
     print(f"held-out ({med['n_test']:.0f} subnets, {args.seeds} seeded splits, medians; {args.model}): drop model "
           f"Kendall tau {med['tau_drop']:.3f}, MAE {med['mae_drop_points']:.2f} points; int8 top-1 as fp32 + "
           f"predicted drop tau {med['tau_int8_fp32_plus_drop']:.3f}; int8 predictor fitted directly tau "
