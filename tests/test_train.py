@@ -207,6 +207,7 @@ def test_channels_last_same_training(data, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serial      # kills the run at a moment in real time: a quiet core
 def test_kill_and_resume(data, tmp_path):
     out = tmp_path / "run"
     cmd = _cli(data[0], data[1], out, "--max-steps-per-phase", "3", "--ckpt-every", "1", "--eval-images", "0",
@@ -253,6 +254,7 @@ def _stop_with(sig, cmd, log: Path, phase: str, after: int):
 
 
 @pytest.mark.slow
+@pytest.mark.serial      # signals a step in flight, in real time: a quiet core
 def test_sigint_and_sigterm_stop_after_a_step_with_a_checkpoint(data, tmp_path):
     """Ctrl-C or a preemption's SIGTERM: the step in flight finishes, a checkpoint is written, exit 128 + signal in
     one line; the rerun resumes from exactly that step, so no step is lost or done twice (a SIGKILL repeats the
