@@ -161,10 +161,15 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
                                  evaluation=evaluation),
             output=OutputRequest(out, plot=not no_plot))
         run = run_pareto(request, log=log, hold=hold_lock)
-    result = run.result
     if as_json:
-        echo_json(result)
-        return
+        echo_json(run.result)
+    else:
+        _echo_run(run, seed)
+
+
+def _echo_run(run: Any, seed: int) -> None:
+    """The text output of a pareto run: the best subnet, the verify figures, the frontier (sampled to ~25 rows)."""
+    result = run.result
     best, frontier, label = run.best, run.frontier, result["accuracy_predictor"]["label"]
     click.echo(f"best under {result['budget_ms']:g} ms on {run.device} ({run.space}, seed {seed}"
                + (f", {run.margin_pct:.1f} % margin: searched under {run.search_budget_ms:.3f} ms"
