@@ -36,10 +36,10 @@ def _transport_options(dev: Any, transport_option: tuple[tuple[str, str], ...]) 
     flags = {s.option: s.flag for s in transport_shorthands()}
     shorthands = {}
     for key, text in ctx.meta.get(_SHORTHANDS, {}).items():
-        if text:                  # parsed by the option's type where the device's transport declares it
+        if text:                  # text, or parsed by the option's type where the transport declares another
+            typed = {o.name: o.type for o in get_transport(dev.transport).options}.get(key, "string") != "string"
             with option_value(flags.get(key, key)):
-                declared = key in {o.name for o in get_transport(dev.transport).options}
-                shorthands[key] = transport_options_from_text(dev, [(key, text)])[key] if declared else text
+                shorthands[key] = transport_options_from_text(dev, [(key, text)])[key] if typed else text
     for key, value in shorthands.items():
         if key in options and options[key] != value:
             flag = flags.get(key, key)
