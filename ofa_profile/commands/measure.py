@@ -29,7 +29,7 @@ _SHORTHANDS = "ofa_profile.transport_shorthands"
 
 def _transport_options(dev: Any, transport_option: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The device's transport options of --transport-option, and the values of the transports' shorthands given
-    (``{option: value}``, e.g. adb's ``--serial``: :class:`_TransportCommand`), each checked against the other."""
+    (``{option: value}``: :class:`_TransportCommand`), each checked against the other."""
     with option_value("--transport-option"):
         options = transport_options_from_text(dev, transport_option)
     ctx = click.get_current_context()
@@ -50,8 +50,9 @@ def _transport_options(dev: Any, transport_option: tuple[tuple[str, str], ...]) 
 
 class _TransportCommand(main.command_class):  # type: ignore[name-defined,misc]
     """A command that takes ``--transport-option`` and, after it, the shorthands the registered transports declare
-    for their options (:func:`ofa_profile.transports.base.transport_shorthands`), looked up each time the command parses or shows its help, so that a transport added
-    by a plug-in brings its own.  Their values reach the command through ``ctx.meta`` (:func:`_transport_options`)."""
+    for their options (:func:`ofa_profile.transports.base.transport_shorthands`), looked up each time the command
+    parses or shows its help, so that a transport added by a plug-in brings its own.  Their values reach the
+    command through ``ctx.meta`` (:func:`_transport_options`)."""
 
     _made: dict[tuple[str, str, str, str | None], click.Option] = {}
 
@@ -223,7 +224,8 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str | None, classes: int | None,
               graph: str, rounds: int, seed: int, batch_size: int | None, precision: str,
-              transport_option: tuple[tuple[str, str], ...], allow_ssh_option: tuple[str, ...], threads: int | None, as_json: bool) -> None:
+              transport_option: tuple[tuple[str, str], ...], allow_ssh_option: tuple[str, ...], threads: int | None,
+              as_json: bool) -> None:
     """End-to-end latency of a model file (.onnx, .tflite) or a subnet on a device, as the device runs it.
 
     The device's own profiler times it (a runtime of this machine, a phone over adb, a board over ssh) with
