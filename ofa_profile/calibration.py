@@ -39,7 +39,6 @@ class LutView(Protocol):
     """What the calibration reads of a LUT (:class:`ofa_profile.lut_format.Lut` is one).  Named here rather than
     imported, so that this module stays below the LUT modules that apply and check it."""
     space: str
-    device: str
     source: str
     resolutions: tuple[int, ...]
     entries: Mapping[str, Any]
