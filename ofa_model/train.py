@@ -229,7 +229,8 @@ def _read_checkpoint(path: Path, cfg: TrainConfig, classes: Sequence[str]) -> tu
         raise OfaProfileError(f"{path} belongs to another run (space/recipe/seed/batch/classes differ); "
                               f"use a new --out folder")
     return ck["state_dict"], ResumePoint(ck["phase_index"], ck["step"], ck["reorganized"], ck["teacher"],
-                                         ck["optimizer"], ck.get("phase_wall_s", 0), ck.get("phase_imgs", 0))
+                                         ck["optimizer"], ck.get("phase_wall_s", 0), ck.get("phase_imgs", 0),
+                                         ck.get("torch_rng"))
 
 
 def _build_run(cfg: TrainConfig, place: Place, data: TrainData) -> tuple[TrainRun, Any]:
@@ -278,6 +279,8 @@ def _build_run(cfg: TrainConfig, place: Place, data: TrainData) -> tuple[TrainRu
                                                   "resume": ckpt_path.exists(), "n_train": len(data.train),
                                                   "standalone": cfg.identity().get("standalone"),
                                                   **({"init_from": transfer_summary} if transfer_summary else {})}})
+    if resume.torch_rng is not None:    # last: making the teacher draws from it (every rank: all drew alike)
+        torch.set_rng_state(resume.torch_rng)
     return run, teacher
 
 

@@ -46,7 +46,7 @@ def log_line(msg: str, rank: int = 0) -> None:
 def _plain_types(obj: Any) -> str | None:
     """The first value in ``obj`` that is not a tensor, a dict/list/tuple of them or a plain value (str, int, float,
     bool, None), by type name; None when there is none.  Checkpoints hold only these, so that they load with
-    ``torch.load(weights_only=True)`` (RNG states, if ever saved, go in as lists or tensors, never numpy arrays)."""
+    ``torch.load(weights_only=True)`` (the RNG state goes in as torch's uint8 tensor, never a numpy array)."""
     import torch
     stack = [obj]
     while stack:
@@ -151,6 +151,7 @@ class ResumePoint:
     optimizer: dict | None = None
     phase_wall_s: float = 0.0        # the phase's wall time and images before the checkpoint
     phase_imgs: int = 0
+    torch_rng: Any = None            # torch's CPU generator (dropout) as saved: a resumed run draws what it would have
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +195,9 @@ def _autocast(run: TrainRun):
 
 def _save_ckpt(run: TrainRun, pi: int, step: int, reorganized: bool, opt, teacher,
                wall_s: float = 0.0, imgs: int = 0) -> None:
-    """Write ``ckpt-last.pt`` (rank 0): resume at step ``step`` of phase ``pi`` (``len(phases)``: all done)."""
+    """Write ``ckpt-last.pt`` (rank 0): resume at step ``step`` of phase ``pi`` (``len(phases)``: all done), with
+    the state of torch's CPU generator (dropout draws from it), so that a resumed CPU run is the run never stopped."""
+    import torch
     if run.place.rank != 0:
         return
     phases = run.phases
@@ -203,7 +206,8 @@ def _save_ckpt(run: TrainRun, pi: int, step: int, reorganized: bool, opt, teache
                   "phase_wall_s": wall_s, "phase_imgs": imgs, "phase": phases[pi].name if pi < len(phases) else "done",
                   "state_dict": _plain_state(run.model),
                   "teacher": _plain_state(teacher) if teacher is not None else None,
-                  "optimizer": opt.state_dict() if opt is not None else None}, run.ckpt_path)
+                  "optimizer": opt.state_dict() if opt is not None else None,
+                  "torch_rng": torch.get_rng_state()}, run.ckpt_path)
 
 
 @dataclasses.dataclass(frozen=True)
