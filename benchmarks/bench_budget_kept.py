@@ -9,7 +9,7 @@ margin and its basis, `measured X ms, N % over/under the predicted Y ms`, and wh
 The top-1 evaluation of `--verify` is left out (it does not bear on latency).
 
     python benchmarks/bench_budget_kept.py --lut cpu-ort.json [--device cpu-ort]
-        [--budgets 2,3,5,8,12] [--rounds 2] [--clock thread-cpu] [--json FILE]
+        [--budgets 2,3,5,8,12] [--rounds 2] [--refresh 5] [--clock thread-cpu] [--json FILE]
 
 --clock thread-cpu measures by the thread's CPU time: use it only with a LUT measured and calibrated with the same
 clock (benchmarks/bench_deploy_fidelity.py --measure-lut ... --calibrate --clock thread-cpu).
@@ -38,6 +38,9 @@ def main() -> None:
     ap.add_argument("--effort", default="full", choices=["fast", "medium", "full"])
     ap.add_argument("--clock", default="wall", help="wall | thread-cpu (see _clock.py)")
     ap.add_argument("--cpu", type=int, default=None)
+    ap.add_argument("--refresh", type=int, default=0, metavar="N",
+                    help="first measure the device's drift since calibration on N held-out calibration subnets and "
+                         "scale the latencies by it, as `pareto --refresh N` does (0: off)")
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
 
@@ -60,6 +63,15 @@ def main() -> None:
     sp = get_space(lut.space)
     res = search_resolutions(None, sp.name, src.resolutions, pred, lut)
     budgets = [float(b) for b in args.budgets.split(",")]
+    dev = load_device(args.device)
+    drift = None
+    if args.refresh:
+        from ofa_profile.calibrate import measure_drift
+        with make_profiler_with_clock(dev, args.clock) as prof:
+            prof.use_graph(lut.timed.graph)
+            drift = measure_drift(lut, prof, args.refresh, progress=False)
+        src = src.scaled(drift.factor, f"drift on {len(drift.specs)} subnets re-measured now")
+        print(f"refresh: {dev.name} runs {drift.factor:.3f} x its speed at calibration ({drift.calibrated_utc})")
     picks = []
     for b in budgets:
         m = src.auto_margin(b)
@@ -70,7 +82,6 @@ def main() -> None:
             print(f"{b:g} ms: {str(exc).splitlines()[0]}")
         picks.append((b, m, best))
     todo = [i for i, (_, _, best) in enumerate(picks) if best is not None]
-    dev = load_device(args.device)
     t0 = time.time()
     with make_profiler_with_clock(dev, args.clock) as prof:
         reps = run_passes(todo, args.rounds, per_item(lambda i, _p: prof.measure_subnet(picks[i][2].spec, args.seed)))
@@ -98,7 +109,7 @@ def main() -> None:
           f"after: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"lut": args.lut, "clock": args.clock, "rounds": args.rounds,
-                                                   "rows": rows, "within_budget": ok, "n": len(rows),
+                                                   "drift": drift.as_dict() if drift else None, "rows": rows, "within_budget": ok, "n": len(rows),
                                                    "loadavg_after": list(os.getloadavg())}, indent=1))
 
 

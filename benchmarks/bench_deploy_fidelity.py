@@ -120,9 +120,11 @@ def main() -> None:
     ap.add_argument("--specialized", default=str(SPECIALIZED), help="folder of OFA's */net.config ('' : none)")
     ap.add_argument("--max-time-s", type=float, default=None, help="timing per model and pass [device's]")
     ap.add_argument("--drift", type=int, default=5, metavar="N",
-                    help="after the timing, re-measure N held-out calibration subnets of each calibrated LUT the way "
-                         "calibration did (`measure_drift`) and print how much faster or slower the machine runs "
-                         "than when it was calibrated (0: off)")
+                    help="before and after the timing, re-measure N held-out calibration subnets of each calibrated "
+                         "LUT the way calibration did (`measure_drift`, as `pareto --refresh N` does) and print how "
+                         "much faster or slower the machine runs than when it was calibrated; the errors are also "
+                         "given for the predictions scaled by the drift measured before ('x drift', what `pareto "
+                         "--refresh N` predicts) (0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cpu", type=int, default=None, help="pin to this core [default: the last one]")
     ap.add_argument("--quiet", action="store_true")
@@ -224,6 +226,26 @@ def main() -> None:
           f"OFA specialized; {len(skipped)} specialized net.configs skipped) x {len(ways)} ways x 2 timings",
           flush=True)
 
+    def drift_now(when: str) -> dict:
+        """`measure_drift` of each way's calibrated LUT now (as `pareto --refresh N` measures it): {LUT: factor}."""
+        from ofa_profile.calibrate import measure_drift
+        got = {}
+        if not args.drift:
+            return got
+        for w in ways:
+            pl, name = luts[w]
+            key = str(pl.source)
+            if key in got or not pl.calibration:
+                continue
+            with make_profiler_with_clock(dev, args.clock) as prof:
+                prof.use_graph(pl.timed.graph)
+                d = measure_drift(pl, prof, args.drift, rounds=1, progress=False)
+            got[key] = round(d.factor, 4)
+            print(f"drift {when}: {pl.source} ({name}): {len(d.specs)} held-out calibration subnets now measure "
+                  f"{d.factor:.3f} x their figures at calibration ({d.calibrated_utc})", flush=True)
+        return got
+
+    drift = {"before": drift_now("before the timing")}
     timing = dev.timing if args.max_time_s is None else dataclasses.replace(dev.timing, max_time_s=args.max_time_s)
     build = Builders(ways, args.seed)
     pairs = [(i, w) for i in range(len(subnets)) for w in ways]
@@ -249,20 +271,7 @@ def main() -> None:
                 if not args.quiet and k % 50 == 0:
                     print(f"  pass {p + 1}: {k}/{len(order)}", file=sys.stderr, flush=True)
     t_time = time.time() - t0 - t_build
-    drift = {}
-    if args.drift:
-        from ofa_profile.calibrate import measure_drift
-        for w in ways:
-            pl, name = luts[w]
-            key = str(pl.source)
-            if key in drift or not pl.calibration:
-                continue
-            with make_profiler_with_clock(dev, args.clock) as prof:
-                prof.use_graph(pl.timed.graph)
-                d = measure_drift(pl, prof, args.drift, rounds=1, progress=False)
-            drift[key] = round(d.factor, 4)
-            print(f"drift: {pl.source} ({name}): {len(d.specs)} held-out calibration subnets now measure "
-                  f"{d.factor:.3f} x their figures at calibration ({d.calibrated_utc})", flush=True)
+    drift["after"] = drift_now("after the timing")
 
     rows = []
     for i, (name, s, kind) in enumerate(subnets):
@@ -272,14 +281,20 @@ def main() -> None:
             rows.append({"subnet": name, "kind": kind, "way": w, "arch": s.to_ofa(), "r": s.r,
                          "lut_sum_ms": round(lut.lut_sum_ms(s), 5), "predicted_ms": round(pl.predict_ms(s), 5),
                          "timings_ms": [round(a, 5), round(b, 5)], "measured_ms": round(min(a, b), 5)})
+            f = drift["before"].get(str(pl.source))
+            if f is not None:                       # what `pareto --refresh N` predicts: scaled by the drift
+                rows[-1]["predicted_refreshed_ms"] = round(pl.predict_ms(s) * f, 5)
     for r_ in rows:
         r_["error_pct"] = round(100 * (r_["predicted_ms"] - r_["measured_ms"]) / r_["measured_ms"], 3)
+    variants = [("predicted_ms", "")]
+    if rows and all("predicted_refreshed_ms" in r_ for r_ in rows):
+        variants.append(("predicted_refreshed_ms", "  x drift"))
 
     import numpy as np
     summary = {}
     print("\nerror = (predicted - measured) / measured; measured = the lower of two timings; re-timing floor = "
           "the two timings' agreement (t2 / t1 - 1)")
-    hdr = (f"{'way':<9} {'group':<22} {'n':>3} {'mean err':>9} {'<=5%':>5} {'<=10%':>6} {'worst':>8}   "
+    hdr = (f"{'way':<9} {'group':<28} {'n':>3} {'mean err':>9} {'<=5%':>5} {'<=10%':>6} {'worst':>8}   "
            f"{'retime<=5%':>10} {'<=10%':>6} {'worst':>7}")
     print(hdr)
     for w in ways:
@@ -292,13 +307,14 @@ def main() -> None:
         groups["largest subnets"] = [r_ for r_ in mine if r_["subnet"] == "largest"]
         groups["OFA specialized"] = [r_ for r_ in mine if r_["kind"] == "specialized"]
         summary[w] = {}
-        for g, rs in groups.items():
+        for (field, tag), (g, rs) in ((v, gr) for v in variants for gr in groups.items()):
             if not rs:
                 continue
-            st = stats([r_["predicted_ms"] for r_ in rs], [r_["measured_ms"] for r_ in rs],
+            st = stats([r_[field] for r_ in rs], [r_["measured_ms"] for r_ in rs],
                        ([r_["timings_ms"][1] for r_ in rs], [r_["timings_ms"][0] for r_ in rs]))
-            summary[w][g] = st
-            print(f"{w:<9} {g:<22} {st['n']:>3} {st['mean_signed_error_pct']:>+8.2f}% {st['within_5pct']:>5.0%} "
+            summary[w][g + tag.replace("  x ", ", x ")] = st
+            g = g + tag
+            print(f"{w:<9} {g:<28} {st['n']:>3} {st['mean_signed_error_pct']:>+8.2f}% {st['within_5pct']:>5.0%} "
                   f"{st['within_10pct']:>6.0%} {st['worst_error_pct']:>+7.1f}%   {st['retime_within_5pct']:>10.0%} "
                   f"{st['retime_within_10pct']:>6.0%} {st['retime_worst_pct']:>+6.1f}%")
         for r_ in mine:

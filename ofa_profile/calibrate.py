@@ -18,7 +18,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, calibration_classes,
                           check_calibration, extreme_specs, feature_names, features)
@@ -409,6 +409,19 @@ class DriftReport:
                             for s, a, b in zip(self.specs, self.then_ms, self.now_ms)]}
 
 
+def spread_over_size(samples: Sequence[Mapping[str, Any]], n: int, lut: "Lut") -> list[Mapping[str, Any]]:
+    """``n`` of a calibration's ``samples`` spread evenly over their LUT sums, smallest and largest included (in
+    that order of size; all of them where ``n`` covers them).  A machine's drift differs with the subnet's size
+    (a host's cache and memory contention slows the large subnets most), so a drift measured on the first few
+    held-out subnets, which may all be small, says little about the rest."""
+    sized = sorted(samples, key=lambda x: lut.lut_sum_ms(SubnetSpec.from_ofa(x["arch"], space=lut.space)))
+    if n >= len(sized):
+        return sized
+    if n == 1:
+        return [sized[len(sized) // 2]]
+    return [sized[round(i * (len(sized) - 1) / (n - 1))] for i in range(n)]
+
+
 def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, progress: bool = True) -> DriftReport:
     """Measure ``n`` of a calibrated LUT's held-out calibration subnets again, the way calibration measured
     them, and compare with the figures it stored: the factor by which the device is now slower (> 1) or
@@ -434,7 +447,7 @@ def measure_drift(lut: "Lut", profiler: "Profiler", n: int, rounds: int = 2, pro
                                                        "timed")
     head = calibration_classes(lut)
     head = None if head == get_space(lut.space).n_classes else head
-    held = held[:n]
+    held = spread_over_size(held, n, lut)
     specs = [SubnetSpec.from_ofa(x["arch"], space=lut.space) for x in held]
     seed = int((cal.get("report") or {}).get("seed", 0))
     rounds = max(1, int(rounds))

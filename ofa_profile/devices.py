@@ -23,7 +23,7 @@ from .options import Option, OptionError, UnsafeOptionError, check_options, opti
 from .paths import device_specs_dir, schemas_dir
 from .plugins import plugin_spec_dirs
 from .runtimes import RUNTIMES, list_runtimes, runtime_info
-from .space import DEFAULT_SPACE, get_space
+from .space import DEFAULT_SPACE, get_space, space_names
 from .timing import TimingConfig
 from .transports import get_transport, list_transports, reachable
 
@@ -36,8 +36,8 @@ _SCHEMA: dict | None = None
 
 
 def _schema() -> dict:
-    """The device schema with its ``runtime`` and ``transport`` enums set to the registries' names now, so that a
-    plug-in registered at run time is valid in a spec, and the plug-ins' named sections (``cuda``, ``adb``,
+    """The device schema with its ``runtime``, ``transport`` and ``space`` enums set to the registries' names now
+    (a space by its name or OFA's id), so that a plug-in registered at run time is valid in a spec, and the plug-ins' named sections (``cuda``, ``adb``,
     ``ssh``) left to the registries' checks (:func:`_spec_options`: one message for every plug-in).  The file
     states the built-in names and options for readers; tests/test_architecture.py compares them with the
     registries."""
@@ -47,6 +47,7 @@ def _schema() -> dict:
     props = dict(_SCHEMA["properties"])
     props["runtime"] = {**props["runtime"], "enum": list_runtimes()}
     props["transport"] = {**props["transport"], "enum": list_transports()}
+    props["space"] = {**props["space"], "enum": space_names()}
     for section in _sections():
         props[section] = {"type": "object"}
     return {**_SCHEMA, "properties": props}
@@ -143,6 +144,11 @@ def parse_device(obj: Any, source: str = "<spec>") -> DeviceSpec:
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         msg = " ".join(exc.message.split())
+        if where == "space" and exc.validator == "enum":      # the space registry's own line (names, not ids)
+            try:
+                get_space(obj["space"])
+            except OfaProfileError as e:
+                msg = str(e)
         raise DeviceError(f"device spec {source} is invalid at {where}: "
                           f"{msg if len(msg) <= 200 else msg[:200] + '...'}") from None
     obj = _ints(obj)

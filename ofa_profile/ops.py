@@ -2,11 +2,11 @@
 
 A subnet is a chain of *ops*, one per LUT entry, at OFA's block granularity:
 ``Conv`` (stem), ``expanded_conv`` (the fixed first block and every elastic MBConv
-block), ``Conv_1`` (1x1 expand before the pool), then for MobileNetV3 ``AvgPool2D``,
-``Conv_2`` (feature mix) and ``Logits`` (classifier on 1x1), for ProxylessNAS one ``Logits``
-(pool + classifier).  :class:`Op` is a frozen record of the shapes; its :attr:`Op.key` is the
-LUT key in the grammar of the op's *family*, registered by the family module
-(:mod:`ofa_profile.families`), e.g. OFA's MobileNetV3 grammar::
+block), then the head: the layers the family's record lists (:attr:`ofa_profile.family.Family.head`), for
+MobileNetV3 ``Conv_1`` (1x1 expand before the pool), ``AvgPool2D``, ``Conv_2`` (feature mix) and ``Logits``
+(classifier on 1x1), for ProxylessNAS ``Conv_1`` and one ``Logits`` (pool + classifier).  :class:`Op` is a frozen
+record of the shapes; its :attr:`Op.key` is the LUT key in the grammar of the op's *family* (its
+:class:`~ofa_profile.family.Family` record, :mod:`ofa_profile.families`), e.g. OFA's MobileNetV3 grammar::
 
     expanded_conv-input:56x56x24-output:28x28x40-expand:96-kernel:5-stride:2-idskip:0-se:1-hs:0
     Conv-input:224x224x3-output:112x112x16
@@ -14,17 +14,19 @@ LUT key in the grammar of the op's *family*, registered by the family module
 
 ``mid`` is the *middle channel count*.  An ``expanded_conv`` with ``mid == input channels`` has no 1x1
 expansion conv (the expand-ratio-1 first block).  The chain itself is built from the space's data
-(:class:`~ofa_profile.space.Space`: widths, strides, activations, SE, head), the same for every family.
+(:class:`~ofa_profile.space.Space`: widths, strides, activations, SE) and its family's record (head, fixed layers'
+activations), the same for every family.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
 
+from .family import FAMILIES, KeyGrammar, get_family
 from .space import Space, SpaceError, SubnetSpec, get_space, has_identity_skip
 
 __all__ = ["Op", "OP_KINDS", "subnet_ops", "enumerate_ops", "ops_at_resolution", "parse_key", "KeyError_",
-           "KeyGrammar", "register_grammar", "grammar", "split_ops"]
+           "KeyGrammar", "list_grammars", "grammar", "split_ops"]
 
 OP_KINDS = ("Conv", "expanded_conv", "Conv_1", "AvgPool2D", "Conv_2", "Logits")
 
@@ -40,7 +42,7 @@ class Op:
     ``in_hw``/``out_hw`` are square feature-map sizes; ``out_hw`` is 0 for ``Logits`` (whose ``in_hw`` > 1
     means the global pool is part of it).  MBConv fields (mid, kernel, stride, idskip, se) are 0 for the other
     kinds.  ``activation`` names the op's activation (``relu``, ``relu6``, ``h_swish``; empty for the pool and the
-    classifier); ``family`` picks the key grammar.
+    classifier); ``family`` (keyword only, always given) picks the key grammar.
     """
     kind: str
     in_hw: int
@@ -53,7 +55,7 @@ class Op:
     idskip: int = 0
     se: int = 0
     activation: str = ""
-    family: str = "mbv3"
+    family: str = field(kw_only=True)
 
     @property
     def key(self) -> str:
@@ -117,41 +119,16 @@ class Op:
         return p
 
 
-# -- key grammars: one per family, registered by the family module -----------------------------------------
-@dataclass(frozen=True)
-class KeyGrammar:
-    """A family's LUT key grammar: ``key(op)`` and its inverse ``parse(key)`` (raises :class:`KeyError_`), and
-    OFA's YAML latency tables of the family: their format id (what ``detect_format`` names), the spread statistic
-    they store beside count and mean (``std`` or ``var``), how messages name the format, and ``recognise(table)``:
-    True for a parsed table that shows this family's marks (None: recognised by its keys parsing)."""
-    family: str
-    key: Callable[[Op], str]
-    parse: Callable[[str], Op]
-    example: str
-    table_format: str = ""
-    table_stat: str = "std"
-    table_name: str = ""
-    recognise: "Callable[[Mapping[str, Any]], bool] | None" = None
-
-
-_GRAMMARS: dict[str, KeyGrammar] = {}
-
-
-def register_grammar(g: KeyGrammar) -> KeyGrammar:
-    """Register a family's key grammar (called by the family module on import)."""
-    _GRAMMARS[g.family] = g
-    return g
-
-
+# -- key grammars: one per family, a field of its record (ofa_profile.family) -------------------------------
 def list_grammars() -> list[KeyGrammar]:
     """Every registered key grammar (one per family), in registration order."""
-    return list(_GRAMMARS.values())
+    return [f.grammar for f in FAMILIES.values()]
 
 
 def grammar(family: str) -> KeyGrammar:
-    if family not in _GRAMMARS:
-        raise SpaceError(f"no key grammar registered for family {family!r} (known: {', '.join(sorted(_GRAMMARS))})")
-    return _GRAMMARS[family]
+    if family not in FAMILIES:
+        raise SpaceError(f"no key grammar registered for family {family!r} (known: {', '.join(sorted(FAMILIES))})")
+    return FAMILIES[family].grammar
 
 
 def parse_key(key: str, family: str = "mbv3") -> Op:
@@ -192,14 +169,22 @@ def _fixed(sp: Space, kind: str, in_hw: int, in_ch: int, out_hw: int, out_ch: in
 
 
 def _head_ops(sp: Space, hw: int, in_ch: int, classes: int | None = None) -> list[Op]:
+    """The head's ops, walking the family's head layers (:attr:`ofa_profile.family.Family.head`): MobileNetV3's
+    1x1 expand, pool, 1x1 feature mix and classifier on 1x1; ProxylessNAS's 1x1 expand and a classifier that
+    pools."""
     n = sp.n_classes if classes is None else int(classes)
-    ops = [_fixed(sp, "Conv_1", hw, in_ch, hw, sp.final_expand_ch, sp.head_act)]
-    if sp.feature_mix_ch:        # MobileNetV3: pool, 1x1 feature mix, classifier on 1x1
-        ops += [_fixed(sp, "AvgPool2D", hw, sp.final_expand_ch, 1, sp.final_expand_ch),
-                _fixed(sp, "Conv_2", 1, sp.final_expand_ch, 1, sp.feature_mix_ch, sp.head_act),
-                _fixed(sp, "Logits", 1, sp.feature_mix_ch, 0, n)]
-    else:                        # ProxylessNAS: the classifier op pools
-        ops.append(_fixed(sp, "Logits", hw, sp.final_expand_ch, 0, n))
+    ops = []
+    for kind in get_family(sp.family).head:
+        if kind == "Conv_1":
+            out_hw, out_ch, act = hw, sp.final_expand_ch, sp.head_act
+        elif kind == "AvgPool2D":
+            out_hw, out_ch, act = 1, in_ch, ""
+        elif kind == "Conv_2":
+            out_hw, out_ch, act = hw, sp.feature_mix_ch, sp.head_act
+        else:                    # Logits
+            out_hw, out_ch, act = 0, n, ""
+        ops.append(_fixed(sp, kind, hw, in_ch, out_hw, out_ch, act))
+        hw, in_ch = out_hw, out_ch
     return ops
 
 

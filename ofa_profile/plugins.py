@@ -1,18 +1,21 @@
-"""Plug-ins from outside the tree: installed packages that add runtimes, transports or device specs.
+"""Plug-ins from outside the tree: installed packages that add search-space families, runtimes, transports or
+device specs.
 
 A package declares Python entry points (``[project.entry-points."ofa_profile.runtimes"]`` in its pyproject, or
 ``entry_points={"ofa_profile.runtimes": [...]}`` in setup.py):
 
-``ofa_profile.transports``, ``ofa_profile.runtimes``
+``ofa_profile.families``, ``ofa_profile.transports``, ``ofa_profile.runtimes``
     each names a module, imported once: it registers what it adds with the registry's own call
-    (:func:`ofa_profile.transports.register_transport`, :func:`ofa_profile.runtimes.register_runtime`), exactly as a
-    built-in module does;
+    (:func:`ofa_profile.family.register_family`, :func:`ofa_profile.transports.register_transport`,
+    :func:`ofa_profile.runtimes.register_runtime`), exactly as a built-in module does;
 ``ofa_profile.device_specs``
     names an object that is (or returns) a folder of device spec files (``NAME.json``), listed by ``ofa-profile
     devices`` and found by ``--device NAME`` after the shipped ones.
 
-The registries call :func:`load_plugins` before they answer, so a plug-in's runtime is valid in a device spec
-(the schema's enums are the registries' names) and shows in every listing.  A plug-in that fails to load is
+The runtime and transport registries call :func:`load_plugins` before they answer, so a plug-in's runtime is valid
+in a device spec (the schema's enums are the registries' names) and shows in every listing.  The families are
+loaded when :mod:`ofa_profile.families` is imported (right after the built-in ones), so a plug-in's spaces are in
+:data:`~ofa_profile.space.SPACES`, every ``--space`` choice and every help text that lists the spaces.  A plug-in that fails to load is
 reported in one line naming its package and entry point, never a traceback.
 """
 from __future__ import annotations
@@ -22,13 +25,14 @@ from typing import Any
 
 from .errors import OfaProfileError
 
-__all__ = ["GROUPS", "SPEC_GROUP", "load_plugins", "plugin_spec_dirs"]
+__all__ = ["GROUPS", "FAMILY_GROUP", "SPEC_GROUP", "load_plugins", "plugin_spec_dirs"]
 
+FAMILY_GROUP = "ofa_profile.families"
 GROUPS = ("ofa_profile.transports", "ofa_profile.runtimes")
 SPEC_GROUP = "ofa_profile.device_specs"
 
-_loaded: list[str] | None = None
-_loading = False
+_loaded: dict[tuple[str, ...], list[str]] = {}
+_loading: set[tuple[str, ...]] = set()
 
 
 def _entry_points(group: str) -> list[Any]:
@@ -41,16 +45,17 @@ def _where(ep: Any) -> str:
     return f"plug-in {ep.name!r} ({ep.group} = {ep.value}" + (f", package {dist}" if dist else "") + ")"
 
 
-def load_plugins() -> list[str]:
-    """Import every installed plug-in module of :data:`GROUPS` once (transports first, then runtimes); the names
-    of the entry points loaded.  A module that fails to import is one error line (and is tried again next time)."""
-    global _loaded, _loading
-    if _loaded is not None or _loading:
-        return list(_loaded or [])
-    _loading = True                   # a plug-in module that asks a registry while it registers is not reloaded
+def load_plugins(groups: tuple[str, ...] = GROUPS) -> list[str]:
+    """Import every installed plug-in module of ``groups`` (default :data:`GROUPS`: transports first, then
+    runtimes) once; the names of the entry points loaded.  A module that fails to import is one error line (and
+    is tried again next time)."""
+    groups = tuple(groups)
+    if groups in _loaded or groups in _loading:
+        return list(_loaded.get(groups, []))
+    _loading.add(groups)              # a plug-in module that asks a registry while it registers is not reloaded
     try:
         names = []
-        for group in GROUPS:
+        for group in groups:
             for ep in _entry_points(group):
                 try:
                     ep.load()
@@ -58,9 +63,9 @@ def load_plugins() -> list[str]:
                     raise OfaProfileError(f"{_where(ep)} does not load: {type(exc).__name__}: "
                                           f"{' '.join(str(exc).split())[:200]}; fix or uninstall it") from None
                 names.append(f"{group}:{ep.name}")
-        _loaded = names
+        _loaded[groups] = names
     finally:
-        _loading = False
+        _loading.discard(groups)
     return list(names)
 
 

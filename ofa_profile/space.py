@@ -1,4 +1,4 @@
-"""The elastic MobileNetV3 search spaces: the one place that defines them.
+"""The elastic search spaces (OFA's MobileNetV3 and ProxylessNAS families, and any family a plug-in registers).
 
 A *space* fixes the macro-architecture (widths, strides, activations, SE) and the
 per-block choices (kernel, expand ratio), per-stage depth and input resolution.
@@ -6,7 +6,8 @@ A *subnet spec* (:class:`SubnetSpec`) picks one value for each choice.  It reads
 and writes OFA's own formats: the spec dict ``{"ks": [20], "e": [20], "d": [5],
 "r": R}`` and a specialised network's ``net.config`` JSON.
 
-Registered spaces (see :data:`SPACES`; each family module of :mod:`ofa_profile.families` registers its own):
+Registered spaces (see :data:`SPACES`; each family registers its own with its :class:`~ofa_profile.family.Family`
+record, :func:`~ofa_profile.family.register_family`):
 
 ``ofa-mbv3-w1.0``       OFA ``ofa_mbv3_d234_e346_k357_w1.0``
 ``ofa-mbv3-w1.2``       the same at width multiplier 1.2 (OFA's Note10 LUT space)
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import SpaceError
+from .family import SPACES, Family, get_family
 from .jsonio import JsonInputError, read_json_file
 from .netconfig import check_net_config, has_identity_skip
 
 __all__ = [
-    "SpaceError", "StageDef", "Space", "SubnetSpec", "SPACES", "get_space", "register_space",
+    "SpaceError", "StageDef", "Space", "SubnetSpec", "SPACES", "get_space", "space_names",
     "make_divisible", "parse_resolutions", "has_identity_skip",
 ]
 
@@ -61,15 +63,17 @@ RESOLUTIONS = tuple(range(128, 225, 4))
 RUN_RESOLUTIONS = tuple(range(128, 321, 4))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Space:
-    """An elastic space of a family (MobileNetV3, ProxylessNAS). Construct through :func:`get_space`.
+    """An elastic space of a family (MobileNetV3, ProxylessNAS, a plug-in's). Construct through :func:`get_space`.
 
     Every stage has ``max_depth`` block slots (``n_blocks = n_stages * max_depth``); a stage whose depth
     choices stop below ``max_depth`` leaves its last slots always skipped.  OFA's own spec lists hold only the
     slots a stage can use (``ofa_block_slots``); :meth:`SubnetSpec.from_ofa` / :meth:`SubnetSpec.to_ofa`
-    convert."""
+    convert.  What every space of a family shares (the head's layers, the fixed layers' activations, the
+    net.config name, the key grammar) is the family's record (:attr:`family_def`)."""
     name: str
+    family: str
     ofa_id: str
     width_mult: float
     stem_ch: int
@@ -77,23 +81,42 @@ class Space:
     stages: tuple[StageDef, ...]
     final_expand_ch: int
     feature_mix_ch: int
+    depths: tuple[int, ...]
+    expands: tuple[int, ...]
+    kernels: tuple[int, ...]
     n_classes: int = 1000
-    depths: tuple[int, ...] = (2, 3, 4)
-    expands: tuple[int, ...] = (3, 4, 6)
-    kernels: tuple[int, ...] = (3, 5, 7)
     resolutions: tuple[int, ...] = RESOLUTIONS
     run_resolutions: tuple[int, ...] = RUN_RESOLUTIONS
     max_depth: int = 4
     compound: bool = False
-    # CompOFA: expand ratio as a function of stage depth, and the fixed kernel of each stage
-    compound_expand: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (4, 6))
-    compound_kernels: tuple[int, ...] = (3, 5, 3, 3, 5)
-    # the family (op grammar, net.config name) and the fixed layers' activations
-    family: str = "mbv3"
-    net_config_name: str = "MobileNetV3"
-    stem_act: str = "h_swish"
-    first_block_act: str = "relu"
-    head_act: str = "h_swish"
+    # a compound space (CompOFA): expand ratio as a function of stage depth, and the fixed kernel of each stage
+    compound_expand: tuple[tuple[int, int], ...] = ()
+    compound_kernels: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.compound and (not self.compound_expand or len(self.compound_kernels) != len(self.stages)):
+            raise SpaceError(f"compound space {self.name} needs compound_expand and one compound kernel per stage")
+
+    @property
+    def family_def(self) -> Family:
+        """The space's family record (:func:`ofa_profile.family.get_family`)."""
+        return get_family(self.family)
+
+    @property
+    def net_config_name(self) -> str:
+        return self.family_def.net_config_name
+
+    @property
+    def stem_act(self) -> str:
+        return self.family_def.stem_act
+
+    @property
+    def first_block_act(self) -> str:
+        return self.family_def.first_block_act
+
+    @property
+    def head_act(self) -> str:
+        return self.family_def.head_act
 
     @property
     def n_stages(self) -> int:
@@ -204,19 +227,12 @@ class Space:
             yield self.compound_spec(d, r)
 
 
-# The registry: each family module (ofa_profile.families) registers its spaces on import.
-SPACES: dict[str, Space] = {}
-
-
-def register_space(space: Space) -> Space:
-    """Add a space to :data:`SPACES` (called by its family module)."""
-    if space.name in SPACES and SPACES[space.name] != space:
-        raise SpaceError(f"space {space.name} is registered twice with different definitions")
-    SPACES[space.name] = space
-    return space
-
-
 DEFAULT_SPACE = "ofa-mbv3-w1.0"
+
+
+def space_names() -> list[str]:
+    """Every name :func:`get_space` takes: the registered spaces' names, then OFA's ids of the non-compound ones."""
+    return list(dict.fromkeys([*SPACES, *(s.ofa_id for s in SPACES.values() if not s.compound)]))
 
 
 def get_space(name: str | Space) -> Space:

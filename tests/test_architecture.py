@@ -351,11 +351,13 @@ def _schema() -> dict:
 
 def test_device_schema_enums_are_the_registries():
     from ofa_profile.runtimes import list_runtimes
+    from ofa_profile.space import space_names
     from ofa_profile.transports import list_transports
 
     props = _schema()["properties"]
     assert props["runtime"]["enum"] == list_runtimes()
     assert props["transport"]["enum"] == list_transports()
+    assert props["space"]["enum"] == space_names()                     # names, then OFA's ids
     # a board's worker runs the runtimes registered for the ssh transport
     assert props["ssh"]["properties"]["remote_runtime"]["enum"] == list_runtimes("ssh")
 

@@ -186,4 +186,4 @@ def test_bad_inputs_are_refused():
     with pytest.raises(OfaProfileError):
         MBConv(16, 24, 48, 3, 2, "relu", False, idskip=True)
     with pytest.raises(OfaProfileError):
-        op_module(parse_key(FIRST).__class__("Foo", 1, 1, 1, 1))
+        op_module(parse_key(FIRST).__class__("Foo", 1, 1, 1, 1, family="mbv3"))

@@ -102,7 +102,7 @@ def test_refresh_measures_the_drift_since_calibration_and_scales_the_search(tmp_
     two measurements of the same subnets, not as a fixed band."""
     from click.testing import CliRunner
 
-    from ofa_profile.calibrate import calibrate_device, measure_drift
+    from ofa_profile.calibrate import calibrate_device, measure_drift, spread_over_size
     from ofa_profile.cli import main
     from ofa_profile.errors import OfaProfileError
     from ofa_profile.lut import save_lut
@@ -125,7 +125,7 @@ def test_refresh_measures_the_drift_since_calibration_and_scales_the_search(tmp_
     with make_profiler(dev) as prof:
         d0 = measure_drift(stored, prof, 2, progress=False)      # the LUT as calibrated: about 1
         d = measure_drift(lut, prof, 2, progress=False)          # halved, measured right after
-    held = [s for s in cal["samples"] if s["split"] == "test"][:2]
+    held = spread_over_size([s for s in cal["samples"] if s["split"] == "test"], 2, lut)
     assert len(d.specs) == 2 and d.rounds == 2 and [s.to_ofa() for s in d.specs] == [s["arch"] for s in held]
     assert d.then_ms == tuple(s["measured_ms"] for s in held) and all(b > 0 for b in d.now_ms)
     assert d.factor == pytest.approx(statistics.median(b / a for a, b in zip(d.then_ms, d.now_ms)))

@@ -2,12 +2,14 @@
 ProxylessNAS family checked against OFA's own code, OFA's specialized nets and ProxylessNAS's LUT."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
 import pytest
 
 from ofa_profile.families import family_spaces, list_families
+from ofa_profile.family import FAMILIES, get_family, register_family
 from ofa_profile.ops import enumerate_ops, grammar, ops_at_resolution, parse_key, split_ops, subnet_ops
 from ofa_profile.space import SPACES, SpaceError, SubnetSpec, get_space
 
@@ -201,14 +203,15 @@ def test_ofa_table_formats_come_from_the_family_grammars(tmp_path):
     fake = ops.KeyGrammar("fakefam", ops.grammar("mbv3").key, ops.grammar("mbv3").parse, "Fake-key",
                           table_format="fake-yaml", table_stat="mad", table_name="a fake format",
                           recognise=lambda t: "Fake-marker" in t)
-    ops.register_grammar(fake)
+    space = dataclasses.replace(get_space("ofa-mbv3-w1.0"), name="fake-space", family="fakefam")
+    register_family(dataclasses.replace(get_family("mbv3"), name="fakefam", spaces=(space,), grammar=fake))
     try:
         f = tmp_path / "160_lookup_table.yaml"
         f.write_text("Fake-marker: {count: 1, mean: 1.0, mad: 0.1}\n")
         assert detect_format(f) == "fake-yaml"
         assert _classify_yaml({"Fake-marker": {}}, f) is fake
     finally:
-        del ops._GRAMMARS["fakefam"]
+        del FAMILIES["fakefam"], SPACES["fake-space"]
     from ofa_profile.errors import LutError
     with pytest.raises(LutError, match="not an OFA MobileNetV3 LUT key"):
         detect_format(f)                                   # unregistered: no family claims the file

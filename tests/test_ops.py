@@ -50,7 +50,7 @@ def test_key_grammar_round_trip():
         assert parse_key(op.key) == op
     k = "expanded_conv-input:56x56x24-output:28x28x40-expand:96-kernel:5-stride:2-idskip:0-se:1-hs:0"
     assert parse_key(k).key == k
-    assert parse_key("Logits-input:1x1x1280-output:1000") == Op("Logits", 1, 1280, 0, 1000)
+    assert parse_key("Logits-input:1x1x1280-output:1000") == Op("Logits", 1, 1280, 0, 1000, family="mbv3")
 
 
 @pytest.mark.parametrize("bad", ["", "Conv-input:1x2x3-output:1x1x1", "expanded_conv-input:5x5x5",

@@ -9,6 +9,7 @@ import pytest
 
 from ofa_profile.measure import Profiler
 from ofa_profile.replicates import pass_order, per_item, run_passes
+from ofa_profile.space import SubnetSpec
 from ofa_profile.timing import PerfCounterClock, TimingConfig, measure_callable
 from helpers import fast_spec
 
@@ -179,6 +180,24 @@ def test_drift_measures_like_calibration():
     assert len(keys) == 3 and [k for k, _ in prof.calls] == alternating(keys, 3)
     assert d.now_ms == tuple(prof.lowest(k) for k in keys)
     assert d.factor == statistics.median(b / a for a, b in zip(d.then_ms, d.now_ms))
+
+
+def test_drift_subnets_span_the_held_out_sizes():
+    """The drift is measured on held-out subnets from the smallest to the largest (a host's contention slows large
+    subnets most), not on the first few held out, which may all be small."""
+    from ofa_profile.calibrate import measure_drift
+    from ofa_profile.lut import load_lut
+
+    lut = load_lut("cpu-ort")
+    held = [x for x in lut.calibration["samples"] if x["split"] == "test"]
+    sums = sorted(lut.lut_sum_ms(SubnetSpec.from_ofa(x["arch"], space=lut.space)) for x in held)
+    assert len(held) >= 6
+    d = measure_drift(lut, ScriptedProfiler(fingerprint=lut.fingerprint), 3, rounds=1, progress=False)
+    got = [lut.lut_sum_ms(s) for s in d.specs]
+    assert got[0] == sums[0] and got[-1] == sums[-1]                  # the extremes of the held-out sizes
+    assert got[1] == sums[round((len(sums) - 1) / 2)]                 # and the middle one
+    one = measure_drift(lut, ScriptedProfiler(fingerprint=lut.fingerprint), 1, rounds=1, progress=False)
+    assert [lut.lut_sum_ms(s) for s in one.specs] == [sums[len(sums) // 2]]
 
 
 def test_every_replicate_caller_runs_the_one_policy():

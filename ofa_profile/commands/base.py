@@ -15,6 +15,7 @@ from ..clierrors import CliExitCodes
 from ..cliopts import SPACE_NAME, NoEmptyValues, NoRepeatedOptions
 from ..devices import MAX_THREADS, DeviceError, allow_ssh_options, load_device, with_threads
 from ..errors import OfaProfileError
+from ..families import plugin_error
 from ..jsonio import dumps_strict
 from ..lock import output_lock
 from ..paths import check_out_dir, safe_name
@@ -48,6 +49,8 @@ def main() -> None:
       ofa-profile measure --device cpu-ort --resolutions 160,224
       ofa-profile predict --lut cpu-ort --arch arch.json
     """
+    if plugin_error() is not None:     # a family plug-in that failed to load: one line naming it
+        raise plugin_error()
 
 
 def echo_json(obj: Any) -> None:

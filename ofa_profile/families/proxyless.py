@@ -23,8 +23,9 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from ..ops import KeyError_, KeyGrammar, Op, check_square, register_grammar, shape_key
-from ..space import Space, StageDef, make_divisible, register_space
+from ..family import Family, KeyGrammar, register_family
+from ..ops import KeyError_, Op, check_square, shape_key
+from ..space import Space, StageDef, make_divisible
 
 FAMILY = "proxyless"
 ACT = "relu6"
@@ -37,9 +38,9 @@ def proxyless_space(name: str, width_mult: float) -> Space:
     w = [make_divisible(b * width_mult, 8) for b in _BASE_WIDTHS]
     stages = tuple(StageDef(w[2 + i], _STRIDES[i], ACT, False, depths=(1,) if i == 5 else ())
                    for i in range(6))
-    return Space(name=name, ofa_id=f"ofa_proxyless_d234_e346_k357_w{width_mult:.1f}", width_mult=width_mult,
-                 stem_ch=w[0], first_block_ch=w[1], stages=stages, final_expand_ch=w[8], feature_mix_ch=0,
-                 family=FAMILY, net_config_name="ProxylessNASNets", stem_act=ACT, first_block_act=ACT, head_act=ACT)
+    return Space(name=name, family=FAMILY, ofa_id=f"ofa_proxyless_d234_e346_k357_w{width_mult:.1f}",
+                 width_mult=width_mult, stem_ch=w[0], first_block_ch=w[1], stages=stages, final_expand_ch=w[8],
+                 feature_mix_ch=0, depths=(2, 3, 4), expands=(3, 4, 6), kernels=(3, 5, 7))
 
 
 def _ratio(op: Op) -> int:
@@ -105,7 +106,10 @@ def recognise(table: Mapping[str, Any]) -> bool:
             or any(k.startswith("Logits-input:") and not k.startswith("Logits-input:1x1x") for k in keys))
 
 
-GRAMMAR = register_grammar(KeyGrammar(FAMILY, key, parse, EXAMPLE, table_format="proxylessnas-yaml", table_stat="var",
-                                      table_name="OFA's ProxylessNAS format", recognise=recognise))
-for _sp in (proxyless_space("ofa-proxyless-w1.3", 1.3), proxyless_space("ofa-proxyless-w1.0", 1.0)):
-    register_space(_sp)
+FAMILY_RECORD = register_family(Family(
+    name=FAMILY, description="OFA's ProxylessNAS supernets (ReLU6, no squeeze-excite, a one-block last stage)",
+    spaces=(proxyless_space("ofa-proxyless-w1.3", 1.3), proxyless_space("ofa-proxyless-w1.0", 1.0)),
+    grammar=KeyGrammar(FAMILY, key, parse, EXAMPLE, table_format="proxylessnas-yaml", table_stat="var",
+                       table_name="OFA's ProxylessNAS format", recognise=recognise),
+    net_config_name="ProxylessNASNets", head=("Conv_1", "Logits"), stem_act=ACT, first_block_act=ACT, head_act=ACT))
+GRAMMAR = FAMILY_RECORD.grammar
