@@ -238,14 +238,14 @@ def _serve_log_until(log: Path, proc: subprocess.Popen, last: tuple[str, int]) -
 
 
 @pytest.mark.slow
-def test_kill_and_resume(data, tmp_path):
+def test_kill_and_resume(data, tmp_path, capsys):
     """A SIGKILL leaves exactly the checkpoint saved last before it; the rerun resumes from that step (the channel
     re-sorting of an expand phase is not done twice), redoes only the steps after it and ends with the weights of
     the same run never killed, bit for bit.  The kill lands at a known point: the run's log is a FIFO this test
     serves, so the trainer waits at its next append once the test stops reading."""
     out = tmp_path / "run"
     # 24 images, batch 4: 6 steps an epoch; every phase one step but expand1 (pi 4, re-sorts channels first): 4 steps,
-    # a checkpoint after steps 2 (--ckpt-every 2; none after the last step of a phase, none by time)
+    # a checkpoint after step 2 (--ckpt-every 2; none after the last step of a phase, none by time)
     args = ("--max-steps-per-phase", "4", "--ckpt-every", "2", "--ckpt-minutes", "60", "--eval-images", "0",
             "--phase-epochs", "teacher=0,kernel=0,depth1=0,depth2=0,expand2=0")
     cmd = _cli(data[0], data[1], out, *args)
@@ -266,23 +266,27 @@ def test_kill_and_resume(data, tmp_path):
     assert ck["optimizer"] is not None and not (out / "supernet.pt").exists()
     log.unlink()                                # the log as the killed run wrote it, a plain file from here on
     log.write_text("".join(json.dumps(r) + "\n" for r in served))
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert f"resuming from {out / 'ckpt-last.pt'}: phase 4 step 2" in r.stderr, r.stderr[-2000:]
+    from ofa_model.train import main            # the rerun and the others in this process: same command line
+    argv = [str(a) for a in cmd[3:]]
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"resuming from {out / 'ckpt-last.pt'}: phase 4 step 2" in err, err[-2000:]
     # the rerun trains steps 3 and 4 of expand1 (step 3 a second time: it came after the checkpoint), then expand2
     steps = _logged_steps(log)
     assert steps[steps.index(("depth2", 1)) + 1:] == [("expand1", 1), ("expand1", 2), ("expand1", 3),
                                                       ("expand1", 3), ("expand1", 4), ("expand2", 1)], steps
-    # the same run never killed (in this process: same command line, same single thread)
-    from ofa_model.train import main
+    # the same run never killed
     ref = tmp_path / "ref"
     assert main([str(a) for a in _cli(data[0], data[1], ref, *args)[3:]]) == 0
     got, want = (torch.load(d / "supernet.pt", map_location="cpu", weights_only=True)["state_dict"] for d in (out, ref))
     assert got.keys() == want.keys()
     assert [k for k in want if not torch.equal(got[k], want[k])] == []
     # a run folder of another configuration is refused, in one line
-    r2 = subprocess.run(cmd + ["--seed", "5"], env=_env(), capture_output=True, text=True)
-    assert r2.returncode == 1 and "belongs to another run" in r2.stderr
+    capsys.readouterr()
+    assert main(argv + ["--seed", "5"]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "belongs to another run" in line, line
 
 
 def _logged_steps(log: Path) -> list[tuple[str, int]]:
