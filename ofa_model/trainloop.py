@@ -181,6 +181,7 @@ class TrainRun:
     def log_path(self) -> Path:
         return self.place.out / "train_log.jsonl"
 
+
 def full_net(run: TrainRun):
     """The supernet's full net as a static module in eval mode: the teacher of the distilled phases."""
     run.model.set_max_net()
@@ -197,9 +198,9 @@ def _save_ckpt(run: TrainRun, pi: int, step: int, reorganized: bool, opt, teache
                wall_s: float = 0.0, imgs: int = 0) -> None:
     """Write ``ckpt-last.pt`` (rank 0): resume at step ``step`` of phase ``pi`` (``len(phases)``: all done), with
     the state of torch's CPU generator (dropout draws from it), so that a resumed CPU run is the run never stopped."""
-    import torch
     if run.place.rank != 0:
         return
+    import torch
     phases = run.phases
     _atomic_save({"format": CKPT_FORMAT, "identity": run.cfg.identity(), "classes": list(run.data.train.classes),
                   "meta": run.model.meta(), "phase_index": pi, "step": step, "reorganized": reorganized,
@@ -256,7 +257,7 @@ def _start_phase(run: TrainRun, pi: int, teacher: Any) -> tuple[_PhasePlan, Any]
     if start and res.optimizer is not None:
         opt.load_state_dict(res.optimizer)
     log_line(f"phase {ph.name}: steps {start}..{total} (epochs {ph.epochs:g}, {run.steps_per_epoch} steps/epoch), "
-         f"peak lr {peak:.4g}, {ph.n_subnets} subnet(s)/step, kd={ph.kd}", run.place.rank)
+             f"peak lr {peak:.4g}, {ph.n_subnets} subnet(s)/step, kd={ph.kd}", run.place.rank)
     if run.place.rank == 0 and start == 0:
         _save_ckpt(run, pi, 0, ph.reorganize is not None, None, teacher)
     resumed = pi == res.phase_index and start > 0      # the phase's wall time and images before a kill
