@@ -64,7 +64,7 @@ from .recipes import (OFA_EPOCHS, PhaseDef, TrainConfig, phase_steps,  # noqa: F
                       recipe_phases, sample_phase_spec, standalone_spec)
 from .safeload import load_torch_file
 from .data import build_cache, check_splits, open_cache
-from .trainloop import (CKPT_FORMAT, Interrupted, Place, ResumePoint, TrainData, TrainRun,  # noqa: F401
+from .trainloop import (CKPT_FORMAT, Interrupted, Place, ResumePoint, TrainData, TrainRun,
                         append_jsonl, finish_run, full_net, log_line, run_phases)
 from .transfer import TRANSFER_SOURCES, init_from_lite0, load_lite0_state
 
