@@ -23,8 +23,11 @@ sysdeps:
 	  else echo "note: install adb and openssh-server (apt-get) for the device tests; they skip without them" >&2; fi; \
 	fi
 
+# the suite on both cores (pytest-xdist, one test file per worker at a time), then alone the tests marked serial:
+# they time something or race a signal or lock in real time
 test: setup sysdeps
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadfile -m 'not serial' tests
+	$(BIN)/python -m pytest -q --durations=5 -m serial tests
 
 # pyflakes and pycodestyle as ruff.toml configures them (.ci/run runs it before the tests)
 lint: setup

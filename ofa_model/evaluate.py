@@ -18,11 +18,12 @@ import json
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ofa_profile.atomic import atomic_path
-from ofa_profile.errors import OfaProfileError
+from ofa_profile.errors import OfaProfileError, RequestError
 from ofa_profile.jsonio import loads_strict
 from ofa_profile.ops import subnet_ops
 from ofa_profile.quantize import int8_recipe, quantize_onnx_bytes
@@ -32,8 +33,8 @@ from .data import INT8_CALIB_IMAGES, eval_batches, int8_calibration_images, trai
 from .evaldata import default_data, supernet_caches
 from .export import onnx_export
 
-__all__ = ["csv_fields", "INT8_FIELDS", "subnet_macs_params",
-           "val_subset", "evaluate_spec", "accuracy_dataset", "dataset_spec", "merge_shards",
+__all__ = ["EvalRequest", "csv_fields", "INT8_FIELDS", "subnet_macs_params", "val_subset", "evaluate_spec",
+           "accuracy_dataset", "dataset_spec", "merge_shards",
            "CSV_FIELDS", "PARTIAL_SUFFIX", "evaluate_arch", "evaluate_precisions", "int8_calibration_images",
            "INT8_CALIB_IMAGES"]
 
@@ -57,6 +58,33 @@ def _precision_of(fields: Sequence[str]) -> str | None:
     return next((p for p in PRECISIONS if tuple(fields) == csv_fields(p)), None)
 ORT_CHUNK = 8   # images per onnxruntime call: small batches stay in cache (~1.5x the img/s of 100 on one core)
 PARTIAL_SUFFIX = ".partial.csv"
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """How a subnet's top-1 is measured (``evaluate``, and ``pareto --verify``: one option group,
+    :func:`ofa_profile.commands.base.evaluation_options`): the supernet weights (None: the bundled ones), ``n_val``
+    seeded val images (0: all), ``n_calib`` training images for the BN recalibration, the two data sets (None: the
+    shared Imagenette) and the decoded-image cache.  A bad count is one :class:`~ofa_profile.errors.RequestError`
+    line."""
+
+    supernet: str | None = None
+    n_val: int = 1000
+    n_calib: int = 2000
+    train_data: str | None = None
+    val_data: str | None = None
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, least, what in (("n_val", 0, "val images (0: all)"), ("n_calib", 1, "BN recalibration images")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise RequestError(f"{name}={v!r}: the number of {what} is a whole number >= {least}")
+
+    def caches(self, info):
+        """The decoded train and val caches of the supernet ``info`` describes, from this request's data sets."""
+        return supernet_caches(info, default_data("train", self.train_data), default_data("val", self.val_data),
+                               self.cache_dir)
 
 
 def subnet_macs_params(spec: SubnetSpec, n_classes: int) -> tuple[int, int]:
@@ -429,27 +457,27 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike)
     return out
 
 
-def evaluate_arch(arch: str | os.PathLike, *, device: str, supernet: str | None = None, resolution: int | None = None,
-                  n_val: int = 1000, n_calib: int = 2000, train_data: str | None = None, val_data: str | None = None,
-                  cache_dir: str | None = None, log=None, precision: str = "fp32",
+def evaluate_arch(arch: str | os.PathLike, evaluation: EvalRequest = EvalRequest(), *, device: str,
+                  resolution: int | None = None, log=None, precision: str = "fp32",
                   n_int8_calib: int = INT8_CALIB_IMAGES) -> dict:
     """``ofa-profile evaluate``: the measured top-1 of the subnet of spec file or net.config ``arch`` (at
-    ``resolution`` if given) with ``supernet`` (the bundled weights by default) on ``device``, BN recalibrated
-    on ``n_calib`` seeded training images, on a fixed seeded subset of ``n_val`` val images of its dataset
-    (``train_data``/``val_data`` default to the shared Imagenette).  Returns the JSON summary; ``log(str)`` is
-    told what is evaluated.
+    ``resolution`` if given) on ``device``, as ``evaluation`` says: with its supernet (the bundled weights by
+    default), BN recalibrated on its ``n_calib`` seeded training images, on a fixed seeded subset of its ``n_val``
+    val images of the supernet's dataset (the data sets default to the shared Imagenette).  Returns the JSON
+    summary; ``log(str)`` is told what is evaluated.
 
     ``precision="int8"``: the subnet in ONNX Runtime on the CPU, fp32 and int8 (calibrated on ``n_int8_calib``
     seeded training images: :func:`evaluate_precisions`) on the same val images; ``top1`` is the int8 figure,
     ``top1_fp32`` the fp32 one beside it."""
     from .bundle import load_supernet
 
-    model, info = load_supernet(supernet, device=device)
+    n_val, n_calib = evaluation.n_val, evaluation.n_calib
+    model, info = load_supernet(evaluation.supernet, device=device)
     spec = SubnetSpec.load(arch, space=info.space, r=resolution)
     if info.classes is None:
         raise OfaProfileError(f"the supernet {info.path} names no classes, so its validation set is unknown; pass "
                               f"weights with a manifest (a bundle) or a run's supernet.pt")
-    tr, va = supernet_caches(info, default_data("train", train_data), default_data("val", val_data), cache_dir)
+    tr, va = evaluation.caches(info)
     if log is not None:
         log(f"evaluate: {spec.short()} with {info.path} ...")
     tm: dict = {}

@@ -43,18 +43,15 @@ if __name__ == "__main__":
     _sys.exit(_code)
 
 import dataclasses
-import json
 import math
 import os
-import random
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ofa_profile.atomic import atomic_path, write_text_atomic
+from ofa_profile.atomic import write_text_atomic
 from ofa_profile.clierrors import CliExitCodes, guarded
 from ofa_profile.errors import OfaProfileError
 from ofa_profile.jsonio import dumps_strict
@@ -66,14 +63,13 @@ from . import TRAIN_INTERRUPTED as _INTERRUPTED
 from .recipes import (OFA_EPOCHS, PhaseDef, TrainConfig, phase_steps,  # noqa: F401  (re-exported)
                       recipe_phases, sample_phase_spec, standalone_spec)
 from .safeload import load_torch_file
-from .data import build_cache, check_splits, epoch_batches, open_cache, train_batch
-from .evaluate import evaluate_spec
+from .data import build_cache, check_splits, open_cache
+from .trainloop import (CKPT_FORMAT, Interrupted, Place, ResumePoint, TrainData, TrainRun,
+                        append_jsonl, finish_run, full_net, log_line, run_phases)
 from .transfer import TRANSFER_SOURCES, init_from_lite0, load_lite0_state
 
 __all__ = ["PhaseDef", "TrainConfig", "recipe_phases", "sample_phase_spec", "phase_steps", "standalone_spec",
-           "hardware_info", "train", "main", "CKPT_FORMAT"]
-
-CKPT_FORMAT = "ofa_model.train/1"
+           "hardware_info", "train", "main", "CKPT_FORMAT", "Interrupted"]
 
 
 def hardware_info(device) -> dict[str, Any]:
@@ -95,87 +91,6 @@ def hardware_info(device) -> dict[str, Any]:
         p = torch.cuda.get_device_properties(device)
         info.update({"gpu": p.name, "gpu_mem_gb": round(p.total_memory / 2**30, 1)})
     return info
-
-
-def _log(msg: str, rank: int = 0) -> None:
-    if rank == 0:
-        print(f"[train] {msg}", file=sys.stderr, flush=True)
-
-
-def _plain_types(obj: Any) -> str | None:
-    """The first value in ``obj`` that is not a tensor, a dict/list/tuple of them or a plain value (str, int, float,
-    bool, None), by type name; None when there is none.  Checkpoints hold only these, so that they load with
-    ``torch.load(weights_only=True)`` (RNG states, if ever saved, go in as lists or tensors, never numpy arrays)."""
-    import torch
-    stack = [obj]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, dict):
-            stack.extend(x.keys())
-            stack.extend(x.values())
-        elif isinstance(x, (list, tuple)):
-            stack.extend(x)
-        elif not (x is None or isinstance(x, (torch.Tensor, str, int, float, bool))):
-            return type(x).__name__
-    return None
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    import torch
-    bad = _plain_types(obj)
-    if bad is not None:     # a checkpoint must load with weights_only=True: a bug, not a user error
-        raise TypeError(f"checkpoint {path.name} would hold a {bad}, which weights_only=True refuses to load")
-    with atomic_path(path) as tmp:      # a temp name tagged <pid>-<host>, removed if the save fails
-        torch.save(obj, tmp)
-
-
-def _plain_state(module) -> dict:
-    """``module``'s state dict with every tensor in the default (NCHW-contiguous) layout, whatever layout
-    training used, so that saved weights load anywhere the same way."""
-    return {k: v.contiguous() for k, v in module.state_dict().items()}
-
-
-def _append_jsonl(path: Path, rec: dict) -> None:
-    with open(path, "a") as f:
-        f.write(dumps_strict(rec, indent=None) + "\n")   # a NaN loss is written as null
-
-
-def _peak_mem_mb(device) -> float:
-    import torch
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    if warmup and step < warmup:
-        return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return 0.5 * peak * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def _param_groups(model, wd: float):
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        (no_decay if (p.ndim <= 1 or "bn" in n or n.endswith("bias")) else decay).append(p)
-    return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _evaluate_quick(model, specs, train_cache, val_cache, cfg: TrainConfig, device, r: int) -> dict[str, float]:
-    return {tag: round(evaluate_spec(model, spec, train_cache, val_cache, n_val=cfg.eval_images,
-                                     n_calib=cfg.calib_images, batch_size=max(cfg.batch_size, 50), device=device,
-                                     resolution=r), 4)
-            for tag, spec in specs}
-
-
-class Interrupted(OfaProfileError):
-    """The run was asked to stop (SIGINT, SIGTERM) and stopped at a step boundary after writing its checkpoint;
-    ``exit_code`` is 128 + the signal's number, as a shell reports a process ended by that signal."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
 
 
 class _StopOnSignal:
@@ -201,8 +116,8 @@ class _StopOnSignal:
             raise KeyboardInterrupt
         if not self.signum:
             self.signum = signum
-            _log(f"{signal.Signals(signum).name}: stopping after this step with a checkpoint "
-                 f"(Ctrl-C again to stop at once)", self.rank)
+            log_line(f"{signal.Signals(signum).name}: stopping after this step with a checkpoint "
+                     f"(Ctrl-C again to stop at once)", self.rank)
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._old.items():
@@ -218,11 +133,21 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
+    """The run in four parts: set-up (process, device, space, starting weights), data (decoded caches), model and
+    resume point, then the phase loop (from which only the training steps are interrupted by a signal)."""
+    place = _setup(cfg)
+    data = _load_data(cfg, place)
+    run, teacher = _build_run(cfg, place, data)
+    stopper.arm()
+    run_phases(run, teacher, stopper)
+    return finish_run(run)
+
+
+def _setup(cfg: TrainConfig) -> Place:
+    """The process (threads, malloc, process group), its device, the space and resolutions, the starting weights
+    (checked before the run folder is made: a refused file leaves no trace)."""
     import torch
     import torch.distributed as dist
-    import torch.nn.functional as F
-
-    from .supernet import OFAMobileNetV3, WeightsError, load_supernet_weights
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -243,18 +168,12 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
         torch.backends.cudnn.allow_tf32 = True
     if cfg.amp not in ("off", "bf16"):
         raise OfaProfileError(f"--amp {cfg.amp!r}: use off or bf16")
-
-    def autocast():
-        """bfloat16 autocast for forward passes with --amp bf16 (no loss scaling needed); a no-op otherwise."""
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
-
     space = get_space(cfg.space)
     res = tuple(cfg.resolutions) or space.resolutions
     outside = [r for r in res if r not in space.resolutions]
     if outside:
-        _log(f"note: resolutions {outside} are outside the space ({space.resolutions[0]}..{space.resolutions[-1]}): "
-             f"a reduced CPU recipe", rank)
-    out = Path(cfg.out)
+        log_line(f"note: resolutions {outside} are outside the space "
+                 f"({space.resolutions[0]}..{space.resolutions[-1]}): a reduced CPU recipe", rank)
     # --init is read (safely, see ofa_model.safeload) before anything is written: a refused file leaves no trace
     init_weights = load_torch_file(cfg.init, "--init weights") if cfg.init else None
     if cfg.init and cfg.init_from:
@@ -264,239 +183,105 @@ def _train(cfg: TrainConfig, stopper: _StopOnSignal) -> Path:
         if cfg.init_from not in TRANSFER_SOURCES:
             raise OfaProfileError(f"--init-from {cfg.init_from!r}: use one of {', '.join(TRANSFER_SOURCES)}")
         lite0_state = load_lite0_state()     # a missing extra fails here, before anything is written
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
+    return Place(world, rank, local_rank, device, space, res, out, init_weights, lite0_state)
 
-    # -- data (rank 0 decodes, the others wait and open) --------------------------------------------
-    def caches():
-        # a bad layout or mismatched val set is refused from the listings, before any decoding
+
+def _load_data(cfg: TrainConfig, place: Place) -> TrainData:
+    """The decoded caches: rank 0 decodes (a bad layout or mismatched val set is refused from the listings,
+    before any decoding), the other ranks wait and open them."""
+    import torch.distributed as dist
+
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else place.out / "cache"
+
+    def caches() -> TrainData:
         tr_list, va_list = check_splits(cfg.train_data, cfg.val_data)
         tr = build_cache(cfg.train_data, cache_root / "train", cfg.image_size, limit_per_class=cfg.limit_per_class,
-                         progress=rank == 0, listing=tr_list)
+                         progress=place.rank == 0, listing=tr_list)
         va = None
         if cfg.val_data:
-            va = build_cache(cfg.val_data, cache_root / "val", cfg.image_size, classes=tr.classes, progress=rank == 0,
-                             listing=va_list)
-        return tr, va
+            va = build_cache(cfg.val_data, cache_root / "val", cfg.image_size, classes=tr.classes,
+                             progress=place.rank == 0, listing=va_list)
+        return TrainData(tr, va)
 
-    if world > 1:
-        if rank == 0:
-            train_cache, val_cache = caches()
+    if place.world > 1:
+        data = caches() if place.rank == 0 else None
         dist.barrier()
-        if rank != 0:
-            train_cache = open_cache(cache_root / "train")
-            val_cache = open_cache(cache_root / "val") if cfg.val_data else None
+        if place.rank != 0:
+            data = TrainData(open_cache(cache_root / "train"), open_cache(cache_root / "val") if cfg.val_data else None)
     else:
-        train_cache, val_cache = caches()
-    n_classes = len(train_cache.classes)
-    if len(train_cache) < cfg.batch_size * world:
-        raise OfaProfileError(f"training set has {len(train_cache)} images, fewer than one global batch "
-                              f"({cfg.batch_size} x {world}); lower --batch-size")
+        data = caches()
+    if len(data.train) < cfg.batch_size * place.world:
+        raise OfaProfileError(f"training set has {len(data.train)} images, fewer than one global batch "
+                              f"({cfg.batch_size} x {place.world}); lower --batch-size")
+    return data
 
-    # -- model, resume -------------------------------------------------------------------------------
+
+def _read_checkpoint(path: Path, cfg: TrainConfig, classes: Sequence[str]) -> tuple[dict, ResumePoint]:
+    """The run folder's checkpoint (its weights, and where to resume), refused in one line if it belongs to
+    another run."""
+    ck = load_torch_file(path, "checkpoint", "delete it to start afresh, or use a new --out folder")
+    if not isinstance(ck, dict):
+        raise OfaProfileError(f"{path} is not a checkpoint of ofa_model.train; delete it to start afresh, "
+                              f"or use a new --out folder")
+    if ck.get("format") != CKPT_FORMAT or ck.get("identity") != cfg.identity() or ck.get("classes") != list(classes):
+        raise OfaProfileError(f"{path} belongs to another run (space/recipe/seed/batch/classes differ); "
+                              f"use a new --out folder")
+    return ck["state_dict"], ResumePoint(ck["phase_index"], ck["step"], ck["reorganized"], ck["teacher"],
+                                         ck["optimizer"], ck.get("phase_wall_s", 0), ck.get("phase_imgs", 0),
+                                         ck.get("torch_rng"))
+
+
+def _build_run(cfg: TrainConfig, place: Place, data: TrainData) -> tuple[TrainRun, Any]:
+    """The model (seeded; --init or --init-from weights, or the checkpoint's on a resume), its DDP wrapper, the
+    phases and the resume point; writes config.json and the log's run_start record.  Also returns the teacher
+    (None until the teacher phase has ended)."""
+    import torch
+
+    from .supernet import OFAMobileNetV3, WeightsError, load_supernet_weights
+
+    device, out = place.device, place.out
     torch.manual_seed(cfg.seed)
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = OFAMobileNetV3(space, n_classes=n_classes, dropout_rate=cfg.dropout_rate).to(device, memory_format=mf)
-    if init_weights is not None:
+    model = OFAMobileNetV3(place.space, n_classes=len(data.train.classes),
+                           dropout_rate=cfg.dropout_rate).to(device, memory_format=mf)
+    if place.init_weights is not None:
         try:
-            load_supernet_weights(model, init_weights)
+            load_supernet_weights(model, place.init_weights)
         except WeightsError as exc:
             raise WeightsError(f"--init {cfg.init}: {exc}") from None
     ckpt_path = out / "ckpt-last.pt"
     transfer_summary = None
-    if lite0_state is not None and not ckpt_path.exists():    # a resume takes the checkpoint's weights instead
-        transfer_summary = init_from_lite0(model, lite0_state)
+    if place.lite0_state is not None and not ckpt_path.exists():    # a resume takes the checkpoint's weights
+        transfer_summary = init_from_lite0(model, place.lite0_state)
         model.to(device, memory_format=mf)
-    spe = len(train_cache) // (cfg.batch_size * world)
-    phases = cfg.phases(spe)
-    state: dict[str, Any] = {"phase_index": 0, "step": 0, "reorganized": False, "teacher": None, "optimizer": None,
-                             "phase_wall_s": 0.0, "phase_imgs": 0}
+    spe = len(data.train) // (cfg.batch_size * place.world)
+    resume = ResumePoint()
     if ckpt_path.exists():
-        ck = load_torch_file(ckpt_path, "checkpoint", "delete it to start afresh, or use a new --out folder")
-        if not isinstance(ck, dict):
-            raise OfaProfileError(f"{ckpt_path} is not a checkpoint of ofa_model.train; delete it to start afresh, "
-                                  f"or use a new --out folder")
-        if ck.get("format") != CKPT_FORMAT or ck.get("identity") != cfg.identity() or ck.get("classes") != list(train_cache.classes):
-            raise OfaProfileError(f"{ckpt_path} belongs to another run (space/recipe/seed/batch/classes differ); "
-                                  f"use a new --out folder")
-        model.load_state_dict(ck["state_dict"])
-        state.update({k: ck[k] for k in ("phase_index", "step", "reorganized", "teacher", "optimizer")})
-        state.update({k: ck.get(k, 0) for k in ("phase_wall_s", "phase_imgs")})
-        _log(f"resuming from {ckpt_path}: phase {state['phase_index']} step {state['step']}", rank)
-    if rank == 0:
+        state_dict, resume = _read_checkpoint(ckpt_path, cfg, data.train.classes)
+        model.load_state_dict(state_dict)
+        log_line(f"resuming from {ckpt_path}: phase {resume.phase_index} step {resume.step}", place.rank)
+    if place.rank == 0:
         write_text_atomic(out / "config.json", dumps_strict(dataclasses.asdict(cfg), indent=1))
-
     ddp = None
-    if world > 1:
+    if place.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
         ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
                   find_unused_parameters=True, broadcast_buffers=True)
-    net = ddp if ddp is not None else model
-
+    run = TrainRun(cfg, place, data, model, ddp, mf, tuple(cfg.phases(spe)), spe, resume)
     teacher = None
-    if state["teacher"] is not None:
-        model.set_max_net()
-        teacher = model.get_active_subnet().to(device, memory_format=mf)
-        teacher.load_state_dict(state["teacher"])
-        teacher.eval()
-
-    log_path = out / "train_log.jsonl"
-    n = len(train_cache)
-    gbatch = cfg.batch_size * world
-    last_ckpt_t = time.monotonic()
-    if rank == 0:
-        _append_jsonl(log_path, {"run_start": {**hardware_info(device), "world": world, "t": time.time(),
-                                               "resume": ckpt_path.exists(), "n_train": n,
-                                               "standalone": cfg.identity().get("standalone"),
-                                               **({"init_from": transfer_summary} if transfer_summary else {})}})
-
-    def save_ckpt(pi: int, step: int, reorganized: bool, opt, wall_s: float = 0.0, imgs: int = 0) -> None:
-        if rank != 0:
-            return
-        _atomic_save({"format": CKPT_FORMAT, "identity": cfg.identity(), "classes": list(train_cache.classes),
-                      "meta": model.meta(), "phase_index": pi, "step": step, "reorganized": reorganized,
-                      "phase_wall_s": wall_s, "phase_imgs": imgs,
-                      "phase": phases[pi].name if pi < len(phases) else "done",
-                      "state_dict": _plain_state(model), "teacher": _plain_state(teacher) if teacher is not None else None,
-                      "optimizer": opt.state_dict() if opt is not None else None}, ckpt_path)
-
-    stopper.arm()
-    for pi in range(state["phase_index"], len(phases)):
-        ph = phases[pi]
-        if ph.kd and teacher is None:
-            model.set_max_net()
-            teacher = model.get_active_subnet().to(device, memory_format=mf).eval()
-        if ph.reorganize is not None and not (pi == state["phase_index"] and state["reorganized"]):
-            model.re_organize_middle_weights(ph.reorganize)
-            if ddp is not None:   # identical on all ranks already (same weights); keep buffers in step too
-                for t in model.state_dict().values():
-                    dist.broadcast(t, 0)
-        reorganized = ph.reorganize is not None
-        total = phase_steps(ph, spe, cfg.max_steps_per_phase)
-        warm = min(round(ph.warmup_epochs * spe), total // 10)
-        peak = ph.lr * cfg.lr_scale * gbatch / 256
-        opt = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=peak, momentum=cfg.momentum, nesterov=True)
-        start = state["step"] if pi == state["phase_index"] else 0
-        if start and state["optimizer"] is not None:
-            opt.load_state_dict(state["optimizer"])
-        _log(f"phase {ph.name}: steps {start}..{total} (epochs {ph.epochs:g}, {spe} steps/epoch), peak lr {peak:.4g}, "
-             f"{ph.n_subnets} subnet(s)/step, kd={ph.kd}", rank)
-        if rank == 0 and start == 0:
-            save_ckpt(pi, 0, reorganized, None)
-        net.train()
-        resumed = pi == state["phase_index"] and start > 0
-        wall_before = float(state["phase_wall_s"]) if resumed else 0.0   # wall time before a kill
-        t_phase = time.monotonic()
-        imgs_phase = int(state["phase_imgs"]) if resumed else 0
-        batches_epoch, cur_epoch = None, -1
-        for step in range(start, total):
-            t0 = time.monotonic()
-            epoch, bi = divmod(step, spe)
-            if epoch != cur_epoch:
-                batches_epoch = epoch_batches(n, cfg.batch_size, cfg.seed * 1000 + pi, epoch, rank, world)
-                cur_epoch = epoch
-            rs = random.Random(f"{cfg.seed}-{pi}-{step}")
-            r = rs.choice(res)
-            gen = torch.Generator().manual_seed(hash((cfg.seed, pi, step, rank)) & 0x7FFFFFFF)
-            x, y = train_batch(train_cache, batches_epoch[bi], r, gen, (cfg.crop_scale_min, 1.0),
-                               device=device if device.type == "cuda" else None)
-            x = x.to(device, non_blocking=True).contiguous(memory_format=mf)
-            y = y.to(device, non_blocking=True)
-            lr = _lr_at(step, total, warm, peak)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            soft = None
-            if ph.kd and teacher is not None and cfg.kd_ratio > 0:
-                with torch.no_grad(), autocast():
-                    soft = F.softmax(teacher(x).float(), dim=1)
-            opt.zero_grad(set_to_none=True)
-            loss_sum = 0.0
-            for k in range(ph.n_subnets):
-                if ph.largest_only:
-                    model.set_max_net()
-                elif ph.fixed is not None:
-                    model.set_active_subnet(ph.fixed)
-                else:
-                    model.set_active_subnet(sample_phase_spec(cfg.space, ph, rs, r))
-                with autocast():
-                    logits = net(x).float()
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                if soft is not None:
-                    loss = loss + cfg.kd_ratio * torch.mean(torch.sum(-soft * F.log_softmax(logits, dim=1), 1))
-                loss.backward()
-                loss_sum += float(loss.detach())
-            opt.step()
-            dt = time.monotonic() - t0
-            imgs_phase += x.size(0) * world
-            done = step + 1
-            if rank == 0 and (done % cfg.log_every == 0 or done == total):
-                rec = {"phase": ph.name, "step": done, "of": total, "loss": loss_sum / ph.n_subnets, "lr": lr, "r": r,
-                       "step_s": round(dt, 4), "img_s": round(x.size(0) * world / dt, 2),
-                       "peak_mem_mb": round(_peak_mem_mb(device), 1), "world": world, "t": time.time()}
-                _append_jsonl(log_path, rec)
-                _log(f"{ph.name} {done}/{total} loss {rec['loss']:.4f} r {r} {rec['img_s']} img/s", rank)
-            stop = stopper.signum
-            if world > 1:     # every replica stops after the same step (each may see the signal at another one)
-                flag = torch.tensor([stop], device=device if device.type == "cuda" else "cpu")
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                stop = int(flag.item())
-            if stop or (done < total and ((cfg.ckpt_every and done % cfg.ckpt_every == 0)
-                                          or (time.monotonic() - last_ckpt_t) > cfg.ckpt_minutes * 60)):
-                save_ckpt(pi, done, reorganized, opt, wall_before + time.monotonic() - t_phase, imgs_phase)
-                last_ckpt_t = time.monotonic()
-            if stop:
-                if world > 1:
-                    dist.barrier()        # rank 0 has written the checkpoint before any process exits
-                raise Interrupted(f"stopped by {signal.Signals(stop).name} after step {done}/{total} of phase "
-                                  f"{ph.name}; checkpoint {ckpt_path} written: rerun the same command to resume", stop)
-        wall = wall_before + time.monotonic() - t_phase
-        if world > 1:   # the replicas must hold identical weights: compare a digest of every parameter
-            import hashlib
-            flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
-            digests: list = [None] * world
-            dist.all_gather_object(digests, hashlib.sha256(flat.numpy().tobytes()).hexdigest()[:16])
-            if rank == 0:
-                _append_jsonl(log_path, {"sync_check": digests, "phase": ph.name})
-            if len(set(digests)) > 1:
-                raise OfaProfileError(f"DDP replicas diverged in phase {ph.name} (digests {digests}); report a bug")
-        # phase end: weights + a quick check, then the resume point moves to the next phase
-        summary = {"phase": ph.name, "steps": total, "wall_s": round(wall, 1),
-                   "img_s": round(imgs_phase / wall, 2) if wall > 0 and imgs_phase else None,
-                   "peak_mem_mb": round(_peak_mem_mb(device), 1), "device": str(device), "world": world}
-        if rank == 0:
-            if val_cache is not None and cfg.eval_images:
-                r_eval = max(res)
-                r_spec = r_eval if r_eval in space.resolutions else space.resolutions[0]
-                specs = [("largest", space.largest(r_spec)), ("smallest", space.smallest(r_spec))]
-                if ph.fixed is not None:
-                    specs = [("standalone", dataclasses.replace(ph.fixed, r=r_spec))]
-                was = model.active_spec
-                summary["val_top1"] = _evaluate_quick(model, specs, train_cache, val_cache, cfg, device, r_eval)
-                summary["val_resolution"] = r_eval
-                model.set_active_subnet(was)
-                net.train()
-            _atomic_save({"state_dict": _plain_state(model), "meta": {**model.meta(), "phase": ph.name}},
-                         out / f"phase-{pi}-{ph.name}.pt")
-            _append_jsonl(log_path, {"phase_end": summary})
-            _log(f"phase {ph.name} done: {json.dumps(summary)}", rank)
-        if ph.name == "teacher":
-            model.set_max_net()
-            teacher = model.get_active_subnet().to(device, memory_format=mf).eval()
-        save_ckpt(pi + 1, 0, False, None)
-        last_ckpt_t = time.monotonic()
-        if world > 1:
-            dist.barrier()
-    final = out / "supernet.pt"
-    if rank == 0:
-        meta = {**model.meta(), "recipe": cfg.recipe, "classes": list(train_cache.classes), "seed": cfg.seed}
-        if phases[0].fixed is not None:
-            meta["standalone"] = phases[0].fixed.to_ofa()
-        _atomic_save({"state_dict": _plain_state(model), "meta": meta}, final)
-        _log(f"done: {final}", rank)
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return final
+    if resume.teacher is not None:
+        teacher = full_net(run)
+        teacher.load_state_dict(resume.teacher)
+    if place.rank == 0:
+        append_jsonl(run.log_path, {"run_start": {**hardware_info(device), "world": place.world, "t": time.time(),
+                                                  "resume": ckpt_path.exists(), "n_train": len(data.train),
+                                                  "standalone": cfg.identity().get("standalone"),
+                                                  **({"init_from": transfer_summary} if transfer_summary else {})}})
+    if resume.torch_rng is not None:    # last: making the teacher draws from it (every rank: all drew alike)
+        torch.set_rng_state(resume.torch_rng)
+    return run, teacher
 
 
 def _parse_phase_epochs(text: str | None) -> tuple[tuple[str, float], ...]:

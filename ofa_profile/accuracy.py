@@ -37,7 +37,7 @@ from .encodings import (DEFAULT_ENCODING, ENCODINGS, ArchArrays, as_arrays, enco
                         same_macro_architecture)
 from .errors import OfaProfileError
 from .inputs import MAX_BYTES, read_input
-from .jsonio import JsonInputError, loads_strict, read_json_file
+from .jsonio import load_checked, loads_strict
 from .paths import model_weights_dir, shared_data_dir, user_cache_dir
 from .space import SubnetSpec, full_space, get_space
 
@@ -171,24 +171,7 @@ class AccuracyPredictor:
 def load_accuracy_predictor(path: str | Path, *, follow_symlinks: bool = True) -> AccuracyPredictor:
     """Read and check a predictor file: strict JSON, every field and array shape checked, and its predictions
     on the space's smallest and largest subnets fractions in [0, 1] (one-line :class:`OfaProfileError`)."""
-    p = Path(path)
-    try:
-        obj = read_json_file(p, "accuracy predictor", follow_symlinks=follow_symlinks)
-    except JsonInputError as exc:
-        raise OfaProfileError(str(exc)) from None
-    try:
-        pred = AccuracyPredictor.from_json(obj)
-    except OfaProfileError as exc:
-        msg = str(exc)
-        if msg.startswith("accuracy predictor:"):
-            msg = f"accuracy predictor {p}:{msg[len('accuracy predictor:'):]}"
-        elif msg.startswith("accuracy predictor "):
-            msg = f"accuracy predictor {p} {msg[len('accuracy predictor '):]}"
-        else:
-            msg = f"accuracy predictor {p}: {msg}"
-        raise OfaProfileError(msg) from None
-    pred.check(str(p))
-    return pred
+    return load_checked(path, "accuracy predictor", AccuracyPredictor.from_json, follow_symlinks=follow_symlinks)
 
 
 # -- fitting -----------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from .encodings import (ArchArrays, BlockTable, as_arrays, macs_table,  # noqa: 
 from .errors import OfaProfileError
 from .inputs import MAX_BYTES, open_input_text
 from .fewshot_score import AdaptScore, score_latency  # noqa: F401  (re-exported)
-from .jsonio import JsonInputError, loads_strict, read_json_file
+from .jsonio import JsonInputError, load_checked, loads_strict
 from .latency_source import SourceModel
 from .space import DEFAULT_SPACE, SpaceError, SubnetSpec, get_space
 
@@ -252,19 +252,7 @@ def _finite_numbers(v: Any) -> bool:
 def load_adapter(path: str | Path) -> LatencyAdapter:
     """Read and check an adapter file: strict JSON, every field checked, and its predictions on the space's
     smallest and largest subnets positive and finite (one-line :class:`OfaProfileError` otherwise)."""
-    p = Path(path)
-    try:
-        obj = read_json_file(p, "latency adapter")
-    except JsonInputError as exc:
-        raise OfaProfileError(str(exc)) from None
-    try:
-        ad = LatencyAdapter.from_json(obj)
-    except OfaProfileError as exc:
-        msg = str(exc)
-        raise OfaProfileError(msg.replace("latency adapter", f"latency adapter {p}", 1) if msg.startswith(
-            "latency adapter") else f"latency adapter {p}: {msg}") from None
-    ad.check(str(p))
-    return ad
+    return load_checked(path, "latency adapter", LatencyAdapter.from_json)
 
 
 def _design(a: ArchArrays, names: Sequence[str], prior_ms: "Sequence[float] | None", prior: str | None,

@@ -1,24 +1,38 @@
-"""The calibration a LUT stores, as plain numbers: its features of a subnet, the prediction, the checks.
+"""The calibration a LUT stores, as plain numbers: the one owner of its features, of the formula that turns them
+into a latency, and of its checks.
 
 :mod:`ofa_profile.lut` applies and checks it when it predicts, loads or saves; :mod:`ofa_profile.calibrate`
-fits it (scikit-learn) from measured subnets.  This module sits below both and needs neither scikit-learn nor
-a profiler.
+fits it (scikit-learn) from measured subnets; :mod:`ofa_profile.latency` hands its batch form to the search.
+This module sits below all three and needs neither scikit-learn nor a profiler.
 
-Features (:func:`features`): the LUT ms of the fixed part (stem, first block, head), of each stage, the number
-of active blocks, and the resolution.
+Features (:func:`feature_names`): the LUT ms of the fixed part (stem, first block, head), of each stage, the
+number of active blocks, and the resolution / 224.  The calibrated latency is the ridge line
+:class:`Ridge` over them, plus, when the LUT predicts another classifier head than the calibration's subnets
+were measured with, the LUT's difference between the two heads.
+
+Two forms compute it, from the same feature layout (:func:`_assemble`) and the same formula (:class:`Ridge`):
+the scalar form :func:`predict_ms` (:meth:`ofa_profile.lut_format.Lut.predict_ms`; one subnet from its ops) and
+the batch form :func:`batch_predictor` (a numpy function of :class:`~ofa_profile.encodings.ArchArrays`, from
+per-block tables: what the search calls).  Both predict the plain LUT sum when uncalibrated, and a LUT lacking
+a subnet's keys is refused by both with the LUT's one message (:meth:`~ofa_profile.lut_format.Lut.miss_message`).
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from .argsafety import shell_command
+from .encodings import ArchArrays, BlockTable
 from .errors import LutError, LutMissError, OfaProfileError
 from .jsonio import plain
 from .ops import split_ops, subnet_ops
 from .space import DEFAULT_SPACE, Space, SpaceError, SubnetSpec, get_space
 
-__all__ = ["CALIBRATION_FORMAT", "FEATURE_NAMES", "feature_names", "features", "apply_calibration",
-           "check_calibration", "extreme_specs", "LutView"]
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = ["CALIBRATION_FORMAT", "FEATURE_NAMES", "feature_names", "features", "Ridge", "apply_calibration",
+           "predict_ms", "batch_predictor", "check_calibration", "extreme_specs", "LutView"]
 
 
 class LutView(Protocol):
@@ -32,6 +46,10 @@ class LutView(Protocol):
 
     def entry(self, key: str, r: int | None = None) -> Any: ...
 
+    def lut_sum_ms(self, spec: SubnetSpec, classes: int | None = None) -> float: ...
+
+    def miss_message(self, missing: Sequence[str], resolutions: Iterable[int]) -> str: ...
+
 CALIBRATION_FORMAT = "ridge-v1"
 
 
@@ -44,6 +62,45 @@ def feature_names(space: "str | Space") -> tuple[str, ...]:
 FEATURE_NAMES = feature_names(DEFAULT_SPACE)     # MobileNetV3's (5 stages)
 
 
+def _assemble(fixed_ms: Any, stage_ms: Any, n_blocks: Any, r: Any) -> "np.ndarray":
+    """The feature matrix ``[N, F]`` in :func:`feature_names`' order, from ``[N]`` fixed-part ms, ``[N, stages]``
+    stage ms, ``[N]`` active block counts and ``[N]`` resolutions (one subnet: scalars and one list)."""
+    import numpy as np
+    fixed = np.asarray(fixed_ms, dtype=float).reshape(-1)
+    stages = np.asarray(stage_ms, dtype=float).reshape(len(fixed), -1)
+    return np.column_stack([fixed, stages, np.asarray(n_blocks, dtype=float).reshape(-1),
+                            np.asarray(r, dtype=float).reshape(-1) / 224.0])
+
+
+@dataclass(frozen=True)
+class Ridge:
+    """The stored formula: ``intercept + sum(coef * (x - feature_mean) / feature_scale)`` over the features."""
+    mean: "np.ndarray"
+    scale: "np.ndarray"
+    coef: "np.ndarray"
+    intercept: float
+
+    @classmethod
+    def of(cls, calibration: Mapping[str, Any], space: "str | Space", source: str) -> "Ridge":
+        """The formula of a stored calibration; one line (:class:`OfaProfileError`) when this version cannot apply
+        it (another format, or other features)."""
+        import numpy as np
+        fmt, names = calibration.get("format"), calibration.get("feature_names")
+        want = list(feature_names(space))
+        if fmt != CALIBRATION_FORMAT or not isinstance(names, (list, tuple)) or list(names) != want:
+            what = (f"format {str(fmt)[:40]!r} is not {CALIBRATION_FORMAT!r}" if fmt != CALIBRATION_FORMAT
+                    else f"features are not this version's {want}")
+            fix = shell_command("ofa-profile", "calibrate", *(() if source.startswith("<") else ("--lut", source)))
+            raise OfaProfileError(f"LUT {source}: its calibration's {what}, so it cannot be applied; re-run "
+                                  f"`{fix}` (or use the plain LUT sums: --no-calibration)")
+        return cls(np.asarray(calibration["feature_mean"], dtype=float),
+                   np.asarray(calibration["feature_scale"], dtype=float),
+                   np.asarray(calibration["coef"], dtype=float), float(calibration["intercept"]))
+
+    def __call__(self, X: "np.ndarray") -> "np.ndarray":
+        return self.intercept + ((X - self.mean) / self.scale) @ self.coef
+
+
 def calibration_classes(lut: "LutView", calibration: Mapping[str, Any] | None = None) -> int | None:
     """The classifier head (classes) a calibration (default: the LUT's) measured its subnets with; a calibration
     written before the head was recorded measured the space's.  Without a calibration: the LUT's own head."""
@@ -54,44 +111,103 @@ def calibration_classes(lut: "LutView", calibration: Mapping[str, Any] | None = 
     return timed.classes if timed is not None else None
 
 
+def _own_classes(lut: "LutView") -> int | None:
+    """The classifier head the LUT predicts (its timed record's)."""
+    timed = getattr(lut, "timed", None)
+    return timed.classes if timed is not None else None
+
+
 def _head_ms(spec: SubnetSpec, lut: "LutView", classes: int | None) -> float:
     return sum(lut.entry(op.key, spec.r).median_ms for op in subnet_ops(spec, classes) if op.kind == "Logits")
 
 
 def features(spec: SubnetSpec, lut: "LutView", classes: int | None = None) -> list[float]:
     """LUT-derived features of a subnet (see :func:`feature_names`), with the classifier head of ``classes`` outputs
-    (default: the one the LUT's calibration measured, else the LUT's own); raises LutMissError on missing keys."""
+    (default: the one the LUT's calibration measured, else the LUT's own); raises the LUT's
+    :class:`LutMissError` naming the keys it lacks."""
     sp = get_space(spec.space)
     ops = subnet_ops(spec, classes if classes is not None else calibration_classes(lut))
-    missing = [op.key for op in ops if op.key not in lut.entries]
-    ms = lambda op: lut.entry(op.key, spec.r).median_ms  # per-resolution figure where the LUT has one
+    missing = list(dict.fromkeys(op.key for op in ops if op.key not in lut.entries))
     if missing:
-        raise LutMissError(f"LUT lacks {len(missing)} key(s) for this subnet, e.g. {missing[0]}; "
-                           f"measure resolution {spec.r} first")
+        raise LutMissError(lut.miss_message(missing, [spec.r]))
+    ms = lambda op: lut.entry(op.key, spec.r).median_ms  # per-resolution figure where the LUT has one
     stage_ms = [0.0] * sp.n_stages
     fixed_ops, block_ops = split_ops(spec, ops)
     fixed = sum(ms(op) for op in fixed_ops)
     for (i, s, b), op in zip(spec.active_blocks(), block_ops):
         stage_ms[s] += ms(op)
-    return [fixed, *stage_ms, float(len(spec.active_blocks())), spec.r / 224.0]
+    return _assemble(fixed, stage_ms, len(spec.active_blocks()), spec.r)[0].tolist()
 
 
 def apply_calibration(calibration: Mapping[str, Any], spec: SubnetSpec, lut: "LutView") -> float:
-    """Calibrated latency (ms) of ``spec``, from the stored plain parameters (no scikit-learn needed)."""
-    if calibration.get("format") != CALIBRATION_FORMAT:
-        raise OfaProfileError(f"LUT calibration format {calibration.get('format')!r} is not {CALIBRATION_FORMAT!r}; "
-                              f"re-run `ofa-profile calibrate`")
-    if list(calibration["feature_names"]) != list(feature_names(spec.space)):
-        raise OfaProfileError("LUT calibration uses other features than this version; re-run `ofa-profile calibrate`")
+    """Calibrated latency (ms) of ``spec``, from the stored plain parameters (no scikit-learn needed): the scalar
+    form (:func:`batch_predictor` is the batch form)."""
+    import numpy as np
+    ridge = Ridge.of(calibration, lut.space, lut.source)
     cal_classes = calibration_classes(lut, calibration)
-    x = features(spec, lut, cal_classes)
-    y = calibration["intercept"]
-    for xi, m, s, c in zip(x, calibration["feature_mean"], calibration["feature_scale"], calibration["coef"]):
-        y += c * (xi - m) / s
-    timed = getattr(lut, "timed", None)
-    if timed is not None and timed.classes != cal_classes:   # another head: its LUT difference
-        y += _head_ms(spec, lut, timed.classes) - _head_ms(spec, lut, cal_classes)
-    return float(y)
+    y = float(ridge(np.asarray([features(spec, lut, cal_classes)]))[0])
+    own = _own_classes(lut)
+    if own is not None and own != cal_classes:   # another head: its LUT difference
+        y += _head_ms(spec, lut, own) - _head_ms(spec, lut, cal_classes)
+    return y
+
+
+def predict_ms(lut: "LutView", spec: SubnetSpec, calibrated: bool = True) -> float:
+    """Predicted latency (ms) of one subnet: the LUT's calibration applied (if it holds one and ``calibrated``),
+    else the plain LUT sum; a subnet whose keys the LUT lacks is refused with the LUT's one message."""
+    s = lut.lut_sum_ms(spec)  # checks space and coverage with the LUT's message
+    if calibrated and lut.calibration:
+        return apply_calibration(lut.calibration, spec, lut)
+    return s
+
+
+def _lut_table(lut: "LutView", resolutions: Sequence[int] | None, classes: int | None) -> BlockTable:
+    """The LUT's per-block table at ``resolutions`` (default: those it covers completely), refusing resolutions
+    that lack keys with the LUT's one message (naming them all)."""
+    gaps = lut.gaps(resolutions) if resolutions is not None and hasattr(lut, "gaps") else {}
+    if gaps:
+        raise LutMissError(lut.miss_message([k for m in gaps.values() for k in m], gaps))
+    return BlockTable.from_lut(lut, resolutions, classes)
+
+
+def batch_predictor(lut: "LutView", calibrated: bool = True,
+                    resolutions: Sequence[int] | None = None) -> Callable[[ArchArrays], "np.ndarray"]:
+    """The batch form of :func:`predict_ms`: a function of :class:`ArchArrays` giving each subnet's predicted ms
+    (calibrated when the LUT holds a calibration and ``calibrated``, else the LUT sum), vectorised over per-block
+    tables of ``resolutions`` (default: the LUT's complete ones).  A subnet at another resolution is refused with
+    the LUT's miss message where the LUT lacks its keys."""
+    cal = lut.calibration if calibrated else None
+    own = _own_classes(lut)
+    table = _lut_table(lut, resolutions, own)
+    if not cal:
+        return _covered(lut, table, table.total)
+    ridge = Ridge.of(cal, lut.space, lut.source)
+    cal_classes = calibration_classes(lut, cal)
+    cal_table = table if cal_classes == own else _lut_table(lut, resolutions, cal_classes)
+
+    def predict(a: ArchArrays) -> "np.ndarray":
+        fixed = cal_table.fixed_cost(a)       # the head the calibration measured; another one: its difference
+        y = ridge(_assemble(fixed, table.per_stage(a), a.d.sum(axis=1), a.r))
+        return y if cal_table is table else y + (table.fixed_cost(a) - fixed)
+    return _covered(lut, table, predict)
+
+
+def _covered(lut: "LutView", table: BlockTable,
+             fn: Callable[[ArchArrays], "np.ndarray"]) -> Callable[[ArchArrays], "np.ndarray"]:
+    """``fn``, refusing a subnet at a resolution ``table`` lacks with the LUT's own miss message (the scalar form's)
+    where the LUT lacks that subnet's keys (else with the table's message)."""
+    def on_arrays(a: ArchArrays) -> "np.ndarray":
+        try:
+            return fn(a)
+        except LutError:
+            raise
+        except OfaProfileError:
+            res = set(table.resolutions)
+            off = [i for i, r in enumerate(a.r.tolist()) if int(r) not in res]
+            if off:
+                lut.lut_sum_ms(a.take([off[0]]).to_specs()[0])   # the LUT's miss message, if it lacks the keys
+            raise
+    return on_arrays
 
 
 def _finite_list(v: Any, n: int) -> bool:

@@ -178,8 +178,9 @@ def transport_options_from_text(spec: DeviceSpec, pairs: Sequence[tuple[str, str
 
 
 def with_transport_options(spec: DeviceSpec, overrides: Mapping[str, Any]) -> DeviceSpec:
-    """``spec`` with some transport options replaced (the command line's ``--transport-option``, ``--serial``),
-    checked against the transport's declared options like a spec's (:class:`~ofa_profile.options.OptionError`)."""
+    """``spec`` with some transport options replaced (the command line's ``--transport-option`` and the transports'
+    shorthands), checked against the transport's declared options like a spec's
+    (:class:`~ofa_profile.options.OptionError`)."""
     if not overrides:
         return spec
     options, _ = plugin_options("transport", spec.transport)

@@ -27,3 +27,16 @@ class UnsafeInputError(OfaProfileError):
     (:mod:`ofa_profile.argsafety`)."""
 
     exit_code = 2
+
+
+class RequestError(OfaProfileError):
+    """A wrong value (``param_hint`` names the option, as click writes it) or combination of values (``param_hint``
+    None) in a command's request record, such as :class:`ofa_profile.pareto_request.ParetoRequest`: the command line
+    reports it as a usage error (exit 2)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, param_hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param_hint = param_hint

@@ -11,11 +11,15 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
+from .errors import OfaProfileError
 from .inputs import MAX_BYTES, InputFileError, read_input
 
-__all__ = ["JsonInputError", "MAX_DEPTH", "loads_strict", "read_json_file", "to_strict", "dumps_strict", "plain"]
+__all__ = ["JsonInputError", "MAX_DEPTH", "loads_strict", "read_json_file", "load_checked", "to_strict",
+           "dumps_strict", "plain"]
+
+T = TypeVar("T")
 
 MAX_DEPTH = 64   # no file of ours nests deeper than ~6; a deeper one is not ours (and would exhaust the stack)
 
@@ -118,6 +122,31 @@ def read_json_file(path: str | Path, what: str = "JSON file", *, max_bytes: int 
         return loads_strict(raw)
     except JsonInputError as exc:
         raise JsonInputError(f"{what} {p} {exc}") from None
+
+
+def load_checked(path: str | Path, what: str, from_json: Callable[[Any], T], *,
+                 follow_symlinks: bool = True) -> T:
+    """The one reader of the project's checked JSON files (an accuracy predictor, a latency adapter, a latency
+    source model): strict JSON (:func:`read_json_file`), the record built by ``from_json(obj)``, which checks every
+    field, then the record's own ``check(path)`` where it has one (e.g. its predictions on the space's extremes).
+    Every failure is one :class:`~ofa_profile.errors.OfaProfileError` line naming ``what`` and the file: a
+    ``from_json`` message that starts with ``what`` gets the path after it (``accuracy predictor P: ...``), any other
+    is prefixed with ``what P:``."""
+    p = Path(path)
+    try:
+        obj = read_json_file(p, what, follow_symlinks=follow_symlinks)
+    except JsonInputError as exc:
+        raise OfaProfileError(str(exc)) from None
+    try:
+        record = from_json(obj)
+    except OfaProfileError as exc:
+        msg = str(exc)
+        raise OfaProfileError(f"{what} {p}{msg[len(what):]}" if msg.startswith(what) else f"{what} {p}: {msg}") \
+            from None
+    check = getattr(record, "check", None)
+    if callable(check):
+        check(str(p))
+    return record
 
 
 _KINDS = {"device spec": "device", "arch file": "arch", "run.config": "arch", "accuracy predictor": "predictor",

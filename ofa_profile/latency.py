@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .argsafety import shell_command
 from .adapt import load_adapter
-from .calibration import CALIBRATION_FORMAT, calibration_classes
+from .calibration import batch_predictor, calibration_classes
 from .encodings import ArchArrays, BlockTable, macs_table
 from .errors import OfaProfileError
 from .lut import is_shipped, load_lut
@@ -51,51 +51,13 @@ def table_latency_fn(table: BlockTable, scale: float = 1.0, offset_ms: float = 0
     return BatchFn(lambda a: offset_ms + scale * table.total(a), name or f"table:{table.name}")
 
 
-def lut_latency_fn(lut: Any, calibrated: bool = True, resolutions: Sequence[int] | None = None,
-                   check: int = 8) -> BatchFn:
-    """Batched, vectorised ``lut.predict_ms`` (calibrated when the LUT holds a calibration and
-    ``calibrated``) or ``lut.lut_sum_ms``.  The fast path is checked against the LUT's own per-subnet
-    prediction on ``check`` seeded subnets; if they disagree (a calibration format this module does
-    not know), the exact per-subnet path is used instead, with a warning."""
-    import random
-    import warnings
-
-    import numpy as np
-    sp = get_space(lut.space)
-    table = BlockTable.from_lut(lut, resolutions)
-    table_classes = getattr(getattr(lut, "timed", None), "classes", None)
-    cal = lut.calibration if calibrated else None
-    if cal:
-        names = list(cal.get("feature_names", ()))
-        known = (["fixed_ms"] + [f"stage{i + 1}_ms" for i in range(sp.n_stages)] + ["n_blocks", "r_norm"])
-        if cal.get("format") != CALIBRATION_FORMAT or names != known:
-            raise OfaProfileError(f"LUT {lut.source} has a calibration this version cannot apply "
-                                  f"({cal.get('format')}); re-run `ofa-profile calibrate`")
-        cal_classes = calibration_classes(lut, cal)
-        cal_table = table if cal_classes == table_classes else BlockTable.from_lut(lut, resolutions, cal_classes)
-        mean = np.asarray(cal["feature_mean"], dtype=float)
-        scale = np.asarray(cal["feature_scale"], dtype=float)
-        coef = np.asarray(cal["coef"], dtype=float)
-        icpt = float(cal["intercept"])
-
-        def fast(a: ArchArrays) -> "np.ndarray":
-            fixed = cal_table.fixed_cost(a)       # the head the calibration measured; another one: its difference
-            X = np.concatenate([fixed[:, None], table.per_stage(a), a.d.sum(axis=1)[:, None],
-                                (a.r / 224.0)[:, None]], axis=1)
-            return icpt + ((X - mean) / scale) @ coef + (table.fixed_cost(a) - fixed)
-    else:
-        def fast(a: ArchArrays) -> "np.ndarray":
-            return table.total(a)
-    name = f"lut:{lut.device}{' calibrated' if cal else ' sum'}"
-    rng = random.Random(0)
-    probe = [sp.sample(rng, resolution=list(table.resolutions)) for _ in range(check)]
-    exact = np.array([lut.predict_ms(s, calibrated=bool(cal)) for s in probe])
-    if np.allclose(fast(ArchArrays.from_specs(probe)), exact, rtol=1e-9, atol=1e-9):
-        return BatchFn(_positive(fast, lut) if cal else fast, name)
-    warnings.warn(f"vectorised LUT prediction disagrees with {lut.source}'s own; using the (slower) exact path",
-                  stacklevel=2)
-    exact_fn = lambda a: np.array([lut.predict_ms(s, calibrated=bool(cal)) for s in a.to_specs()])  # noqa: E731
-    return BatchFn(_positive(exact_fn, lut) if cal else exact_fn, name + " (exact path)")
+def lut_latency_fn(lut: Any, calibrated: bool = True, resolutions: Sequence[int] | None = None) -> BatchFn:
+    """Batched ``lut.predict_ms``: the calibrated latency when the LUT holds a calibration and ``calibrated``
+    (refusing one that is not positive), else the LUT sum; :func:`ofa_profile.calibration.batch_predictor`, the
+    batch form of the one prediction path, over the LUT's tables at ``resolutions`` (default: its complete ones)."""
+    cal = bool(lut.calibration) and calibrated
+    fn = batch_predictor(lut, calibrated=cal, resolutions=resolutions)
+    return BatchFn(_positive(fn, lut) if cal else fn, f"lut:{lut.device}{' calibrated' if cal else ' sum'}")
 
 
 def _positive(fn: Callable[[ArchArrays], "np.ndarray"], lut: Any) -> Callable[[ArchArrays], "np.ndarray"]:

@@ -28,7 +28,7 @@ from .atomic import write_json_atomic
 from .encodings import ArchArrays, BlockTable, as_arrays, same_macro_architecture
 from .errors import OfaProfileError
 from .fewshot_score import score_latency
-from .jsonio import JsonInputError, read_json_file
+from .jsonio import load_checked
 from .space import SpaceError, get_space
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -301,17 +301,7 @@ def load_source(ref: str | Path) -> SourceModel:
     """A source model by name (``gpu``: the shipped one) or JSON file; checked on load."""
     if str(ref) == SHIPPED_SOURCE:
         return shipped_source()
-    p = Path(ref)
-    try:
-        obj = read_json_file(p, "latency source")
-    except JsonInputError as exc:
-        raise OfaProfileError(str(exc)) from None
-    try:
-        model = SourceModel.from_json(obj)
-    except OfaProfileError as exc:
-        raise OfaProfileError(str(exc).replace("latency source", f"latency source {p}", 1)) from None
-    model.check(str(p))
-    return model
+    return load_checked(ref, "latency source", SourceModel.from_json)
 
 
 def shipped_source() -> SourceModel:

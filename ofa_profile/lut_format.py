@@ -42,7 +42,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from . import __version__
 from .argsafety import shell_command
 from .atomic import write_target
-from .calibration import apply_calibration, check_calibration
+from .calibration import check_calibration, predict_ms as _predict_ms
 from .errors import LutError, LutMissError  # defined in errors: the calibration model below lut raises them too
 from .inputs import MAX_BYTES, InputFileError, read_input
 from .jsonio import JsonInputError, loads_strict, plain
@@ -278,7 +278,7 @@ class Lut:
         try:
             return self.entries[key]
         except KeyError:
-            raise LutMissError(self._miss_message([key], [r] if r is not None else [])) from None
+            raise LutMissError(self.miss_message([key], [r] if r is not None else [])) from None
 
     def _check_space(self, spec: SubnetSpec) -> None:
         if not isinstance(spec, SubnetSpec):
@@ -289,7 +289,9 @@ class Lut:
                            f"{get_space(self.space).stem_ch}); use a LUT of {spec.space}, or give the arch's space "
                            f"as {self.space} (--space) if it was written for that space")
 
-    def _miss_message(self, missing: Sequence[str], resolutions: Iterable[int]) -> str:
+    def miss_message(self, missing: Sequence[str], resolutions: Iterable[int]) -> str:
+        """The one message for keys a subnet needs that the LUT lacks: which, where, and the command that measures
+        them (every prediction path raises it: :func:`ofa_profile.calibration.predict_ms` and its batch form)."""
         res = sorted(set(resolutions))
         rtxt = ",".join(map(str, res)) if res else "the needed resolution(s)"
         have = ",".join(map(str, self.resolutions)) or "none completely"
@@ -342,7 +344,7 @@ class Lut:
         ops = self.ops(spec, classes)
         missing = list(dict.fromkeys(op.key for op in ops if op.key not in self.entries))
         if missing:
-            raise LutMissError(self._miss_message(missing, [spec.r]))
+            raise LutMissError(self.miss_message(missing, [spec.r]))
         per = self.resolution_entries.get(spec.r, {})
         return float(sum((per.get(op.key) or self.entries[op.key]).median_ms for op in ops))
 
@@ -364,11 +366,10 @@ class Lut:
                                f"`ofa-profile measure --fresh`")
 
     def predict_ms(self, spec: SubnetSpec, calibrated: bool = True) -> float:
-        """Predicted latency: the stored calibration applied to the subnet if any (and wanted), else the LUT sum."""
-        s = self.lut_sum_ms(spec)  # checks space and coverage with the clearest message
-        if calibrated and self.calibration:
-            return float(apply_calibration(self.calibration, spec, self))
-        return s
+        """Predicted latency: the stored calibration applied to the subnet if any (and wanted), else the LUT sum
+        (:func:`ofa_profile.calibration.predict_ms`; its batch form, :func:`~ofa_profile.calibration.batch_predictor`,
+        is what the search calls)."""
+        return _predict_ms(self, spec, calibrated)
 
     def coverage(self) -> dict[int, list[str]]:
         """Keys still missing at each resolution the LUT covers or has begun (holds that resolution's stem key,

@@ -247,7 +247,7 @@ def export_ofa_yaml(lut: Lut, out_dir: str | Path, value: str = "median") -> lis
         keys = _keys_at(lut.space, r)
         missing = [k for k in keys if k not in lut.entries]
         if missing:
-            raise LutMissError(lut._miss_message(missing, [r]))
+            raise LutMissError(lut.miss_message(missing, [r]))
         t = {}
         for k in keys:
             e = lut.entry(k, r)

@@ -484,16 +484,17 @@ class DeviceMeasurement:
 
 
 def device_with_options(device: DeviceSpec, transport_options: Mapping[str, Any] | None = None,
-                        benchmark_binary: str | None = None, serial: str | None = None
-                        ) -> tuple[DeviceSpec, dict[str, Any]]:
+                        shorthands: Mapping[str, Any] | None = None) -> tuple[DeviceSpec, dict[str, Any]]:
     """``(device, profiler keyword arguments)`` for a run with ``transport_options`` replacing some of the spec's
     (checked against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
-    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a transport
-    that does not declare them gets them as keyword arguments (the local one ignores them, ssh refuses them)."""
+    ``shorthands`` are the values of the transports' command-line shorthands (``{option: value}``:
+    :func:`ofa_profile.transports.base.transport_shorthands`), set like ``transport_options`` where the device's
+    transport declares the option, and else given to its profiler as keyword arguments (the local one ignores
+    what it does not take)."""
     opts = dict(transport_options or {})
     declared = {o.name for o in plugin_options("transport", device.transport)[0]}
     kw = {}
-    for key, value in (("benchmark_binary", benchmark_binary), ("serial", serial)):
+    for key, value in (shorthands or {}).items():
         if value:
             if key in declared:
                 opts.setdefault(key, value)
@@ -505,17 +506,15 @@ def device_with_options(device: DeviceSpec, transport_options: Mapping[str, Any]
 def measure_device(device: DeviceSpec, out: Path, resolutions: Sequence[int], *, space: str,
                    batch_size: int | None = None, seed: int = 0, progress: bool = True, fresh: bool = False,
                    limit: int | None = None, passes: int = 1, transport_options: Mapping[str, Any] | None = None,
-                   benchmark_binary: str | None = None, serial: str | None = None,
+                   shorthands: Mapping[str, Any] | None = None,
                    timed: Timed | None = None, graph: str = "ofa-profile",
                    classes: int | None = None, precision: str = "fp32") -> DeviceMeasurement:
     """:func:`measure_lut` with the device's own profiler (opened and closed here), and the noise of the blocks
-    once the LUT is complete (:func:`block_noise`).  ``transport_options`` replace some of the spec's (checked
-    against the transport's declared options: :func:`ofa_profile.devices.with_transport_options`);
-    ``benchmark_binary`` and ``serial`` are shorthands for the two options of that name (phones), and a
-    transport that does not declare them gets them as before (the local one ignores them, ssh refuses them).
+    once the LUT is complete (:func:`block_noise`).  ``transport_options`` replace some of the spec's, and
+    ``shorthands`` (the transports' command-line shorthands) likewise: :func:`device_with_options`.
     ``precision``: of the blocks (with ``graph`` and ``classes``, the LUT's ``timed`` record, unless ``timed`` is
     given)."""
-    device, kw = device_with_options(device, transport_options, benchmark_binary, serial)
+    device, kw = device_with_options(device, transport_options, shorthands)
     check_measurable(timed or Timed.default_for(space, threads=device.num_threads, graph=graph)
                      .with_(precision=precision), device)  # first
     prof = make_profiler(device, batch_size=batch_size, precision=timed.precision if timed else precision, **kw)

@@ -11,6 +11,7 @@ option as JSON Schema, which the device schema's documented sections are tested 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
@@ -44,6 +45,7 @@ ABSENT = _Marker("ABSENT")
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "number": (int, float),
                                           "boolean": (bool,), "array": (list, tuple)}
+_FLAG = re.compile(r"--[a-z][a-z0-9]*(-[a-z0-9]+)*")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -58,7 +60,9 @@ class Option:
     would reach a command line as something other than data (:mod:`ofa_profile.argsafety`; an array's ``items``
     may have one too), raised as :class:`UnsafeOptionError`.
     ``default`` is filled in when a spec leaves the option out; :data:`REQUIRED` and :data:`ABSENT` say
-    there is none.
+    there is none.  ``flag``: a command-line shorthand the plug-in declares for the option (adb's ``--serial``):
+    the commands that take ``--transport-option NAME=VALUE`` take ``FLAG VALUE`` for it too
+    (:func:`ofa_profile.transports.base.transport_shorthands`).
     """
 
     name: str
@@ -72,10 +76,13 @@ class Option:
     min_length: int | None = None
     items: "Option | None" = None
     check: "Callable[[Any], str | None] | None" = None
+    flag: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in _PY_TYPES:
             raise ValueError(f"option {self.name!r}: type {self.type!r} is not one of {', '.join(_PY_TYPES)}")
+        if self.flag is not None and not _FLAG.fullmatch(self.flag):
+            raise ValueError(f"option {self.name!r}: flag {self.flag!r} is not a long option such as --serial")
 
     @property
     def required(self) -> bool:

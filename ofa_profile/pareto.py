@@ -1,7 +1,8 @@
 """``ofa-profile pareto`` as one function: the most accurate subnet under a latency budget and the latency/accuracy
 frontier, with the policies around the search.
 
-:func:`run_pareto` resolves the latency source (``--device``/``--lut``/``--adapter``; a shipped LUT used on a device
+:func:`run_pareto` takes one frozen request (:class:`~ofa_profile.pareto_request.ParetoRequest`, which the command
+builds from its options), resolves the latency source (``--device``/``--lut``/``--adapter``; a shipped LUT used on a device
 of this machine is speed-checked, and scaled by the check with ``--rescale``: :func:`speed_check_source`; scaled by
 the device's drift with ``--refresh``: :func:`refresh_drift`) and the accuracy predictor (:func:`resolve_predictor`,
 :func:`verify_predictor`), picks the resolutions (:func:`search_resolutions`), applies the safety margin
@@ -20,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ofa_model.evaldata import default_data, supernet_caches
-from ofa_model.evaluate import evaluate_precisions, evaluate_spec
+from ofa_model.evaluate import EvalRequest, evaluate_precisions, evaluate_spec
 from ofa_model.safeload import RefusedWeightsError
 
 from .accuracy import (BUNDLED_PREDICTOR, bundled_predictor_path, imagenet_predictor_path, outside_trained_range,
@@ -29,8 +29,9 @@ from .accuracy import (BUNDLED_PREDICTOR, bundled_predictor_path, imagenet_predi
 from .argsafety import shell_command
 from .atomic import write_json_atomic
 from .encodings import same_macro_architecture
-from .errors import OfaProfileError
+from .errors import OfaProfileError, RequestError
 from .lut import is_shipped, lut_identity
+from .pareto_request import DEFAULT_DEVICE, ParetoRequest
 from .paths import safe_name
 from .plots import plot_frontier
 from .replicates import per_item, run_passes
@@ -40,11 +41,10 @@ from .space import get_space, parse_resolutions
 __all__ = ["OptionError", "ParetoRun", "VERIFY_TOLERANCE", "VERIFY_NOISE_REL", "DEFAULT_DEVICE", "verify_sentence",
            "verify_noise", "parse_margin", "search_resolutions",
            "resolve_predictor", "verify_predictor", "predictor_block", "refresh_drift", "speed_check_source",
-           "verify_best", "best_record", "source_title", "run_pareto"]
+           "verify_best", "best_record", "source_title", "run_pareto", "ParetoRequest"]
 
 VERIFY_TOLERANCE = 0.03    # --verify: a measured latency up to the budget + 3 % counts as meeting it
 VERIFY_NOISE_REL = 0.05    # --verify warns when its IQR / median, or its passes' spread, is above this
-DEFAULT_DEVICE = "cpu-ort"  # the latency source without --device, --lut or --adapter
 
 Log = Callable[[str], None]
 
@@ -53,14 +53,8 @@ def _quiet(msg: str) -> None:
     pass
 
 
-class OptionError(OfaProfileError):
-    """A wrong option value (``param_hint`` names the option, as click writes it) or combination of options
-    (``param_hint`` None): the command line reports it as a usage error (exit 2)."""
-
-    def __init__(self, message: str, param_hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param_hint = param_hint
+#: a wrong option value or combination found on the way (the command line's usage error, exit 2)
+OptionError = RequestError
 
 
 def parse_margin(margin: str) -> float | None:
@@ -237,11 +231,11 @@ def speed_check_source(src: Any, device: str | None, enabled: bool, rescale: boo
     return {**chk.as_dict(), "applied": rescale}, src
 
 
-def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | None, n_val: int, n_calib: int,
-                seed: int, train_data: str | None, val_data: str | None, cache_dir: str | None,
+def verify_best(best: Any, budget_ms: float, device_ref: str, evaluation: EvalRequest, seed: int,
                 rounds: int = 2, log: Log = _quiet, timed: Any = None) -> dict:
     """pareto --verify: measure ``best`` end to end on ``device_ref`` (the lowest median of ``rounds``
-    passes, as calibration measures its subnets); evaluate it with the supernet.  Weights refused as unsafe or
+    passes, as calibration measures its subnets); evaluate it as ``evaluation`` says (its supernet, images and
+    data sets, as ``ofa-profile evaluate``).  Weights refused as unsafe or
     damaged (:class:`~ofa_model.safeload.RefusedWeightsError`) fail the command, before any device work; other
     reasons not to evaluate (no weights, no validation data) are recorded as ``top1_error``.
 
@@ -256,7 +250,7 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
 
     loaded, load_error = None, None
     try:
-        loaded = load_supernet(supernet, space=best.spec.space)
+        loaded = load_supernet(evaluation.supernet, space=best.spec.space)
     except RefusedWeightsError:
         raise
     except OfaProfileError as exc:
@@ -298,7 +292,8 @@ def verify_best(best: Any, budget_ms: float, device_ref: str, supernet: str | No
         model, info = loaded
         if info.classes is None:
             raise OfaProfileError("the supernet names no classes, so its validation set is unknown")
-        tr, va = supernet_caches(info, default_data("train", train_data), default_data("val", val_data), cache_dir)
+        tr, va = evaluation.caches(info)
+        n_val, n_calib = evaluation.n_val, evaluation.n_calib
         log(f"verify: evaluating the chosen subnet with {info.path} ...")
         tm: dict = {}
         if precision == "int8":
@@ -381,68 +376,41 @@ class ParetoRun:
     frontier_s: float
 
 
-def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: str | None = None,
-               adapter: str | None = None, space: str | None = None, resolutions: str | None = None,
-               accuracy: str | None = None, predictor: str | None = None, accuracy_data: str | None = None,
-               seed: int = 0, effort: str = "full", n_budgets: int = 20, margin_pct: float | None = 0.0,
-               no_calibration: bool = False, refresh: int = 0, plot: bool = True, verify: bool = False,
-               verify_device: str | None = None, verify_rounds: int = 2, supernet: str | None = None,
-               verify_images: int = 1000, verify_calib_images: int = 2000, train_data: str | None = None,
-               val_data: str | None = None, cache_dir: str | None = None, speed_check: bool = False,
-               rescale: bool = False, log: Log = _quiet, hold: Callable[[Path], Any] | None = None,
-               classes: int | None = None) -> ParetoRun:
-    """Search the best subnet under ``budget_ms`` and the frontier; write ``pareto-<source>-<budget>ms.json``
+def run_pareto(request: ParetoRequest, *, log: Log = _quiet, hold: Callable[[Path], Any] | None = None) -> ParetoRun:
+    """Search the best subnet under the request's budget and the frontier; write ``pareto-<source>-<budget>ms.json``
     (``<source>``: :attr:`~ofa_profile.latency.LatencySource.file_id`), ``.best.json`` (readable by ``--arch`` of
-    predict and export) and, with ``plot``, ``.png`` into ``out`` (an existing folder).  ``margin_pct`` None:
-    ``--margin auto``.  ``hold(path)`` is called with the JSON's path once it is known, before any long work (the
-    command holds its output lock there).  ``speed_check``: a shipped LUT used on a device of this machine is
-    speed-checked first (:func:`speed_check_source`); ``rescale`` scales the latency model by the check's factor.
-    ``classes``: the classifier head the latency is predicted for (default: the LUT's)."""
+    predict and export) and, with the output's ``plot``, ``.png`` into its ``out_dir`` (an existing folder).
+    ``hold(path)`` is called with the JSON's path once it is known, before any long work (the command holds its
+    output lock there).  A shipped LUT used on a device of this machine is speed-checked first when the latency
+    request asks (:func:`speed_check_source`)."""
     import random
 
     import numpy as np
 
-    if rescale and (refresh or adapter is not None):
-        other = "--refresh scales by the drift it measures" if refresh else "--adapter has no LUT to check"
-        raise OptionError(f"--rescale scales a shipped LUT by its speed check; {other}: pass one")
-    if not (device or lut or adapter):
-        device = DEFAULT_DEVICE
-    src = resolve_latency_source(device, lut, adapter, calibrated=not no_calibration, classes=classes)
+    q, lat, ver, out = request.search, request.latency, request.verify, request.output.out_dir
+    budget_ms, seed, device = q.budget_ms, q.seed, lat.device_or_default
+    src = resolve_latency_source(device, lat.lut, lat.adapter, calibrated=not lat.no_calibration, classes=lat.classes)
     # named by the LUT (or adapter) file, so that runs on different LUTs of one device never replace each other's
     # files; reduced to a plain name, so every file lands in `out`
     stem = safe_name(f"pareto-{src.file_id}-{budget_ms:g}ms")
     if hold is not None:
         hold(out / f"{stem}.json")               # one writer of this stem's .json, .best.json and .png
-    check, src = speed_check_source(src, device, speed_check and adapter is None, rescale, log=log)
+    check, src = speed_check_source(src, device, lat.speed_check and lat.adapter is None, lat.rescale, log=log)
     drift = None
-    if refresh:
-        drift = refresh_drift(src, adapter, no_calibration, refresh, verify_device or device or src.name, log=log)
+    if ver.refresh:
+        drift = refresh_drift(src, lat.adapter, lat.no_calibration, ver.refresh, ver.device or device or src.name,
+                              log=log)
         src = src.scaled(drift.factor, f"drift on {len(drift.specs)} subnets re-measured now")
     log(f"latency: {src.description}")
-    sp = get_space(space or src.space)
+    sp = get_space(q.space or src.space)
     if not same_macro_architecture(sp.name, src.space):
         dev = src.lut.device if src.lut is not None else "DEVICE"
         how = shell_command("ofa-profile", "measure", "--device", dev, "--space", sp.name)
         raise OfaProfileError(f"the latency source is for {src.space}; space {sp.name} has other channel widths: "
                               f"use a LUT of {sp.name} (`{how}` writes ./{safe_name(dev)}-{sp.name}.json; then pass "
                               f"--lut that file)")
-    pred = None
-    if verify and accuracy is None and predictor is None and accuracy_data is None:
-        pred = verify_predictor(supernet, log=log)
-        why = "--verify: the predictor of the supernet it evaluates with"
-        pfile = str(Path(supernet).parent / BUNDLED_PREDICTOR) if supernet else str(bundled_predictor_path())
-    if pred is None:
-        pred, why = resolve_predictor(predictor, accuracy_data, accuracy, sp.name, log=log)
-        pfile = str(predictor or accuracy_data or (bundled_predictor_path() if accuracy == "bundled"
-                                                   else imagenet_predictor_path()))
-    pred.check_space(sp.name)
-    precision = accuracy_precision(pred, src.lut.timed.precision if src.lut is not None else "fp32", log=log)
-    res = search_resolutions(resolutions, sp.name, src.resolutions, pred, src.lut, log=log)
-    # `file`: the predictor file, or the CSV a predictor was fitted on (--accuracy-data)
-    pblock = {**predictor_block(pred, why, res, log=log), "file": pfile, "precision": precision}
-    if precision != "fp32":
-        pblock["label"] = f"{precision} {pblock['label']}"
-    auto = None
+    pred, pblock, res = _predictor_for(request, sp.name, src, log)
+    auto, margin_pct = None, q.margin_pct
     if margin_pct is None:
         auto = src.auto_margin(budget_ms)
         margin_pct = auto.pct
@@ -450,14 +418,14 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     search_budget_ms = budget_ms * (1 - margin_pct / 100)
     t0 = time.perf_counter()
     try:
-        best = search(sp, src.fn, pred, search_budget_ms, seed=seed, resolutions=res, effort=effort)
+        best = search(sp, src.fn, pred, search_budget_ms, seed=seed, resolutions=res, effort=q.effort)
     except OfaProfileError as exc:
         if margin_pct:
             raise OfaProfileError(f"{exc} (with the {margin_pct:.1f} % margin the search budget is "
                                   f"{search_budget_ms:.3f} ms of {budget_ms:g} ms)") from None
         raise
     t1 = time.perf_counter()
-    front = pareto_search(sp, src.fn, pred, n_budgets=n_budgets, seed=seed, resolutions=res, effort="fast")
+    front = pareto_search(sp, src.fn, pred, n_budgets=q.n_budgets, seed=seed, resolutions=res, effort="fast")
     t2 = time.perf_counter()
     pts = list(front.frontier) + [best]       # the best subnet joins the frontier it may extend
     keep = pareto_front(np.array([p.latency_ms for p in pts]), np.array([p.accuracy for p in pts]))
@@ -471,11 +439,11 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
               "timed": src.lut.timed.to_json() if src.lut is not None else None,
               "timed_label": src.lut.timed.label(src.lut.runtime) if src.lut is not None else None,
               "adapter": src.adapter, "accuracy_predictor": pblock,
-              "resolutions": list(res), "seed": seed, "effort": effort,
+              "resolutions": list(res), "seed": seed, "effort": q.effort,
               "drift": drift.as_dict() if drift else None, "speed_check": check,
               "seconds": {"search": round(t1 - t0, 3), "frontier": round(t2 - t1, 3)},
               "n_evaluated_frontier": front.n_evaluated}
-    if plot:
+    if request.output.plot:
         rng = random.Random(seed)
         cloud = [sp.sample(rng, resolution=list(res)) for _ in range(1000)]
         files["png"] = str(plot_frontier(out / f"{stem}.png", {src.name: frontier},
@@ -483,10 +451,9 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
                                          best={src.name: best},
                                          title=f"{sp.name}, seed {seed}; latency: {source_title(src)}",
                                          accuracy_label=pblock["label"]))
-    if verify:
-        result["verify"] = verify_best(best, budget_ms, verify_device or device or src.name, supernet,
-                                       verify_images, verify_calib_images, seed, train_data, val_data, cache_dir,
-                                       rounds=verify_rounds, log=log,
+    if ver.verify:
+        result["verify"] = verify_best(best, budget_ms, ver.device or device or src.name, ver.evaluation, seed,
+                                       rounds=ver.rounds, log=log,
                                        timed=src.lut.timed if src.lut is not None else None)
         vd = str(result["verify"].get("dataset") or "").lower()
         if result["verify"].get("top1") is not None and vd and vd != pblock["dataset"]:
@@ -498,3 +465,26 @@ def run_pareto(budget_ms: float, out: Path, *, device: str | None = None, lut: s
     write_json_atomic(files["json"], result)
     return ParetoRun(result=result, best=best, frontier=frontier, device=src.name, space=sp.name,
                      margin_pct=margin_pct, search_budget_ms=search_budget_ms, search_s=t1 - t0, frontier_s=t2 - t1)
+
+
+def _predictor_for(request: ParetoRequest, space: str, src: Any, log: Log) -> tuple[Any, dict, tuple]:
+    """The accuracy predictor of a run (``--verify`` without an accuracy source: the supernet's own), its JSON
+    block (``file``: the predictor file, or the CSV a predictor was fitted on) and the resolutions to search."""
+    acc, ver = request.accuracy, request.verify
+    pred = None
+    if ver.verify and not acc.given:
+        supernet = ver.evaluation.supernet
+        pred = verify_predictor(supernet, log=log)
+        why = "--verify: the predictor of the supernet it evaluates with"
+        pfile = str(Path(supernet).parent / BUNDLED_PREDICTOR) if supernet else str(bundled_predictor_path())
+    if pred is None:
+        pred, why = resolve_predictor(acc.predictor, acc.accuracy_data, acc.accuracy, space, log=log)
+        pfile = str(acc.predictor or acc.accuracy_data or (bundled_predictor_path() if acc.accuracy == "bundled"
+                                                           else imagenet_predictor_path()))
+    pred.check_space(space)
+    precision = accuracy_precision(pred, src.lut.timed.precision if src.lut is not None else "fp32", log=log)
+    res = search_resolutions(request.search.resolutions, space, src.resolutions, pred, src.lut, log=log)
+    pblock = {**predictor_block(pred, why, res, log=log), "file": pfile, "precision": precision}
+    if precision != "fp32":
+        pblock["label"] = f"{precision} {pblock['label']}"
+    return pred, pblock, res

@@ -93,6 +93,7 @@ def test_measure_subnets_takes_the_lowest_pass_and_resumes_from_its_journal(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.serial      # compares two timings: a quiet core
 def test_refresh_measures_the_drift_since_calibration_and_scales_the_search(tmp_path):
     """pareto --refresh N re-measures N held-out calibration subnets and scales the latency model by
     now / then.  The stored figures are halved here, as if the device had run twice as fast when it was

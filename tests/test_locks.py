@@ -18,6 +18,8 @@ from helpers import FAST_TIMING, fast_spec
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 SHIPPED_LUT = ROOT / "lut" / "cpu-ort.json"
+# lock holders and waiters race in real time: a quiet core (`make test` runs these alone, -m serial)
+pytestmark = pytest.mark.serial
 
 # takes the lock of argv[1] (a folder's with argv[3] == "folder"), says so, holds it argv[2] seconds ("stdin": until
 # a line arrives on its stdin, so a test lets go exactly when it has seen what it waits for)

@@ -249,6 +249,7 @@ def test_factor_is_the_median_of_now_over_then_with_the_luts_passes_and_seed():
     assert SpeedCheck.from_dict(json.loads(json.dumps(d))).as_dict() == d             # what the cache stores
 
 
+@pytest.mark.serial
 def test_the_real_shipped_lut_gives_a_factor(checked):
     real = checked.real
     assert math.isfinite(real.factor) and real.factor > 0 and len(real.blocks) == speedcheck.DEFAULT_BLOCKS
@@ -268,6 +269,7 @@ def _drift(before, after) -> float:
     return max(abs(y[2] / x[2] - 1) for x, y in zip(a, b))
 
 
+@pytest.mark.serial
 def test_halved_lut_reads_about_twice_the_matched_one(checked):
     """The acceptance test of the issue: a LUT whose stored figures are halved gives a factor near 2. "Near" is
     the drift measured between the checks, not a fixed band (this machine drifts 10-20 % within seconds)."""
@@ -306,6 +308,7 @@ def test_every_shipped_lut_checks_or_says_why_in_one_line(name, tmp_path, monkey
 
 # -- predict and pareto -----------------------------------------------------------------------------------------
 
+@pytest.mark.serial
 def test_predict_warns_once_for_the_halved_shipped_lut_and_caches(halved_shipped):
     res = cli("predict", "--lut", "cpu-ort", "--arch", ARCH, "--json")
     assert res.exit_code == 0, res.output
@@ -328,6 +331,7 @@ def test_predict_warns_once_for_the_halved_shipped_lut_and_caches(halved_shipped
     assert scaled["latency_ms"] == pytest.approx(out["lut_sum_ms"] * sc["factor"], rel=1e-4)
 
 
+@pytest.mark.serial
 def test_plot_frontier_warns_for_the_halved_shipped_lut(halved_shipped, tmp_path):
     """plot frontier speed-checks a shipped LUT as pareto does: one warning line naming the measure command; none
     with --no-speed-check."""
@@ -340,6 +344,7 @@ def test_plot_frontier_warns_for_the_halved_shipped_lut(halved_shipped, tmp_path
     assert off.exit_code == 0 and not warnings_of(off.stderr), off.output
 
 
+@pytest.mark.serial
 def test_pareto_warns_and_rescales(halved_shipped, tmp_path):
     base = ["pareto", "--budget", "20ms", "--device", "cpu-ort", "--effort", "fast", "--n-budgets", "3", "--no-plot",
             "--resolutions", "160", "--out-dir", tmp_path, "--json"]
@@ -361,6 +366,7 @@ def test_pareto_warns_and_rescales(halved_shipped, tmp_path):
                                                           rel=1e-3)
 
 
+@pytest.mark.serial
 def test_own_lut_file_is_not_checked_and_the_env_switch_skips(checked, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv(NO_CHECK_ENV, raising=False)
@@ -376,6 +382,7 @@ def test_own_lut_file_is_not_checked_and_the_env_switch_skips(checked, monkeypat
     assert not list(tmp_path.rglob("*.json"))                          # nothing was measured or cached
 
 
+@pytest.mark.serial
 def test_no_speed_check_option(halved_shipped):
     res = cli("predict", "--lut", "cpu-ort", "--arch", ARCH, "--no-speed-check", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["speed_check"] is None and not warnings_of(res.stderr)
@@ -404,6 +411,7 @@ def test_a_damaged_cache_file_is_a_miss(raw):
         assert speedcheck._read_cache(p, "k") is None
 
 
+@pytest.mark.serial
 def test_cache_key_follows_the_lut_file_and_an_unwritable_cache_still_checks(checked, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
     a, ka = speedcheck.cache_path(checked.matched_lut, checked.dev)

@@ -39,6 +39,7 @@ def _journal_lines(j: Path) -> int:
     return len(j.read_bytes().splitlines()) if j.exists() else 0
 
 
+@pytest.mark.serial      # kills the run at a moment in real time: a quiet core
 def test_sigkill_mid_run_resumes_without_remeasuring(tmp_path):
     from ofa_profile.lut import load_lut
     spec = fast_spec(tmp_path, "torch")

@@ -219,9 +219,9 @@ def test_measure_device_passes_transport_options_and_the_shorthands(monkeypatch,
         raise DeviceError("stop here")
 
     monkeypatch.setattr(measure, "make_profiler", fake)
-    for dev, kw in [("pixel", dict(transport_options={"cores": [7], "repeats": 5}, serial="S1",
-                                   benchmark_binary="/bm")),
-                    ("cpu-ort", dict(serial="S1"))]:
+    for dev, kw in [("pixel", dict(transport_options={"cores": [7], "repeats": 5},
+                                   shorthands={"serial": "S1", "benchmark_binary": "/bm"})),
+                    ("cpu-ort", dict(shorthands={"serial": "S1"}))]:
         with pytest.raises(DeviceError, match="stop here"):
             measure.measure_device(load_device(dev), tmp_path / "l.json", [160], space="ofa-mbv3-w1.0", **kw)
     (pixel, kw_pixel), (ort, kw_ort) = seen

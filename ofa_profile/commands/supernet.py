@@ -10,13 +10,13 @@ from pathlib import Path
 import click
 
 from ofa_model.accuracy_run import ShardPlan, merge_accuracy_shards, run_accuracy_dataset
-from ofa_model.evaluate import evaluate_arch
+from ofa_model.evaluate import EvalRequest, evaluate_arch
 from ofa_model.export import export_arch
 from ofa_model.train import main as train_main
 
 from ..cliopts import (NON_NEGATIVE_INT, POSITIVE_INT, RESOLUTION, SEED, SPACE_NAME, TORCH_DEVICE, check_resolutions,
                        count_range, require_torch_device)
-from .base import WAIT_OPTION, echo_json, fail, hold_lock, log, main, pct
+from .base import WAIT_OPTION, echo_json, evaluation_options, fail, hold_lock, log, main, pct
 
 
 @main.command("train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
@@ -231,15 +231,8 @@ def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str |
 @main.command("evaluate")
 @click.option("--arch", "arch", required=True, type=click.Path(dir_okay=False),
               help="subnet: a spec JSON {ks, e, d, r} (pareto's .best.json too) or an OFA net.config")
-@click.option("--supernet", default=None, help="supernet weights [default: the bundled ofa_model/weights]")
 @click.option("--resolution", type=RESOLUTION, default=None, help="evaluate at this resolution (overrides the arch's r)")
-@click.option("--val-images", type=NON_NEGATIVE_INT, default=1000, show_default=True,
-              help="fixed seeded val subset (0: all), as pareto --verify and the card")
-@click.option("--calib-images", type=POSITIVE_INT, default=2000, show_default=True,
-              help="training images for BN recalibration")
-@click.option("--train-data", default=None, help="training set for BN recalibration [default: shared Imagenette]")
-@click.option("--val-data", default=None, help="validation set [default: shared Imagenette]")
-@click.option("--cache-dir", default=None, help="decoded-image cache [default: ~/.cache/ofa-profile/images]")
+@evaluation_options()
 @click.option("--device", type=TORCH_DEVICE, default="auto", show_default=True, help="torch device: auto, cpu, cuda")
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
               help="int8: the subnet quantized for ONNX Runtime (as export --precision int8) and run on the CPU, "
@@ -247,8 +240,7 @@ def export_cmd(arch: str, fmt: str, out: str, supernet: str | None, space: str |
 @click.option("--int8-calib-images", type=POSITIVE_INT, default=100, show_default=True,
               help="seeded training images the int8 activation ranges come from")
 @click.option("--json", "as_json", is_flag=True, help="print {top1, n_val, supernet, ...} as JSON")
-def evaluate_cmd(arch: str, supernet: str | None, resolution: int | None, val_images: int, calib_images: int,
-                 train_data: str | None, val_data: str | None, cache_dir: str | None, device: str, precision: str,
+def evaluate_cmd(arch: str, resolution: int | None, evaluation: EvalRequest, device: str, precision: str,
                  int8_calib_images: int, as_json: bool) -> None:
     """Measured top-1 of one subnet with a supernet (BN recalibrated, as the model card and accuracy-dataset).
 
@@ -264,9 +256,9 @@ def evaluate_cmd(arch: str, supernet: str | None, resolution: int | None, val_im
       ofa-profile evaluate --arch examples/arch-r160.json --precision int8
     """
 
-    out = evaluate_arch(arch, device=_torch_device(device), supernet=supernet, resolution=resolution,
-                        n_val=val_images, n_calib=calib_images, train_data=train_data, val_data=val_data,
-                        cache_dir=cache_dir, log=log, precision=precision, n_int8_calib=int8_calib_images)
+    calib_images = evaluation.n_calib
+    out = evaluate_arch(arch, evaluation, device=_torch_device(device), resolution=resolution, log=log,
+                        precision=precision, n_int8_calib=int8_calib_images)
     if as_json:
         echo_json(out)
         return

@@ -509,12 +509,12 @@ def _profiler(device: DeviceSpec, batch_size: int | None = None, *, benchmark_bi
 
 
 OPTIONS = (
-    Option("serial", "string", None, "adb serial of the phone (--serial); none: the one attached", nullable=True,
-           check=serial_problem),
+    Option("serial", "string", None, "adb serial of the phone to use; none: the one attached", nullable=True,
+           check=serial_problem, flag="--serial"),
     Option("cores", "array", (), "CPU cores benchmark_model is pinned to with taskset; none: no pinning",
            items=Option("core", "integer", minimum=0)),
-    Option("benchmark_binary", "string", None, "benchmark_model built for the phone (--benchmark-binary)",
-           nullable=True, check=path_problem),
+    Option("benchmark_binary", "string", None, "path of a benchmark_model binary built for the phone, to push",
+           nullable=True, check=path_problem, flag="--benchmark-binary"),
     Option("remote_dir", "string", DEFAULT_ADB_DIR, "folder on the phone for the binary and the block files",
            check=path_problem),
     Option("use_xnnpack", "boolean", True, "benchmark_model --use_xnnpack"),

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..ops import Op
     from ..space import SubnetSpec
 
-__all__ = ["Profiler", "Transport", "register_transport", "get_transport", "list_transports"]
+__all__ = ["Profiler", "Transport", "register_transport", "get_transport", "list_transports", "Shorthand",
+           "transport_shorthands"]
 
 
 class Profiler:
@@ -116,6 +117,12 @@ def register_transport(name: str, profiler: Callable[..., Profiler], reachable: 
     """Add a transport under ``name`` (see :class:`Transport`)."""
     if name in _REGISTRY and not replace:
         raise ValueError(f"transport {name!r} is already registered")
+    for o in options:
+        other = next((s for s in _shorthands(t for t in _REGISTRY.values() if t.name != name)
+                      if s.flag == o.flag and s.option != o.name), None) if o.flag else None
+        if other is not None:
+            raise ValueError(f"transport {name!r}: flag {o.flag} of option {o.name!r} is transport "
+                             f"{other.transports[0]!r}'s shorthand for its option {other.option!r}")
     t = Transport(name, profiler, reachable, description, tuple(options), section)
     _REGISTRY[name] = t
     return t
@@ -135,3 +142,37 @@ def get_transport(name: str) -> Transport:
         return _REGISTRY[name]
     except KeyError:
         raise DeviceError(f"unknown transport {name!r}: use one of {', '.join(_REGISTRY)}") from None
+
+
+@dataclass(frozen=True)
+class Shorthand:
+    """A command-line shorthand a transport declares for one of its options (:attr:`Option.flag
+    <ofa_profile.options.Option>`): ``FLAG VALUE`` means ``--transport-option OPTION=VALUE``; ``transports``: those
+    that declare it; ``help``: its line in ``--help``."""
+
+    flag: str
+    option: str
+    help: str
+    transports: tuple[str, ...]
+    metavar: str | None = None     # how --help names its value: the option's JSON type (None: text)
+
+
+def _shorthands(transports: Any) -> list[Shorthand]:
+    out: dict[str, Shorthand] = {}
+    for t in transports:
+        for o in t.options:
+            if not o.flag:
+                continue
+            have = out.get(o.flag)
+            names = (have.transports if have else ()) + (t.name,)
+            out[o.flag] = Shorthand(o.flag, o.name, f"{'/'.join(names)} devices: {o.description} (--transport-option "
+                                                    f"{o.name}=VALUE)", names,
+                                    None if o.type == "string" else o.type.upper())
+    return list(out.values())
+
+
+def transport_shorthands() -> list[Shorthand]:
+    """The shorthands of the registered transports' options, in registration order (a flag two transports declare
+    for the same option is one shorthand); installed plug-ins' included."""
+    load_plugins()
+    return _shorthands(_REGISTRY.values())
