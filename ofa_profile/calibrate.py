@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", "check_calibration", "evaluate",
            "calibrate_device", "calibrate_on_device",
-           "DriftReport", "measure_drift",
+           "DriftReport", "measure_drift", "spread_over_size", "corner_specs", "corners_design",
            "CalibrationReport"]
 
 
@@ -48,8 +48,70 @@ def _design(specs: Sequence[SubnetSpec], lut: "Lut"):
     return np.array([features(s, lut, lut.timed.classes) for s in specs], dtype=float)
 
 
+def corner_specs(lut: "Lut") -> list[SubnetSpec]:
+    """Subnets where a linear calibration with coefficients of mixed signs reaches its lowest figures: at the
+    LUT's lowest and highest resolution, every stage independently at its fewest or most blocks, each with its
+    smallest or largest kernel and expand (4 ** stages per resolution; a compound space: its stage depths).  The
+    space's smallest and largest subnets are two of them.  A fit whose coefficient of one stage is negative is
+    lowest where that stage is largest and the others smallest, which the two extremes alone never test."""
+    import itertools
+    sp = get_space(lut.space)
+    out: list[SubnetSpec] = []
+    if not lut.resolutions:
+        return out
+    small, large = (min(sp.kernels), min(sp.expands)), (max(sp.kernels), max(sp.expands))
+    for r in sorted({min(lut.resolutions), max(lut.resolutions)}):
+        if sp.compound:
+            out += [sp.compound_spec(d, r) for d in itertools.product(sorted({min(sp.depths), max(sp.depths)}),
+                                                                        repeat=sp.n_stages)]
+            continue
+        per_stage = [[(min(sp.stage_depths(st)), small), (min(sp.stage_depths(st)), large),
+                      (max(sp.stage_depths(st)), small), (max(sp.stage_depths(st)), large)]
+                     for st in range(sp.n_stages)]
+        for choice in itertools.product(*per_stage):
+            ks = tuple(k for _, (k, _e) in choice for _ in range(sp.max_depth))
+            e = tuple(x for _, (_k, x) in choice for _ in range(sp.max_depth))
+            out.append(SubnetSpec(sp.name, ks, e, tuple(d for d, _ in choice), r).validated())
+    return out
+
+
+def corners_design(lut: "Lut"):
+    """The features of every :func:`corner_specs` subnet, composed from 4 subnets per resolution (a stage's LUT ms
+    and depth do not depend on the other stages' choices, nor the fixed part on any): the same rows as
+    ``features`` of each corner (tests/test_calibrate.py), for 8 subnets' work instead of 2,048."""
+    import itertools
+
+    import numpy as np
+    sp = get_space(lut.space)
+    names = list(feature_names(lut.space))
+    stage_cols = [names.index(f"stage{i + 1}_ms") for i in range(sp.n_stages)]
+    nb = names.index("n_blocks")
+    rows = []
+    small, large = (min(sp.kernels), min(sp.expands)), (max(sp.kernels), max(sp.expands))
+    for r in sorted({min(lut.resolutions), max(lut.resolutions)}) if lut.resolutions else []:
+        if sp.compound:
+            opts = [sp.compound_spec([d] * sp.n_stages, r) for d in sorted({min(sp.depths), max(sp.depths)})]
+        else:
+            opts = [SubnetSpec(sp.name, (k,) * sp.n_blocks, (e,) * sp.n_blocks,
+                               tuple((min if lo else max)(sp.stage_depths(st)) for st in range(sp.n_stages)),
+                               r).validated()
+                    for lo in (True, False) for (k, e) in (small, large)]
+        try:
+            f = [np.asarray(features(o, lut, lut.timed.classes), dtype=float) for o in opts]
+        except LutMissError:
+            continue
+        for choice in itertools.product(range(len(opts)), repeat=sp.n_stages):
+            row = f[0].copy()
+            for st, o in enumerate(choice):
+                row[stage_cols[st]] = f[o][stage_cols[st]]
+            row[nb] = sum(opts[o].d[st] for st, o in enumerate(choice))
+            rows.append(row)
+    return np.array(rows, dtype=float).reshape(len(rows), len(names))
+
+
 def _extremes_design(lut: "Lut"):
-    """Features of the subnets :func:`ofa_profile.calibration.check_calibration` checks on save and load."""
+    """Features of the subnets :func:`ofa_profile.calibration.check_calibration` checks on save and load, and of
+    the :func:`corner_specs` where a fit of mixed-sign coefficients is lowest: the fit keeps them all positive."""
     import numpy as np
     rows = []
     for _, spec in extreme_specs(lut):
@@ -57,7 +119,8 @@ def _extremes_design(lut: "Lut"):
             rows.append(features(spec, lut, lut.timed.classes))
         except LutMissError:
             continue
-    return np.array(rows, dtype=float).reshape(len(rows), len(feature_names(lut.space)))
+    ext = np.array(rows, dtype=float).reshape(len(rows), len(feature_names(lut.space)))
+    return np.vstack([ext, corners_design(lut)])
 
 
 def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], lut: "Lut",

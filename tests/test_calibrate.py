@@ -201,6 +201,53 @@ def test_a_fit_never_extrapolates_to_a_non_positive_latency():
             assert apply_calibration(cal, spec, lut) > 0
 
 
+def test_corner_features_are_the_features_of_the_corner_subnets():
+    """The fit's positivity check composes the corners' features from 4 subnets per resolution: the same rows as
+    the features of each corner subnet built whole (all 2,048 of them here)."""
+    import numpy as np
+
+    from ofa_profile.calibrate import corner_specs, corners_design, features
+    lut = load_lut("cpu-ort")
+    specs = corner_specs(lut)
+    assert len(specs) == 2 * 4 ** 5 and len({_arch_key(s) for s in specs}) == len(specs)
+    want = np.array([features(s, lut, lut.timed.classes) for s in specs])
+    got = corners_design(lut)
+    assert got.shape == want.shape
+    assert np.allclose(np.sort(got, axis=0), np.sort(want, axis=0))
+    assert {tuple(np.round(r, 9)) for r in got} == {tuple(np.round(r, 9)) for r in want}
+
+
+def test_a_fit_with_a_negative_stage_coefficient_stays_positive_at_every_corner():
+    """Figures that fall as one stage grows (a shared machine's noise can fit that) give a stage coefficient below
+    zero; the line is then lowest where that stage is largest and the others smallest, a subnet the space's
+    smallest and largest never test.  The fit shrinks until every such corner is positive too."""
+    import random
+
+    import numpy as np
+
+    from ofa_profile.calibrate import apply_calibration, corner_specs, fit_calibration
+    from ofa_profile.calibration import features
+    from ofa_profile.space import get_space
+    lut = load_lut("cpu-ort")
+    sp = get_space(lut.space)
+    names = list(FEATURE_NAMES)
+    w = np.zeros(len(names))
+    w[names.index("fixed_ms")] = 1.0
+    for i in (1, 2, 4, 5):
+        w[names.index(f"stage{i}_ms")] = 1.0
+    w[names.index("stage3_ms")] = -4.0                         # the noisy stage
+    corners = corner_specs(lut)
+    truth = lambda s: float(np.dot(w, features(s, lut, lut.timed.classes)))  # noqa: E731
+    rng = random.Random(1)
+    specs = [sp.sample(rng, r) for r in (min(lut.resolutions), max(lut.resolutions)) for _ in range(10)]
+    ends = [sp.smallest(r) for r in (min(lut.resolutions), max(lut.resolutions))] + \
+        [sp.largest(r) for r in (min(lut.resolutions), max(lut.resolutions))]
+    c = 0.05 - min(truth(s) for s in specs + ends)               # every fitted subnet and extreme positive
+    assert min(truth(s) for s in corners) + c < 0               # but the line itself crosses zero at a corner
+    cal = fit_calibration(specs, [truth(s) + c for s in specs], lut)
+    assert min(apply_calibration(cal, s, lut) for s in corners) > 0
+
+
 def _span(lut, specs, r):
     from ofa_profile.space import get_space
     sp = get_space(lut.space)
