@@ -259,3 +259,27 @@ def ofa_networks():
         return networks()
     except OfaProfileError as exc:
         pytest.skip(str(exc))
+
+
+def install_plugin(src: Path, site: Path, dist: str) -> Path:
+    """``pip install --target site`` of the package whose source is ``src`` (a plug-in built in a test, offline);
+    fails the test in one message where the build fails; checks that the distribution ``dist`` declares its entry
+    points.  Returns ``site``, a folder to put on ``PYTHONPATH`` (:func:`cli_with_site`)."""
+    import subprocess
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "--no-index", "--target", str(site), str(src)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"building the plug-in package failed: {r.stderr[-2000:]}")
+    assert list(site.glob(f"{dist}-0.1*.dist-info/entry_points.txt"))
+    return site
+
+
+def cli_with_site(args, site: Path | None = None, cwd=None):
+    """``python -m ofa_profile.cli ARGS`` in a process of its own, with ``site`` (a plug-in's install folder)
+    first on ``PYTHONPATH``."""
+    import subprocess
+    env = {**os.environ}
+    if site is not None:
+        env["PYTHONPATH"] = str(site) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "ofa_profile.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import fast_spec
+from helpers import cli_with_site, fast_spec, install_plugin
 from ofa_profile.errors import SpaceError
 from ofa_profile.family import FAMILIES, SPACES, Family, get_family, register_family
 from ofa_profile.ops import Op, ops_at_resolution, subnet_ops
@@ -88,27 +85,15 @@ def family_site(tmp_path_factory):
     src.mkdir()
     (src / "setup.py").write_text(textwrap.dedent(SETUP))
     (src / "ofa_profile_tinyfam.py").write_text(MODULE)
-    site = root / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--no-index", "--target", str(site), str(src)], capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        pytest.fail(f"building the plug-in package failed: {r.stderr[-2000:]}")
-    assert list(site.glob("ofa_profile_tinyfam-0.1*.dist-info/entry_points.txt"))
-    return site
+    return install_plugin(src, root / "site", "ofa_profile_tinyfam")
 
 
-def _cli(args, site=None, cwd=None):
-    env = {**os.environ}
-    if site is not None:
-        env["PYTHONPATH"] = str(site) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "ofa_profile.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
 
 
 def test_an_installed_family_is_listed_enumerated_and_measured(family_site, tmp_path):
-    r = _cli(["pareto", "--help"], family_site)
+    r = cli_with_site(["pareto", "--help"], family_site)
     assert r.returncode == 0 and "tiny-w1.0" in r.stdout and "ofa-proxyless-w1.3" in r.stdout, r.stderr
-    r = _cli(["enumerate", "--space", "tiny-w1.0", "--resolutions", "128", "--json"], family_site)
+    r = cli_with_site(["enumerate", "--space", "tiny-w1.0", "--resolutions", "128", "--json"], family_site)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     keys = [row["key"] for row in (out["ops"] if isinstance(out, dict) else out)]
@@ -118,7 +103,7 @@ def test_an_installed_family_is_listed_enumerated_and_measured(family_site, tmp_
     assert "expanded_conv-input:32x32x16-output:16x16x24-mid:48-kernel:5-stride:2-idskip:0-se:1-act:relu6" in keys
     spec = fast_spec(tmp_path, "onnxruntime")
     lut_path = tmp_path / "tiny.json"
-    r = _cli(["measure", "--device", spec, "--space", "tiny-w1.0", "--resolutions", "128", "--out", lut_path,
+    r = cli_with_site(["measure", "--device", spec, "--space", "tiny-w1.0", "--resolutions", "128", "--out", lut_path,
               "--quiet"], family_site, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lut = json.loads(lut_path.read_text())
@@ -127,7 +112,7 @@ def test_an_installed_family_is_listed_enumerated_and_measured(family_site, tmp_
 
 
 def test_without_the_package_its_space_is_unknown(family_site):
-    r = _cli(["enumerate", "--space", "tiny-w1.0", "--resolutions", "128"])
+    r = cli_with_site(["enumerate", "--space", "tiny-w1.0", "--resolutions", "128"])
     assert r.returncode == 2 and "tiny-w1.0" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -142,7 +127,7 @@ def test_a_broken_family_plugin_is_one_line_naming_it(tmp_path):
         "from ofa_profile.families.mbv3 import FAMILY_RECORD\n"
         "import dataclasses\n"
         "register_family(dataclasses.replace(FAMILY_RECORD, name='badfam'))\n")   # grammar of another family
-    r = _cli(["enumerate", "--space", "ofa-mbv3-w1.0", "--resolutions", "128"], site)
+    r = cli_with_site(["enumerate", "--space", "ofa-mbv3-w1.0", "--resolutions", "128"], site)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     line = r.stderr.strip()
     assert "\n" not in line and "plug-in 'badfam'" in line and "ofa-profile-badfam" in line

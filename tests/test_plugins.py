@@ -4,11 +4,10 @@ runtime and a device spec through entry points; with it on the path, ``ofa-profi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from helpers import cli_with_site, install_plugin
 
 FAST_TIMING = {"warmup_runs": 1, "min_runs": 3, "max_runs": 3, "max_time_s": 0.5, "target_iqr_rel": 1.0}
 
@@ -48,32 +47,19 @@ def plugin_site(tmp_path_factory):
             "description": "this CPU through the plug-in runtime", "runtime": "test-ort", "transport": "local",
             "num_threads": 1, "timing": FAST_TIMING}
     (pkg / "specs" / "test-ort.json").write_text(json.dumps(spec))
-    site = root / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--no-index", "--target", str(site), str(src)], capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        pytest.fail(f"building the plug-in package failed: {r.stderr[-2000:]}")
-    assert list(site.glob("ofa_profile_testrt-0.1*.dist-info/entry_points.txt"))
-    return site
+    return install_plugin(src, root / "site", "ofa_profile_testrt")
 
 
-def _cli(args, site=None, cwd=None):
-    import os
-    env = {**os.environ}
-    if site is not None:
-        env["PYTHONPATH"] = str(site) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "ofa_profile.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
 
 
 def test_an_installed_plugin_runtime_shows_in_devices_and_measures_a_lut(plugin_site, tmp_path):
-    r = _cli(["devices", "--json"], plugin_site)
+    r = cli_with_site(["devices", "--json"], plugin_site)
     assert r.returncode == 0, r.stderr
     rows = {row["name"]: row for row in json.loads(r.stdout)}
     assert rows["test-ort"]["runtime"] == "test-ort" and rows["test-ort"]["available"], rows.get("test-ort")
     assert {"cpu-ort", "pixel"} <= set(rows)                          # the shipped devices are still there
     out = tmp_path / "test-ort.json"
-    r = _cli(["measure", "--device", "test-ort", "--resolutions", "128", "--out", out, "--quiet"], plugin_site,
+    r = cli_with_site(["measure", "--device", "test-ort", "--resolutions", "128", "--out", out, "--quiet"], plugin_site,
              cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lut = json.loads(out.read_text())
@@ -81,7 +67,7 @@ def test_an_installed_plugin_runtime_shows_in_devices_and_measures_a_lut(plugin_
 
 
 def test_without_the_plugin_its_device_is_unknown(plugin_site, tmp_path):
-    r = _cli(["measure", "--device", "test-ort", "--resolutions", "128", "--out", tmp_path / "x.json"],
+    r = cli_with_site(["measure", "--device", "test-ort", "--resolutions", "128", "--out", tmp_path / "x.json"],
              cwd=tmp_path)
     assert r.returncode == 1 and "unknown device 'test-ort'" in r.stderr and "Traceback" not in r.stderr
 
@@ -95,7 +81,7 @@ def test_a_broken_plugin_is_one_line_naming_it(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ofa-profile-broken\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[ofa_profile.runtimes]\nbroken = ofa_profile_broken\n")
     (site / "ofa_profile_broken.py").write_text("raise RuntimeError('no such accelerator here')\n")
-    r = _cli(["devices"], site)
+    r = cli_with_site(["devices"], site)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     line = r.stderr.strip()
     assert "\n" not in line and "plug-in 'broken'" in line and "ofa-profile-broken" in line
