@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .calibration import (CALIBRATION_FORMAT, FEATURE_NAMES, apply_calibration, calibration_classes,
-                          check_calibration, extreme_specs, feature_names, features)
+                          check_calibration, feature_names, features)
 from .errors import LutMissError, OfaProfileError
 from .jsonio import loads_strict
 from .lut import load_lut, save_lut
@@ -48,79 +48,71 @@ def _design(specs: Sequence[SubnetSpec], lut: "Lut"):
     return np.array([features(s, lut, lut.timed.classes) for s in specs], dtype=float)
 
 
+def _corner_options(sp: Any, r: int) -> list[SubnetSpec]:
+    """One subnet per choice a corner gives each stage, every stage taking it: its fewest or most blocks, each with
+    its smallest or largest kernel and expand (a compound space: its fewest or most blocks).  The first is the
+    space's smallest subnet, the last its largest."""
+    if sp.compound:
+        return [sp.compound_spec([d] * sp.n_stages, r) for d in sorted({min(sp.depths), max(sp.depths)})]
+    return [SubnetSpec(sp.name, (k,) * sp.n_blocks, (e,) * sp.n_blocks,
+                       tuple(pick(sp.stage_depths(st)) for st in range(sp.n_stages)), r).validated()
+            for pick in (min, max) for k, e in ((min(sp.kernels), min(sp.expands)), (max(sp.kernels), max(sp.expands)))]
+
+
+def _corner_choices(sp: Any, lut: "Lut"):
+    """``(r, options, choice)`` of every corner: ``choice[stage]`` indexes the :func:`_corner_options` at ``r``
+    that stage takes, at the LUT's lowest and highest resolution."""
+    import itertools
+    for r in sorted({min(lut.resolutions), max(lut.resolutions)}) if lut.resolutions else []:
+        opts = _corner_options(sp, r)
+        for choice in itertools.product(range(len(opts)), repeat=sp.n_stages):
+            yield r, opts, choice
+
+
 def corner_specs(lut: "Lut") -> list[SubnetSpec]:
     """Subnets where a linear calibration with coefficients of mixed signs reaches its lowest figures: at the
     LUT's lowest and highest resolution, every stage independently at its fewest or most blocks, each with its
     smallest or largest kernel and expand (4 ** stages per resolution; a compound space: its stage depths).  The
     space's smallest and largest subnets are two of them.  A fit whose coefficient of one stage is negative is
     lowest where that stage is largest and the others smallest, which the two extremes alone never test."""
-    import itertools
     sp = get_space(lut.space)
     out: list[SubnetSpec] = []
-    if not lut.resolutions:
-        return out
-    small, large = (min(sp.kernels), min(sp.expands)), (max(sp.kernels), max(sp.expands))
-    for r in sorted({min(lut.resolutions), max(lut.resolutions)}):
-        if sp.compound:
-            out += [sp.compound_spec(d, r) for d in itertools.product(sorted({min(sp.depths), max(sp.depths)}),
-                                                                        repeat=sp.n_stages)]
-            continue
-        per_stage = [[(min(sp.stage_depths(st)), small), (min(sp.stage_depths(st)), large),
-                      (max(sp.stage_depths(st)), small), (max(sp.stage_depths(st)), large)]
-                     for st in range(sp.n_stages)]
-        for choice in itertools.product(*per_stage):
-            ks = tuple(k for _, (k, _e) in choice for _ in range(sp.max_depth))
-            e = tuple(x for _, (_k, x) in choice for _ in range(sp.max_depth))
-            out.append(SubnetSpec(sp.name, ks, e, tuple(d for d, _ in choice), r).validated())
+    w = sp.max_depth
+    for r, opts, choice in _corner_choices(sp, lut):
+        ks = tuple(k for st, o in enumerate(choice) for k in opts[o].ks[st * w:(st + 1) * w])
+        e = tuple(x for st, o in enumerate(choice) for x in opts[o].e[st * w:(st + 1) * w])
+        out.append(SubnetSpec(sp.name, ks, e, tuple(opts[o].d[st] for st, o in enumerate(choice)), r).validated())
     return out
 
 
 def corners_design(lut: "Lut"):
-    """The features of every :func:`corner_specs` subnet, composed from 4 subnets per resolution (a stage's LUT ms
-    and depth do not depend on the other stages' choices, nor the fixed part on any): the same rows as
-    ``features`` of each corner (tests/test_calibrate.py), for 8 subnets' work instead of 2,048."""
-    import itertools
-
+    """The features of every :func:`corner_specs` subnet, composed from the :func:`_corner_options` (a stage's LUT
+    ms and depth do not depend on the other stages' choices, nor the fixed part on any): the same rows as
+    ``features`` of each corner (tests/test_calibrate.py), for 8 subnets' work instead of 2,048.  The space's
+    smallest and largest subnets at both resolutions, which :func:`ofa_profile.calibration.check_calibration`
+    checks on save and load, are among them."""
     import numpy as np
     sp = get_space(lut.space)
     names = list(feature_names(lut.space))
     stage_cols = [names.index(f"stage{i + 1}_ms") for i in range(sp.n_stages)]
     nb = names.index("n_blocks")
     rows = []
-    small, large = (min(sp.kernels), min(sp.expands)), (max(sp.kernels), max(sp.expands))
-    for r in sorted({min(lut.resolutions), max(lut.resolutions)}) if lut.resolutions else []:
-        if sp.compound:
-            opts = [sp.compound_spec([d] * sp.n_stages, r) for d in sorted({min(sp.depths), max(sp.depths)})]
-        else:
-            opts = [SubnetSpec(sp.name, (k,) * sp.n_blocks, (e,) * sp.n_blocks,
-                               tuple((min if lo else max)(sp.stage_depths(st)) for st in range(sp.n_stages)),
-                               r).validated()
-                    for lo in (True, False) for (k, e) in (small, large)]
-        try:
-            f = [np.asarray(features(o, lut, lut.timed.classes), dtype=float) for o in opts]
-        except LutMissError:
+    feats: dict[int, list[Any] | None] = {}
+    for r, opts, choice in _corner_choices(sp, lut):
+        if r not in feats:
+            try:
+                feats[r] = [np.asarray(features(o, lut, lut.timed.classes), dtype=float) for o in opts]
+            except LutMissError:
+                feats[r] = None
+        f = feats[r]
+        if f is None:
             continue
-        for choice in itertools.product(range(len(opts)), repeat=sp.n_stages):
-            row = f[0].copy()
-            for st, o in enumerate(choice):
-                row[stage_cols[st]] = f[o][stage_cols[st]]
-            row[nb] = sum(opts[o].d[st] for st, o in enumerate(choice))
-            rows.append(row)
+        row = f[0].copy()
+        for st, o in enumerate(choice):
+            row[stage_cols[st]] = f[o][stage_cols[st]]
+        row[nb] = sum(opts[o].d[st] for st, o in enumerate(choice))
+        rows.append(row)
     return np.array(rows, dtype=float).reshape(len(rows), len(names))
-
-
-def _extremes_design(lut: "Lut"):
-    """Features of the subnets :func:`ofa_profile.calibration.check_calibration` checks on save and load, and of
-    the :func:`corner_specs` where a fit of mixed-sign coefficients is lowest: the fit keeps them all positive."""
-    import numpy as np
-    rows = []
-    for _, spec in extreme_specs(lut):
-        try:
-            rows.append(features(spec, lut, lut.timed.classes))
-        except LutMissError:
-            continue
-    ext = np.array(rows, dtype=float).reshape(len(rows), len(feature_names(lut.space)))
-    return np.vstack([ext, corners_design(lut)])
 
 
 def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], lut: "Lut",
@@ -144,7 +136,7 @@ def fit_calibration(specs: Sequence[SubnetSpec], measured_ms: Sequence[float], l
     # LUT would then refuse to store: shrink harder (larger alpha) until it predicts a latency there; a large
     # enough alpha leaves the (positive) weighted mean, so this ends
     alpha = float(model.alpha_)
-    ext = _extremes_design(lut)
+    ext = corners_design(lut)          # the space's extremes among them
     if len(ext):
         from sklearn.linear_model import Ridge
         while (model.predict((ext - mu) / sd) <= 0).any() and alpha < 1e12:

@@ -210,6 +210,8 @@ def test_corner_features_are_the_features_of_the_corner_subnets():
     lut = load_lut("cpu-ort")
     specs = corner_specs(lut)
     assert len(specs) == 2 * 4 ** 5 and len({_arch_key(s) for s in specs}) == len(specs)
+    from ofa_profile.calibration import extreme_specs        # what check_calibration holds positive: among them
+    assert {_arch_key(s) for _, s in extreme_specs(lut)} <= {_arch_key(s) for s in specs}
     want = np.array([features(s, lut, lut.timed.classes) for s in specs])
     got = corners_design(lut)
     assert got.shape == want.shape
