@@ -71,6 +71,21 @@ def make_folder(root: Path, n_per_class: int, n_classes: int = 3, seed: int = 0)
     return root
 
 
+
+def tiny_supernet(base: Path):
+    """A 3-class supernet (seeded, eval mode) with tiny train (4 per class) and val (3 per class) image caches
+    of 40 px built under ``base``: ``(model, train cache, val cache)``, for evaluation tests."""
+    import torch
+
+    from ofa_model.data import build_cache
+    from ofa_model.supernet import OFAMobileNetV3
+    torch.set_num_threads(1)
+    tr = build_cache(make_folder(base / "train", 4), base / "ctr", size=40)
+    va = build_cache(make_folder(base / "val", 3, seed=2), base / "cva", size=40, classes=tr.classes)
+    torch.manual_seed(0)
+    return OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=3).eval(), tr, va
+
+
 # the trainer's command line on a tiny folder
 def train_cli(train_dir, val_dir, out, *extra):
     """The trainer's command line on a tiny folder; an option given in ``extra`` replaces the default one (the

@@ -9,28 +9,20 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ofa_profile.accuracy_data import read_accuracy_csv, read_accuracy_csvs
 from ofa_profile.errors import OfaProfileError
 
-from helpers import make_folder
+from helpers import tiny_supernet
 
 BUNDLED_CSV = "ofa_model/weights/accuracy-dataset.csv"
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from ofa_model.data import build_cache
-    from ofa_model.supernet import OFAMobileNetV3
-    torch.set_num_threads(1)
-    base = tmp_path_factory.mktemp("acc8")
-    tr = build_cache(make_folder(base / "train", 4), base / "ctr", size=40)
-    va = build_cache(make_folder(base / "val", 3, seed=2), base / "cva", size=40, classes=tr.classes)
-    torch.manual_seed(0)
-    return OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=3).eval(), tr, va
+    return tiny_supernet(tmp_path_factory.mktemp("acc8"))
 
 
 def test_int8_dataset_rows_are_evaluate_int8_and_resume(tiny, tmp_path):

@@ -7,24 +7,18 @@ import json
 import pytest
 import torch
 
-from ofa_model.data import build_cache
 from ofa_model.evaluate import (CSV_FIELDS, accuracy_dataset, evaluate_spec, merge_shards, subnet_macs_params,
                                 val_subset)
-from ofa_model.supernet import OFAMobileNetV3
 from ofa_profile.ops import subnet_ops
 from ofa_profile.space import SubnetSpec, get_space
 
-from helpers import make_folder
+from helpers import tiny_supernet
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("eval")
-    tr = build_cache(make_folder(base / "train", 4), base / "ctr", size=40)
-    va = build_cache(make_folder(base / "val", 3, seed=2), base / "cva", size=40, classes=tr.classes)
-    torch.manual_seed(0)
-    return OFAMobileNetV3("ofa-mbv3-w1.0", n_classes=3).eval(), tr, va, base
+    return (*tiny_supernet(base), base)
 
 
 def test_macs_params_match_module(setup):
