@@ -9,6 +9,9 @@ onnxruntime ``onnxruntime.quantization.quantize_static``: QDQ format, int8 weigh
             DequantizeLinear at the output).
 litert      ``ai-edge-quantizer`` (recipe ``static_wi8_ai8``: int8 weights per output channel, int8
             activations, MinMax calibration) on the float ``.tflite`` of :func:`ofa_profile.tflite.write_tflite`.
+            Its profiler-based calibration mode (the min/max tracked in LiteRT's C++ engine): the same
+            statistics as its default mode, which keeps every tensor and reads each in Python (relative
+            differences ~1e-7, float64 against float32 averaging), at a quarter of the CPU time.
             Input and output are int8: feed ``round(x / scale) + zero_point`` (the input tensor's
             quantization parameters) and read ``(y - zero_point) * scale``.
 ========== ===========================================================================================
@@ -73,7 +76,7 @@ def int8_recipe(runtime: str, calibration: str | None = None, samples: int = CAL
     if runtime in ("litert", "tflite-benchmark"):
         return {"quantizer": f"ai-edge-quantizer {_dist_version('ai-edge-quantizer') or '?'} ({_LITERT_RECIPE})",
                 "format": "TFLite int8", "weights": "int8, per output channel, symmetric",
-                "activations": "int8, per tensor, asymmetric", "calibration_method": "MinMax",
+                "activations": "int8, per tensor, asymmetric", "calibration_method": "MinMax (profiler-based calibration mode)",
                 "calibration_inputs": inputs, "io": "int8 (input and output tensors' scale and zero point)"}
     raise QuantizeError(f"runtime {runtime} has no int8 models here; int8 is available for "
                         f"{', '.join(QUANTIZABLE_RUNTIMES)}")
@@ -176,7 +179,7 @@ def quantize_tflite(src: str | os.PathLike | bytes, dst: str | os.PathLike, inpu
         raise QuantizeError("int8 calibration needs at least one input")
     try:
         with _quiet():
-            from ai_edge_quantizer import quantizer, recipe
+            from ai_edge_quantizer import calibrator, quantizer, recipe
     except Exception as exc:
         raise QuantizeError(f"ai-edge-quantizer does not import here ({_first_line(exc)}); install it: "
                             f"pip install 'ofa-profile[int8]' (or pip install ai-edge-quantizer)") from None
@@ -187,7 +190,8 @@ def quantize_tflite(src: str | os.PathLike | bytes, dst: str | os.PathLike, inpu
     try:
         with _quiet():
             q = quantizer.Quantizer(model, getattr(recipe, _LITERT_RECIPE)())
-            result = q.quantize(q.calibrate(cal, num_threads=1), enable_progress_report=False)
+            qsvs = q.calibrate(cal, num_threads=1, mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
+            result = q.quantize(qsvs, enable_progress_report=False)
     except Exception as exc:
         raise QuantizeError(f"ai-edge-quantizer could not quantize the .tflite model to int8 "
                             f"({_first_line(exc)})") from None

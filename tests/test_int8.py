@@ -103,6 +103,38 @@ def test_tflite_int8_model_is_per_channel_int8(tmp_path):
     assert _mean_rel_err(y, ref) < 0.08
 
 
+def test_tflite_int8_scales_are_those_of_the_quantizers_default_calibration(tmp_path):
+    """quantize_tflite calibrates in ai-edge-quantizer's profiler-based mode (min/max kept in LiteRT's C++
+    engine): every tensor's scale and zero point are those its default mode (every tensor read in Python)
+    gives, to float rounding, on a block with SE, h-swish and a classifier."""
+    pytest.importorskip("ai_edge_quantizer")
+    from ai_edge_quantizer import quantizer, recipe
+
+    from ofa_profile.quantize import _quiet, quantize_tflite
+    from ofa_profile.tflite import load_schema, tflite_bytes
+    s = load_schema()
+
+    def params(buf):
+        model = s.ModelT.InitFromObj(s.Model.GetRootAs(buf, 0))
+        return {t.name: (np.asarray(t.quantization.scale), np.asarray(t.quantization.zeroPoint))
+                for t in model.subgraphs[0].tensors if t.quantization is not None and t.quantization.scale is not None}
+
+    for op in (SE_HS, OPS[-1]):
+        m, x = op_module(op), op_input(op)
+        fb = tflite_bytes(m, x)
+        nhwc = [c.transpose(0, 2, 3, 1) for c in calibration_inputs(tuple(x.shape))]
+        ours = params(quantize_tflite(fb, tmp_path / "q.tflite", nhwc).read_bytes())
+        with _quiet():
+            q = quantizer.Quantizer(fb, recipe.static_wi8_ai8())
+            cal = {"serving_default": [{"input": np.ascontiguousarray(a, dtype=np.float32)} for a in nhwc]}
+            ref = params(bytes(q.quantize(q.calibrate(cal, num_threads=1), enable_progress_report=False)
+                               .quantized_model))
+        assert ours.keys() == ref.keys() and len(ref) >= 4
+        for name, (scale, zp) in ref.items():
+            np.testing.assert_allclose(ours[name][0], scale, rtol=1e-5, err_msg=name)
+            assert np.abs(ours[name][1] - zp).max(initial=0) <= 1, name
+
+
 def test_float_tflite_has_a_signature():
     """The writer's models carry the signature the quantizer calibrates through."""
     from ai_edge_litert.interpreter import Interpreter
