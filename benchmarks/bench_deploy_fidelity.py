@@ -115,6 +115,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--test-samples", type=int, default=50)
     ap.add_argument("--calib-rounds", type=int, default=2)
+    ap.add_argument("--interleave", action="store_true",
+                    help="calibrate --lut (and --lut-ofa) within the timing run instead of before it: their "
+                         "calibration subnets (--samples + --test-samples + the 4 extremes, drawn as `calibrate` "
+                         "draws them, timed by its harness) are shuffled among the model files in both passes, and "
+                         "the calibration is fitted from the lower of their two timings (in memory: the LUT files "
+                         "are not changed).  Removes the machine's drift between calibrating and timing")
     ap.add_argument("--n", type=int, default=60, help="random subnets, spread over the size range")
     ap.add_argument("--ways", default=",".join(WAYS))
     ap.add_argument("--specialized", default=str(SPECIALIZED), help="folder of OFA's */net.config ('' : none)")
@@ -133,6 +139,10 @@ def main() -> None:
     ways = [w.strip() for w in args.ways.split(",") if w.strip()]
     if not ways or set(ways) - set(WAYS):
         ap.error(f"--ways: choose from {','.join(WAYS)}")
+    if args.interleave and args.calibrate:
+        ap.error("--interleave calibrates within the timing run: leave out --calibrate")
+    if args.interleave:
+        args.drift = 0                     # no stored calibration's drift to measure
 
     from _pin import pin_to_one_core
     pin_to_one_core(args.cpu)
@@ -249,12 +259,32 @@ def main() -> None:
     timing = dev.timing if args.max_time_s is None else dataclasses.replace(dev.timing, max_time_s=args.max_time_s)
     build = Builders(ways, args.seed)
     pairs = [(i, w) for i in range(len(subnets)) for w in ways]
+    cal_sets = {}                            # --interleave: {LUT path: (lut, extremes, fit specs, test specs)}
+    if args.interleave:
+        from ofa_profile.calibrate import calibration_subnets
+        targets = [(args.lut, None)] if "export" in ways else []
+        if "export10" in ways and luts["export10"][1] == f"{args.lut} with its 10-class head":
+            targets.append((args.lut, 10))   # calibrated on 10-class subnets: the head it predicts
+        if args.lut_ofa and "ofa" in ways:
+            targets.append((args.lut_ofa, None))
+        for tgt in targets:
+            pl = load_lut(tgt[0]).with_classes(tgt[1])
+            cal_sets[tgt] = (pl, *calibration_subnets(pl, args.samples, args.test_samples, args.seed,
+                                                      pl.resolutions))
+        pairs += [("cal", tgt, j) for tgt, (_, _, fit, test) in cal_sets.items() for j in range(len(fit + test))]
+        print(f"+ {len(pairs) - len(subnets) * len(ways)} calibration subnets of {len(cal_sets)} LUT(s), timed by "
+              f"calibrate's harness in the same passes", flush=True)
     medians: dict = {p: [] for p in pairs}
     rng = random.Random(args.seed)
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
+    import contextlib
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp, contextlib.ExitStack() as stack:
+        profs = {}
+        for tgt, (pl, *_) in cal_sets.items():
+            profs[tgt] = stack.enter_context(make_profiler_with_clock(dev, args.clock))
+            profs[tgt].use_graph(pl.timed.graph)
         files = {}
-        for i, w in pairs:                           # each file written once, timed in both passes
+        for i, w in pairs[:len(subnets) * len(ways)]:    # each file written once, timed in both passes
             f = Path(tmp) / f"{i}-{w}.onnx"
             build.write(w, subnets[i][1], f)
             files[(i, w)] = f
@@ -262,7 +292,14 @@ def main() -> None:
         for p in range(2):
             order = pairs[:]
             rng.shuffle(order)
-            for k, (i, w) in enumerate(order):
+            for k, item in enumerate(order):
+                if item[0] == "cal":                 # a calibration subnet, as `calibrate` times it
+                    _, tgt, j = item
+                    _, _, fit, test = cal_sets[tgt]
+                    head = () if tgt[1] is None else (tgt[1],)
+                    medians[item].append(profs[tgt].measure_subnet((fit + test)[j], args.seed, *head).median_ms)
+                    continue
+                i, w = item
                 r = subnets[i][1].r
                 x = np.random.default_rng(args.seed).standard_normal((1, 3, r, r)).astype(np.float32)
                 sess, call = plain_session(files[(i, w)], x)
@@ -272,6 +309,29 @@ def main() -> None:
                     print(f"  pass {p + 1}: {k}/{len(order)}", file=sys.stderr, flush=True)
     t_time = time.time() - t0 - t_build
     drift["after"] = drift_now("after the timing")
+    if cal_sets:
+        from ofa_profile.calibrate import evaluate, fit_calibration
+        calib = {}
+        for tgt, (pl, ext, fit, test) in cal_sets.items():
+            path, head = tgt
+            m = [min(medians[("cal", tgt, j)]) for j in range(len(fit + test))]
+            cal = fit_calibration(fit, m[:len(fit)], pl, seed=args.seed)
+            fitted = load_lut(path).with_calibration(cal).with_classes(head)
+            rep = evaluate([fitted.predict_ms(s_) for s_ in test], m[len(fit):]).as_dict()
+            retimed = [medians[("cal", tgt, j)] for j in range(len(fit + test))]
+            agree = float(np.mean([abs(b / a - 1) <= 0.05 for a, b in retimed]))
+            name = path + (f", {head}-class head" if head else "")
+            calib[name] = {"test_calibrated": rep, "n_fit": len(fit), "retime_within_5pct": round(agree, 4)}
+            print(f"calibrated {name} in the run: held-out {rep['n']} subnets within 5/10 %: "
+                  f"{rep['within_5pct']:.0%} / {rep['within_10pct']:.0%} (their two timings within 5 %: "
+                  f"{agree:.0%})", flush=True)
+            for w in ways:
+                if head is None and luts[w][1] == path:
+                    luts[w] = (fitted, path + " (calibrated in the run)")
+                elif head == 10 and w == "export10":
+                    luts[w] = (fitted, f"{path} with its 10-class head (calibrated in the run on 10-class subnets)")
+            if tgt == (args.lut, None):
+                lut = fitted
 
     rows = []
     for i, (name, s, kind) in enumerate(subnets):

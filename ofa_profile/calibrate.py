@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .measure import Profiler
 
 __all__ = ["FEATURE_NAMES", "features", "fit_calibration", "apply_calibration", "check_calibration", "evaluate",
-           "calibrate_device", "calibrate_on_device",
+           "calibrate_device", "calibrate_on_device", "calibration_subnets",
            "DriftReport", "measure_drift", "spread_over_size", "corner_specs", "corners_design",
            "CalibrationReport"]
 
@@ -348,6 +348,17 @@ def _arch_key(spec: SubnetSpec) -> str:
     return json.dumps(spec.canonical().to_ofa(), separators=(",", ":"))
 
 
+def calibration_subnets(lut: "Lut", n_fit: int, n_test: int, seed: int, resolutions: Sequence[int]
+                        ) -> tuple[list[tuple[str, SubnetSpec]], list[SubnetSpec], list[SubnetSpec]]:
+    """The subnets a calibration measures: (the space's extremes as (name, spec), the fit set (``n_fit`` drawn
+    subnets + the extremes), the held-out set (``n_test``)), drawn by :func:`sample_stratified` and split evenly
+    along the size range (:func:`split_fit_test`)."""
+    ext = extreme_specs_at(lut.space, resolutions)
+    drawn = sample_stratified(lut, n_fit + n_test, seed, resolutions, exclude=[s for _, s in ext])
+    fit_i, test_i = split_fit_test(drawn, n_test, lut)
+    return ext, [drawn[i] for i in fit_i] + [s for _, s in ext], [drawn[i] for i in test_i]
+
+
 def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: int, seed: int = 0,
                      resolutions: Sequence[int] | None = None, progress: bool = True,
                      rounds: int = 2, classes: int | None = None) -> dict[str, Any]:
@@ -373,11 +384,7 @@ def calibrate_device(lut_path: Path, profiler: "Profiler", n_fit: int, n_test: i
     # subnets spread over the whole size range (uniform sampling almost never draws one near the smallest or
     # largest subnet), split evenly along it; the space's smallest and largest subnets at the lowest and highest
     # resolution join the fit set, so that the model holds at both ends (their fitted error is reported)
-    ext = extreme_specs_at(lut.space, res)
-    drawn = sample_stratified(lut, n_fit + n_test, seed, res, exclude=[s for _, s in ext])
-    fit_i, test_i = split_fit_test(drawn, n_test, lut)
-    fit_specs = [drawn[i] for i in fit_i] + [s for _, s in ext]
-    test_specs = [drawn[i] for i in test_i]
+    ext, fit_specs, test_specs = calibration_subnets(lut, n_fit, n_test, seed, res)
     specs = fit_specs + test_specs
     n_fit_all = len(fit_specs)
     order = list(range(len(specs)))
