@@ -303,7 +303,8 @@ def main() -> None:
                 r = subnets[i][1].r
                 x = np.random.default_rng(args.seed).standard_normal((1, 3, r, r)).astype(np.float32)
                 sess, call = plain_session(files[(i, w)], x)
-                medians[(i, w)].append(measure_callable(call, timing, clock=clock).median_ms)
+                medians[(i, w)].append(measure_callable(call, timing, clock=clock,
+                                                        min_time_s=timing.subnet_min_time_s).median_ms)
                 del sess, call
                 if not args.quiet and k % 50 == 0:
                     print(f"  pass {p + 1}: {k}/{len(order)}", file=sys.stderr, flush=True)

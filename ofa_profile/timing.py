@@ -42,7 +42,7 @@ MAX_BATCH_SIZE = 1024
 #: schema states them: tests/test_devices.py), and what a LUT's recorded timing must hold to be reused
 TIMING_LIMITS: dict[str, tuple[float, float]] = {
     "warmup_runs": (0, 100_000), "min_runs": (1, 1_000_000), "max_runs": (1, 1_000_000), "max_time_s": (0, 3600),
-    "target_iqr_rel": (0, 1), "target_ci_rel": (0, 1)}
+    "target_iqr_rel": (0, 1), "target_ci_rel": (0, 1), "subnet_min_time_s": (0, 3600)}
 #: the most timed runs an entry may stand for (a LUT's or a journal's ``count``; OFA's tables record 100s)
 MAX_COUNT = 10 ** 9
 
@@ -56,6 +56,10 @@ class TimingConfig:
     max_time_s: float = 2.0
     target_iqr_rel: float = 0.03
     target_ci_rel: float = 0.0   # 0: off (see the module docstring)
+    #: a whole network (calibrate, bench, verify, drift: not a LUT block) is timed for at least this long (up to
+    #: max_time_s), whatever the stop rules say: a figure of a fast subnet then spans more than one of the
+    #: machine's hiccups (0: off)
+    subnet_min_time_s: float = 0.0
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> "TimingConfig":
@@ -179,9 +183,11 @@ class PerfCounterClock:
 
 
 def measure_callable(fn: Callable[[], Any], config: TimingConfig = TimingConfig(),
-                     sync: Callable[[], Any] | None = None, clock: Clock | None = None) -> Measurement:
+                     sync: Callable[[], Any] | None = None, clock: Clock | None = None,
+                     min_time_s: float = 0.0) -> Measurement:
     """Time ``fn()`` per call: the one timing loop (warm-up, then timed calls until :func:`stop_reason`,
-    ``max_runs`` or ``max_time_s``).
+    ``max_runs`` or ``max_time_s``; neither of the first two before ``min_time_s`` has passed, e.g. a whole
+    network's :attr:`TimingConfig.subnet_min_time_s`).
 
     ``clock`` reads each call's time (:class:`Clock`; default :class:`PerfCounterClock`).  ``sync`` (e.g.
     ``torch.cuda.synchronize``) is the default clock's: called after each call, inside the timed region,
@@ -197,16 +203,17 @@ def measure_callable(fn: Callable[[], Any], config: TimingConfig = TimingConfig(
     times: list[float] = []
     t_start = time.perf_counter()
     stopped = "max_runs"
-    while len(times) < config.max_runs:
+    while len(times) < config.max_runs or time.perf_counter() - t_start < min_time_s:
         clock.start()
         fn()
         times.append(clock.stop_ms())
         n = len(times)
+        elapsed = time.perf_counter() - t_start
         why = stop_reason(times, config)
-        if why:
+        if why and elapsed >= min_time_s:
             stopped = why
             break
-        if time.perf_counter() - t_start > config.max_time_s and n >= min(config.min_runs, 5):
+        if elapsed > config.max_time_s and n >= min(config.min_runs, 5):
             stopped = "max_time"
             break
     return Measurement(tuple(times), warmup_runs=config.warmup_runs, stopped_by=stopped)

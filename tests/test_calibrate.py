@@ -316,3 +316,21 @@ def test_calibrate_command_calibrates_a_lut_of_ofas_graph(tmp_path):
     rep = json.loads(r.stdout)
     assert rep["timed"]["graph"] == "ofa" and rep["n_test"] == 2
     assert load_lut(lut_path).calibration["report"]["timed"]["graph"] == "ofa"
+
+
+def test_whole_subnets_are_timed_for_the_specs_subnet_min_time_but_blocks_are_not():
+    """A device's timing.subnet_min_time_s holds for whole subnets (what calibrate, bench and verify time) and not
+    for LUT blocks, which stop by their own rules."""
+    import dataclasses
+
+    from ofa_profile.ops import subnet_ops
+    from ofa_profile.space import get_space
+    dev = load_device("cpu-ort")
+    dev = dataclasses.replace(dev, timing=dataclasses.replace(dev.timing, warmup_runs=1, min_runs=5, max_runs=5,
+                                                              subnet_min_time_s=0.3))
+    spec = get_space(dev.space).smallest(128)
+    with make_profiler(dev) as prof:
+        block = prof.measure_op(subnet_ops(spec)[0], 0)
+        whole = prof.measure_subnet(spec, 0)
+    assert block.count == 5
+    assert sum(whole.raw_ms) >= 0.3 * 1000 * 0.9 and whole.count > 5

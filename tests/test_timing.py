@@ -83,3 +83,24 @@ def test_fingerprint_and_malloc_fix():
     other = dict(fp, runtime_versions={"onnxruntime": "2.0"})
     assert fingerprint_mismatch(fp, fp) == []
     assert fingerprint_mismatch(fp, other) == ["onnxruntime: '1.0' != '2.0'"]
+
+
+def test_min_time_keeps_timing_past_the_stop_rules_and_max_runs():
+    """With min_time_s a fast call is timed for at least that long (past max_runs and a stop rule that holds at
+    once), and then stops; without it the same config stops at max_runs."""
+    cfg = TimingConfig(warmup_runs=0, min_runs=5, max_runs=10, max_time_s=5.0, target_iqr_rel=1.0)
+    assert measure_callable(lambda: None, cfg).count <= 10
+    t0 = time.perf_counter()
+    m = measure_callable(lambda: time.sleep(0.001), cfg, min_time_s=0.08)
+    took = time.perf_counter() - t0
+    assert took >= 0.08 and m.count > 10
+    assert took < 2.0 and m.stopped_by in ("iqr", "max_runs")     # not the time cap
+
+
+def test_subnet_min_time_is_a_checked_timing_setting():
+    """subnet_min_time_s round-trips through a spec's timing mapping and is bounded like the others."""
+    cfg = TimingConfig.from_mapping({"subnet_min_time_s": 0.25})
+    assert cfg.subnet_min_time_s == 0.25 and cfg.as_dict()["subnet_min_time_s"] == 0.25
+    assert cfg.problem() is None
+    assert "subnet_min_time_s" in TimingConfig(subnet_min_time_s=-1).problem()
+    assert TimingConfig().subnet_min_time_s == 0.0

@@ -51,12 +51,12 @@ class LocalProfiler(Profiler):
             v.update(self.runtime.int8_versions())
         return v
 
-    def _time(self, module: Any, example: Any, seed: int) -> Measurement:
+    def _time(self, module: Any, example: Any, seed: int, min_time_s: float = 0.0) -> Measurement:
         cal = calibration_inputs(tuple(example.shape), seed) if self.precision == "int8" else None
         compiled = self.runtime.compile(module, example, num_threads=self.device.num_threads,
                                         workdir=Path(self._tmp.name), precision=self.precision, calibration=cal)
         try:
-            return measure_callable(compiled.run, self.timing, sync=self._sync)
+            return measure_callable(compiled.run, self.timing, sync=self._sync, min_time_s=min_time_s)
         finally:
             compiled.close()
 
@@ -73,12 +73,12 @@ class LocalProfiler(Profiler):
         if self.graph == "ofa":
             from ..ofa_graph import ofa_subnet_module as subnet_module
         return self._time(subnet_module(spec, seed=seed, n_classes=classes),
-                          subnet_input(spec, seed=seed, batch=self.batch_size), seed)
+                          subnet_input(spec, seed=seed, batch=self.batch_size), seed, self.timing.subnet_min_time_s)
 
     def measure_file(self, model: Any, seed: int) -> Measurement:
         compiled = open_model(model, self.device.runtime, num_threads=self.device.num_threads, seed=seed)
         try:
-            return measure_callable(compiled.run, self.timing, sync=self._sync)
+            return measure_callable(compiled.run, self.timing, sync=self._sync, min_time_s=self.timing.subnet_min_time_s)
         finally:
             compiled.close()
 
