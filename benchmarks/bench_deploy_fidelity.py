@@ -27,6 +27,8 @@ Each way is predicted with the matching LUT (--lut: the project's graph, 1,000 c
     python benchmarks/bench_deploy_fidelity.py --lut cpu-ort.json --calibrate \\
         [--samples 100 --test-samples 50] [--n 60] [--ways export,export10,ofa] [--json FILE]
     ... --n 12 --ways export --max-time-s 0.5          # a quick run
+    ... --measure-lut 160,224 --interleave             # calibrations timed in the same passes as the files
+                                                       # (the VM's drift between the two taken out)
     ... --measure-lut 160,224 --calibrate --clock thread-cpu  # an oversubscribed machine: LUT, calibration
                                                               # and models all timed by thread CPU time
 
