@@ -197,13 +197,33 @@ class LatencySource:
                              self.adapter)
 
 
+def _precision_lut(device: str, precision: str) -> str:
+    """``--device NAME --precision P`` (P not fp32): the LUT ``measure --device NAME --precision P`` writes by
+    default in this folder (no LUT of another precision ships), or one line saying how to make it."""
+    from .devices import load_device
+    from .measure import default_lut_stem
+    spec = load_device(device)
+    name = default_lut_stem(spec, spec.space, precision=precision) + ".json"
+    if Path(name).is_file():
+        return name
+    how = shell_command("ofa-profile", "measure", "--device", device, "--precision", precision)
+    raise OfaProfileError(f"no {precision} LUT of device {device} here: none ships and ./{name} does not exist; "
+                          f"measure it (`{how}` writes ./{name}) or pass --lut FILE")
+
+
 def resolve_latency_source(device: str | None = None, lut: str | None = None, adapter: str | None = None,
-                           calibrated: bool = True, classes: int | None = None) -> LatencySource:
+                           calibrated: bool = True, classes: int | None = None,
+                           precision: str | None = None) -> LatencySource:
     """``--device NAME`` (its shipped LUT), ``--lut FILE`` or ``--adapter FILE`` (with ``--lut`` for its prior);
-    ``classes``: predict subnets with a classifier head of that many outputs (the LUT must hold it)."""
+    ``classes``: predict subnets with a classifier head of that many outputs (the LUT must hold it);
+    ``precision``: the LUT must time blocks of that precision (``--device NAME`` with int8: the LUT
+    ``measure --precision int8`` wrote here)."""
     if classes is not None and adapter is not None:
         raise OfaProfileError("--classes picks a LUT's classifier head; a few-shot adapter has one head: drop "
                               "--classes or --adapter")
+    if precision is not None and adapter is not None:
+        raise OfaProfileError("--precision picks a LUT of that precision; a few-shot adapter predicts the one its "
+                              "subnets were timed in: drop --precision or --adapter")
     if device and lut:
         raise OfaProfileError("give either --device (a shipped LUT) or --lut FILE, not both")
     ref = lut or device
@@ -224,7 +244,15 @@ def resolve_latency_source(device: str | None = None, lut: str | None = None, ad
                              adapter=str(adapter))
     if ref is None:
         raise OfaProfileError("no latency source: pass --device NAME (a shipped LUT), --lut FILE or --adapter FILE")
-    return latency_source_from_lut(load_lut(ref).with_classes(classes), calibrated=calibrated)
+    if precision not in (None, "fp32") and lut is None:
+        ref = _precision_lut(ref, precision)
+    lt = load_lut(ref)
+    timed = getattr(lt, "timed", None)
+    if precision is not None and timed is not None and timed.precision != precision:
+        how = shell_command("ofa-profile", "measure", "--device", lt.device or "DEVICE", "--precision", precision)
+        raise OfaProfileError(f"LUT {lt.source} times {timed.precision} blocks, not {precision}: measure a {precision} "
+                              f"LUT (`{how}`) and pass it with --lut, or drop --precision")
+    return latency_source_from_lut(lt.with_classes(classes), calibrated=calibrated)
 
 
 def latency_source_from_lut(lt: Any, calibrated: bool = True) -> LatencySource:

@@ -389,7 +389,8 @@ def run_pareto(request: ParetoRequest, *, log: Log = _quiet, hold: Callable[[Pat
 
     q, lat, ver, out = request.search, request.latency, request.verify, request.output.out_dir
     budget_ms, seed, device = q.budget_ms, q.seed, lat.device_or_default
-    src = resolve_latency_source(device, lat.lut, lat.adapter, calibrated=not lat.no_calibration, classes=lat.classes)
+    src = resolve_latency_source(device, lat.lut, lat.adapter, calibrated=not lat.no_calibration, classes=lat.classes,
+                                 precision=lat.precision)
     # named by the LUT (or adapter) file, so that runs on different LUTs of one device never replace each other's
     # files; reduced to a plain name, so every file lands in `out`
     stem = safe_name(f"pareto-{src.file_id}-{budget_ms:g}ms")

@@ -19,6 +19,7 @@ from typing import Any
 from ofa_model.evaluate import EvalRequest
 
 from .errors import RequestError
+from .timed import PRECISIONS
 
 __all__ = ["SearchRequest", "LatencyRequest", "AccuracyRequest", "VerifyRequest", "OutputRequest", "ParetoRequest",
            "EFFORTS", "DEFAULT_DEVICE"]
@@ -73,7 +74,8 @@ class SearchRequest:
 class LatencyRequest:
     """Where the latency comes from: a device's LUT (``device``), a LUT file (``lut``) or a few-shot adapter
     (``adapter``; none of them: :data:`DEFAULT_DEVICE`); the LUT's calibration unless ``no_calibration``; the
-    classifier head of ``classes`` outputs (None: the LUT's).  ``speed_check``: a shipped LUT used on a device of
+    classifier head of ``classes`` outputs (None: the LUT's); ``precision``: the LUT's blocks must be timed in it
+    (None: whichever the LUT's are).  ``speed_check``: a shipped LUT used on a device of
     this machine is speed-checked first; ``rescale`` scales the latency model by the check's factor."""
 
     device: str | None = None
@@ -83,12 +85,16 @@ class LatencyRequest:
     classes: int | None = None
     speed_check: bool = False
     rescale: bool = False
+    precision: str | None = None       # the LUT must time blocks of this precision (None: the LUT's)
 
     def __post_init__(self) -> None:
         for name in ("device", "lut", "adapter"):
             _text(getattr(self, name), name, f"--{name}")
         if self.classes is not None:
             _whole(self.classes, 1, "classes", "--classes")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise RequestError(f"precision={str(self.precision)[:20]!r}: choose one of {', '.join(PRECISIONS)}",
+                               "--precision")
         for name in ("no_calibration", "speed_check", "rescale"):
             if not isinstance(getattr(self, name), bool):
                 raise RequestError(f"{name}={getattr(self, name)!r}: need True or False",

@@ -452,3 +452,25 @@ def test_pareto_verify_of_an_int8_lut_measures_and_evaluates_int8(shared_data):
     with pytest.raises(TimedError, match="--threads 2"):
         verify_best(best, 10.0, "cpu-ort", EvalRequest(n_val=20, n_calib=20), 0, rounds=1,
                     timed=Timed(precision="int8", threads=2))
+
+
+def test_pareto_precision_picks_and_checks_the_luts_precision(int8_lut, tmp_path):
+    """pareto --precision: with --lut, a LUT of another precision is refused in one line naming both; with
+    --device and int8, the LUT `measure --precision int8` wrote in this folder is the one searched (this partial
+    one then lacks blocks, which the error names), and without one the error says how to make it."""
+    common = ("--budget", "20ms", "--no-plot", "--effort", "fast", "--no-speed-check")
+    p = _cli("pareto", *common, "--lut", "cpu-ort", "--precision", "int8", cwd=tmp_path)
+    _one_line_error(p, 1, "fp32 blocks, not int8", "--precision int8")
+    p = _cli("pareto", *common, "--device", "cpu-ort", "--precision", "int8", cwd=tmp_path)
+    _one_line_error(p, 1, "no int8 LUT of device cpu-ort", "./cpu-ort-int8.json",
+                    "ofa-profile measure --device cpu-ort --precision int8")
+    (tmp_path / "cpu-ort-int8.json").write_bytes(int8_lut.read_bytes())
+    p = _cli("pareto", *common, "--device", "cpu-ort", "--precision", "int8", cwd=tmp_path)
+    assert "cpu-ort-int8.json" in _one_line_error(p, 1)
+    p = _cli("pareto", *common, "--lut", "cpu-ort-int8.json", "--precision", "fp32", cwd=tmp_path)
+    _one_line_error(p, 1, "int8 blocks, not fp32")
+    p = _cli("pareto", *common, "--device", "cpu-ort", "--precision", "int4", cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    p = _cli("pareto", *common, "--device", "cpu-ort", "--precision", "fp32", "--json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert _json.loads(p.stdout)["best"]["latency_ms"] > 0

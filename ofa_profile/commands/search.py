@@ -89,6 +89,10 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
 @click.option("--classes", type=count_range(1, 1_000_000), default=None,
               help="classifier head of the subnets to predict (one the LUT holds; `measure --classes N` adds one) "
                    "[default: the LUT's]")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default=None,
+              help="search a LUT of int8 (or fp32) blocks: with --device, the LUT `measure --device D --precision "
+                   "int8` wrote here; with --lut, refused unless the LUT is of it [default: the LUT's]; --verify "
+                   "then measures and evaluates the pick in it")
 @click.option("--refresh", type=count_range(0), default=0, show_default=True,
               help="before searching, measure this many of the calibrated LUT's held-out subnets again on the "
                    "device and scale the latency model by how much slower or faster it runs now than at "
@@ -112,7 +116,7 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
                resolutions: str | None, accuracy: str | None, predictor: str | None, accuracy_data: str | None,
                seed: int, effort: str, n_budgets: int, margin: str, no_calibration: bool, classes: int | None,
-               refresh: int, rescale: bool, no_speed_check: bool, out_dir: str, no_plot: bool, verify: bool,
+               precision: str | None, refresh: int, rescale: bool, no_speed_check: bool, out_dir: str, no_plot: bool, verify: bool,
                verify_device: str | None, verify_rounds: int, evaluation: EvalRequest, as_json: bool) -> None:
     """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
 
@@ -142,6 +146,7 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
       ofa-profile pareto --budget 20ms --device cpu-ort --margin auto --verify
       ofa-profile pareto --budget 20ms --device cpu-ort --refresh 5 --margin auto --verify
       ofa-profile pareto --budget 20ms --device cpu-ort --rescale
+      ofa-profile pareto --budget 20ms --device cpu-ort --precision int8 --verify
     """
     check_resolutions(resolutions)
     check_speed_options(rescale, no_speed_check)
@@ -155,7 +160,8 @@ def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapte
             SearchRequest(budget_ms, space=space, resolutions=resolutions, seed=seed, effort=effort,
                           n_budgets=n_budgets, margin_pct=margin_pct),
             latency=LatencyRequest(device=device_name, lut=lut_ref, adapter=adapter, no_calibration=no_calibration,
-                                   classes=classes, speed_check=not no_speed_check, rescale=rescale),
+                                   classes=classes, speed_check=not no_speed_check, rescale=rescale,
+                                   precision=precision),
             accuracy=AccuracyRequest(accuracy=accuracy, predictor=predictor, accuracy_data=accuracy_data),
             verify=VerifyRequest(verify=verify, refresh=refresh, device=verify_device, rounds=verify_rounds,
                                  evaluation=evaluation),
