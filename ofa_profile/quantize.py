@@ -76,8 +76,8 @@ def int8_recipe(runtime: str, calibration: str | None = None, samples: int = CAL
     if runtime in ("litert", "tflite-benchmark"):
         return {"quantizer": f"ai-edge-quantizer {_dist_version('ai-edge-quantizer') or '?'} ({_LITERT_RECIPE})",
                 "format": "TFLite int8", "weights": "int8, per output channel, symmetric",
-                "activations": "int8, per tensor, asymmetric", "calibration_method": "MinMax (profiler-based calibration mode)",
-                "calibration_inputs": inputs, "io": "int8 (input and output tensors' scale and zero point)"}
+                "activations": "int8, per tensor, asymmetric",
+                "calibration_method": "MinMax (profiler-based calibration mode)", "calibration_inputs": inputs, "io": "int8 (input and output tensors' scale and zero point)"}
     raise QuantizeError(f"runtime {runtime} has no int8 models here; int8 is available for "
                         f"{', '.join(QUANTIZABLE_RUNTIMES)}")
 

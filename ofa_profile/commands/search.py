@@ -116,8 +116,9 @@ def search_resolutions(given: str | None, space: str, source_res: tuple, predict
 def pareto_cmd(budget: str, device_name: str | None, lut_ref: str | None, adapter: str | None, space: str | None,
                resolutions: str | None, accuracy: str | None, predictor: str | None, accuracy_data: str | None,
                seed: int, effort: str, n_budgets: int, margin: str, no_calibration: bool, classes: int | None,
-               precision: str | None, refresh: int, rescale: bool, no_speed_check: bool, out_dir: str, no_plot: bool, verify: bool,
-               verify_device: str | None, verify_rounds: int, evaluation: EvalRequest, as_json: bool) -> None:
+               precision: str | None, refresh: int, rescale: bool, no_speed_check: bool, out_dir: str, no_plot: bool,
+               verify: bool, verify_device: str | None, verify_rounds: int, evaluation: EvalRequest,
+               as_json: bool) -> None:
     """Most accurate subnet under a latency budget, and the latency/accuracy Pareto frontier.
 
     Latency comes from a device's LUT (calibrated where it holds a calibration) or a few-shot adapter;

@@ -78,7 +78,8 @@ class LocalProfiler(Profiler):
     def measure_file(self, model: Any, seed: int) -> Measurement:
         compiled = open_model(model, self.device.runtime, num_threads=self.device.num_threads, seed=seed)
         try:
-            return measure_callable(compiled.run, self.timing, sync=self._sync, min_time_s=self.timing.subnet_min_time_s)
+            return measure_callable(compiled.run, self.timing, sync=self._sync,
+                                    min_time_s=self.timing.subnet_min_time_s)
         finally:
             compiled.close()
 
