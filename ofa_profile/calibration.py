@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = ["CALIBRATION_FORMAT", "FEATURE_NAMES", "feature_names", "features", "Ridge", "apply_calibration",
-           "predict_ms", "batch_predictor", "check_calibration", "extreme_specs", "LutView"]
+           "predict_ms", "batch_predictor", "check_calibration", "extreme_specs", "head_note", "LutView"]
 
 
 class LutView(Protocol):
@@ -109,6 +109,24 @@ def calibration_classes(lut: "LutView", calibration: Mapping[str, Any] | None = 
         return int(cal.get("classes", get_space(lut.space).n_classes))
     timed = getattr(lut, "timed", None)
     return timed.classes if timed is not None else None
+
+
+def head_note(lut: "LutView") -> str | None:
+    """One line for a calibrated LUT that predicts another classifier head than its calibration measured (None
+    otherwise): that head is predicted by adding the LUT's difference between the two head ops, which understates
+    the difference inside a network (the 1,000-class classifier's weights compete with the rest for the cache), so
+    the fix is a calibration with the head that ships."""
+    own = _own_classes(lut)
+    if not lut.calibration or own is None:
+        return None
+    head = calibration_classes(lut)
+    if head is None or head == own:
+        return None
+    fix = shell_command("ofa-profile", "calibrate", "--device", getattr(lut, "device", None) or "DEVICE", "--lut",
+                        lut.source, "--classes", str(own))
+    return (f"the calibration of {lut.source} measured {head}-class subnets; the {own}-class head is predicted by "
+            f"the LUT's difference between the two heads, which understates it inside a network: for the head you "
+            f"ship, calibrate with it (`{fix}`)")
 
 
 def _own_classes(lut: "LutView") -> int | None:

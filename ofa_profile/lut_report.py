@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .argsafety import shell_command
-from .calibration import CALIBRATION_FORMAT
+from .calibration import CALIBRATION_FORMAT, head_note
 from .errors import LutError, OfaProfileError
 from .jsonio import plain
 from .lut import FORMAT, Lut, detect_format, import_ofa_yaml, load_lut, save_lut
@@ -187,6 +187,9 @@ def predict_subnet(lut_ref: str, arch_path: str, space: str | None = None, resol
     lut_sum = lut.lut_sum_ms(spec)
     use_cal = bool(lut.calibration) and calibrated
     pred = lut.predict_ms(spec, calibrated=use_cal)
+    note = head_note(lut) if use_cal else None
+    if note:
+        log(f"note: {note}")
     chk = check_for_command(lut, None, enabled=speed_check, rescale=rescale, what=lut.source, log=log)
     applied = rescale and chk is not None
     scale = chk.factor if applied else 1.0

@@ -28,6 +28,7 @@ from .accuracy import (BUNDLED_PREDICTOR, bundled_predictor_path, imagenet_predi
                        own_supernet_predictor, predictor_label, resolve_accuracy_predictor)
 from .argsafety import shell_command
 from .atomic import write_json_atomic
+from .calibration import head_note
 from .encodings import same_macro_architecture
 from .errors import OfaProfileError, RequestError
 from .lut import is_shipped, lut_identity
@@ -403,6 +404,9 @@ def run_pareto(request: ParetoRequest, *, log: Log = _quiet, hold: Callable[[Pat
                               log=log)
         src = src.scaled(drift.factor, f"drift on {len(drift.specs)} subnets re-measured now")
     log(f"latency: {src.description}")
+    note = head_note(src.lut) if src.lut is not None and not lat.no_calibration else None
+    if note:
+        log(f"note: {note}")
     sp = get_space(q.space or src.space)
     if not same_macro_architecture(sp.name, src.space):
         dev = src.lut.device if src.lut is not None else "DEVICE"

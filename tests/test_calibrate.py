@@ -334,3 +334,37 @@ def test_whole_subnets_are_timed_for_the_specs_subnet_min_time_but_blocks_are_no
         whole = prof.measure_subnet(spec, 0)
     assert block.count == 5
     assert sum(whole.raw_ms) >= 0.3 * 1000 * 0.9 and whole.count > 5
+
+
+def test_a_prediction_for_another_head_than_the_calibrations_says_how_to_calibrate_for_it(tmp_path):
+    """predict and pareto with a head other than the one the calibration measured: one `note:` line on stderr
+    that names both heads and the calibrate command for the shipped head; none for the calibration's own head.
+    (The shipped cpu-ort LUT, calibrated on 1,000-class subnets, with a 10-class head op timed here added.)"""
+    from ofa_profile.paths import lut_dir
+    from ofa_profile.ops import subnet_ops
+    from ofa_profile.space import get_space
+    smallest = get_space("ofa-mbv3-w1.0").smallest(160)
+    head = subnet_ops(smallest, classes=10)[-1]
+    with make_profiler(load_device("cpu-ort")) as prof:
+        m = prof.measure_op(head, 0)
+    raw = json.loads((lut_dir() / "cpu-ort.json").read_text())
+    assert raw["calibration"] and raw["calibration"].get("classes", 1000) == 1000 and head.key not in raw["entries"]
+    raw["entries"][head.key] = {"median_ms": m.median_ms, "iqr_ms": m.iqr_ms, "count": m.count}
+    lut = tmp_path / "cpu-ort-10.json"
+    lut.write_text(json.dumps(raw))
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(smallest.to_ofa()))
+
+    def cli(*args):
+        p = subprocess.run([sys.executable, "-m", "ofa_profile", *args], capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        return [ln for ln in p.stderr.splitlines() if ln.startswith("note:")]
+
+    notes = cli("predict", "--lut", str(lut), "--arch", str(arch), "--classes", "10", "--no-speed-check")
+    assert len(notes) == 1 and "1000-class subnets" in notes[0] and "10-class head" in notes[0], notes
+    assert "calibrate --device cpu-ort --lut" in notes[0] and "--classes 10" in notes[0]
+    assert cli("predict", "--lut", str(lut), "--arch", str(arch), "--no-speed-check") == []
+    notes = cli("pareto", "--budget", "20ms", "--lut", str(lut), "--classes", "10", "--no-plot", "--effort", "fast",
+                "--no-speed-check")
+    assert len(notes) == 1 and "--classes 10" in notes[0], notes
