@@ -275,10 +275,11 @@ def main() -> None:
         if args.lut_ofa and "ofa" in ways:
             targets.append((args.lut_ofa, None))
         for tgt in targets:
-            pl = load_lut(tgt[0]).with_classes(tgt[1])
-            cal_sets[tgt] = (pl, *calibration_subnets(pl, args.samples, args.test_samples, args.seed,
-                                                      pl.resolutions))
-        pairs += [("cal", tgt, j) for tgt, (_, _, fit, test) in cal_sets.items() for j in range(len(fit + test))]
+            stored = load_lut(tgt[0])
+            pl = stored.with_classes(tgt[1])
+            cal_sets[tgt] = (stored, pl, *calibration_subnets(pl, args.samples, args.test_samples, args.seed,
+                                                              pl.resolutions))
+        pairs += [("cal", tgt, j) for tgt, (*_, fit, test) in cal_sets.items() for j in range(len(fit + test))]
         print(f"+ {len(pairs) - len(subnets) * len(ways)} calibration subnets of {len(cal_sets)} LUT(s), timed by "
               f"calibrate's harness in the same passes", flush=True)
     medians: dict = {p: [] for p in pairs}
@@ -287,7 +288,7 @@ def main() -> None:
     import contextlib
     with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp, contextlib.ExitStack() as stack:
         profs = {}
-        for tgt, (pl, *_) in cal_sets.items():
+        for tgt, (_, pl, *_) in cal_sets.items():
             profs[tgt] = stack.enter_context(make_profiler_with_clock(dev, args.clock))
             profs[tgt].use_graph(pl.timed.graph)
         files = {}
@@ -302,7 +303,7 @@ def main() -> None:
             for k, item in enumerate(order):
                 if item[0] == "cal":                 # a calibration subnet, as `calibrate` times it
                     _, tgt, j = item
-                    _, _, fit, test = cal_sets[tgt]
+                    *_, fit, test = cal_sets[tgt]
                     head = () if tgt[1] is None else (tgt[1],)
                     medians[item].append(profs[tgt].measure_subnet((fit + test)[j], args.seed, *head).median_ms)
                     continue
@@ -320,11 +321,11 @@ def main() -> None:
     if cal_sets:
         from ofa_profile.calibrate import evaluate, fit_calibration
         calib = {}
-        for tgt, (pl, ext, fit, test) in cal_sets.items():
+        for tgt, (stored, pl, ext, fit, test) in cal_sets.items():
             path, head = tgt
             m = [min(medians[("cal", tgt, j)]) for j in range(len(fit + test))]
             cal = fit_calibration(fit, m[:len(fit)], pl, seed=args.seed)
-            fitted = load_lut(path).with_calibration(cal).with_classes(head)
+            fitted = stored.with_calibration(cal).with_classes(head)
             rep = evaluate([fitted.predict_ms(s_) for s_ in test], m[len(fit):]).as_dict()
             retimed = [medians[("cal", tgt, j)] for j in range(len(fit + test))]
             agree = float(np.mean([abs(t[1] / t[0] - 1) <= 0.05 for t in retimed]))

@@ -79,11 +79,12 @@ def main() -> None:
         rel = v / np.median(v)
         consecutive = float((np.abs(v[1:] / v[:-1] - 1) <= 0.05).mean())
         rand = float((np.abs(v[rng.permutation(len(v))] / v - 1) <= 0.05).mean())
-        out["kinds"][k] = {"n": int(len(v)), "median_ms": round(float(np.median(v)), 5),
-                           "p5_rel": round(float(np.percentile(rel, 5)), 4), "p95_rel": round(float(np.percentile(rel, 95)), 4),
-                           "consecutive_within_5pct": round(consecutive, 4), "random_pairs_within_5pct": round(rand, 4)}
-        print(f"  {k:>9}: n={len(v)}, median {np.median(v):.3f} ms, p5/p95 {np.percentile(rel, 5):.3f}/"
-              f"{np.percentile(rel, 95):.3f}, consecutive pairs within 5 %: {consecutive:.0%}, random pairs: {rand:.0%}")
+        med, p5, p95 = float(np.median(v)), float(np.percentile(rel, 5)), float(np.percentile(rel, 95))
+        out["kinds"][k] = {"n": int(len(v)), "median_ms": round(med, 5), "p5_rel": round(p5, 4),
+                           "p95_rel": round(p95, 4), "consecutive_within_5pct": round(consecutive, 4),
+                           "random_pairs_within_5pct": round(rand, 4)}
+        print(f"  {k:>9}: n={len(v)}, median {med:.3f} ms, p5/p95 {p5:.3f}/{p95:.3f}, consecutive pairs within "
+              f"5 %: {consecutive:.0%}, random pairs: {rand:.0%}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(out, indent=1))
 

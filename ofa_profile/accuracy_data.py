@@ -150,11 +150,8 @@ def read_accuracy_csv(path: str | Path, space: str | None = None) -> AccuracyDat
                 raise OfaProfileError(f"{p}: row {i}: d, ks, e, r are not a subnet spec "
                                       f"({str(exc).splitlines()[0][:100]})") from None
             a = row["accuracy"]
-            try:
-                v = float(a)
-            except (TypeError, ValueError):
-                v = math.nan
-            if not (math.isfinite(v) and 0.0 <= v <= 100.0):
+            v = _number_in(a, 100.0)
+            if v is None:
                 raise OfaProfileError(f"{p}: row {i}: accuracy {short_value(a)} is not a finite number in 0..1 (or a "
                                       f"percentage 0..100); fix or drop that row")
             acc.append(v)
@@ -184,12 +181,18 @@ def _row_precision(row: Mapping[str, Any], i: int, p: Path) -> str:
     return str(v)
 
 
-def _fraction(text: Any, name: str, i: int, p: Path) -> float:
+def _number_in(text: Any, hi: float) -> float | None:
+    """``text`` as a finite number in 0..``hi``, else None."""
     try:
         v = float(text)
     except (TypeError, ValueError):
-        v = math.nan
-    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        return None
+    return v if math.isfinite(v) and 0.0 <= v <= hi else None
+
+
+def _fraction(text: Any, name: str, i: int, p: Path) -> float:
+    v = _number_in(text, 1.0)
+    if v is None:
         raise OfaProfileError(f"{p}: row {i}: {name} {short_value(text)} is not a fraction in 0..1; fix or drop "
                               f"that row")
     return v
